@@ -1,0 +1,11 @@
+//! Switchyard's wire formats and pure translations between them: OpenAI chat, DeepSeek reasoning,
+//! Anthropic Messages, the Responses API, Server-Sent Events framing and token usage.
+//!
+//! Nothing in this crate does IO or knows about tokio: every function takes bytes or values and
+//! returns bytes or values, so each translation can be tested on recorded transcripts alone.
+
+pub mod anthropic;
+pub mod openai;
+pub mod responses;
+pub mod sse;
+pub mod usage;
