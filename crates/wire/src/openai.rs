@@ -1,1 +1,509 @@
-//! (being written)
+//! OpenAI Chat Completions (and its DeepSeek variant): request validation, the borrowed view of a
+//! streamed chunk that the relay reads on the hot path, and error bodies.
+//!
+//! Requests are kept as the JSON object the client sent, so fields this module does not know
+//! survive the trip to the upstream untouched; validation only checks the fields it names.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+/// Why a request was refused: the offending parameter and a message for the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestError {
+    pub param: Option<String>,
+    pub message: String,
+}
+
+impl RequestError {
+    pub fn new(param: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            param: Some(param.into()),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for RequestError {}
+
+const ROLES: &[&str] = &[
+    "system",
+    "developer",
+    "user",
+    "assistant",
+    "tool",
+    "function",
+];
+
+/// A validated Chat Completions request.
+#[derive(Debug, Clone)]
+pub struct ChatRequest {
+    /// The body as sent, in its original key order.
+    pub body: Map<String, Value>,
+    pub model: String,
+    pub stream: bool,
+    /// The client asked for the extra usage chunk (`stream_options.include_usage`).
+    pub include_usage: bool,
+    /// `max_completion_tokens`, else `max_tokens`.
+    pub max_tokens: Option<u64>,
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn expect<'v>(
+    body: &'v Map<String, Value>,
+    key: &str,
+    ok: fn(&Value) -> bool,
+    what: &str,
+) -> Result<Option<&'v Value>, RequestError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) if ok(v) => Ok(Some(v)),
+        Some(v) => Err(RequestError::new(
+            key,
+            format!(
+                "Invalid type for '{key}': expected {what}, but got {}.",
+                type_name(v)
+            ),
+        )),
+    }
+}
+
+fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, RequestError> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(body)) => Ok(body),
+        Ok(other) => Err(RequestError {
+            param: None,
+            message: format!(
+                "The request body must be a JSON object, but got {}.",
+                type_name(&other)
+            ),
+        }),
+        Err(e) => Err(RequestError {
+            param: None,
+            message: format!(
+                "We could not parse the JSON body of your request ({e}). The body must be valid JSON."
+            ),
+        }),
+    }
+}
+
+/// Reads `model` (required, a non-empty string).
+pub fn required_model(body: &Map<String, Value>) -> Result<String, RequestError> {
+    match body.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => Ok(m.clone()),
+        None | Some(Value::Null) => Err(RequestError::new(
+            "model",
+            "You must provide a model parameter.",
+        )),
+        Some(v) => Err(RequestError::new(
+            "model",
+            format!(
+                "Invalid type for 'model': expected a non-empty string, but got {}.",
+                type_name(v)
+            ),
+        )),
+    }
+}
+
+fn is_u64(v: &Value) -> bool {
+    v.as_u64().is_some()
+}
+
+impl ChatRequest {
+    /// Parses and validates a request body.
+    pub fn parse(bytes: &[u8]) -> Result<ChatRequest, RequestError> {
+        let body = parse_object(bytes)?;
+        let model = required_model(&body)?;
+        let messages = match body.get("messages") {
+            Some(Value::Array(m)) if !m.is_empty() => m,
+            Some(Value::Array(_)) => {
+                return Err(RequestError::new(
+                    "messages",
+                    "'messages' must contain at least one message.",
+                ))
+            }
+            None | Some(Value::Null) => {
+                return Err(RequestError::new(
+                    "messages",
+                    "Missing required parameter: 'messages'.",
+                ))
+            }
+            Some(v) => {
+                return Err(RequestError::new(
+                    "messages",
+                    format!(
+                        "Invalid type for 'messages': expected an array, but got {}.",
+                        type_name(v)
+                    ),
+                ))
+            }
+        };
+        for (i, m) in messages.iter().enumerate() {
+            check_message(i, m)?;
+        }
+        let stream = expect(&body, "stream", Value::is_boolean, "a boolean")?
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let include_usage = match expect(&body, "stream_options", Value::is_object, "an object")? {
+            Some(opts) => match opts.get("include_usage") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(v) => {
+                    return Err(RequestError::new(
+                        "stream_options.include_usage",
+                        format!(
+                            "Invalid type for 'stream_options.include_usage': expected a boolean, but got {}.",
+                            type_name(v)
+                        ),
+                    ))
+                }
+            },
+            None => false,
+        };
+        let max_completion = expect(
+            &body,
+            "max_completion_tokens",
+            is_u64,
+            "a non-negative integer",
+        )?
+        .and_then(Value::as_u64);
+        let max_tokens =
+            expect(&body, "max_tokens", is_u64, "a non-negative integer")?.and_then(Value::as_u64);
+        expect(&body, "temperature", Value::is_number, "a number")?;
+        expect(&body, "top_p", Value::is_number, "a number")?;
+        expect(&body, "n", is_u64, "a positive integer")?;
+        expect(&body, "tools", Value::is_array, "an array")?;
+        expect(
+            &body,
+            "tool_choice",
+            |v| v.is_string() || v.is_object(),
+            "a string or an object",
+        )?;
+        expect(
+            &body,
+            "stop",
+            |v| v.is_string() || v.is_array(),
+            "a string or an array of strings",
+        )?;
+        Ok(ChatRequest {
+            model,
+            stream,
+            include_usage: stream && include_usage,
+            max_tokens: max_completion.or(max_tokens),
+            body,
+        })
+    }
+
+    /// The body to send upstream: the client's body with the upstream model name, and when
+    /// streaming, `stream_options.include_usage` set so that the upstream reports usage.
+    pub fn upstream_body(&self, upstream_model: &str) -> Vec<u8> {
+        let mut body = self.body.clone();
+        body.insert("model".into(), Value::String(upstream_model.to_owned()));
+        if self.stream {
+            let opts = body
+                .entry("stream_options")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !opts.is_object() {
+                *opts = Value::Object(Map::new());
+            }
+            opts["include_usage"] = Value::Bool(true);
+        }
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+
+    /// All the text of the prompt, for estimating its token count when the upstream reports none.
+    pub fn prompt_text(&self) -> String {
+        let mut text = String::new();
+        if let Some(Value::Array(messages)) = self.body.get("messages") {
+            for m in messages {
+                collect_text(m.get("content").unwrap_or(&Value::Null), &mut text);
+                text.push('\n');
+            }
+        }
+        if let Some(tools) = self.body.get("tools") {
+            text.push_str(&tools.to_string());
+        }
+        text
+    }
+
+    /// The number of messages, for the per-message overhead of a prompt estimate.
+    pub fn message_count(&self) -> usize {
+        self.body
+            .get("messages")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len)
+    }
+}
+
+fn collect_text(content: &Value, out: &mut String) {
+    match content {
+        Value::String(s) => out.push_str(s),
+        Value::Array(parts) => {
+            for p in parts {
+                if let Some(t) = p.get("text").and_then(Value::as_str) {
+                    out.push_str(t);
+                    out.push(' ');
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn check_message(i: usize, m: &Value) -> Result<(), RequestError> {
+    let Some(obj) = m.as_object() else {
+        return Err(RequestError::new(
+            format!("messages[{i}]"),
+            format!(
+                "Invalid type for 'messages[{i}]': expected an object, but got {}.",
+                type_name(m)
+            ),
+        ));
+    };
+    let role = match obj.get("role") {
+        Some(Value::String(r)) if ROLES.contains(&r.as_str()) => r.as_str(),
+        Some(Value::String(r)) => {
+            return Err(RequestError::new(
+                format!("messages[{i}].role"),
+                format!(
+                    "Invalid value for 'messages[{i}].role': '{r}'. Supported values are: {}.",
+                    ROLES.join(", ")
+                ),
+            ))
+        }
+        None => {
+            return Err(RequestError::new(
+                format!("messages[{i}].role"),
+                format!("Missing required parameter: 'messages[{i}].role'."),
+            ))
+        }
+        Some(v) => {
+            return Err(RequestError::new(
+                format!("messages[{i}].role"),
+                format!(
+                    "Invalid type for 'messages[{i}].role': expected a string, but got {}.",
+                    type_name(v)
+                ),
+            ))
+        }
+    };
+    match obj.get("content") {
+        Some(Value::String(_)) | Some(Value::Array(_)) => Ok(()),
+        None | Some(Value::Null) if role == "assistant" => Ok(()),
+        None => Err(RequestError::new(
+            format!("messages[{i}].content"),
+            format!("Missing required parameter: 'messages[{i}].content'."),
+        )),
+        Some(v) => Err(RequestError::new(
+            format!("messages[{i}].content"),
+            format!(
+                "Invalid type for 'messages[{i}].content': expected a string or an array of content parts, but got {}.",
+                type_name(v)
+            ),
+        )),
+    }
+}
+
+/// What the relay reads from one streamed chunk, borrowed from its bytes.
+#[derive(Debug, Deserialize, Default)]
+pub struct ChunkView<'a> {
+    #[serde(default, borrow)]
+    pub id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub created: Option<u64>,
+    #[serde(default, borrow)]
+    pub choices: Vec<ChoiceView<'a>>,
+    #[serde(default, borrow)]
+    pub usage: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub error: Option<&'a RawValue>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct ChoiceView<'a> {
+    #[serde(default, borrow)]
+    pub delta: DeltaView<'a>,
+    #[serde(default, borrow)]
+    pub finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct DeltaView<'a> {
+    #[serde(default, borrow)]
+    pub content: Option<Cow<'a, str>>,
+    /// DeepSeek's name for reasoning text.
+    #[serde(default, borrow)]
+    pub reasoning_content: Option<Cow<'a, str>>,
+    /// The name OpenRouter and vLLM use for the same thing.
+    #[serde(default, borrow)]
+    pub reasoning: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub tool_calls: Vec<ToolCallView<'a>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct ToolCallView<'a> {
+    #[serde(default, borrow)]
+    pub function: FunctionView<'a>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct FunctionView<'a> {
+    #[serde(default, borrow)]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub arguments: Option<Cow<'a, str>>,
+}
+
+impl<'a> ChunkView<'a> {
+    /// Parses a chunk's data. `None` for anything that is not a JSON object of this shape.
+    pub fn parse(data: &'a [u8]) -> Option<ChunkView<'a>> {
+        serde_json::from_slice(data).ok()
+    }
+
+    /// The first finish reason in the chunk, if any.
+    pub fn finish_reason(&self) -> Option<&str> {
+        self.choices.iter().find_map(|c| c.finish_reason.as_deref())
+    }
+
+    /// Calls `f` with every piece of generated text in the chunk: content, reasoning, and tool
+    /// names and arguments (all of which the upstream bills as completion tokens).
+    pub fn for_each_text(&self, mut f: impl FnMut(&str)) {
+        for c in &self.choices {
+            let d = &c.delta;
+            for s in [&d.content, &d.reasoning_content, &d.reasoning]
+                .into_iter()
+                .flatten()
+            {
+                f(s);
+            }
+            for t in &d.tool_calls {
+                for s in [&t.function.name, &t.function.arguments]
+                    .into_iter()
+                    .flatten()
+                {
+                    f(s);
+                }
+            }
+        }
+    }
+}
+
+/// Maps a finish reason to one of OpenAI's values. DeepSeek's `insufficient_system_resource`
+/// means the answer was cut short, which clients know as `length`.
+pub fn normalize_finish_reason(reason: &str) -> Option<&'static str> {
+    match reason {
+        "stop" | "length" | "tool_calls" | "content_filter" | "function_call" => None,
+        "insufficient_system_resource" => Some("length"),
+        _ => Some("stop"),
+    }
+}
+
+/// An OpenAI-shaped error body: `{"error":{"message","type","param","code"}}`.
+pub fn error_body(message: &str, kind: &str, param: Option<&str>, code: Value) -> Value {
+    serde_json::json!({"error": {"message": message, "type": kind, "param": param, "code": code}})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(body: &str) -> RequestError {
+        ChatRequest::parse(body.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn accepts_a_minimal_request_and_keeps_unknown_fields() {
+        let r = ChatRequest::parse(
+            br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"thinking":{"type":"enabled"},"stream":true}"#,
+        )
+        .unwrap();
+        assert_eq!(r.model, "m");
+        assert!(r.stream && !r.include_usage);
+        let up: Value = serde_json::from_slice(&r.upstream_body("up-m")).unwrap();
+        assert_eq!(up["model"], "up-m");
+        assert_eq!(up["thinking"]["type"], "enabled");
+        assert_eq!(up["stream_options"]["include_usage"], true);
+    }
+
+    #[test]
+    fn names_the_bad_parameter() {
+        assert_eq!(err("{").param, None);
+        assert_eq!(err("[1]").param, None);
+        assert_eq!(err(r#"{"messages":[]}"#).param.as_deref(), Some("model"));
+        assert_eq!(err(r#"{"model":"m"}"#).param.as_deref(), Some("messages"));
+        assert_eq!(
+            err(r#"{"model":"m","messages":[]}"#).param.as_deref(),
+            Some("messages")
+        );
+        assert_eq!(
+            err(r#"{"model":"m","messages":[{"role":"robot","content":"x"}]}"#)
+                .param
+                .as_deref(),
+            Some("messages[0].role")
+        );
+        assert_eq!(
+            err(r#"{"model":"m","messages":[{"role":"user","content":5}]}"#)
+                .param
+                .as_deref(),
+            Some("messages[0].content")
+        );
+        assert_eq!(
+            err(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream":"yes"}"#)
+                .param
+                .as_deref(),
+            Some("stream")
+        );
+        assert_eq!(
+            err(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":-1}"#)
+                .param
+                .as_deref(),
+            Some("max_tokens")
+        );
+        assert_eq!(
+            err(r#"{"model":7,"messages":[]}"#).param.as_deref(),
+            Some("model")
+        );
+    }
+
+    #[test]
+    fn chunk_view_reads_text_finish_and_usage() {
+        let data = br#"{"id":"x","choices":[{"index":0,"delta":{"content":"a\"b","reasoning_content":"r","tool_calls":[{"index":0,"function":{"arguments":"{}"}}]},"finish_reason":"stop"}],"usage":{"prompt_tokens":1}}"#;
+        let v = ChunkView::parse(data).unwrap();
+        let mut texts = vec![];
+        v.for_each_text(|t| texts.push(t.to_owned()));
+        assert_eq!(texts, vec!["a\"b", "r", "{}"]);
+        assert_eq!(v.finish_reason(), Some("stop"));
+        assert!(v.usage.is_some());
+        assert!(ChunkView::parse(b"{\"choices\": [").is_none());
+    }
+
+    #[test]
+    fn finish_reasons_are_normalized() {
+        assert_eq!(normalize_finish_reason("stop"), None);
+        assert_eq!(
+            normalize_finish_reason("insufficient_system_resource"),
+            Some("length")
+        );
+    }
+}

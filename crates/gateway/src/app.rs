@@ -1,0 +1,122 @@
+//! The running gateway: its shared state (`Gateway`), how it is built from a `Config`, and how it
+//! is served on a listener. Tests start it exactly as `switchyard serve` does, on port 0.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use mock_upstream::MockUpstream;
+
+use crate::auth::{self, Authenticator};
+use crate::config::Config;
+use crate::ledger::{Ledger, LedgerError, Nanos, NewKey};
+use crate::providers::Providers;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the demo upstream: {0}")]
+    Demo(std::io::Error),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+}
+
+/// Everything a request needs, shared by all of them.
+pub struct Gateway {
+    pub config: Config,
+    pub ledger: Ledger,
+    pub auth: Authenticator,
+    pub providers: Providers,
+    pub admin_key: Option<String>,
+    /// Keeps the in-process demo upstream alive for the embedded default.
+    _demo: Option<MockUpstream>,
+}
+
+/// A key created on a fresh database, to be shown once.
+pub struct FirstKey {
+    pub id: String,
+    pub key: String,
+    pub credits: Nanos,
+}
+
+impl Gateway {
+    /// Builds the gateway. With `config` = `None` this is the embedded default: the demo upstream
+    /// starts in-process and the real providers whose key variables are set are added.
+    /// On a fresh database one key with the configured demo credits is created and returned.
+    pub async fn build(
+        config: Option<Config>,
+        database_override: Option<String>,
+    ) -> Result<(Arc<Gateway>, Option<FirstKey>, Vec<String>), StartError> {
+        let (mut config, demo) = match config {
+            Some(c) => (c, None),
+            None => {
+                let demo = MockUpstream::start().await.map_err(StartError::Demo)?;
+                (Config::embedded(&demo.base_url()), Some(demo))
+            }
+        };
+        if let Some(db) = database_override {
+            config.database = db;
+        }
+        let ledger = Ledger::connect(&config.database).await?;
+        let mut first_key = None;
+        if ledger.key_count().await? == 0 {
+            let credits = Nanos::from_usd(config.demo_credits).unwrap_or(Nanos::ZERO);
+            let (record, key) = auth::create_key(
+                &ledger,
+                &NewKey {
+                    name: "default".into(),
+                    credits,
+                    ..NewKey::default()
+                },
+            )
+            .await?;
+            first_key = Some(FirstKey {
+                id: record.id,
+                key,
+                credits,
+            });
+        }
+        let (providers, mut problems) = Providers::new(&config).await;
+        let admin_key = match &config.admin_key {
+            Some(secret) => match secret.resolve().await {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    problems.push(format!("admin_key: {e}"));
+                    None
+                }
+            },
+            None => None,
+        };
+        std::thread::spawn(crate::relay::tokens::warm_up);
+        let gw = Gateway {
+            auth: Authenticator::new(ledger.clone()),
+            ledger,
+            providers,
+            admin_key,
+            config,
+            _demo: demo,
+        };
+        Ok((Arc::new(gw), first_key, problems))
+    }
+
+    /// Serves on `listener` until `shutdown` resolves.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let app = crate::http::router(self);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}

@@ -1,0 +1,557 @@
+//! Configuration: the TOML file as written (`RawConfig`, serde) turned into a validated `Config`,
+//! plus the embedded default used when no file is given. This is the only module that reads the
+//! environment (secret references `env:`, `file:` and `cmd:` are resolved here).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+use crate::ledger::Prices;
+
+/// Everything wrong with a configuration, with the line it is on when there is one.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error("secret {reference}: {message}")]
+    Secret { reference: String, message: String },
+}
+
+/// A secret as referenced in the file. Its value is only ever held in memory.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    Env(String),
+    File(PathBuf),
+    Cmd(String),
+    Literal(String),
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl Secret {
+    pub fn parse(s: &str) -> Secret {
+        if let Some(name) = s.strip_prefix("env:") {
+            Secret::Env(name.to_owned())
+        } else if let Some(path) = s.strip_prefix("file:") {
+            Secret::File(PathBuf::from(path))
+        } else if let Some(cmd) = s.strip_prefix("cmd:") {
+            Secret::Cmd(cmd.to_owned())
+        } else {
+            Secret::Literal(s.to_owned())
+        }
+    }
+
+    /// Where the secret comes from, never its value.
+    pub fn describe(&self) -> String {
+        match self {
+            Secret::Env(n) => format!("env:{n}"),
+            Secret::File(p) => format!("file:{}", p.display()),
+            Secret::Cmd(c) => format!("cmd:{c}"),
+            Secret::Literal(_) => "a literal value".to_owned(),
+        }
+    }
+
+    /// Reads the secret's current value (re-reading the variable or file, re-running the command).
+    pub async fn resolve(&self) -> Result<String, ConfigError> {
+        let fail = |message: String| ConfigError::Secret {
+            reference: self.describe(),
+            message,
+        };
+        let value = match self {
+            Secret::Literal(v) => v.clone(),
+            Secret::Env(name) => {
+                std::env::var(name).map_err(|_| fail("the variable is not set".into()))?
+            }
+            Secret::File(path) => tokio::fs::read_to_string(path)
+                .await
+                .map_err(|e| fail(e.to_string()))?,
+            Secret::Cmd(cmd) => {
+                let out = tokio::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(cmd)
+                    .kill_on_drop(true)
+                    .output()
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+                if !out.status.success() {
+                    return Err(fail(format!("the command exited with {}", out.status)));
+                }
+                String::from_utf8(out.stdout).map_err(|_| fail("output is not UTF-8".into()))?
+            }
+        };
+        let value = value.trim().to_owned();
+        if value.is_empty() {
+            return Err(fail("the value is empty".into()));
+        }
+        Ok(value)
+    }
+}
+
+/// The dialect an upstream speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    #[serde(rename = "openai")]
+    OpenAi,
+    Anthropic,
+    #[serde(rename = "deepseek")]
+    DeepSeek,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "openai",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::DeepSeek => "deepseek",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<String>,
+    database: Option<String>,
+    redis: Option<String>,
+    admin_key: Option<String>,
+    keep_alive_ms: Option<u64>,
+    max_body_bytes: Option<usize>,
+    demo_credits: Option<String>,
+    #[serde(default)]
+    providers: BTreeMap<String, RawProvider>,
+    #[serde(default)]
+    models: BTreeMap<String, RawModel>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    kind: ProviderKind,
+    base_url: String,
+    api_key: Option<String>,
+    connect_timeout_ms: Option<u64>,
+    first_token_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    total_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    routes: Vec<toml::Spanned<String>>,
+    input_price: Option<toml::Spanned<String>>,
+    output_price: Option<toml::Spanned<String>>,
+    cached_input_price: Option<toml::Spanned<String>>,
+    max_output_tokens: Option<u64>,
+}
+
+/// Per-provider time limits.
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub first_token: Duration,
+    pub idle: Duration,
+    pub total: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            first_token: Duration::from_secs(120),
+            idle: Duration::from_secs(300),
+            total: Duration::from_secs(1800),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+    /// Base URL including the API version, without a trailing slash.
+    pub base_url: String,
+    pub api_key: Option<Secret>,
+    pub timeouts: Timeouts,
+}
+
+/// One place a model can be served from: a provider and the model's name there.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub provider: String,
+    pub upstream_model: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub name: String,
+    pub routes: Vec<Route>,
+    pub prices: Prices,
+    /// The most a completion can produce, for the worst-case reservation.
+    pub max_output_tokens: u64,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database: String,
+    pub redis: Option<String>,
+    pub admin_key: Option<Secret>,
+    pub keep_alive: Duration,
+    pub max_body_bytes: usize,
+    /// Credits (USD) given to the key created on a fresh database.
+    pub demo_credits: Decimal,
+    pub providers: BTreeMap<String, Arc<ProviderConfig>>,
+    pub models: BTreeMap<String, Arc<ModelConfig>>,
+    /// Whether the in-process demo upstream must be started (the embedded default).
+    pub embedded_demo: bool,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATABASE: &str = "sqlite://switchyard.db";
+/// The provider name of the in-process demo upstream.
+pub const DEMO_PROVIDER: &str = "demo";
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn parse_price(
+    text: &str,
+    path: &str,
+    model: &str,
+    field: &str,
+    v: &Option<toml::Spanned<String>>,
+) -> Result<Option<Decimal>, ConfigError> {
+    let Some(v) = v else { return Ok(None) };
+    match Decimal::from_str(v.get_ref()) {
+        Ok(d) if !d.is_sign_negative() => Ok(Some(d)),
+        _ => Err(ConfigError::Invalid {
+            path: path.to_owned(),
+            message: format!(
+                "line {}: models.\"{model}\".{field} = \"{}\" is not a non-negative decimal number of USD per 1M tokens",
+                line_of(text, v.span().start),
+                v.get_ref()
+            ),
+        }),
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates config text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| invalid(toml_error(text, &e)))?;
+        let listen = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen = listen.parse().map_err(|_| {
+            invalid(format!(
+                "listen = \"{listen}\" is not an address like 127.0.0.1:8080"
+            ))
+        })?;
+        let database = raw.database.unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
+        if !(database.starts_with("sqlite:") || database.starts_with("postgres")) {
+            return Err(invalid(format!(
+                "database = \"{database}\": expected sqlite://FILE or postgres://…"
+            )));
+        }
+        let mut providers = BTreeMap::new();
+        for (name, p) in raw.providers {
+            let defaults = Timeouts::default();
+            let ms = |v: Option<u64>, d: Duration| v.map(Duration::from_millis).unwrap_or(d);
+            if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
+                return Err(invalid(format!(
+                    "providers.{name}.base_url = \"{}\" must start with http:// or https://",
+                    p.base_url
+                )));
+            }
+            providers.insert(
+                name.clone(),
+                Arc::new(ProviderConfig {
+                    name,
+                    kind: p.kind,
+                    base_url: p.base_url.trim_end_matches('/').to_owned(),
+                    api_key: p.api_key.as_deref().map(Secret::parse),
+                    timeouts: Timeouts {
+                        connect: ms(p.connect_timeout_ms, defaults.connect),
+                        first_token: ms(p.first_token_timeout_ms, defaults.first_token),
+                        idle: ms(p.idle_timeout_ms, defaults.idle),
+                        total: ms(p.total_timeout_ms, defaults.total),
+                    },
+                }),
+            );
+        }
+        let mut models = BTreeMap::new();
+        for (name, m) in raw.models {
+            if m.routes.is_empty() {
+                return Err(invalid(format!("models.\"{name}\".routes is empty")));
+            }
+            let mut routes = Vec::new();
+            for r in &m.routes {
+                let line = line_of(text, r.span().start);
+                let Some((provider, upstream_model)) = r.get_ref().split_once('/') else {
+                    return Err(invalid(format!(
+                        "line {line}: route \"{}\" must be provider/model",
+                        r.get_ref()
+                    )));
+                };
+                if !providers.contains_key(provider) {
+                    return Err(invalid(format!(
+                        "line {line}: route \"{}\" names provider \"{provider}\", which is not defined (known: {})",
+                        r.get_ref(),
+                        providers.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )));
+                }
+                routes.push(Route {
+                    provider: provider.to_owned(),
+                    upstream_model: upstream_model.to_owned(),
+                });
+            }
+            let input = parse_price(text, path, &name, "input_price", &m.input_price)?;
+            let output = parse_price(text, path, &name, "output_price", &m.output_price)?;
+            let cached = parse_price(
+                text,
+                path,
+                &name,
+                "cached_input_price",
+                &m.cached_input_price,
+            )?;
+            let prices = Prices {
+                input: input.unwrap_or_default(),
+                output: output.unwrap_or_default(),
+                cached_input: cached,
+            };
+            models.insert(
+                name.clone(),
+                Arc::new(ModelConfig {
+                    name,
+                    routes,
+                    prices,
+                    max_output_tokens: m.max_output_tokens.unwrap_or(DEFAULT_MAX_OUTPUT),
+                }),
+            );
+        }
+        let demo_credits = match raw.demo_credits {
+            Some(c) => Decimal::from_str(&c)
+                .map_err(|_| invalid(format!("demo_credits = \"{c}\" is not a decimal")))?,
+            None => Decimal::new(5, 0),
+        };
+        Ok(Config {
+            listen,
+            database,
+            redis: raw.redis,
+            admin_key: raw.admin_key.as_deref().map(Secret::parse),
+            keep_alive: Duration::from_millis(raw.keep_alive_ms.unwrap_or(15_000)),
+            max_body_bytes: raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
+            demo_credits,
+            providers,
+            models,
+            embedded_demo: false,
+        })
+    }
+
+    /// The configuration used when no file is given: the in-process demo upstream serving
+    /// `demo-chat` and `demo-reasoner`, plus every real provider whose usual key variable is set.
+    pub fn embedded(demo_base_url: &str) -> Config {
+        let mut text = format!(
+            r#"
+[providers.{DEMO_PROVIDER}]
+kind = "deepseek"
+base_url = "{demo_base_url}"
+
+[models."demo-chat"]
+routes = ["{DEMO_PROVIDER}/demo-chat"]
+input_price = "0.50"
+output_price = "1.50"
+
+[models."demo-reasoner"]
+routes = ["{DEMO_PROVIDER}/demo-reasoner"]
+input_price = "0.55"
+output_price = "2.19"
+"#
+        );
+        if std::env::var_os("OPENAI_API_KEY").is_some() {
+            text.push_str(OPENAI_DEFAULTS);
+        }
+        if std::env::var_os("DEEPSEEK_API_KEY").is_some() {
+            text.push_str(DEEPSEEK_DEFAULTS);
+        }
+        if std::env::var_os("ANTHROPIC_API_KEY").is_some() {
+            text.push_str(ANTHROPIC_DEFAULTS);
+        }
+        let mut config =
+            Config::parse(&text, "(embedded default)").expect("the embedded default is valid");
+        config.embedded_demo = true;
+        config
+    }
+}
+
+const DEFAULT_MAX_OUTPUT: u64 = 32_768;
+const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
+
+const OPENAI_DEFAULTS: &str = r#"
+[providers.openai]
+kind = "openai"
+base_url = "https://api.openai.com/v1"
+api_key = "env:OPENAI_API_KEY"
+
+[models."gpt-4o"]
+routes = ["openai/gpt-4o"]
+input_price = "2.50"
+output_price = "10.00"
+cached_input_price = "1.25"
+
+[models."gpt-4o-mini"]
+routes = ["openai/gpt-4o-mini"]
+input_price = "0.15"
+output_price = "0.60"
+cached_input_price = "0.075"
+"#;
+
+const DEEPSEEK_DEFAULTS: &str = r#"
+[providers.deepseek]
+kind = "deepseek"
+base_url = "https://api.deepseek.com/v1"
+api_key = "env:DEEPSEEK_API_KEY"
+
+[models."deepseek-chat"]
+routes = ["deepseek/deepseek-chat"]
+input_price = "0.27"
+output_price = "1.10"
+cached_input_price = "0.07"
+
+[models."deepseek-reasoner"]
+routes = ["deepseek/deepseek-reasoner"]
+input_price = "0.55"
+output_price = "2.19"
+cached_input_price = "0.14"
+"#;
+
+const ANTHROPIC_DEFAULTS: &str = r#"
+[providers.anthropic]
+kind = "anthropic"
+base_url = "https://api.anthropic.com/v1"
+api_key = "env:ANTHROPIC_API_KEY"
+
+[models."claude-sonnet-4"]
+routes = ["anthropic/claude-sonnet-4-20250514"]
+input_price = "3.00"
+output_price = "15.00"
+cached_input_price = "0.30"
+"#;
+
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => format!("line {}: {}", line_of(text, span.start), e.message()),
+        None => e.message().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+listen = "127.0.0.1:9000"
+[providers.openai]
+kind = "openai"
+base_url = "https://api.openai.com/v1/"
+api_key = "env:SOME_KEY"
+
+[models."gpt-4o"]
+routes = ["openai/gpt-4o"]
+input_price = "2.50"
+output_price = "10.00"
+"#;
+
+    #[test]
+    fn parses_a_good_config() {
+        let c = Config::parse(GOOD, "t.toml").unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        let p = &c.providers["openai"];
+        assert_eq!(p.base_url, "https://api.openai.com/v1");
+        assert_eq!(p.api_key, Some(Secret::Env("SOME_KEY".into())));
+        let m = &c.models["gpt-4o"];
+        assert_eq!(m.routes[0].upstream_model, "gpt-4o");
+        assert_eq!(m.prices.output, Decimal::new(1000, 2));
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_with_their_line() {
+        let text = GOOD.replace("kind = \"openai\"", "kind = \"openai\"\ncolour = \"blue\"");
+        let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("line 5"), "{e}");
+        assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn bad_routes_and_prices_are_reported_with_their_line() {
+        let e = Config::parse(&GOOD.replace("openai/gpt-4o\"", "nope/gpt-4o\""), "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 9") && e.contains("nope"), "{e}");
+        let e = Config::parse(&GOOD.replace("\"2.50\"", "\"cheap\""), "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 10") && e.contains("cheap"), "{e}");
+        let e = Config::parse(&GOOD.replace("\"openai\"\n", "\"gemini\"\n"), "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn secrets_never_show_their_value() {
+        let s = Secret::parse("sk-live-123");
+        assert_eq!(format!("{s:?}"), "a literal value");
+    }
+
+    #[tokio::test]
+    async fn secrets_resolve_from_file_and_command() {
+        let path = std::env::temp_dir().join(format!("sy-secret-{}", std::process::id()));
+        std::fs::write(&path, "from-file\n").unwrap();
+        let s = Secret::parse(&format!("file:{}", path.display()));
+        assert_eq!(s.resolve().await.unwrap(), "from-file");
+        assert_eq!(Secret::parse("cmd:echo hi").resolve().await.unwrap(), "hi");
+        assert!(Secret::parse("env:SWITCHYARD_SURELY_UNSET_VAR")
+            .resolve()
+            .await
+            .is_err());
+        std::fs::remove_file(path).ok();
+    }
+
+    #[test]
+    fn embedded_default_serves_the_demo_models() {
+        let c = Config::embedded("http://127.0.0.1:1/v1");
+        assert!(c.models.contains_key("demo-chat") && c.models.contains_key("demo-reasoner"));
+        assert!(c.embedded_demo);
+    }
+}

@@ -1,0 +1,199 @@
+//! The HTTP edge, and the only module that knows axum and status codes: the routes under the
+//! three public prefixes, bearer-key extraction, body limits, and the one place where every error
+//! becomes an OpenAI-shaped response. It also writes the one log line per request.
+
+mod errors;
+mod gzip;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::json;
+
+use crate::app::Gateway;
+use crate::auth::{new_id, Caller};
+use crate::relay::{self, ChatReply, Served};
+
+pub use errors::ApiError;
+
+/// Every public route is served under each of these prefixes (the seeds use all three).
+pub const PREFIXES: [&str; 3] = ["/v1", "/api/v1", "/v1/llm"];
+
+/// The whole HTTP surface.
+pub fn router(gw: Arc<Gateway>) -> Router {
+    let mut app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz));
+    for p in PREFIXES {
+        app = app
+            .route(&format!("{p}/chat/completions"), post(chat_completions))
+            .route(&format!("{p}/models"), get(models));
+    }
+    app.fallback(|| async { ApiError::not_found_route() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(middleware::from_fn(access_log))
+        .with_state(gw)
+}
+
+/// One log line per request, at the edge. Never logs bodies or keys.
+async fn access_log(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let request_id = resp
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status >= 500 {
+        tracing::warn!(%method, %path, status, request_id, ms, "request failed");
+    } else {
+        tracing::info!(%method, %path, status, request_id, ms, "request");
+    }
+    resp
+}
+
+async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
+    if gw.ledger.ping().await {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        ApiError::unavailable("The database is not reachable.").into_response()
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
+}
+
+async fn caller(gw: &Gateway, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let token = bearer(headers).or_else(|| headers.get("x-api-key")?.to_str().ok());
+    gw.auth.authenticate(token).await.map_err(ApiError::from)
+}
+
+fn wants_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',').any(|enc| {
+                let mut parts = enc.split(';');
+                let name = parts.next().unwrap_or("").trim();
+                let refused = parts.any(|p| p.trim().replace(' ', "") == "q=0");
+                name.eq_ignore_ascii_case("gzip") && !refused
+            })
+        })
+}
+
+async fn read_body(gw: &Gateway, body: Body) -> Result<bytes::Bytes, ApiError> {
+    axum::body::to_bytes(body, gw.config.max_body_bytes)
+        .await
+        .map_err(|_| ApiError::too_large(gw.config.max_body_bytes))
+}
+
+async fn chat_completions(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let request_id = new_id("req_", 24);
+    let result = async {
+        let caller = caller(&gw, &headers).await?;
+        let body = read_body(&gw, body).await?;
+        relay::chat(&gw, caller, request_id.clone(), body)
+            .await
+            .map_err(ApiError::from)
+    }
+    .await;
+    let mut resp = match result {
+        Ok(ChatReply::Json { body, served }) => {
+            let mut resp = json_response(body, wants_gzip(&headers));
+            served_headers(resp.headers_mut(), &served);
+            resp
+        }
+        Ok(ChatReply::Stream { body, served }) => {
+            let gzip = wants_gzip(&headers);
+            let mut resp = if gzip {
+                Response::new(Body::from_stream(gzip::GzipFrames::new(body)))
+            } else {
+                Response::new(Body::from_stream(futures_util::StreamExt::map(
+                    body,
+                    Ok::<_, std::convert::Infallible>,
+                )))
+            };
+            let h = resp.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            if gzip {
+                h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            served_headers(h, &served);
+            resp
+        }
+        Err(e) => e.into_response(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+fn served_headers(h: &mut HeaderMap, served: &Served) {
+    if let Ok(v) = HeaderValue::from_str(&served.provider) {
+        h.insert("x-switchyard-provider", v);
+    }
+    h.insert("x-switchyard-attempts", HeaderValue::from(served.attempts));
+}
+
+fn json_response(body: Vec<u8>, gzip: bool) -> Response {
+    let (body, encoded) = if gzip {
+        (gzip::compress(&body), true)
+    } else {
+        (body, false)
+    };
+    let mut resp = Response::new(Body::from(body));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if encoded {
+        resp.headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    resp
+}
+
+async fn models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    let caller = match caller(&gw, &headers).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let data: Vec<_> = gw
+        .config
+        .models
+        .keys()
+        .filter(|m| {
+            caller
+                .models
+                .as_ref()
+                .is_none_or(|allowed| allowed.contains(m))
+        })
+        .map(|m| json!({"id": m, "object": "model", "created": 0, "owned_by": "switchyard"}))
+        .collect();
+    axum::Json(json!({"object": "list", "data": data})).into_response()
+}

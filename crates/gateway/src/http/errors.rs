@@ -1,0 +1,200 @@
+//! The one match from every error the gateway can produce to an HTTP status and an OpenAI-shaped
+//! body `{"error":{"message","type","param","code"}}`. Constructing an error logs nothing.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use crate::auth::AuthError;
+use crate::relay::RelayError;
+
+/// An error on its way to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub kind: &'static str,
+    pub param: Option<String>,
+    pub code: Value,
+    pub retry_after: Option<u64>,
+    /// `x-should-retry: false`: retrying the same request cannot help.
+    pub final_answer: bool,
+}
+
+impl ApiError {
+    pub fn new(
+        status: StatusCode,
+        kind: &'static str,
+        code: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            kind,
+            param: None,
+            code: Value::String(code.to_owned()),
+            retry_after: None,
+            final_answer: false,
+        }
+    }
+
+    pub fn not_found_route() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "unknown_url",
+            "Unknown route. The API is served under /v1, /api/v1 and /v1/llm.",
+        )
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            "method_not_allowed",
+            "This method is not allowed on this route.",
+        )
+    }
+
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            "request_too_large",
+            format!("The request body is larger than the limit of {limit} bytes."),
+        )
+    }
+
+    pub fn unavailable(message: &str) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            "service_unavailable",
+            message,
+        )
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Missing => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                "missing_api_key",
+                "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
+            ),
+            AuthError::Invalid => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                "invalid_api_key",
+                "Incorrect API key provided, or the key was revoked.",
+            ),
+            AuthError::Ledger(_) => {
+                ApiError::unavailable("The key store is not reachable; retry shortly.")
+            }
+        }
+    }
+}
+
+impl From<RelayError> for ApiError {
+    fn from(e: RelayError) -> Self {
+        let message = e.to_string();
+        match e {
+            RelayError::BadRequest(r) => ApiError {
+                param: r.param,
+                code: Value::Null,
+                ..ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "",
+                    r.message,
+                )
+            },
+            RelayError::UnknownModel(_) => ApiError {
+                param: Some("model".into()),
+                ..ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "invalid_request_error",
+                    "model_not_found",
+                    message,
+                )
+            },
+            RelayError::ModelNotAllowed(_) => ApiError {
+                param: Some("model".into()),
+                ..ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "permission_error",
+                    "model_not_allowed",
+                    message,
+                )
+            },
+            RelayError::InsufficientBalance => ApiError {
+                final_answer: true,
+                ..ApiError::new(
+                    StatusCode::PAYMENT_REQUIRED,
+                    "insufficient_quota",
+                    "insufficient_quota",
+                    message,
+                )
+            },
+            RelayError::UpstreamRejected {
+                status,
+                message,
+                kind: _,
+                param,
+                code,
+            } => ApiError {
+                status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                message,
+                kind: "invalid_request_error",
+                param,
+                code,
+                retry_after: None,
+                final_answer: false,
+            },
+            RelayError::UpstreamRateLimited { retry_after } => ApiError {
+                retry_after: Some(retry_after.map_or(1, |d| d.as_secs().clamp(1, 60))),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limit_error",
+                    "rate_limit_exceeded",
+                    message,
+                )
+            },
+            RelayError::UpstreamTimeout => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout_error",
+                "upstream_timeout",
+                message,
+            ),
+            RelayError::UpstreamFailed(_) => ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                "upstream_error",
+                message,
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {
+            "message": self.message,
+            "type": self.kind,
+            "param": self.param,
+            "code": self.code,
+        }});
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        let h = resp.headers_mut();
+        if let Some(secs) = self.retry_after {
+            h.insert("retry-after", HeaderValue::from(secs));
+        }
+        if self.final_answer {
+            h.insert("x-should-retry", HeaderValue::from_static("false"));
+        }
+        resp
+    }
+}

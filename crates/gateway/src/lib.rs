@@ -1,0 +1,14 @@
+//! Switchyard: an OpenAI-compatible LLM gateway. One API key and one base URL for the caller, many
+//! upstream providers behind it, streaming first.
+//!
+//! `ARCHITECTURE.md` at the repository root maps these modules and states their invariants.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod ledger;
+pub mod providers;
+pub mod relay;
+pub mod telemetry;

@@ -1,0 +1,225 @@
+//! Upstream adapters: for each configured provider, the URL, the credential and the HTTP call, and
+//! the classification of what came back (retryable or not, and why).
+//!
+//! One `reqwest` client with a connection pool is shared by every provider; credentials are
+//! resolved at start and re-resolved once when an upstream answers 401.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::config::{Config, ProviderConfig, ProviderKind};
+
+/// Why an upstream call failed before a streamed response could start.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("could not connect to the upstream: {0}")]
+    Connect(String),
+    #[error("the upstream did not answer in time")]
+    Timeout,
+    #[error("the upstream answered {status}")]
+    Status {
+        status: u16,
+        body: Bytes,
+        retry_after: Option<Duration>,
+    },
+    #[error("the upstream response was cut off or malformed: {0}")]
+    Body(String),
+    #[error("the provider has no usable credential: {0}")]
+    Credential(String),
+}
+
+impl UpstreamError {
+    /// Whether another route (or the same one, later) may succeed where this failed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            UpstreamError::Connect(_)
+            | UpstreamError::Timeout
+            | UpstreamError::Body(_)
+            | UpstreamError::Credential(_) => true,
+            UpstreamError::Status { status, .. } => {
+                matches!(status, 401 | 403 | 408 | 409 | 429) || *status >= 500
+            }
+        }
+    }
+
+    fn from_reqwest(e: reqwest::Error) -> UpstreamError {
+        if e.is_timeout() {
+            UpstreamError::Timeout
+        } else if e.is_connect() {
+            UpstreamError::Connect(without_url(&e))
+        } else {
+            UpstreamError::Body(without_url(&e))
+        }
+    }
+}
+
+/// A reqwest error's text without the URL (which could carry a credential in its query).
+pub fn without_url(e: &reqwest::Error) -> String {
+    let mut e = e.to_string();
+    if let Some(i) = e.find(" for url (") {
+        e.truncate(i);
+    }
+    e
+}
+
+/// A configured provider with its current credential.
+pub struct Provider {
+    pub config: Arc<ProviderConfig>,
+    credential: RwLock<Option<String>>,
+}
+
+impl Provider {
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn kind(&self) -> ProviderKind {
+        self.config.kind
+    }
+
+    /// Re-reads the credential from its source (env, file, or command).
+    pub async fn refresh_credential(&self) -> Result<(), UpstreamError> {
+        let Some(secret) = &self.config.api_key else {
+            return Ok(());
+        };
+        let value = secret
+            .resolve()
+            .await
+            .map_err(|e| UpstreamError::Credential(e.to_string()))?;
+        if let Ok(mut c) = self.credential.write() {
+            *c = Some(value);
+        }
+        Ok(())
+    }
+
+    fn credential(&self) -> Option<String> {
+        self.credential.read().ok().and_then(|c| c.clone())
+    }
+
+    /// The endpoint for a chat request in this provider's dialect.
+    pub fn chat_url(&self) -> String {
+        match self.config.kind {
+            ProviderKind::OpenAi | ProviderKind::DeepSeek => {
+                format!("{}/chat/completions", self.config.base_url)
+            }
+            ProviderKind::Anthropic => format!("{}/messages", self.config.base_url),
+        }
+    }
+
+    /// Sends a request body to the chat endpoint and returns the response once its headers
+    /// arrived with a success status; any other status is an error carrying the body.
+    pub async fn send(
+        &self,
+        client: &reqwest::Client,
+        body: Vec<u8>,
+        stream: bool,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let mut req = client
+            .post(self.chat_url())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(
+                http::header::ACCEPT,
+                if stream {
+                    "text/event-stream"
+                } else {
+                    "application/json"
+                },
+            )
+            .body(body);
+        if let Some(key) = self.credential() {
+            req = match self.config.kind {
+                ProviderKind::Anthropic => req
+                    .header("x-api-key", key)
+                    .header("anthropic-version", "2023-06-01"),
+                _ => req.bearer_auth(key),
+            };
+        }
+        let first_byte = self.config.timeouts.first_token;
+        let resp = match tokio::time::timeout(first_byte, req.send()).await {
+            Ok(r) => r.map_err(UpstreamError::from_reqwest)?,
+            Err(_) => return Err(UpstreamError::Timeout),
+        };
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let retry_after = resp
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| Duration::from_millis((s * 1000.0) as u64));
+        let body = tokio::time::timeout(Duration::from_secs(10), resp.bytes())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        Err(UpstreamError::Status {
+            status: status.as_u16(),
+            body,
+            retry_after,
+        })
+    }
+}
+
+/// All providers and the shared HTTP client.
+pub struct Providers {
+    pub client: reqwest::Client,
+    by_name: BTreeMap<String, Arc<Provider>>,
+}
+
+impl Providers {
+    /// Builds the providers and resolves their credentials. A credential that cannot be resolved
+    /// is reported in the returned list and leaves that provider to fail (and fail over) at call time.
+    pub async fn new(config: &Config) -> (Providers, Vec<String>) {
+        let connect = config
+            .providers
+            .values()
+            .map(|p| p.timeouts.connect)
+            .max()
+            .unwrap_or(Duration::from_secs(10));
+        let client = reqwest::Client::builder()
+            .connect_timeout(connect)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .expect("the HTTP client builds with static settings");
+        let mut by_name = BTreeMap::new();
+        let mut problems = Vec::new();
+        for (name, pc) in &config.providers {
+            let provider = Arc::new(Provider {
+                config: pc.clone(),
+                credential: RwLock::new(None),
+            });
+            if let Err(e) = provider.refresh_credential().await {
+                problems.push(format!("provider {name}: {e}"));
+            }
+            by_name.insert(name.clone(), provider);
+        }
+        (Providers { client, by_name }, problems)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Provider>> {
+        self.by_name.get(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_statuses() {
+        let s = |status| UpstreamError::Status {
+            status,
+            body: Bytes::new(),
+            retry_after: None,
+        };
+        assert!(s(500).is_retryable() && s(529).is_retryable() && s(429).is_retryable());
+        assert!(!s(400).is_retryable() && !s(404).is_retryable() && !s(422).is_retryable());
+    }
+}

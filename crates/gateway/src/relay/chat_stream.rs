@@ -1,0 +1,330 @@
+//! The streamed Chat Completions relay: reads the upstream's SSE bytes, forwards every chunk the
+//! moment it is decoded, taps what it needs for billing, and writes the ending the contract
+//! promises (last chunk with `finish_reason` and `usage.cost`, the optional usage chunk, the
+//! ledger entry, `data: [DONE]`, the cost comment). Errors after the first byte become an error
+//! event followed by `[DONE]`. A `: keep-alive` comment goes out while the upstream is silent.
+//!
+//! Per chunk the hot path does one borrowed JSON parse, one copy into the output buffer and an
+//! append of the generated text to the tally; timers are only re-armed when they fire.
+
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use serde_json::{json, Value};
+use switchyard_wire::openai::{normalize_finish_reason, ChunkView};
+use switchyard_wire::sse;
+use switchyard_wire::usage::Usage;
+
+use crate::ledger::EndReason;
+use crate::relay::settlement::{Settled, Settlement};
+
+/// The upstream's body as a stream of network chunks.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Streaming,
+    Done,
+}
+
+/// The state of one streamed response.
+pub struct ChatStream {
+    upstream: ByteStream,
+    decoder: sse::Decoder,
+    out: BytesMut,
+    settlement: Settlement,
+    include_usage: bool,
+    keep_alive: Duration,
+    idle_timeout: Duration,
+    last_sent: Instant,
+    last_received: Instant,
+    /// The chunk carrying `finish_reason`, held until the usage that belongs on it arrives.
+    held_finish: Option<Value>,
+    /// The upstream's usage-only chunk (`choices: []`), kept to be re-sent with the cost.
+    usage_chunk: Option<Value>,
+    finish_reason: Option<EndReason>,
+    id: String,
+    model: String,
+    created: u64,
+    phase: Phase,
+}
+
+/// How a stream that cannot finish normally ends.
+#[derive(Debug, Clone, Copy)]
+pub enum Failure {
+    /// The upstream connection broke or its body was cut off.
+    Broken,
+    /// The upstream sent something that is not a chunk.
+    Garbage,
+    /// The upstream sent its own error event.
+    UpstreamError,
+    /// No byte from the upstream within the idle timeout.
+    Idle,
+}
+
+impl ChatStream {
+    /// `decoder` may already hold the first event(s), read while deciding whether to fail over.
+    pub fn new(
+        upstream: ByteStream,
+        decoder: sse::Decoder,
+        settlement: Settlement,
+        include_usage: bool,
+        keep_alive: Duration,
+        idle_timeout: Duration,
+    ) -> ChatStream {
+        let now = Instant::now();
+        ChatStream {
+            upstream,
+            decoder,
+            out: BytesMut::with_capacity(4096),
+            settlement,
+            include_usage,
+            keep_alive,
+            idle_timeout,
+            last_sent: now,
+            last_received: now,
+            held_finish: None,
+            usage_chunk: None,
+            finish_reason: None,
+            id: String::new(),
+            model: String::new(),
+            created: 0,
+            phase: Phase::Streaming,
+        }
+    }
+
+    /// The stream of frames for the HTTP body: one frame per batch of events that arrived together.
+    pub fn into_body(self) -> impl Stream<Item = Bytes> + Send {
+        futures_util::stream::unfold(self, |mut s| async move {
+            let frame = s.next_frame().await?;
+            Some((frame, s))
+        })
+    }
+
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        loop {
+            if !self.out.is_empty() {
+                self.last_sent = Instant::now();
+                return Some(self.out.split().freeze());
+            }
+            if self.phase == Phase::Done {
+                return None;
+            }
+            if let Some(event) = self.decoder.next_event() {
+                self.on_event(event).await;
+                continue;
+            }
+            let keep_alive_at = tokio::time::Instant::from_std(self.last_sent + self.keep_alive);
+            let idle_at = tokio::time::Instant::from_std(self.last_received + self.idle_timeout);
+            tokio::select! {
+                biased;
+                chunk = self.upstream.next() => match chunk {
+                    Some(Ok(bytes)) => {
+                        self.last_received = Instant::now();
+                        self.decoder.push(&bytes);
+                    }
+                    Some(Err(_)) => self.fail(Failure::Broken, None).await,
+                    None => self.on_eof().await,
+                },
+                _ = tokio::time::sleep_until(keep_alive_at) => {
+                    if self.last_sent.elapsed() >= self.keep_alive {
+                        self.out.extend_from_slice(sse::KEEP_ALIVE);
+                    }
+                }
+                _ = tokio::time::sleep_until(idle_at) => {
+                    if self.last_received.elapsed() >= self.idle_timeout {
+                        self.fail(Failure::Idle, None).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_event(&mut self, event: sse::Event) {
+        if event.is_done() {
+            return self.finish().await;
+        }
+        let Some(view) = ChunkView::parse(&event.data) else {
+            return self.fail(Failure::Garbage, None).await;
+        };
+        if let Some(error) = view.error {
+            let error: Value = serde_json::from_str(error.get()).unwrap_or(Value::Null);
+            return self.fail(Failure::UpstreamError, Some(error)).await;
+        }
+        if self.id.is_empty() {
+            self.id = view.id.as_deref().unwrap_or_default().to_owned();
+            self.model = view.model.as_deref().unwrap_or_default().to_owned();
+            self.created = view.created.unwrap_or_default();
+            self.settlement.tally.served_model = Some(self.model.clone());
+        }
+        let tally = &mut self.settlement.tally;
+        let before = tally.delivered.len();
+        view.for_each_text(|t| tally.delivered.push_str(t));
+        if tally.first_token_at.is_none() && tally.delivered.len() > before {
+            tally.first_token_at = Some(Instant::now());
+        }
+        if let Some(usage) = view.usage {
+            let usage: Value = serde_json::from_str(usage.get()).unwrap_or(Value::Null);
+            if let Some(u) = Usage::from_openai(&usage) {
+                self.settlement.tally.reported = Some(u);
+            }
+        }
+        let finish = view.finish_reason().map(str::to_owned);
+        let usage_only = view.choices.is_empty() && view.usage.is_some();
+        drop(view);
+        if usage_only {
+            self.usage_chunk = serde_json::from_slice(&event.data).ok();
+            return;
+        }
+        if let Some(reason) = finish {
+            self.flush_held();
+            let mut chunk: Value = serde_json::from_slice(&event.data).unwrap_or(Value::Null);
+            if let Some(fixed) = normalize_finish_reason(&reason) {
+                set_finish_reason(&mut chunk, fixed);
+            }
+            self.finish_reason = Some(EndReason::from_finish(
+                normalize_finish_reason(&reason).unwrap_or(&reason),
+            ));
+            self.held_finish = Some(chunk);
+            return;
+        }
+        self.flush_held();
+        sse::write_data(&mut self.out, &event.data);
+    }
+
+    /// A finish chunk for an earlier choice (n > 1) goes out as it was once another arrives.
+    fn flush_held(&mut self) {
+        if let Some(chunk) = self.held_finish.take() {
+            write_json(&mut self.out, &chunk);
+        }
+    }
+
+    async fn on_eof(&mut self) {
+        if self.finish_reason.is_some() {
+            // Some servers end without [DONE] after the finish chunk: that is a complete answer.
+            self.finish().await;
+        } else {
+            self.fail(Failure::Broken, None).await;
+        }
+    }
+
+    /// The normal ending.
+    async fn finish(&mut self) {
+        let Some(end) = self.finish_reason else {
+            return self.fail(Failure::Broken, None).await;
+        };
+        let settled = self.settlement.measure();
+        let cost = settled.cost.total().to_string();
+        let mut last = self
+            .held_finish
+            .take()
+            .unwrap_or_else(|| self.empty_chunk(end));
+        match last.get_mut("usage") {
+            Some(u) if u.is_object() => settled.usage.merge_into(u, Some(&cost)),
+            _ => last["usage"] = settled.usage.to_openai(Some(&cost)),
+        }
+        write_json(&mut self.out, &last);
+        if self.include_usage {
+            let mut chunk = self.usage_chunk.take().unwrap_or_else(|| {
+                json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                       "model": self.model, "choices": []})
+            });
+            match chunk.get_mut("usage") {
+                Some(u) if u.is_object() => settled.usage.merge_into(u, Some(&cost)),
+                _ => chunk["usage"] = settled.usage.to_openai(Some(&cost)),
+            }
+            write_json(&mut self.out, &chunk);
+        }
+        self.settlement.settle(end, &settled).await;
+        self.end_with_done(&settled);
+    }
+
+    fn empty_chunk(&self, end: EndReason) -> Value {
+        json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+               "model": self.model,
+               "choices": [{"index": 0, "delta": {}, "logprobs": null, "finish_reason": end.as_str()}]})
+    }
+
+    /// Ends the stream after the first byte went out: an error event, the ledger entry for what
+    /// was delivered, `[DONE]` and the cost comment.
+    pub async fn fail(&mut self, failure: Failure, upstream_error: Option<Value>) {
+        self.flush_held();
+        let (message, kind, code, end) = match failure {
+            Failure::Broken => (
+                "The upstream connection was lost before the answer was complete.".to_owned(),
+                "upstream_error",
+                json!(502),
+                EndReason::Error,
+            ),
+            Failure::Garbage => (
+                "The upstream sent a malformed event; the answer is incomplete.".to_owned(),
+                "upstream_error",
+                json!(502),
+                EndReason::Error,
+            ),
+            Failure::Idle => (
+                "The upstream stopped sending for longer than the idle timeout.".to_owned(),
+                "timeout_error",
+                json!(504),
+                EndReason::UpstreamTimeout,
+            ),
+            Failure::UpstreamError => {
+                let inner = upstream_error
+                    .as_ref()
+                    .and_then(|e| e.get("message").or_else(|| e.pointer("/error/message")))
+                    .and_then(Value::as_str)
+                    .unwrap_or("The upstream reported an error.")
+                    .to_owned();
+                let kind = upstream_error
+                    .as_ref()
+                    .and_then(|e| e.get("type"))
+                    .and_then(Value::as_str)
+                    .map(|t| {
+                        if t == "rate_limit_error" {
+                            "rate_limit_error"
+                        } else {
+                            "upstream_error"
+                        }
+                    })
+                    .unwrap_or("upstream_error");
+                (inner, kind, json!(502), EndReason::Error)
+            }
+        };
+        let event =
+            json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
+        write_json(&mut self.out, &event);
+        let settled = self.settlement.measure();
+        self.settlement.settle(end, &settled).await;
+        self.end_with_done(&settled);
+    }
+
+    fn end_with_done(&mut self, settled: &Settled) {
+        self.out.extend_from_slice(sse::DONE);
+        let comment = json!({
+            "cost": settled.cost.total().to_string(),
+            "input_price": settled.cost.input.to_string(),
+            "output_price": settled.cost.output.to_string(),
+            "prompt_tokens": settled.usage.prompt_tokens,
+            "completion_tokens": settled.usage.completion_tokens,
+        });
+        sse::write_comment(&mut self.out, comment.to_string().as_bytes());
+        self.phase = Phase::Done;
+    }
+}
+
+fn write_json(out: &mut BytesMut, v: &Value) {
+    let bytes = serde_json::to_vec(v).unwrap_or_default();
+    sse::write_data(out, &bytes);
+}
+
+fn set_finish_reason(chunk: &mut Value, reason: &str) {
+    if let Some(choices) = chunk.get_mut("choices").and_then(Value::as_array_mut) {
+        for c in choices {
+            if c.get("finish_reason").is_some_and(|f| !f.is_null()) {
+                c["finish_reason"] = Value::String(reason.to_owned());
+            }
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! Token counting with a real tokenizer (tiktoken), for the cases where the upstream reported no
+//! usage: a stream the client cancelled, or one the upstream cut off.
+
+use tiktoken_rs::CoreBPE;
+
+/// What is needed to estimate a prompt's tokens.
+#[derive(Debug, Default)]
+pub struct Prompt {
+    pub text: String,
+    pub messages: usize,
+}
+
+/// Anything that can produce its prompt for an estimate (a chat request, a Responses request).
+pub trait PromptSource {
+    fn prompt(&self) -> Prompt;
+}
+
+/// OpenAI's per-message framing overhead in the chat format.
+const TOKENS_PER_MESSAGE: u64 = 3;
+const TOKENS_PER_REPLY: u64 = 3;
+
+fn encoder(model: &str) -> &'static CoreBPE {
+    let m = model.to_ascii_lowercase();
+    let o200k = [
+        "gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt",
+    ]
+    .iter()
+    .any(|p| m.starts_with(p));
+    if o200k {
+        tiktoken_rs::o200k_base_singleton()
+    } else {
+        tiktoken_rs::cl100k_base_singleton()
+    }
+}
+
+/// Tokens in `text` for `model`'s tokenizer (cl100k_base for models without a known one).
+pub fn count(model: &str, text: &str) -> u64 {
+    encoder(model).encode_ordinary(text).len() as u64
+}
+
+/// Tokens of a chat prompt, framing included.
+pub fn prompt_tokens(model: &str, prompt: &Prompt) -> u64 {
+    count(model, &prompt.text) + TOKENS_PER_MESSAGE * prompt.messages as u64 + TOKENS_PER_REPLY
+}
+
+/// Loads both tokenizers, so that the first cancelled stream does not pay for it.
+pub fn warm_up() {
+    let _ = tiktoken_rs::o200k_base_singleton();
+    let _ = tiktoken_rs::cl100k_base_singleton();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_words_as_tokens() {
+        assert_eq!(count("demo-chat", " the quick brown fox"), 4);
+        assert_eq!(count("gpt-4o", " the quick brown fox"), 4);
+        let p = Prompt {
+            text: "hello".into(),
+            messages: 1,
+        };
+        assert_eq!(prompt_tokens("gpt-4o", &p), 7);
+    }
+}

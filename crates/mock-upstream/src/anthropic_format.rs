@@ -1,0 +1,276 @@
+//! Writes a [`Completion`] in the Anthropic Messages wire format: `event: <type>` + `data: <json>`
+//! events (message_start, content_block_start/delta/stop for thinking, text and tool_use blocks, a
+//! `ping` after the first block starts, message_delta with stop_reason and cumulative usage,
+//! message_stop), the non-streaming Message body, and Anthropic-shaped errors. Like the real API, some
+//! data lines carry spaces before their closing brace, so consumers must not rely on compact JSON.
+
+use serde_json::{json, Map, Value};
+
+use crate::completion::{Completion, Finish};
+use crate::playback::Step;
+use crate::recording::TokenKind;
+
+/// The in-stream error written by `error_after`.
+pub(crate) const STREAM_ERROR_EVENT: &str = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+
+/// The fixed parts of one response.
+pub(crate) struct MessageContext {
+    pub id: String,
+    pub model: String,
+    pub send_usage: bool,
+}
+
+fn stop_reason(f: Finish) -> &'static str {
+    match f {
+        Finish::Stop => "end_turn",
+        Finish::Length => "max_tokens",
+        Finish::ToolCalls => "tool_use",
+    }
+}
+
+fn tool_use_id(ctx: &MessageContext, k: usize) -> String {
+    let tail = &ctx.id[ctx.id.len().saturating_sub(12)..];
+    format!("toolu_mock{tail}{k:02}")
+}
+
+fn signature(ctx: &MessageContext) -> String {
+    format!(
+        "EqMBCkYIBxgCKkBtb2NrLXNpZ25hdHVyZQ{}",
+        ctx.id.replace('_', "")
+    )
+}
+
+/// One SSE event. `seq` decides the padding, as deterministic stand-in for Anthropic's.
+fn event(kind: &str, data: &Value, seq: usize) -> String {
+    let mut json = data.to_string();
+    let pad = (seq * 7) % 13;
+    if pad > 0 && json.ends_with('}') {
+        json.pop();
+        json.push_str(&" ".repeat(pad));
+        json.push('}');
+    }
+    format!("event: {kind}\ndata: {json}\n\n")
+}
+
+fn full_usage(c: &Completion, output_tokens: u32) -> Value {
+    json!({
+        "input_tokens": c.prompt_tokens - c.cached_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": c.cached_tokens,
+        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+        "output_tokens": output_tokens,
+        "service_tier": "standard"
+    })
+}
+
+/// Accumulates the events of one stream, numbering them for the padding.
+struct EventWriter {
+    steps: Vec<Step>,
+    seq: usize,
+    pinged: bool,
+}
+
+impl EventWriter {
+    fn event(&mut self, kind: &str, data: Value, token: Option<TokenKind>) {
+        self.seq += 1;
+        let bytes = event(kind, &data, self.seq);
+        self.steps.push(match token {
+            Some(t) => Step::token(bytes, t),
+            None => Step::frame(bytes),
+        });
+    }
+
+    fn start_block(&mut self, index: usize, block: Value) {
+        self.event(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": index, "content_block": block}),
+            None,
+        );
+        if !self.pinged {
+            self.pinged = true;
+            // Anthropic spells ping with a space after the colon; copy that exactly.
+            self.steps
+                .push(Step::frame("event: ping\ndata: {\"type\": \"ping\"}\n\n"));
+        }
+    }
+
+    fn delta(&mut self, index: usize, delta: Value, token: Option<TokenKind>) {
+        self.event(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": index, "delta": delta}),
+            token,
+        );
+    }
+
+    fn stop_block(&mut self, index: usize) {
+        self.event(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": index}),
+            None,
+        );
+    }
+}
+
+/// The whole stream as steps (unpaced, without faults).
+pub(crate) fn stream_steps(ctx: &MessageContext, c: &Completion) -> Vec<Step> {
+    let mut w = EventWriter {
+        steps: Vec::new(),
+        seq: 0,
+        pinged: false,
+    };
+
+    let mut message = Map::new();
+    message.insert("model".into(), json!(ctx.model));
+    message.insert("id".into(), json!(ctx.id));
+    message.insert("type".into(), json!("message"));
+    message.insert("role".into(), json!("assistant"));
+    message.insert("content".into(), json!([]));
+    message.insert("stop_reason".into(), Value::Null);
+    message.insert("stop_sequence".into(), Value::Null);
+    if ctx.send_usage {
+        message.insert("usage".into(), full_usage(c, 1));
+    }
+    w.event(
+        "message_start",
+        json!({"type": "message_start", "message": Value::Object(message)}),
+        None,
+    );
+
+    let mut index = 0usize;
+    if !c.reasoning.is_empty() {
+        w.start_block(
+            index,
+            json!({"type": "thinking", "thinking": "", "signature": ""}),
+        );
+        for word in &c.reasoning {
+            w.delta(
+                index,
+                json!({"type": "thinking_delta", "thinking": word}),
+                Some(TokenKind::Reasoning(word)),
+            );
+        }
+        w.delta(
+            index,
+            json!({"type": "signature_delta", "signature": signature(ctx)}),
+            None,
+        );
+        w.stop_block(index);
+        index += 1;
+    }
+    if !c.content.is_empty() || c.tool_calls.is_empty() {
+        w.start_block(index, json!({"type": "text", "text": ""}));
+        for word in &c.content {
+            w.delta(
+                index,
+                json!({"type": "text_delta", "text": word}),
+                Some(TokenKind::Content(word)),
+            );
+        }
+        w.stop_block(index);
+        index += 1;
+    }
+    for (k, call) in c.tool_calls.iter().enumerate() {
+        w.start_block(
+            index,
+            json!({"type": "tool_use", "id": tool_use_id(ctx, k), "name": call.name, "input": {}}),
+        );
+        w.delta(
+            index,
+            json!({"type": "input_json_delta", "partial_json": ""}),
+            None,
+        );
+        for fragment in &call.fragments {
+            w.delta(
+                index,
+                json!({"type": "input_json_delta", "partial_json": fragment}),
+                Some(TokenKind::ToolArguments),
+            );
+        }
+        w.stop_block(index);
+        index += 1;
+    }
+
+    let mut message_delta = Map::new();
+    message_delta.insert("type".into(), json!("message_delta"));
+    message_delta.insert(
+        "delta".into(),
+        json!({"stop_reason": stop_reason(c.finish), "stop_sequence": null}),
+    );
+    if ctx.send_usage {
+        message_delta.insert(
+            "usage".into(),
+            json!({
+                "input_tokens": c.prompt_tokens - c.cached_tokens,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": c.cached_tokens,
+                "output_tokens": c.completion_tokens()
+            }),
+        );
+    }
+    w.event("message_delta", Value::Object(message_delta), None);
+    w.event("message_stop", json!({"type": "message_stop"}), None);
+    w.steps
+}
+
+/// The non-streaming Message body.
+pub(crate) fn body(ctx: &MessageContext, c: &Completion) -> Value {
+    let mut content = Vec::new();
+    if !c.reasoning.is_empty() {
+        content.push(json!({"type": "thinking", "thinking": c.reasoning_text(), "signature": signature(ctx)}));
+    }
+    if !c.content.is_empty() || c.tool_calls.is_empty() {
+        content.push(json!({"type": "text", "text": c.text()}));
+    }
+    for (k, call) in c.tool_calls.iter().enumerate() {
+        let input: Value = serde_json::from_str(&call.arguments()).unwrap_or_else(|_| json!({}));
+        content.push(json!({"type": "tool_use", "id": tool_use_id(ctx, k), "name": call.name, "input": input}));
+    }
+    let mut m = Map::new();
+    m.insert("model".into(), json!(ctx.model));
+    m.insert("id".into(), json!(ctx.id));
+    m.insert("type".into(), json!("message"));
+    m.insert("role".into(), json!("assistant"));
+    m.insert("content".into(), Value::Array(content));
+    m.insert("stop_reason".into(), json!(stop_reason(c.finish)));
+    m.insert("stop_sequence".into(), Value::Null);
+    if ctx.send_usage {
+        m.insert("usage".into(), full_usage(c, c.completion_tokens()));
+    }
+    Value::Object(m)
+}
+
+/// The Anthropic error body for `status`.
+pub(crate) fn error_body(status: u16, model: &str, request_id: &str) -> Value {
+    let (kind, message) = match status {
+        400 => (
+            "invalid_request_error",
+            "Invalid request (mock upstream status 400).".to_string(),
+        ),
+        401 => ("authentication_error", "invalid x-api-key".to_string()),
+        403 => (
+            "permission_error",
+            "Your API key does not have permission to use the specified resource.".to_string(),
+        ),
+        404 => ("not_found_error", format!("model: {model}")),
+        413 => (
+            "request_too_large",
+            "Request exceeds the maximum allowed number of bytes.".to_string(),
+        ),
+        429 => (
+            "rate_limit_error",
+            "Number of request tokens has exceeded your per-minute rate limit.".to_string(),
+        ),
+        529 => ("overloaded_error", "Overloaded".to_string()),
+        s if s >= 500 => ("api_error", "Internal server error".to_string()),
+        s => (
+            "invalid_request_error",
+            format!("Mock upstream error (status {s})."),
+        ),
+    };
+    error_with(kind, &message, request_id)
+}
+
+/// A free-form Anthropic error body.
+pub(crate) fn error_with(kind: &str, message: &str, request_id: &str) -> Value {
+    json!({"type": "error", "error": {"type": kind, "message": message}, "request_id": request_id})
+}

@@ -1,0 +1,259 @@
+//! What the fake model "generates" for one request, independent of the wire dialect: the reasoning
+//! tokens, the content tokens, the tool calls with their argument fragments, the finish reason and the
+//! token counts that usage reports. The dialect writers (`openai_format`, `anthropic_format`) turn a
+//! [`Completion`] into bytes.
+//!
+//! Every content and reasoning token is one common English word with a leading space, each exactly one
+//! token in both cl100k_base and o200k_base (a test checks this), so token counts computed by a
+//! tokenizer on the text agree with what usage reports.
+
+use serde_json::Value;
+
+use crate::options::{Behaviour, FinishOption};
+
+/// Content tokens, used cyclically.
+pub const CONTENT_WORDS: [&str; 12] = [
+    " the", " quick", " brown", " fox", " jumps", " over", " lazy", " dog", " and", " runs",
+    " away", " again",
+];
+
+/// Reasoning tokens, used cyclically.
+pub const REASONING_WORDS: [&str; 8] = [
+    " let", " me", " think", " about", " this", " first", " then", " answer",
+];
+
+/// Values given to the first string argument of successive tool calls.
+const TOOL_ARGUMENT_VALUES: [&str; 4] = ["Paris", "Tokyo", "Lima", "Oslo"];
+
+/// Why generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Finish {
+    Stop,
+    Length,
+    ToolCalls,
+}
+
+/// One tool call: its name and its JSON arguments split into the fragments a stream sends.
+#[derive(Clone, Debug)]
+pub(crate) struct ToolCall {
+    pub name: String,
+    pub fragments: Vec<String>,
+}
+
+impl ToolCall {
+    pub(crate) fn arguments(&self) -> String {
+        self.fragments.concat()
+    }
+}
+
+/// The whole generated answer plus its usage numbers.
+#[derive(Clone, Debug)]
+pub(crate) struct Completion {
+    pub reasoning: Vec<&'static str>,
+    pub content: Vec<&'static str>,
+    pub tool_calls: Vec<ToolCall>,
+    pub finish: Finish,
+    /// Prompt tokens, cached ones included.
+    pub prompt_tokens: u32,
+    /// The part of `prompt_tokens` reported as served from the prompt cache.
+    pub cached_tokens: u32,
+}
+
+impl Completion {
+    /// Builds the answer the behaviour asks for, given the request body (for `tools`, `max_tokens` and
+    /// the prompt estimate).
+    pub(crate) fn plan(behaviour: &Behaviour, request: &Value) -> Completion {
+        let reasoning = (0..behaviour.reasoning as usize)
+            .map(|i| REASONING_WORDS[i % REASONING_WORDS.len()])
+            .collect();
+        let tool_calls: Vec<ToolCall> = (0..behaviour.tool_calls as usize)
+            .map(|k| tool_call(request, k))
+            .collect();
+        let limit = max_tokens(request);
+        let mut content_tokens = if tool_calls.is_empty() {
+            behaviour.tokens
+        } else {
+            0
+        };
+        let mut finish = if tool_calls.is_empty() {
+            Finish::Stop
+        } else {
+            Finish::ToolCalls
+        };
+        if let Some(limit) = limit {
+            if tool_calls.is_empty() && limit < content_tokens {
+                content_tokens = limit;
+                finish = Finish::Length;
+            }
+        }
+        if behaviour.finish == FinishOption::Length {
+            finish = Finish::Length;
+        }
+        let content = (0..content_tokens as usize)
+            .map(|i| CONTENT_WORDS[i % CONTENT_WORDS.len()])
+            .collect();
+        let prompt_tokens = behaviour
+            .prompt_tokens
+            .unwrap_or_else(|| estimate_prompt_tokens(request));
+        Completion {
+            reasoning,
+            content,
+            tool_calls,
+            finish,
+            prompt_tokens,
+            cached_tokens: behaviour.cached_tokens.min(prompt_tokens),
+        }
+    }
+
+    pub(crate) fn text(&self) -> String {
+        self.content.concat()
+    }
+
+    pub(crate) fn reasoning_text(&self) -> String {
+        self.reasoning.concat()
+    }
+
+    pub(crate) fn reasoning_tokens(&self) -> u32 {
+        self.reasoning.len() as u32
+    }
+
+    /// Reasoning + content + tool-argument fragments: what usage reports as completion tokens.
+    pub(crate) fn completion_tokens(&self) -> u32 {
+        let tool: usize = self.tool_calls.iter().map(|c| c.fragments.len()).sum();
+        (self.reasoning.len() + self.content.len() + tool) as u32
+    }
+}
+
+/// The request's output limit: `max_completion_tokens`, else `max_tokens`.
+fn max_tokens(request: &Value) -> Option<u32> {
+    ["max_completion_tokens", "max_tokens"]
+        .iter()
+        .find_map(|k| request.get(*k).and_then(Value::as_u64))
+        .map(|v| v.min(u64::from(u32::MAX)) as u32)
+}
+
+/// The k-th tool call: the name and first property of the request's k-th tool (cyclically) if the
+/// request declares tools (OpenAI `tools[].function` or Anthropic `tools[]`), else `get_weather` with a
+/// `location` argument.
+fn tool_call(request: &Value, k: usize) -> ToolCall {
+    let tools = request
+        .get("tools")
+        .and_then(Value::as_array)
+        .filter(|t| !t.is_empty());
+    let (name, property) = match tools {
+        Some(tools) => {
+            let tool = &tools[k % tools.len()];
+            let def = tool.get("function").unwrap_or(tool);
+            let name = def
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("get_weather");
+            let schema = def.get("parameters").or_else(|| def.get("input_schema"));
+            let property = schema
+                .and_then(|s| s.get("properties"))
+                .and_then(Value::as_object)
+                .and_then(|p| p.keys().next().cloned())
+                .unwrap_or_else(|| "location".to_string());
+            (name.to_string(), property)
+        }
+        None => ("get_weather".to_string(), "location".to_string()),
+    };
+    let value = TOOL_ARGUMENT_VALUES[k % TOOL_ARGUMENT_VALUES.len()];
+    // Escape the property name as JSON so the concatenated arguments always parse.
+    let key = Value::String(property).to_string();
+    let key = &key[1..key.len() - 1];
+    ToolCall {
+        name,
+        fragments: vec![
+            "{\"".to_string(),
+            key.to_string(),
+            "\": \"".to_string(),
+            value.to_string(),
+            "\"}".to_string(),
+        ],
+    }
+}
+
+/// The documented prompt estimate: for every message (and an Anthropic top-level `system`), 4 tokens
+/// plus the number of whitespace-separated words of its text (a string content, or the `text` of each
+/// content part).
+pub(crate) fn estimate_prompt_tokens(request: &Value) -> u32 {
+    let mut total = 0usize;
+    if let Some(system) = request.get("system") {
+        total += 4 + words(system);
+    }
+    if let Some(messages) = request.get("messages").and_then(Value::as_array) {
+        for m in messages {
+            total += 4 + m.get("content").map(words).unwrap_or(0);
+        }
+    }
+    total.min(u32::MAX as usize) as u32
+}
+
+fn words(content: &Value) -> usize {
+    match content {
+        Value::String(s) => s.split_whitespace().count(),
+        Value::Array(parts) => parts
+            .iter()
+            .map(|p| match p {
+                Value::String(s) => s.split_whitespace().count(),
+                other => other
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .map(|t| t.split_whitespace().count())
+                    .unwrap_or(0),
+            })
+            .sum(),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_word_is_one_token_in_both_encodings() {
+        let cl100k = tiktoken_rs::cl100k_base().unwrap();
+        let o200k = tiktoken_rs::o200k_base().unwrap();
+        for w in CONTENT_WORDS.iter().chain(REASONING_WORDS.iter()) {
+            assert_eq!(cl100k.encode_ordinary(w).len(), 1, "cl100k {w:?}");
+            assert_eq!(o200k.encode_ordinary(w).len(), 1, "o200k {w:?}");
+        }
+    }
+
+    #[test]
+    fn prompt_estimate_counts_words_and_messages() {
+        let req = json!({"system": "be brief", "messages": [
+            {"role": "user", "content": "hello there world"},
+            {"role": "user", "content": [{"type": "text", "text": "two words"}]}
+        ]});
+        assert_eq!(estimate_prompt_tokens(&req), (4 + 2) + (4 + 3) + (4 + 2));
+    }
+
+    #[test]
+    fn max_tokens_caps_content_with_length() {
+        let b = crate::options::Behaviour::for_model("mock", false);
+        let c = Completion::plan(&b, &json!({"max_tokens": 3}));
+        assert_eq!(c.content.len(), 3);
+        assert_eq!(c.finish, Finish::Length);
+        let c = Completion::plan(&b, &json!({"max_completion_tokens": 30}));
+        assert_eq!(c.content.len(), 12);
+        assert_eq!(c.finish, Finish::Stop);
+    }
+
+    #[test]
+    fn tool_calls_use_declared_tools() {
+        let mut b = crate::options::Behaviour::for_model("mock", false);
+        b.tool_calls = 2;
+        let req = json!({"tools": [{"type": "function", "function": {"name": "lookup",
+            "parameters": {"type": "object", "properties": {"query": {"type": "string"}}}}}]});
+        let c = Completion::plan(&b, &req);
+        assert_eq!(c.finish, Finish::ToolCalls);
+        assert!(c.content.is_empty());
+        assert_eq!(c.tool_calls[1].name, "lookup");
+        let args: Value = serde_json::from_str(&c.tool_calls[1].arguments()).unwrap();
+        assert_eq!(args, json!({"query": "Tokyo"}));
+    }
+}

@@ -1,0 +1,313 @@
+//! The per-request behaviour knobs of the mock ("tokens", "ttft_ms", "status", ...) and where they come
+//! from: model-name defaults, then options after an `@` in the model name
+//! (`gpt-4o@tokens=5,ttft_ms=200`), then `x-mock-<option>` request headers, then a `"mock": {...}` object
+//! in the JSON body. Later sources override earlier ones; an unknown option or a bad value is an error so
+//! that a typo in a test fails loudly instead of silently running with defaults.
+
+use axum::http::HeaderMap;
+use serde_json::Value;
+
+/// Content tokens produced when nothing says otherwise.
+pub(crate) const DEFAULT_TOKENS: u32 = 12;
+/// Reasoning tokens produced by reasoning models (`demo-reasoner`, `*reasoner*`) or thinking requests.
+pub(crate) const DEFAULT_REASONING: u32 = 8;
+/// Status used by `fail_times` when no `status` is given.
+pub(crate) const DEFAULT_FAIL_STATUS: u16 = 503;
+
+/// How the response ends when the token budget is not the limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FinishOption {
+    Stop,
+    Length,
+}
+
+/// Everything that shapes one response. Built by [`resolve`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Behaviour {
+    pub tokens: u32,
+    pub reasoning: u32,
+    pub ttft_ms: u64,
+    pub gap_ms: u64,
+    pub headers_delay_ms: u64,
+    pub status: Option<u16>,
+    pub retry_after: Option<u64>,
+    pub fail_times: Option<u32>,
+    pub fail_key: Option<String>,
+    pub reset_after: Option<u32>,
+    pub stall_after: Option<u32>,
+    pub malformed_after: Option<u32>,
+    pub error_after: Option<u32>,
+    pub usage: Option<bool>,
+    pub tool_calls: u32,
+    pub finish: FinishOption,
+    pub prompt_tokens: Option<u32>,
+    pub cached_tokens: u32,
+}
+
+/// A bad option: unknown name or a value of the wrong kind.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum OptionError {
+    #[error("unknown mock option `{0}`")]
+    Unknown(String),
+    #[error("mock option `{name}` has invalid value `{value}`: expected {expected}")]
+    Invalid {
+        name: String,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("the `mock` field must be a JSON object")]
+    NotAnObject,
+}
+
+/// The names accepted in every source, for documentation and error messages.
+pub const OPTION_NAMES: [&str; 18] = [
+    "tokens",
+    "reasoning",
+    "ttft_ms",
+    "gap_ms",
+    "headers_delay_ms",
+    "status",
+    "retry_after",
+    "fail_times",
+    "fail_key",
+    "reset_after",
+    "stall_after",
+    "malformed_after",
+    "error_after",
+    "usage",
+    "tool_calls",
+    "finish",
+    "prompt_tokens",
+    "cached_tokens",
+];
+
+/// One option value as found in its source: header and model-suffix values are text, body values JSON.
+enum RawValue<'a> {
+    Text(&'a str),
+    Json(&'a Value),
+}
+
+impl RawValue<'_> {
+    fn display(&self) -> String {
+        match self {
+            RawValue::Text(t) => (*t).to_string(),
+            RawValue::Json(v) => v.to_string(),
+        }
+    }
+
+    fn as_text(&self) -> Option<String> {
+        match self {
+            RawValue::Text(t) => Some(t.trim().to_string()),
+            RawValue::Json(Value::String(s)) => Some(s.trim().to_string()),
+            RawValue::Json(Value::Number(n)) => Some(n.to_string()),
+            RawValue::Json(Value::Bool(b)) => Some(b.to_string()),
+            RawValue::Json(_) => None,
+        }
+    }
+}
+
+impl Behaviour {
+    /// The defaults for a model name (without its `@` suffix). `thinking_requested` is true when the
+    /// request itself asks for reasoning (Anthropic `thinking: {type: enabled}`).
+    pub(crate) fn for_model(model: &str, thinking_requested: bool) -> Behaviour {
+        let reasoning_model = model == "demo-reasoner" || model.contains("reasoner");
+        Behaviour {
+            tokens: DEFAULT_TOKENS,
+            reasoning: if reasoning_model || thinking_requested {
+                DEFAULT_REASONING
+            } else {
+                0
+            },
+            ttft_ms: 0,
+            gap_ms: 0,
+            headers_delay_ms: 0,
+            status: None,
+            retry_after: None,
+            fail_times: None,
+            fail_key: None,
+            reset_after: None,
+            stall_after: None,
+            malformed_after: None,
+            error_after: None,
+            usage: None,
+            tool_calls: 0,
+            finish: FinishOption::Stop,
+            prompt_tokens: None,
+            cached_tokens: 0,
+        }
+    }
+
+    fn set(&mut self, name: &str, value: RawValue<'_>) -> Result<(), OptionError> {
+        let invalid = |expected: &'static str| OptionError::Invalid {
+            name: name.to_string(),
+            value: value.display(),
+            expected,
+        };
+        let text = value.as_text();
+        let uint = || -> Result<u64, OptionError> {
+            text.as_deref()
+                .and_then(|t| t.parse::<u64>().ok())
+                .ok_or_else(|| invalid("a non-negative integer"))
+        };
+        let u32v = || -> Result<u32, OptionError> {
+            uint().and_then(|v| u32::try_from(v).map_err(|_| invalid("an integer below 2^32")))
+        };
+        match name {
+            "tokens" => self.tokens = u32v()?,
+            "reasoning" => self.reasoning = u32v()?,
+            "ttft_ms" => self.ttft_ms = uint()?,
+            "gap_ms" => self.gap_ms = uint()?,
+            "headers_delay_ms" => self.headers_delay_ms = uint()?,
+            "status" => {
+                let v = uint()?;
+                if !(400..=599).contains(&v) {
+                    return Err(invalid("an HTTP error status between 400 and 599"));
+                }
+                self.status = Some(v as u16);
+            }
+            "retry_after" => self.retry_after = Some(uint()?),
+            "fail_times" => self.fail_times = Some(u32v()?),
+            "fail_key" => {
+                self.fail_key = Some(text.ok_or_else(|| invalid("a string"))?);
+            }
+            "reset_after" => self.reset_after = Some(u32v()?),
+            "stall_after" => self.stall_after = Some(u32v()?),
+            "malformed_after" => self.malformed_after = Some(u32v()?),
+            "error_after" => self.error_after = Some(u32v()?),
+            "usage" => {
+                self.usage = Some(match text.as_deref() {
+                    Some("true" | "1" | "yes" | "on") => true,
+                    Some("false" | "0" | "no" | "off") => false,
+                    _ => return Err(invalid("true or false")),
+                })
+            }
+            "tool_calls" => self.tool_calls = u32v()?,
+            "finish" => {
+                self.finish = match text.as_deref() {
+                    Some("stop") => FinishOption::Stop,
+                    Some("length") => FinishOption::Length,
+                    _ => return Err(invalid("`stop` or `length`")),
+                }
+            }
+            "prompt_tokens" => self.prompt_tokens = Some(u32v()?),
+            "cached_tokens" => self.cached_tokens = u32v()?,
+            other => return Err(OptionError::Unknown(other.to_string())),
+        }
+        Ok(())
+    }
+}
+
+/// Splits `gpt-4o@tokens=5,status=503` into the model name and the option text.
+pub(crate) fn split_model(model: &str) -> (&str, Option<&str>) {
+    match model.split_once('@') {
+        Some((base, opts)) => (base, Some(opts)),
+        None => (model, None),
+    }
+}
+
+/// Resolves the behaviour for one request from its model name, headers and JSON body.
+/// `model` is the full requested name (with any `@` suffix).
+pub(crate) fn resolve(
+    model: &str,
+    thinking_requested: bool,
+    headers: &HeaderMap,
+    body: &Value,
+) -> Result<Behaviour, OptionError> {
+    let (base, suffix) = split_model(model);
+    let mut behaviour = Behaviour::for_model(base, thinking_requested);
+    if let Some(suffix) = suffix {
+        for pair in suffix.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').ok_or_else(|| OptionError::Invalid {
+                name: pair.to_string(),
+                value: String::new(),
+                expected: "`name=value`",
+            })?;
+            behaviour.set(&normalise(name), RawValue::Text(value))?;
+        }
+    }
+    for (name, value) in headers {
+        if let Some(option) = name.as_str().strip_prefix("x-mock-") {
+            let value = value.to_str().map_err(|_| OptionError::Invalid {
+                name: option.to_string(),
+                value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                expected: "visible ASCII",
+            })?;
+            behaviour.set(&normalise(option), RawValue::Text(value))?;
+        }
+    }
+    match body.get("mock") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (name, value) in map {
+                behaviour.set(&normalise(name), RawValue::Json(value))?;
+            }
+        }
+        Some(_) => return Err(OptionError::NotAnObject),
+    }
+    Ok(behaviour)
+}
+
+/// `ttft-ms`, `TTFT_MS` and `ttft_ms` all name the same option.
+fn normalise(name: &str) -> String {
+    name.trim().to_ascii_lowercase().replace('-', "_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+    use serde_json::json;
+
+    #[test]
+    fn later_sources_override_earlier_ones() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-mock-ttft-ms", HeaderValue::from_static("7"));
+        headers.insert("x-mock-tokens", HeaderValue::from_static("4"));
+        let body = json!({"mock": {"tokens": 2, "usage": false, "fail_key": "k1"}});
+        let b = resolve(
+            "demo-reasoner@tokens=5,ttft_ms=200,status=503",
+            false,
+            &headers,
+            &body,
+        )
+        .unwrap();
+        assert_eq!(b.tokens, 2);
+        assert_eq!(b.ttft_ms, 7);
+        assert_eq!(b.status, Some(503));
+        assert_eq!(b.reasoning, DEFAULT_REASONING);
+        assert_eq!(b.usage, Some(false));
+        assert_eq!(b.fail_key.as_deref(), Some("k1"));
+    }
+
+    #[test]
+    fn unknown_or_bad_options_are_errors() {
+        let none = HeaderMap::new();
+        assert_eq!(
+            resolve("m@tokenz=5", false, &none, &Value::Null),
+            Err(OptionError::Unknown("tokenz".into()))
+        );
+        assert!(matches!(
+            resolve("m@tokens=-1", false, &none, &Value::Null),
+            Err(OptionError::Invalid { .. })
+        ));
+        assert!(matches!(
+            resolve("m@status=200", false, &none, &Value::Null),
+            Err(OptionError::Invalid { .. })
+        ));
+        assert_eq!(
+            resolve("m", false, &none, &json!({"mock": 3})),
+            Err(OptionError::NotAnObject)
+        );
+    }
+
+    #[test]
+    fn model_defaults() {
+        assert_eq!(Behaviour::for_model("demo-chat", false).reasoning, 0);
+        assert_eq!(
+            Behaviour::for_model("deepseek-reasoner", false).reasoning,
+            8
+        );
+        assert_eq!(Behaviour::for_model("claude-x", true).reasoning, 8);
+        assert_eq!(split_model("gpt-4o@tokens=1"), ("gpt-4o", Some("tokens=1")));
+    }
+}

@@ -1,0 +1,768 @@
+//! Unit tests for the Responses translation: one test per request rule, and the stream ordering
+//! invariants the official SDK helpers enforce, checked on every builder run.
+
+use serde_json::{json, Value};
+
+use super::*;
+
+fn ctx() -> ResponseContext {
+    ResponseContext::new(
+        "resp_abc",
+        "demo-chat",
+        1_700_000_000,
+        RequestEcho::default(),
+    )
+}
+
+fn chunk(delta: Value, finish: Option<&str>) -> Value {
+    json!({
+        "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+        "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+    })
+}
+
+fn usage_chunk() -> Value {
+    json!({
+        "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+        "choices": [],
+        "usage": {
+            "prompt_tokens": 14, "completion_tokens": 30, "total_tokens": 44,
+            "prompt_tokens_details": {"cached_tokens": 4},
+            "completion_tokens_details": {"reasoning_tokens": 7},
+        },
+    })
+}
+
+/// Runs the builder over `chunks`, checks the ordering invariants and returns the events.
+fn run(chunks: &[Value]) -> (Vec<Event>, Value) {
+    let mut b = StreamBuilder::new(ctx());
+    let mut out = Vec::new();
+    b.start(&mut out);
+    for c in chunks {
+        b.push_chunk(c, &mut out);
+    }
+    b.finish(None, &mut out);
+    check_invariants(&out);
+    (out, b.response())
+}
+
+fn kinds(events: &[Event]) -> Vec<&str> {
+    events.iter().map(|e| e.kind.as_str()).collect()
+}
+
+/// The invariants of the module docs, asserted on a complete event list.
+fn check_invariants(events: &[Event]) {
+    assert_eq!(events[0].kind, "response.created");
+    assert_eq!(events[1].kind, "response.in_progress");
+    let terminal = [
+        "response.completed",
+        "response.incomplete",
+        "response.failed",
+    ];
+    let n_terminal = events
+        .iter()
+        .filter(|e| terminal.contains(&e.kind.as_str()))
+        .count();
+    assert_eq!(n_terminal, 1, "exactly one terminal event");
+    assert!(terminal.contains(&events.last().unwrap().kind.as_str()));
+    let mut added: Vec<bool> = Vec::new(); // output_index -> still open
+    let mut open_parts: Vec<(u64, u64)> = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.data["type"], json!(e.kind), "type field matches");
+        assert_eq!(
+            e.data["sequence_number"],
+            json!(i),
+            "sequence numbers count from 0"
+        );
+        if let Some(idx) = e.data.get("output_index").and_then(Value::as_u64) {
+            if e.kind == "response.output_item.added" {
+                assert_eq!(idx as usize, added.len(), "items added in order");
+                assert!(added.iter().all(|open| !open), "one open item at a time");
+                added.push(true);
+            } else {
+                assert!(
+                    added.get(idx as usize) == Some(&true),
+                    "{} refers to output_index {idx} which is not open",
+                    e.kind
+                );
+            }
+            if let Some(c) = e.data.get("content_index").and_then(Value::as_u64) {
+                match e.kind.as_str() {
+                    "response.content_part.added" => open_parts.push((idx, c)),
+                    "response.content_part.done" => open_parts.retain(|p| *p != (idx, c)),
+                    _ => assert!(
+                        open_parts.contains(&(idx, c)),
+                        "part added before {}",
+                        e.kind
+                    ),
+                }
+            }
+            if e.kind == "response.output_item.done" {
+                added[idx as usize] = false;
+                assert!(
+                    open_parts.iter().all(|(o, _)| *o != idx),
+                    "parts closed first"
+                );
+                let item_id = &e.data["item"]["id"];
+                assert!(events[..i]
+                    .iter()
+                    .any(|p| p.kind == "response.output_item.added"
+                        && p.data["item"]["id"] == *item_id));
+            }
+        }
+    }
+    assert!(added.iter().all(|open| !open), "every item closed");
+    let last = &events.last().unwrap().data["response"];
+    assert_eq!(last["output"].as_array().unwrap().len(), added.len());
+}
+
+#[test]
+fn text_stream_produces_the_canonical_sequence() {
+    let (events, response) = run(&[
+        chunk(
+            json!({"role": "assistant", "content": "", "refusal": null}),
+            None,
+        ),
+        chunk(json!({"content": "Hi"}), None),
+        chunk(json!({"content": " there"}), None),
+        chunk(json!({}), Some("stop")),
+        usage_chunk(),
+    ]);
+    assert_eq!(
+        kinds(&events),
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
+    );
+    assert_eq!(events[0].data["response"]["status"], "in_progress");
+    assert_eq!(events[0].data["response"]["output"], json!([]));
+    assert_eq!(events[2].data["item"]["status"], "in_progress");
+    assert_eq!(events[2].data["item"]["content"], json!([]));
+    assert_eq!(events[6].data["text"], "Hi there");
+    assert_eq!(response["status"], "completed");
+    assert_eq!(response["id"], "resp_abc");
+    assert_eq!(response["object"], "response");
+    let msg = &response["output"][0];
+    assert_eq!(msg["type"], "message");
+    assert_eq!(msg["role"], "assistant");
+    assert!(msg["id"].as_str().unwrap().starts_with("msg_"));
+    assert_eq!(
+        msg["content"],
+        json!([{"type": "output_text", "annotations": [], "logprobs": [], "text": "Hi there"}])
+    );
+    assert_eq!(
+        response["usage"],
+        json!({
+            "input_tokens": 14, "input_tokens_details": {"cached_tokens": 4},
+            "output_tokens": 30, "output_tokens_details": {"reasoning_tokens": 7},
+            "total_tokens": 44,
+        })
+    );
+    assert_eq!(events.last().unwrap().data["response"], response);
+}
+
+#[test]
+fn reasoning_content_becomes_a_summary_before_the_message() {
+    let (events, response) = run(&[
+        chunk(
+            json!({"role": "assistant", "content": null, "reasoning_content": "Let me"}),
+            None,
+        ),
+        chunk(json!({"content": "", "reasoning_content": " think"}), None),
+        chunk(json!({"content": "9.8", "reasoning_content": null}), None),
+        chunk(json!({}), Some("stop")),
+    ]);
+    assert_eq!(
+        kinds(&events)[2..],
+        [
+            "response.output_item.added",
+            "response.reasoning_summary_part.added",
+            "response.reasoning_summary_text.delta",
+            "response.reasoning_summary_text.delta",
+            "response.reasoning_summary_text.done",
+            "response.reasoning_summary_part.done",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
+    );
+    assert_eq!(
+        events[2].data["item"],
+        json!({"id": events[2].data["item"]["id"], "type": "reasoning", "summary": []})
+    );
+    let rs = &response["output"][0];
+    assert!(rs["id"].as_str().unwrap().starts_with("rs_"));
+    assert_eq!(
+        rs["summary"],
+        json!([{"type": "summary_text", "text": "Let me think"}])
+    );
+    assert_eq!(response["output"][1]["content"][0]["text"], "9.8");
+    assert_eq!(
+        response["output"][1]["id"].as_str().unwrap().len(),
+        rs["id"].as_str().unwrap().len() + 1
+    );
+    // No usage chunk arrived: usage is null rather than invented.
+    assert_eq!(response["usage"], Value::Null);
+}
+
+#[test]
+fn openrouter_style_reasoning_field_is_read_too() {
+    let (_, response) = run(&[
+        chunk(json!({"reasoning": "hmm"}), None),
+        chunk(json!({"content": "ok"}), Some("stop")),
+    ]);
+    assert_eq!(response["output"][0]["summary"][0]["text"], "hmm");
+}
+
+#[test]
+fn tool_calls_become_function_call_items() {
+    let (events, response) = run(&[
+        chunk(
+            json!({"role": "assistant", "content": null, "tool_calls": [
+            {"index": 0, "id": "call_A", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}),
+            None,
+        ),
+        chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"city\":"}}]}),
+            None,
+        ),
+        chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"Paris\"}"}}]}),
+            None,
+        ),
+        chunk(
+            json!({"tool_calls": [
+            {"index": 1, "id": "call_B", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}]}),
+            None,
+        ),
+        chunk(json!({}), Some("tool_calls")),
+        usage_chunk(),
+    ]);
+    assert_eq!(
+        kinds(&events)[2..],
+        [
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
+    );
+    assert_eq!(events[2].data["item"]["arguments"], "");
+    assert_eq!(events[2].data["item"]["name"], "get_weather");
+    assert_eq!(events[5].data["name"], "get_weather");
+    assert_eq!(events[5].data["arguments"], "{\"city\":\"Paris\"}");
+    let fc = &response["output"][0];
+    assert_eq!(fc["type"], "function_call");
+    assert_eq!(fc["call_id"], "call_A");
+    assert!(fc["id"].as_str().unwrap().starts_with("fc_"));
+    assert_eq!(fc["status"], "completed");
+    assert_eq!(fc["arguments"], "{\"city\":\"Paris\"}");
+    assert_eq!(response["output"][1]["call_id"], "call_B");
+    assert_eq!(response["output"][1]["arguments"], "{}");
+    assert_eq!(response["status"], "completed");
+}
+
+#[test]
+fn text_then_tool_call_closes_the_message_first() {
+    let (events, response) = run(&[
+        chunk(json!({"content": "Let me check."}), None),
+        chunk(
+            json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}),
+            None,
+        ),
+        chunk(json!({}), Some("tool_calls")),
+    ]);
+    let k = kinds(&events);
+    let done = k
+        .iter()
+        .position(|e| *e == "response.output_item.done")
+        .unwrap();
+    let second_added = k
+        .iter()
+        .rposition(|e| *e == "response.output_item.added")
+        .unwrap();
+    assert!(done < second_added);
+    assert_eq!(response["output"][0]["type"], "message");
+    assert_eq!(response["output"][1]["type"], "function_call");
+}
+
+#[test]
+fn length_finish_is_incomplete_max_output_tokens() {
+    let (events, response) = run(&[
+        chunk(json!({"content": "Alabama, Alas"}), None),
+        chunk(json!({}), Some("length")),
+        usage_chunk(),
+    ]);
+    let last = events.last().unwrap();
+    assert_eq!(last.kind, "response.incomplete");
+    assert_eq!(response["status"], "incomplete");
+    assert_eq!(
+        response["incomplete_details"],
+        json!({"reason": "max_output_tokens"})
+    );
+    assert_eq!(response["output"][0]["status"], "incomplete");
+    assert_eq!(response["completed_at"], Value::Null);
+}
+
+#[test]
+fn content_filter_finish_is_incomplete_content_filter() {
+    let (events, response) = run(&[chunk(json!({"content": "x"}), Some("content_filter"))]);
+    assert_eq!(events.last().unwrap().kind, "response.incomplete");
+    assert_eq!(response["incomplete_details"]["reason"], "content_filter");
+}
+
+#[test]
+fn refusal_uses_a_refusal_part() {
+    let (events, response) = run(&[
+        chunk(
+            json!({"role": "assistant", "content": null, "refusal": ""}),
+            None,
+        ),
+        chunk(json!({"refusal": "I'm sorry"}), None),
+        chunk(json!({"refusal": ", no."}), None),
+        chunk(json!({}), Some("stop")),
+    ]);
+    assert_eq!(
+        kinds(&events)[2..],
+        [
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.refusal.delta",
+            "response.refusal.delta",
+            "response.refusal.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
+    );
+    assert_eq!(
+        events[3].data["part"],
+        json!({"type": "refusal", "refusal": ""})
+    );
+    assert_eq!(
+        response["output"][0]["content"],
+        json!([{"type": "refusal", "refusal": "I'm sorry, no."}])
+    );
+}
+
+#[test]
+fn fail_closes_open_items_and_emits_error_then_failed() {
+    let mut b = StreamBuilder::new(ctx());
+    let mut out = Vec::new();
+    b.push_chunk(&chunk(json!({"content": "par"}), None), &mut out);
+    b.fail("server_error", "upstream went away", &mut out);
+    // Nothing after the terminal event.
+    b.push_chunk(&chunk(json!({"content": "tial"}), None), &mut out);
+    b.finish(None, &mut out);
+    check_invariants(&out);
+    let k = kinds(&out);
+    assert_eq!(k[k.len() - 2..], ["error", "response.failed"]);
+    assert_eq!(out[out.len() - 2].data["code"], "server_error");
+    let r = b.response();
+    assert_eq!(r["status"], "failed");
+    assert_eq!(
+        r["error"],
+        json!({"code": "server_error", "message": "upstream went away"})
+    );
+    assert_eq!(r["output"][0]["status"], "incomplete");
+    assert_eq!(r["output"][0]["content"][0]["text"], "par");
+}
+
+#[test]
+fn upstream_error_frame_fails_the_response() {
+    let mut b = StreamBuilder::new(ctx());
+    let mut out = Vec::new();
+    b.push_chunk(
+        &json!({"error": {"message": "overloaded", "type": "server_error", "code": 502}}),
+        &mut out,
+    );
+    b.finish(None, &mut out);
+    check_invariants(&out);
+    assert_eq!(out.last().unwrap().kind, "response.failed");
+    assert_eq!(b.response()["error"]["message"], "overloaded");
+}
+
+#[test]
+fn finish_without_start_or_chunks_still_opens_with_created() {
+    let mut b = StreamBuilder::new(ctx());
+    let mut out = Vec::new();
+    b.finish(None, &mut out);
+    check_invariants(&out);
+    assert_eq!(
+        kinds(&out),
+        [
+            "response.created",
+            "response.in_progress",
+            "response.completed"
+        ]
+    );
+    b.start(&mut out);
+    assert_eq!(out.len(), 3, "start after the end emits nothing");
+}
+
+#[test]
+fn finish_usage_argument_wins_and_completed_at_is_reported() {
+    let mut b = StreamBuilder::new(ctx());
+    let mut out = Vec::new();
+    b.push_chunk(&chunk(json!({"content": "x"}), Some("stop")), &mut out);
+    b.set_completed_at(1_700_000_005);
+    b.finish(
+        Some(&json!({"prompt_tokens": 3, "completion_tokens": 2, "prompt_cache_hit_tokens": 1})),
+        &mut out,
+    );
+    let r = b.response();
+    assert_eq!(r["usage"]["total_tokens"], 5);
+    assert_eq!(r["usage"]["input_tokens_details"]["cached_tokens"], 1);
+    assert_eq!(r["completed_at"], 1_700_000_005);
+}
+
+#[test]
+fn response_has_every_required_field() {
+    let (_, r) = run(&[chunk(json!({"content": "x"}), Some("stop"))]);
+    for key in [
+        "id",
+        "object",
+        "created_at",
+        "error",
+        "incomplete_details",
+        "instructions",
+        "model",
+        "tools",
+        "output",
+        "parallel_tool_calls",
+        "metadata",
+        "tool_choice",
+        "temperature",
+        "top_p",
+        "status",
+        "usage",
+        "reasoning",
+        "text",
+        "truncation",
+        "store",
+        "previous_response_id",
+        "max_output_tokens",
+    ] {
+        assert!(r.get(key).is_some(), "missing {key}");
+    }
+    assert!(r.get("output_text").is_none());
+    assert_eq!(r["text"]["format"], json!({"type": "text"}));
+}
+
+#[test]
+fn encode_sse_is_exact() {
+    let e = Event {
+        kind: "response.output_text.delta".into(),
+        data: json!({"type": "response.output_text.delta", "sequence_number": 4, "delta": "a\nb"}),
+    };
+    let mut out = Vec::new();
+    encode_sse(&e, &mut out);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":4,\"delta\":\"a\\nb\"}\n\n"
+    );
+}
+
+#[test]
+fn nonstreaming_completion_matches_the_stream_result() {
+    let completion = json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "deepseek-reasoner",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "reasoning_content": "think", "content": "Calling.",
+            "tool_calls": [{"id": "call_9", "type": "function", "function": {"name": "f", "arguments": "{\"a\":1}"}}],
+        }}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+    });
+    let r = chat_completion_to_response(&completion, ctx());
+    let types: Vec<&str> = r["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["reasoning", "message", "function_call"]);
+    assert_eq!(r["output"][2]["call_id"], "call_9");
+    assert_eq!(r["output"][2]["arguments"], "{\"a\":1}");
+    assert_eq!(r["status"], "completed");
+    assert_eq!(r["usage"]["output_tokens"], 5);
+
+    let cut = json!({"choices": [{"index": 0, "finish_reason": "length", "message": {"role": "assistant", "content": "abc"}}]});
+    let r = chat_completion_to_response(&cut, ctx());
+    assert_eq!(r["status"], "incomplete");
+    assert_eq!(r["output"][0]["status"], "incomplete");
+}
+
+// ---- request_to_chat ----
+
+fn plan(req: Value) -> ChatPlan {
+    request_to_chat(&req, &[]).expect("valid request")
+}
+
+fn err(req: Value) -> RequestError {
+    request_to_chat(&req, &[]).expect_err("invalid request")
+}
+
+#[test]
+fn string_input_and_instructions() {
+    let p = plan(json!({"model": "gpt-4o", "input": "hi", "instructions": "Be brief."}));
+    assert_eq!(
+        p.body["messages"],
+        json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}])
+    );
+    assert_eq!(p.model, "gpt-4o");
+    assert!(!p.stream);
+    assert!(p.store);
+    assert_eq!(p.body["stream"], false);
+    assert!(p.body.get("stream_options").is_none());
+    assert_eq!(p.metadata, json!({}));
+    assert_eq!(p.echo.instructions, "Be brief.");
+}
+
+#[test]
+fn streaming_always_asks_for_usage() {
+    let p = plan(
+        json!({"model": "m", "input": "hi", "stream": true, "stream_options": {"include_obfuscation": false}}),
+    );
+    assert!(p.stream);
+    assert_eq!(p.body["stream_options"], json!({"include_usage": true}));
+}
+
+#[test]
+fn message_items_with_parts() {
+    let p = plan(json!({"model": "m", "input": [
+        {"role": "developer", "content": "Use tools."},
+        {"type": "message", "role": "user", "content": [
+            {"type": "input_text", "text": "What is this?"},
+            {"type": "input_image", "image_url": "https://x/y.png", "detail": "low"}]},
+        {"role": "assistant", "content": [{"type": "output_text", "text": "A cat."}]},
+        {"role": "user", "content": [{"type": "input_text", "text": "Sure?"}]},
+    ]}));
+    assert_eq!(
+        p.body["messages"],
+        json!([
+            {"role": "system", "content": "Use tools."},
+            {"role": "user", "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": "https://x/y.png", "detail": "low"}}]},
+            {"role": "assistant", "content": "A cat."},
+            {"role": "user", "content": "Sure?"},
+        ])
+    );
+}
+
+#[test]
+fn function_call_items_become_tool_calls_and_tool_messages() {
+    let p = plan(json!({"model": "m", "input": [
+        {"role": "user", "content": "multiply"},
+        {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "need tool"}]},
+        {"type": "function_call", "call_id": "call_1", "name": "mul", "arguments": "{\"a\":1}"},
+        {"type": "function_call", "call_id": "call_2", "name": "mul", "arguments": "{\"a\":2}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "1"},
+        {"type": "function_call_output", "call_id": "call_2", "output": [{"type": "input_text", "text": "2"}]},
+    ]}));
+    assert_eq!(
+        p.body["messages"],
+        json!([
+            {"role": "user", "content": "multiply"},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "mul", "arguments": "{\"a\":1}"}},
+                {"id": "call_2", "type": "function", "function": {"name": "mul", "arguments": "{\"a\":2}"}}],
+             "reasoning_content": "need tool"},
+            {"role": "tool", "tool_call_id": "call_1", "content": "1"},
+            {"role": "tool", "tool_call_id": "call_2", "content": "2"},
+        ])
+    );
+}
+
+#[test]
+fn tools_are_nested_and_hosted_tools_rejected() {
+    let p = plan(json!({"model": "m", "input": "x", "tools": [
+        {"type": "function", "name": "mul", "description": "Multiply.", "parameters": {"type": "object"}, "strict": true}],
+        "tool_choice": {"type": "function", "name": "mul"}, "parallel_tool_calls": false}));
+    assert_eq!(
+        p.body["tools"],
+        json!([{"type": "function", "function": {"name": "mul", "description": "Multiply.", "parameters": {"type": "object"}, "strict": true}}])
+    );
+    assert_eq!(
+        p.body["tool_choice"],
+        json!({"type": "function", "function": {"name": "mul"}})
+    );
+    assert_eq!(p.body["parallel_tool_calls"], false);
+    assert_eq!(p.echo.tools[0]["name"], "mul");
+    assert!(!p.echo.parallel_tool_calls);
+
+    let e = err(json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}]}));
+    assert_eq!(e.param, "tools");
+    assert!(e.message.contains("web_search"));
+    let e = err(json!({"model": "m", "input": "x", "tool_choice": {"type": "file_search"}}));
+    assert_eq!(e.param, "tool_choice");
+}
+
+#[test]
+fn sampling_and_reasoning_fields() {
+    let p = plan(json!({
+        "model": "m", "input": "x", "max_output_tokens": 50, "temperature": 0.2, "top_p": 0.9,
+        "reasoning": {"effort": "low", "summary": "auto"}, "user": "u1", "safety_identifier": "s1",
+        "text": {"format": {"type": "json_schema", "name": "Out", "schema": {"type": "object"}, "strict": true}, "verbosity": "low"},
+        "metadata": {"k": "v"}, "store": false, "previous_response_id": "resp_prev",
+        "include": ["reasoning.encrypted_content"], "truncation": "auto", "thinking": {"type": "enabled"},
+    }));
+    let b = &p.body;
+    assert_eq!(b["max_completion_tokens"], 50);
+    assert!(b.get("max_output_tokens").is_none());
+    assert_eq!(b["temperature"], 0.2);
+    assert_eq!(b["top_p"], 0.9);
+    assert_eq!(b["reasoning_effort"], "low");
+    assert_eq!(b["user"], "u1");
+    assert_eq!(b["safety_identifier"], "s1");
+    assert_eq!(b["verbosity"], "low");
+    assert_eq!(
+        b["response_format"],
+        json!({"type": "json_schema", "json_schema": {"name": "Out", "schema": {"type": "object"}, "strict": true}})
+    );
+    assert_eq!(
+        b["thinking"],
+        json!({"type": "enabled"}),
+        "unknown fields forwarded"
+    );
+    for gone in [
+        "metadata",
+        "store",
+        "previous_response_id",
+        "include",
+        "truncation",
+        "reasoning",
+        "text",
+        "input",
+    ] {
+        assert!(b.get(gone).is_none(), "{gone} must not go upstream");
+    }
+    assert_eq!(p.max_output_tokens, Some(50));
+    assert!(!p.store);
+    assert_eq!(p.previous_response_id.as_deref(), Some("resp_prev"));
+    assert_eq!(p.metadata, json!({"k": "v"}));
+    assert_eq!(
+        p.echo.reasoning,
+        json!({"effort": "low", "summary": "auto"})
+    );
+    assert_eq!(p.echo.truncation, "auto");
+}
+
+#[test]
+fn missing_model_or_input_is_a_request_error() {
+    assert_eq!(err(json!({"input": "x"})).param, "model");
+    assert_eq!(err(json!({"model": "m"})).param, "input");
+    assert_eq!(err(json!({"model": "m", "input": []})).param, "input");
+    assert_eq!(err(json!({"model": 3, "input": "x"})).param, "model");
+    assert_eq!(err(json!("nope")).param, "body");
+    assert_eq!(
+        err(json!({"model": "m", "input": [{"role": "wizard", "content": "x"}]})).param,
+        "input[0].role"
+    );
+    assert_eq!(
+        err(json!({"model": "m", "input": [{"type": "item_reference", "id": "x"}]})).param,
+        "input[0].type"
+    );
+    assert_eq!(
+        err(json!({"model": "m", "input": "x", "max_output_tokens": -1})).param,
+        "max_output_tokens"
+    );
+    assert_eq!(
+        err(json!({"model": "m", "input": "x", "background": true})).param,
+        "background"
+    );
+    let e = err(
+        json!({"model": "m", "input": [{"role": "user", "content": [{"type": "input_image", "file_id": "file_1"}]}]}),
+    );
+    assert_eq!(e.param, "input[0].content[0].file_id");
+    assert!(!e.to_string().is_empty());
+}
+
+#[test]
+fn previous_response_id_without_input_uses_history() {
+    let history = vec![
+        json!({"role": "user", "content": "hi"}),
+        json!({"role": "assistant", "content": "hello"}),
+    ];
+    let p = request_to_chat(
+        &json!({"model": "m", "previous_response_id": "resp_1", "instructions": "Be kind."}),
+        &history,
+    )
+    .unwrap();
+    assert_eq!(p.messages().len(), 3);
+    assert_eq!(p.messages()[0]["role"], "system");
+    assert_eq!(p.messages()[1], history[0]);
+    // With neither input nor history there is nothing to send.
+    let e = request_to_chat(
+        &json!({"model": "m", "previous_response_id": "resp_1"}),
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(e.param, "input");
+}
+
+#[test]
+fn conversation_chain_round_trips_through_previous_response_id() {
+    // Turn 1: the model calls a tool.
+    let p1 = plan(json!({"model": "m", "input": "What is 2*3?", "instructions": "Use tools."}));
+    let completion = json!({"choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+        "role": "assistant", "content": null, "reasoning_content": "use mul",
+        "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "mul", "arguments": "{}"}}]}}]});
+    let mut c = ctx();
+    c.echo = p1.echo.clone();
+    let r1 = chat_completion_to_response(&completion, c);
+    let stored = conversation_after(p1.messages(), &r1);
+    assert_eq!(
+        stored,
+        vec![
+            json!({"role": "user", "content": "What is 2*3?"}),
+            json!({"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "mul", "arguments": "{}"}}],
+                "reasoning_content": "use mul"}),
+        ],
+        "instructions are not carried over; the tool call is"
+    );
+    // Turn 2: the tool result, chained.
+    let p2 = request_to_chat(
+        &json!({"model": "m", "previous_response_id": "resp_abc", "input": [
+            {"type": "function_call_output", "call_id": "call_1", "output": "6"}]}),
+        &stored,
+    )
+    .unwrap();
+    let roles: Vec<&str> = p2
+        .messages()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "tool"]);
+    // A plain text answer is stored as an assistant string.
+    let r2 = chat_completion_to_response(
+        &json!({"choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "6"}}]}),
+        ctx(),
+    );
+    let stored2 = conversation_after(p2.messages(), &r2);
+    assert_eq!(
+        stored2.last().unwrap(),
+        &json!({"role": "assistant", "content": "6"})
+    );
+}
