@@ -56,6 +56,7 @@ impl Gateway {
             Some(c) => (c, None),
             None => {
                 let demo = MockUpstream::start().await.map_err(StartError::Demo)?;
+                demo.set_recording(false);
                 (Config::embedded(&demo.base_url()), Some(demo))
             }
         };

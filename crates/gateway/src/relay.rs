@@ -276,7 +276,7 @@ async fn complete_json(body: &[u8], settlement: &mut Settlement) -> Option<Vec<u
     }
     settlement.tally.reported = v.get("usage").and_then(Usage::from_openai);
     settlement.tally.first_token_at = Some(Instant::now());
-    let settled = settlement.measure();
+    let settled = settlement.measure().await;
     let cost = settled.cost.total().to_string();
     match v.get_mut("usage") {
         Some(u) if u.is_object() => settled.usage.merge_into(u, Some(&cost)),

@@ -80,7 +80,8 @@ impl MockState {
     }
 
     /// Turns request and stream recording on or off (on by default). Long-running servers (the
-    /// binary, benchmarks, the gateway's demo upstream) turn it off so memory stays flat.
+    /// binary, benchmarks, the gateway's demo upstream) turn it off so memory stays flat. Streams
+    /// started while it is off are not recorded, so `wait_stream_end` does not see them.
     pub fn set_recording(&self, on: bool) {
         self.shared.set_recording(on);
     }

@@ -301,6 +301,25 @@ mod tests {
     }
 
     #[test]
+    fn every_listed_option_is_accepted() {
+        for name in OPTION_NAMES {
+            let value = match name {
+                "finish" => "length",
+                "usage" => "true",
+                "status" => "500",
+                _ => "1",
+            };
+            let mut b = Behaviour::for_model("m", false);
+            assert_eq!(b.set(name, RawValue::Text(value)), Ok(()), "{name}");
+            assert_ne!(
+                b,
+                Behaviour::for_model("m", false),
+                "{name} changes nothing"
+            );
+        }
+    }
+
+    #[test]
     fn model_defaults() {
         assert_eq!(Behaviour::for_model("demo-chat", false).reasoning, 0);
         assert_eq!(

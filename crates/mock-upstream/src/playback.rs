@@ -163,6 +163,9 @@ impl Player {
                 Some(Ok(bytes))
             }
             Step::Reset => {
+                // hyper drops its unflushed write buffer when a body fails; going pending once
+                // makes it flush the frames before this one, so the client does receive them.
+                tokio::task::yield_now().await;
                 self.steps.clear();
                 self.finish(StreamEnd::Aborted);
                 Some(Err(io::Error::new(

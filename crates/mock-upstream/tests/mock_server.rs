@@ -517,17 +517,28 @@ async fn fail_times_fails_only_the_first_requests_per_key() {
 #[tokio::test]
 async fn reset_after_breaks_the_body() {
     let mock = MockUpstream::start().await.unwrap();
-    let resp = post(
+    let mut resp = post(
         &mock,
         "/chat/completions",
         chat("gpt-4o@tokens=5,reset_after=2", true),
     )
     .await;
     assert_eq!(resp.status(), 200);
+    let mut received = Vec::new();
+    let broken = loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => received.extend_from_slice(&chunk),
+            Ok(None) => break false,
+            Err(_) => break true,
+        }
+    };
+    assert!(broken, "the client must see a broken body, not a clean end");
+    let received = String::from_utf8(received).unwrap();
     assert!(
-        read_body(resp).await.is_err(),
-        "the client must see a broken body"
+        received.contains("\" quick\""),
+        "tokens before the reset arrive"
     );
+    assert!(!received.contains("\" brown\"") && !received.contains("[DONE]"));
     let rec = mock.wait_stream_end(0).await;
     assert!(!rec.completed);
     assert!(!rec.client_disconnected);

@@ -140,11 +140,11 @@ mod tests {
     #[test]
     fn sub_nano_amounts_round_half_away_from_zero() {
         let p = Prices {
-            input: d("0.0375"),
+            input: d("0.0000375"),
             output: d("0"),
             cached_input: None,
         };
-        // 1 token × 0.0375 / 1e6 USD = 0.0375 nano → 0
+        // 1 token × 0.0000375 / 1e6 USD = 0.0375 nano → 0
         assert_eq!(
             p.cost(&Usage {
                 prompt_tokens: 1,

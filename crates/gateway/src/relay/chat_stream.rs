@@ -215,7 +215,7 @@ impl ChatStream {
         let Some(end) = self.finish_reason else {
             return self.fail(Failure::Broken, None).await;
         };
-        let settled = self.settlement.measure();
+        let settled = self.settlement.measure().await;
         let cost = settled.cost.total().to_string();
         let mut last = self
             .held_finish
@@ -295,7 +295,7 @@ impl ChatStream {
         let event =
             json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
         write_json(&mut self.out, &event);
-        let settled = self.settlement.measure();
+        let settled = self.settlement.measure().await;
         self.settlement.settle(end, &settled).await;
         self.end_with_done(&settled);
     }

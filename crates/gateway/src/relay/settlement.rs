@@ -50,6 +50,66 @@ pub struct Settlement {
     pub tally: Tally,
 }
 
+/// The usage to bill: the upstream's if it reported one, else an estimate from what was delivered,
+/// counted with the model's tokenizer on a blocking thread. Nothing delivered and nothing reported
+/// means nothing is billed.
+async fn measure(a: &Admission, tally: &Tally) -> Settled {
+    let (usage, source) = match tally.reported {
+        Some(u) => (u, TokenSource::ProviderReported),
+        None if tally.delivered.is_empty() => (Usage::default(), TokenSource::Estimated),
+        None => {
+            let model = tally
+                .served_model
+                .clone()
+                .unwrap_or_else(|| a.requested_model.clone());
+            let prompt = a.prompt.clone();
+            let delivered = tally.delivered.clone();
+            let count = move || Usage {
+                prompt_tokens: tokens::prompt_tokens(&model, &prompt.prompt()),
+                completion_tokens: tokens::count(&model, &delivered),
+                ..Usage::default()
+            };
+            let usage = tokio::task::spawn_blocking(count).await.unwrap_or_default();
+            (usage, TokenSource::Estimated)
+        }
+    };
+    Settled {
+        usage,
+        cost: a.prices.cost(&usage),
+        source,
+    }
+}
+
+fn entry(a: &Admission, tally: &Tally, end: EndReason, settled: &Settled) -> UsageEntry {
+    UsageEntry {
+        request_id: a.request_id.clone(),
+        key_id: a.key_id.clone(),
+        requested_model: a.requested_model.clone(),
+        served_model: tally.served_model.clone(),
+        provider: tally.provider.clone(),
+        attempts: tally.attempts,
+        prompt_tokens: settled.usage.prompt_tokens,
+        completion_tokens: settled.usage.completion_tokens,
+        reasoning_tokens: settled.usage.reasoning_tokens,
+        cached_tokens: settled.usage.cached_tokens,
+        token_source: settled.source,
+        cost: settled.cost.total(),
+        end_reason: end,
+        ttft_ms: tally
+            .first_token_at
+            .map(|t| t.duration_since(a.started).as_millis() as i64),
+        duration_ms: a.started.elapsed().as_millis() as i64,
+        stream: a.stream,
+        created_at: now_ms(),
+    }
+}
+
+async fn record(a: &Admission, e: &UsageEntry) {
+    if let Err(err) = a.ledger.record(e).await {
+        tracing::error!(request_id = %e.request_id, error = %err, "usage entry could not be written");
+    }
+}
+
 impl Settlement {
     pub fn new(admission: Admission) -> Settlement {
         Settlement {
@@ -58,64 +118,15 @@ impl Settlement {
         }
     }
 
-    /// The usage to bill: the upstream's if it reported one, else an estimate from what was
-    /// delivered. Nothing delivered and nothing reported means nothing is billed.
-    pub fn measure(&self) -> Settled {
-        let Some(a) = &self.admission else {
-            return Settled {
+    /// What the request has cost so far (see `measure`).
+    pub async fn measure(&self) -> Settled {
+        match &self.admission {
+            Some(a) => measure(a, &self.tally).await,
+            None => Settled {
                 usage: Usage::default(),
                 cost: Cost::default(),
                 source: TokenSource::Estimated,
-            };
-        };
-        let (usage, source) = match self.tally.reported {
-            Some(u) => (u, TokenSource::ProviderReported),
-            None if self.tally.delivered.is_empty() => (Usage::default(), TokenSource::Estimated),
-            None => {
-                let model = self
-                    .tally
-                    .served_model
-                    .as_deref()
-                    .unwrap_or(&a.requested_model);
-                (
-                    Usage {
-                        prompt_tokens: tokens::prompt_tokens(model, &a.prompt.prompt()),
-                        completion_tokens: tokens::count(model, &self.tally.delivered),
-                        ..Usage::default()
-                    },
-                    TokenSource::Estimated,
-                )
-            }
-        };
-        Settled {
-            usage,
-            cost: a.prices.cost(&usage),
-            source,
-        }
-    }
-
-    fn entry(&self, a: &Admission, end: EndReason, settled: &Settled) -> UsageEntry {
-        UsageEntry {
-            request_id: a.request_id.clone(),
-            key_id: a.key_id.clone(),
-            requested_model: a.requested_model.clone(),
-            served_model: self.tally.served_model.clone(),
-            provider: self.tally.provider.clone(),
-            attempts: self.tally.attempts,
-            prompt_tokens: settled.usage.prompt_tokens,
-            completion_tokens: settled.usage.completion_tokens,
-            reasoning_tokens: settled.usage.reasoning_tokens,
-            cached_tokens: settled.usage.cached_tokens,
-            token_source: settled.source,
-            cost: settled.cost.total(),
-            end_reason: end,
-            ttft_ms: self
-                .tally
-                .first_token_at
-                .map(|t| t.duration_since(a.started).as_millis() as i64),
-            duration_ms: a.started.elapsed().as_millis() as i64,
-            stream: a.stream,
-            created_at: now_ms(),
+            },
         }
     }
 
@@ -125,34 +136,28 @@ impl Settlement {
         let Some(a) = self.admission.take() else {
             return;
         };
-        let entry = self.entry(&a, end, settled);
-        if let Err(e) = a.ledger.record(&entry).await {
-            tracing::error!(request_id = %entry.request_id, error = %e, "usage entry could not be written");
-        }
+        record(&a, &entry(&a, &self.tally, end, settled)).await;
     }
 }
 
 impl Drop for Settlement {
     fn drop(&mut self) {
-        let Some(a) = self.admission.as_ref() else {
+        let Some(a) = self.admission.take() else {
             return;
         };
-        // Dropped before settling: the client went away (or the task died). Bill what was delivered.
-        let settled = self.measure();
-        let end = EndReason::Cancelled;
-        let entry = self.entry(a, end, &settled);
-        let ledger = a.ledger.clone();
-        self.admission = None;
+        // Dropped before settling: the client went away (or the task died). Bill what was
+        // delivered, off this thread: drop must not block the runtime.
+        tracing::debug!(request_id = %a.request_id, "request dropped before it finished; settling as cancelled");
+        let tally = std::mem::take(&mut self.tally);
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
                 handle.spawn(async move {
-                    if let Err(e) = ledger.record(&entry).await {
-                        tracing::error!(request_id = %entry.request_id, error = %e, "usage entry could not be written");
-                    }
+                    let settled = measure(&a, &tally).await;
+                    record(&a, &entry(&a, &tally, EndReason::Cancelled, &settled)).await;
                 });
             }
             Err(_) => {
-                tracing::error!(request_id = %entry.request_id, "no runtime to settle a dropped request")
+                tracing::error!(request_id = %a.request_id, "no runtime to settle a dropped request")
             }
         }
     }

@@ -1,0 +1,132 @@
+//! The `switchyard` command line, run as a user would: `keys create|list|revoke|top-up` against a
+//! database, `check` on good and bad configs, and `serve` with the embedded default streaming
+//! `demo-chat` with the key it printed.
+
+use std::process::Stdio;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::harness::{self, parse_sse, temp_db, user};
+
+fn switchyard() -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    c.env_remove("SWITCHYARD_DATABASE").kill_on_drop(true);
+    c
+}
+
+async fn run(args: &[&str]) -> (bool, String, String) {
+    let out = switchyard().args(args).output().await.unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn keys_create_list_top_up_revoke() {
+    let db = format!("sqlite://{}", temp_db().display());
+    let (ok, out, err) = run(&[
+        "keys",
+        "create",
+        "--name",
+        "ci",
+        "--credits",
+        "2.5",
+        "--json",
+        "--database",
+        &db,
+    ])
+    .await;
+    assert!(ok, "{err}");
+    let created: Value = serde_json::from_str(out.trim()).unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let key = created["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("sk-sy-"));
+    let (ok, out, _) = run(&["keys", "list", "--json", "--database", &db]).await;
+    assert!(ok);
+    let list: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(list[0]["id"], id);
+    assert_eq!(list[0]["balance"], "2.5");
+    assert!(!out.contains(&key), "list must never show the key");
+    let (ok, out, _) = run(&["keys", "top-up", &id, "1.25", "--database", &db]).await;
+    assert!(ok && out.contains("3.75"), "{out}");
+    let (ok, _, _) = run(&["keys", "revoke", &id, "--database", &db]).await;
+    assert!(ok);
+    let (_, out, _) = run(&["keys", "list", "--json", "--database", &db]).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(out.trim()).unwrap()[0]["revoked"],
+        true
+    );
+    let (ok, _, err) = run(&["keys", "revoke", "key_nope", "--database", &db]).await;
+    assert!(!ok && err.contains("key_nope"));
+}
+
+#[tokio::test]
+async fn check_accepts_good_configs_and_names_the_line_of_bad_ones() {
+    let dir = std::env::temp_dir();
+    let good = dir.join(format!("sy-good-{}.toml", std::process::id()));
+    std::fs::write(
+        &good,
+        "[providers.p]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\napi_key = \"env:X\"\n[models.m]\nroutes = [\"p/m\"]\ninput_price = \"1\"\noutput_price = \"2\"\n",
+    )
+    .unwrap();
+    let (ok, out, err) = run(&["check", "--config", good.to_str().unwrap()]).await;
+    assert!(ok, "{out}{err}");
+    let bad = dir.join(format!("sy-bad-{}.toml", std::process::id()));
+    std::fs::write(
+        &bad,
+        "listen = \"127.0.0.1:1\"\n\n[providers.p]\nkind = \"openai\"\nbase_urll = \"x\"\n",
+    )
+    .unwrap();
+    let (ok, _, err) = run(&["check", "--config", bad.to_str().unwrap()]).await;
+    assert!(!ok);
+    assert!(err.contains("line 5") && err.contains("base_urll"), "{err}");
+    let _ = std::fs::remove_file(good);
+    let _ = std::fs::remove_file(bad);
+}
+
+#[tokio::test]
+async fn serve_with_the_embedded_default_streams_demo_chat() {
+    let dir = std::env::temp_dir().join(format!("sy-serve-{}-{}", std::process::id(), line!()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = switchyard()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(&dir)
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("DEEPSEEK_API_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut key = None;
+    let mut base = None;
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if line.starts_with("sk-sy-") {
+            key = Some(line);
+        } else if let Some(url) = line.strip_prefix("Switchyard listening on ") {
+            base = Some(url.to_owned());
+            break;
+        }
+    }
+    let (key, base) = (key.expect("key printed"), base.expect("address printed"));
+    assert!(dir.join("switchyard.db").exists());
+    let body = harness::client()
+        .post(format!("{base}/chat/completions"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "demo-chat", "stream": true, "messages": user("hi")}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let items = parse_sse(&body);
+    assert!(harness::joined(&items, "content").len() > 10);
+    assert!(items.contains(&harness::Sse::Done));
+    child.kill().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}

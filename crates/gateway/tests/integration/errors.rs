@@ -1,0 +1,231 @@
+//! Errors as the client sees them: OpenAI-shaped bodies with the right status and `param`, for
+//! bad input, bad keys, unknown models, oversized bodies and upstream failures before the first
+//! byte; and no input, however malformed, that produces a 500 or a hang.
+
+use serde_json::{json, Value};
+
+use crate::harness::{self, start_with_mock, start_with_mock_top, user};
+
+async fn post_raw(gw: &harness::TestGateway, body: &'static str) -> (u16, Value) {
+    let resp = harness::client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(&gw.key)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap())
+}
+
+fn assert_shape(v: &Value) {
+    let e = &v["error"];
+    for k in ["message", "type", "param", "code"] {
+        assert!(e.get(k).is_some(), "missing {k} in {v}");
+    }
+    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()));
+}
+
+#[tokio::test]
+async fn bad_requests_are_400_with_the_parameter_named() {
+    let (gw, mock) = start_with_mock("").await;
+    let cases: &[(&str, Value)] = &[
+        ("{not json", Value::Null),
+        ("[]", Value::Null),
+        (
+            r#"{"messages":[{"role":"user","content":"x"}]}"#,
+            json!("model"),
+        ),
+        (r#"{"model":"m"}"#, json!("messages")),
+        (r#"{"model":"m","messages":"hi"}"#, json!("messages")),
+        (
+            r#"{"model":"m","messages":[{"content":"x"}]}"#,
+            json!("messages[0].role"),
+        ),
+        (
+            r#"{"model":"m","messages":[{"role":"user","content":{"a":1}}]}"#,
+            json!("messages[0].content"),
+        ),
+        (
+            r#"{"model":"m","messages":[{"role":"user","content":"x"}],"stream":"true"}"#,
+            json!("stream"),
+        ),
+        (
+            r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#,
+            json!("temperature"),
+        ),
+        (r#"{"model":["m"],"messages":[]}"#, json!("model")),
+    ];
+    for (body, param) in cases {
+        let (status, v) = post_raw(&gw, body).await;
+        assert_eq!(status, 400, "{body} -> {v}");
+        assert_shape(&v);
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(&v["error"]["param"], param, "{body}");
+    }
+    assert!(
+        mock.requests().is_empty(),
+        "bad requests must not reach the upstream"
+    );
+}
+
+#[tokio::test]
+async fn missing_and_invalid_keys_are_401() {
+    let (gw, _mock) = start_with_mock("").await;
+    let body = json!({"model": "m", "messages": user("hi")});
+    let none = harness::client()
+        .post(gw.url("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(none.status(), 401);
+    let v: Value = none.json().await.unwrap();
+    assert_shape(&v);
+    let bad = harness::client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth("sk-sy-not-a-real-key")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 401);
+    let v: Value = bad.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "invalid_api_key");
+    assert!(
+        !v.to_string().contains("sk-sy-not-a-real-key"),
+        "the key must not be echoed"
+    );
+}
+
+#[tokio::test]
+async fn unknown_model_is_404() {
+    let (gw, _mock) = start_with_mock("").await;
+    let resp = gw
+        .chat(json!({"model": "gpt-9", "messages": user("hi")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let v: Value = resp.json().await.unwrap();
+    assert_shape(&v);
+    assert_eq!(v["error"]["code"], "model_not_found");
+    assert_eq!(v["error"]["param"], "model");
+}
+
+#[tokio::test]
+async fn oversized_body_is_413() {
+    let (gw, _mock) = start_with_mock_top("max_body_bytes = 1000", "").await;
+    let resp = gw
+        .chat(json!({"model": "m", "messages": user(&"x".repeat(5000))}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    assert_shape(&resp.json().await.unwrap());
+}
+
+#[tokio::test]
+async fn upstream_5xx_before_the_first_byte_is_502_and_hides_upstream_details() {
+    let (gw, _mock) = start_with_mock("").await;
+    for stream in [false, true] {
+        let resp = gw
+            .chat(json!({"model": "m", "stream": stream, "messages": user("hi"), "mock": {"status": 500}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 502);
+        let v: Value = resp.json().await.unwrap();
+        assert_shape(&v);
+        assert!(!v.to_string().contains("upstream-secret-key"));
+    }
+}
+
+#[tokio::test]
+async fn upstream_first_token_timeout_is_504() {
+    let mock = mock_upstream::MockUpstream::start().await.unwrap();
+    let text = harness::mock_config(&mock, "").replace(
+        "api_key = \"upstream-secret-key\"\n\n[providers.mockds]",
+        "api_key = \"upstream-secret-key\"\nfirst_token_timeout_ms = 150\n\n[providers.mockds]",
+    );
+    let gw = harness::start(&text).await;
+    let resp = gw
+        .chat(json!({"model": "m", "stream": true, "messages": user("hi"), "mock": {"ttft_ms": 5000}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 504);
+    assert_shape(&resp.json().await.unwrap());
+}
+
+#[tokio::test]
+async fn upstream_4xx_is_passed_through_not_retried() {
+    let (gw, mock) = start_with_mock("").await;
+    let resp = gw
+        .chat(json!({"model": "m", "messages": user("hi"), "mock": {"status": 400}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_shape(&resp.json().await.unwrap());
+    assert_eq!(mock.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn upstream_401_never_leaks_as_the_callers_auth_error() {
+    let (gw, _mock) = start_with_mock("").await;
+    let resp = gw
+        .chat(json!({"model": "m", "messages": user("hi"), "mock": {"status": 401}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    let v: Value = resp.json().await.unwrap();
+    assert!(!v.to_string().contains("upstream-secret-key"));
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_get_json_errors() {
+    let (gw, _mock) = start_with_mock("").await;
+    let resp = harness::client()
+        .get(gw.url("/v2/nothing"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_shape(&resp.json().await.unwrap());
+    let resp = harness::client()
+        .get(gw.url("/v1/chat/completions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_shape(&resp.json().await.unwrap());
+}
+
+#[tokio::test]
+async fn no_malformed_input_produces_a_500() {
+    let (gw, _mock) = start_with_mock("").await;
+    let bodies = [
+        "", "null", "1", "\"s\"", "{}", "{\"model\":null}", "{\"model\":\"m\",\"messages\":[null]}",
+        "{\"model\":\"m\",\"messages\":[{\"role\":1}]}", "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}]}",
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"stream_options\":5}",
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":1.5}",
+        "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"n\":-1}",
+        "\u{feff}{}", "{\"model\":\"\u{0}\"}", "{\"a\":", "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]",
+    ];
+    for body in bodies {
+        let resp = harness::client()
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(&gw.key)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        assert!((400..500).contains(&status), "{body:?} -> {status}");
+        let v: Value = resp.json().await.unwrap();
+        assert_shape(&v);
+    }
+}

@@ -1,0 +1,206 @@
+//! The test harness: starts a real gateway (the same `Gateway::build` + `serve` as
+//! `switchyard serve`) on port 0 with a fresh SQLite database, next to a mock upstream, and offers
+//! small helpers to read SSE responses the way a client does.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use mock_upstream::MockUpstream;
+use switchyard::app::Gateway;
+use switchyard::config::Config;
+
+/// A running gateway with its first key.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub key: String,
+    pub key_id: String,
+    pub gw: Arc<Gateway>,
+    pub db_path: PathBuf,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl TestGateway {
+    /// `http://127.0.0.1:PORT/v1`
+    #[allow(dead_code)] // used by the SDK tests
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// A POST to `/v1/chat/completions` with this gateway's key.
+    pub fn chat(&self, body: serde_json::Value) -> reqwest::RequestBuilder {
+        client()
+            .post(self.url("/v1/chat/completions"))
+            .bearer_auth(&self.key)
+            .json(&body)
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = self.db_path.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_gzip()
+        .build()
+        .expect("client")
+}
+
+/// A unique temporary SQLite file.
+pub fn temp_db() -> PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!(
+        "switchyard-test-{}-{}-{n}.db",
+        std::process::id(),
+        rand_suffix()
+    ))
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    h.finish()
+}
+
+/// A config with one OpenAI-dialect provider `mock` pointing at `mock`, the models `m` (OpenAI
+/// dialect) and `deepseek-r` (DeepSeek dialect, reasoning), and `extra` appended.
+pub fn mock_config(mock: &MockUpstream, extra: &str) -> String {
+    format!(
+        r#"
+demo_credits = "100"
+[providers.mock]
+kind = "openai"
+base_url = "{base}"
+api_key = "upstream-secret-key"
+
+[providers.mockds]
+kind = "deepseek"
+base_url = "{base}"
+api_key = "upstream-secret-key"
+
+[models.m]
+routes = ["mock/m"]
+input_price = "2.50"
+output_price = "10.00"
+
+[models."deepseek-r"]
+routes = ["mockds/deepseek-reasoner"]
+input_price = "0.55"
+output_price = "2.19"
+{extra}
+"#,
+        base = mock.base_url()
+    )
+}
+
+/// Starts a gateway for a config text (top-level keys may be prepended with `top`).
+pub async fn start(config_text: &str) -> TestGateway {
+    let config = Config::parse(config_text, "test.toml").expect("test config is valid");
+    let db_path = temp_db();
+    let (gw, first, problems) = Gateway::build(
+        Some(config),
+        Some(format!("sqlite://{}", db_path.display())),
+    )
+    .await
+    .expect("gateway builds");
+    assert!(problems.is_empty(), "{problems:?}");
+    let first = first.expect("a fresh database gets a first key");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(gw.clone().serve(listener, async {
+        let _ = rx.await;
+    }));
+    TestGateway {
+        addr,
+        key: first.key,
+        key_id: first.id,
+        gw,
+        db_path,
+        _shutdown: tx,
+    }
+}
+
+/// A mock and a gateway in front of it.
+pub async fn start_with_mock(extra: &str) -> (TestGateway, MockUpstream) {
+    start_with_mock_top("", extra).await
+}
+
+/// Like `start_with_mock`, with top-level config keys in `top`.
+pub async fn start_with_mock_top(top: &str, extra: &str) -> (TestGateway, MockUpstream) {
+    let mock = MockUpstream::start().await.unwrap();
+    let text = format!("{top}\n{}", mock_config(&mock, extra));
+    (start(&text).await, mock)
+}
+
+/// One SSE item as a client sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sse {
+    Data(serde_json::Value),
+    Done,
+    Comment(String),
+}
+
+/// Splits a whole SSE body into items (events and comments, in order).
+pub fn parse_sse(body: &str) -> Vec<Sse> {
+    let mut out = vec![];
+    for block in body.split("\n\n") {
+        for line in block.lines() {
+            if let Some(c) = line.strip_prefix(": ") {
+                out.push(Sse::Comment(c.to_owned()));
+            } else if let Some(d) = line.strip_prefix("data: ") {
+                if d == "[DONE]" {
+                    out.push(Sse::Done);
+                } else {
+                    out.push(Sse::Data(
+                        serde_json::from_str(d)
+                            .unwrap_or_else(|e| panic!("event is not JSON ({e}): {d}")),
+                    ));
+                }
+            } else if !line.is_empty() {
+                panic!("unexpected SSE line: {line:?}");
+            }
+        }
+    }
+    out
+}
+
+/// The data events only.
+pub fn data_events(items: &[Sse]) -> Vec<serde_json::Value> {
+    items
+        .iter()
+        .filter_map(|i| match i {
+            Sse::Data(v) => Some(v.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Concatenated `delta.<field>` over all chunks.
+pub fn joined(items: &[Sse], field: &str) -> String {
+    data_events(items)
+        .iter()
+        .filter_map(|c| {
+            c.pointer(&format!("/choices/0/delta/{field}"))?
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+pub fn user(text: &str) -> serde_json::Value {
+    serde_json::json!([{"role": "user", "content": text}])
+}
