@@ -7,14 +7,13 @@
 // object with the facts the Rust test checks (crates/gateway/tests/integration/sdk.rs).
 
 import OpenAI from 'openai';
-import { createRequire } from 'node:module';
+import { VERSION as SDK_VERSION } from 'openai/version';
 
 const BASE_URL = process.env.SWITCHYARD_BASE_URL;
 const API_KEY = process.env.SWITCHYARD_API_KEY;
 const EXPECT_TEXT = process.env.SWITCHYARD_EXPECT_TEXT;
 const MODEL = process.env.SWITCHYARD_MODEL ?? 'm';
 const REASONING_MODEL = process.env.SWITCHYARD_REASONING_MODEL ?? 'deepseek-r';
-const SDK_VERSION = createRequire(import.meta.url)('openai/package.json').version;
 
 // A money amount as Switchyard writes it in JSON: a decimal string in USD.
 const DECIMAL = /^[0-9]+(\.[0-9]+)?$/;
@@ -30,6 +29,11 @@ function checkText(text) {
   if (EXPECT_TEXT !== undefined) {
     check(text === EXPECT_TEXT, `content ${JSON.stringify(text)} !== expected ${JSON.stringify(EXPECT_TEXT)}`);
   }
+}
+
+if (!BASE_URL || !API_KEY) {
+  console.error('SWITCHYARD_BASE_URL and SWITCHYARD_API_KEY must be set');
+  process.exit(2);
 }
 
 const client = new OpenAI({

@@ -14,8 +14,8 @@ import time
 import openai
 from openai import OpenAI
 
-BASE_URL = os.environ["SWITCHYARD_BASE_URL"]
-API_KEY = os.environ["SWITCHYARD_API_KEY"]
+BASE_URL = os.environ.get("SWITCHYARD_BASE_URL")
+API_KEY = os.environ.get("SWITCHYARD_API_KEY")
 EXPECT_TEXT = os.environ.get("SWITCHYARD_EXPECT_TEXT")
 MODEL = os.environ.get("SWITCHYARD_MODEL", "m")
 REASONING_MODEL = os.environ.get("SWITCHYARD_REASONING_MODEL", "deepseek-r")
@@ -218,6 +218,9 @@ def main():
         print(f"usage: conformance.py {'|'.join(SCENARIOS)}", file=sys.stderr)
         return 2
     name = sys.argv[1]
+    if not BASE_URL or not API_KEY:
+        print("SWITCHYARD_BASE_URL and SWITCHYARD_API_KEY must be set", file=sys.stderr)
+        return 2
     try:
         facts = SCENARIOS[name]()
     except Failed as e:

@@ -112,6 +112,7 @@ async fn run(lang: Lang, scenario: &str, gw: &TestGateway) -> Option<Value> {
     let facts: Value = serde_json::from_str(last).unwrap_or_else(|e| {
         panic!("{lang:?} {scenario}: last stdout line is not JSON ({e}):\n{stdout}")
     });
+    eprintln!("{lang:?} {scenario}: {last}");
     assert_eq!(facts["scenario"], scenario, "{facts}");
     assert_eq!(facts["ok"], true, "{facts}");
     Some(facts)
@@ -241,6 +242,7 @@ async fn abort(lang: Lang) {
         .as_secs_f64()
         * 1000.0;
     let lag_ms = ended_ms - aborted_at_ms;
+    eprintln!("{lang:?} abort: the upstream ended {lag_ms:.1} ms after the abort, {record:?}");
     assert!(
         lag_ms < 100.0,
         "the upstream stream ended {lag_ms:.1} ms after the client's abort: {record:?}"
