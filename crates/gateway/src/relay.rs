@@ -36,20 +36,23 @@ pub enum RelayError {
     #[error("This API key has insufficient balance for this request. Top up the key and retry.")]
     InsufficientBalance,
     /// The upstream refused the request itself (a 4xx that another route would refuse too).
-    #[error("{message}")]
-    UpstreamRejected {
-        status: u16,
-        message: String,
-        kind: String,
-        param: Option<String>,
-        code: Value,
-    },
+    #[error("{}", .0.message)]
+    UpstreamRejected(Box<Rejected>),
     #[error("Every upstream for this model is rate limited. Retry after the indicated delay.")]
     UpstreamRateLimited { retry_after: Option<Duration> },
     #[error("The upstream did not answer in time.")]
     UpstreamTimeout,
     #[error("Every upstream for this model failed: {0}")]
     UpstreamFailed(String),
+}
+
+/// An upstream's refusal of the request itself, passed on to the client.
+#[derive(Debug)]
+pub struct Rejected {
+    pub status: u16,
+    pub message: String,
+    pub param: Option<String>,
+    pub code: Value,
 }
 
 /// Facts about how a request was served, sent back as response headers.

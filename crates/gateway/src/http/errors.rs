@@ -139,18 +139,12 @@ impl From<RelayError> for ApiError {
                     message,
                 )
             },
-            RelayError::UpstreamRejected {
-                status,
-                message,
-                kind: _,
-                param,
-                code,
-            } => ApiError {
-                status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
-                message,
+            RelayError::UpstreamRejected(r) => ApiError {
+                status: StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST),
+                message: r.message,
                 kind: "invalid_request_error",
-                param,
-                code,
+                param: r.param,
+                code: r.code,
                 retry_after: None,
                 final_answer: false,
             },

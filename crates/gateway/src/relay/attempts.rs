@@ -17,7 +17,7 @@ use crate::ledger::EndReason;
 use crate::providers::{without_url, UpstreamError};
 use crate::relay::chat_stream::ByteStream;
 use crate::relay::settlement::{Settled, Settlement};
-use crate::relay::{RelayError, Served};
+use crate::relay::{Rejected, RelayError, Served};
 
 /// An upstream stream that has produced its first event (still in `decoder`, not yet consumed).
 pub struct UpstreamStream {
@@ -181,14 +181,13 @@ fn final_error(e: UpstreamError) -> RelayError {
             let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let err = v.get("error").unwrap_or(&v);
             let text = |k: &str| err.get(k).and_then(Value::as_str).map(str::to_owned);
-            RelayError::UpstreamRejected {
+            RelayError::UpstreamRejected(Box::new(Rejected {
                 status,
                 message: text("message")
                     .unwrap_or_else(|| format!("The upstream rejected the request ({status}).")),
-                kind: text("type").unwrap_or_else(|| "invalid_request_error".into()),
                 param: text("param"),
                 code: err.get("code").cloned().unwrap_or(Value::Null),
-            }
+            }))
         }
         UpstreamError::Status { status, .. } if status == 401 || status == 403 => {
             RelayError::UpstreamFailed("the upstream refused the gateway's credentials".into())
