@@ -56,13 +56,20 @@ async fn non_stream(client: &reqwest::Client, url: &str, key: &str) -> Duration 
 }
 
 /// Time to the first content token, and to the end of the stream.
-async fn stream(client: &reqwest::Client, url: &str, key: &str, tokens: u32) -> (Duration, Duration) {
+async fn stream(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    tokens: u32,
+) -> (Duration, Duration) {
     let started = Instant::now();
     let resp = client
         .post(url)
         .bearer_auth(key)
-        .json(&json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}],
-                      "mock": {"tokens": tokens}}))
+        .json(
+            &json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}],
+                      "mock": {"tokens": tokens}}),
+        )
         .send()
         .await
         .expect("request");
@@ -71,7 +78,10 @@ async fn stream(client: &reqwest::Client, url: &str, key: &str, tokens: u32) -> 
     let mut first = None;
     while let Some(frame) = body.next().await {
         let frame = frame.expect("frame");
-        if first.is_none() && frame.windows(9).any(|w| w == b"\"content\"") && frame.windows(4).any(|w| w == b" the") {
+        if first.is_none()
+            && frame.windows(9).any(|w| w == b"\"content\"")
+            && frame.windows(4).any(|w| w == b" the")
+        {
             first = Some(started.elapsed());
         }
     }
