@@ -10,6 +10,7 @@ use crate::auth::{self, Authenticator};
 use crate::config::Config;
 use crate::ledger::{Ledger, LedgerError, Nanos, NewKey};
 use crate::providers::Providers;
+use crate::routing::Routing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -32,6 +33,8 @@ pub struct Gateway {
     pub ledger: Ledger,
     pub auth: Authenticator,
     pub providers: Providers,
+    /// Route health: breakers and time-to-first-token averages.
+    pub routing: Routing,
     pub admin_key: Option<String>,
     /// Keeps the in-process demo upstream alive for the embedded default.
     _demo: Option<MockUpstream>,
@@ -97,6 +100,7 @@ impl Gateway {
         let gw = Gateway {
             auth: Authenticator::new(ledger.clone()),
             ledger,
+            routing: Routing::new(&config),
             providers,
             admin_key,
             config,

@@ -1,6 +1,7 @@
 //! API keys: generating them, hashing them for storage, and turning a presented bearer token into
 //! the `Caller` a request runs as. Lookups are cached for a few seconds so that the hot path does
-//! not touch the database on every request.
+//! not touch the database on every request; changes made through this process (the admin API)
+//! clear the cache at once. Revoked keys are not found; expired keys are refused.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
-use crate::ledger::{KeyRecord, Ledger, LedgerError, NewKey};
+use crate::ledger::{now_ms, KeyRecord, Ledger, LedgerError, NewKey};
 
 /// Keys start with this, so that they are recognisable in a leaked file or a secret scanner.
 pub const KEY_PREFIX: &str = "sk-sy-";
@@ -56,8 +57,19 @@ pub enum AuthError {
     Missing,
     #[error("invalid API key")]
     Invalid,
+    #[error("expired API key")]
+    Expired,
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+}
+
+/// A found key, unless it has expired.
+fn live(found: Option<Caller>) -> Result<Caller, AuthError> {
+    let caller = found.ok_or(AuthError::Invalid)?;
+    if caller.is_expired(now_ms()) {
+        return Err(AuthError::Expired);
+    }
+    Ok(caller)
 }
 
 /// Resolves bearer tokens to keys, with a short-lived cache.
@@ -83,7 +95,7 @@ impl Authenticator {
         let hash = hash_key(token);
         if let Some((hit, at)) = self.cache.read().ok().and_then(|c| c.get(&hash).cloned()) {
             if at.elapsed() < CACHE_TTL {
-                return hit.ok_or(AuthError::Invalid);
+                return live(hit);
             }
         }
         let found = self.ledger.key_by_hash(&hash).await?.map(Arc::new);
@@ -93,7 +105,7 @@ impl Authenticator {
             }
             cache.insert(hash, (found.clone(), Instant::now()));
         }
-        found.ok_or(AuthError::Invalid)
+        live(found)
     }
 
     /// Forgets cached lookups, e.g. after a key was revoked or its balance changed.

@@ -12,7 +12,10 @@ use rust_decimal::Decimal;
 use crate::app::Gateway;
 use crate::auth;
 use crate::config::{Config, DEFAULT_DATABASE};
-use crate::ledger::{now_ms, GroupBy, KeyRecord, Ledger, Nanos, NewKey};
+use crate::ledger::periods::{parse_duration, parse_instant};
+use crate::ledger::{
+    now_ms, Budget, BudgetPeriod, GroupBy, KeyRecord, Ledger, Nanos, NewKey, UsageQuery,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -59,9 +62,12 @@ pub enum Command {
         /// Only this key.
         #[arg(long)]
         key: Option<String>,
-        /// How far back: 30m, 24h, 7d.
+        /// From when: a duration ago (30m, 24h, 7d), a date (2026-11-22) or a UTC date-time.
         #[arg(long, default_value = "24h")]
         since: String,
+        /// Until when (same forms as --since; default: now).
+        #[arg(long)]
+        until: Option<String>,
         /// Group by model, key or day.
         #[arg(long, default_value = "model")]
         by: String,
@@ -92,10 +98,24 @@ pub enum KeysAction {
         /// Comma-separated models this key may use (default: all).
         #[arg(long, value_delimiter = ',')]
         models: Option<Vec<String>>,
+        /// A spending cap in USD per --budget-period.
+        #[arg(long)]
+        budget: Option<String>,
+        /// day or month (UTC); default month.
+        #[arg(long, default_value = "month")]
+        budget_period: String,
+        /// The key stops working after this long: 30d, 12h, 90m.
+        #[arg(long)]
+        expires_in: Option<String>,
+        /// Free-form JSON kept with the key, e.g. '{"team":"search"}'.
+        #[arg(long)]
+        metadata: Option<String>,
         /// Print {"id":…,"key":…}.
         #[arg(long)]
         json: bool,
     },
+    /// Show one key (never the key itself).
+    Show { id: String },
     /// List keys (never the keys themselves).
     List {
         #[arg(long)]
@@ -114,18 +134,13 @@ fn usd(s: &str) -> anyhow::Result<Nanos> {
 
 /// `30m`, `24h`, `7d`, `90s`.
 pub fn parse_since(s: &str) -> anyhow::Result<Duration> {
-    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = n
-        .parse()
-        .with_context(|| format!("{s:?} is not a duration like 24h"))?;
-    let secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" | "" => 3600,
-        "d" => 86_400,
-        _ => bail!("{s:?}: the unit must be s, m, h or d"),
-    };
-    Ok(Duration::from_secs(n * secs))
+    parse_duration(s).with_context(|| format!("{s:?} is not a duration like 24h, 30m or 7d"))
+}
+
+fn instant(flag: &str, s: &str) -> anyhow::Result<i64> {
+    parse_instant(s, now_ms()).with_context(|| {
+        format!("{flag} {s:?}: expected a duration ago (24h, 7d), a date (2026-11-22) or a UTC date-time (2026-11-22T10:00:00Z)")
+    })
 }
 
 async fn open_ledger(db: &DbArgs) -> anyhow::Result<Ledger> {
@@ -138,12 +153,17 @@ async fn open_ledger(db: &DbArgs) -> anyhow::Result<Ledger> {
 }
 
 fn key_json(k: &KeyRecord) -> serde_json::Value {
-    serde_json::json!({
-        "id": k.id, "name": k.name, "prefix": k.prefix,
-        "balance": k.balance.to_string(), "spend": k.spent.to_string(),
-        "rpm": k.rpm, "tpm": k.tpm, "models": k.models,
-        "created_at": k.created_at, "revoked": k.revoked_at.is_some(),
-    })
+    k.to_json(Nanos::ZERO)
+}
+
+fn key_status(k: &KeyRecord) -> &'static str {
+    if k.revoked_at.is_some() {
+        "revoked"
+    } else if k.is_expired(now_ms()) {
+        "expired"
+    } else {
+        "active"
+    }
 }
 
 /// Runs one command to completion.
@@ -169,14 +189,44 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     rpm,
                     tpm,
                     models,
+                    budget,
+                    budget_period,
+                    expires_in,
+                    metadata,
                     json,
                 } => {
+                    let period = BudgetPeriod::parse(&budget_period).with_context(|| {
+                        format!("--budget-period {budget_period}: expected day or month")
+                    })?;
+                    let budget = budget
+                        .map(|b| {
+                            anyhow::Ok(Budget {
+                                limit: usd(&b)?,
+                                period,
+                            })
+                        })
+                        .transpose()?;
+                    let expires_at = expires_in
+                        .map(|e| {
+                            let d = parse_since(&e).context("--expires-in")?;
+                            anyhow::Ok(now_ms() + d.as_millis() as i64)
+                        })
+                        .transpose()?;
+                    let metadata = metadata
+                        .map(|m| {
+                            serde_json::from_str::<serde_json::Value>(&m)
+                                .with_context(|| format!("--metadata {m}: not JSON"))
+                        })
+                        .transpose()?;
                     let new = NewKey {
                         name,
                         credits: usd(&credits)?,
                         rpm,
                         tpm,
                         models,
+                        budget,
+                        expires_at,
+                        metadata,
                     };
                     let (record, key) = auth::create_key(&ledger, &new).await?;
                     if json {
@@ -201,17 +251,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                             "ID", "NAME", "KEY", "BALANCE", "SPEND"
                         );
                         for k in keys {
-                            let status = if k.revoked_at.is_some() {
-                                "revoked"
-                            } else {
-                                "active"
-                            };
                             println!(
                                 "{:<22} {:<16} {:<14} {:>14} {:>14} {}",
-                                k.id, k.name, k.prefix, k.balance, k.spent, status
+                                k.id,
+                                k.name,
+                                k.prefix,
+                                k.balance,
+                                k.spent,
+                                key_status(&k)
                             );
                         }
                     }
+                }
+                KeysAction::Show { id } => {
+                    let k = ledger
+                        .key(&id)
+                        .await?
+                        .with_context(|| format!("no key with id {id}"))?;
+                    println!("{}", serde_json::to_string_pretty(&key_json(&k))?);
                 }
                 KeysAction::Revoke { id } => {
                     ledger.revoke_key(&id).await?;
@@ -228,18 +285,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             db,
             key,
             since,
+            until,
             by,
             json,
         } => {
-            let ledger = open_ledger(&db).await?;
-            let group = match by.as_str() {
-                "model" => GroupBy::Model,
-                "key" => GroupBy::Key,
-                "day" => GroupBy::Day,
-                other => bail!("--by {other}: expected model, key or day"),
+            let Some(group_by) = GroupBy::parse(&by) else {
+                bail!("--by {by}: expected model, key or day");
             };
-            let since_ms = now_ms() - parse_since(&since)?.as_millis() as i64;
-            let rows = ledger.usage_report(group, since_ms, key.as_deref()).await?;
+            let query = UsageQuery {
+                group_by,
+                since_ms: instant("--since", &since)?,
+                until_ms: until
+                    .as_deref()
+                    .map(|u| instant("--until", u))
+                    .transpose()?,
+                key_id: key,
+            };
+            let ledger = open_ledger(&db).await?;
+            let rows = ledger.usage_report(&query).await?;
             if json {
                 println!("{}", serde_json::to_string(&rows)?);
             } else {
@@ -251,12 +314,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     "COMPLETION",
                     "COST (USD)"
                 );
+                let (mut n, mut p, mut c, mut cost) = (0, 0, 0, Nanos::ZERO);
                 for r in rows {
                     println!(
                         "{:<28} {:>9} {:>14} {:>14} {:>16}",
                         r.group, r.requests, r.prompt_tokens, r.completion_tokens, r.cost
                     );
+                    (n, p, c, cost) = (
+                        n + r.requests,
+                        p + r.prompt_tokens,
+                        c + r.completion_tokens,
+                        cost + r.cost,
+                    );
                 }
+                println!("{:<28} {:>9} {:>14} {:>14} {:>16}", "TOTAL", n, p, c, cost);
             }
             Ok(())
         }

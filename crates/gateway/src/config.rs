@@ -137,6 +137,32 @@ struct RawConfig {
     providers: BTreeMap<String, RawProvider>,
     #[serde(default)]
     models: BTreeMap<String, RawModel>,
+    routing: Option<RawRouting>,
+    auto: Option<RawAuto>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRouting {
+    max_attempts: Option<u32>,
+    retry_budget_ms: Option<u64>,
+    backoff_base_ms: Option<u64>,
+    backoff_max_ms: Option<u64>,
+    max_retry_after_ms: Option<u64>,
+    served_headers: Option<bool>,
+    breaker_failures: Option<u32>,
+    breaker_window: Option<u32>,
+    breaker_error_percent: Option<u32>,
+    breaker_min_requests: Option<u32>,
+    breaker_cooldown_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuto {
+    chain: Vec<toml::Spanned<String>>,
+    fast: Option<Vec<toml::Spanned<String>>>,
+    hedge_after_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,6 +185,10 @@ struct RawModel {
     output_price: Option<toml::Spanned<String>>,
     cached_input_price: Option<toml::Spanned<String>>,
     max_output_tokens: Option<u64>,
+    connect_timeout_ms: Option<u64>,
+    first_token_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    total_timeout_ms: Option<u64>,
 }
 
 /// Per-provider time limits.
@@ -191,21 +221,101 @@ pub struct ProviderConfig {
     pub timeouts: Timeouts,
 }
 
-/// One place a model can be served from: a provider and the model's name there.
+/// One place a model can be served from: a provider and the model's name there, with the time
+/// limits (the provider's, overridden by the model's) and the prices of the model it belongs to.
 #[derive(Debug, Clone)]
 pub struct Route {
     pub provider: String,
     pub upstream_model: String,
+    /// The configured model this route serves (differs from the requested one for `auto` models).
+    pub model: String,
+    pub prices: Prices,
+    pub timeouts: Timeouts,
+}
+
+impl Route {
+    /// `provider/upstream-model`, the route's name in health reports.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.provider, self.upstream_model)
+    }
+}
+
+/// How an automatic model picks among its routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoKind {
+    /// `auto`: the configured chain, in order.
+    Chain,
+    /// `auto-fast`: the healthy route with the lowest recent time to first token; optionally a
+    /// second route is started when the first has not produced its first token after `hedge_after`.
+    Fastest { hedge_after: Option<Duration> },
 }
 
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
     pub name: String,
     pub routes: Vec<Route>,
+    /// For `auto` models, the highest price of any model in the chain (the worst case for holds);
+    /// the served route's own prices are what is billed.
     pub prices: Prices,
     /// The most a completion can produce, for the worst-case reservation.
     pub max_output_tokens: u64,
+    /// Set for the automatic models `auto` and `auto-fast`.
+    pub auto: Option<AutoKind>,
 }
+
+/// Retry, failover and circuit-breaker settings (`[routing]`).
+#[derive(Debug, Clone)]
+pub struct RoutingConfig {
+    /// Attempts per request, retries of the same route included; `None` = every route once plus
+    /// one more try of the first.
+    pub max_attempts: Option<u32>,
+    /// No new attempt starts, and no backoff is waited, past this much time after the request began.
+    pub retry_budget: Duration,
+    /// Backoff before revisiting a route: `base * 2^(round-1)`, capped at `backoff_max`, jittered.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// The longest upstream `retry-after` the gateway waits out itself.
+    pub max_retry_after: Duration,
+    /// Whether `x-switchyard-provider` and `x-switchyard-attempts` are sent.
+    pub served_headers: bool,
+    pub breaker: BreakerConfig,
+}
+
+/// When a route's breaker opens: `failures` failures in a row, or at least `error_percent` percent
+/// failures among its last `window` outcomes (once there are `min_requests` of them). It then stays
+/// open for `cooldown`, after which one request probes it.
+#[derive(Debug, Clone)]
+pub struct BreakerConfig {
+    pub failures: u32,
+    pub window: u32,
+    pub error_percent: u32,
+    pub min_requests: u32,
+    pub cooldown: Duration,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            max_attempts: None,
+            retry_budget: Duration::from_secs(15),
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(2),
+            max_retry_after: Duration::from_secs(10),
+            served_headers: true,
+            breaker: BreakerConfig {
+                failures: 5,
+                window: 20,
+                error_percent: 50,
+                min_requests: 10,
+                cooldown: Duration::from_secs(30),
+            },
+        }
+    }
+}
+
+/// The names of the automatic models.
+pub const AUTO_MODEL: &str = "auto";
+pub const AUTO_FAST_MODEL: &str = "auto-fast";
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -220,6 +330,7 @@ pub struct Config {
     pub demo_credits: Decimal,
     pub providers: BTreeMap<String, Arc<ProviderConfig>>,
     pub models: BTreeMap<String, Arc<ModelConfig>>,
+    pub routing: RoutingConfig,
     /// Whether the in-process demo upstream must be started (the embedded default).
     pub embedded_demo: bool,
 }
@@ -270,7 +381,7 @@ impl Config {
             path: path.to_owned(),
             message,
         };
-        let raw: RawConfig = toml::from_str(text).map_err(|e| invalid(toml_error(text, &e)))?;
+        let mut raw: RawConfig = toml::from_str(text).map_err(|e| invalid(toml_error(text, &e)))?;
         let listen = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
         let listen = listen.parse().map_err(|_| {
             invalid(format!(
@@ -284,7 +395,7 @@ impl Config {
             )));
         }
         let mut providers = BTreeMap::new();
-        for (name, p) in raw.providers {
+        for (name, p) in std::mem::take(&mut raw.providers) {
             let defaults = Timeouts::default();
             let ms = |v: Option<u64>, d: Duration| v.map(Duration::from_millis).unwrap_or(d);
             if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
@@ -310,7 +421,7 @@ impl Config {
             );
         }
         let mut models = BTreeMap::new();
-        for (name, m) in raw.models {
+        for (name, m) in std::mem::take(&mut raw.models) {
             if m.routes.is_empty() {
                 return Err(invalid(format!("models.\"{name}\".routes is empty")));
             }
@@ -330,10 +441,7 @@ impl Config {
                         providers.keys().cloned().collect::<Vec<_>>().join(", ")
                     )));
                 }
-                routes.push(Route {
-                    provider: provider.to_owned(),
-                    upstream_model: upstream_model.to_owned(),
-                });
+                routes.push((provider.to_owned(), upstream_model.to_owned()));
             }
             let input = parse_price(text, path, &name, "input_price", &m.input_price)?;
             let output = parse_price(text, path, &name, "output_price", &m.output_price)?;
@@ -349,6 +457,31 @@ impl Config {
                 output: output.unwrap_or_default(),
                 cached_input: cached,
             };
+            if name == AUTO_MODEL || name == AUTO_FAST_MODEL {
+                return Err(invalid(format!(
+                    "models.\"{name}\": the name is reserved for the automatic model; configure it with [auto]"
+                )));
+            }
+            let routes = routes
+                .into_iter()
+                .map(|(provider, upstream_model)| {
+                    let t = &providers[&provider].timeouts;
+                    let ms =
+                        |v: Option<u64>, d: Duration| v.map(Duration::from_millis).unwrap_or(d);
+                    Route {
+                        timeouts: Timeouts {
+                            connect: ms(m.connect_timeout_ms, t.connect),
+                            first_token: ms(m.first_token_timeout_ms, t.first_token),
+                            idle: ms(m.idle_timeout_ms, t.idle),
+                            total: ms(m.total_timeout_ms, t.total),
+                        },
+                        provider,
+                        upstream_model,
+                        model: name.clone(),
+                        prices: prices.clone(),
+                    }
+                })
+                .collect();
             models.insert(
                 name.clone(),
                 Arc::new(ModelConfig {
@@ -356,9 +489,25 @@ impl Config {
                     routes,
                     prices,
                     max_output_tokens: m.max_output_tokens.unwrap_or(DEFAULT_MAX_OUTPUT),
+                    auto: None,
                 }),
             );
         }
+        if let Some(auto) = &raw.auto {
+            let chain = auto_chain(text, path, &models, "chain", &auto.chain)?;
+            let fast = match &auto.fast {
+                Some(f) => auto_chain(text, path, &models, "fast", f)?,
+                None => chain.clone(),
+            };
+            let hedge_after = auto.hedge_after_ms.map(Duration::from_millis);
+            for (name, kind, members) in [
+                (AUTO_MODEL, AutoKind::Chain, chain),
+                (AUTO_FAST_MODEL, AutoKind::Fastest { hedge_after }, fast),
+            ] {
+                models.insert(name.to_owned(), Arc::new(auto_model(name, kind, &members)));
+            }
+        }
+        let routing = routing_config(raw.routing.unwrap_or_default());
         let demo_credits = match raw.demo_credits {
             Some(c) => Decimal::from_str(&c)
                 .map_err(|_| invalid(format!("demo_credits = \"{c}\" is not a decimal")))?,
@@ -367,13 +516,14 @@ impl Config {
         Ok(Config {
             listen,
             database,
-            redis: raw.redis,
+            redis: raw.redis.take(),
             admin_key: raw.admin_key.as_deref().map(Secret::parse),
             keep_alive: Duration::from_millis(raw.keep_alive_ms.unwrap_or(15_000)),
             max_body_bytes: raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
             demo_credits,
             providers,
             models,
+            routing,
             embedded_demo: false,
         })
     }
@@ -388,29 +538,120 @@ kind = "deepseek"
 base_url = "{demo_base_url}"
 
 [models."demo-chat"]
-routes = ["{DEMO_PROVIDER}/demo-chat"]
+routes = ["{DEMO_PROVIDER}/demo-chat@tokens=36,ttft_ms=200,gap_ms=35"]
 input_price = "0.50"
 output_price = "1.50"
 
 [models."demo-reasoner"]
-routes = ["{DEMO_PROVIDER}/demo-reasoner"]
+routes = ["{DEMO_PROVIDER}/demo-reasoner@reasoning=24,tokens=24,ttft_ms=300,gap_ms=35"]
 input_price = "0.55"
 output_price = "2.19"
 "#
         );
+        let mut chain = Vec::new();
         if std::env::var_os("OPENAI_API_KEY").is_some() {
             text.push_str(OPENAI_DEFAULTS);
+            chain.push("gpt-4o-mini");
         }
         if std::env::var_os("DEEPSEEK_API_KEY").is_some() {
             text.push_str(DEEPSEEK_DEFAULTS);
+            chain.push("deepseek-chat");
         }
         if std::env::var_os("ANTHROPIC_API_KEY").is_some() {
             text.push_str(ANTHROPIC_DEFAULTS);
+            chain.push("claude-sonnet-4");
         }
+        chain.push("demo-chat");
+        let chain: Vec<String> = chain.iter().map(|m| format!("\"{m}\"")).collect();
+        text.push_str(&format!(
+            "\n[auto]\nchain = [{}]\nhedge_after_ms = 2000\n",
+            chain.join(", ")
+        ));
         let mut config =
             Config::parse(&text, "(embedded default)").expect("the embedded default is valid");
         config.embedded_demo = true;
         config
+    }
+}
+
+/// The configured models named by `[auto].<field>`, in order.
+fn auto_chain(
+    text: &str,
+    path: &str,
+    models: &BTreeMap<String, Arc<ModelConfig>>,
+    field: &str,
+    names: &[toml::Spanned<String>],
+) -> Result<Vec<Arc<ModelConfig>>, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        path: path.to_owned(),
+        message,
+    };
+    if names.is_empty() {
+        return Err(invalid(format!("auto.{field} is empty")));
+    }
+    names
+        .iter()
+        .map(|n| {
+            models.get(n.get_ref()).cloned().ok_or_else(|| {
+                invalid(format!(
+                    "line {}: auto.{field} names model \"{}\", which is not defined (known: {})",
+                    line_of(text, n.span().start),
+                    n.get_ref(),
+                    models.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            })
+        })
+        .collect()
+}
+
+/// An automatic model: the routes of its members in order; holds priced at the dearest member.
+fn auto_model(name: &str, kind: AutoKind, members: &[Arc<ModelConfig>]) -> ModelConfig {
+    let routes: Vec<Route> = members.iter().flat_map(|m| m.routes.clone()).collect();
+    let mut prices = Prices::default();
+    for m in members {
+        prices.input = prices.input.max(m.prices.input);
+        prices.output = prices.output.max(m.prices.output);
+        prices.cached_input = match (prices.cached_input, m.prices.cached_input) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    ModelConfig {
+        name: name.to_owned(),
+        routes,
+        prices,
+        max_output_tokens: members
+            .iter()
+            .map(|m| m.max_output_tokens)
+            .max()
+            .unwrap_or(0),
+        auto: Some(kind),
+    }
+}
+
+fn routing_config(r: RawRouting) -> RoutingConfig {
+    let d = RoutingConfig::default();
+    let ms = |v: Option<u64>, d: Duration| v.map(Duration::from_millis).unwrap_or(d);
+    RoutingConfig {
+        max_attempts: r.max_attempts.map(|n| n.max(1)),
+        retry_budget: ms(r.retry_budget_ms, d.retry_budget),
+        backoff_base: ms(r.backoff_base_ms, d.backoff_base),
+        backoff_max: ms(r.backoff_max_ms, d.backoff_max),
+        max_retry_after: ms(r.max_retry_after_ms, d.max_retry_after),
+        served_headers: r.served_headers.unwrap_or(d.served_headers),
+        breaker: BreakerConfig {
+            failures: r.breaker_failures.unwrap_or(d.breaker.failures).max(1),
+            window: r.breaker_window.unwrap_or(d.breaker.window).max(1),
+            error_percent: r
+                .breaker_error_percent
+                .unwrap_or(d.breaker.error_percent)
+                .clamp(1, 100),
+            min_requests: r
+                .breaker_min_requests
+                .unwrap_or(d.breaker.min_requests)
+                .max(1),
+            cooldown: ms(r.breaker_cooldown_ms, d.breaker.cooldown),
+        },
     }
 }
 
@@ -526,6 +767,33 @@ output_price = "10.00"
             .unwrap_err()
             .to_string();
         assert!(e.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn model_timeouts_override_the_providers_and_auto_is_validated() {
+        let text = format!(
+            "{GOOD}first_token_timeout_ms = 250\n[providers.openai2]\nkind = \"openai\"\nbase_url = \"http://x/v1\"\nidle_timeout_ms = 7\n[auto]\nchain = [\"gpt-4o\"]\nhedge_after_ms = 90\n[routing]\nserved_headers = false\n"
+        );
+        let c = Config::parse(&text, "t.toml").unwrap();
+        let route = &c.models["gpt-4o"].routes[0];
+        assert_eq!(route.timeouts.first_token, Duration::from_millis(250));
+        assert_eq!(route.timeouts.idle, Timeouts::default().idle);
+        assert_eq!(c.models["auto"].routes.len(), 1);
+        assert_eq!(
+            c.models["auto-fast"].auto,
+            Some(AutoKind::Fastest {
+                hedge_after: Some(Duration::from_millis(90))
+            })
+        );
+        assert!(!c.routing.served_headers);
+        let e = Config::parse(&format!("{GOOD}[auto]\nchain = [\"nope\"]\n"), "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 13") && e.contains("nope"), "{e}");
+        let e = Config::parse(&GOOD.replace("models.\"gpt-4o\"", "models.auto"), "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("reserved"), "{e}");
     }
 
     #[test]

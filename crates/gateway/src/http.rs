@@ -2,8 +2,11 @@
 //! three public prefixes, bearer-key extraction, body limits, and the one place where every error
 //! becomes an OpenAI-shaped response. It also writes the one log line per request.
 
+mod admin;
 mod errors;
 mod gzip;
+mod provider_health;
+mod responses;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,10 +34,13 @@ pub fn router(gw: Arc<Gateway>) -> Router {
     let mut app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz));
+    app = admin::routes(app);
     for p in PREFIXES {
         app = app
             .route(&format!("{p}/chat/completions"), post(chat_completions))
-            .route(&format!("{p}/models"), get(models));
+            .route(&format!("{p}/models"), get(models))
+            .route(&format!("{p}/responses"), post(responses::create))
+            .route(&format!("{p}/responses/{{id}}"), get(responses::retrieve));
     }
     app.fallback(|| async { ApiError::not_found_route() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
@@ -119,7 +125,7 @@ async fn chat_completions(
     let mut resp = match result {
         Ok(ChatReply::Json { body, served }) => {
             let mut resp = json_response(body, wants_gzip(&headers));
-            served_headers(resp.headers_mut(), &served);
+            served_headers(resp.headers_mut(), &served, &gw);
             resp
         }
         Ok(ChatReply::Stream { body, served }) => {
@@ -142,7 +148,7 @@ async fn chat_completions(
             if gzip {
                 h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
             }
-            served_headers(h, &served);
+            served_headers(h, &served, &gw);
             resp
         }
         Err(e) => e.into_response(),
@@ -153,7 +159,11 @@ async fn chat_completions(
     resp
 }
 
-fn served_headers(h: &mut HeaderMap, served: &Served) {
+/// `x-switchyard-provider` and `x-switchyard-attempts`, unless `routing.served_headers = false`.
+fn served_headers(h: &mut HeaderMap, served: &Served, gw: &Gateway) {
+    if !gw.config.routing.served_headers {
+        return;
+    }
     if let Ok(v) = HeaderValue::from_str(&served.provider) {
         h.insert("x-switchyard-provider", v);
     }

@@ -11,4 +11,5 @@ pub mod http;
 pub mod ledger;
 pub mod providers;
 pub mod relay;
+pub mod routing;
 pub mod telemetry;

@@ -5,6 +5,7 @@
 //! resolved at start and re-resolved once when an upstream answers 401.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -69,7 +70,13 @@ pub fn without_url(e: &reqwest::Error) -> String {
 pub struct Provider {
     pub config: Arc<ProviderConfig>,
     credential: RwLock<Option<String>>,
+    /// Bumped on every successful refresh, so that concurrent 401s refresh only once.
+    generation: AtomicU64,
+    refreshing: tokio::sync::Mutex<()>,
 }
+
+/// The `anthropic-version` header sent to Anthropic.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 impl Provider {
     pub fn name(&self) -> &str {
@@ -92,7 +99,24 @@ impl Provider {
         if let Ok(mut c) = self.credential.write() {
             *c = Some(value);
         }
+        self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Which credential a request is about to use (see [`Provider::refresh_after_rejection`]).
+    pub fn credential_generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Re-resolves the credential after the upstream refused the one of generation `seen`, unless
+    /// another request already did so meanwhile: many requests failing at once re-run a `cmd:`
+    /// source only once.
+    pub async fn refresh_after_rejection(&self, seen: u64) -> Result<(), UpstreamError> {
+        let _one_at_a_time = self.refreshing.lock().await;
+        if self.credential_generation() != seen {
+            return Ok(());
+        }
+        self.refresh_credential().await
     }
 
     fn credential(&self) -> Option<String> {
@@ -109,13 +133,15 @@ impl Provider {
         }
     }
 
-    /// Sends a request body to the chat endpoint and returns the response once its headers
-    /// arrived with a success status; any other status is an error carrying the body.
+    /// Sends a request body (already in this provider's dialect) to the chat endpoint and returns
+    /// the response once its headers arrived with a success status, before `deadline`; any other
+    /// status is an error carrying the body.
     pub async fn send(
         &self,
         client: &reqwest::Client,
         body: Vec<u8>,
         stream: bool,
+        deadline: tokio::time::Instant,
     ) -> Result<reqwest::Response, UpstreamError> {
         let mut req = client
             .post(self.chat_url())
@@ -129,16 +155,16 @@ impl Provider {
                 },
             )
             .body(body);
-        if let Some(key) = self.credential() {
-            req = match self.config.kind {
-                ProviderKind::Anthropic => req
-                    .header("x-api-key", key)
-                    .header("anthropic-version", "2023-06-01"),
-                _ => req.bearer_auth(key),
-            };
-        }
-        let first_byte = self.config.timeouts.first_token;
-        let resp = match tokio::time::timeout(first_byte, req.send()).await {
+        let key = self.credential();
+        req = match (self.config.kind, key) {
+            (ProviderKind::Anthropic, Some(key)) => req
+                .header("x-api-key", key)
+                .header("anthropic-version", ANTHROPIC_VERSION),
+            (ProviderKind::Anthropic, None) => req.header("anthropic-version", ANTHROPIC_VERSION),
+            (_, Some(key)) => req.bearer_auth(key),
+            (_, None) => req,
+        };
+        let resp = match tokio::time::timeout_at(deadline, req.send()).await {
             Ok(r) => r.map_err(UpstreamError::from_reqwest)?,
             Err(_) => return Err(UpstreamError::Timeout),
         };
@@ -152,8 +178,9 @@ impl Provider {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<f64>().ok())
             .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(|s| Duration::from_millis((s * 1000.0) as u64));
-        let body = tokio::time::timeout(Duration::from_secs(10), resp.bytes())
+            .map(|s| Duration::from_millis((s.min(86_400.0) * 1000.0) as u64));
+        let body_by = deadline.min(tokio::time::Instant::now() + Duration::from_secs(10));
+        let body = tokio::time::timeout_at(body_by, resp.bytes())
             .await
             .ok()
             .and_then(Result::ok)
@@ -166,45 +193,80 @@ impl Provider {
     }
 }
 
-/// All providers and the shared HTTP client.
+/// All providers and the shared HTTP clients (one connection pool per connect timeout in use).
 pub struct Providers {
+    /// The client for the longest connect timeout configured.
     pub client: reqwest::Client,
+    clients: BTreeMap<Duration, reqwest::Client>,
     by_name: BTreeMap<String, Arc<Provider>>,
+}
+
+fn http_client(connect: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(connect)
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build()
+        .expect("the HTTP client builds with static settings")
 }
 
 impl Providers {
     /// Builds the providers and resolves their credentials. A credential that cannot be resolved
     /// is reported in the returned list and leaves that provider to fail (and fail over) at call time.
     pub async fn new(config: &Config) -> (Providers, Vec<String>) {
-        let connect = config
-            .providers
+        let mut clients = BTreeMap::new();
+        let connects = config.providers.values().map(|p| p.timeouts.connect).chain(
+            config
+                .models
+                .values()
+                .flat_map(|m| m.routes.iter().map(|r| r.timeouts.connect)),
+        );
+        for connect in connects {
+            clients
+                .entry(connect)
+                .or_insert_with(|| http_client(connect));
+        }
+        let client = clients
             .values()
-            .map(|p| p.timeouts.connect)
-            .max()
-            .unwrap_or(Duration::from_secs(10));
-        let client = reqwest::Client::builder()
-            .connect_timeout(connect)
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
-            .expect("the HTTP client builds with static settings");
+            .next_back()
+            .cloned()
+            .unwrap_or_else(|| http_client(Duration::from_secs(10)));
         let mut by_name = BTreeMap::new();
         let mut problems = Vec::new();
         for (name, pc) in &config.providers {
             let provider = Arc::new(Provider {
                 config: pc.clone(),
                 credential: RwLock::new(None),
+                generation: AtomicU64::new(0),
+                refreshing: tokio::sync::Mutex::new(()),
             });
             if let Err(e) = provider.refresh_credential().await {
                 problems.push(format!("provider {name}: {e}"));
             }
             by_name.insert(name.clone(), provider);
         }
-        (Providers { client, by_name }, problems)
+        (
+            Providers {
+                client,
+                clients,
+                by_name,
+            },
+            problems,
+        )
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<Provider>> {
         self.by_name.get(name)
+    }
+
+    /// Every provider, by name.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Provider>> {
+        self.by_name.values()
+    }
+
+    /// The client whose connect timeout is `connect`.
+    pub fn client_for(&self, connect: Duration) -> &reqwest::Client {
+        self.clients.get(&connect).unwrap_or(&self.client)
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod admission;
 pub mod attempts;
 pub mod chat_stream;
+pub mod responses;
 pub mod settlement;
 pub mod tokens;
 
@@ -35,6 +36,10 @@ pub enum RelayError {
     ModelNotAllowed(String),
     #[error("This API key has insufficient balance for this request. Top up the key and retry.")]
     InsufficientBalance,
+    #[error("This API key has reached its {0} budget. It renews at the start of the next {0} (UTC).")]
+    BudgetExceeded(&'static str),
+    #[error("The key store is not reachable; retry shortly.")]
+    LedgerUnavailable,
     /// The upstream refused the request itself (a 4xx that another route would refuse too).
     #[error("{}", .0.message)]
     UpstreamRejected(Box<Rejected>),
@@ -44,6 +49,9 @@ pub enum RelayError {
     UpstreamTimeout,
     #[error("Every upstream for this model failed: {0}")]
     UpstreamFailed(String),
+    /// Every route of the model is cooling down after repeated failures (breakers open).
+    #[error("No healthy upstream for this model right now; retry after the indicated delay.")]
+    NoHealthyUpstream { retry_after: Option<Duration> },
 }
 
 /// An upstream's refusal of the request itself, passed on to the client.
@@ -106,12 +114,11 @@ pub async fn chat(
         },
         Opened::Stream { upstream, served } => {
             let stream = ChatStream::new(
-                upstream.bytes,
-                upstream.decoder,
+                upstream,
                 settlement,
                 req.include_usage,
                 gw.config.keep_alive,
-                upstream.idle_timeout,
+                Some(gw.clone()),
             );
             Ok(ChatReply::Stream {
                 body: Box::new(Box::pin(stream.into_body())),
@@ -172,5 +179,13 @@ impl tokens::PromptSource for ChatRequest {
             text: self.prompt_text(),
             messages: self.message_count(),
         }
+    }
+
+    fn prompt_token_bound(&self) -> u64 {
+        admission::chat_prompt_bound(self)
+    }
+
+    fn max_output_tokens(&self) -> Option<u64> {
+        self.max_tokens
     }
 }

@@ -91,6 +91,12 @@ impl From<AuthError> for ApiError {
                 "invalid_api_key",
                 "Incorrect API key provided, or the key was revoked.",
             ),
+            AuthError::Expired => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                "expired_api_key",
+                "This API key has expired.",
+            ),
             AuthError::Ledger(_) => {
                 ApiError::unavailable("The key store is not reachable; retry shortly.")
             }
@@ -130,7 +136,7 @@ impl From<RelayError> for ApiError {
                     message,
                 )
             },
-            RelayError::InsufficientBalance => ApiError {
+            RelayError::InsufficientBalance | RelayError::BudgetExceeded(_) => ApiError {
                 final_answer: true,
                 ..ApiError::new(
                     StatusCode::PAYMENT_REQUIRED,
@@ -157,6 +163,7 @@ impl From<RelayError> for ApiError {
                     message,
                 )
             },
+            RelayError::LedgerUnavailable => ApiError::unavailable(&message),
             RelayError::UpstreamTimeout => ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "timeout_error",
@@ -169,6 +176,15 @@ impl From<RelayError> for ApiError {
                 "upstream_error",
                 message,
             ),
+            RelayError::NoHealthyUpstream { retry_after } => ApiError {
+                retry_after: Some(retry_after.map_or(1, |d| d.as_secs().clamp(1, 300))),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service_unavailable",
+                    "no_healthy_upstream",
+                    message,
+                )
+            },
         }
     }
 }

@@ -1,34 +1,52 @@
-//! Trying a model's routes in order until one answers: send the request, wait for the first
-//! upstream event, and on a retryable failure move to the next route. Failover happens here and
-//! only here, always before the first byte reaches the client.
+//! Trying a model's routes until one answers: translate the request into the route's dialect, send
+//! it, wait for the first upstream token, and on a retryable failure move on. Failover happens here
+//! and only here, always before the first byte reaches the client.
+//!
+//! The order: the healthy candidates from `routing` (breakers), each once; then, while attempts
+//! (`routing.max_attempts`) and the per-request budget (`routing.retry_budget_ms`) remain, the
+//! retryable ones again after a jittered exponential backoff, never before a `retry-after` the
+//! upstream asked for (bounded by `routing.max_retry_after_ms`). An upstream 401 re-resolves that
+//! provider's credential once and retries the same route at once; a 401 after that fails over.
+//! `auto-fast` may hedge: when its first route has not produced a token after `hedge_after_ms`,
+//! the second starts too; the first to answer is kept and the other is dropped (cancelled).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::Value;
-use switchyard_wire::openai::{ChatRequest, ChunkView};
+use switchyard_wire::anthropic;
+use switchyard_wire::openai::{ChatRequest, ChunkView, RequestError};
 use switchyard_wire::sse;
 use switchyard_wire::usage::Usage;
 
 use crate::app::Gateway;
-use crate::config::{ModelConfig, ProviderKind};
+use crate::config::{AutoKind, ModelConfig, ProviderKind, Route};
 use crate::ledger::EndReason;
 use crate::providers::{without_url, UpstreamError};
 use crate::relay::chat_stream::ByteStream;
 use crate::relay::settlement::{Settled, Settlement};
 use crate::relay::{Rejected, RelayError, Served};
+use crate::routing::Candidate;
 
-/// An upstream stream that has produced its first event (still in `decoder`, not yet consumed).
+/// An upstream stream that has produced its first token (still in `decoder`, not yet consumed).
 pub struct UpstreamStream {
     pub bytes: ByteStream,
     pub decoder: sse::Decoder,
     /// The dialect of the events in `bytes`.
     pub dialect: ProviderKind,
-    pub idle_timeout: std::time::Duration,
+    pub idle_timeout: Duration,
+    /// The route's total time limit, counted from the start of the attempt.
+    pub deadline: Instant,
+    /// The model name the upstream reported (Anthropic's `message.model`), or the route's.
+    pub model: String,
+    /// Where the stream's outcome is reported for the route's health (`routing`).
+    pub route_key: String,
 }
 
-/// What a successful attempt produced.
+/// What a successful attempt produced. Built once per request and taken apart at once, so the
+/// size of the stream variant does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Opened {
     /// A complete non-streamed answer, as an OpenAI chat completion body.
     Json { body: Bytes, served: Served },
@@ -38,8 +56,26 @@ pub enum Opened {
     },
 }
 
+/// What one route produced.
+#[allow(clippy::large_enum_variant)]
+enum Answer {
+    Json(Bytes),
+    Stream(UpstreamStream),
+}
+
+/// The outcome of one route: the answer or why it failed, the number of requests sent (2 when
+/// the credential was refreshed), and the time to first token.
+struct Tried {
+    result: Result<Answer, UpstreamError>,
+    sends: u32,
+    ttft: Duration,
+}
+
+/// The default `max_tokens` sent to Anthropic when the caller gave none (Anthropic requires one).
+const ANTHROPIC_DEFAULT_MAX_TOKENS: u64 = 4096;
+
 /// Tries `model`'s routes for `req`. On success the settlement knows the provider, the served
-/// model and the number of attempts; on failure it has been settled at no cost.
+/// model, its prices and the number of attempts; on failure it has been settled at no cost.
 pub async fn open(
     gw: &Gateway,
     model: &ModelConfig,
@@ -47,71 +83,387 @@ pub async fn open(
     settlement: &mut Settlement,
     started: Instant,
 ) -> Result<Opened, RelayError> {
-    let mut last_error = None;
-    for (i, route) in model.routes.iter().enumerate() {
-        settlement.tally.attempts = i as u32 + 1;
-        let Some(provider) = gw.providers.get(&route.provider) else {
-            continue;
+    let result = open_inner(gw, model, req, settlement, started).await;
+    if result.is_err() {
+        fail_settled(settlement).await;
+    }
+    result
+}
+
+async fn open_inner(
+    gw: &Gateway,
+    model: &ModelConfig,
+    req: &ChatRequest,
+    settlement: &mut Settlement,
+    started: Instant,
+) -> Result<Opened, RelayError> {
+    let policy = &gw.config.routing;
+    let candidates = gw
+        .routing
+        .candidates(model)
+        .map_err(|e| RelayError::NoHealthyUpstream {
+            retry_after: e.retry_after,
+        })?;
+    let n = candidates.len();
+    let max_attempts = policy.max_attempts.unwrap_or(n as u32 + 1);
+    let budget_end = started + policy.retry_budget;
+    let mut attempts = 0u32;
+    // Per candidate: no retry before this instant; `None` once it must not be retried at all.
+    let mut retry_at: Vec<Option<Instant>> = vec![Some(started); n];
+    let mut last_error: Option<(UpstreamError, ProviderKind)> = None;
+    let mut next = 0usize;
+
+    if let Some(AutoKind::Fastest {
+        hedge_after: Some(delay),
+    }) = model.auto
+    {
+        if n >= 2 && max_attempts >= 2 {
+            let (first, second) = (&candidates[0], &candidates[1]);
+            let hedged = hedge(gw, first, second, req, delay).await?;
+            attempts += hedged.sends;
+            for (i, outcome) in hedged.failures {
+                if !outcome.is_retryable() {
+                    settlement.tally.attempts = attempts;
+                    return Err(final_error(outcome, kind_of(gw, &candidates[i].route)));
+                }
+                note_failure(gw, policy, &candidates[i], &outcome, &mut retry_at[i]);
+                last_error = Some((outcome, kind_of(gw, &candidates[i].route)));
+            }
+            if let Some((i, answer, ttft)) = hedged.winner {
+                return Ok(opened(
+                    gw,
+                    settlement,
+                    &candidates[i],
+                    answer,
+                    ttft,
+                    attempts,
+                ));
+            }
+            next = 2;
+        }
+    }
+
+    while attempts < max_attempts {
+        // Position `p` in the endless cycle over the candidates: candidate `p % n`, round `p / n`.
+        let Some(p) = (next..next + n).find(|&p| retry_at[p % n].is_some()) else {
+            break;
         };
-        let timeouts = &provider.config.timeouts;
-        let served = Served {
-            provider: provider.name().to_owned(),
-            attempts: i as u32 + 1,
-        };
-        settlement.tally.provider = Some(served.provider.clone());
-        settlement.tally.served_model = Some(route.upstream_model.clone());
-        let resp = match provider
-            .send(
-                &gw.providers.client,
-                req.upstream_body(&route.upstream_model),
-                req.stream,
-            )
-            .await
-        {
-            Ok(resp) => resp,
-            Err(e) if e.is_retryable() => {
-                tracing::debug!(provider = %served.provider, error = %e, "route failed, trying the next");
-                last_error = Some(e);
+        next = p + 1;
+        let (i, round) = (p % n, p / n);
+        let cand = &candidates[i];
+        if round > 0 {
+            let wait_until =
+                backoff_until(policy, round as u32).max(retry_at[i].unwrap_or(started));
+            if wait_until > budget_end {
+                retry_at[i] = None;
                 continue;
             }
-            Err(e) => {
-                fail_settled(settlement).await;
-                return Err(final_error(e));
-            }
-        };
-        if !req.stream {
-            match tokio::time::timeout(timeouts.total, resp.bytes()).await {
-                Ok(Ok(body)) => return Ok(Opened::Json { body, served }),
-                Ok(Err(e)) => last_error = Some(UpstreamError::Body(without_url(&e))),
-                Err(_) => last_error = Some(UpstreamError::Timeout),
-            }
-            continue;
+            tokio::time::sleep_until(tokio::time::Instant::from_std(wait_until)).await;
+        } else if attempts > 0 && Instant::now() >= budget_end {
+            break;
         }
-        let mut bytes: ByteStream =
-            Box::pin(resp.bytes_stream().map(|r| r.map_err(|e| without_url(&e))));
-        let mut decoder = sse::Decoder::new();
-        let first_by = started + timeouts.first_token;
-        match first_event(&mut bytes, &mut decoder, first_by).await {
-            Ok(()) => {
-                let upstream = UpstreamStream {
-                    bytes,
-                    decoder,
-                    dialect: provider.kind(),
-                    idle_timeout: timeouts.idle,
-                };
-                return Ok(Opened::Stream { upstream, served });
+        let body = upstream_body(gw, &cand.route, req)?;
+        let tried = attempt(gw, &cand.route, body, req.stream).await;
+        attempts += tried.sends;
+        match tried.result {
+            Ok(answer) => {
+                return Ok(opened(gw, settlement, cand, answer, tried.ttft, attempts));
+            }
+            Err(e) if !e.is_retryable() => {
+                settlement.tally.attempts = attempts;
+                return Err(final_error(e, kind_of(gw, &cand.route)));
             }
             Err(e) => {
-                tracing::debug!(provider = %served.provider, error = %e, "stream failed before its first event");
-                last_error = Some(e);
+                tracing::debug!(route = %cand.key, error = %e, "route failed, trying the next");
+                note_failure(gw, policy, cand, &e, &mut retry_at[i]);
+                last_error = Some((e, kind_of(gw, &cand.route)));
             }
         }
     }
-    fail_settled(settlement).await;
+    settlement.tally.attempts = attempts;
     Err(match last_error {
-        Some(e) => final_error(e),
+        Some((e, kind)) => final_error(e, kind),
         None => RelayError::UpstreamFailed("no provider is configured for this model".into()),
     })
+}
+
+/// Records a retryable failure on the route's health and decides when it may be retried.
+fn note_failure(
+    gw: &Gateway,
+    policy: &crate::config::RoutingConfig,
+    cand: &Candidate,
+    e: &UpstreamError,
+    retry_at: &mut Option<Instant>,
+) {
+    gw.routing.record_failure(&cand.key, &e.to_string());
+    *retry_at = match e {
+        // The credential was refreshed and still refused: retrying cannot help.
+        UpstreamError::Status {
+            status: 401 | 403, ..
+        }
+        | UpstreamError::Credential(_) => None,
+        UpstreamError::Status {
+            retry_after: Some(after),
+            ..
+        } => (*after <= policy.max_retry_after).then(|| Instant::now() + *after),
+        _ => Some(Instant::now()),
+    };
+}
+
+/// When a route may be revisited in round `round` (1 = the second pass): the base backoff doubled
+/// per round, capped, with full jitter over its upper half.
+fn backoff_until(policy: &crate::config::RoutingConfig, round: u32) -> Instant {
+    let base = policy.backoff_base.as_millis() as u64;
+    let cap = policy.backoff_max.as_millis() as u64;
+    let full = base
+        .saturating_mul(1u64 << round.saturating_sub(1).min(20))
+        .min(cap);
+    let jittered = if full > 1 {
+        rand::random_range(full / 2..=full)
+    } else {
+        full
+    };
+    Instant::now() + Duration::from_millis(jittered)
+}
+
+fn kind_of(gw: &Gateway, route: &Route) -> ProviderKind {
+    gw.providers
+        .get(&route.provider)
+        .map_or(ProviderKind::OpenAi, |p| p.kind())
+}
+
+/// Records the winner on the settlement and the route's health, and builds what `open` returns.
+fn opened(
+    gw: &Gateway,
+    settlement: &mut Settlement,
+    cand: &Candidate,
+    answer: Answer,
+    ttft: Duration,
+    attempts: u32,
+) -> Opened {
+    gw.routing.record_success(&cand.key, Some(ttft));
+    let served = Served {
+        provider: cand.route.provider.clone(),
+        attempts,
+    };
+    let tally = &mut settlement.tally;
+    tally.attempts = attempts;
+    tally.provider = Some(served.provider.clone());
+    tally.served_model = Some(cand.route.upstream_model.clone());
+    tally.prices = Some(cand.route.prices.clone());
+    match answer {
+        Answer::Json(body) => Opened::Json { body, served },
+        Answer::Stream(upstream) => Opened::Stream { upstream, served },
+    }
+}
+
+/// The outcome of a hedged pair of attempts.
+struct Hedged {
+    /// The candidate index that answered first, its answer and its time to first token.
+    winner: Option<(usize, Answer, Duration)>,
+    failures: Vec<(usize, UpstreamError)>,
+    sends: u32,
+}
+
+/// Runs `first`; if it has not answered after `delay`, runs `second` as well and keeps whichever
+/// answers first. The loser is dropped, which closes its upstream connection.
+async fn hedge(
+    gw: &Gateway,
+    first: &Candidate,
+    second: &Candidate,
+    req: &ChatRequest,
+    delay: Duration,
+) -> Result<Hedged, RelayError> {
+    let mut out = Hedged {
+        winner: None,
+        failures: Vec::new(),
+        sends: 0,
+    };
+    let body = upstream_body(gw, &first.route, req)?;
+    let a = attempt(gw, &first.route, body, req.stream);
+    tokio::pin!(a);
+    let early = tokio::select! {
+        t = &mut a => Some(t),
+        () = tokio::time::sleep(delay) => None,
+    };
+    let take = |i: usize, t: Tried, out: &mut Hedged| -> bool {
+        out.sends += t.sends;
+        match t.result {
+            Ok(answer) => {
+                out.winner = Some((i, answer, t.ttft));
+                true
+            }
+            Err(e) => {
+                out.failures.push((i, e));
+                false
+            }
+        }
+    };
+    if let Some(t) = early {
+        if take(0, t, &mut out) || !out.failures.iter().all(|(_, e)| e.is_retryable()) {
+            return Ok(out);
+        }
+        let body = upstream_body(gw, &second.route, req)?;
+        take(
+            1,
+            attempt(gw, &second.route, body, req.stream).await,
+            &mut out,
+        );
+        return Ok(out);
+    }
+    let hedge_started = Instant::now();
+    let body = upstream_body(gw, &second.route, req)?;
+    let b = attempt(gw, &second.route, body, req.stream);
+    tokio::pin!(b);
+    tokio::select! {
+        t = &mut a => {
+            if !take(0, t, &mut out) {
+                take(1, b.await, &mut out);
+            } else {
+                out.sends += 1;
+                gw.routing.record_slower_than(&second.key, hedge_started.elapsed());
+            }
+        }
+        t = &mut b => {
+            if !take(1, t, &mut out) {
+                take(0, a.await, &mut out);
+            } else {
+                out.sends += 1;
+                gw.routing.record_slower_than(&first.key, delay + hedge_started.elapsed());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The request body in the route's dialect. A request Anthropic cannot express is the caller's
+/// error (400, naming the field).
+fn upstream_body(gw: &Gateway, route: &Route, req: &ChatRequest) -> Result<Vec<u8>, RelayError> {
+    match kind_of(gw, route) {
+        ProviderKind::OpenAi | ProviderKind::DeepSeek => {
+            Ok(req.upstream_body(&route.upstream_model))
+        }
+        ProviderKind::Anthropic => {
+            let body = Value::Object(req.body.clone());
+            let max = u32::try_from(ANTHROPIC_DEFAULT_MAX_TOKENS).unwrap_or(u32::MAX);
+            let out = anthropic::chat_request_to_messages(&body, &route.upstream_model, max)
+                .map_err(|e| RelayError::BadRequest(RequestError::new(e.param, e.message)))?;
+            Ok(serde_json::to_vec(&out).unwrap_or_default())
+        }
+    }
+}
+
+/// One route: send, refresh the credential once on a 401, and wait for the answer (non-stream) or
+/// the first token (stream), within the route's time limits.
+async fn attempt(gw: &Gateway, route: &Route, body: Vec<u8>, stream: bool) -> Tried {
+    let started = Instant::now();
+    let mut sends = 0;
+    let Some(provider) = gw.providers.get(&route.provider) else {
+        return Tried {
+            result: Err(UpstreamError::Connect(
+                "the provider is not configured".into(),
+            )),
+            sends: 0,
+            ttft: Duration::ZERO,
+        };
+    };
+    let t = &route.timeouts;
+    let client = gw.providers.client_for(t.connect);
+    let total_by = started + t.total;
+    // A stream must show its first token by the first-token deadline; a whole answer by the total.
+    let answer_by = if stream {
+        (started + t.first_token).min(total_by)
+    } else {
+        total_by
+    };
+    let deadline = tokio::time::Instant::from_std(answer_by);
+    let mut refreshed = false;
+    let resp = loop {
+        let generation = provider.credential_generation();
+        sends += 1;
+        match provider.send(client, body.clone(), stream, deadline).await {
+            Err(UpstreamError::Status { status: 401, .. })
+                if !refreshed && provider.config.api_key.is_some() =>
+            {
+                refreshed = true;
+                if let Err(e) = provider.refresh_after_rejection(generation).await {
+                    return Tried {
+                        result: Err(e),
+                        sends,
+                        ttft: started.elapsed(),
+                    };
+                }
+            }
+            other => break other,
+        }
+    };
+    let dialect = provider.kind();
+    let result = match resp {
+        Err(e) => Err(e),
+        Ok(resp) if !stream => whole_answer(resp, dialect, deadline).await,
+        Ok(resp) => {
+            let mut bytes: ByteStream =
+                Box::pin(resp.bytes_stream().map(|r| r.map_err(|e| without_url(&e))));
+            let mut decoder = sse::Decoder::new();
+            match first_token(&mut bytes, &mut decoder, dialect, deadline).await {
+                Ok(upstream_model) => Ok(Answer::Stream(UpstreamStream {
+                    bytes,
+                    decoder,
+                    dialect,
+                    idle_timeout: t.idle,
+                    deadline: total_by,
+                    model: upstream_model.unwrap_or_else(|| route.upstream_model.clone()),
+                    route_key: route.key(),
+                })),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    Tried {
+        result,
+        sends,
+        ttft: started.elapsed(),
+    }
+}
+
+/// Reads a non-streamed answer and returns it as an OpenAI chat completion body. A body that is
+/// cut off or is not a completion fails the route (another may answer).
+async fn whole_answer(
+    resp: reqwest::Response,
+    dialect: ProviderKind,
+    deadline: tokio::time::Instant,
+) -> Result<Answer, UpstreamError> {
+    let body = match tokio::time::timeout_at(deadline, resp.bytes()).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(e)) => return Err(UpstreamError::Body(without_url(&e))),
+        Err(_) => return Err(UpstreamError::Timeout),
+    };
+    let not_completion = || UpstreamError::Body("the upstream's answer is not a completion".into());
+    let v: Value = serde_json::from_slice(&body).map_err(|_| not_completion())?;
+    match dialect {
+        ProviderKind::OpenAi | ProviderKind::DeepSeek => {
+            if v.get("choices").is_some_and(Value::is_array) {
+                Ok(Answer::Json(body))
+            } else {
+                Err(not_completion())
+            }
+        }
+        ProviderKind::Anthropic => {
+            let model = v.get("model").and_then(Value::as_str).unwrap_or_default();
+            let id = crate::auth::new_id("chatcmpl-", 24);
+            let chat = anthropic::message_to_chat_completion(&v, &id, model, unix_now())
+                .map_err(|_| not_completion())?;
+            Ok(Answer::Json(Bytes::from(
+                serde_json::to_vec(&chat).unwrap_or_default(),
+            )))
+        }
+    }
+}
+
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// A request that failed before anything was delivered is recorded, at no cost.
@@ -124,31 +476,30 @@ pub async fn fail_settled(settlement: &mut Settlement) {
     settlement.settle(EndReason::Error, &nothing).await;
 }
 
-/// Reads until the first complete event and checks that it is a real chunk. The event stays in
-/// the decoder for the stream to forward.
-async fn first_event(
+/// What the first events of a stream say.
+enum FirstEvent {
+    /// Not a token yet (Anthropic `message_start`, `ping`, a block start): keep reading.
+    Preamble(Option<String>),
+    /// The first token (or the end of an empty answer).
+    Token,
+}
+
+/// Reads until the first token and checks that what came before it is well formed. The events stay
+/// in `decoder` for the stream to forward. Returns the model name Anthropic's `message_start` gave.
+async fn first_token(
     upstream: &mut ByteStream,
     decoder: &mut sse::Decoder,
-    deadline: Instant,
-) -> Result<(), UpstreamError> {
-    let deadline = tokio::time::Instant::from_std(deadline);
+    dialect: ProviderKind,
+    deadline: tokio::time::Instant,
+) -> Result<Option<String>, UpstreamError> {
     let mut probe = sse::Decoder::new();
+    let mut model = None;
     loop {
-        if let Some(event) = probe.next_event() {
-            if event.is_done() {
-                return Err(UpstreamError::Body(
-                    "the stream ended before any chunk".into(),
-                ));
+        while let Some(event) = probe.next_event() {
+            match classify_first(&event, dialect)? {
+                FirstEvent::Token => return Ok(model),
+                FirstEvent::Preamble(m) => model = m.or(model),
             }
-            return match ChunkView::parse(&event.data) {
-                Some(v) if v.error.is_none() => Ok(()),
-                Some(_) => Err(UpstreamError::Body(
-                    "the stream began with an error event".into(),
-                )),
-                None => Err(UpstreamError::Body(
-                    "the stream began with a malformed event".into(),
-                )),
-            };
         }
         match tokio::time::timeout_at(deadline, upstream.next()).await {
             Err(_) => return Err(UpstreamError::Timeout),
@@ -166,8 +517,50 @@ async fn first_event(
     }
 }
 
+fn classify_first(event: &sse::Event, dialect: ProviderKind) -> Result<FirstEvent, UpstreamError> {
+    let malformed = || UpstreamError::Body("the stream began with a malformed event".into());
+    if event.is_done() {
+        return Err(UpstreamError::Body(
+            "the stream ended before any chunk".into(),
+        ));
+    }
+    match dialect {
+        ProviderKind::OpenAi | ProviderKind::DeepSeek => match ChunkView::parse(&event.data) {
+            Some(v) if v.error.is_none() => Ok(FirstEvent::Token),
+            Some(_) => Err(UpstreamError::Body(
+                "the stream began with an error event".into(),
+            )),
+            None => Err(malformed()),
+        },
+        ProviderKind::Anthropic => {
+            let v: Value = serde_json::from_slice(&event.data).map_err(|_| malformed())?;
+            let name = match event.name_str() {
+                "" | "message" => v.get("type").and_then(Value::as_str).unwrap_or_default(),
+                n => n,
+            };
+            match name {
+                "error" => {
+                    let err = anthropic::UpstreamError::from_anthropic(&v);
+                    Err(UpstreamError::Status {
+                        status: err.status(),
+                        body: Bytes::from(event.data.to_vec()),
+                        retry_after: None,
+                    })
+                }
+                "message_start" => Ok(FirstEvent::Preamble(
+                    v.pointer("/message/model")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                )),
+                "content_block_delta" | "message_delta" | "message_stop" => Ok(FirstEvent::Token),
+                _ => Ok(FirstEvent::Preamble(None)),
+            }
+        }
+    }
+}
+
 /// The error the client sees when no route could serve the request.
-fn final_error(e: UpstreamError) -> RelayError {
+fn final_error(e: UpstreamError, dialect: ProviderKind) -> RelayError {
     match e {
         UpstreamError::Timeout => RelayError::UpstreamTimeout,
         UpstreamError::Status {
@@ -178,7 +571,10 @@ fn final_error(e: UpstreamError) -> RelayError {
         UpstreamError::Status { status, body, .. }
             if (400..500).contains(&status) && !matches!(status, 401 | 403 | 408 | 409) =>
         {
-            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let v: Value = match dialect {
+                ProviderKind::Anthropic => anthropic::error_to_openai(status, &body).1,
+                _ => serde_json::from_slice(&body).unwrap_or(Value::Null),
+            };
             let err = v.get("error").unwrap_or(&v);
             let text = |k: &str| err.get(k).and_then(Value::as_str).map(str::to_owned);
             RelayError::UpstreamRejected(Box::new(Rejected {

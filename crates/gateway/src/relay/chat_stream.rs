@@ -4,20 +4,29 @@
 //! ledger entry, `data: [DONE]`, the cost comment). Errors after the first byte become an error
 //! event followed by `[DONE]`. A `: keep-alive` comment goes out while the upstream is silent.
 //!
-//! Per chunk the hot path does one borrowed JSON parse, one copy into the output buffer and an
-//! append of the generated text to the tally; timers are only re-armed when they fire.
+//! An Anthropic upstream's events go through `wire::anthropic::StreamTranslator` and come out as
+//! OpenAI chunks with the same ending; its `event: error` becomes the same error event.
+//!
+//! Per chunk the OpenAI-dialect hot path does one borrowed JSON parse, one copy into the output
+//! buffer and an append of the generated text to the tally; timers are only re-armed when they
+//! fire. A mid-stream failure is also reported to the route's health (`routing`).
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use serde_json::{json, Value};
+use switchyard_wire::anthropic::{self, StreamTranslator};
 use switchyard_wire::openai::{normalize_finish_reason, ChunkView};
 use switchyard_wire::sse;
 use switchyard_wire::usage::Usage;
 
+use crate::app::Gateway;
+use crate::config::ProviderKind;
 use crate::ledger::EndReason;
+use crate::relay::attempts::{unix_now, UpstreamStream};
 use crate::relay::settlement::{Settled, Settlement};
 
 /// The upstream's body as a stream of network chunks.
@@ -38,6 +47,12 @@ pub struct ChatStream {
     include_usage: bool,
     keep_alive: Duration,
     idle_timeout: Duration,
+    /// The route's total time limit.
+    deadline: Instant,
+    /// Set for an Anthropic upstream: its events are translated into OpenAI chunks.
+    translator: Option<Box<StreamTranslator>>,
+    /// Where a mid-stream failure is reported: the gateway's routing and the route's key.
+    health: Option<(Arc<Gateway>, String)>,
     last_sent: Instant,
     last_received: Instant,
     /// The chunk carrying `finish_reason`, held until the usage that belongs on it arrives.
@@ -62,27 +77,32 @@ pub enum Failure {
     UpstreamError,
     /// No byte from the upstream within the idle timeout.
     Idle,
+    /// The route's total time limit passed.
+    Total,
 }
 
 impl ChatStream {
-    /// `decoder` may already hold the first event(s), read while deciding whether to fail over.
+    /// `upstream.decoder` may already hold the first event(s), read while deciding whether to fail
+    /// over. `gw`, when given, receives the route's mid-stream failures.
     pub fn new(
-        upstream: ByteStream,
-        decoder: sse::Decoder,
+        upstream: UpstreamStream,
         settlement: Settlement,
         include_usage: bool,
         keep_alive: Duration,
-        idle_timeout: Duration,
+        gw: Option<Arc<Gateway>>,
     ) -> ChatStream {
         let now = Instant::now();
-        ChatStream {
-            upstream,
-            decoder,
+        let mut stream = ChatStream {
+            upstream: upstream.bytes,
+            decoder: upstream.decoder,
             out: BytesMut::with_capacity(4096),
             settlement,
             include_usage,
             keep_alive,
-            idle_timeout,
+            idle_timeout: upstream.idle_timeout,
+            deadline: upstream.deadline,
+            translator: None,
+            health: gw.map(|gw| (gw, upstream.route_key)),
             last_sent: now,
             last_received: now,
             held_finish: None,
@@ -92,7 +112,19 @@ impl ChatStream {
             model: String::new(),
             created: 0,
             phase: Phase::Streaming,
+        };
+        if upstream.dialect == ProviderKind::Anthropic {
+            stream.id = crate::auth::new_id("chatcmpl-", 24);
+            stream.model = upstream.model;
+            stream.created = unix_now();
+            stream.settlement.tally.served_model = Some(stream.model.clone());
+            stream.translator = Some(Box::new(StreamTranslator::new(
+                stream.id.clone(),
+                stream.model.clone(),
+                stream.created,
+            )));
         }
+        stream
     }
 
     /// The stream of frames for the HTTP body: one frame per batch of events that arrived together.
@@ -117,7 +149,9 @@ impl ChatStream {
                 continue;
             }
             let keep_alive_at = tokio::time::Instant::from_std(self.last_sent + self.keep_alive);
-            let idle_at = tokio::time::Instant::from_std(self.last_received + self.idle_timeout);
+            let idle_at = tokio::time::Instant::from_std(
+                (self.last_received + self.idle_timeout).min(self.deadline),
+            );
             tokio::select! {
                 biased;
                 chunk = self.upstream.next() => match chunk {
@@ -134,7 +168,9 @@ impl ChatStream {
                     }
                 }
                 _ = tokio::time::sleep_until(idle_at) => {
-                    if self.last_received.elapsed() >= self.idle_timeout {
+                    if Instant::now() >= self.deadline {
+                        self.fail(Failure::Total, None).await;
+                    } else if self.last_received.elapsed() >= self.idle_timeout {
                         self.fail(Failure::Idle, None).await;
                     }
                 }
@@ -143,6 +179,9 @@ impl ChatStream {
     }
 
     async fn on_event(&mut self, event: sse::Event) {
+        if self.translator.is_some() {
+            return self.on_anthropic_event(event).await;
+        }
         if event.is_done() {
             return self.finish().await;
         }
@@ -192,6 +231,51 @@ impl ChatStream {
         }
         self.flush_held();
         sse::write_data(&mut self.out, &event.data);
+    }
+
+    /// One Anthropic event: translated, its chunks written (the finish chunk held for the usage),
+    /// its usage tapped; `message_stop` ends the stream normally, `error` with an error event.
+    async fn on_anthropic_event(&mut self, event: sse::Event) {
+        let Some(t) = self.translator.as_mut() else {
+            return;
+        };
+        let pushed = std::str::from_utf8(&event.data)
+            .ok()
+            .map(|data| t.push(event.name_str(), data));
+        if !matches!(pushed, Some(Ok(()))) {
+            return self.fail(Failure::Garbage, None).await;
+        }
+        if let Some(err) = t.error() {
+            let mut body = err.to_openai();
+            let inner = body.get_mut("error").map(Value::take);
+            return self.fail(Failure::UpstreamError, inner).await;
+        }
+        if let Some(reason) = t.finish_reason() {
+            self.finish_reason = Some(EndReason::from_finish(reason));
+        }
+        if let Some(u) = t.usage() {
+            self.settlement.tally.reported = Some(usage_of(&u));
+        }
+        let tally = &mut self.settlement.tally;
+        for chunk in t.drain() {
+            let before = tally.delivered.len();
+            tap_text(&chunk, &mut tally.delivered);
+            if tally.first_token_at.is_none() && tally.delivered.len() > before {
+                tally.first_token_at = Some(Instant::now());
+            }
+            let finished = chunk
+                .pointer("/choices/0/finish_reason")
+                .is_some_and(|f| !f.is_null());
+            if finished {
+                self.held_finish = Some(chunk);
+            } else {
+                write_json(&mut self.out, &chunk);
+            }
+        }
+        if t.is_done() {
+            self.usage_chunk = t.usage_chunk();
+            self.finish().await;
+        }
     }
 
     /// A finish chunk for an earlier choice (n > 1) goes out as it was once another arrives.
@@ -270,6 +354,12 @@ impl ChatStream {
                 json!(504),
                 EndReason::UpstreamTimeout,
             ),
+            Failure::Total => (
+                "The upstream did not finish within the total time limit.".to_owned(),
+                "timeout_error",
+                json!(504),
+                EndReason::UpstreamTimeout,
+            ),
             Failure::UpstreamError => {
                 let inner = upstream_error
                     .as_ref()
@@ -292,6 +382,10 @@ impl ChatStream {
                 (inner, kind, json!(502), EndReason::Error)
             }
         };
+        if let Some((gw, key)) = &self.health {
+            gw.routing
+                .record_failure(key, &format!("mid-stream: {message}"));
+        }
         let event =
             json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
         write_json(&mut self.out, &event);
@@ -324,6 +418,44 @@ fn set_finish_reason(chunk: &mut Value, reason: &str) {
         for c in choices {
             if c.get("finish_reason").is_some_and(|f| !f.is_null()) {
                 c["finish_reason"] = Value::String(reason.to_owned());
+            }
+        }
+    }
+}
+
+/// Anthropic's usage in the gateway's terms (cache reads and writes are part of the prompt).
+fn usage_of(u: &anthropic::Usage) -> Usage {
+    Usage {
+        prompt_tokens: u.prompt_tokens(),
+        completion_tokens: u.completion_tokens(),
+        cached_tokens: u.cache_read_tokens,
+        cache_write_tokens: u.cache_creation_tokens,
+        reasoning_tokens: u.thinking_tokens.unwrap_or(0),
+    }
+}
+
+/// Appends a translated chunk's generated text (content, reasoning, tool names and arguments).
+fn tap_text(chunk: &Value, delivered: &mut String) {
+    let Some(delta) = chunk.pointer("/choices/0/delta") else {
+        return;
+    };
+    for key in ["content", "reasoning_content"] {
+        if let Some(t) = delta.get(key).and_then(Value::as_str) {
+            delivered.push_str(t);
+        }
+    }
+    for call in delta
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        for key in ["name", "arguments"] {
+            if let Some(t) = call
+                .pointer(&format!("/function/{key}"))
+                .and_then(Value::as_str)
+            {
+                delivered.push_str(t);
             }
         }
     }

@@ -1,13 +1,15 @@
 //! The settlement guard: every admitted request owns one, and its ledger entry is written exactly
 //! once, either by an explicit `settle` at the end of the happy path or, when the request is
-//! dropped early (client gone, upstream dead, a panic), by the guard's `Drop`.
+//! dropped early (client gone, upstream dead, a panic), by the guard's `Drop`. The guard owns the
+//! request's hold on the key's money: settling writes the entry and the debit in one transaction
+//! and then releases the hold; if the entry cannot be written the hold is released all the same.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use switchyard_wire::usage::Usage;
 
-use crate::ledger::{now_ms, Cost, EndReason, Ledger, Prices, TokenSource, UsageEntry};
+use crate::ledger::{now_ms, Cost, EndReason, Hold, Ledger, Prices, TokenSource, UsageEntry};
 use crate::relay::tokens;
 
 /// What the relay learned while serving the request, read when it is settled.
@@ -21,6 +23,8 @@ pub struct Tally {
     pub served_model: Option<String>,
     pub provider: Option<String>,
     pub attempts: u32,
+    /// The served route's prices, when they differ from the requested model's (`auto` models).
+    pub prices: Option<Prices>,
 }
 
 /// The fixed facts of a request, known at admission.
@@ -34,6 +38,10 @@ pub struct Admission {
     pub prompt: Arc<dyn tokens::PromptSource + Send + Sync>,
     pub stream: bool,
     pub started: Instant,
+    /// `started` as epoch milliseconds.
+    pub started_at_ms: i64,
+    /// The money reserved at admission, released once the entry is written.
+    pub hold: Option<Hold>,
 }
 
 /// The outcome of a settlement: what was counted and what it cost.
@@ -75,12 +83,13 @@ async fn measure(a: &Admission, tally: &Tally) -> Settled {
     };
     Settled {
         usage,
-        cost: a.prices.cost(&usage),
+        cost: tally.prices.as_ref().unwrap_or(&a.prices).cost(&usage),
         source,
     }
 }
 
 fn entry(a: &Admission, tally: &Tally, end: EndReason, settled: &Settled) -> UsageEntry {
+    let duration_ms = a.started.elapsed().as_millis() as i64;
     UsageEntry {
         request_id: a.request_id.clone(),
         key_id: a.key_id.clone(),
@@ -98,14 +107,16 @@ fn entry(a: &Admission, tally: &Tally, end: EndReason, settled: &Settled) -> Usa
         ttft_ms: tally
             .first_token_at
             .map(|t| t.duration_since(a.started).as_millis() as i64),
-        duration_ms: a.started.elapsed().as_millis() as i64,
+        duration_ms,
         stream: a.stream,
-        created_at: now_ms(),
+        started_at: a.started_at_ms,
+        finished_at: now_ms().max(a.started_at_ms),
     }
 }
 
-async fn record(a: &Admission, e: &UsageEntry) {
-    if let Err(err) = a.ledger.record(e).await {
+async fn record(mut a: Box<Admission>, e: &UsageEntry) {
+    let hold = a.hold.take();
+    if let Err(err) = a.ledger.settle(e, hold).await {
         tracing::error!(request_id = %e.request_id, error = %err, "usage entry could not be written");
     }
 }
@@ -136,7 +147,8 @@ impl Settlement {
         let Some(a) = self.admission.take() else {
             return;
         };
-        record(&a, &entry(&a, &self.tally, end, settled)).await;
+        let e = entry(&a, &self.tally, end, settled);
+        record(a, &e).await;
     }
 }
 
@@ -153,7 +165,8 @@ impl Drop for Settlement {
             Ok(handle) => {
                 handle.spawn(async move {
                     let settled = measure(&a, &tally).await;
-                    record(&a, &entry(&a, &tally, EndReason::Cancelled, &settled)).await;
+                    let e = entry(&a, &tally, EndReason::Cancelled, &settled);
+                    record(a, &e).await;
                 });
             }
             Err(_) => {

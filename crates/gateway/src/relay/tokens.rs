@@ -13,6 +13,19 @@ pub struct Prompt {
 /// Anything that can produce its prompt for an estimate (a chat request, a Responses request).
 pub trait PromptSource {
     fn prompt(&self) -> Prompt;
+
+    /// An upper bound of the prompt's tokens for the admission hold, computed without the
+    /// tokenizer: no BPE token encodes less than one byte, so the prompt's UTF-8 bytes plus the
+    /// chat framing bound its token count (images and files are not bounded by this).
+    fn prompt_token_bound(&self) -> u64 {
+        let p = self.prompt();
+        p.text.len() as u64 + TOKENS_PER_MESSAGE * p.messages as u64 + TOKENS_PER_REPLY
+    }
+
+    /// The output limit the client asked for (`max_tokens` and the like), if any.
+    fn max_output_tokens(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// OpenAI's per-message framing overhead in the chat format.

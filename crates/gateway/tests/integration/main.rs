@@ -1,8 +1,16 @@
 //! Switchyard's integration tests, one binary: each test starts its own gateway and mock upstream
 //! on port 0 and talks to them over real HTTP, as a client would.
 
+mod anthropic;
+mod admin;
+mod billing;
 mod chat;
 mod cli;
 mod errors;
+mod failover;
 mod harness;
+mod ledger_conformance;
+mod responses;
+mod responses_sdk;
+mod scenarios;
 mod sdk;

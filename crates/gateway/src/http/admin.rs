@@ -1,0 +1,490 @@
+//! Key management over HTTP: the `/admin/keys` and `/admin/usage` routes (admin key only) and
+//! `GET /v1/key`, where a caller sees its own key. With no `admin_key` configured the admin
+//! routes answer 403; a wrong or missing admin key gets 401. Changes apply at once: the
+//! authentication cache is cleared and the key's account adopts the new row.
+//!
+//! Money in requests is a decimal string in USD (`"2.50"`; a JSON number is read by its decimal
+//! text, never as a float); money in responses is always a decimal string.
+
+// `ApiError` is the response on its way out; these are cold admin paths, so it is not boxed.
+#![allow(clippy::result_large_err)]
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use rust_decimal::Decimal;
+use serde_json::{json, Map, Value};
+
+use crate::app::Gateway;
+use crate::auth;
+use crate::ledger::periods::{parse_duration, parse_instant};
+use crate::ledger::{
+    now_ms, Budget, BudgetPeriod, GroupBy, KeyRecord, KeyUpdate, LedgerError, Nanos, NewKey,
+    UsageQuery,
+};
+
+use super::ApiError;
+
+/// Adds the admin key routes and `GET {prefix}/key` to `app`.
+pub fn routes(mut app: Router<Arc<Gateway>>) -> Router<Arc<Gateway>> {
+    app = app
+        .route("/admin/keys", get(list_keys).post(create_key))
+        .route(
+            "/admin/keys/{id}",
+            get(show_key).patch(update_key).delete(revoke_key),
+        )
+        .route("/admin/usage", get(usage))
+        .route("/admin/providers", get(super::provider_health::providers));
+    for p in super::PREFIXES {
+        app = app.route(&format!("{p}/key"), get(own_key));
+    }
+    app
+}
+
+/// Refuses the request unless it carries the configured admin key (compared in constant time).
+pub fn require_admin(gw: &Gateway, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = gw.admin_key.as_deref() else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "admin_disabled",
+            "The admin API is disabled: no admin_key is configured. Set admin_key in the config (e.g. admin_key = \"env:SWITCHYARD_ADMIN_KEY\") and restart.",
+        ));
+    };
+    let given = super::bearer(headers).unwrap_or("").trim();
+    let same = given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "invalid_admin_key",
+            "This route needs the admin key as 'Authorization: Bearer ADMIN_KEY'.",
+        ))
+    }
+}
+
+fn bad(param: &str, message: impl Into<String>) -> ApiError {
+    ApiError {
+        param: Some(param.to_owned()),
+        ..ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid_value",
+            message,
+        )
+    }
+}
+
+fn no_such_key(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        "key_not_found",
+        format!("No key with id '{id}'."),
+    )
+}
+
+fn ledger_error(e: LedgerError) -> ApiError {
+    match e {
+        LedgerError::NoSuchKey(id) => no_such_key(&id),
+        _ => ApiError::unavailable("The database is not reachable; retry shortly."),
+    }
+}
+
+fn key_body(gw: &Gateway, k: &KeyRecord) -> Value {
+    let reserved = gw.ledger.account_reserved(&k.id).unwrap_or(Nanos::ZERO);
+    k.to_json(reserved)
+}
+
+async fn list_keys(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    let result = async {
+        require_admin(&gw, &headers)?;
+        let keys = gw.ledger.keys().await.map_err(ledger_error)?;
+        let data: Vec<Value> = keys.iter().map(|k| key_body(&gw, k)).collect();
+        Ok::<_, ApiError>(json!({"object": "list", "data": data}))
+    }
+    .await;
+    reply(result, StatusCode::OK)
+}
+
+async fn show_key(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let result = async {
+        require_admin(&gw, &headers)?;
+        let key = gw
+            .ledger
+            .key(&id)
+            .await
+            .map_err(ledger_error)?
+            .ok_or_else(|| no_such_key(&id))?;
+        Ok(key_body(&gw, &key))
+    }
+    .await;
+    reply(result, StatusCode::OK)
+}
+
+async fn create_key(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let result = async {
+        require_admin(&gw, &headers)?;
+        let fields = object(&body)?;
+        let name = match fields.get("name") {
+            Some(Value::String(n)) if !n.trim().is_empty() => n.trim().to_owned(),
+            None | Some(Value::Null) => return Err(bad("name", "A key needs a 'name'.")),
+            Some(_) => return Err(bad("name", "'name' must be a non-empty string.")),
+        };
+        let update = parse_update(&fields, true)?;
+        let new = NewKey {
+            name,
+            credits: update.set_credits.unwrap_or(Nanos::ZERO),
+            rpm: update.rpm.flatten(),
+            tpm: update.tpm.flatten(),
+            models: update.models.flatten(),
+            budget: update.budget.flatten(),
+            expires_at: update.expires_at.flatten(),
+            metadata: update.metadata.flatten(),
+        };
+        let (record, key) = auth::create_key(&gw.ledger, &new)
+            .await
+            .map_err(ledger_error)?;
+        let mut body = key_body(&gw, &record);
+        body["key"] = Value::String(key);
+        Ok(body)
+    }
+    .await;
+    reply(result, StatusCode::CREATED)
+}
+
+async fn update_key(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let result = async {
+        require_admin(&gw, &headers)?;
+        let fields = object(&body)?;
+        let update = parse_update(&fields, false)?;
+        let key = gw
+            .ledger
+            .update_key(&id, &update)
+            .await
+            .map_err(ledger_error)?;
+        gw.auth.invalidate();
+        Ok(key_body(&gw, &key))
+    }
+    .await;
+    reply(result, StatusCode::OK)
+}
+
+async fn revoke_key(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let result = async {
+        require_admin(&gw, &headers)?;
+        let key = gw.ledger.revoke_key(&id).await.map_err(ledger_error)?;
+        gw.auth.invalidate();
+        Ok(key_body(&gw, &key))
+    }
+    .await;
+    reply(result, StatusCode::OK)
+}
+
+async fn usage(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Response {
+    let result = async {
+        require_admin(&gw, &headers)?;
+        let param = |name: &str| {
+            q.iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let by = param("group_by").unwrap_or("model");
+        let group_by = GroupBy::parse(by)
+            .ok_or_else(|| bad("group_by", format!("group_by={by}: expected key, model or day.")))?;
+        let now = now_ms();
+        let instant = |name: &str, default: Option<i64>| -> Result<Option<i64>, ApiError> {
+            match param(name) {
+                None => Ok(default),
+                Some(v) => parse_instant(v, now).map(Some).ok_or_else(|| {
+                    bad(name, format!("{name}={v}: expected a duration ago (24h, 7d), a date (2026-11-22), a UTC date-time (2026-11-22T10:00:00Z) or epoch milliseconds."))
+                }),
+            }
+        };
+        let query = UsageQuery {
+            group_by,
+            since_ms: instant("since", Some(now - 86_400_000))?.unwrap_or(0),
+            until_ms: instant("until", None)?,
+            key_id: param("key").map(str::to_owned),
+        };
+        let rows = gw.ledger.usage_report(&query).await.map_err(ledger_error)?;
+        let total = rows.iter().fold(Nanos::ZERO, |t, r| t + r.cost);
+        Ok(json!({
+            "object": "list",
+            "group_by": by,
+            "since": query.since_ms,
+            "until": query.until_ms,
+            "data": rows,
+            "total_cost": total.to_string(),
+        }))
+    }
+    .await;
+    reply(result, StatusCode::OK)
+}
+
+/// `GET /v1/key`: the caller's own key, with its live balance and open holds.
+async fn own_key(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    let result = async {
+        let caller = super::caller(&gw, &headers).await?;
+        let view = gw
+            .ledger
+            .account_view(&caller.id)
+            .await
+            .map_err(ledger_error)?;
+        let mut body = view.key.to_json(view.reserved);
+        if body["models"].is_null() {
+            body["models"] = json!(gw.config.models.keys().collect::<Vec<_>>());
+        }
+        Ok(body)
+    }
+    .await;
+    reply(result, StatusCode::OK)
+}
+
+fn reply(result: Result<Value, ApiError>, status: StatusCode) -> Response {
+    match result {
+        Ok(body) => (status, axum::Json(body)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(bad("body", "The body must be a JSON object.")),
+        Err(e) => Err(bad("body", format!("The body is not valid JSON ({e})."))),
+    }
+}
+
+/// A USD amount: a decimal string or a JSON number read by its decimal text.
+fn usd(param: &str, v: &Value) -> Result<Nanos, ApiError> {
+    let text = match v {
+        Value::String(s) => s.trim().to_owned(),
+        Value::Number(n) => n.to_string(),
+        _ => {
+            return Err(bad(
+                param,
+                format!("'{param}' must be an amount of USD such as \"2.50\"."),
+            ))
+        }
+    };
+    Decimal::from_str(&text)
+        .ok()
+        .or_else(|| Decimal::from_scientific(&text).ok())
+        .and_then(Nanos::from_usd)
+        .ok_or_else(|| {
+            bad(
+                param,
+                format!("'{param}' = {text} is not an amount of USD."),
+            )
+        })
+}
+
+fn non_negative_usd(param: &str, v: &Value) -> Result<Nanos, ApiError> {
+    let n = usd(param, v)?;
+    if n.0 < 0 {
+        return Err(bad(param, format!("'{param}' must not be negative.")));
+    }
+    Ok(n)
+}
+
+/// `Some(None)` for an explicit null, `Some(Some(v))` for a value, `None` when absent.
+fn nullable<T>(
+    fields: &Map<String, Value>,
+    name: &str,
+    parse: impl Fn(&Value) -> Result<T, ApiError>,
+) -> Result<Option<Option<T>>, ApiError> {
+    match fields.get(name) {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(v) => parse(v).map(|t| Some(Some(t))),
+    }
+}
+
+fn limit(name: &'static str) -> impl Fn(&Value) -> Result<i64, ApiError> {
+    move |v| {
+        v.as_i64().filter(|n| *n > 0).ok_or_else(|| {
+            bad(
+                name,
+                format!("'{name}' must be a positive integer or null."),
+            )
+        })
+    }
+}
+
+const KNOWN_FIELDS: [&str; 14] = [
+    "name",
+    "credits",
+    "top_up",
+    "rpm",
+    "tpm",
+    "models",
+    "budget",
+    "budget_period",
+    "expires_at",
+    "expires_in",
+    "metadata",
+    "balance",
+    "add_credits",
+    "key",
+];
+
+/// The fields of a create (`credits` = the starting balance) or a PATCH (`credits` sets the
+/// balance, `top_up` adds to it; `null` clears a limit, the model list, the budget or the expiry).
+fn parse_update(fields: &Map<String, Value>, creating: bool) -> Result<KeyUpdate, ApiError> {
+    if let Some(unknown) = fields.keys().find(|k| !KNOWN_FIELDS.contains(&k.as_str())) {
+        return Err(bad(
+            unknown,
+            format!("Unknown field '{unknown}'. Known: name, credits, top_up, rpm, tpm, models, budget, budget_period, expires_at, expires_in, metadata."),
+        ));
+    }
+    if fields.contains_key("key") {
+        return Err(bad("key", "A key's secret cannot be set or changed."));
+    }
+    let mut u = KeyUpdate::default();
+    if !creating {
+        if let Some(v) = fields.get("name") {
+            match v {
+                Value::String(n) if !n.trim().is_empty() => u.name = Some(n.trim().to_owned()),
+                _ => return Err(bad("name", "'name' must be a non-empty string.")),
+            }
+        }
+    }
+    for name in ["credits", "balance"] {
+        if let Some(v) = fields.get(name) {
+            u.set_credits = Some(non_negative_usd(name, v)?);
+        }
+    }
+    for name in ["top_up", "add_credits"] {
+        if let Some(v) = fields.get(name) {
+            if creating {
+                return Err(bad(name, "Use 'credits' when creating a key."));
+            }
+            u.add_credits = Some(usd(name, v)?);
+        }
+    }
+    u.rpm = nullable(fields, "rpm", limit("rpm"))?;
+    u.tpm = nullable(fields, "tpm", limit("tpm"))?;
+    u.models = nullable(fields, "models", |v| {
+        let list = v
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .map(|m| {
+                        m.as_str()
+                            .filter(|s| !s.is_empty() && !s.contains(','))
+                            .map(str::to_owned)
+                    })
+                    .collect::<Option<Vec<_>>>()
+            })
+            .ok_or_else(|| {
+                bad(
+                    "models",
+                    "'models' must be an array of model names, or null for all models.",
+                )
+            })?;
+        Ok(list)
+    })?;
+    let period = match fields.get("budget_period") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(p)) => Some(BudgetPeriod::parse(p).ok_or_else(|| {
+            bad(
+                "budget_period",
+                "'budget_period' must be \"day\" or \"month\".",
+            )
+        })?),
+        Some(_) => {
+            return Err(bad(
+                "budget_period",
+                "'budget_period' must be \"day\" or \"month\".",
+            ))
+        }
+    };
+    u.budget = nullable(fields, "budget", |v| {
+        Ok(Budget {
+            limit: non_negative_usd("budget", v)?,
+            period: period.unwrap_or(BudgetPeriod::Month),
+        })
+    })?;
+    if period.is_some() && u.budget.is_none() {
+        return Err(bad(
+            "budget_period",
+            "'budget_period' needs 'budget' in the same request.",
+        ));
+    }
+    u.expires_at = nullable(fields, "expires_at", |v| {
+        let at = match v {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => {
+                parse_instant(s, now_ms()).filter(|_| s.contains('-') || s.len() >= 12)
+            }
+            _ => None,
+        };
+        at.ok_or_else(|| bad("expires_at", "'expires_at' must be epoch milliseconds or a UTC date-time such as \"2026-12-31T00:00:00Z\"."))
+    })?;
+    if let Some(v) = fields.get("expires_in") {
+        if u.expires_at.is_some() {
+            return Err(bad(
+                "expires_in",
+                "Give 'expires_at' or 'expires_in', not both.",
+            ));
+        }
+        u.expires_at = match v {
+            Value::Null => Some(None),
+            Value::String(s) => {
+                let d = parse_duration(s).ok_or_else(|| {
+                    bad(
+                        "expires_in",
+                        "'expires_in' must be a duration such as \"30d\", \"12h\" or \"90m\".",
+                    )
+                })?;
+                Some(Some(now_ms().saturating_add(d.as_millis() as i64)))
+            }
+            _ => {
+                return Err(bad(
+                    "expires_in",
+                    "'expires_in' must be a duration such as \"30d\".",
+                ))
+            }
+        };
+    }
+    u.metadata = nullable(fields, "metadata", |v| Ok(v.clone()))?;
+    Ok(u)
+}

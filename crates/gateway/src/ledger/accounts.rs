@@ -1,0 +1,191 @@
+//! Per-key accounts in memory, so that admission never waits for the database: each key's balance,
+//! budget and period spend as of its last known row version, plus the holds (reservations) of the
+//! requests this process is serving. A hold is taken under the account's `std` mutex, so
+//! concurrent requests on one key can never reserve more than the balance; it is released when it
+//! is dropped, after the settlement has been written.
+//!
+//! The database stays the source of truth: every change to a key row bumps its `version`, the
+//! settlement returns the new row, and the account only ever moves to a newer version (a refresh
+//! that raced with a settlement cannot roll it back). Accounts are re-read every
+//! `REFRESH_AFTER`, which is how changes made by another process (another instance, the CLI)
+//! arrive.
+//!
+//! Several instances sharing one PostgreSQL database: every settlement is debited atomically in
+//! the database, so the stored balance and spend are always exact; but holds are per process, so
+//! each instance admits against the balance it last read. With N instances a key can be
+//! over-committed by at most the holds the other N-1 instances took since their last refresh
+//! (the balance can then go below zero by at most that much). One instance: never.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::{KeyRecord, Nanos};
+
+/// How long an account is trusted before it is re-read in the background.
+pub const REFRESH_AFTER: Duration = Duration::from_secs(2);
+
+/// Why a hold was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HoldRefused {
+    #[error("the balance cannot cover the request")]
+    Balance,
+    #[error("the key's budget for this period cannot cover the request")]
+    Budget,
+}
+
+#[derive(Debug)]
+struct State {
+    key: KeyRecord,
+    /// Sum of the open holds of this process.
+    reserved: i64,
+    loaded_at: Instant,
+    refreshing: bool,
+}
+
+/// One key's account.
+#[derive(Debug)]
+pub struct Account {
+    state: Mutex<State>,
+}
+
+/// What an account currently shows.
+#[derive(Debug, Clone)]
+pub struct AccountView {
+    pub key: KeyRecord,
+    pub reserved: Nanos,
+}
+
+impl Account {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the sums half-updated (single statements),
+        // so a poisoned lock is still consistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reserves `amount` unless the balance (less the other open holds) or the budget of the
+    /// period containing `now_ms` cannot cover it.
+    pub fn try_hold(self: &Arc<Self>, amount: Nanos, now_ms: i64) -> Result<Hold, HoldRefused> {
+        let mut st = self.lock();
+        let available = st.key.balance.0.saturating_sub(st.reserved);
+        if amount.0 > available {
+            return Err(HoldRefused::Balance);
+        }
+        if let Some(budget) = st.key.budget {
+            let spent = st.key.period_spend(now_ms).0;
+            if spent.saturating_add(st.reserved).saturating_add(amount.0) > budget.limit.0 {
+                return Err(HoldRefused::Budget);
+            }
+        }
+        st.reserved += amount.0;
+        drop(st);
+        Ok(Hold {
+            account: self.clone(),
+            amount,
+        })
+    }
+
+    /// Moves to `key` if it is newer than what the account holds.
+    pub fn apply(&self, key: &KeyRecord) {
+        let mut st = self.lock();
+        if key.version >= st.key.version {
+            st.key = key.clone();
+        }
+    }
+
+    pub fn view(&self) -> AccountView {
+        let st = self.lock();
+        AccountView {
+            key: st.key.clone(),
+            reserved: Nanos(st.reserved),
+        }
+    }
+
+    /// True once (until `refreshed`) when the account is older than `REFRESH_AFTER`.
+    pub(crate) fn claim_refresh(&self) -> bool {
+        let mut st = self.lock();
+        if st.refreshing || st.loaded_at.elapsed() < REFRESH_AFTER {
+            return false;
+        }
+        st.refreshing = true;
+        true
+    }
+
+    pub(crate) fn refreshed(&self, key: Option<&KeyRecord>) {
+        if let Some(k) = key {
+            self.apply(k);
+        }
+        let mut st = self.lock();
+        st.refreshing = false;
+        st.loaded_at = Instant::now();
+    }
+
+    fn release(&self, amount: Nanos) {
+        let mut st = self.lock();
+        st.reserved = st.reserved.saturating_sub(amount.0).max(0);
+    }
+}
+
+/// Money reserved for one request; released when dropped.
+#[derive(Debug)]
+pub struct Hold {
+    account: Arc<Account>,
+    amount: Nanos,
+}
+
+impl Hold {
+    pub fn amount(&self) -> Nanos {
+        self.amount
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.account.release(self.amount);
+    }
+}
+
+/// The accounts of the keys this process has served.
+#[derive(Debug, Default)]
+pub struct Accounts {
+    map: Mutex<HashMap<String, Arc<Account>>>,
+}
+
+impl Accounts {
+    fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<Account>>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn get(&self, key_id: &str) -> Option<Arc<Account>> {
+        self.map().get(key_id).cloned()
+    }
+
+    /// The account for `key`, created from it if this process has none yet.
+    pub fn insert(&self, key: KeyRecord) -> Arc<Account> {
+        let mut map = self.map();
+        if let Some(a) = map.get(&key.id) {
+            let a = a.clone();
+            drop(map);
+            a.apply(&key);
+            return a;
+        }
+        let id = key.id.clone();
+        let account = Arc::new(Account {
+            state: Mutex::new(State {
+                key,
+                reserved: 0,
+                loaded_at: Instant::now(),
+                refreshing: false,
+            }),
+        });
+        map.insert(id, account.clone());
+        account
+    }
+
+    /// Applies a changed key row to its account, if this process has one.
+    pub fn apply(&self, key: &KeyRecord) {
+        if let Some(a) = self.get(&key.id) {
+            a.apply(key);
+        }
+    }
+}

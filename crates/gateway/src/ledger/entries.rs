@@ -1,0 +1,245 @@
+//! The append-only usage ledger: settling a request (its entry and the debit of its cost in one
+//! transaction, then releasing its hold), reading entries back, and usage reports grouped by key,
+//! model or day over a time range.
+
+use sqlx::Row;
+
+use super::accounts::Hold;
+use super::keys::{key_from_row, KeyRecord};
+use super::periods::day_name;
+use super::{GroupBy, Ledger, LedgerError, Nanos, UsageEntry};
+
+/// A stored usage entry, read back.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UsageEntryRow {
+    pub request_id: String,
+    pub key_id: String,
+    pub requested_model: String,
+    pub served_model: Option<String>,
+    pub provider: Option<String>,
+    pub attempts: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub reasoning_tokens: i64,
+    pub cached_tokens: i64,
+    pub token_source: String,
+    #[serde(serialize_with = "as_usd")]
+    pub cost: Nanos,
+    pub end_reason: String,
+    pub ttft_ms: Option<i64>,
+    pub duration_ms: i64,
+    pub stream: bool,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+/// One row of a usage report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UsageGroup {
+    pub group: String,
+    pub requests: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub reasoning_tokens: i64,
+    pub cached_tokens: i64,
+    #[serde(serialize_with = "as_usd")]
+    pub cost: Nanos,
+}
+
+/// What a usage report covers: `since <= finished < until`, optionally one key.
+#[derive(Debug, Clone)]
+pub struct UsageQuery {
+    pub group_by: GroupBy,
+    pub since_ms: i64,
+    pub until_ms: Option<i64>,
+    pub key_id: Option<String>,
+}
+
+fn as_usd<S: serde::Serializer>(n: &Nanos, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&n.to_string())
+}
+
+const ENTRY_COLUMNS: &str = "request_id, key_id, requested_model, served_model, provider, \
+     attempts, prompt_tokens, completion_tokens, reasoning_tokens, cached_tokens, token_source, \
+     cost_nanos, end_reason, ttft_ms, duration_ms, stream, started_at, finished_at";
+
+fn entry_from_row(r: &sqlx::any::AnyRow) -> Result<UsageEntryRow, sqlx::Error> {
+    Ok(UsageEntryRow {
+        request_id: r.try_get("request_id")?,
+        key_id: r.try_get("key_id")?,
+        requested_model: r.try_get("requested_model")?,
+        served_model: r.try_get("served_model")?,
+        provider: r.try_get("provider")?,
+        attempts: r.try_get("attempts")?,
+        prompt_tokens: r.try_get("prompt_tokens")?,
+        completion_tokens: r.try_get("completion_tokens")?,
+        reasoning_tokens: r.try_get("reasoning_tokens")?,
+        cached_tokens: r.try_get("cached_tokens")?,
+        token_source: r.try_get("token_source")?,
+        cost: Nanos(r.try_get("cost_nanos")?),
+        end_reason: r.try_get("end_reason")?,
+        ttft_ms: r.try_get("ttft_ms")?,
+        duration_ms: r.try_get("duration_ms")?,
+        stream: r.try_get::<i64, _>("stream")? != 0,
+        started_at: r.try_get("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+    })
+}
+
+impl Ledger {
+    /// Appends the usage entry and debits its cost from the key, in one transaction, then lets
+    /// the key's account adopt the new balance and releases `hold`. A second entry for the same
+    /// request id is refused by the primary key, so a request is charged once. On an error
+    /// nothing is written and the hold is released all the same.
+    pub async fn settle(
+        &self,
+        e: &UsageEntry,
+        hold: Option<Hold>,
+    ) -> Result<Option<KeyRecord>, LedgerError> {
+        let key = self.write_entry(e).await;
+        if let Ok(Some(k)) = &key {
+            self.accounts.apply(k);
+        }
+        drop(hold);
+        if key.is_ok() {
+            self.settled.send_modify(|n| *n += 1);
+        }
+        key
+    }
+
+    /// `settle` without a hold.
+    pub async fn record(&self, e: &UsageEntry) -> Result<(), LedgerError> {
+        self.settle(e, None).await.map(|_| ())
+    }
+
+    async fn write_entry(&self, e: &UsageEntry) -> Result<Option<KeyRecord>, LedgerError> {
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "INSERT INTO usage_entries ({ENTRY_COLUMNS}, created_at) VALUES ($1, $2, $3, $4, $5, \
+             $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+        );
+        sqlx::query(&sql)
+            .bind(&e.request_id)
+            .bind(&e.key_id)
+            .bind(&e.requested_model)
+            .bind(&e.served_model)
+            .bind(&e.provider)
+            .bind(i64::from(e.attempts))
+            .bind(e.prompt_tokens as i64)
+            .bind(e.completion_tokens as i64)
+            .bind(e.reasoning_tokens as i64)
+            .bind(e.cached_tokens as i64)
+            .bind(e.token_source.as_str())
+            .bind(e.cost.0)
+            .bind(e.end_reason.as_str())
+            .bind(e.ttft_ms)
+            .bind(e.duration_ms)
+            .bind(i64::from(e.stream))
+            .bind(e.started_at)
+            .bind(e.finished_at)
+            .bind(e.finished_at)
+            .execute(&mut *tx)
+            .await?;
+        let mut key = None;
+        if e.cost.0 != 0 {
+            // The period is the key's budget period (days without a budget); a settlement in a
+            // new period starts its spend afresh, one from an older period leaves it alone.
+            let day = super::BudgetPeriod::Day.start_of(e.finished_at);
+            let month = super::BudgetPeriod::Month.start_of(e.finished_at);
+            let p = |a: usize, b: usize| {
+                format!("(CASE WHEN budget_period = 'month' THEN ${a} ELSE ${b} END)")
+            };
+            let sql = format!(
+                "UPDATE api_keys SET balance_nanos = balance_nanos - $1, spent_nanos = spent_nanos + $1, \
+                 period_spent_nanos = CASE WHEN period_start = {p1} THEN period_spent_nanos + $1 \
+                 WHEN period_start > {p1} THEN period_spent_nanos ELSE $1 END, \
+                 period_start = CASE WHEN period_start > {p1} THEN period_start ELSE {p1} END, \
+                 version = version + 1 WHERE id = $4 RETURNING {cols}",
+                p1 = p(2, 3),
+                cols = super::keys::KEY_COLUMNS
+            );
+            let row = sqlx::query(&sql)
+                .bind(e.cost.0)
+                .bind(month)
+                .bind(day)
+                .bind(&e.key_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            key = row.as_ref().map(key_from_row).transpose()?;
+        }
+        tx.commit().await?;
+        Ok(key)
+    }
+
+    /// The ledger entry of one request.
+    pub async fn entry(&self, request_id: &str) -> Result<Option<UsageEntryRow>, LedgerError> {
+        let sql = format!("SELECT {ENTRY_COLUMNS} FROM usage_entries WHERE request_id = $1");
+        let row = sqlx::query(&sql)
+            .bind(request_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(entry_from_row).transpose()?)
+    }
+
+    /// The entries of one key, newest first.
+    pub async fn entries_of(
+        &self,
+        key_id: &str,
+        limit: i64,
+    ) -> Result<Vec<UsageEntryRow>, LedgerError> {
+        let sql = format!(
+            "SELECT {ENTRY_COLUMNS} FROM usage_entries WHERE key_id = $1 \
+             ORDER BY created_at DESC, request_id LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(key_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(entry_from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Spend and tokens in a time range, grouped, optionally for one key.
+    pub async fn usage_report(&self, q: &UsageQuery) -> Result<Vec<UsageGroup>, LedgerError> {
+        let group = match q.group_by {
+            GroupBy::Key => "key_id",
+            GroupBy::Model => "requested_model",
+            // Days as yyyy-mm-dd are formatted in Rust below from the day number.
+            GroupBy::Day => "(created_at / 86400000)",
+        };
+        let sql = format!(
+            "SELECT CAST({group} AS TEXT) AS g, COUNT(*) AS n, \
+             CAST(SUM(prompt_tokens) AS BIGINT) AS p, CAST(SUM(completion_tokens) AS BIGINT) AS c, \
+             CAST(SUM(reasoning_tokens) AS BIGINT) AS r, CAST(SUM(cached_tokens) AS BIGINT) AS ca, \
+             CAST(SUM(cost_nanos) AS BIGINT) AS cost \
+             FROM usage_entries WHERE created_at >= $1 AND created_at < $2 AND ($3 = '' OR key_id = $4) \
+             GROUP BY {group} ORDER BY {group}"
+        );
+        let key = q.key_id.as_deref().unwrap_or("");
+        let rows = sqlx::query(&sql)
+            .bind(q.since_ms)
+            .bind(q.until_ms.unwrap_or(i64::MAX))
+            .bind(key)
+            .bind(key)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let g: String = r.try_get("g")?;
+            let group = match q.group_by {
+                GroupBy::Day => day_name(g.parse().unwrap_or(0)),
+                _ => g,
+            };
+            out.push(UsageGroup {
+                group,
+                requests: r.try_get("n")?,
+                prompt_tokens: r.try_get("p")?,
+                completion_tokens: r.try_get("c")?,
+                reasoning_tokens: r.try_get("r")?,
+                cached_tokens: r.try_get("ca")?,
+                cost: Nanos(r.try_get("cost")?),
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,73 @@
+//! Stored Responses API objects: the final Response a key created (served again by
+//! `GET /v1/responses/{id}`) and the chat conversation behind it (continued by a later request's
+//! `previous_response_id`). A stored response is only ever read back for the key that created it;
+//! for any other key it does not exist.
+
+use serde_json::Value;
+use sqlx::Row;
+
+use super::{now_ms, Ledger, LedgerError};
+
+/// One stored response.
+#[derive(Debug, Clone)]
+pub struct StoredResponse {
+    /// `resp_…`
+    pub id: String,
+    pub key_id: String,
+    pub model: String,
+    /// `completed`, `incomplete` or `failed`.
+    pub status: String,
+    /// The Response object as the client saw it last.
+    pub response: Value,
+    /// The chat messages a follow-up turn starts from (see `switchyard_wire::responses::conversation_after`).
+    pub conversation: Vec<Value>,
+}
+
+impl Ledger {
+    /// Stores a finished response. Storing the same id twice keeps the first.
+    pub async fn store_response(&self, r: &StoredResponse) -> Result<(), LedgerError> {
+        let response = serde_json::to_string(&r.response).unwrap_or_else(|_| "{}".into());
+        let conversation = serde_json::to_string(&r.conversation).unwrap_or_else(|_| "[]".into());
+        sqlx::query(
+            "INSERT INTO responses (id, key_id, model, status, response, conversation, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&r.id)
+        .bind(&r.key_id)
+        .bind(&r.model)
+        .bind(&r.status)
+        .bind(response)
+        .bind(conversation)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The response `id` if `key_id` created it; `None` for an unknown id or another key's response.
+    pub async fn stored_response(
+        &self,
+        id: &str,
+        key_id: &str,
+    ) -> Result<Option<StoredResponse>, LedgerError> {
+        let row = sqlx::query(
+            "SELECT id, key_id, model, status, response, conversation FROM responses \
+             WHERE id = $1 AND key_id = $2",
+        )
+        .bind(id)
+        .bind(key_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let response: String = row.try_get("response")?;
+        let conversation: String = row.try_get("conversation")?;
+        Ok(Some(StoredResponse {
+            id: row.try_get("id")?,
+            key_id: row.try_get("key_id")?,
+            model: row.try_get("model")?,
+            status: row.try_get("status")?,
+            response: serde_json::from_str(&response).unwrap_or(Value::Null),
+            conversation: serde_json::from_str(&conversation).unwrap_or_default(),
+        }))
+    }
+}

@@ -1,0 +1,386 @@
+//! The streamed Responses relay: reads the upstream's SSE bytes (OpenAI chat chunks, or Anthropic
+//! events through `wire::anthropic::StreamTranslator`), feeds every chunk to the Responses event
+//! builder the moment it is decoded and writes the events it yields (`event: <type>` +
+//! `data: <json>`), one frame per upstream arrival. It taps what billing needs exactly like the chat
+//! relay, and ends with one terminal event: `response.completed` / `response.incomplete` after the
+//! ledger entry is written and the response stored, or `error` + `response.failed` when the
+//! upstream breaks, stalls, sends garbage or reports an error. A `: keep-alive` comment goes out
+//! while the upstream is silent; a cost comment follows the terminal event.
+//!
+//! Dropping the stream (the client went away) drops the upstream request at once; the settlement
+//! guard then bills what was delivered, as cancelled.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use serde_json::{json, Value};
+use switchyard_wire::anthropic::StreamTranslator;
+use switchyard_wire::responses::{encode_sse, Event, ResponseContext, StreamBuilder};
+use switchyard_wire::sse;
+use switchyard_wire::usage::Usage;
+
+use crate::app::Gateway;
+use crate::config::ProviderKind;
+use crate::ledger::EndReason;
+use crate::relay::attempts::{unix_now, UpstreamStream};
+use crate::relay::chat_stream::ByteStream;
+use crate::relay::responses::{tally_choices, Keeper};
+use crate::relay::settlement::{Settled, Settlement};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Streaming,
+    Done,
+}
+
+/// How a stream that cannot finish normally ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// The upstream connection broke or its body was cut off.
+    Broken,
+    /// The upstream sent something that is not an event of its dialect.
+    Garbage,
+    /// The upstream sent its own error event.
+    UpstreamError,
+    /// No byte from the upstream within the idle timeout.
+    Idle,
+    /// The route's total time limit passed.
+    Total,
+}
+
+/// The state of one streamed response.
+pub struct ResponseStream {
+    upstream: ByteStream,
+    decoder: sse::Decoder,
+    /// Set for an Anthropic upstream: its events become chat chunks first.
+    translator: Option<Box<StreamTranslator>>,
+    builder: StreamBuilder,
+    settlement: Settlement,
+    keeper: Keeper,
+    /// Where a mid-stream failure is reported: the gateway's routing and the route's key.
+    health: (Arc<Gateway>, String),
+    /// Bytes ready for the client.
+    out: BytesMut,
+    /// Scratch space, reused: the events of one upstream event and their encoding.
+    events: Vec<Event>,
+    encoded: Vec<u8>,
+    /// Scratch space for the chunks one Anthropic event translates into.
+    chunks: Vec<Value>,
+    keep_alive: Duration,
+    idle_timeout: Duration,
+    deadline: Instant,
+    last_sent: Instant,
+    last_received: Instant,
+    /// The finish reason of the answer, once the upstream said it.
+    finish: Option<&'static str>,
+    phase: Phase,
+}
+
+impl ResponseStream {
+    /// `upstream.decoder` may already hold the first event(s), read while deciding whether to fail
+    /// over. The first frame (`response.created`, `response.in_progress`) is ready at once.
+    pub fn new(
+        upstream: UpstreamStream,
+        settlement: Settlement,
+        ctx: ResponseContext,
+        keeper: Keeper,
+        gw: Arc<Gateway>,
+    ) -> ResponseStream {
+        let now = Instant::now();
+        let translator = (upstream.dialect == ProviderKind::Anthropic).then(|| {
+            Box::new(StreamTranslator::new(
+                ctx.id.clone(),
+                ctx.model.clone(),
+                ctx.created_at,
+            ))
+        });
+        let keep_alive = gw.config.keep_alive;
+        let mut stream = ResponseStream {
+            upstream: upstream.bytes,
+            decoder: upstream.decoder,
+            translator,
+            builder: StreamBuilder::new(ctx),
+            settlement,
+            keeper,
+            health: (gw, upstream.route_key),
+            out: BytesMut::with_capacity(4096),
+            events: Vec::with_capacity(8),
+            encoded: Vec::with_capacity(1024),
+            chunks: Vec::new(),
+            keep_alive,
+            idle_timeout: upstream.idle_timeout,
+            deadline: upstream.deadline,
+            last_sent: now,
+            last_received: now,
+            finish: None,
+            phase: Phase::Streaming,
+        };
+        if stream.translator.is_some() {
+            stream.settlement.tally.served_model = Some(upstream.model);
+        }
+        stream.builder.start(&mut stream.events);
+        stream.write_events();
+        stream
+    }
+
+    /// The stream of frames for the HTTP body.
+    pub fn into_body(self) -> impl Stream<Item = Bytes> + Send {
+        futures_util::stream::unfold(self, |mut s| async move {
+            let frame = s.next_frame().await?;
+            Some((frame, s))
+        })
+    }
+
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        loop {
+            if !self.out.is_empty() {
+                self.last_sent = Instant::now();
+                return Some(self.out.split().freeze());
+            }
+            if self.phase == Phase::Done {
+                return None;
+            }
+            if let Some(event) = self.decoder.next_event() {
+                self.on_event(event).await;
+                continue;
+            }
+            let keep_alive_at = tokio::time::Instant::from_std(self.last_sent + self.keep_alive);
+            let idle_at = tokio::time::Instant::from_std(
+                (self.last_received + self.idle_timeout).min(self.deadline),
+            );
+            tokio::select! {
+                biased;
+                chunk = self.upstream.next() => match chunk {
+                    Some(Ok(bytes)) => {
+                        self.last_received = Instant::now();
+                        self.decoder.push(&bytes);
+                    }
+                    Some(Err(_)) => self.fail(Failure::Broken, None).await,
+                    None => self.on_eof().await,
+                },
+                _ = tokio::time::sleep_until(keep_alive_at) => {
+                    if self.last_sent.elapsed() >= self.keep_alive {
+                        self.out.extend_from_slice(sse::KEEP_ALIVE);
+                    }
+                }
+                _ = tokio::time::sleep_until(idle_at) => {
+                    if Instant::now() >= self.deadline {
+                        self.fail(Failure::Total, None).await;
+                    } else if self.last_received.elapsed() >= self.idle_timeout {
+                        self.fail(Failure::Idle, None).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_event(&mut self, event: sse::Event) {
+        if self.translator.is_some() {
+            return self.on_anthropic_event(event).await;
+        }
+        if event.is_done() {
+            return self.finish().await;
+        }
+        let chunk: Value = match serde_json::from_slice(&event.data) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => return self.fail(Failure::Garbage, None).await,
+        };
+        if let Some(error) = chunk.get("error").filter(|e| !e.is_null()) {
+            let error = UpstreamProblem::from_openai(error);
+            return self.fail(Failure::UpstreamError, Some(error)).await;
+        }
+        if self.before_first_token() {
+            if let Some(model) = chunk.get("model").and_then(Value::as_str) {
+                self.settlement.tally.served_model = Some(model.to_owned());
+            }
+        }
+        if let Some(usage) = chunk.get("usage").and_then(Usage::from_openai) {
+            self.settlement.tally.reported = Some(usage);
+        }
+        self.on_chunk(&chunk);
+        self.write_events();
+    }
+
+    /// Whether nothing generated has been seen yet (the served model is taken from these chunks).
+    fn before_first_token(&self) -> bool {
+        self.settlement.tally.first_token_at.is_none() && self.finish.is_none()
+    }
+
+    /// One Anthropic event: translated into chat chunks, each fed to the builder; `message_stop`
+    /// ends the stream normally, `error` with `response.failed`.
+    async fn on_anthropic_event(&mut self, event: sse::Event) {
+        let Some(t) = self.translator.as_mut() else {
+            return;
+        };
+        let pushed = std::str::from_utf8(&event.data)
+            .ok()
+            .map(|data| t.push(event.name_str(), data));
+        if !matches!(pushed, Some(Ok(()))) {
+            return self.fail(Failure::Garbage, None).await;
+        }
+        if let Some(err) = t.error() {
+            let error = UpstreamProblem {
+                message: err.message.clone(),
+                rate_limited: err.kind == "rate_limit_error",
+            };
+            return self.fail(Failure::UpstreamError, Some(error)).await;
+        }
+        if t.finish_reason().is_some() {
+            // `message_delta` carries the cumulative, final usage.
+            if let Some(u) = t.usage_json().as_ref().and_then(Usage::from_openai) {
+                self.settlement.tally.reported = Some(u);
+            }
+        }
+        let done = t.is_done();
+        self.chunks.extend(t.drain());
+        let chunks = std::mem::take(&mut self.chunks);
+        for chunk in &chunks {
+            self.on_chunk(chunk);
+        }
+        self.chunks = chunks;
+        self.chunks.clear();
+        self.write_events();
+        if done {
+            self.finish().await;
+        }
+    }
+
+    /// One chat chunk: tallied for billing, then turned into Responses events.
+    fn on_chunk(&mut self, chunk: &Value) {
+        let tally = &mut self.settlement.tally;
+        let before = tally.delivered.len();
+        if let Some(finish) = tally_choices(chunk, tally) {
+            self.finish = Some(finish);
+        }
+        if tally.first_token_at.is_none() && tally.delivered.len() > before {
+            tally.first_token_at = Some(Instant::now());
+        }
+        self.builder.push_chunk(chunk, &mut self.events);
+    }
+
+    /// Encodes the pending events into the output buffer.
+    fn write_events(&mut self) {
+        for event in self.events.drain(..) {
+            encode_sse(&event, &mut self.encoded);
+        }
+        self.out.extend_from_slice(&self.encoded);
+        self.encoded.clear();
+    }
+
+    async fn on_eof(&mut self) {
+        if self.finish.is_some() {
+            // Some servers end without [DONE] after the finish chunk: that is a complete answer.
+            self.finish().await;
+        } else {
+            self.fail(Failure::Broken, None).await;
+        }
+    }
+
+    /// The normal ending: the ledger entry and the stored response, then the terminal event.
+    async fn finish(&mut self) {
+        let Some(finish) = self.finish else {
+            return self.fail(Failure::Broken, None).await;
+        };
+        let settled = self.settlement.measure().await;
+        let cost = settled.cost.total().to_string();
+        let usage = settled.usage.to_openai(Some(&cost));
+        self.builder.set_completed_at(unix_now());
+        self.builder.finish(Some(&usage), &mut self.events);
+        let mut response = self.builder.response();
+        if response["usage"].is_object() {
+            response["usage"]["cost"] = Value::String(cost);
+        }
+        if let Some(terminal) = self.events.last_mut() {
+            terminal.data["response"] = response.clone();
+        }
+        self.settlement
+            .settle(EndReason::from_finish(finish), &settled)
+            .await;
+        self.keeper.keep(&response).await;
+        self.end(&settled);
+    }
+
+    /// Ends the stream after the first byte went out: the ledger entry for what was delivered,
+    /// then `error` and `response.failed`.
+    async fn fail(&mut self, failure: Failure, upstream: Option<UpstreamProblem>) {
+        let code = match &upstream {
+            Some(p) if p.rate_limited => "rate_limit_exceeded",
+            _ => "server_error",
+        };
+        let (message, end) = match failure {
+            Failure::Broken => (
+                "The upstream connection was lost before the answer was complete.".to_owned(),
+                EndReason::Error,
+            ),
+            Failure::Garbage => (
+                "The upstream sent a malformed event; the answer is incomplete.".to_owned(),
+                EndReason::Error,
+            ),
+            Failure::Idle => (
+                "The upstream stopped sending for longer than the idle timeout.".to_owned(),
+                EndReason::UpstreamTimeout,
+            ),
+            Failure::Total => (
+                "The upstream did not finish within the total time limit.".to_owned(),
+                EndReason::UpstreamTimeout,
+            ),
+            Failure::UpstreamError => (
+                upstream.map_or_else(
+                    || "The upstream reported an error.".to_owned(),
+                    |p| p.message,
+                ),
+                EndReason::Error,
+            ),
+        };
+        let (gw, key) = &self.health;
+        gw.routing
+            .record_failure(key, &format!("mid-stream: {message}"));
+        self.builder.fail(code, &message, &mut self.events);
+        let settled = self.settlement.measure().await;
+        self.settlement.settle(end, &settled).await;
+        self.keeper.keep(&self.builder.response()).await;
+        self.end(&settled);
+    }
+
+    /// Writes the terminal events and the cost comment; nothing follows.
+    fn end(&mut self, settled: &Settled) {
+        self.write_events();
+        let comment = json!({
+            "cost": settled.cost.total().to_string(),
+            "input_price": settled.cost.input.to_string(),
+            "output_price": settled.cost.output.to_string(),
+            "prompt_tokens": settled.usage.prompt_tokens,
+            "completion_tokens": settled.usage.completion_tokens,
+        });
+        sse::write_comment(&mut self.out, comment.to_string().as_bytes());
+        self.phase = Phase::Done;
+    }
+}
+
+/// What an upstream's own error event said.
+struct UpstreamProblem {
+    message: String,
+    /// The upstream reported a rate limit (`rate_limit_exceeded` rather than `server_error`).
+    rate_limited: bool,
+}
+
+impl UpstreamProblem {
+    /// From an OpenAI error object (`{"message", "type", "code"}`, possibly nested in `error`).
+    fn from_openai(error: &Value) -> UpstreamProblem {
+        let inner = error
+            .get("error")
+            .filter(|e| e.is_object())
+            .unwrap_or(error);
+        let text = |k: &str| inner.get(k).and_then(Value::as_str);
+        UpstreamProblem {
+            message: text("message")
+                .or_else(|| error.as_str())
+                .unwrap_or("The upstream reported an error.")
+                .to_owned(),
+            rate_limited: text("type") == Some("rate_limit_error")
+                || text("code") == Some("rate_limit_exceeded"),
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! The admin API as an operator uses it: `/admin/keys` (create, list, show, change, revoke) and
+//! `/admin/usage`, behind the admin key; changes that apply to the very next request; expired and
+//! revoked keys refused with 401; no admin key configured means 403.
+
+use serde_json::{json, Value};
+
+use crate::harness::{self, start_with_mock, start_with_mock_top, user, TestGateway};
+
+const ADMIN: &str = "admin-secret-123";
+
+async fn gateway() -> (TestGateway, mock_upstream::MockUpstream) {
+    start_with_mock_top(&format!("admin_key = \"{ADMIN}\""), "").await
+}
+
+fn admin(gw: &TestGateway, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    harness::client()
+        .request(method, gw.url(path))
+        .bearer_auth(ADMIN)
+}
+
+async fn json_of(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap())
+}
+
+async fn chat_status(gw: &TestGateway, key: &str, model: &str) -> u16 {
+    harness::client()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&json!({"model": model, "messages": user("hi")}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn admin_routes_need_the_admin_key() {
+    let (gw, _mock) = gateway().await;
+    for token in [None, Some("wrong"), Some(gw.key.as_str())] {
+        let mut req = harness::client().get(gw.url("/admin/keys"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let (status, body) = json_of(req.send().await.unwrap()).await;
+        assert_eq!(status, 401, "{token:?}");
+        assert_eq!(body["error"]["code"], "invalid_admin_key");
+    }
+    let (gw, _mock) = start_with_mock("").await;
+    let (status, body) = json_of(
+        harness::client()
+            .get(gw.url("/admin/keys"))
+            .bearer_auth("anything")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("admin_key"));
+}
+
+#[tokio::test]
+async fn create_list_show_change_and_revoke_a_key() {
+    let (gw, _mock) = gateway().await;
+    let (status, created) = json_of(
+        admin(&gw, reqwest::Method::POST, "/admin/keys")
+            .json(
+                &json!({"name": "search", "credits": "2.50", "rpm": 60, "models": ["m"],
+                          "budget": "1", "budget_period": "day", "expires_in": "30d",
+                          "metadata": {"team": "search"}}),
+            )
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let key = created["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("sk-sy-"));
+    assert_eq!(created["balance"], "2.5");
+    assert_eq!(created["limits"]["rpm"], 60);
+    assert_eq!(created["limits"]["budget"]["limit"], "1");
+    assert_eq!(created["limits"]["budget"]["period"], "day");
+    assert_eq!(created["models"], json!(["m"]));
+    assert_eq!(created["metadata"], json!({"team": "search"}));
+    assert!(created["expires_at"].as_i64().unwrap() > 0);
+
+    // The key is shown once: never in the list or by id.
+    let (_, list) = json_of(
+        admin(&gw, reqwest::Method::GET, "/admin/keys")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 2);
+    assert!(!list.to_string().contains(&key));
+    let (status, shown) = json_of(
+        admin(&gw, reqwest::Method::GET, &format!("/admin/keys/{id}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(shown["name"], "search");
+    assert!(!shown.to_string().contains(&key));
+
+    // The key works for its model only.
+    assert_eq!(chat_status(&gw, &key, "m").await, 200);
+    assert_eq!(chat_status(&gw, &key, "deepseek-r").await, 403);
+
+    // Changes apply to the very next request.
+    let (status, changed) = json_of(
+        admin(&gw, reqwest::Method::PATCH, &format!("/admin/keys/{id}"))
+            .json(&json!({"models": null, "top_up": "1.5", "name": "search-2", "budget": null}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["name"], "search-2");
+    assert!(changed["models"].is_null());
+    assert!(changed["limits"]["budget"].is_null());
+    let before: rust_decimal::Decimal = created["balance"].as_str().unwrap().parse().unwrap();
+    let spent: rust_decimal::Decimal = changed["spend"].as_str().unwrap().parse().unwrap();
+    let after: rust_decimal::Decimal = changed["balance"].as_str().unwrap().parse().unwrap();
+    assert_eq!(after, before + rust_decimal::Decimal::new(15, 1) - spent);
+    assert_eq!(chat_status(&gw, &key, "deepseek-r").await, 200);
+
+    // Setting the credits to zero refuses the next request with 402.
+    let (status, _) = json_of(
+        admin(&gw, reqwest::Method::PATCH, &format!("/admin/keys/{id}"))
+            .json(&json!({"credits": "0"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(chat_status(&gw, &key, "m").await, 402);
+
+    // Expired: 401 at once.
+    let (status, _) = json_of(
+        admin(&gw, reqwest::Method::PATCH, &format!("/admin/keys/{id}"))
+            .json(&json!({"credits": "5", "expires_at": "2000-01-01T00:00:00Z"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let resp = harness::client()
+        .get(gw.url("/v1/key"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(resp).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], "expired_api_key");
+    admin(&gw, reqwest::Method::PATCH, &format!("/admin/keys/{id}"))
+        .json(&json!({"expires_at": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chat_status(&gw, &key, "m").await, 200);
+
+    // Revoked: 401 at once, and still listed (as revoked) for the ledger.
+    let (status, revoked) = json_of(
+        admin(&gw, reqwest::Method::DELETE, &format!("/admin/keys/{id}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(revoked["revoked"], true);
+    assert_eq!(chat_status(&gw, &key, "m").await, 401);
+
+    let (status, body) = json_of(
+        admin(&gw, reqwest::Method::GET, "/admin/keys/key_nope")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "key_not_found");
+}
+
+#[tokio::test]
+async fn bad_admin_input_is_a_400_naming_the_field() {
+    let (gw, _mock) = gateway().await;
+    for (body, param) in [
+        (json!({"credits": "1"}), "name"),
+        (json!({"name": "x", "credits": "lots"}), "credits"),
+        (json!({"name": "x", "credits": "-1"}), "credits"),
+        (
+            json!({"name": "x", "budget_period": "week", "budget": "1"}),
+            "budget_period",
+        ),
+        (json!({"name": "x", "expires_in": "soon"}), "expires_in"),
+        (json!({"name": "x", "models": "m"}), "models"),
+        (json!({"name": "x", "colour": "blue"}), "colour"),
+        (json!({"name": "x", "rpm": -5}), "rpm"),
+    ] {
+        let (status, v) = json_of(
+            admin(&gw, reqwest::Method::POST, "/admin/keys")
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(v["error"]["param"], param, "{body}: {v}");
+    }
+    let (status, _) = json_of(
+        admin(&gw, reqwest::Method::POST, "/admin/keys")
+            .body("{not json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn admin_usage_groups_by_key_model_and_day_within_a_range() {
+    let (gw, _mock) = gateway().await;
+    for model in ["m", "deepseek-r", "m"] {
+        let resp = gw
+            .chat(json!({"model": model, "messages": user("hi")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let spent = gw.gw.ledger.key(&gw.key_id).await.unwrap().unwrap().spent;
+    let (status, by_model) = json_of(
+        admin(
+            &gw,
+            reqwest::Method::GET,
+            "/admin/usage?group_by=model&since=1h",
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let groups: Vec<(&str, i64)> = by_model["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["group"].as_str().unwrap(),
+                g["requests"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(groups, vec![("deepseek-r", 1), ("m", 2)]);
+    assert_eq!(by_model["total_cost"], spent.to_string());
+    let (_, by_key) = json_of(
+        admin(
+            &gw,
+            reqwest::Method::GET,
+            &format!("/admin/usage?group_by=key&key={}", gw.key_id),
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(by_key["data"][0]["group"], gw.key_id);
+    assert_eq!(by_key["data"][0]["cost"], spent.to_string());
+    let (_, by_day) = json_of(
+        admin(
+            &gw,
+            reqwest::Method::GET,
+            "/admin/usage?group_by=day&since=7d",
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(by_day["data"].as_array().unwrap().len(), 1);
+    assert_eq!(by_day["data"][0]["requests"], 3);
+    let (_, old) = json_of(
+        admin(
+            &gw,
+            reqwest::Method::GET,
+            "/admin/usage?group_by=key&since=2000-01-01&until=2000-02-01",
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(old["data"], json!([]));
+    let (status, bad) = json_of(
+        admin(&gw, reqwest::Method::GET, "/admin/usage?group_by=colour")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, bad["error"]["param"].as_str()),
+        (400, Some("group_by"))
+    );
+}

@@ -1,0 +1,234 @@
+//! The official OpenAI SDKs as judges of the Responses API: each test starts a gateway and a mock
+//! (with the models of `responses::config_extra`), then runs one scenario of
+//! `tests/sdk/python/responses.py` (PyPI `openai`) or `tests/sdk/node/responses.mjs` (npm `openai`)
+//! as a subprocess, once against an OpenAI-dialect and once against an Anthropic-dialect upstream.
+//! Also TokenLab's `curl` example (seed 002) as written, apart from URL, key and model. The SDKs are
+//! installed by `./scripts/test`; without them these tests say SKIPPED, or fail when
+//! `SWITCHYARD_REQUIRE_SDKS=1` (which `./scripts/test` sets).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use mock_upstream::{CONTENT_WORDS, REASONING_WORDS};
+use serde_json::Value;
+
+use crate::harness::TestGateway;
+use crate::responses::{start, Dialect};
+
+/// How long one script may run before the test fails (they normally take about a second).
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Clone, Copy, Debug)]
+enum Lang {
+    Python,
+    Node,
+}
+
+fn sdk_dir() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::fs::canonicalize(&root)
+        .unwrap_or(root)
+        .join("tests/sdk")
+}
+
+/// A missing tool: a failure under `SWITCHYARD_REQUIRE_SDKS=1`, else a loud skip.
+fn missing(what: &str) {
+    if std::env::var("SWITCHYARD_REQUIRE_SDKS").is_ok_and(|v| v == "1") {
+        panic!("{what} is missing although SWITCHYARD_REQUIRE_SDKS=1: run ./scripts/test");
+    }
+    eprintln!("SKIPPED (SDKs not installed; run ./scripts/test): {what} is missing");
+}
+
+/// The command running one scenario, or `None` (after saying so) when the SDK is not installed.
+fn command(lang: Lang, scenario: &str) -> Option<tokio::process::Command> {
+    let sdk = sdk_dir();
+    let mut cmd = match lang {
+        Lang::Python => {
+            let python = sdk.join(".venv/bin/python");
+            if !python.exists() {
+                missing(&format!("the Python SDK venv ({})", python.display()));
+                return None;
+            }
+            let mut cmd = tokio::process::Command::new(python);
+            cmd.arg(sdk.join("python/responses.py"));
+            cmd
+        }
+        Lang::Node => {
+            let modules = sdk.join("node/node_modules/openai/package.json");
+            if !modules.exists() {
+                missing(&format!("the Node SDK ({})", modules.display()));
+                return None;
+            }
+            let mut cmd = tokio::process::Command::new("node");
+            cmd.arg(sdk.join("node/responses.mjs"))
+                .current_dir(sdk.join("node"));
+            cmd
+        }
+    };
+    cmd.arg(scenario)
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("OPENAI_ORG_ID")
+        .env_remove("OPENAI_PROJECT_ID")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    Some(cmd)
+}
+
+/// Runs one scenario against `gw` with `d`'s models; asserts it exited 0 and returns the JSON
+/// facts it printed last. `None` means the SDK is not installed and the test is skipped.
+async fn run(lang: Lang, scenario: &str, d: Dialect, gw: &TestGateway) -> Option<Value> {
+    let mut cmd = command(lang, scenario)?;
+    cmd.env("SWITCHYARD_BASE_URL", gw.base_url())
+        .env("SWITCHYARD_API_KEY", &gw.key)
+        .env("SWITCHYARD_MODEL", d.model(""))
+        .env("SWITCHYARD_REASONING_MODEL", d.model("think"))
+        .env("SWITCHYARD_TOOLS_MODEL", d.model("tools"))
+        .env("SWITCHYARD_EXPECT_TEXT", CONTENT_WORDS.concat())
+        .env("SWITCHYARD_EXPECT_REASONING", REASONING_WORDS[..6].concat());
+    let out = match tokio::time::timeout(SCRIPT_TIMEOUT, cmd.output()).await {
+        Ok(Ok(out)) => out,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            missing(&format!("the interpreter for {lang:?} ({e})"));
+            return None;
+        }
+        Ok(Err(e)) => panic!("cannot run the {lang:?} {scenario} script: {e}"),
+        Err(_) => panic!("the {lang:?} {scenario} script did not finish in {SCRIPT_TIMEOUT:?}"),
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{lang:?} {scenario} on {d:?} failed ({}):\n--- stderr\n{stderr}\n--- stdout\n{stdout}",
+        out.status
+    );
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    let facts: Value = serde_json::from_str(last).unwrap_or_else(|e| {
+        panic!("{lang:?} {scenario}: last stdout line is not JSON ({e}):\n{stdout}")
+    });
+    eprintln!("{lang:?} {scenario} on {d:?}: {last}");
+    assert_eq!(facts["scenario"], scenario, "{facts}");
+    assert_eq!(facts["ok"], true, "{facts}");
+    Some(facts)
+}
+
+/// One scenario on a fresh gateway; the script checks the texts itself.
+async fn scenario(lang: Lang, name: &str, d: Dialect) -> Option<Value> {
+    let (gw, _mock) = start("").await;
+    run(lang, name, d, &gw).await
+}
+
+macro_rules! sdk_scenarios {
+    ($($test:ident: $name:literal;)*) => {
+        $(
+            mod $test {
+                use super::{scenario, Dialect, Lang};
+
+                #[tokio::test(flavor = "multi_thread")]
+                async fn python_openai() {
+                    scenario(Lang::Python, $name, Dialect::OpenAi).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread")]
+                async fn python_anthropic() {
+                    scenario(Lang::Python, $name, Dialect::Anthropic).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread")]
+                async fn node_openai() {
+                    scenario(Lang::Node, $name, Dialect::OpenAi).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread")]
+                async fn node_anthropic() {
+                    scenario(Lang::Node, $name, Dialect::Anthropic).await;
+                }
+            }
+        )*
+    };
+}
+
+sdk_scenarios! {
+    create_stream: "create_stream";
+    stream_helper: "stream_helper";
+    function_call_round_trip: "function_call";
+    reasoning_model: "reasoning";
+    previous_response_id_chain: "chain";
+    max_output_tokens_incomplete: "incomplete";
+}
+
+/// Seed 002's `curl` command for the Responses stream, as written apart from URL, key and model.
+async fn tokenlab_curl(d: Dialect) {
+    let (gw, _mock) = start("").await;
+    let body = format!(
+        r#"{{
+"model": "{}",
+"input": "Write a short poem.",
+"stream": true
+}}"#,
+        d.model("")
+    );
+    let mut cmd = tokio::process::Command::new("curl");
+    cmd.arg(gw.url("/v1/responses"))
+        .args(["-H", &format!("Authorization: Bearer {}", gw.key)])
+        .args(["-H", "Content-Type: application/json"])
+        .args(["-d", &body])
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let out = match tokio::time::timeout(SCRIPT_TIMEOUT, cmd.output()).await {
+        Ok(Ok(out)) => out,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            missing("curl");
+            return;
+        }
+        Ok(Err(e)) => panic!("cannot run curl: {e}"),
+        Err(_) => panic!("curl did not finish in {SCRIPT_TIMEOUT:?}"),
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "curl failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    let data: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap_or_else(|e| panic!("{e}: {d}")))
+        .collect();
+    assert_eq!(names.len(), data.len(), "{stdout}");
+    // TokenLab: "Responses API 流使用 response.completed" — the stream ends with it.
+    assert_eq!(names.first(), Some(&"response.created"), "{stdout}");
+    assert_eq!(names.last(), Some(&"response.completed"), "{stdout}");
+    let text: String = data
+        .iter()
+        .filter(|e| e["type"] == "response.output_text.delta")
+        .filter_map(|e| e["delta"].as_str())
+        .collect();
+    assert_eq!(text, CONTENT_WORDS.concat());
+    let completed = data.last().unwrap();
+    assert_eq!(completed["response"]["status"], "completed");
+    assert!(
+        completed["response"]["usage"]["cost"].is_string(),
+        "{completed}"
+    );
+    assert!(!stdout.contains("[DONE]"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokenlab_curl_example_ends_with_response_completed_openai() {
+    tokenlab_curl(Dialect::OpenAi).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokenlab_curl_example_ends_with_response_completed_anthropic() {
+    tokenlab_curl(Dialect::Anthropic).await;
+}
