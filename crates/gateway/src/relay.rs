@@ -36,7 +36,9 @@ pub enum RelayError {
     ModelNotAllowed(String),
     #[error("This API key has insufficient balance for this request. Top up the key and retry.")]
     InsufficientBalance,
-    #[error("This API key has reached its {0} budget. It renews at the start of the next {0} (UTC).")]
+    #[error(
+        "This API key has reached its {0} budget. It renews at the start of the next {0} (UTC)."
+    )]
     BudgetExceeded(&'static str),
     #[error("The key store is not reachable; retry shortly.")]
     LedgerUnavailable,

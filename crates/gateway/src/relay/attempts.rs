@@ -84,8 +84,12 @@ pub async fn open(
     started: Instant,
 ) -> Result<Opened, RelayError> {
     let result = open_inner(gw, model, req, settlement, started).await;
-    if result.is_err() {
-        fail_settled(settlement).await;
+    match &result {
+        Err(RelayError::UpstreamTimeout) => {
+            settle_unserved(settlement, EndReason::UpstreamTimeout).await
+        }
+        Err(_) => fail_settled(settlement).await,
+        Ok(_) => {}
     }
     result
 }
@@ -468,12 +472,17 @@ pub(crate) fn unix_now() -> u64 {
 
 /// A request that failed before anything was delivered is recorded, at no cost.
 pub async fn fail_settled(settlement: &mut Settlement) {
+    settle_unserved(settlement, EndReason::Error).await
+}
+
+/// Records a request that ended before anything was delivered, at no cost.
+async fn settle_unserved(settlement: &mut Settlement, end: EndReason) {
     let nothing = Settled {
         usage: Usage::default(),
         cost: Default::default(),
         source: crate::ledger::TokenSource::Estimated,
     };
-    settlement.settle(EndReason::Error, &nothing).await;
+    settlement.settle(end, &nothing).await;
 }
 
 /// What the first events of a stream say.

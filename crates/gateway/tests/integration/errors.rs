@@ -156,7 +156,18 @@ async fn upstream_first_token_timeout_is_504() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 504);
+    let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_shape(&resp.json().await.unwrap());
+    // The ledger keeps the typed end reason, at no cost.
+    let entry = gw
+        .gw
+        .ledger
+        .entry(&request_id)
+        .await
+        .unwrap()
+        .expect("an entry");
+    assert_eq!(entry.end_reason, "upstream_timeout");
+    assert_eq!(entry.cost.0, 0);
 }
 
 #[tokio::test]

@@ -1,8 +1,8 @@
 //! Switchyard's integration tests, one binary: each test starts its own gateway and mock upstream
 //! on port 0 and talks to them over real HTTP, as a client would.
 
-mod anthropic;
 mod admin;
+mod anthropic;
 mod billing;
 mod chat;
 mod cli;

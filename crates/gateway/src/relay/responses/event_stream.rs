@@ -135,16 +135,20 @@ impl ResponseStream {
 
     async fn next_frame(&mut self) -> Option<Bytes> {
         loop {
+            // Every event that arrived in the same network read leaves in the same frame: they
+            // arrived together, and one write instead of many keeps the per-chunk cost down.
+            while self.phase != Phase::Done {
+                let Some(event) = self.decoder.next_event() else {
+                    break;
+                };
+                self.on_event(event).await;
+            }
             if !self.out.is_empty() {
                 self.last_sent = Instant::now();
                 return Some(self.out.split().freeze());
             }
             if self.phase == Phase::Done {
                 return None;
-            }
-            if let Some(event) = self.decoder.next_event() {
-                self.on_event(event).await;
-                continue;
             }
             let keep_alive_at = tokio::time::Instant::from_std(self.last_sent + self.keep_alive);
             let idle_at = tokio::time::Instant::from_std(
