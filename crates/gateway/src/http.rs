@@ -122,14 +122,25 @@ async fn chat_completions(
             .map_err(ApiError::from)
     }
     .await;
+    reply(&gw, &headers, &request_id, result)
+}
+
+/// The HTTP response for a relay's answer (JSON, or an SSE stream with its headers, gzip when
+/// asked), or for its error; every response carries `x-request-id`.
+fn reply(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    request_id: &str,
+    result: Result<ChatReply, ApiError>,
+) -> Response {
+    let gzip = wants_gzip(headers);
     let mut resp = match result {
         Ok(ChatReply::Json { body, served }) => {
-            let mut resp = json_response(body, wants_gzip(&headers));
-            served_headers(resp.headers_mut(), &served, &gw);
+            let mut resp = json_response(body, gzip);
+            served_headers(resp.headers_mut(), &served, gw);
             resp
         }
         Ok(ChatReply::Stream { body, served }) => {
-            let gzip = wants_gzip(&headers);
             let mut resp = if gzip {
                 Response::new(Body::from_stream(gzip::GzipFrames::new(body)))
             } else {
@@ -148,12 +159,12 @@ async fn chat_completions(
             if gzip {
                 h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
             }
-            served_headers(h, &served, &gw);
+            served_headers(h, &served, gw);
             resp
         }
         Err(e) => e.into_response(),
     };
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
+    if let Ok(v) = HeaderValue::from_str(request_id) {
         resp.headers_mut().insert("x-request-id", v);
     }
     resp

@@ -8,6 +8,7 @@ pub mod chat_stream;
 pub mod responses;
 pub mod settlement;
 pub mod tokens;
+pub mod upstream_pump;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

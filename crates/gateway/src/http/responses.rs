@@ -6,15 +6,14 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::{caller, gzip, json_response, read_body, served_headers, wants_gzip, ApiError};
+use super::{caller, read_body, ApiError};
 use crate::app::Gateway;
 use crate::auth::new_id;
 use crate::relay::responses::{self, ResponsesError};
-use crate::relay::ChatReply;
 
 impl From<ResponsesError> for ApiError {
     fn from(e: ResponsesError) -> Self {
@@ -55,41 +54,7 @@ pub async fn create(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bo
             .map_err(ApiError::from)
     }
     .await;
-    let gzip = wants_gzip(&headers);
-    let mut resp = match result {
-        Ok(ChatReply::Json { body, served }) => {
-            let mut resp = json_response(body, gzip);
-            served_headers(resp.headers_mut(), &served, &gw);
-            resp
-        }
-        Ok(ChatReply::Stream { body, served }) => {
-            let mut resp = if gzip {
-                Response::new(Body::from_stream(gzip::GzipFrames::new(body)))
-            } else {
-                Response::new(Body::from_stream(futures_util::StreamExt::map(
-                    body,
-                    Ok::<_, std::convert::Infallible>,
-                )))
-            };
-            let h = resp.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
-            );
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-            if gzip {
-                h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-            }
-            served_headers(h, &served, &gw);
-            resp
-        }
-        Err(e) => e.into_response(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        resp.headers_mut().insert("x-request-id", v);
-    }
-    resp
+    super::reply(&gw, &headers, &request_id, result)
 }
 
 /// `GET /responses/{id}`.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use serde_json::{json, Value};
 use switchyard_wire::anthropic::{self, StreamTranslator};
 use switchyard_wire::openai::{normalize_finish_reason, ChunkView};
@@ -28,6 +28,7 @@ use crate::config::ProviderKind;
 use crate::ledger::EndReason;
 use crate::relay::attempts::{unix_now, UpstreamStream};
 use crate::relay::settlement::{Settled, Settlement};
+use crate::relay::upstream_pump::{Failure, Pump, Wake};
 
 /// The upstream's body as a stream of network chunks.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
@@ -40,21 +41,14 @@ enum Phase {
 
 /// The state of one streamed response.
 pub struct ChatStream {
-    upstream: ByteStream,
-    decoder: sse::Decoder,
+    pump: Pump,
     out: BytesMut,
     settlement: Settlement,
     include_usage: bool,
-    keep_alive: Duration,
-    idle_timeout: Duration,
-    /// The route's total time limit.
-    deadline: Instant,
     /// Set for an Anthropic upstream: its events are translated into OpenAI chunks.
     translator: Option<Box<StreamTranslator>>,
     /// Where a mid-stream failure is reported: the gateway's routing and the route's key.
     health: Option<(Arc<Gateway>, String)>,
-    last_sent: Instant,
-    last_received: Instant,
     /// The chunk carrying `finish_reason`, held until the usage that belongs on it arrives.
     held_finish: Option<Value>,
     /// The upstream's usage-only chunk (`choices: []`), kept to be re-sent with the cost.
@@ -66,45 +60,23 @@ pub struct ChatStream {
     phase: Phase,
 }
 
-/// How a stream that cannot finish normally ends.
-#[derive(Debug, Clone, Copy)]
-pub enum Failure {
-    /// The upstream connection broke or its body was cut off.
-    Broken,
-    /// The upstream sent something that is not a chunk.
-    Garbage,
-    /// The upstream sent its own error event.
-    UpstreamError,
-    /// No byte from the upstream within the idle timeout.
-    Idle,
-    /// The route's total time limit passed.
-    Total,
-}
-
 impl ChatStream {
     /// `upstream.decoder` may already hold the first event(s), read while deciding whether to fail
     /// over. `gw`, when given, receives the route's mid-stream failures.
     pub fn new(
-        upstream: UpstreamStream,
+        mut upstream: UpstreamStream,
         settlement: Settlement,
         include_usage: bool,
         keep_alive: Duration,
         gw: Option<Arc<Gateway>>,
     ) -> ChatStream {
-        let now = Instant::now();
         let mut stream = ChatStream {
-            upstream: upstream.bytes,
-            decoder: upstream.decoder,
+            pump: Pump::new(&mut upstream, keep_alive),
             out: BytesMut::with_capacity(4096),
             settlement,
             include_usage,
-            keep_alive,
-            idle_timeout: upstream.idle_timeout,
-            deadline: upstream.deadline,
             translator: None,
             health: gw.map(|gw| (gw, upstream.route_key)),
-            last_sent: now,
-            last_received: now,
             held_finish: None,
             usage_chunk: None,
             finish_reason: None,
@@ -140,44 +112,23 @@ impl ChatStream {
             // Every event that arrived in the same network read leaves in the same frame: they
             // arrived together, and one write instead of many keeps the per-chunk cost down.
             while self.phase != Phase::Done {
-                let Some(event) = self.decoder.next_event() else {
+                let Some(event) = self.pump.next_event() else {
                     break;
                 };
                 self.on_event(event).await;
             }
             if !self.out.is_empty() {
-                self.last_sent = Instant::now();
+                self.pump.sent();
                 return Some(self.out.split().freeze());
             }
             if self.phase == Phase::Done {
                 return None;
             }
-            let keep_alive_at = tokio::time::Instant::from_std(self.last_sent + self.keep_alive);
-            let idle_at = tokio::time::Instant::from_std(
-                (self.last_received + self.idle_timeout).min(self.deadline),
-            );
-            tokio::select! {
-                biased;
-                chunk = self.upstream.next() => match chunk {
-                    Some(Ok(bytes)) => {
-                        self.last_received = Instant::now();
-                        self.decoder.push(&bytes);
-                    }
-                    Some(Err(_)) => self.fail(Failure::Broken, None).await,
-                    None => self.on_eof().await,
-                },
-                _ = tokio::time::sleep_until(keep_alive_at) => {
-                    if self.last_sent.elapsed() >= self.keep_alive {
-                        self.out.extend_from_slice(sse::KEEP_ALIVE);
-                    }
-                }
-                _ = tokio::time::sleep_until(idle_at) => {
-                    if Instant::now() >= self.deadline {
-                        self.fail(Failure::Total, None).await;
-                    } else if self.last_received.elapsed() >= self.idle_timeout {
-                        self.fail(Failure::Idle, None).await;
-                    }
-                }
+            match self.pump.wait().await {
+                Wake::Received | Wake::Nothing => {}
+                Wake::KeepAlive => self.out.extend_from_slice(sse::KEEP_ALIVE),
+                Wake::Ended => self.on_eof().await,
+                Wake::Failed(failure) => self.fail(failure, None).await,
             }
         }
     }

@@ -11,10 +11,10 @@
 //! guard then bills what was delivered, as cancelled.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use serde_json::{json, Value};
 use switchyard_wire::anthropic::StreamTranslator;
 use switchyard_wire::responses::{encode_sse, Event, ResponseContext, StreamBuilder};
@@ -25,9 +25,9 @@ use crate::app::Gateway;
 use crate::config::ProviderKind;
 use crate::ledger::EndReason;
 use crate::relay::attempts::{unix_now, UpstreamStream};
-use crate::relay::chat_stream::ByteStream;
 use crate::relay::responses::{tally_choices, Keeper};
 use crate::relay::settlement::{Settled, Settlement};
+use crate::relay::upstream_pump::{Failure, Pump, Wake};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -35,25 +35,9 @@ enum Phase {
     Done,
 }
 
-/// How a stream that cannot finish normally ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Failure {
-    /// The upstream connection broke or its body was cut off.
-    Broken,
-    /// The upstream sent something that is not an event of its dialect.
-    Garbage,
-    /// The upstream sent its own error event.
-    UpstreamError,
-    /// No byte from the upstream within the idle timeout.
-    Idle,
-    /// The route's total time limit passed.
-    Total,
-}
-
 /// The state of one streamed response.
 pub struct ResponseStream {
-    upstream: ByteStream,
-    decoder: sse::Decoder,
+    pump: Pump,
     /// Set for an Anthropic upstream: its events become chat chunks first.
     translator: Option<Box<StreamTranslator>>,
     builder: StreamBuilder,
@@ -68,11 +52,6 @@ pub struct ResponseStream {
     encoded: Vec<u8>,
     /// Scratch space for the chunks one Anthropic event translates into.
     chunks: Vec<Value>,
-    keep_alive: Duration,
-    idle_timeout: Duration,
-    deadline: Instant,
-    last_sent: Instant,
-    last_received: Instant,
     /// The finish reason of the answer, once the upstream said it.
     finish: Option<&'static str>,
     phase: Phase,
@@ -82,13 +61,12 @@ impl ResponseStream {
     /// `upstream.decoder` may already hold the first event(s), read while deciding whether to fail
     /// over. The first frame (`response.created`, `response.in_progress`) is ready at once.
     pub fn new(
-        upstream: UpstreamStream,
+        mut upstream: UpstreamStream,
         settlement: Settlement,
         ctx: ResponseContext,
         keeper: Keeper,
         gw: Arc<Gateway>,
     ) -> ResponseStream {
-        let now = Instant::now();
         let translator = (upstream.dialect == ProviderKind::Anthropic).then(|| {
             Box::new(StreamTranslator::new(
                 ctx.id.clone(),
@@ -98,8 +76,7 @@ impl ResponseStream {
         });
         let keep_alive = gw.config.keep_alive;
         let mut stream = ResponseStream {
-            upstream: upstream.bytes,
-            decoder: upstream.decoder,
+            pump: Pump::new(&mut upstream, keep_alive),
             translator,
             builder: StreamBuilder::new(ctx),
             settlement,
@@ -109,11 +86,6 @@ impl ResponseStream {
             events: Vec::with_capacity(8),
             encoded: Vec::with_capacity(1024),
             chunks: Vec::new(),
-            keep_alive,
-            idle_timeout: upstream.idle_timeout,
-            deadline: upstream.deadline,
-            last_sent: now,
-            last_received: now,
             finish: None,
             phase: Phase::Streaming,
         };
@@ -138,44 +110,23 @@ impl ResponseStream {
             // Every event that arrived in the same network read leaves in the same frame: they
             // arrived together, and one write instead of many keeps the per-chunk cost down.
             while self.phase != Phase::Done {
-                let Some(event) = self.decoder.next_event() else {
+                let Some(event) = self.pump.next_event() else {
                     break;
                 };
                 self.on_event(event).await;
             }
             if !self.out.is_empty() {
-                self.last_sent = Instant::now();
+                self.pump.sent();
                 return Some(self.out.split().freeze());
             }
             if self.phase == Phase::Done {
                 return None;
             }
-            let keep_alive_at = tokio::time::Instant::from_std(self.last_sent + self.keep_alive);
-            let idle_at = tokio::time::Instant::from_std(
-                (self.last_received + self.idle_timeout).min(self.deadline),
-            );
-            tokio::select! {
-                biased;
-                chunk = self.upstream.next() => match chunk {
-                    Some(Ok(bytes)) => {
-                        self.last_received = Instant::now();
-                        self.decoder.push(&bytes);
-                    }
-                    Some(Err(_)) => self.fail(Failure::Broken, None).await,
-                    None => self.on_eof().await,
-                },
-                _ = tokio::time::sleep_until(keep_alive_at) => {
-                    if self.last_sent.elapsed() >= self.keep_alive {
-                        self.out.extend_from_slice(sse::KEEP_ALIVE);
-                    }
-                }
-                _ = tokio::time::sleep_until(idle_at) => {
-                    if Instant::now() >= self.deadline {
-                        self.fail(Failure::Total, None).await;
-                    } else if self.last_received.elapsed() >= self.idle_timeout {
-                        self.fail(Failure::Idle, None).await;
-                    }
-                }
+            match self.pump.wait().await {
+                Wake::Received | Wake::Nothing => {}
+                Wake::KeepAlive => self.out.extend_from_slice(sse::KEEP_ALIVE),
+                Wake::Ended => self.on_eof().await,
+                Wake::Failed(failure) => self.fail(failure, None).await,
             }
         }
     }
