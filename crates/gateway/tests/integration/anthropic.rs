@@ -4,21 +4,11 @@
 //! is `tests/sdk/python/anthropic_dialect.py`; the SDK is installed by `./scripts/test` into
 //! `tests/sdk/.venv`. Without it these tests say SKIPPED, or fail when `SWITCHYARD_REQUIRE_SDKS=1`.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
-
 use mock_upstream::MockUpstream;
 use serde_json::Value;
 
 use crate::harness::{self, TestGateway};
-
-const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
-
-fn sdk_dir() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/sdk");
-    std::fs::canonicalize(&root).unwrap_or(root)
-}
+use crate::sdk_runner::{command, run as run_script, Lang};
 
 async fn gateway() -> (TestGateway, MockUpstream) {
     let mock = MockUpstream::start().await.unwrap();
@@ -47,45 +37,11 @@ output_price = "15.00"
 
 /// Runs one scenario; `None` when the SDK is not installed (and not required).
 async fn run(scenario: &str, model: &str, gw: &TestGateway) -> Option<Value> {
-    let python = sdk_dir().join(".venv/bin/python");
-    if !python.exists() {
-        if std::env::var("SWITCHYARD_REQUIRE_SDKS").is_ok_and(|v| v == "1") {
-            panic!("the Python SDK venv is missing although SWITCHYARD_REQUIRE_SDKS=1");
-        }
-        eprintln!(
-            "SKIPPED (SDKs not installed; run ./scripts/test): {}",
-            python.display()
-        );
-        return None;
-    }
-    let mut cmd = tokio::process::Command::new(python);
-    cmd.arg(sdk_dir().join("python/anthropic_dialect.py"))
-        .arg(scenario)
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_BASE_URL")
-        .env("SWITCHYARD_BASE_URL", gw.base_url())
+    let mut cmd = command(Lang::Python, "anthropic_dialect", scenario)?;
+    cmd.env("SWITCHYARD_BASE_URL", gw.base_url())
         .env("SWITCHYARD_API_KEY", &gw.key)
-        .env("SWITCHYARD_MODEL", model)
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    let out = tokio::time::timeout(SCRIPT_TIMEOUT, cmd.output())
-        .await
-        .expect("the script finishes")
-        .expect("the script runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{scenario} failed:\n{}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let last = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("");
-    let facts: Value = serde_json::from_str(last).unwrap();
-    assert_eq!(facts["ok"], true, "{facts}");
-    Some(facts)
+        .env("SWITCHYARD_MODEL", model);
+    run_script(cmd, &format!("Python {scenario}"), scenario).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

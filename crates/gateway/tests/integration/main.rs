@@ -14,3 +14,4 @@ mod responses;
 mod responses_sdk;
 mod scenarios;
 mod sdk;
+mod sdk_runner;

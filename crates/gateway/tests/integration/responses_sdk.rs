@@ -6,80 +6,19 @@
 //! installed by `./scripts/test`; without them these tests say SKIPPED, or fail when
 //! `SWITCHYARD_REQUIRE_SDKS=1` (which `./scripts/test` sets).
 
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
 
 use mock_upstream::{CONTENT_WORDS, REASONING_WORDS};
 use serde_json::Value;
 
 use crate::harness::TestGateway;
 use crate::responses::{start, Dialect};
-
-/// How long one script may run before the test fails (they normally take about a second).
-const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
-
-#[derive(Clone, Copy, Debug)]
-enum Lang {
-    Python,
-    Node,
-}
-
-fn sdk_dir() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    std::fs::canonicalize(&root)
-        .unwrap_or(root)
-        .join("tests/sdk")
-}
-
-/// A missing tool: a failure under `SWITCHYARD_REQUIRE_SDKS=1`, else a loud skip.
-fn missing(what: &str) {
-    if std::env::var("SWITCHYARD_REQUIRE_SDKS").is_ok_and(|v| v == "1") {
-        panic!("{what} is missing although SWITCHYARD_REQUIRE_SDKS=1: run ./scripts/test");
-    }
-    eprintln!("SKIPPED (SDKs not installed; run ./scripts/test): {what} is missing");
-}
-
-/// The command running one scenario, or `None` (after saying so) when the SDK is not installed.
-fn command(lang: Lang, scenario: &str) -> Option<tokio::process::Command> {
-    let sdk = sdk_dir();
-    let mut cmd = match lang {
-        Lang::Python => {
-            let python = sdk.join(".venv/bin/python");
-            if !python.exists() {
-                missing(&format!("the Python SDK venv ({})", python.display()));
-                return None;
-            }
-            let mut cmd = tokio::process::Command::new(python);
-            cmd.arg(sdk.join("python/responses.py"));
-            cmd
-        }
-        Lang::Node => {
-            let modules = sdk.join("node/node_modules/openai/package.json");
-            if !modules.exists() {
-                missing(&format!("the Node SDK ({})", modules.display()));
-                return None;
-            }
-            let mut cmd = tokio::process::Command::new("node");
-            cmd.arg(sdk.join("node/responses.mjs"))
-                .current_dir(sdk.join("node"));
-            cmd
-        }
-    };
-    cmd.arg(scenario)
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_BASE_URL")
-        .env_remove("OPENAI_ORG_ID")
-        .env_remove("OPENAI_PROJECT_ID")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    Some(cmd)
-}
+use crate::sdk_runner::{command, missing, run as run_script, Lang, SCRIPT_TIMEOUT};
 
 /// Runs one scenario against `gw` with `d`'s models; asserts it exited 0 and returns the JSON
 /// facts it printed last. `None` means the SDK is not installed and the test is skipped.
 async fn run(lang: Lang, scenario: &str, d: Dialect, gw: &TestGateway) -> Option<Value> {
-    let mut cmd = command(lang, scenario)?;
+    let mut cmd = command(lang, "responses", scenario)?;
     cmd.env("SWITCHYARD_BASE_URL", gw.base_url())
         .env("SWITCHYARD_API_KEY", &gw.key)
         .env("SWITCHYARD_MODEL", d.model(""))
@@ -87,34 +26,7 @@ async fn run(lang: Lang, scenario: &str, d: Dialect, gw: &TestGateway) -> Option
         .env("SWITCHYARD_TOOLS_MODEL", d.model("tools"))
         .env("SWITCHYARD_EXPECT_TEXT", CONTENT_WORDS.concat())
         .env("SWITCHYARD_EXPECT_REASONING", REASONING_WORDS[..6].concat());
-    let out = match tokio::time::timeout(SCRIPT_TIMEOUT, cmd.output()).await {
-        Ok(Ok(out)) => out,
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            missing(&format!("the interpreter for {lang:?} ({e})"));
-            return None;
-        }
-        Ok(Err(e)) => panic!("cannot run the {lang:?} {scenario} script: {e}"),
-        Err(_) => panic!("the {lang:?} {scenario} script did not finish in {SCRIPT_TIMEOUT:?}"),
-    };
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{lang:?} {scenario} on {d:?} failed ({}):\n--- stderr\n{stderr}\n--- stdout\n{stdout}",
-        out.status
-    );
-    let last = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("");
-    let facts: Value = serde_json::from_str(last).unwrap_or_else(|e| {
-        panic!("{lang:?} {scenario}: last stdout line is not JSON ({e}):\n{stdout}")
-    });
-    eprintln!("{lang:?} {scenario} on {d:?}: {last}");
-    assert_eq!(facts["scenario"], scenario, "{facts}");
-    assert_eq!(facts["ok"], true, "{facts}");
-    Some(facts)
+    run_script(cmd, &format!("{lang:?} {scenario} on {d:?}"), scenario).await
 }
 
 /// One scenario on a fresh gateway; the script checks the texts itself.

@@ -5,118 +5,31 @@
 //! `./scripts/test` into git-ignored folders; without them these tests say SKIPPED, or fail when
 //! `SWITCHYARD_REQUIRE_SDKS=1` (which `./scripts/test` sets).
 
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
 use crate::harness::{start_with_mock, TestGateway};
-
-/// How long one script may run before the test fails (they normally take about a second).
-const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
+use crate::sdk_runner::{command, missing, run as run_script, Lang, SCRIPT_TIMEOUT};
 
 /// What the `abort` scenarios ask the mock for (see `ABORT_MOCK` in the scripts): long and slow enough
 /// that the stream is still running when the client goes away.
 const ABORT_REQUESTED_TOKENS: u32 = 1000;
-
-#[derive(Clone, Copy, Debug)]
-enum Lang {
-    Python,
-    Node,
-}
-
-fn repo_root() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    std::fs::canonicalize(&root).unwrap_or(root)
-}
 
 /// The answer the mock gives when no `tokens` option is set: its 12 content words.
 fn expected_text() -> String {
     mock_upstream::CONTENT_WORDS.concat()
 }
 
-/// A missing tool: a failure under `SWITCHYARD_REQUIRE_SDKS=1`, else a loud skip. Returns whether to
-/// skip.
-fn missing(what: &str) -> bool {
-    if std::env::var("SWITCHYARD_REQUIRE_SDKS").is_ok_and(|v| v == "1") {
-        panic!("{what} is missing although SWITCHYARD_REQUIRE_SDKS=1: run ./scripts/test");
-    }
-    eprintln!("SKIPPED (SDKs not installed; run ./scripts/test): {what} is missing");
-    true
-}
-
-/// The command running one scenario, or `None` (after saying so) when the SDK is not installed.
-fn script(lang: Lang, scenario: &str) -> Option<tokio::process::Command> {
-    let sdk = repo_root().join("tests/sdk");
-    let mut cmd = match lang {
-        Lang::Python => {
-            let python = sdk.join(".venv/bin/python");
-            if !python.exists() {
-                missing(&format!("the Python SDK venv ({})", python.display()));
-                return None;
-            }
-            let mut cmd = tokio::process::Command::new(python);
-            cmd.arg(sdk.join("python/conformance.py"));
-            cmd
-        }
-        Lang::Node => {
-            let modules = sdk.join("node/node_modules/openai/package.json");
-            if !modules.exists() {
-                missing(&format!("the Node SDK ({})", modules.display()));
-                return None;
-            }
-            let mut cmd = tokio::process::Command::new("node");
-            cmd.arg(sdk.join("node/conformance.mjs"))
-                .current_dir(sdk.join("node"));
-            cmd
-        }
-    };
-    cmd.arg(scenario)
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_BASE_URL")
-        .env_remove("OPENAI_ORG_ID")
-        .env_remove("OPENAI_PROJECT_ID")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    Some(cmd)
-}
-
 /// Runs one scenario against `gw`; asserts it exited 0 and returns the JSON facts it printed last.
 /// `None` means the SDK is not installed and the test is skipped.
 async fn run(lang: Lang, scenario: &str, gw: &TestGateway) -> Option<Value> {
-    let mut cmd = script(lang, scenario)?;
+    let mut cmd = command(lang, "conformance", scenario)?;
     cmd.env("SWITCHYARD_BASE_URL", gw.base_url())
         .env("SWITCHYARD_API_KEY", &gw.key)
         .env("SWITCHYARD_EXPECT_TEXT", expected_text());
-    let out = match tokio::time::timeout(SCRIPT_TIMEOUT, cmd.output()).await {
-        Ok(Ok(out)) => out,
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            missing(&format!("the interpreter for {lang:?} ({e})"));
-            return None;
-        }
-        Ok(Err(e)) => panic!("cannot run the {lang:?} {scenario} script: {e}"),
-        Err(_) => panic!("the {lang:?} {scenario} script did not finish in {SCRIPT_TIMEOUT:?}"),
-    };
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{lang:?} {scenario} failed ({}):\n--- stderr\n{stderr}\n--- stdout\n{stdout}",
-        out.status
-    );
-    let last = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("");
-    let facts: Value = serde_json::from_str(last).unwrap_or_else(|e| {
-        panic!("{lang:?} {scenario}: last stdout line is not JSON ({e}):\n{stdout}")
-    });
-    eprintln!("{lang:?} {scenario}: {last}");
-    assert_eq!(facts["scenario"], scenario, "{facts}");
-    assert_eq!(facts["ok"], true, "{facts}");
-    Some(facts)
+    run_script(cmd, &format!("{lang:?} {scenario}"), scenario).await
 }
 
 /// One scenario that needs no check beyond the script's own, apart from the text it saw.
