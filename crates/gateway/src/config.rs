@@ -538,12 +538,12 @@ kind = "deepseek"
 base_url = "{demo_base_url}"
 
 [models."demo-chat"]
-routes = ["{DEMO_PROVIDER}/demo-chat@tokens=36,ttft_ms=200,gap_ms=35"]
+routes = ["{DEMO_PROVIDER}/{DEMO_CHAT_ROUTE}"]
 input_price = "0.50"
 output_price = "1.50"
 
 [models."demo-reasoner"]
-routes = ["{DEMO_PROVIDER}/demo-reasoner@reasoning=24,tokens=24,ttft_ms=300,gap_ms=35"]
+routes = ["{DEMO_PROVIDER}/{DEMO_REASONER_ROUTE}"]
 input_price = "0.55"
 output_price = "2.19"
 "#
@@ -562,6 +562,20 @@ output_price = "2.19"
             chain.push("claude-sonnet-4");
         }
         chain.push("demo-chat");
+        // The model names the seed documents' examples use are answered by the demo when no real
+        // provider serves them, so those examples run offline with only the base URL and key changed.
+        for (name, demo) in SEED_MODEL_NAMES {
+            if !text.contains(&format!("[models.\"{name}\"]")) {
+                let route = if *demo == "demo-reasoner" {
+                    DEMO_REASONER_ROUTE
+                } else {
+                    DEMO_CHAT_ROUTE
+                };
+                text.push_str(&format!(
+                    "\n[models.\"{name}\"]\nroutes = [\"{DEMO_PROVIDER}/{route}\"]\ninput_price = \"0.50\"\noutput_price = \"1.50\"\n"
+                ));
+            }
+        }
         let chain: Vec<String> = chain.iter().map(|m| format!("\"{m}\"")).collect();
         text.push_str(&format!(
             "\n[auto]\nchain = [{}]\nhedge_after_ms = 2000\n",
@@ -657,6 +671,21 @@ fn routing_config(r: RawRouting) -> RoutingConfig {
 
 const DEFAULT_MAX_OUTPUT: u64 = 32_768;
 const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
+
+/// The demo upstream's models, paced so that a terminal shows the tokens arrive one by one.
+const DEMO_CHAT_ROUTE: &str = "demo-chat@tokens=36,ttft_ms=200,gap_ms=35";
+const DEMO_REASONER_ROUTE: &str = "demo-reasoner@reasoning=24,tokens=24,ttft_ms=300,gap_ms=35";
+
+/// Model names used by the seed documents' examples, and the demo model that answers each of them
+/// in the embedded default when no real provider serves it.
+const SEED_MODEL_NAMES: &[(&str, &str)] = &[
+    ("gpt-4o", "demo-chat"),
+    ("gpt-4", "demo-chat"),
+    ("gpt-5.4", "demo-chat"),
+    ("claude-sonnet-4", "demo-chat"),
+    ("deepseek-chat", "demo-chat"),
+    ("deepseek-reasoner", "demo-reasoner"),
+];
 
 const OPENAI_DEFAULTS: &str = r#"
 [providers.openai]
@@ -821,5 +850,9 @@ output_price = "10.00"
         let c = Config::embedded("http://127.0.0.1:1/v1");
         assert!(c.models.contains_key("demo-chat") && c.models.contains_key("demo-reasoner"));
         assert!(c.embedded_demo);
+        // Every model name the seeds' examples use is served, by a real provider or the demo.
+        for (name, _) in SEED_MODEL_NAMES {
+            assert!(c.models.contains_key(*name), "{name}");
+        }
     }
 }

@@ -127,6 +127,32 @@ async fn serve_with_the_embedded_default_streams_demo_chat() {
     let items = parse_sse(&body);
     assert!(harness::joined(&items, "content").len() > 10);
     assert!(items.contains(&harness::Sse::Done));
+    // The seeds' examples name these models; with only the base URL and key changed they must work
+    // offline too (answered by the demo upstream when no real provider serves them).
+    let seed_models = [
+        "claude-sonnet-4",
+        "deepseek-chat",
+        "deepseek-reasoner",
+        "gpt-4o",
+        "gpt-4",
+        "gpt-5.4",
+        "auto",
+        "auto-fast",
+    ];
+    let answers = futures_util::future::join_all(seed_models.iter().map(|model| {
+        harness::client()
+            .post(format!("{base}/chat/completions"))
+            .bearer_auth(&key)
+            .json(&json!({"model": model, "stream": true, "messages": user("hi")}))
+            .send()
+    }))
+    .await;
+    for (model, answer) in seed_models.iter().zip(answers) {
+        let answer = answer.unwrap();
+        assert_eq!(answer.status(), 200, "{model}");
+        let items = parse_sse(&answer.text().await.unwrap());
+        assert!(!harness::joined(&items, "content").is_empty(), "{model}");
+    }
     child.kill().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
