@@ -9,6 +9,7 @@ use mock_upstream::MockUpstream;
 use crate::auth::{self, Authenticator};
 use crate::config::Config;
 use crate::ledger::{Ledger, LedgerError, Nanos, NewKey};
+use crate::limits::Limits;
 use crate::providers::Providers;
 use crate::routing::Routing;
 
@@ -35,6 +36,8 @@ pub struct Gateway {
     pub providers: Providers,
     /// Route health: breakers and time-to-first-token averages.
     pub routing: Routing,
+    /// Per-key rate limits (in memory, or in Redis when configured).
+    pub limits: Limits,
     pub admin_key: Option<String>,
     /// Keeps the in-process demo upstream alive for the embedded default.
     _demo: Option<MockUpstream>,
@@ -96,11 +99,16 @@ impl Gateway {
             },
             None => None,
         };
+        let limits = Limits::new(config.redis.as_deref()).unwrap_or_else(|e| {
+            problems.push(format!("redis: {e}; rate limits are kept in this process"));
+            Limits::in_process()
+        });
         std::thread::spawn(crate::relay::tokens::warm_up);
         let gw = Gateway {
             auth: Authenticator::new(ledger.clone()),
             ledger,
             routing: Routing::new(&config),
+            limits,
             providers,
             admin_key,
             config,

@@ -25,9 +25,9 @@ pub fn hash_key(key: &str) -> String {
 }
 
 fn random_string(len: usize) -> String {
-    let mut rng = rand::rng();
+    let mut rng = rand::thread_rng();
     (0..len)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
         .collect()
 }
 

@@ -171,7 +171,11 @@ fn reply(
 }
 
 /// `x-switchyard-provider` and `x-switchyard-attempts`, unless `routing.served_headers = false`.
+/// Also the key's `x-ratelimit-*` headers when it has limits.
 fn served_headers(h: &mut HeaderMap, served: &Served, gw: &Gateway) {
+    if let Some(q) = &served.rate {
+        errors::rate_headers(h, q);
+    }
     if !gw.config.routing.served_headers {
         return;
     }

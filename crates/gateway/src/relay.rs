@@ -43,6 +43,9 @@ pub enum RelayError {
     BudgetExceeded(&'static str),
     #[error("The key store is not reachable; retry shortly.")]
     LedgerUnavailable,
+    /// The key's own requests- or tokens-per-minute limit.
+    #[error("{0}")]
+    RateLimited(Box<crate::limits::Refused>),
     /// The upstream refused the request itself (a 4xx that another route would refuse too).
     #[error("{}", .0.message)]
     UpstreamRejected(Box<Rejected>),
@@ -71,6 +74,8 @@ pub struct Rejected {
 pub struct Served {
     pub provider: String,
     pub attempts: u32,
+    /// The key's rate limits after this request, when it has any.
+    pub rate: Option<crate::limits::Quota>,
 }
 
 /// A successful answer.

@@ -1,11 +1,12 @@
 //! The one match from every error the gateway can produce to an HTTP status and an OpenAI-shaped
 //! body `{"error":{"message","type","param","code"}}`. Constructing an error logs nothing.
 
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
 use crate::auth::AuthError;
+use crate::limits::{go_duration, Level, Quota};
 use crate::relay::RelayError;
 
 /// An error on its way to the client.
@@ -19,6 +20,8 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
     /// `x-should-retry: false`: retrying the same request cannot help.
     pub final_answer: bool,
+    /// The key's rate limits, sent as the `x-ratelimit-*` headers.
+    pub rate: Option<Quota>,
 }
 
 impl ApiError {
@@ -36,6 +39,7 @@ impl ApiError {
             code: Value::String(code.to_owned()),
             retry_after: None,
             final_answer: false,
+            rate: None,
         }
     }
 
@@ -153,9 +157,20 @@ impl From<RelayError> for ApiError {
                 code: r.code,
                 retry_after: None,
                 final_answer: false,
+                rate: None,
             },
             RelayError::UpstreamRateLimited { retry_after } => ApiError {
                 retry_after: Some(retry_after.map_or(1, |d| d.as_secs().clamp(1, 60))),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limit_error",
+                    "rate_limit_exceeded",
+                    message,
+                )
+            },
+            RelayError::RateLimited(r) => ApiError {
+                retry_after: Some(r.retry_after.as_secs_f64().ceil().clamp(1.0, 60.0) as u64),
+                rate: Some(r.quota),
                 ..ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "rate_limit_error",
@@ -205,6 +220,37 @@ impl IntoResponse for ApiError {
         if self.final_answer {
             h.insert("x-should-retry", HeaderValue::from_static("false"));
         }
+        if let Some(q) = &self.rate {
+            rate_headers(h, q);
+        }
         resp
     }
+}
+
+/// The `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` headers, as OpenAI sends them.
+pub fn rate_headers(h: &mut HeaderMap, q: &Quota) {
+    let mut put = |level: Option<Level>, names: [&'static str; 3]| {
+        let Some(l) = level else { return };
+        h.insert(names[0], HeaderValue::from(l.limit));
+        h.insert(names[1], HeaderValue::from(l.remaining));
+        if let Ok(v) = HeaderValue::from_str(&go_duration(l.reset)) {
+            h.insert(names[2], v);
+        }
+    };
+    put(
+        q.requests,
+        [
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+        ],
+    );
+    put(
+        q.tokens,
+        [
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-reset-tokens",
+        ],
+    );
 }

@@ -9,6 +9,9 @@
 //! chat framing bound its tokens. Images and files are not bounded by it (their URLs or base64
 //! bytes are counted instead). The hold is taken in memory, under the key's account lock, so
 //! concurrent requests on one key can never reserve more than its balance or budget.
+//!
+//! Then the key's rate limits (`limits`) count the request and reserve the same token bound
+//! (prompt bound plus maximum output); a refusal there drops the hold again and answers 429.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,6 +23,7 @@ use crate::app::Gateway;
 use crate::auth::Caller;
 use crate::config::ModelConfig;
 use crate::ledger::{now_ms, HoldRefused, LedgerError, Nanos};
+use crate::limits::KeyLimits;
 use crate::relay::settlement::{Admission, Settlement};
 use crate::relay::tokens::PromptSource;
 use crate::relay::RelayError;
@@ -44,14 +48,18 @@ pub fn model_for(
     Ok(model)
 }
 
+/// The most output a request for `model` can produce: the requested limit capped by the model's.
+fn max_output(model: &ModelConfig, prompt: &dyn PromptSource) -> u64 {
+    prompt
+        .max_output_tokens()
+        .map_or(model.max_output_tokens, |m| m.min(model.max_output_tokens))
+}
+
 /// The most a request for `model` can cost, given its prompt bound and requested output limit.
 pub fn worst_case(model: &ModelConfig, prompt: &dyn PromptSource) -> Nanos {
-    let max_output = prompt
-        .max_output_tokens()
-        .map_or(model.max_output_tokens, |m| m.min(model.max_output_tokens));
     model
         .prices
-        .worst_case(prompt.prompt_token_bound(), max_output)
+        .worst_case(prompt.prompt_token_bound(), max_output(model, prompt))
 }
 
 /// Admits a request: holds its worst-case cost on the caller's account, or refuses it with 402
@@ -82,7 +90,21 @@ pub async fn admit(
                 .map_or("period", |b| b.period.as_str()),
         ),
     })?;
-    Ok(Settlement::new(Admission {
+    let limits = KeyLimits::new(caller.rpm, caller.tpm);
+    let (rate, quota) = if limits.is_unlimited() {
+        (None, None)
+    } else {
+        let tokens = prompt
+            .prompt_token_bound()
+            .saturating_add(max_output(model, prompt.as_ref()));
+        let admitted = gw
+            .limits
+            .reserve(&caller.id, limits, tokens)
+            .await
+            .map_err(|r| RelayError::RateLimited(Box::new(r)))?;
+        (admitted.reservation, Some(admitted.quota))
+    };
+    let mut settlement = Settlement::new(Admission {
         ledger: gw.ledger.clone(),
         request_id,
         key_id: caller.id.clone(),
@@ -93,7 +115,10 @@ pub async fn admit(
         started_at_ms: now - started.elapsed().as_millis() as i64,
         started,
         hold: Some(hold),
-    }))
+        rate,
+    });
+    settlement.rate = quota;
+    Ok(settlement)
 }
 
 /// Chat framing per message and for the reply, as OpenAI documents it.

@@ -223,7 +223,7 @@ fn backoff_until(policy: &crate::config::RoutingConfig, round: u32) -> Instant {
         .saturating_mul(1u64 << round.saturating_sub(1).min(20))
         .min(cap);
     let jittered = if full > 1 {
-        rand::random_range(full / 2..=full)
+        rand::Rng::gen_range(&mut rand::thread_rng(), full / 2..=full)
     } else {
         full
     };
@@ -249,6 +249,7 @@ fn opened(
     let served = Served {
         provider: cand.route.provider.clone(),
         attempts,
+        rate: settlement.rate,
     };
     let tally = &mut settlement.tally;
     tally.attempts = attempts;

@@ -3,6 +3,7 @@
 //! dropped early (client gone, upstream dead, a panic), by the guard's `Drop`. The guard owns the
 //! request's hold on the key's money: settling writes the entry and the debit in one transaction
 //! and then releases the hold; if the entry cannot be written the hold is released all the same.
+//! The key's token rate-limit reservation is settled to the tokens used at the same moment.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,6 +11,7 @@ use std::time::Instant;
 use switchyard_wire::usage::Usage;
 
 use crate::ledger::{now_ms, Cost, EndReason, Hold, Ledger, Prices, TokenSource, UsageEntry};
+use crate::limits::{Quota, Reservation};
 use crate::relay::tokens;
 
 /// What the relay learned while serving the request, read when it is settled.
@@ -42,6 +44,8 @@ pub struct Admission {
     pub started_at_ms: i64,
     /// The money reserved at admission, released once the entry is written.
     pub hold: Option<Hold>,
+    /// The tokens reserved on the key's `tpm` limit, corrected to the real use at settlement.
+    pub rate: Option<Reservation>,
 }
 
 /// The outcome of a settlement: what was counted and what it cost.
@@ -56,6 +60,8 @@ pub struct Settled {
 pub struct Settlement {
     admission: Option<Box<Admission>>,
     pub tally: Tally,
+    /// The key's rate limits as this admission left them (for the `x-ratelimit-*` headers).
+    pub rate: Option<Quota>,
 }
 
 /// The usage to bill: the upstream's if it reported one, else an estimate from what was delivered,
@@ -115,6 +121,10 @@ fn entry(a: &Admission, tally: &Tally, end: EndReason, settled: &Settled) -> Usa
 }
 
 async fn record(mut a: Box<Admission>, e: &UsageEntry) {
+    if let Some(rate) = a.rate.take() {
+        let used = e.prompt_tokens.saturating_add(e.completion_tokens);
+        rate.settle(&a.key_id, used);
+    }
     let hold = a.hold.take();
     if let Err(err) = a.ledger.settle(e, hold).await {
         tracing::error!(request_id = %e.request_id, error = %err, "usage entry could not be written");
@@ -126,6 +136,7 @@ impl Settlement {
         Settlement {
             admission: Some(Box::new(admission)),
             tally: Tally::default(),
+            rate: None,
         }
     }
 

@@ -10,6 +10,7 @@ mod errors;
 mod failover;
 mod harness;
 mod ledger_conformance;
+mod limits;
 mod responses;
 mod responses_sdk;
 mod scenarios;
