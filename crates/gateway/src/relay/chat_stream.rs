@@ -28,7 +28,7 @@ use crate::config::ProviderKind;
 use crate::ledger::EndReason;
 use crate::relay::attempts::{unix_now, UpstreamStream};
 use crate::relay::settlement::{Settled, Settlement};
-use crate::relay::upstream_pump::{Failure, Pump, Wake};
+use crate::relay::upstream_pump::{self, Failure, Pump, PumpedRelay};
 
 /// The upstream's body as a stream of network chunks.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
@@ -99,38 +99,9 @@ impl ChatStream {
         stream
     }
 
-    /// The stream of frames for the HTTP body: one frame per batch of events that arrived together.
+    /// The stream of frames for the HTTP body.
     pub fn into_body(self) -> impl Stream<Item = Bytes> + Send {
-        futures_util::stream::unfold(self, |mut s| async move {
-            let frame = s.next_frame().await?;
-            Some((frame, s))
-        })
-    }
-
-    async fn next_frame(&mut self) -> Option<Bytes> {
-        loop {
-            // Every event that arrived in the same network read leaves in the same frame: they
-            // arrived together, and one write instead of many keeps the per-chunk cost down.
-            while self.phase != Phase::Done {
-                let Some(event) = self.pump.next_event() else {
-                    break;
-                };
-                self.on_event(event).await;
-            }
-            if !self.out.is_empty() {
-                self.pump.sent();
-                return Some(self.out.split().freeze());
-            }
-            if self.phase == Phase::Done {
-                return None;
-            }
-            match self.pump.wait().await {
-                Wake::Received | Wake::Nothing => {}
-                Wake::KeepAlive => self.out.extend_from_slice(sse::KEEP_ALIVE),
-                Wake::Ended => self.on_eof().await,
-                Wake::Failed(failure) => self.fail(failure, None).await,
-            }
-        }
+        upstream_pump::body(self)
     }
 
     async fn on_event(&mut self, event: sse::Event) {
@@ -413,5 +384,31 @@ fn tap_text(chunk: &Value, delivered: &mut String) {
                 delivered.push_str(t);
             }
         }
+    }
+}
+
+impl PumpedRelay for ChatStream {
+    fn pump(&mut self) -> &mut Pump {
+        &mut self.pump
+    }
+
+    fn out(&mut self) -> &mut BytesMut {
+        &mut self.out
+    }
+
+    fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    async fn on_event(&mut self, event: sse::Event) {
+        ChatStream::on_event(self, event).await
+    }
+
+    async fn on_eof(&mut self) {
+        ChatStream::on_eof(self).await
+    }
+
+    async fn on_failure(&mut self, failure: Failure) {
+        self.fail(failure, None).await
     }
 }

@@ -3,9 +3,11 @@
 //! keep-alive owed to the client, the upstream's idle timeout and the route's total deadline.
 //! Timers are only re-armed when they fire, so a chunk costs no timer work.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
 use switchyard_wire::sse;
 
 use crate::relay::attempts::UpstreamStream;
@@ -111,6 +113,53 @@ impl Pump {
                     Wake::Nothing
                 }
             }
+        }
+    }
+}
+
+/// A streamed relay that reads its upstream through a `Pump`: what it does with each event, at the
+/// end of the upstream body, and on a failure. `body` drives it.
+pub trait PumpedRelay: Send + Sized + 'static {
+    fn pump(&mut self) -> &mut Pump;
+    /// Bytes ready for the client.
+    fn out(&mut self) -> &mut BytesMut;
+    /// The relay wrote its ending; nothing more is read.
+    fn is_done(&self) -> bool;
+    fn on_event(&mut self, event: sse::Event) -> impl Future<Output = ()> + Send;
+    fn on_eof(&mut self) -> impl Future<Output = ()> + Send;
+    fn on_failure(&mut self, failure: Failure) -> impl Future<Output = ()> + Send;
+}
+
+/// The HTTP body of a streamed relay. Every event that arrived in the same network read leaves in
+/// the same frame: they arrived together, and one write instead of many keeps the per-chunk cost
+/// down. Nothing is ever held back waiting for more.
+pub fn body<R: PumpedRelay>(relay: R) -> impl Stream<Item = Bytes> + Send {
+    futures_util::stream::unfold(relay, |mut r| async move {
+        let frame = next_frame(&mut r).await?;
+        Some((frame, r))
+    })
+}
+
+async fn next_frame<R: PumpedRelay>(r: &mut R) -> Option<Bytes> {
+    loop {
+        while !r.is_done() {
+            let Some(event) = r.pump().next_event() else {
+                break;
+            };
+            r.on_event(event).await;
+        }
+        if !r.out().is_empty() {
+            r.pump().sent();
+            return Some(r.out().split().freeze());
+        }
+        if r.is_done() {
+            return None;
+        }
+        match r.pump().wait().await {
+            Wake::Received | Wake::Nothing => {}
+            Wake::KeepAlive => r.out().extend_from_slice(sse::KEEP_ALIVE),
+            Wake::Ended => r.on_eof().await,
+            Wake::Failed(failure) => r.on_failure(failure).await,
         }
     }
 }

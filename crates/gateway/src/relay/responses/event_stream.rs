@@ -27,7 +27,7 @@ use crate::ledger::EndReason;
 use crate::relay::attempts::{unix_now, UpstreamStream};
 use crate::relay::responses::{tally_choices, Keeper};
 use crate::relay::settlement::{Settled, Settlement};
-use crate::relay::upstream_pump::{Failure, Pump, Wake};
+use crate::relay::upstream_pump::{self, Failure, Pump, PumpedRelay};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -99,36 +99,7 @@ impl ResponseStream {
 
     /// The stream of frames for the HTTP body.
     pub fn into_body(self) -> impl Stream<Item = Bytes> + Send {
-        futures_util::stream::unfold(self, |mut s| async move {
-            let frame = s.next_frame().await?;
-            Some((frame, s))
-        })
-    }
-
-    async fn next_frame(&mut self) -> Option<Bytes> {
-        loop {
-            // Every event that arrived in the same network read leaves in the same frame: they
-            // arrived together, and one write instead of many keeps the per-chunk cost down.
-            while self.phase != Phase::Done {
-                let Some(event) = self.pump.next_event() else {
-                    break;
-                };
-                self.on_event(event).await;
-            }
-            if !self.out.is_empty() {
-                self.pump.sent();
-                return Some(self.out.split().freeze());
-            }
-            if self.phase == Phase::Done {
-                return None;
-            }
-            match self.pump.wait().await {
-                Wake::Received | Wake::Nothing => {}
-                Wake::KeepAlive => self.out.extend_from_slice(sse::KEEP_ALIVE),
-                Wake::Ended => self.on_eof().await,
-                Wake::Failed(failure) => self.fail(failure, None).await,
-            }
-        }
+        upstream_pump::body(self)
     }
 
     async fn on_event(&mut self, event: sse::Event) {
@@ -337,5 +308,31 @@ impl UpstreamProblem {
             rate_limited: text("type") == Some("rate_limit_error")
                 || text("code") == Some("rate_limit_exceeded"),
         }
+    }
+}
+
+impl PumpedRelay for ResponseStream {
+    fn pump(&mut self) -> &mut Pump {
+        &mut self.pump
+    }
+
+    fn out(&mut self) -> &mut BytesMut {
+        &mut self.out
+    }
+
+    fn is_done(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    async fn on_event(&mut self, event: sse::Event) {
+        ResponseStream::on_event(self, event).await
+    }
+
+    async fn on_eof(&mut self) {
+        ResponseStream::on_eof(self).await
+    }
+
+    async fn on_failure(&mut self, failure: Failure) {
+        self.fail(failure, None).await
     }
 }
