@@ -367,9 +367,22 @@ async fn serve(db: DbArgs, listen: Option<String>) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    gw.serve(listener, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    gw.serve(listener, shutdown_signal()).await?;
     Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM: the gateway then stops accepting and lets open streams finish,
+/// so that every request in flight is settled.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(t) => { t.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
+    tracing::info!("shutting down: open streams are allowed to finish");
 }

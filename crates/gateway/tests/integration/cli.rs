@@ -4,6 +4,7 @@
 
 use std::process::Stdio;
 
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -87,13 +88,13 @@ async fn check_accepts_good_configs_and_names_the_line_of_bad_ones() {
     let _ = std::fs::remove_file(bad);
 }
 
-#[tokio::test]
-async fn serve_with_the_embedded_default_streams_demo_chat() {
-    let dir = std::env::temp_dir().join(format!("sy-serve-{}-{}", std::process::id(), line!()));
-    std::fs::create_dir_all(&dir).unwrap();
+/// Runs `switchyard serve` with the embedded default in `dir` on a free port; returns the process,
+/// the key it printed and its base URL.
+async fn serve_embedded(dir: &std::path::Path) -> (tokio::process::Child, String, String) {
+    std::fs::create_dir_all(dir).unwrap();
     let mut child = switchyard()
         .args(["serve", "--listen", "127.0.0.1:0"])
-        .current_dir(&dir)
+        .current_dir(dir)
         .env_remove("OPENAI_API_KEY")
         .env_remove("ANTHROPIC_API_KEY")
         .env_remove("DEEPSEEK_API_KEY")
@@ -112,7 +113,52 @@ async fn serve_with_the_embedded_default_streams_demo_chat() {
             break;
         }
     }
-    let (key, base) = (key.expect("key printed"), base.expect("address printed"));
+    // Keep reading what it prints, so that its stdout never closes under it.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (
+        child,
+        key.expect("key printed"),
+        base.expect("address printed"),
+    )
+}
+
+#[tokio::test]
+async fn sigterm_lets_open_streams_finish_then_exits() {
+    let dir = std::env::temp_dir().join(format!("sy-term-{}-{}", std::process::id(), line!()));
+    let (mut child, key, base) = serve_embedded(&dir).await;
+    let resp = harness::client()
+        .post(format!("{base}/chat/completions"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "demo-chat", "stream": true, "messages": user("hi")}))
+        .send()
+        .await
+        .unwrap();
+    let mut body = resp.bytes_stream();
+    let mut text = String::from_utf8(body.next().await.unwrap().unwrap().to_vec()).unwrap();
+    let pid = child.id().unwrap().to_string();
+    let killed = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    while let Some(frame) = body.next().await {
+        text.push_str(&String::from_utf8_lossy(&frame.unwrap()));
+    }
+    let items = parse_sse(&text);
+    assert!(
+        items.contains(&harness::Sse::Done),
+        "the open stream was cut: {text}"
+    );
+    let status = child.wait().await.unwrap();
+    assert!(status.success(), "{status}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn serve_with_the_embedded_default_streams_demo_chat() {
+    let dir = std::env::temp_dir().join(format!("sy-serve-{}-{}", std::process::id(), line!()));
+    let (mut child, key, base) = serve_embedded(&dir).await;
     assert!(dir.join("switchyard.db").exists());
     let body = harness::client()
         .post(format!("{base}/chat/completions"))
