@@ -23,7 +23,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::AnyPool;
 
 pub use accounts::{Account, AccountView, Accounts, Hold, HoldRefused};
-pub use entries::{UsageEntryRow, UsageGroup, UsageQuery};
+pub use entries::{RequestQuery, UsageEntryRow, UsageGroup, UsageQuery};
 pub use keys::{Budget, KeyRecord, KeyUpdate, NewKey};
 pub use periods::BudgetPeriod;
 pub use prices::{Cost, Nanos, Prices};

@@ -25,7 +25,7 @@ use crate::auth;
 use crate::ledger::periods::{parse_duration, parse_instant};
 use crate::ledger::{
     now_ms, Budget, BudgetPeriod, GroupBy, KeyRecord, KeyUpdate, LedgerError, Nanos, NewKey,
-    UsageQuery,
+    RequestQuery, UsageQuery,
 };
 
 use super::ApiError;
@@ -39,6 +39,7 @@ pub fn routes(mut app: Router<Arc<Gateway>>) -> Router<Arc<Gateway>> {
             get(show_key).patch(update_key).delete(revoke_key),
         )
         .route("/admin/usage", get(usage))
+        .route("/admin/requests", get(requests))
         .route("/admin/providers", get(super::provider_health::providers));
     for p in super::PREFIXES {
         app = app.route(&format!("{p}/key"), get(own_key));
@@ -251,6 +252,53 @@ async fn usage(
             "data": rows,
             "total_cost": total.to_string(),
         }))
+    }
+    .await;
+    reply(result, StatusCode::OK)
+}
+
+/// `GET /admin/requests?since=…&until=…&key=…&model=…&end_reason=…&limit=…`: the request log,
+/// newest first. Each entry is what the ledger keeps (models, provider, attempts, tokens, cost, end
+/// reason, timings); never a prompt or a completion.
+async fn requests(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Response {
+    let result = async {
+        require_admin(&gw, &headers)?;
+        let param = |name: &str| {
+            q.iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.to_owned())
+        };
+        let now = now_ms();
+        let instant = |name: &str| -> Result<Option<i64>, ApiError> {
+            match param(name) {
+                None => Ok(None),
+                Some(v) => parse_instant(&v, now).map(Some).ok_or_else(|| {
+                    bad(name, format!("{name}={v}: expected a duration ago (24h, 7d), a date (2026-11-22), a UTC date-time (2026-11-22T10:00:00Z) or epoch milliseconds."))
+                }),
+            }
+        };
+        let limit = match param("limit") {
+            None => 100,
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) if (1..=1000).contains(&n) => n,
+                _ => return Err(bad("limit", format!("limit={v}: expected a number from 1 to 1000."))),
+            },
+        };
+        let query = RequestQuery {
+            since_ms: instant("since")?.unwrap_or(now - 86_400_000),
+            until_ms: instant("until")?,
+            key_id: param("key"),
+            model: param("model"),
+            end_reason: param("end_reason"),
+            limit,
+        };
+        let rows = gw.ledger.requests(&query).await.map_err(ledger_error)?;
+        Ok(json!({"object": "list", "data": rows}))
     }
     .await;
     reply(result, StatusCode::OK)

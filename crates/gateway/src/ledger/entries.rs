@@ -55,6 +55,18 @@ pub struct UsageQuery {
     pub key_id: Option<String>,
 }
 
+/// Which entries the request log lists: `since <= created < until`, optionally one key, one
+/// requested model and one end reason, at most `limit` of them.
+#[derive(Debug, Clone)]
+pub struct RequestQuery {
+    pub since_ms: i64,
+    pub until_ms: Option<i64>,
+    pub key_id: Option<String>,
+    pub model: Option<String>,
+    pub end_reason: Option<String>,
+    pub limit: i64,
+}
+
 fn as_usd<S: serde::Serializer>(n: &Nanos, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&n.to_string())
 }
@@ -181,19 +193,28 @@ impl Ledger {
         Ok(row.as_ref().map(entry_from_row).transpose()?)
     }
 
-    /// The entries of one key, newest first.
-    pub async fn entries_of(
-        &self,
-        key_id: &str,
-        limit: i64,
-    ) -> Result<Vec<UsageEntryRow>, LedgerError> {
+    /// The request log: entries newest first, filtered by time, key, model and end reason.
+    pub async fn requests(&self, q: &RequestQuery) -> Result<Vec<UsageEntryRow>, LedgerError> {
         let sql = format!(
-            "SELECT {ENTRY_COLUMNS} FROM usage_entries WHERE key_id = $1 \
-             ORDER BY created_at DESC, request_id LIMIT $2"
+            "SELECT {ENTRY_COLUMNS} FROM usage_entries WHERE created_at >= $1 AND created_at < $2 \
+             AND ($3 = '' OR key_id = $4) AND ($5 = '' OR requested_model = $6) \
+             AND ($7 = '' OR end_reason = $8) ORDER BY created_at DESC, request_id LIMIT $9"
+        );
+        let (key, model, end) = (
+            q.key_id.as_deref().unwrap_or(""),
+            q.model.as_deref().unwrap_or(""),
+            q.end_reason.as_deref().unwrap_or(""),
         );
         let rows = sqlx::query(&sql)
-            .bind(key_id)
-            .bind(limit)
+            .bind(q.since_ms)
+            .bind(q.until_ms.unwrap_or(i64::MAX))
+            .bind(key)
+            .bind(key)
+            .bind(model)
+            .bind(model)
+            .bind(end)
+            .bind(end)
+            .bind(q.limit)
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.iter().map(entry_from_row).collect::<Result<_, _>>()?)

@@ -321,3 +321,94 @@ async fn admin_usage_groups_by_key_model_and_day_within_a_range() {
         (400, Some("group_by"))
     );
 }
+
+#[tokio::test]
+async fn the_request_log_lists_what_the_ledger_keeps_and_never_the_text() {
+    let (gw, _mock) = gateway().await;
+    let secret_prompt = "my very private prompt about project nightingale";
+    let ok = gw
+        .chat(json!({"model": "m", "stream": true, "messages": user(secret_prompt)}))
+        .send()
+        .await
+        .unwrap();
+    let ok_id = ok.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let answer = ok.text().await.unwrap();
+    assert!(answer.contains("[DONE]"));
+    let failed = gw
+        .chat(json!({"model": "m", "messages": user(secret_prompt), "mock": {"status": 500}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status(), 502);
+    let failed_id = failed.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+
+    let (status, body) = json_of(
+        admin(&gw, reqwest::Method::GET, "/admin/requests")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let ids: Vec<&str> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["request_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![failed_id.as_str(), ok_id.as_str()],
+        "newest first"
+    );
+    let entry = &body["data"][1];
+    assert_eq!(entry["requested_model"], "m");
+    assert_eq!(entry["end_reason"], "stop");
+    assert_eq!(entry["completion_tokens"], 12);
+    assert!(entry["cost"]
+        .as_str()
+        .unwrap()
+        .parse::<rust_decimal::Decimal>()
+        .is_ok());
+    let text = body.to_string();
+    assert!(
+        !text.contains("nightingale") && !text.contains(" quick brown"),
+        "{text}"
+    );
+    assert!(!text.contains(&gw.key));
+
+    let (_, errors) = json_of(
+        admin(
+            &gw,
+            reqwest::Method::GET,
+            "/admin/requests?end_reason=error&limit=10",
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(errors["data"].as_array().unwrap().len(), 1);
+    assert_eq!(errors["data"][0]["request_id"], failed_id.as_str());
+    assert_eq!(errors["data"][0]["cost"], "0");
+
+    let (status, bad) = json_of(
+        admin(&gw, reqwest::Method::GET, "/admin/requests?limit=0")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(bad["error"]["param"], "limit");
+    let unauthorized = harness::client()
+        .get(gw.url("/admin/requests"))
+        .bearer_auth(&gw.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthorized.status(), 401);
+}
