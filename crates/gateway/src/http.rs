@@ -23,6 +23,7 @@ use serde_json::json;
 use crate::app::Gateway;
 use crate::auth::{new_id, Caller};
 use crate::relay::{self, ChatReply, Served};
+use crate::telemetry;
 
 pub use errors::ApiError;
 
@@ -31,9 +32,11 @@ pub const PREFIXES: [&str; 3] = ["/v1", "/api/v1", "/v1/llm"];
 
 /// The whole HTTP surface.
 pub fn router(gw: Arc<Gateway>) -> Router {
+    telemetry::metrics();
     let mut app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz));
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics));
     app = admin::routes(app);
     for p in PREFIXES {
         app = app
@@ -60,12 +63,30 @@ async fn access_log(req: Request, next: Next) -> Response {
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
+    if let Some(route) = telemetry::api_route(&path) {
+        let stream = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        telemetry::record_request(route, status, stream);
+    }
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     if status >= 500 {
         tracing::warn!(%method, %path, status, request_id, ms, "request failed");
     } else {
         tracing::info!(%method, %path, status, request_id, ms, "request");
     }
+    resp
+}
+
+/// Prometheus text exposition. Unauthenticated like `/healthz`: bind the gateway (or this path)
+/// to a private network. Labels carry no keys, key ids or prompts.
+async fn metrics() -> Response {
+    let mut resp = Response::new(Body::from(telemetry::render_metrics()));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
     resp
 }
 

@@ -1,6 +1,14 @@
-//! Tracing setup: human-readable logs on stderr, filtered by `RUST_LOG` (default `info`).
-//! Logs never carry keys, prompts or completions.
+//! Tracing and metrics. Tracing: human-readable logs on stderr, filtered by `RUST_LOG` (default
+//! `info`). Metrics: one Prometheus recorder per process (installed by the first gateway, shared
+//! by every later one), rendered as text by `GET /metrics`. Neither logs nor metric labels ever
+//! carry keys, key ids, prompts or completions; metric labels are routes, status classes, and
+//! model and provider names from the configuration, so their number is bounded.
 
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber once; later calls do nothing.
@@ -10,4 +18,157 @@ pub fn init() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// Histogram buckets (seconds) for time to first token and request duration.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+/// How often histogram samples are folded into their buckets when nobody scrapes.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process's metrics handle, installing the recorder on first use. Later calls (another
+/// gateway in the same process) return the same handle. If some other recorder was installed
+/// first, this one still renders, just without what that recorder took.
+pub fn metrics() -> &'static PrometheusHandle {
+    METRICS.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("another metrics recorder is installed; /metrics will be incomplete");
+        }
+        let upkeep = handle.clone();
+        let spawned = std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                upkeep.run_upkeep();
+            });
+        if spawned.is_err() {
+            tracing::warn!("cannot start the metrics upkeep thread; histograms fold in at scrapes");
+        }
+        handle
+    })
+}
+
+/// The Prometheus text exposition of every metric.
+pub fn render_metrics() -> String {
+    metrics().render()
+}
+
+/// The public API a request path belongs to, for the request counter (`None`: not counted).
+pub fn api_route(path: &str) -> Option<&'static str> {
+    if path.ends_with("/chat/completions") {
+        Some("chat")
+    } else if path.ends_with("/responses") || path.contains("/responses/") {
+        Some("responses")
+    } else {
+        None
+    }
+}
+
+/// One answered request at the HTTP edge.
+pub fn record_request(route: &'static str, status: u16, stream: bool) {
+    let class = match status {
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    let stream = if stream { "true" } else { "false" };
+    counter!("switchyard_requests_total", "route" => route, "status" => class, "stream" => stream)
+        .increment(1);
+}
+
+/// How one upstream attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Ok,
+    /// A failure another attempt may get past (timeout, 5xx, 429, broken stream).
+    Retryable,
+    /// The upstream refused the request itself.
+    Rejected,
+}
+
+impl AttemptOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Ok => "ok",
+            AttemptOutcome::Retryable => "retryable",
+            AttemptOutcome::Rejected => "rejected",
+        }
+    }
+}
+
+/// One upstream attempt on a configured provider.
+pub fn record_attempt(provider: &str, outcome: AttemptOutcome) {
+    counter!(
+        "switchyard_upstream_attempts_total",
+        "provider" => provider.to_owned(),
+        "outcome" => outcome.as_str()
+    )
+    .increment(1);
+}
+
+/// What a settled request is counted as; recorded once per request, at settlement.
+pub struct SettledRequest<'a> {
+    /// The configured model the client asked for.
+    pub model: &'a str,
+    /// The configured provider that served it, if any did.
+    pub provider: Option<&'a str>,
+    pub end_reason: &'static str,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Nano-USD; negative amounts are not counted.
+    pub cost_nanos: i64,
+    pub ttft: Option<Duration>,
+    pub duration: Duration,
+}
+
+/// Counts one settled request, its tokens and cost, and observes its latencies.
+pub fn record_settled(s: &SettledRequest<'_>) {
+    let model = s.model.to_owned();
+    let provider = s.provider.unwrap_or("none").to_owned();
+    counter!(
+        "switchyard_settled_requests_total",
+        "model" => model.clone(),
+        "provider" => provider.clone(),
+        "end_reason" => s.end_reason
+    )
+    .increment(1);
+    counter!("switchyard_prompt_tokens_total", "model" => model.clone(), "provider" => provider.clone())
+        .increment(s.prompt_tokens);
+    counter!("switchyard_completion_tokens_total", "model" => model.clone(), "provider" => provider.clone())
+        .increment(s.completion_tokens);
+    counter!("switchyard_cost_nanousd_total", "model" => model.clone(), "provider" => provider)
+        .increment(u64::try_from(s.cost_nanos).unwrap_or(0));
+    if let Some(ttft) = s.ttft {
+        histogram!("switchyard_time_to_first_token_seconds", "model" => model.clone())
+            .record(ttft.as_secs_f64());
+    }
+    histogram!("switchyard_request_duration_seconds", "model" => model)
+        .record(s.duration.as_secs_f64());
+}
+
+/// Counts one open client stream in `switchyard_open_streams` while it lives.
+#[derive(Debug)]
+pub struct OpenStream(());
+
+impl OpenStream {
+    pub fn start() -> OpenStream {
+        gauge!("switchyard_open_streams").increment(1.0);
+        OpenStream(())
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        gauge!("switchyard_open_streams").decrement(1.0);
+    }
 }

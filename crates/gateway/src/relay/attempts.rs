@@ -28,6 +28,7 @@ use crate::relay::chat_stream::ByteStream;
 use crate::relay::settlement::{Settled, Settlement};
 use crate::relay::{Rejected, RelayError, Served};
 use crate::routing::Candidate;
+use crate::telemetry::{self, AttemptOutcome};
 
 /// An upstream stream that has produced its first token (still in `decoder`, not yet consumed).
 pub struct UpstreamStream {
@@ -258,7 +259,10 @@ fn opened(
     tally.prices = Some(cand.route.prices.clone());
     match answer {
         Answer::Json(body) => Opened::Json { body, served },
-        Answer::Stream(upstream) => Opened::Stream { upstream, served },
+        Answer::Stream(upstream) => {
+            settlement.stream_opened();
+            Opened::Stream { upstream, served }
+        }
     }
 }
 
@@ -358,9 +362,21 @@ fn upstream_body(gw: &Gateway, route: &Route, req: &ChatRequest) -> Result<Vec<u
     }
 }
 
+/// One route (see `try_route`), counted in the upstream-attempt metric by its outcome.
+async fn attempt(gw: &Gateway, route: &Route, body: Vec<u8>, stream: bool) -> Tried {
+    let tried = try_route(gw, route, body, stream).await;
+    let outcome = match &tried.result {
+        Ok(_) => AttemptOutcome::Ok,
+        Err(e) if e.is_retryable() => AttemptOutcome::Retryable,
+        Err(_) => AttemptOutcome::Rejected,
+    };
+    telemetry::record_attempt(&route.provider, outcome);
+    tried
+}
+
 /// One route: send, refresh the credential once on a 401, and wait for the answer (non-stream) or
 /// the first token (stream), within the route's time limits.
-async fn attempt(gw: &Gateway, route: &Route, body: Vec<u8>, stream: bool) -> Tried {
+async fn try_route(gw: &Gateway, route: &Route, body: Vec<u8>, stream: bool) -> Tried {
     let started = Instant::now();
     let mut sends = 0;
     let Some(provider) = gw.providers.get(&route.provider) else {

@@ -6,13 +6,14 @@
 //! The key's token rate-limit reservation is settled to the tokens used at the same moment.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use switchyard_wire::usage::Usage;
 
 use crate::ledger::{now_ms, Cost, EndReason, Hold, Ledger, Prices, TokenSource, UsageEntry};
 use crate::limits::{Quota, Reservation};
 use crate::relay::tokens;
+use crate::telemetry;
 
 /// What the relay learned while serving the request, read when it is settled.
 #[derive(Debug, Default)]
@@ -62,6 +63,8 @@ pub struct Settlement {
     pub tally: Tally,
     /// The key's rate limits as this admission left them (for the `x-ratelimit-*` headers).
     pub rate: Option<Quota>,
+    /// Held while the request streams to its client (the open-streams gauge).
+    open_stream: Option<telemetry::OpenStream>,
 }
 
 /// The usage to bill: the upstream's if it reported one, else an estimate from what was delivered,
@@ -121,6 +124,16 @@ fn entry(a: &Admission, tally: &Tally, end: EndReason, settled: &Settled) -> Usa
 }
 
 async fn record(mut a: Box<Admission>, e: &UsageEntry) {
+    telemetry::record_settled(&telemetry::SettledRequest {
+        model: &a.requested_model,
+        provider: e.provider.as_deref(),
+        end_reason: e.end_reason.as_str(),
+        prompt_tokens: e.prompt_tokens,
+        completion_tokens: e.completion_tokens,
+        cost_nanos: e.cost.0,
+        ttft: e.ttft_ms.map(|ms| Duration::from_millis(ms.max(0) as u64)),
+        duration: Duration::from_millis(e.duration_ms.max(0) as u64),
+    });
     if let Some(rate) = a.rate.take() {
         let used = e.prompt_tokens.saturating_add(e.completion_tokens);
         rate.settle(&a.key_id, used);
@@ -137,6 +150,14 @@ impl Settlement {
             admission: Some(Box::new(admission)),
             tally: Tally::default(),
             rate: None,
+            open_stream: None,
+        }
+    }
+
+    /// The answer is streaming to the client: counted as an open stream until this is dropped.
+    pub fn stream_opened(&mut self) {
+        if self.open_stream.is_none() {
+            self.open_stream = Some(telemetry::OpenStream::start());
         }
     }
 

@@ -11,6 +11,7 @@ mod failover;
 mod harness;
 mod ledger_conformance;
 mod limits;
+mod metrics;
 mod responses;
 mod responses_sdk;
 mod scenarios;
