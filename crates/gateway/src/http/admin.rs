@@ -211,6 +211,29 @@ async fn revoke_key(
     reply(result, StatusCode::OK)
 }
 
+/// A query string's parameters; the last value of a repeated name wins.
+struct Params<'a>(&'a [(String, String)]);
+
+impl Params<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A point in time: a duration ago (`24h`), a date, a UTC date-time or epoch milliseconds.
+    fn instant(&self, name: &str, now: i64) -> Result<Option<i64>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => parse_instant(v, now).map(Some).ok_or_else(|| {
+                bad(name, format!("{name}={v}: expected a duration ago (24h, 7d), a date (2026-11-22), a UTC date-time (2026-11-22T10:00:00Z) or epoch milliseconds."))
+            }),
+        }
+    }
+}
+
 async fn usage(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
@@ -218,29 +241,20 @@ async fn usage(
 ) -> Response {
     let result = async {
         require_admin(&gw, &headers)?;
-        let param = |name: &str| {
-            q.iter()
-                .rev()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
-        };
-        let by = param("group_by").unwrap_or("model");
-        let group_by = GroupBy::parse(by)
-            .ok_or_else(|| bad("group_by", format!("group_by={by}: expected key, model or day.")))?;
+        let params = Params(&q);
+        let by = params.get("group_by").unwrap_or("model");
+        let group_by = GroupBy::parse(by).ok_or_else(|| {
+            bad(
+                "group_by",
+                format!("group_by={by}: expected key, model or day."),
+            )
+        })?;
         let now = now_ms();
-        let instant = |name: &str, default: Option<i64>| -> Result<Option<i64>, ApiError> {
-            match param(name) {
-                None => Ok(default),
-                Some(v) => parse_instant(v, now).map(Some).ok_or_else(|| {
-                    bad(name, format!("{name}={v}: expected a duration ago (24h, 7d), a date (2026-11-22), a UTC date-time (2026-11-22T10:00:00Z) or epoch milliseconds."))
-                }),
-            }
-        };
         let query = UsageQuery {
             group_by,
-            since_ms: instant("since", Some(now - 86_400_000))?.unwrap_or(0),
-            until_ms: instant("until", None)?,
-            key_id: param("key").map(str::to_owned),
+            since_ms: params.instant("since", now)?.unwrap_or(now - 86_400_000),
+            until_ms: params.instant("until", now)?,
+            key_id: params.get("key").map(str::to_owned),
         };
         let rows = gw.ledger.usage_report(&query).await.map_err(ledger_error)?;
         let total = rows.iter().fold(Nanos::ZERO, |t, r| t + r.cost);
@@ -267,34 +281,26 @@ async fn requests(
 ) -> Response {
     let result = async {
         require_admin(&gw, &headers)?;
-        let param = |name: &str| {
-            q.iter()
-                .rev()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.to_owned())
-        };
+        let params = Params(&q);
         let now = now_ms();
-        let instant = |name: &str| -> Result<Option<i64>, ApiError> {
-            match param(name) {
-                None => Ok(None),
-                Some(v) => parse_instant(&v, now).map(Some).ok_or_else(|| {
-                    bad(name, format!("{name}={v}: expected a duration ago (24h, 7d), a date (2026-11-22), a UTC date-time (2026-11-22T10:00:00Z) or epoch milliseconds."))
-                }),
-            }
-        };
-        let limit = match param("limit") {
+        let limit = match params.get("limit") {
             None => 100,
             Some(v) => match v.parse::<i64>() {
                 Ok(n) if (1..=1000).contains(&n) => n,
-                _ => return Err(bad("limit", format!("limit={v}: expected a number from 1 to 1000."))),
+                _ => {
+                    return Err(bad(
+                        "limit",
+                        format!("limit={v}: expected a number from 1 to 1000."),
+                    ))
+                }
             },
         };
         let query = RequestQuery {
-            since_ms: instant("since")?.unwrap_or(now - 86_400_000),
-            until_ms: instant("until")?,
-            key_id: param("key"),
-            model: param("model"),
-            end_reason: param("end_reason"),
+            since_ms: params.instant("since", now)?.unwrap_or(now - 86_400_000),
+            until_ms: params.instant("until", now)?,
+            key_id: params.get("key").map(str::to_owned),
+            model: params.get("model").map(str::to_owned),
+            end_reason: params.get("end_reason").map(str::to_owned),
             limit,
         };
         let rows = gw.ledger.requests(&query).await.map_err(ledger_error)?;
