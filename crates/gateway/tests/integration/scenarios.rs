@@ -477,6 +477,28 @@ pub async fn unauthorized_refreshes_the_credential(k: Kind) {
     std::fs::remove_file(&path).ok();
 }
 
+/// A `cmd:` credential is re-run on a 401: the rotated key it now prints is used at once.
+#[tokio::test]
+async fn unauthorized_re_runs_a_command_credential() {
+    let path = std::env::temp_dir().join(format!(
+        "switchyard-cmd-key-{}",
+        harness::temp_db().file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::write(&path, "old-key\n").unwrap();
+    let (gw, mock) = start(OPENAI, &format!("cmd:cat {}", path.display()), "").await;
+    mock.set_expected_key(Some("good-key".into()));
+    std::fs::write(&path, "good-key\n").unwrap();
+    let (status, h, items) = stream(&gw, ask("both")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        served(&h),
+        ("p".to_owned(), 2),
+        "one refused try, one refresh, same route"
+    );
+    assert_eq!(joined(&items, "content"), words(12));
+    std::fs::remove_file(&path).ok();
+}
+
 macro_rules! scenario_table {
     ($($kind:ident => $k:expr),* $(,)?) => {$(
         mod $kind {
