@@ -6,14 +6,12 @@
 //! installed by `./scripts/test`; without them these tests say SKIPPED, or fail when
 //! `SWITCHYARD_REQUIRE_SDKS=1` (which `./scripts/test` sets).
 
-use std::process::Stdio;
-
 use mock_upstream::{CONTENT_WORDS, REASONING_WORDS};
 use serde_json::Value;
 
 use crate::harness::TestGateway;
 use crate::responses::{start, Dialect};
-use crate::sdk_runner::{command, missing, run as run_script, Lang, SCRIPT_TIMEOUT};
+use crate::sdk_runner::{command, run as run_script, run_curl, Lang};
 
 /// Runs one scenario against `gw` with `d`'s models; asserts it exited 0 and returns the JSON
 /// facts it printed last. `None` means the SDK is not installed and the test is skipped.
@@ -89,24 +87,10 @@ async fn tokenlab_curl(d: Dialect) {
     cmd.arg(gw.url("/v1/responses"))
         .args(["-H", &format!("Authorization: Bearer {}", gw.key)])
         .args(["-H", "Content-Type: application/json"])
-        .args(["-d", &body])
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    let out = match tokio::time::timeout(SCRIPT_TIMEOUT, cmd.output()).await {
-        Ok(Ok(out)) => out,
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            missing("curl");
-            return;
-        }
-        Ok(Err(e)) => panic!("cannot run curl: {e}"),
-        Err(_) => panic!("curl did not finish in {SCRIPT_TIMEOUT:?}"),
+        .args(["-d", &body]);
+    let Some(stdout) = run_curl(cmd).await else {
+        return;
     };
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "curl failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let names: Vec<&str> = stdout
         .lines()
         .filter_map(|l| l.strip_prefix("event: "))

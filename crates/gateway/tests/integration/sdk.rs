@@ -5,13 +5,12 @@
 //! `./scripts/test` into git-ignored folders; without them these tests say SKIPPED, or fail when
 //! `SWITCHYARD_REQUIRE_SDKS=1` (which `./scripts/test` sets).
 
-use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
 use crate::harness::{start_with_mock, TestGateway};
-use crate::sdk_runner::{command, missing, run as run_script, Lang, SCRIPT_TIMEOUT};
+use crate::sdk_runner::{command, run as run_script, run_curl, Lang};
 
 /// What the `abort` scenarios ask the mock for (see `ABORT_MOCK` in the scripts): long and slow enough
 /// that the stream is still running when the client goes away.
@@ -189,24 +188,10 @@ async fn curl_n_streams_data_lines_done_and_the_cost_comment() {
         .arg(gw.url("/api/v1/chat/completions"))
         .args(["-H", "Content-Type: application/json"])
         .args(["-H", &format!("Authorization: Bearer {}", gw.key)])
-        .args(["-d", body])
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    let out = match tokio::time::timeout(SCRIPT_TIMEOUT, cmd.output()).await {
-        Ok(Ok(out)) => out,
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            missing("curl");
-            return;
-        }
-        Ok(Err(e)) => panic!("cannot run curl: {e}"),
-        Err(_) => panic!("curl did not finish in {SCRIPT_TIMEOUT:?}"),
+        .args(["-d", body]);
+    let Some(stdout) = run_curl(cmd).await else {
+        return;
     };
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "curl failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let lines: Vec<&str> = stdout.lines().filter(|l| !l.is_empty()).collect();
     let data: Vec<&str> = lines
         .iter()

@@ -103,3 +103,25 @@ pub async fn run(mut cmd: tokio::process::Command, what: &str, scenario: &str) -
     assert_eq!(facts["ok"], true, "{facts}");
     Some(facts)
 }
+
+/// Runs a prepared `curl` command as a user would; asserts it succeeded and returns its output.
+/// `None` means curl is not installed and the test is skipped (or fails, as `missing` says).
+pub async fn run_curl(mut cmd: tokio::process::Command) -> Option<String> {
+    cmd.stdin(Stdio::null()).kill_on_drop(true);
+    let out = match tokio::time::timeout(SCRIPT_TIMEOUT, cmd.output()).await {
+        Ok(Ok(out)) => out,
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            missing("curl");
+            return None;
+        }
+        Ok(Err(e)) => panic!("cannot run curl: {e}"),
+        Err(_) => panic!("curl did not finish in {SCRIPT_TIMEOUT:?}"),
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "curl failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(stdout)
+}
