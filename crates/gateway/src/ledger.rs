@@ -10,23 +10,28 @@
 
 pub mod accounts;
 mod entries;
+pub mod journal;
 mod keys;
 pub mod periods;
 pub mod prices;
 pub mod responses;
+pub mod writer;
 
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use serde::{Deserialize, Serialize};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::AnyPool;
+use tokio::sync::{mpsc, oneshot};
 
 pub use accounts::{Account, AccountView, Accounts, Hold, HoldRefused};
 pub use entries::{RequestQuery, UsageEntryRow, UsageGroup, UsageQuery};
 pub use keys::{Budget, KeyRecord, KeyUpdate, NewKey};
 pub use periods::BudgetPeriod;
 pub use prices::{Cost, Nanos, Prices};
+pub use writer::Durable;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -36,9 +41,40 @@ pub enum LedgerError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("no key with id {0}")]
     NoSuchKey(String),
+    #[error("the database did not commit in time")]
+    Timeout,
+    #[error("settlement journal: {0}")]
+    Journal(std::io::Error),
+    #[error(transparent)]
+    JournalOpen(#[from] journal::JournalError),
+    #[error("the ledger writer has stopped")]
+    WriterGone,
+    #[error("{0}")]
+    Shared(Arc<LedgerError>),
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Pool options for `max` connections; SQLite connections wait `busy_ms` for a lock and use WAL
+/// with `synchronous = NORMAL` (a commit survives a crash of the process, `kill -9`; only a power
+/// loss can take the last commits).
+fn pool_options(sqlite: bool, max: u32, busy_ms: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if sqlite {
+                    sqlx::query(&format!("PRAGMA busy_timeout = {busy_ms}"))
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+}
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -49,7 +85,8 @@ pub fn now_ms() -> i64 {
 }
 
 /// How a request ended, as the ledger records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum EndReason {
     Stop,
     Length,
@@ -58,6 +95,8 @@ pub enum EndReason {
     Error,
     Cancelled,
     UpstreamTimeout,
+    /// Found in flight after a crash; billed to its last checkpoint.
+    Interrupted,
 }
 
 impl EndReason {
@@ -70,6 +109,7 @@ impl EndReason {
             EndReason::Error => "error",
             EndReason::Cancelled => "cancelled",
             EndReason::UpstreamTimeout => "upstream_timeout",
+            EndReason::Interrupted => "interrupted",
         }
     }
 
@@ -85,7 +125,8 @@ impl EndReason {
 }
 
 /// Where token counts came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TokenSource {
     ProviderReported,
     Estimated,
@@ -100,8 +141,31 @@ impl TokenSource {
     }
 }
 
+/// How an entry's tokens were arrived at, when that is not the plain case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BillingNote {
+    /// Cancelled after the upstream accepted it but before any visible token: the prompt (and any
+    /// reasoning the upstream reported) is billed.
+    PromptOnly,
+    /// Found in flight after a crash: billed to its last progress checkpoint.
+    Checkpoint,
+    /// Found in flight after a crash before its first checkpoint: nothing is known to bill.
+    NoCheckpoint,
+}
+
+impl BillingNote {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BillingNote::PromptOnly => "prompt_only",
+            BillingNote::Checkpoint => "checkpoint",
+            BillingNote::NoCheckpoint => "no_checkpoint",
+        }
+    }
+}
+
 /// One append-only ledger row. Never holds prompt or completion text.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UsageEntry {
     pub request_id: String,
     pub key_id: String,
@@ -123,6 +187,14 @@ pub struct UsageEntry {
     pub started_at: i64,
     /// Epoch milliseconds when it ended; also the entry's time in reports and budgets.
     pub finished_at: i64,
+    /// The money held for it at admission.
+    #[serde(default)]
+    pub hold: Nanos,
+    /// The upstream reported more than the hold covered; the excess was billed all the same.
+    #[serde(default)]
+    pub over_hold: bool,
+    #[serde(default)]
+    pub note: Option<BillingNote>,
 }
 
 /// How usage is grouped in a report.
@@ -148,14 +220,66 @@ impl GroupBy {
 #[derive(Clone)]
 pub struct Ledger {
     pool: AnyPool,
+    /// The writer's own connection (see `writer`).
+    writer_pool: AnyPool,
     accounts: Arc<Accounts>,
     /// Bumped after every committed settlement, for whoever waits for an entry.
     settled: Arc<tokio::sync::watch::Sender<u64>>,
+    writer: mpsc::Sender<writer::Job>,
+    journal: Option<journal::Journal>,
+}
+
+/// Room in the writer's queue for one settlement, taken before the request gives up its
+/// admission (see `Ledger::settle_slot`).
+pub struct SettleSlot(mpsc::OwnedPermit<writer::Job>);
+
+/// A settlement handed to the writer; `durable` waits for its commit (or journal write).
+pub struct PendingSettlement(oneshot::Receiver<Result<Durable, Arc<LedgerError>>>);
+
+impl SettleSlot {
+    /// Hands the entry to the writer. From here on nothing can cancel its write.
+    pub fn send(self, entry: UsageEntry, hold: Option<Hold>) -> PendingSettlement {
+        let (tx, rx) = oneshot::channel();
+        self.0.send(writer::Job {
+            entry,
+            hold,
+            reply: Some(tx),
+        });
+        PendingSettlement(rx)
+    }
+}
+
+impl PendingSettlement {
+    /// Waits until the entry is durable: committed to the database, or fsync'd in the journal.
+    pub async fn durable(self) -> Result<Durable, LedgerError> {
+        match self.0.await {
+            Ok(Ok(d)) => Ok(d),
+            Ok(Err(e)) => Err(LedgerError::Shared(e)),
+            Err(_) => Err(LedgerError::WriterGone),
+        }
+    }
 }
 
 impl Ledger {
     /// Connects to `sqlite://FILE` (created if missing) or `postgres://…` and runs the migrations.
     pub async fn connect(url: &str) -> Result<Ledger, LedgerError> {
+        Ledger::open(url, None).await
+    }
+
+    /// `connect`, with a settlement journal at `journal` (see `journal`): what it holds from a
+    /// previous run (journaled settlements, requests interrupted by a crash) is written into the
+    /// database before this returns, so no hold survives a restart.
+    pub async fn connect_with_journal(
+        url: &str,
+        journal: &std::path::Path,
+    ) -> Result<Ledger, LedgerError> {
+        Ledger::open(url, Some(journal)).await
+    }
+
+    async fn open(
+        url: &str,
+        journal_path: Option<&std::path::Path>,
+    ) -> Result<Ledger, LedgerError> {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
         let url = if sqlite && !url.contains("mode=") && !url.contains(":memory:") {
@@ -165,24 +289,8 @@ impl Ledger {
             url.to_owned()
         };
         let options = AnyConnectOptions::from_str(&url)?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(if sqlite { 4 } else { 16 })
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if sqlite {
-                        sqlx::query("PRAGMA busy_timeout = 10000")
-                            .execute(&mut *conn)
-                            .await?;
-                        // WAL + NORMAL: a commit survives a crash of the process (kill -9);
-                        // only a power loss can take the last commits.
-                        sqlx::query("PRAGMA synchronous = NORMAL")
-                            .execute(&mut *conn)
-                            .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options)
+        let pool = pool_options(sqlite, if sqlite { 4 } else { 16 }, 10_000)
+            .connect_with(options.clone())
             .await?;
         if sqlite {
             sqlx::query("PRAGMA journal_mode = WAL")
@@ -190,10 +298,49 @@ impl Ledger {
                 .await?;
         }
         MIGRATOR.run(&pool).await?;
+        // The writer's own connection gives up on a locked SQLite file quickly, so a batch that
+        // cannot be written goes to the journal instead of waiting.
+        let writer_pool = pool_options(sqlite, 1, 250)
+            .acquire_timeout(writer::JOURNAL_AFTER)
+            .connect_with(options)
+            .await?;
+        let accounts = Arc::new(Accounts::default());
+        let settled = Arc::new(tokio::sync::watch::channel(0).0);
+        let journal = match journal_path {
+            Some(path) => {
+                let (open, recovered) = journal::Journal::open(path)?;
+                let entries: Vec<&UsageEntry> = recovered.entries().collect();
+                if !entries.is_empty() {
+                    for chunk in entries.chunks(writer::MAX_BATCH) {
+                        writer::write_batch(&writer_pool, chunk).await?;
+                    }
+                    tracing::info!(
+                        settled = recovered.settled.len(),
+                        interrupted = recovered.interrupted.len(),
+                        "settlement journal replayed into the ledger"
+                    );
+                }
+                Some(open.start()?)
+            }
+            None => None,
+        };
+        let (tx, rx) = mpsc::channel(writer::QUEUE);
+        tokio::spawn(
+            writer::WriterTask {
+                pool: writer_pool.clone(),
+                accounts: accounts.clone(),
+                journal: journal.clone(),
+                settled: settled.clone(),
+            }
+            .run(rx),
+        );
         Ok(Ledger {
             pool,
-            accounts: Arc::new(Accounts::default()),
-            settled: Arc::new(tokio::sync::watch::channel(0).0),
+            writer_pool,
+            accounts,
+            settled,
+            writer: tx,
+            journal,
         })
     }
 
@@ -202,9 +349,42 @@ impl Ledger {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 
-    /// Closes the pool (tests drop their databases after this).
+    /// Closes the pools (tests drop their databases after this).
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer_pool.close().await;
+    }
+
+    /// Room in the writer's queue for one settlement; waits while the queue is full. Taking the
+    /// slot before giving up anything makes the hand-off cancel-safe: a caller dropped while
+    /// waiting here still owns its entry.
+    pub async fn settle_slot(&self) -> Result<SettleSlot, LedgerError> {
+        self.writer
+            .clone()
+            .reserve_owned()
+            .await
+            .map(SettleSlot)
+            .map_err(|_| LedgerError::WriterGone)
+    }
+
+    /// Hands an entry to the writer without waiting for it (a request dropped mid-way).
+    pub fn settle_detached(&self, entry: UsageEntry, hold: Option<Hold>) {
+        let job = writer::Job {
+            entry,
+            hold,
+            reply: None,
+        };
+        if let Err(mpsc::error::TrySendError::Full(job)) = self.writer.try_send(job) {
+            let tx = self.writer.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(job).await;
+            });
+        }
+    }
+
+    /// The settlement journal, when this ledger has one (the server does; the CLI does not).
+    pub fn journal(&self) -> Option<&journal::Journal> {
+        self.journal.as_ref()
     }
 
     /// The account of `key_id`, loaded from the database on first use and re-read in the

@@ -5,6 +5,7 @@
 pub mod admission;
 pub mod attempts;
 pub mod chat_stream;
+pub mod meter;
 pub mod responses;
 pub mod settlement;
 pub mod tokens;
@@ -17,7 +18,6 @@ use bytes::Bytes;
 use futures_util::Stream;
 use serde_json::Value;
 use switchyard_wire::openai::{normalize_finish_reason, ChatRequest, RequestError};
-use switchyard_wire::usage::Usage;
 
 use crate::app::Gateway;
 use crate::auth::Caller;
@@ -112,7 +112,8 @@ pub async fn chat(
     .await?;
     match attempts::open(gw, &model, &req, &mut settlement, started).await? {
         Opened::Json { body, served } => match complete_json(&body, &mut settlement).await {
-            Some(body) => Ok(ChatReply::Json { body, served }),
+            Some(Ok(body)) => Ok(ChatReply::Json { body, served }),
+            Some(Err(e)) => Err(e),
             None => {
                 attempts::fail_settled(&mut settlement).await;
                 Err(RelayError::UpstreamFailed(
@@ -136,48 +137,41 @@ pub async fn chat(
     }
 }
 
-/// A non-streamed answer: adds `usage.cost`, settles, and returns the body to send.
-async fn complete_json(body: &[u8], settlement: &mut Settlement) -> Option<Vec<u8>> {
+/// A non-streamed answer: adds `usage.cost`, settles, and returns the body to send once its
+/// entry is durable. `Err` when the entry could not be made durable.
+async fn complete_json(
+    body: &[u8],
+    settlement: &mut Settlement,
+) -> Option<Result<Vec<u8>, RelayError>> {
     let mut v: Value = serde_json::from_slice(body).ok()?;
     if v.get("error").is_some() || !v.get("choices").is_some_and(Value::is_array) {
         return None;
     }
     if let Some(model) = v.get("model").and_then(Value::as_str) {
-        settlement.tally.served_model = Some(model.to_owned());
+        settlement.meter.served_model(model);
     }
-    let mut end = EndReason::Stop;
+    settlement.meter.answered();
+    settlement.meter.chat_value(&v);
     for c in v["choices"].as_array_mut().into_iter().flatten() {
-        if let Some(reason) = c
+        let fixed = c
             .get("finish_reason")
             .and_then(Value::as_str)
-            .map(str::to_owned)
-        {
-            let fixed = normalize_finish_reason(&reason);
-            if let Some(fixed) = fixed {
-                c["finish_reason"] = Value::String(fixed.to_owned());
-            }
-            end = EndReason::from_finish(fixed.unwrap_or(&reason));
-        }
-        let m = &c["message"];
-        for key in ["content", "reasoning_content"] {
-            if let Some(t) = m.get(key).and_then(Value::as_str) {
-                settlement.tally.delivered.push_str(t);
-            }
-        }
-        if let Some(calls) = m.get("tool_calls") {
-            settlement.tally.delivered.push_str(&calls.to_string());
+            .and_then(normalize_finish_reason);
+        if let Some(fixed) = fixed {
+            c["finish_reason"] = Value::String(fixed.to_owned());
         }
     }
-    settlement.tally.reported = v.get("usage").and_then(Usage::from_openai);
-    settlement.tally.first_token_at = Some(Instant::now());
+    let end = settlement.meter.finish_reason().unwrap_or(EndReason::Stop);
     let settled = settlement.measure().await;
     let cost = settled.cost.total().to_string();
     match v.get_mut("usage") {
         Some(u) if u.is_object() => settled.usage.merge_into(u, Some(&cost)),
         _ => v["usage"] = settled.usage.to_openai(Some(&cost)),
     }
-    settlement.settle(end, &settled).await;
-    serde_json::to_vec(&v).ok()
+    Some(match settlement.settle(end, &settled).await {
+        Ok(_) => Ok(serde_json::to_vec(&v).unwrap_or_default()),
+        Err(_) => Err(RelayError::LedgerUnavailable),
+    })
 }
 
 /// Prompt text for token estimates, derived from the request on demand.

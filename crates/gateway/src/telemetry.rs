@@ -129,6 +129,8 @@ pub struct SettledRequest<'a> {
     pub cost_nanos: i64,
     pub ttft: Option<Duration>,
     pub duration: Duration,
+    /// The upstream reported more than the admission hold covered.
+    pub over_hold: bool,
 }
 
 /// Counts one settled request, its tokens and cost, and observes its latencies.
@@ -146,11 +148,15 @@ pub fn record_settled(s: &SettledRequest<'_>) {
         .increment(s.prompt_tokens);
     counter!("switchyard_completion_tokens_total", "model" => model.clone(), "provider" => provider.clone())
         .increment(s.completion_tokens);
-    counter!("switchyard_cost_nanousd_total", "model" => model.clone(), "provider" => provider)
+    counter!("switchyard_cost_nanousd_total", "model" => model.clone(), "provider" => provider.clone())
         .increment(u64::try_from(s.cost_nanos).unwrap_or(0));
     if let Some(ttft) = s.ttft {
         histogram!("switchyard_time_to_first_token_seconds", "model" => model.clone())
             .record(ttft.as_secs_f64());
+    }
+    if s.over_hold {
+        counter!("switchyard_over_hold_total", "model" => model.clone(), "provider" => provider.clone())
+            .increment(1);
     }
     histogram!("switchyard_request_duration_seconds", "model" => model)
         .record(s.duration.as_secs_f64());

@@ -85,6 +85,16 @@ impl Account {
         })
     }
 
+    /// Holds `amount` whatever the balance: money already spent that the database has not debited
+    /// yet (a settlement waiting in the journal).
+    pub fn force_hold(self: &Arc<Self>, amount: Nanos) -> Hold {
+        self.lock().reserved += amount.0;
+        Hold {
+            account: self.clone(),
+            amount,
+        }
+    }
+
     /// Moves to `key` if it is newer than what the account holds.
     pub fn apply(&self, key: &KeyRecord) {
         let mut st = self.lock();
@@ -136,6 +146,13 @@ pub struct Hold {
 impl Hold {
     pub fn amount(&self) -> Nanos {
         self.amount
+    }
+
+    /// The same hold, now of `amount` (more or less than before, whatever the balance).
+    pub fn resize(self, amount: Nanos) -> Hold {
+        let held = self.account.force_hold(amount);
+        drop(self);
+        held
     }
 }
 

@@ -5,9 +5,8 @@
 use sqlx::Row;
 
 use super::accounts::Hold;
-use super::keys::{key_from_row, KeyRecord};
 use super::periods::day_name;
-use super::{GroupBy, Ledger, LedgerError, Nanos, UsageEntry};
+use super::{Durable, GroupBy, Ledger, LedgerError, Nanos, UsageEntry};
 
 /// A stored usage entry, read back.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -31,6 +30,13 @@ pub struct UsageEntryRow {
     pub stream: bool,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// The money held at admission.
+    #[serde(serialize_with = "as_usd")]
+    pub hold: Nanos,
+    /// The upstream reported more than the hold covered.
+    pub over_hold: bool,
+    /// `prompt_only`, `checkpoint` or `no_checkpoint` (see `BillingNote`), or null.
+    pub billing_note: Option<String>,
 }
 
 /// One row of a usage report.
@@ -73,7 +79,8 @@ fn as_usd<S: serde::Serializer>(n: &Nanos, s: S) -> Result<S::Ok, S::Error> {
 
 const ENTRY_COLUMNS: &str = "request_id, key_id, requested_model, served_model, provider, \
      attempts, prompt_tokens, completion_tokens, reasoning_tokens, cached_tokens, token_source, \
-     cost_nanos, end_reason, ttft_ms, duration_ms, stream, started_at, finished_at";
+     cost_nanos, end_reason, ttft_ms, duration_ms, stream, started_at, finished_at, hold_nanos, \
+     over_hold, billing_note";
 
 fn entry_from_row(r: &sqlx::any::AnyRow) -> Result<UsageEntryRow, sqlx::Error> {
     Ok(UsageEntryRow {
@@ -95,92 +102,29 @@ fn entry_from_row(r: &sqlx::any::AnyRow) -> Result<UsageEntryRow, sqlx::Error> {
         stream: r.try_get::<i64, _>("stream")? != 0,
         started_at: r.try_get("started_at")?,
         finished_at: r.try_get("finished_at")?,
+        hold: Nanos(r.try_get("hold_nanos")?),
+        over_hold: r.try_get::<i64, _>("over_hold")? != 0,
+        billing_note: r.try_get("billing_note")?,
     })
 }
 
 impl Ledger {
-    /// Appends the usage entry and debits its cost from the key, in one transaction, then lets
-    /// the key's account adopt the new balance and releases `hold`. A second entry for the same
-    /// request id is refused by the primary key, so a request is charged once. On an error
-    /// nothing is written and the hold is released all the same.
-    pub async fn settle(
-        &self,
-        e: &UsageEntry,
-        hold: Option<Hold>,
-    ) -> Result<Option<KeyRecord>, LedgerError> {
-        let key = self.write_entry(e).await;
-        if let Ok(Some(k)) = &key {
-            self.accounts.apply(k);
-        }
-        drop(hold);
-        if key.is_ok() {
-            self.settled.send_modify(|n| *n += 1);
-        }
-        key
+    /// Appends the usage entry and debits its cost from the key (through the group-commit
+    /// writer, in one transaction with whatever else is settling), lets the key's account adopt
+    /// the new balance, releases `hold`, and returns once the entry is durable. A second entry for
+    /// the same request id changes nothing, so a request is charged once. When the database will
+    /// not write, the entry is journaled (and still durable) if this ledger has a journal.
+    pub async fn settle(&self, e: &UsageEntry, hold: Option<Hold>) -> Result<Durable, LedgerError> {
+        self.settle_slot()
+            .await?
+            .send(e.clone(), hold)
+            .durable()
+            .await
     }
 
     /// `settle` without a hold.
     pub async fn record(&self, e: &UsageEntry) -> Result<(), LedgerError> {
         self.settle(e, None).await.map(|_| ())
-    }
-
-    async fn write_entry(&self, e: &UsageEntry) -> Result<Option<KeyRecord>, LedgerError> {
-        let mut tx = self.pool.begin().await?;
-        let sql = format!(
-            "INSERT INTO usage_entries ({ENTRY_COLUMNS}, created_at) VALUES ($1, $2, $3, $4, $5, \
-             $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
-        );
-        sqlx::query(&sql)
-            .bind(&e.request_id)
-            .bind(&e.key_id)
-            .bind(&e.requested_model)
-            .bind(&e.served_model)
-            .bind(&e.provider)
-            .bind(i64::from(e.attempts))
-            .bind(e.prompt_tokens as i64)
-            .bind(e.completion_tokens as i64)
-            .bind(e.reasoning_tokens as i64)
-            .bind(e.cached_tokens as i64)
-            .bind(e.token_source.as_str())
-            .bind(e.cost.0)
-            .bind(e.end_reason.as_str())
-            .bind(e.ttft_ms)
-            .bind(e.duration_ms)
-            .bind(i64::from(e.stream))
-            .bind(e.started_at)
-            .bind(e.finished_at)
-            .bind(e.finished_at)
-            .execute(&mut *tx)
-            .await?;
-        let mut key = None;
-        if e.cost.0 != 0 {
-            // The period is the key's budget period (days without a budget); a settlement in a
-            // new period starts its spend afresh, one from an older period leaves it alone.
-            let day = super::BudgetPeriod::Day.start_of(e.finished_at);
-            let month = super::BudgetPeriod::Month.start_of(e.finished_at);
-            let p = |a: usize, b: usize| {
-                format!("(CASE WHEN budget_period = 'month' THEN ${a} ELSE ${b} END)")
-            };
-            let sql = format!(
-                "UPDATE api_keys SET balance_nanos = balance_nanos - $1, spent_nanos = spent_nanos + $1, \
-                 period_spent_nanos = CASE WHEN period_start = {p1} THEN period_spent_nanos + $1 \
-                 WHEN period_start > {p1} THEN period_spent_nanos ELSE $1 END, \
-                 period_start = CASE WHEN period_start > {p1} THEN period_start ELSE {p1} END, \
-                 version = version + 1 WHERE id = $4 RETURNING {cols}",
-                p1 = p(2, 3),
-                cols = super::keys::KEY_COLUMNS
-            );
-            let row = sqlx::query(&sql)
-                .bind(e.cost.0)
-                .bind(month)
-                .bind(day)
-                .bind(&e.key_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            key = row.as_ref().map(key_from_row).transpose()?;
-        }
-        tx.commit().await?;
-        Ok(key)
     }
 
     /// The ledger entry of one request.

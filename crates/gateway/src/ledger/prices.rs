@@ -6,7 +6,20 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use switchyard_wire::usage::Usage;
 
 /// An amount of money in nano-USD (10⁻⁹ USD). `i64` holds ±9.2 billion USD.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct Nanos(pub i64);
 
 const NANOS_PER_USD: i64 = 1_000_000_000;

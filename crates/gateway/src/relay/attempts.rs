@@ -10,6 +10,7 @@
 //! `auto-fast` may hedge: when its first route has not produced a token after `hedge_after_ms`,
 //! the second starts too; the first to answer is kept and the other is dropped (cancelled).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,7 +19,6 @@ use serde_json::Value;
 use switchyard_wire::anthropic;
 use switchyard_wire::openai::{ChatRequest, ChunkView, RequestError};
 use switchyard_wire::sse;
-use switchyard_wire::usage::Usage;
 
 use crate::app::Gateway;
 use crate::config::{AutoKind, ModelConfig, ProviderKind, Route};
@@ -103,6 +103,8 @@ async fn open_inner(
     started: Instant,
 ) -> Result<Opened, RelayError> {
     let policy = &gw.config.routing;
+    let accepted = settlement.meter.accepted_flag();
+    let accepted = accepted.as_ref();
     let candidates = gw
         .routing
         .candidates(model)
@@ -124,11 +126,11 @@ async fn open_inner(
     {
         if n >= 2 && max_attempts >= 2 {
             let (first, second) = (&candidates[0], &candidates[1]);
-            let hedged = hedge(gw, first, second, req, delay).await?;
+            let hedged = hedge(gw, first, second, req, delay, accepted).await?;
             attempts += hedged.sends;
             for (i, outcome) in hedged.failures {
                 if !outcome.is_retryable() {
-                    settlement.tally.attempts = attempts;
+                    settlement.meter.attempts(attempts);
                     return Err(final_error(outcome, kind_of(gw, &candidates[i].route)));
                 }
                 note_failure(gw, policy, &candidates[i], &outcome, &mut retry_at[i]);
@@ -168,14 +170,14 @@ async fn open_inner(
             break;
         }
         let body = upstream_body(gw, &cand.route, req)?;
-        let tried = attempt(gw, &cand.route, body, req.stream).await;
+        let tried = attempt(gw, &cand.route, body, req.stream, accepted).await;
         attempts += tried.sends;
         match tried.result {
             Ok(answer) => {
                 return Ok(opened(gw, settlement, cand, answer, tried.ttft, attempts));
             }
             Err(e) if !e.is_retryable() => {
-                settlement.tally.attempts = attempts;
+                settlement.meter.attempts(attempts);
                 return Err(final_error(e, kind_of(gw, &cand.route)));
             }
             Err(e) => {
@@ -185,7 +187,7 @@ async fn open_inner(
             }
         }
     }
-    settlement.tally.attempts = attempts;
+    settlement.meter.attempts(attempts);
     Err(match last_error {
         Some((e, kind)) => final_error(e, kind),
         None => RelayError::UpstreamFailed("no provider is configured for this model".into()),
@@ -252,11 +254,12 @@ fn opened(
         attempts,
         rate: settlement.rate,
     };
-    let tally = &mut settlement.tally;
-    tally.attempts = attempts;
-    tally.provider = Some(served.provider.clone());
-    tally.served_model = Some(cand.route.upstream_model.clone());
-    tally.prices = Some(cand.route.prices.clone());
+    settlement.meter.served(
+        &served.provider,
+        &cand.route.upstream_model,
+        cand.route.prices.clone(),
+        attempts,
+    );
     match answer {
         Answer::Json(body) => Opened::Json { body, served },
         Answer::Stream(upstream) => {
@@ -282,6 +285,7 @@ async fn hedge(
     second: &Candidate,
     req: &ChatRequest,
     delay: Duration,
+    accepted: &AtomicBool,
 ) -> Result<Hedged, RelayError> {
     let mut out = Hedged {
         winner: None,
@@ -289,7 +293,7 @@ async fn hedge(
         sends: 0,
     };
     let body = upstream_body(gw, &first.route, req)?;
-    let a = attempt(gw, &first.route, body, req.stream);
+    let a = attempt(gw, &first.route, body, req.stream, accepted);
     tokio::pin!(a);
     let early = tokio::select! {
         t = &mut a => Some(t),
@@ -315,14 +319,14 @@ async fn hedge(
         let body = upstream_body(gw, &second.route, req)?;
         take(
             1,
-            attempt(gw, &second.route, body, req.stream).await,
+            attempt(gw, &second.route, body, req.stream, accepted).await,
             &mut out,
         );
         return Ok(out);
     }
     let hedge_started = Instant::now();
     let body = upstream_body(gw, &second.route, req)?;
-    let b = attempt(gw, &second.route, body, req.stream);
+    let b = attempt(gw, &second.route, body, req.stream, accepted);
     tokio::pin!(b);
     tokio::select! {
         t = &mut a => {
@@ -363,8 +367,14 @@ fn upstream_body(gw: &Gateway, route: &Route, req: &ChatRequest) -> Result<Vec<u
 }
 
 /// One route (see `try_route`), counted in the upstream-attempt metric by its outcome.
-async fn attempt(gw: &Gateway, route: &Route, body: Vec<u8>, stream: bool) -> Tried {
-    let tried = try_route(gw, route, body, stream).await;
+async fn attempt(
+    gw: &Gateway,
+    route: &Route,
+    body: Vec<u8>,
+    stream: bool,
+    accepted: &AtomicBool,
+) -> Tried {
+    let tried = try_route(gw, route, body, stream, accepted).await;
     let outcome = match &tried.result {
         Ok(_) => AttemptOutcome::Ok,
         Err(e) if e.is_retryable() => AttemptOutcome::Retryable,
@@ -375,8 +385,15 @@ async fn attempt(gw: &Gateway, route: &Route, body: Vec<u8>, stream: bool) -> Tr
 }
 
 /// One route: send, refresh the credential once on a 401, and wait for the answer (non-stream) or
-/// the first token (stream), within the route's time limits.
-async fn try_route(gw: &Gateway, route: &Route, body: Vec<u8>, stream: bool) -> Tried {
+/// the first token (stream), within the route's time limits. `accepted` is set once the upstream
+/// answered with success headers (from then on it has processed, or is processing, the prompt).
+async fn try_route(
+    gw: &Gateway,
+    route: &Route,
+    body: Vec<u8>,
+    stream: bool,
+    accepted: &AtomicBool,
+) -> Tried {
     let started = Instant::now();
     let mut sends = 0;
     let Some(provider) = gw.providers.get(&route.provider) else {
@@ -419,6 +436,9 @@ async fn try_route(gw: &Gateway, route: &Route, body: Vec<u8>, stream: bool) -> 
         }
     };
     let dialect = provider.kind();
+    if resp.is_ok() {
+        accepted.store(true, Ordering::Relaxed);
+    }
     let result = match resp {
         Err(e) => Err(e),
         Ok(resp) if !stream => whole_answer(resp, dialect, deadline).await,
@@ -494,12 +514,9 @@ pub async fn fail_settled(settlement: &mut Settlement) {
 
 /// Records a request that ended before anything was delivered, at no cost.
 async fn settle_unserved(settlement: &mut Settlement, end: EndReason) {
-    let nothing = Settled {
-        usage: Usage::default(),
-        cost: Default::default(),
-        source: crate::ledger::TokenSource::Estimated,
-    };
-    settlement.settle(end, &nothing).await;
+    if let Err(e) = settlement.settle(end, &Settled::NOTHING).await {
+        tracing::error!(error = %e, "the entry of an unserved request could not be written");
+    }
 }
 
 /// What the first events of a stream say.

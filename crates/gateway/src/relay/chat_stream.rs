@@ -13,7 +13,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
@@ -25,7 +25,7 @@ use switchyard_wire::usage::Usage;
 
 use crate::app::Gateway;
 use crate::config::ProviderKind;
-use crate::ledger::EndReason;
+use crate::ledger::{Durable, EndReason, LedgerError};
 use crate::relay::attempts::{unix_now, UpstreamStream};
 use crate::relay::settlement::{Settled, Settlement};
 use crate::relay::upstream_pump::{self, Failure, Pump, PumpedRelay};
@@ -53,7 +53,6 @@ pub struct ChatStream {
     held_finish: Option<Value>,
     /// The upstream's usage-only chunk (`choices: []`), kept to be re-sent with the cost.
     usage_chunk: Option<Value>,
-    finish_reason: Option<EndReason>,
     id: String,
     model: String,
     created: u64,
@@ -79,7 +78,6 @@ impl ChatStream {
             health: gw.map(|gw| (gw, upstream.route_key)),
             held_finish: None,
             usage_chunk: None,
-            finish_reason: None,
             id: String::new(),
             model: String::new(),
             created: 0,
@@ -89,7 +87,7 @@ impl ChatStream {
             stream.id = crate::auth::new_id("chatcmpl-", 24);
             stream.model = upstream.model;
             stream.created = unix_now();
-            stream.settlement.tally.served_model = Some(stream.model.clone());
+            stream.settlement.meter.served_model(&stream.model);
             stream.translator = Some(Box::new(StreamTranslator::new(
                 stream.id.clone(),
                 stream.model.clone(),
@@ -122,23 +120,15 @@ impl ChatStream {
             self.id = view.id.as_deref().unwrap_or_default().to_owned();
             self.model = view.model.as_deref().unwrap_or_default().to_owned();
             self.created = view.created.unwrap_or_default();
-            self.settlement.tally.served_model = Some(self.model.clone());
+            self.settlement.meter.served_model(&self.model);
         }
-        let tally = &mut self.settlement.tally;
-        let before = tally.delivered.len();
-        view.for_each_text(|t| tally.delivered.push_str(t));
-        if tally.first_token_at.is_none() && tally.delivered.len() > before {
-            tally.first_token_at = Some(Instant::now());
-        }
-        if let Some(usage) = view.usage {
-            let usage: Value = serde_json::from_str(usage.get()).unwrap_or(Value::Null);
-            if let Some(u) = Usage::from_openai(&usage) {
-                self.settlement.tally.reported = Some(u);
-            }
-        }
-        let finish = view.finish_reason().map(str::to_owned);
+        let finish = self.settlement.meter.chunk(&view);
+        let renamed = view
+            .finish_reason()
+            .is_some_and(|r| normalize_finish_reason(r).is_some());
         let usage_only = view.choices.is_empty() && view.usage.is_some();
         drop(view);
+        self.settlement.checkpoint();
         if usage_only {
             self.usage_chunk = serde_json::from_slice(&event.data).ok();
             return;
@@ -146,12 +136,9 @@ impl ChatStream {
         if let Some(reason) = finish {
             self.flush_held();
             let mut chunk: Value = serde_json::from_slice(&event.data).unwrap_or(Value::Null);
-            if let Some(fixed) = normalize_finish_reason(&reason) {
-                set_finish_reason(&mut chunk, fixed);
+            if renamed {
+                set_finish_reason(&mut chunk, reason);
             }
-            self.finish_reason = Some(EndReason::from_finish(
-                normalize_finish_reason(&reason).unwrap_or(&reason),
-            ));
             self.held_finish = Some(chunk);
             return;
         }
@@ -176,28 +163,27 @@ impl ChatStream {
             let inner = body.get_mut("error").map(Value::take);
             return self.fail(Failure::UpstreamError, inner).await;
         }
+        let meter = &mut self.settlement.meter;
         if let Some(reason) = t.finish_reason() {
-            self.finish_reason = Some(EndReason::from_finish(reason));
+            meter.finish(EndReason::from_finish(reason));
         }
         if let Some(u) = t.usage() {
-            self.settlement.tally.reported = Some(usage_of(&u));
+            meter.usage(usage_of(&u));
         }
-        let tally = &mut self.settlement.tally;
-        for chunk in t.drain() {
-            let before = tally.delivered.len();
-            tap_text(&chunk, &mut tally.delivered);
-            if tally.first_token_at.is_none() && tally.delivered.len() > before {
-                tally.first_token_at = Some(Instant::now());
+        for mut chunk in t.drain() {
+            // The translator's chunks carry no usage: what Anthropic reported is tapped above.
+            let usage = chunk.as_object_mut().and_then(|c| c.remove("usage"));
+            let finished = meter.chat_value(&chunk).is_some();
+            if let Some(u) = usage {
+                chunk["usage"] = u;
             }
-            let finished = chunk
-                .pointer("/choices/0/finish_reason")
-                .is_some_and(|f| !f.is_null());
             if finished {
                 self.held_finish = Some(chunk);
             } else {
                 write_json(&mut self.out, &chunk);
             }
         }
+        self.settlement.checkpoint();
         if t.is_done() {
             self.usage_chunk = t.usage_chunk();
             self.finish().await;
@@ -212,7 +198,7 @@ impl ChatStream {
     }
 
     async fn on_eof(&mut self) {
-        if self.finish_reason.is_some() {
+        if self.settlement.meter.finish_reason().is_some() {
             // Some servers end without [DONE] after the finish chunk: that is a complete answer.
             self.finish().await;
         } else {
@@ -222,7 +208,7 @@ impl ChatStream {
 
     /// The normal ending.
     async fn finish(&mut self) {
-        let Some(end) = self.finish_reason else {
+        let Some(end) = self.settlement.meter.finish_reason() else {
             return self.fail(Failure::Broken, None).await;
         };
         let settled = self.settlement.measure().await;
@@ -247,8 +233,8 @@ impl ChatStream {
             }
             write_json(&mut self.out, &chunk);
         }
-        self.settlement.settle(end, &settled).await;
-        self.end_with_done(&settled);
+        let durable = self.settlement.settle(end, &settled).await;
+        self.end_with_done(&settled, durable);
     }
 
     fn empty_chunk(&self, end: EndReason) -> Value {
@@ -261,53 +247,30 @@ impl ChatStream {
     /// was delivered, `[DONE]` and the cost comment.
     pub async fn fail(&mut self, failure: Failure, upstream_error: Option<Value>) {
         self.flush_held();
-        let (message, kind, code, end) = match failure {
-            Failure::Broken => (
-                "The upstream connection was lost before the answer was complete.".to_owned(),
-                "upstream_error",
-                json!(502),
-                EndReason::Error,
-            ),
-            Failure::Garbage => (
-                "The upstream sent a malformed event; the answer is incomplete.".to_owned(),
-                "upstream_error",
-                json!(502),
-                EndReason::Error,
-            ),
-            Failure::Idle => (
-                "The upstream stopped sending for longer than the idle timeout.".to_owned(),
-                "timeout_error",
-                json!(504),
-                EndReason::UpstreamTimeout,
-            ),
-            Failure::Total => (
-                "The upstream did not finish within the total time limit.".to_owned(),
-                "timeout_error",
-                json!(504),
-                EndReason::UpstreamTimeout,
-            ),
+        let (message, kind, code) = match failure {
             Failure::UpstreamError => {
                 let inner = upstream_error
                     .as_ref()
                     .and_then(|e| e.get("message").or_else(|| e.pointer("/error/message")))
                     .and_then(Value::as_str)
-                    .unwrap_or("The upstream reported an error.")
+                    .unwrap_or(failure.message())
                     .to_owned();
-                let kind = upstream_error
+                let rate_limited = upstream_error
                     .as_ref()
                     .and_then(|e| e.get("type"))
                     .and_then(Value::as_str)
-                    .map(|t| {
-                        if t == "rate_limit_error" {
-                            "rate_limit_error"
-                        } else {
-                            "upstream_error"
-                        }
-                    })
-                    .unwrap_or("upstream_error");
-                (inner, kind, json!(502), EndReason::Error)
+                    == Some("rate_limit_error");
+                let kind = if rate_limited {
+                    "rate_limit_error"
+                } else {
+                    "upstream_error"
+                };
+                (inner, kind, json!(502))
             }
+            f if f.is_timeout() => (f.message().to_owned(), "timeout_error", json!(504)),
+            f => (f.message().to_owned(), "upstream_error", json!(502)),
         };
+        let end = failure.end_reason();
         if let Some((gw, key)) = &self.health {
             gw.routing
                 .record_failure(key, &format!("mid-stream: {message}"));
@@ -316,22 +279,32 @@ impl ChatStream {
             json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
         write_json(&mut self.out, &event);
         let settled = self.settlement.measure().await;
-        self.settlement.settle(end, &settled).await;
-        self.end_with_done(&settled);
+        let durable = self.settlement.settle(end, &settled).await;
+        self.end_with_done(&settled, durable);
     }
 
-    fn end_with_done(&mut self, settled: &Settled) {
-        self.out.extend_from_slice(sse::DONE);
-        let comment = json!({
-            "cost": settled.cost.total().to_string(),
-            "input_price": settled.cost.input.to_string(),
-            "output_price": settled.cost.output.to_string(),
-            "prompt_tokens": settled.usage.prompt_tokens,
-            "completion_tokens": settled.usage.completion_tokens,
-        });
-        sse::write_comment(&mut self.out, comment.to_string().as_bytes());
+    /// `[DONE]` and the cost comment once the entry is durable; if it could not be made durable
+    /// (neither the database nor the journal would write), an error event says so instead of the
+    /// cost, before `[DONE]`.
+    fn end_with_done(&mut self, settled: &Settled, durable: Result<Durable, LedgerError>) {
+        match durable {
+            Ok(_) => {
+                self.out.extend_from_slice(sse::DONE);
+                sse::write_comment(&mut self.out, settled.cost_comment().as_bytes());
+            }
+            Err(_) => {
+                write_json(&mut self.out, &billing_unavailable());
+                self.out.extend_from_slice(sse::DONE);
+            }
+        }
         self.phase = Phase::Done;
     }
+}
+
+/// The in-stream error when a finished answer's ledger entry could not be made durable.
+pub(crate) fn billing_unavailable() -> Value {
+    json!({"error": {"message": "The usage of this request could not be recorded; it was not completed normally.",
+                     "type": "server_error", "param": null, "code": 503}})
 }
 
 fn write_json(out: &mut BytesMut, v: &Value) {
@@ -357,33 +330,6 @@ fn usage_of(u: &anthropic::Usage) -> Usage {
         cached_tokens: u.cache_read_tokens,
         cache_write_tokens: u.cache_creation_tokens,
         reasoning_tokens: u.thinking_tokens.unwrap_or(0),
-    }
-}
-
-/// Appends a translated chunk's generated text (content, reasoning, tool names and arguments).
-fn tap_text(chunk: &Value, delivered: &mut String) {
-    let Some(delta) = chunk.pointer("/choices/0/delta") else {
-        return;
-    };
-    for key in ["content", "reasoning_content"] {
-        if let Some(t) = delta.get(key).and_then(Value::as_str) {
-            delivered.push_str(t);
-        }
-    }
-    for call in delta
-        .get("tool_calls")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        for key in ["name", "arguments"] {
-            if let Some(t) = call
-                .pointer(&format!("/function/{key}"))
-                .and_then(Value::as_str)
-            {
-                delivered.push_str(t);
-            }
-        }
     }
 }
 

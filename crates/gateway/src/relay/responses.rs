@@ -15,9 +15,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::Value;
-use switchyard_wire::openai::{normalize_finish_reason, ChatRequest, RequestError};
+use switchyard_wire::openai::{ChatRequest, RequestError};
 use switchyard_wire::responses::{chat_completion_to_response, request_to_chat, ResponseContext};
-use switchyard_wire::usage::Usage;
 
 use crate::app::Gateway;
 use crate::auth::{new_id, Caller};
@@ -25,7 +24,7 @@ use crate::ledger::responses::StoredResponse;
 use crate::ledger::{EndReason, Ledger, LedgerError};
 use crate::relay::attempts::{self, unix_now, Opened};
 use crate::relay::responses::event_stream::ResponseStream;
-use crate::relay::settlement::{Settlement, Tally};
+use crate::relay::settlement::Settlement;
 use crate::relay::{admission, ChatReply, RelayError};
 
 /// Why a Responses request could not be served.
@@ -135,10 +134,11 @@ pub async fn create(
     match attempts::open(gw, &model, &req, &mut settlement, started).await? {
         Opened::Json { body, served } => {
             match complete_json(&body, ctx, &mut settlement, &keeper).await {
-                Some(response) => Ok(ChatReply::Json {
+                Some(Ok(response)) => Ok(ChatReply::Json {
                     body: serde_json::to_vec(&response).unwrap_or_default(),
                     served,
                 }),
+                Some(Err(e)) => Err(e),
                 None => {
                     attempts::fail_settled(&mut settlement).await;
                     Err(RelayError::UpstreamFailed(
@@ -167,46 +167,6 @@ pub async fn retrieve(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, 
     }
 }
 
-/// Adds every piece of generated text in a chat chunk or message (`delta` or `message`) to the
-/// tally, and returns the finish reason of choice 0, normalised to OpenAI's values.
-pub(crate) fn tally_choices(chunk: &Value, tally: &mut Tally) -> Option<&'static str> {
-    let mut finish = None;
-    for choice in chunk["choices"].as_array().into_iter().flatten() {
-        let part = choice.get("delta").or_else(|| choice.get("message"));
-        if let Some(d) = part {
-            for key in ["content", "reasoning_content", "reasoning"] {
-                if let Some(t) = d.get(key).and_then(Value::as_str) {
-                    tally.delivered.push_str(t);
-                }
-            }
-            for call in d["tool_calls"].as_array().into_iter().flatten() {
-                for key in ["name", "arguments"] {
-                    if let Some(t) = call["function"].get(key).and_then(Value::as_str) {
-                        tally.delivered.push_str(t);
-                    }
-                }
-            }
-        }
-        if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
-            finish = Some(finish_reason(reason));
-        }
-    }
-    finish
-}
-
-/// One of OpenAI's finish reasons for whatever the upstream said.
-fn finish_reason(reason: &str) -> &'static str {
-    match normalize_finish_reason(reason) {
-        Some(fixed) => fixed,
-        None => match reason {
-            "length" => "length",
-            "tool_calls" | "function_call" => "tool_calls",
-            "content_filter" => "content_filter",
-            _ => "stop",
-        },
-    }
-}
-
 /// A non-streamed answer: bills it, settles, stores it and returns the Response object (with
 /// `usage.cost`, a decimal string in USD, as chat answers carry it).
 async fn complete_json(
@@ -214,17 +174,16 @@ async fn complete_json(
     mut ctx: ResponseContext,
     settlement: &mut Settlement,
     keeper: &Keeper,
-) -> Option<Value> {
+) -> Option<Result<Value, ResponsesError>> {
     let mut completion: Value = serde_json::from_slice(body).ok()?;
     if completion.get("error").is_some() || !completion["choices"].is_array() {
         return None;
     }
     if let Some(model) = completion.get("model").and_then(Value::as_str) {
-        settlement.tally.served_model = Some(model.to_owned());
+        settlement.meter.served_model(model);
     }
-    let finish = tally_choices(&completion, &mut settlement.tally).unwrap_or("stop");
-    settlement.tally.reported = completion.get("usage").and_then(Usage::from_openai);
-    settlement.tally.first_token_at = Some(Instant::now());
+    settlement.meter.answered();
+    let finish = settlement.meter.chat_value(&completion).unwrap_or("stop");
     let settled = settlement.measure().await;
     let cost = settled.cost.total().to_string();
     match completion.get_mut("usage") {
@@ -236,9 +195,13 @@ async fn complete_json(
     if response["usage"].is_object() {
         response["usage"]["cost"] = Value::String(cost);
     }
-    settlement
+    if settlement
         .settle(EndReason::from_finish(finish), &settled)
-        .await;
+        .await
+        .is_err()
+    {
+        return Some(Err(RelayError::LedgerUnavailable.into()));
+    }
     keeper.keep(&response).await;
-    Some(response)
+    Some(Ok(response))
 }

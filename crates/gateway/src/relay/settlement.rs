@@ -1,34 +1,35 @@
 //! The settlement guard: every admitted request owns one, and its ledger entry is written exactly
 //! once, either by an explicit `settle` at the end of the happy path or, when the request is
 //! dropped early (client gone, upstream dead, a panic), by the guard's `Drop`. The guard owns the
-//! request's hold on the key's money: settling writes the entry and the debit in one transaction
-//! and then releases the hold; if the entry cannot be written the hold is released all the same.
-//! The key's token rate-limit reservation is settled to the tokens used at the same moment.
+//! request's hold on the key's money and hands it, with the entry, to the ledger's group-commit
+//! writer, which releases it once the debit is durable. The hand-off is cancel-safe: the guard
+//! gives up its admission only once the writer's queue has room, and from then on the write runs
+//! in the writer, so a client that goes away mid-commit cannot leave its request unbilled.
+//!
+//! While a request runs, the guard also journals progress checkpoints (tokens so far, at most a
+//! second old) so that a crash bills it to its last checkpoint (`ledger::journal`). A request
+//! cancelled after an upstream accepted it but before any visible token pays for its prompt.
+//! An upstream that reports more than the hold covered is billed all the same, and the entry says
+//! `over_hold`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchyard_wire::usage::Usage;
 
-use crate::ledger::{now_ms, Cost, EndReason, Hold, Ledger, Prices, TokenSource, UsageEntry};
+use crate::ledger::journal::ProgressRecord;
+use crate::ledger::{
+    now_ms, BillingNote, Cost, Durable, EndReason, Hold, Ledger, LedgerError, Nanos, Prices,
+    TokenSource, UsageEntry,
+};
 use crate::limits::{Quota, Reservation};
+use crate::relay::meter::Meter;
 use crate::relay::tokens;
 use crate::telemetry;
 
-/// What the relay learned while serving the request, read when it is settled.
-#[derive(Debug, Default)]
-pub struct Tally {
-    /// Every piece of generated text delivered to the client (content, reasoning, tool calls).
-    pub delivered: String,
-    /// The usage the upstream reported, if it did.
-    pub reported: Option<Usage>,
-    pub first_token_at: Option<Instant>,
-    pub served_model: Option<String>,
-    pub provider: Option<String>,
-    pub attempts: u32,
-    /// The served route's prices, when they differ from the requested model's (`auto` models).
-    pub prices: Option<Prices>,
-}
+/// How often a running request's progress is journaled.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// The fixed facts of a request, known at admission.
 pub struct Admission {
@@ -55,12 +56,61 @@ pub struct Settled {
     pub usage: Usage,
     pub cost: Cost,
     pub source: TokenSource,
+    pub note: Option<BillingNote>,
+}
+
+impl Settled {
+    /// Nothing to bill.
+    pub const NOTHING: Settled = Settled {
+        usage: Usage {
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            reasoning_tokens: 0,
+            cached_tokens: 0,
+            cache_write_tokens: 0,
+        },
+        cost: Cost {
+            input: Nanos(0),
+            output: Nanos(0),
+        },
+        source: TokenSource::Estimated,
+        note: None,
+    };
+}
+
+impl Settled {
+    /// The comment after a stream's end: cost = input_price + output_price, decimal strings in USD.
+    pub fn cost_comment(&self) -> String {
+        serde_json::json!({
+            "cost": self.cost.total().to_string(),
+            "input_price": self.cost.input.to_string(),
+            "output_price": self.cost.output.to_string(),
+            "prompt_tokens": self.usage.prompt_tokens,
+            "completion_tokens": self.usage.completion_tokens,
+        })
+        .to_string()
+    }
+}
+
+/// The progress checkpoints of a running request (see `Settlement::checkpoint`).
+struct Checkpoints {
+    next_at: Instant,
+    /// How much of the delivered text the counts below cover.
+    counted_len: usize,
+    counts: Arc<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    prompt: AtomicU64,
+    completion: AtomicU64,
 }
 
 /// Owns the duty to settle one request.
 pub struct Settlement {
     admission: Option<Box<Admission>>,
-    pub tally: Tally,
+    pub meter: Meter,
+    checkpoints: Checkpoints,
     /// The key's rate limits as this admission left them (for the `x-ratelimit-*` headers).
     pub rate: Option<Quota>,
     /// Held while the request streams to its client (the open-streams gauge).
@@ -69,18 +119,23 @@ pub struct Settlement {
 
 /// The usage to bill: the upstream's if it reported one, else an estimate from what was delivered,
 /// counted with the model's tokenizer on a blocking thread. Nothing delivered and nothing reported
-/// means nothing is billed.
-async fn measure(a: &Admission, tally: &Tally) -> Settled {
-    let (usage, source) = match tally.reported {
+/// means nothing is billed, unless `prompt_only`: the request was cancelled after an upstream
+/// accepted it, and the prompt it processed is billed.
+async fn measure(a: &Admission, meter: &Meter, prompt_only: bool) -> Settled {
+    let model = || {
+        meter
+            .served_model_name()
+            .unwrap_or(&a.requested_model)
+            .to_owned()
+    };
+    let (usage, source) = match meter.reported() {
         Some(u) => (u, TokenSource::ProviderReported),
-        None if tally.delivered.is_empty() => (Usage::default(), TokenSource::Estimated),
+        None if meter.delivered().is_empty() && !prompt_only => {
+            (Usage::default(), TokenSource::Estimated)
+        }
         None => {
-            let model = tally
-                .served_model
-                .clone()
-                .unwrap_or_else(|| a.requested_model.clone());
-            let prompt = a.prompt.clone();
-            let delivered = tally.delivered.clone();
+            let (model, prompt) = (model(), a.prompt.clone());
+            let delivered = meter.delivered().to_owned();
             let count = move || Usage {
                 prompt_tokens: tokens::prompt_tokens(&model, &prompt.prompt()),
                 completion_tokens: tokens::count(&model, &delivered),
@@ -92,38 +147,46 @@ async fn measure(a: &Admission, tally: &Tally) -> Settled {
     };
     Settled {
         usage,
-        cost: tally.prices.as_ref().unwrap_or(&a.prices).cost(&usage),
+        cost: meter.prices().unwrap_or(&a.prices).cost(&usage),
         source,
+        note: prompt_only.then_some(BillingNote::PromptOnly),
     }
 }
 
-fn entry(a: &Admission, tally: &Tally, end: EndReason, settled: &Settled) -> UsageEntry {
+fn entry(a: &Admission, meter: &Meter, end: EndReason, settled: &Settled) -> UsageEntry {
     let duration_ms = a.started.elapsed().as_millis() as i64;
+    let hold = a.hold.as_ref().map_or(Nanos::ZERO, Hold::amount);
+    let cost = settled.cost.total();
     UsageEntry {
         request_id: a.request_id.clone(),
         key_id: a.key_id.clone(),
         requested_model: a.requested_model.clone(),
-        served_model: tally.served_model.clone(),
-        provider: tally.provider.clone(),
-        attempts: tally.attempts,
+        served_model: meter.served_model_name().map(str::to_owned),
+        provider: meter.provider().map(str::to_owned),
+        attempts: meter.attempts_made(),
         prompt_tokens: settled.usage.prompt_tokens,
         completion_tokens: settled.usage.completion_tokens,
         reasoning_tokens: settled.usage.reasoning_tokens,
         cached_tokens: settled.usage.cached_tokens,
         token_source: settled.source,
-        cost: settled.cost.total(),
+        cost,
         end_reason: end,
-        ttft_ms: tally
-            .first_token_at
+        ttft_ms: meter
+            .first_token_at()
             .map(|t| t.duration_since(a.started).as_millis() as i64),
         duration_ms,
         stream: a.stream,
         started_at: a.started_at_ms,
         finished_at: now_ms().max(a.started_at_ms),
+        hold,
+        over_hold: a.hold.is_some() && cost > hold,
+        note: settled.note,
     }
 }
 
-async fn record(mut a: Box<Admission>, e: &UsageEntry) {
+/// Everything but the ledger write: metrics, the rate limiter's correction. Returns the hold,
+/// which goes to the writer with the entry.
+fn close(a: &mut Admission, e: &UsageEntry) -> Option<Hold> {
     telemetry::record_settled(&telemetry::SettledRequest {
         model: &a.requested_model,
         provider: e.provider.as_deref(),
@@ -133,22 +196,26 @@ async fn record(mut a: Box<Admission>, e: &UsageEntry) {
         cost_nanos: e.cost.0,
         ttft: e.ttft_ms.map(|ms| Duration::from_millis(ms.max(0) as u64)),
         duration: Duration::from_millis(e.duration_ms.max(0) as u64),
+        over_hold: e.over_hold,
     });
     if let Some(rate) = a.rate.take() {
         let used = e.prompt_tokens.saturating_add(e.completion_tokens);
         rate.settle(&a.key_id, used);
     }
-    let hold = a.hold.take();
-    if let Err(err) = a.ledger.settle(e, hold).await {
-        tracing::error!(request_id = %e.request_id, error = %err, "usage entry could not be written");
-    }
+    a.hold.take()
 }
 
 impl Settlement {
     pub fn new(admission: Admission) -> Settlement {
+        let next_at = admission.started + CHECKPOINT_EVERY;
         Settlement {
             admission: Some(Box::new(admission)),
-            tally: Tally::default(),
+            meter: Meter::default(),
+            checkpoints: Checkpoints {
+                next_at,
+                counted_len: 0,
+                counts: Arc::default(),
+            },
             rate: None,
             open_stream: None,
         }
@@ -164,23 +231,88 @@ impl Settlement {
     /// What the request has cost so far (see `measure`).
     pub async fn measure(&self) -> Settled {
         match &self.admission {
-            Some(a) => measure(a, &self.tally).await,
-            None => Settled {
-                usage: Usage::default(),
-                cost: Cost::default(),
-                source: TokenSource::Estimated,
-            },
+            Some(a) => measure(a, &self.meter, false).await,
+            None => Settled::NOTHING,
         }
     }
 
-    /// Writes the ledger entry now and waits until it is durable. Settling twice is impossible:
-    /// the first call consumes the admission.
-    pub async fn settle(&mut self, end: EndReason, settled: &Settled) {
-        let Some(a) = self.admission.take() else {
+    /// Journals the request's progress when the last checkpoint is a second old: the tokens so
+    /// far (the upstream's report, or the prompt and the text delivered since the last checkpoint
+    /// counted on a blocking thread). Cheap when not due: one clock read.
+    pub fn checkpoint(&mut self) {
+        let now = Instant::now();
+        if now < self.checkpoints.next_at {
+            return;
+        }
+        self.checkpoints.next_at = now + CHECKPOINT_EVERY;
+        let Some(a) = &self.admission else {
             return;
         };
-        let e = entry(&a, &self.tally, end, settled);
-        record(a, &e).await;
+        let Some(journal) = a.ledger.journal().cloned() else {
+            return;
+        };
+        let m = &self.meter;
+        let prices = m.prices().filter(|p| **p != a.prices);
+        let mut rec = ProgressRecord {
+            id: a.request_id.clone(),
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            reasoning_tokens: 0,
+            cached_tokens: 0,
+            at: now_ms(),
+            provider: m.provider().map(str::to_owned),
+            served_model: m.served_model_name().map(str::to_owned),
+            input_price: prices.map(|p| p.input.to_string()),
+            output_price: prices.map(|p| p.output.to_string()),
+        };
+        if let Some(u) = m.reported() {
+            rec.prompt_tokens = u.prompt_tokens;
+            rec.completion_tokens = u.completion_tokens;
+            rec.reasoning_tokens = u.reasoning_tokens;
+            rec.cached_tokens = u.cached_tokens;
+            journal.progress(rec);
+            return;
+        }
+        let fresh = m.delivered()[self.checkpoints.counted_len..].to_owned();
+        self.checkpoints.counted_len = m.delivered().len();
+        let counts = self.checkpoints.counts.clone();
+        let prompt = a.prompt.clone();
+        let model = m
+            .served_model_name()
+            .unwrap_or(&a.requested_model)
+            .to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut p = counts.prompt.load(Ordering::Relaxed);
+            if p == 0 {
+                p = tokens::prompt_tokens(&model, &prompt.prompt());
+                counts.prompt.store(p, Ordering::Relaxed);
+            }
+            let c = tokens::count(&model, &fresh);
+            rec.prompt_tokens = p;
+            rec.completion_tokens = counts.completion.fetch_add(c, Ordering::Relaxed) + c;
+            journal.progress(rec);
+        });
+    }
+
+    /// Writes the ledger entry now and waits until it is durable (committed, or journaled when
+    /// the database will not write). Settling twice is impossible: the first call consumes the
+    /// admission, and only once the writer has room for the entry, so a caller dropped while
+    /// waiting leaves the guard to settle on drop.
+    pub async fn settle(
+        &mut self,
+        end: EndReason,
+        settled: &Settled,
+    ) -> Result<Durable, LedgerError> {
+        let Some(a) = &self.admission else {
+            return Ok(Durable::Database);
+        };
+        let slot = a.ledger.settle_slot().await?;
+        let Some(mut a) = self.admission.take() else {
+            return Ok(Durable::Database);
+        };
+        let e = entry(&a, &self.meter, end, settled);
+        let hold = close(&mut a, &e);
+        slot.send(e, hold).durable().await
     }
 }
 
@@ -190,15 +322,18 @@ impl Drop for Settlement {
             return;
         };
         // Dropped before settling: the client went away (or the task died). Bill what was
-        // delivered, off this thread: drop must not block the runtime.
-        tracing::debug!(request_id = %a.request_id, "request dropped before it finished; settling as cancelled");
-        let tally = std::mem::take(&mut self.tally);
+        // delivered, or the prompt if an upstream had accepted the request, off this thread:
+        // drop must not block the runtime.
+        let meter = std::mem::take(&mut self.meter);
+        let prompt_only = meter.is_accepted() && meter.first_token_at().is_none();
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
                 handle.spawn(async move {
-                    let settled = measure(&a, &tally).await;
-                    let e = entry(&a, &tally, EndReason::Cancelled, &settled);
-                    record(a, &e).await;
+                    let mut a = a;
+                    let settled = measure(&a, &meter, prompt_only).await;
+                    let e = entry(&a, &meter, EndReason::Cancelled, &settled);
+                    let hold = close(&mut a, &e);
+                    a.ledger.settle_detached(e, hold);
                 });
             }
             Err(_) => {

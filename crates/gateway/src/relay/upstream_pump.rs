@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use switchyard_wire::sse;
 
+use crate::ledger::EndReason;
 use crate::relay::attempts::UpstreamStream;
 use crate::relay::chat_stream::ByteStream;
 
@@ -26,6 +27,32 @@ pub enum Failure {
     Idle,
     /// The route's total time limit passed.
     Total,
+}
+
+impl Failure {
+    /// What the client is told (for `UpstreamError`, when the upstream's own message is missing).
+    pub fn message(self) -> &'static str {
+        match self {
+            Failure::Broken => "The upstream connection was lost before the answer was complete.",
+            Failure::Garbage => "The upstream sent a malformed event; the answer is incomplete.",
+            Failure::UpstreamError => "The upstream reported an error.",
+            Failure::Idle => "The upstream stopped sending for longer than the idle timeout.",
+            Failure::Total => "The upstream did not finish within the total time limit.",
+        }
+    }
+
+    /// How the ledger records a request that ended this way.
+    pub fn end_reason(self) -> EndReason {
+        match self {
+            Failure::Idle | Failure::Total => EndReason::UpstreamTimeout,
+            _ => EndReason::Error,
+        }
+    }
+
+    /// Whether it is a timeout (504) rather than a broken upstream (502).
+    pub fn is_timeout(self) -> bool {
+        matches!(self, Failure::Idle | Failure::Total)
+    }
 }
 
 /// What happened while waiting.

@@ -437,8 +437,8 @@ async fn a_panicking_handler_task_still_settles_exactly_once() {
     assert!(gw.gw.ledger.account_reserved(&gw.key_id).unwrap().0 > 0);
     let task = tokio::spawn(async move {
         let mut s = settlement;
-        s.tally.delivered.push_str(" the quick brown");
-        s.tally.provider = Some("mock".into());
+        s.meter
+            .chat_value(&json!({"choices": [{"delta": {"content": " the quick brown"}}]}));
         panic!("a bug in a handler");
     });
     assert!(task.await.unwrap_err().is_panic());

@@ -11,21 +11,19 @@
 //! guard then bills what was delivered, as cancelled.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
-use serde_json::{json, Value};
+use serde_json::Value;
 use switchyard_wire::anthropic::StreamTranslator;
 use switchyard_wire::responses::{encode_sse, Event, ResponseContext, StreamBuilder};
 use switchyard_wire::sse;
-use switchyard_wire::usage::Usage;
 
 use crate::app::Gateway;
 use crate::config::ProviderKind;
 use crate::ledger::EndReason;
 use crate::relay::attempts::{unix_now, UpstreamStream};
-use crate::relay::responses::{tally_choices, Keeper};
+use crate::relay::responses::Keeper;
 use crate::relay::settlement::{Settled, Settlement};
 use crate::relay::upstream_pump::{self, Failure, Pump, PumpedRelay};
 
@@ -90,7 +88,7 @@ impl ResponseStream {
             phase: Phase::Streaming,
         };
         if stream.translator.is_some() {
-            stream.settlement.tally.served_model = Some(upstream.model);
+            stream.settlement.meter.served_model(&upstream.model);
         }
         stream.builder.start(&mut stream.events);
         stream.write_events();
@@ -119,11 +117,8 @@ impl ResponseStream {
         }
         if self.before_first_token() {
             if let Some(model) = chunk.get("model").and_then(Value::as_str) {
-                self.settlement.tally.served_model = Some(model.to_owned());
+                self.settlement.meter.served_model(model);
             }
-        }
-        if let Some(usage) = chunk.get("usage").and_then(Usage::from_openai) {
-            self.settlement.tally.reported = Some(usage);
         }
         self.on_chunk(&chunk);
         self.write_events();
@@ -131,7 +126,7 @@ impl ResponseStream {
 
     /// Whether nothing generated has been seen yet (the served model is taken from these chunks).
     fn before_first_token(&self) -> bool {
-        self.settlement.tally.first_token_at.is_none() && self.finish.is_none()
+        self.settlement.meter.first_token_at().is_none() && self.finish.is_none()
     }
 
     /// One Anthropic event: translated into chat chunks, each fed to the builder; `message_stop`
@@ -155,8 +150,8 @@ impl ResponseStream {
         }
         if t.finish_reason().is_some() {
             // `message_delta` carries the cumulative, final usage.
-            if let Some(u) = t.usage_json().as_ref().and_then(Usage::from_openai) {
-                self.settlement.tally.reported = Some(u);
+            if let Some(u) = t.usage_json() {
+                self.settlement.meter.usage_value(&u);
             }
         }
         let done = t.is_done();
@@ -173,16 +168,12 @@ impl ResponseStream {
         }
     }
 
-    /// One chat chunk: tallied for billing, then turned into Responses events.
+    /// One chat chunk: metered for billing, then turned into Responses events.
     fn on_chunk(&mut self, chunk: &Value) {
-        let tally = &mut self.settlement.tally;
-        let before = tally.delivered.len();
-        if let Some(finish) = tally_choices(chunk, tally) {
+        if let Some(finish) = self.settlement.meter.chat_value(chunk) {
             self.finish = Some(finish);
         }
-        if tally.first_token_at.is_none() && tally.delivered.len() > before {
-            tally.first_token_at = Some(Instant::now());
-        }
+        self.settlement.checkpoint();
         self.builder.push_chunk(chunk, &mut self.events);
     }
 
@@ -221,9 +212,19 @@ impl ResponseStream {
         if let Some(terminal) = self.events.last_mut() {
             terminal.data["response"] = response.clone();
         }
-        self.settlement
+        let durable = self
+            .settlement
             .settle(EndReason::from_finish(finish), &settled)
             .await;
+        if durable.is_err() {
+            self.events.clear();
+            self.builder.fail(
+                "server_error",
+                "The usage of this request could not be recorded; it was not completed normally.",
+                &mut self.events,
+            );
+            return self.end(&settled);
+        }
         self.keeper.keep(&response).await;
         self.end(&settled);
     }
@@ -235,37 +236,19 @@ impl ResponseStream {
             Some(p) if p.rate_limited => "rate_limit_exceeded",
             _ => "server_error",
         };
-        let (message, end) = match failure {
-            Failure::Broken => (
-                "The upstream connection was lost before the answer was complete.".to_owned(),
-                EndReason::Error,
-            ),
-            Failure::Garbage => (
-                "The upstream sent a malformed event; the answer is incomplete.".to_owned(),
-                EndReason::Error,
-            ),
-            Failure::Idle => (
-                "The upstream stopped sending for longer than the idle timeout.".to_owned(),
-                EndReason::UpstreamTimeout,
-            ),
-            Failure::Total => (
-                "The upstream did not finish within the total time limit.".to_owned(),
-                EndReason::UpstreamTimeout,
-            ),
-            Failure::UpstreamError => (
-                upstream.map_or_else(
-                    || "The upstream reported an error.".to_owned(),
-                    |p| p.message,
-                ),
-                EndReason::Error,
-            ),
+        let message = match (failure, upstream) {
+            (Failure::UpstreamError, Some(p)) => p.message,
+            (f, _) => f.message().to_owned(),
         };
+        let end = failure.end_reason();
         let (gw, key) = &self.health;
         gw.routing
             .record_failure(key, &format!("mid-stream: {message}"));
         self.builder.fail(code, &message, &mut self.events);
         let settled = self.settlement.measure().await;
-        self.settlement.settle(end, &settled).await;
+        if let Err(e) = self.settlement.settle(end, &settled).await {
+            tracing::error!(error = %e, "the entry of a failed response could not be written");
+        }
         self.keeper.keep(&self.builder.response()).await;
         self.end(&settled);
     }
@@ -273,14 +256,7 @@ impl ResponseStream {
     /// Writes the terminal events and the cost comment; nothing follows.
     fn end(&mut self, settled: &Settled) {
         self.write_events();
-        let comment = json!({
-            "cost": settled.cost.total().to_string(),
-            "input_price": settled.cost.input.to_string(),
-            "output_price": settled.cost.output.to_string(),
-            "prompt_tokens": settled.usage.prompt_tokens,
-            "completion_tokens": settled.usage.completion_tokens,
-        });
-        sse::write_comment(&mut self.out, comment.to_string().as_bytes());
+        sse::write_comment(&mut self.out, settled.cost_comment().as_bytes());
         self.phase = Phase::Done;
     }
 }

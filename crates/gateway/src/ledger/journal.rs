@@ -1,0 +1,612 @@
+//! The local settlement journal: an append-only file, one JSON record per line, written and
+//! fsync'd in batches by one dedicated thread. It makes two things durable that the database may
+//! not have yet:
+//!
+//! - **admissions and progress checkpoints** of the requests in flight (`admit`, `progress`), so that
+//!   after a crash (`kill -9`, power loss) every admitted request that never reached the ledger is
+//!   found at the next start and settled as `interrupted`, billed up to its last checkpoint;
+//! - **settlements the database would not take** (`settled`): when the group-commit writer cannot
+//!   commit within its deadline it hands the entries here, and they count as durable once fsync'd.
+//!   The writer replays them into the database when it accepts writes again, and at startup.
+//!
+//! Replay is idempotent: an entry is keyed by its request id, and the database refuses a second
+//! entry for the same id (the writer inserts with `ON CONFLICT DO NOTHING` and debits only what it
+//! inserted), so a record replayed twice, or an `interrupted` entry for a request whose real entry
+//! did reach the database, changes nothing.
+//!
+//! The file never holds prompt or completion text: only ids, prices and token counts. It is kept
+//! small by compaction: once it passes `COMPACT_AFTER` bytes it is rewritten with just the records
+//! still needed (requests in flight, settlements not yet replayed), atomically (temporary file,
+//! fsync, rename). An exclusive lock on the file keeps a second process from sharing it.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use super::accounts::Hold;
+use super::{BillingNote, EndReason, Nanos, Prices, TokenSource, UsageEntry};
+use switchyard_wire::usage::Usage;
+
+/// The file is rewritten with only the live records once it grows past this.
+const COMPACT_AFTER: u64 = 8 << 20;
+/// Messages waiting for the journal thread; a full queue makes admission wait (backpressure).
+const QUEUE: usize = 16_384;
+/// Records written per batch (one fsync) at most.
+const BATCH: usize = 4_096;
+
+/// What is known of a request at admission, enough to bill it after a crash.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdmitRecord {
+    pub id: String,
+    pub key: String,
+    pub model: String,
+    pub stream: bool,
+    /// Epoch milliseconds.
+    pub started_at: i64,
+    /// Decimal strings, USD per million tokens.
+    pub input_price: String,
+    pub output_price: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_price: Option<String>,
+    pub hold: i64,
+}
+
+impl AdmitRecord {
+    pub fn new(
+        id: &str,
+        key: &str,
+        model: &str,
+        stream: bool,
+        started_at: i64,
+        p: &Prices,
+        hold: Nanos,
+    ) -> Self {
+        AdmitRecord {
+            id: id.to_owned(),
+            key: key.to_owned(),
+            model: model.to_owned(),
+            stream,
+            started_at,
+            input_price: p.input.to_string(),
+            output_price: p.output.to_string(),
+            cached_price: p.cached_input.map(|c| c.to_string()),
+            hold: hold.0,
+        }
+    }
+
+    fn prices(&self) -> Prices {
+        let d = |s: &str| s.parse().unwrap_or_default();
+        Prices {
+            input: d(&self.input_price),
+            output: d(&self.output_price),
+            cached_input: self.cached_price.as_deref().map(d),
+        }
+    }
+}
+
+/// What a request in flight has used so far (a checkpoint), at most about a second old.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProgressRecord {
+    pub id: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    #[serde(default)]
+    pub reasoning_tokens: u64,
+    #[serde(default)]
+    pub cached_tokens: u64,
+    /// Epoch milliseconds.
+    pub at: i64,
+    /// Where the request was served, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_model: Option<String>,
+    /// The served route's prices when they differ from the admitted model's (`auto` models).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_price: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_price: Option<String>,
+}
+
+/// One line of the journal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "k", rename_all = "snake_case")]
+enum Record {
+    Admit(AdmitRecord),
+    Progress(ProgressRecord),
+    Settled(Box<UsageEntry>),
+}
+
+/// What the journal thread is asked to do.
+enum Msg {
+    Admit(AdmitRecord),
+    Progress(ProgressRecord),
+    /// These requests' entries are in the database: forget them.
+    Committed(Vec<String>),
+    /// Make these entries durable here (the database would not take them); keep their holds until
+    /// they are replayed.
+    Settle(
+        Vec<(UsageEntry, Option<Hold>)>,
+        oneshot::Sender<std::io::Result<()>>,
+    ),
+    /// The entries not yet replayed into the database.
+    Pending(oneshot::Sender<Vec<UsageEntry>>),
+    /// These journaled entries are now in the database: forget them and release their holds.
+    Replayed(Vec<String>),
+}
+
+/// Sends records to the journal thread.
+#[derive(Clone)]
+pub struct Journal {
+    tx: mpsc::Sender<Msg>,
+    /// Settled entries waiting to be replayed into the database.
+    pending: Arc<AtomicUsize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("settlement journal {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("settlement journal {0} is in use by another Switchyard process")]
+    Locked(PathBuf),
+}
+
+/// What a journal held when it was opened: entries to (re)write into the database.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Settlements that were journaled and perhaps never replayed.
+    pub settled: Vec<UsageEntry>,
+    /// Requests found in flight: billed to their last checkpoint as `interrupted`.
+    pub interrupted: Vec<UsageEntry>,
+}
+
+impl Recovered {
+    pub fn entries(&self) -> impl Iterator<Item = &UsageEntry> {
+        self.settled.iter().chain(&self.interrupted)
+    }
+}
+
+/// The live state the thread keeps, from which a compacted file is written.
+#[derive(Default)]
+struct State {
+    inflight: HashMap<String, (AdmitRecord, Option<ProgressRecord>)>,
+    settled: HashMap<String, (UsageEntry, Option<Hold>)>,
+}
+
+impl Journal {
+    /// Opens (creating) the journal at `path`, locks it, and reads what it holds. The caller
+    /// writes the recovered entries into the database and then calls `start` with them.
+    pub fn open(path: &Path) -> Result<(OpenJournal, Recovered), JournalError> {
+        let io = |source| JournalError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(JournalError::Locked(path.to_owned()))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        let recovered = read(&file).map_err(io)?;
+        Ok((
+            OpenJournal {
+                path: path.to_owned(),
+                file,
+            },
+            recovered,
+        ))
+    }
+
+    /// Queues an admission record; waits only when the queue is full.
+    pub async fn admit(&self, rec: AdmitRecord) {
+        let _ = self.tx.send(Msg::Admit(rec)).await;
+    }
+
+    /// Queues a checkpoint; dropped when the queue is full (the next one supersedes it).
+    pub fn progress(&self, rec: ProgressRecord) {
+        let _ = self.tx.try_send(Msg::Progress(rec));
+    }
+
+    /// These requests' entries were committed to the database.
+    pub fn committed(&self, ids: Vec<String>) {
+        if let Err(mpsc::error::TrySendError::Full(m)) = self.tx.try_send(Msg::Committed(ids)) {
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(m).await;
+            });
+        }
+    }
+
+    /// Writes entries the database would not take, and returns once they are fsync'd.
+    pub async fn settle(&self, entries: Vec<(UsageEntry, Option<Hold>)>) -> std::io::Result<()> {
+        let n = entries.len();
+        let (tx, rx) = oneshot::channel();
+        let gone = || std::io::Error::other("the journal thread has stopped");
+        self.tx
+            .send(Msg::Settle(entries, tx))
+            .await
+            .map_err(|_| gone())?;
+        let r = rx.await.map_err(|_| gone())?;
+        if r.is_ok() {
+            self.pending.fetch_add(n, Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// Whether journaled settlements are waiting to be replayed.
+    pub fn has_pending(&self) -> bool {
+        self.pending.load(Ordering::Relaxed) > 0
+    }
+
+    /// The journaled settlements not yet in the database.
+    pub async fn pending(&self) -> Vec<UsageEntry> {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Pending(tx)).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// These journaled settlements are in the database now.
+    pub async fn replayed(&self, ids: Vec<String>) {
+        let n = ids.len();
+        if self.tx.send(Msg::Replayed(ids)).await.is_ok() {
+            let _ = self
+                .pending
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+                    Some(p.saturating_sub(n))
+                });
+        }
+    }
+}
+
+/// A journal that is open and locked, not yet running.
+pub struct OpenJournal {
+    path: PathBuf,
+    file: File,
+}
+
+impl OpenJournal {
+    /// Starts the journal thread once the recovered entries are in the database: the file is
+    /// compacted to nothing, then records are appended as they come.
+    pub fn start(self) -> Result<Journal, JournalError> {
+        let io = |source| JournalError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let mut writer = Writer {
+            path: self.path.clone(),
+            file: self.file,
+            written: 0,
+            state: State::default(),
+        };
+        writer.compact().map_err(io)?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        std::thread::Builder::new()
+            .name("switchyard-journal".into())
+            .spawn(move || writer.run(rx))
+            .map_err(io)?;
+        Ok(Journal {
+            tx,
+            pending: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+}
+
+/// Reads every whole record; a torn last line (a crash in the middle of a write) is skipped.
+fn read(file: &File) -> std::io::Result<Recovered> {
+    let mut state: State = State::default();
+    let mut reader = BufReader::new(file);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        match serde_json::from_slice::<Record>(&line) {
+            Ok(Record::Admit(a)) => {
+                state.inflight.insert(a.id.clone(), (a, None));
+            }
+            Ok(Record::Progress(p)) => {
+                if let Some((_, last)) = state.inflight.get_mut(&p.id) {
+                    *last = Some(p);
+                }
+            }
+            Ok(Record::Settled(e)) => {
+                state.inflight.remove(&e.request_id);
+                state.settled.insert(e.request_id.clone(), (*e, None));
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(Recovered {
+        settled: state.settled.into_values().map(|(e, _)| e).collect(),
+        interrupted: state
+            .inflight
+            .into_values()
+            .map(|(a, p)| interrupted(&a, p.as_ref()))
+            .collect(),
+    })
+}
+
+/// The entry of a request found in flight after a crash: its last checkpoint (or nothing, when it
+/// had none), at the prices it was admitted with, as `interrupted`.
+pub fn interrupted(a: &AdmitRecord, p: Option<&ProgressRecord>) -> UsageEntry {
+    let usage = p.map_or_else(Usage::default, |p| Usage {
+        prompt_tokens: p.prompt_tokens,
+        completion_tokens: p.completion_tokens,
+        reasoning_tokens: p.reasoning_tokens,
+        cached_tokens: p.cached_tokens,
+        ..Usage::default()
+    });
+    let mut prices = a.prices();
+    if let Some(p) = p {
+        if let (Some(i), Some(o)) = (&p.input_price, &p.output_price) {
+            prices.input = i.parse().unwrap_or(prices.input);
+            prices.output = o.parse().unwrap_or(prices.output);
+        }
+    }
+    let finished_at = p.map_or(a.started_at, |p| p.at.max(a.started_at));
+    UsageEntry {
+        request_id: a.id.clone(),
+        key_id: a.key.clone(),
+        requested_model: a.model.clone(),
+        served_model: p.and_then(|p| p.served_model.clone()),
+        provider: p.and_then(|p| p.provider.clone()),
+        attempts: u32::from(p.is_some_and(|p| p.provider.is_some())),
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: usage.completion_tokens,
+        reasoning_tokens: usage.reasoning_tokens,
+        cached_tokens: usage.cached_tokens,
+        token_source: TokenSource::Estimated,
+        cost: prices.cost(&usage).total(),
+        end_reason: EndReason::Interrupted,
+        ttft_ms: None,
+        duration_ms: finished_at - a.started_at,
+        stream: a.stream,
+        started_at: a.started_at,
+        finished_at,
+        hold: Nanos(a.hold),
+        over_hold: false,
+        note: Some(if p.is_some() {
+            BillingNote::Checkpoint
+        } else {
+            BillingNote::NoCheckpoint
+        }),
+    }
+}
+
+/// The journal thread's side.
+struct Writer {
+    path: PathBuf,
+    file: File,
+    written: u64,
+    state: State,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let mut lines = Vec::with_capacity(64 << 10);
+        let mut waiting = Vec::new();
+        while let Some(first) = rx.blocking_recv() {
+            let mut next = Some(first);
+            let mut taken = 0;
+            while let Some(msg) = next.take() {
+                self.take(msg, &mut lines, &mut waiting);
+                taken += 1;
+                if taken < BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            let result = if lines.is_empty() {
+                Ok(())
+            } else {
+                self.append(&lines)
+            };
+            lines.clear();
+            for tx in waiting.drain(..) {
+                let _: Result<(), _> = (tx as oneshot::Sender<std::io::Result<()>>).send(
+                    result
+                        .as_ref()
+                        .map(|_| ())
+                        .map_err(|e| std::io::Error::new(e.kind(), e.to_string())),
+                );
+            }
+            if let Err(e) = result {
+                tracing::error!(error = %e, path = %self.path.display(), "settlement journal write failed");
+            }
+            if self.written > COMPACT_AFTER {
+                if let Err(e) = self.compact() {
+                    tracing::error!(error = %e, "settlement journal compaction failed");
+                }
+            }
+        }
+    }
+
+    fn take(
+        &mut self,
+        msg: Msg,
+        lines: &mut Vec<u8>,
+        waiting: &mut Vec<oneshot::Sender<std::io::Result<()>>>,
+    ) {
+        match msg {
+            Msg::Admit(a) => {
+                line(lines, &Record::Admit(a.clone()));
+                self.state.inflight.insert(a.id.clone(), (a, None));
+            }
+            Msg::Progress(p) => {
+                if let Some((_, last)) = self.state.inflight.get_mut(&p.id) {
+                    line(lines, &Record::Progress(p.clone()));
+                    *last = Some(p);
+                }
+            }
+            Msg::Committed(ids) => {
+                for id in ids {
+                    self.state.inflight.remove(&id);
+                }
+            }
+            Msg::Settle(entries, tx) => {
+                for (e, hold) in entries {
+                    line(lines, &Record::Settled(Box::new(e.clone())));
+                    self.state.inflight.remove(&e.request_id);
+                    self.state.settled.insert(e.request_id.clone(), (e, hold));
+                }
+                waiting.push(tx);
+            }
+            Msg::Pending(tx) => {
+                let _ = tx.send(
+                    self.state
+                        .settled
+                        .values()
+                        .map(|(e, _)| e.clone())
+                        .collect(),
+                );
+            }
+            Msg::Replayed(ids) => {
+                for id in ids {
+                    self.state.settled.remove(&id);
+                }
+            }
+        }
+    }
+
+    fn append(&mut self, lines: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(lines)?;
+        self.file.sync_data()?;
+        self.written += lines.len() as u64;
+        Ok(())
+    }
+
+    /// Rewrites the file with only the live records, atomically.
+    fn compact(&mut self) -> std::io::Result<()> {
+        let mut lines = Vec::new();
+        for (a, p) in self.state.inflight.values() {
+            line(&mut lines, &Record::Admit(a.clone()));
+            if let Some(p) = p {
+                line(&mut lines, &Record::Progress(p.clone()));
+            }
+        }
+        for (e, _) in self.state.settled.values() {
+            line(&mut lines, &Record::Settled(Box::new(e.clone())));
+        }
+        let tmp = self.path.with_extension("compacting");
+        let mut f = File::create(&tmp)?;
+        f.write_all(&lines)?;
+        f.sync_all()?;
+        drop(f);
+        let fresh = OpenOptions::new().read(true).append(true).open(&tmp)?;
+        fresh.lock()?;
+        std::fs::rename(&tmp, &self.path)?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)?.sync_all()?;
+        }
+        // The old file's lock goes with its handle; the new one is locked already.
+        self.file = fresh;
+        self.written = lines.len() as u64;
+        Ok(())
+    }
+}
+
+fn line(out: &mut Vec<u8>, r: &Record) {
+    if serde_json::to_writer(&mut *out, r).is_ok() {
+        out.push(b'\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!(
+            "switchyard-journal-{}-{name}-{}",
+            std::process::id(),
+            super::super::now_ms()
+        ));
+        let _ = std::fs::remove_file(&p);
+        p
+    }
+
+    fn admit(id: &str) -> AdmitRecord {
+        let prices = Prices {
+            input: 2.into(),
+            output: 10.into(),
+            cached_input: None,
+        };
+        AdmitRecord::new(id, "key_a", "m", true, 1_000, &prices, Nanos(5_000))
+    }
+
+    #[test]
+    fn a_torn_last_line_is_skipped_and_in_flight_requests_come_back_interrupted() {
+        let path = temp("torn");
+        let mut text = Vec::new();
+        line(&mut text, &Record::Admit(admit("r1")));
+        line(&mut text, &Record::Admit(admit("r2")));
+        line(
+            &mut text,
+            &Record::Progress(ProgressRecord {
+                id: "r1".into(),
+                prompt_tokens: 1_000,
+                completion_tokens: 100,
+                reasoning_tokens: 0,
+                cached_tokens: 0,
+                at: 3_000,
+                provider: Some("p".into()),
+                served_model: None,
+                input_price: None,
+                output_price: None,
+            }),
+        );
+        text.extend_from_slice(br#"{"k":"admit","id":"r3","key":"#);
+        std::fs::write(&path, &text).unwrap();
+        let (_open, rec) = Journal::open(&path).unwrap();
+        assert!(rec.settled.is_empty());
+        let mut got: Vec<_> = rec
+            .interrupted
+            .iter()
+            .map(|e| {
+                (
+                    e.request_id.as_str(),
+                    e.prompt_tokens,
+                    e.completion_tokens,
+                    e.cost,
+                )
+            })
+            .collect();
+        got.sort();
+        // 1,000 × $2/M + 100 × $10/M = $0.003.
+        assert_eq!(
+            got,
+            vec![("r1", 1_000, 100, Nanos(3_000_000)), ("r2", 0, 0, Nanos(0))]
+        );
+        assert!(rec
+            .interrupted
+            .iter()
+            .all(|e| e.end_reason == EndReason::Interrupted));
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_second_process_cannot_share_the_journal() {
+        let path = temp("lock");
+        let (_first, _) = Journal::open(&path).unwrap();
+        assert!(matches!(Journal::open(&path), Err(JournalError::Locked(_))));
+        let _ = std::fs::remove_file(&path);
+    }
+}

@@ -1,0 +1,312 @@
+//! The one ledger writer: settlements are queued to a single task that commits everything that
+//! arrived while its previous commit ran, in one transaction (group commit, at most `MAX_BATCH`
+//! entries), on its own database connection. Each settling request waits for the commit that
+//! carries its entry, so the wait is shared, but the write itself runs in this task: nothing a
+//! client does (closing its socket mid-commit) can cancel it. The queue is bounded, so a database
+//! slower than the traffic makes settling (and, through the journal, admission) wait instead of
+//! memory growing.
+//!
+//! A commit that fails is retried until `JOURNAL_AFTER`; past it the batch goes to the local
+//! journal (`journal.rs`), fsync'd, and counts as durable. Journaled entries keep their money held
+//! on the key's account until they are replayed into the database, which this task tries every
+//! `REPLAY_EVERY` while any are pending (and the startup path does before serving).
+//!
+//! One batch is: a multi-row `INSERT … ON CONFLICT (request_id) DO NOTHING RETURNING request_id`,
+//! then one debit per key and budget period for the entries actually inserted, so replaying an
+//! entry that is already in the database changes nothing.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::{AnyPool, Row};
+use tokio::sync::{mpsc, oneshot};
+
+use super::accounts::{Accounts, Hold};
+use super::journal::Journal;
+use super::keys::{key_from_row, KeyRecord};
+use super::{BudgetPeriod, LedgerError, UsageEntry};
+
+/// Entries committed in one transaction at most.
+pub const MAX_BATCH: usize = 1_024;
+/// Settlements waiting for the writer at most; past this, settling waits for room.
+pub const QUEUE: usize = 8_192;
+/// How long a batch is retried against the database before it goes to the journal.
+pub const JOURNAL_AFTER: Duration = Duration::from_secs(1);
+/// How often journaled entries are offered to the database again.
+const REPLAY_EVERY: Duration = Duration::from_millis(500);
+/// Rows per INSERT statement (each row binds `COLUMNS` parameters; SQLite allows 32,766).
+const ROWS_PER_INSERT: usize = 256;
+
+/// Where a settled entry is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durable {
+    Database,
+    /// In the local journal, to be replayed into the database.
+    Journal,
+}
+
+/// One settlement for the writer.
+pub(super) struct Job {
+    pub entry: UsageEntry,
+    pub hold: Option<Hold>,
+    pub reply: Option<oneshot::Sender<Result<Durable, Arc<LedgerError>>>>,
+}
+
+/// The writer's side of the shared state.
+pub(super) struct WriterTask {
+    pub pool: AnyPool,
+    pub accounts: Arc<Accounts>,
+    pub journal: Option<Journal>,
+    pub settled: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+const COLUMNS: &str = "request_id, key_id, requested_model, served_model, provider, \
+     attempts, prompt_tokens, completion_tokens, reasoning_tokens, cached_tokens, token_source, \
+     cost_nanos, end_reason, ttft_ms, duration_ms, stream, started_at, finished_at, created_at, \
+     hold_nanos, over_hold, billing_note";
+const COLUMN_COUNT: usize = 22;
+
+impl WriterTask {
+    pub async fn run(self, mut rx: mpsc::Receiver<Job>) {
+        let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+        let mut replay = tokio::time::interval(REPLAY_EVERY);
+        replay.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                n = rx.recv_many(&mut batch, MAX_BATCH) => {
+                    if n == 0 {
+                        break;
+                    }
+                    self.commit(std::mem::take(&mut batch)).await;
+                }
+                _ = replay.tick(), if self.journal.as_ref().is_some_and(Journal::has_pending) => {
+                    self.replay().await;
+                }
+            }
+        }
+    }
+
+    async fn commit(&self, jobs: Vec<Job>) {
+        let entries: Vec<&UsageEntry> = jobs.iter().map(|j| &j.entry).collect();
+        let deadline = tokio::time::Instant::now() + JOURNAL_AFTER;
+        let mut pause = Duration::from_millis(20);
+        let result = loop {
+            match tokio::time::timeout_at(deadline, write_batch(&self.pool, &entries)).await {
+                Ok(Ok(keys)) => break Ok(keys),
+                Ok(Err(e)) if tokio::time::Instant::now() + pause < deadline => {
+                    tracing::warn!(error = %e, entries = entries.len(), "ledger commit failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                Ok(Err(e)) => break Err(LedgerError::Db(e)),
+                Err(_) => break Err(LedgerError::Timeout),
+            }
+        };
+        match result {
+            Ok(keys) => {
+                for k in &keys {
+                    self.accounts.apply(k);
+                }
+                let ids: Vec<String> = jobs.iter().map(|j| j.entry.request_id.clone()).collect();
+                if let Some(j) = &self.journal {
+                    j.committed(ids);
+                }
+                self.settled.send_modify(|n| *n += jobs.len() as u64);
+                for job in jobs {
+                    drop(job.hold);
+                    if let Some(tx) = job.reply {
+                        let _ = tx.send(Ok(Durable::Database));
+                    }
+                }
+            }
+            Err(e) => self.to_journal(jobs, e).await,
+        }
+    }
+
+    /// The database would not take `jobs` in time: make them durable in the journal, their money
+    /// still held (at their cost) until they are replayed.
+    async fn to_journal(&self, jobs: Vec<Job>, cause: LedgerError) {
+        let Some(journal) = &self.journal else {
+            tracing::error!(error = %cause, entries = jobs.len(), "ledger commit failed and there is no journal");
+            let cause = Arc::new(cause);
+            for job in jobs {
+                if let Some(tx) = job.reply {
+                    let _ = tx.send(Err(cause.clone()));
+                }
+            }
+            return;
+        };
+        tracing::warn!(error = %cause, entries = jobs.len(), "ledger unavailable; settling into the journal");
+        let mut replies = Vec::with_capacity(jobs.len());
+        let mut entries = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let hold = match job.hold {
+                Some(h) => Some(h.resize(job.entry.cost)),
+                None => self
+                    .accounts
+                    .get(&job.entry.key_id)
+                    .map(|a| a.force_hold(job.entry.cost)),
+            };
+            replies.push(job.reply);
+            entries.push((job.entry, hold));
+        }
+        let result = journal.settle(entries).await;
+        let result = result.map(|_| Durable::Journal).map_err(|e| {
+            tracing::error!(error = %e, "settlement journal write failed");
+            Arc::new(LedgerError::Journal(e))
+        });
+        for tx in replies.into_iter().flatten() {
+            let _ = tx.send(result.clone());
+        }
+    }
+
+    /// Offers the journaled entries to the database again.
+    async fn replay(&self) {
+        let Some(journal) = &self.journal else {
+            return;
+        };
+        let pending = journal.pending().await;
+        for chunk in pending.chunks(MAX_BATCH) {
+            let entries: Vec<&UsageEntry> = chunk.iter().collect();
+            match tokio::time::timeout(JOURNAL_AFTER, write_batch(&self.pool, &entries)).await {
+                Ok(Ok(keys)) => {
+                    for k in &keys {
+                        self.accounts.apply(k);
+                    }
+                    let ids = chunk.iter().map(|e| e.request_id.clone()).collect();
+                    journal.replayed(ids).await;
+                    self.settled.send_modify(|n| *n += chunk.len() as u64);
+                    tracing::info!(
+                        entries = chunk.len(),
+                        "journaled settlements replayed into the ledger"
+                    );
+                }
+                _ => return,
+            }
+        }
+    }
+}
+
+/// Writes `entries` in one transaction: inserts those not yet present, debits their keys, and
+/// returns the keys' new rows.
+pub(super) async fn write_batch(
+    pool: &AnyPool,
+    entries: &[&UsageEntry],
+) -> Result<Vec<KeyRecord>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let mut inserted: HashSet<String> = HashSet::with_capacity(entries.len());
+    for chunk in entries.chunks(ROWS_PER_INSERT) {
+        let sql = insert_sql(chunk.len());
+        let mut q = sqlx::query(&sql);
+        for e in chunk {
+            q = q
+                .bind(&e.request_id)
+                .bind(&e.key_id)
+                .bind(&e.requested_model)
+                .bind(&e.served_model)
+                .bind(&e.provider)
+                .bind(i64::from(e.attempts))
+                .bind(clamp(e.prompt_tokens))
+                .bind(clamp(e.completion_tokens))
+                .bind(clamp(e.reasoning_tokens))
+                .bind(clamp(e.cached_tokens))
+                .bind(e.token_source.as_str())
+                .bind(e.cost.0)
+                .bind(e.end_reason.as_str())
+                .bind(e.ttft_ms)
+                .bind(e.duration_ms)
+                .bind(i64::from(e.stream))
+                .bind(e.started_at)
+                .bind(e.finished_at)
+                .bind(e.finished_at)
+                .bind(e.hold.0)
+                .bind(i64::from(e.over_hold))
+                .bind(e.note.map(super::BillingNote::as_str));
+        }
+        for row in q.fetch_all(&mut *tx).await? {
+            inserted.insert(row.try_get::<String, _>(0)?);
+        }
+    }
+    // One debit per key and budget period, oldest period first (see the CASE below).
+    let mut debits: BTreeMap<(String, i64, i64), i64> = BTreeMap::new();
+    for e in entries {
+        if e.cost.0 != 0 && inserted.remove(&e.request_id) {
+            let day = BudgetPeriod::Day.start_of(e.finished_at);
+            let month = BudgetPeriod::Month.start_of(e.finished_at);
+            let d = debits.entry((e.key_id.clone(), day, month)).or_default();
+            *d = d.saturating_add(e.cost.0);
+        }
+    }
+    let mut keys: Vec<KeyRecord> = Vec::with_capacity(debits.len());
+    for ((key_id, day, month), amount) in debits {
+        // The period is the key's budget period (days without a budget); a settlement in a new
+        // period starts its spend afresh, one from an older period leaves it alone.
+        let p = |a: usize, b: usize| {
+            format!("(CASE WHEN budget_period = 'month' THEN ${a} ELSE ${b} END)")
+        };
+        let sql = format!(
+            "UPDATE api_keys SET balance_nanos = balance_nanos - $1, spent_nanos = spent_nanos + $1, \
+             period_spent_nanos = CASE WHEN period_start = {p1} THEN period_spent_nanos + $1 \
+             WHEN period_start > {p1} THEN period_spent_nanos ELSE $1 END, \
+             period_start = CASE WHEN period_start > {p1} THEN period_start ELSE {p1} END, \
+             version = version + 1 WHERE id = $4 RETURNING {cols}",
+            p1 = p(2, 3),
+            cols = super::keys::KEY_COLUMNS
+        );
+        let row = sqlx::query(&sql)
+            .bind(amount)
+            .bind(month)
+            .bind(day)
+            .bind(&key_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(row) = row {
+            // Keep only the newest row of a key (several periods in one batch).
+            let k = key_from_row(&row)?;
+            keys.retain(|o| o.id != k.id);
+            keys.push(k);
+        }
+    }
+    tx.commit().await?;
+    Ok(keys)
+}
+
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn insert_sql(rows: usize) -> String {
+    let mut sql = format!("INSERT INTO usage_entries ({COLUMNS}) VALUES ");
+    let mut n = 0;
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..COLUMN_COUNT {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            n += 1;
+            sql.push('$');
+            sql.push_str(&n.to_string());
+        }
+        sql.push(')');
+    }
+    sql.push_str(" ON CONFLICT (request_id) DO NOTHING RETURNING request_id");
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_insert_binds_every_column_of_every_row() {
+        let sql = insert_sql(2);
+        assert_eq!(COLUMNS.split(',').count(), COLUMN_COUNT);
+        assert!(sql.contains(&format!("${}", 2 * COLUMN_COUNT)));
+        assert!(!sql.contains(&format!("${}", 2 * COLUMN_COUNT + 1)));
+    }
+}

@@ -1,0 +1,248 @@
+//! The one meter: the billing tally of a request, and the only code that records it. Every relay
+//! (chat and Responses, streamed or not, same dialect or translated) feeds it what the upstream
+//! sent; the settlement reads it. One rule decides what counts as delivered text, whatever the
+//! path: message or delta `content`, reasoning (`reasoning_content`, or `reasoning` as OpenRouter
+//! and vLLM name it), and each tool call's function name and arguments, for every choice. The same
+//! answer therefore gets the same estimate on every path.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::Value;
+use switchyard_wire::openai::{normalize_finish_reason, ChunkView};
+use switchyard_wire::usage::Usage;
+
+use crate::ledger::{EndReason, Prices};
+
+/// What the relay learned while serving the request, read when it is settled.
+#[derive(Debug, Default)]
+pub struct Meter {
+    /// Every piece of generated text delivered to the client.
+    delivered: String,
+    /// The usage the upstream reported, if it did.
+    reported: Option<Usage>,
+    first_token_at: Option<Instant>,
+    finish: Option<EndReason>,
+    served_model: Option<String>,
+    provider: Option<String>,
+    attempts: u32,
+    /// The served route's prices, when they differ from the requested model's (`auto` models).
+    prices: Option<Prices>,
+    /// Set once an upstream answered with success headers: from then on it has the prompt.
+    accepted: Arc<AtomicBool>,
+}
+
+impl Meter {
+    /// A streamed chunk in the OpenAI dialect, borrowed. Returns its finish reason as OpenAI
+    /// names it, if it carries one.
+    pub fn chunk(&mut self, view: &ChunkView<'_>) -> Option<&'static str> {
+        let before = self.delivered.len();
+        view.for_each_text(|t| self.delivered.push_str(t));
+        self.note_text(before);
+        if let Some(usage) = view.usage {
+            if let Ok(v) = serde_json::from_str::<Value>(usage.get()) {
+                self.usage_value(&v);
+            }
+        }
+        view.finish_reason().map(|r| self.finish_str(r))
+    }
+
+    /// A chat chunk or a whole chat completion as a JSON value (a translated chunk, a
+    /// non-streamed answer): the text of every choice's `delta` or `message`, its usage, and its
+    /// finish reason (as OpenAI names it), which is returned.
+    pub fn chat_value(&mut self, v: &Value) -> Option<&'static str> {
+        let before = self.delivered.len();
+        let mut finish = None;
+        for choice in v
+            .get("choices")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(part) = choice.get("delta").or_else(|| choice.get("message")) {
+                for key in ["content", "reasoning_content", "reasoning"] {
+                    if let Some(t) = part.get(key).and_then(Value::as_str) {
+                        self.delivered.push_str(t);
+                    }
+                }
+                let calls = part.get("tool_calls").and_then(Value::as_array);
+                for call in calls.into_iter().flatten() {
+                    for key in ["name", "arguments"] {
+                        if let Some(t) = call
+                            .get("function")
+                            .and_then(|f| f.get(key))
+                            .and_then(Value::as_str)
+                        {
+                            self.delivered.push_str(t);
+                        }
+                    }
+                }
+            }
+            if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+                finish = Some(self.finish_str(reason));
+            }
+        }
+        self.note_text(before);
+        if let Some(u) = v.get("usage") {
+            self.usage_value(u);
+        }
+        finish
+    }
+
+    /// Usage in OpenAI's shape (ignored when it is not usage).
+    pub fn usage_value(&mut self, v: &Value) {
+        if let Some(u) = Usage::from_openai(v) {
+            self.reported = Some(u);
+        }
+    }
+
+    /// Usage the relay read in another dialect (Anthropic).
+    pub fn usage(&mut self, u: Usage) {
+        self.reported = Some(u);
+    }
+
+    /// How the upstream ended the answer.
+    pub fn finish(&mut self, end: EndReason) {
+        self.finish = Some(end);
+    }
+
+    fn finish_str(&mut self, reason: &str) -> &'static str {
+        let fixed = normalize_finish_reason(reason).unwrap_or(match reason {
+            "length" => "length",
+            "tool_calls" | "function_call" => "tool_calls",
+            "content_filter" => "content_filter",
+            _ => "stop",
+        });
+        self.finish = Some(EndReason::from_finish(fixed));
+        fixed
+    }
+
+    /// A whole answer arrived at once: its first token is now.
+    pub fn answered(&mut self) {
+        self.first_token_at.get_or_insert_with(Instant::now);
+    }
+
+    fn note_text(&mut self, before: usize) {
+        if self.first_token_at.is_none() && self.delivered.len() > before {
+            self.first_token_at = Some(Instant::now());
+        }
+    }
+
+    /// The route that serves the request, once it answered.
+    pub fn served(&mut self, provider: &str, model: &str, prices: Prices, attempts: u32) {
+        self.provider = Some(provider.to_owned());
+        self.served_model = Some(model.to_owned());
+        self.prices = Some(prices);
+        self.attempts = attempts;
+    }
+
+    /// The model name the upstream gave in its answer.
+    pub fn served_model(&mut self, model: &str) {
+        if self.served_model.as_deref() != Some(model) {
+            self.served_model = Some(model.to_owned());
+        }
+    }
+
+    /// Requests sent upstream so far (failover and credential refresh count).
+    pub fn attempts(&mut self, n: u32) {
+        self.attempts = n;
+    }
+
+    /// The flag an attempt sets once an upstream accepted the request (success headers).
+    pub fn accepted_flag(&self) -> Arc<AtomicBool> {
+        self.accepted.clone()
+    }
+
+    pub fn is_accepted(&self) -> bool {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    pub fn delivered(&self) -> &str {
+        &self.delivered
+    }
+
+    pub fn reported(&self) -> Option<Usage> {
+        self.reported
+    }
+
+    pub fn first_token_at(&self) -> Option<Instant> {
+        self.first_token_at
+    }
+
+    pub fn finish_reason(&self) -> Option<EndReason> {
+        self.finish
+    }
+
+    pub fn served_model_name(&self) -> Option<&str> {
+        self.served_model.as_deref()
+    }
+
+    pub fn provider(&self) -> Option<&str> {
+        self.provider.as_deref()
+    }
+
+    pub fn attempts_made(&self) -> u32 {
+        self.attempts
+    }
+
+    pub fn prices(&self) -> Option<&Prices> {
+        self.prices.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The same answer, streamed (two chunks), translated (values) and whole (a message), is the
+    /// same delivered text.
+    #[test]
+    fn every_path_counts_the_same_text() {
+        let chunks = [
+            json!({"choices": [{"index": 0, "delta": {"role": "assistant", "reasoning_content": "think ",
+                   "tool_calls": [{"index": 0, "id": "c1", "type": "function",
+                                   "function": {"name": "get", "arguments": "{\"a\""}}]}}]}),
+            json!({"choices": [{"index": 0, "delta": {"content": "ok",
+                   "tool_calls": [{"index": 0, "function": {"arguments": ":1}"}}]},
+                   "finish_reason": "tool_calls"}]}),
+        ];
+        let mut streamed = Meter::default();
+        let mut finish = None;
+        for c in &chunks {
+            let bytes = serde_json::to_vec(c).unwrap();
+            let view = ChunkView::parse(&bytes).unwrap();
+            finish = streamed.chunk(&view).or(finish);
+        }
+        let mut translated = Meter::default();
+        for c in &chunks {
+            translated.chat_value(c);
+        }
+        let mut whole = Meter::default();
+        whole.chat_value(&json!({"choices": [{"index": 0, "finish_reason": "tool_calls",
+            "message": {"role": "assistant", "reasoning_content": "think ", "content": "ok",
+                        "tool_calls": [{"id": "c1", "type": "function",
+                                        "function": {"name": "get", "arguments": "{\"a\":1}"}}]}}]}));
+        assert_eq!(finish, Some("tool_calls"));
+        for m in [&streamed, &translated, &whole] {
+            let mut text: Vec<char> = m.delivered().chars().collect();
+            text.sort_unstable();
+            let mut want: Vec<char> = "think get{\"a\":1}ok".chars().collect();
+            want.sort_unstable();
+            assert_eq!(text, want, "{:?}", m.delivered());
+            assert_eq!(m.finish_reason(), Some(EndReason::ToolCalls));
+            assert!(m.first_token_at().is_some());
+        }
+    }
+
+    #[test]
+    fn finish_reasons_are_normalised_once() {
+        let mut m = Meter::default();
+        let got = m.chat_value(
+            &json!({"choices": [{"delta": {}, "finish_reason": "insufficient_system_resource"}]}),
+        );
+        assert_eq!(got, Some("length"));
+        assert_eq!(m.finish_reason(), Some(EndReason::Length));
+    }
+}
