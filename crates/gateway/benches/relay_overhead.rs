@@ -41,12 +41,25 @@ fn report(what: &str, direct: Vec<Duration>, gateway: Vec<Duration>) {
     );
 }
 
-async fn non_stream(client: &reqwest::Client, url: &str, key: &str) -> Duration {
+/// Tells the mock how many tokens the next answers have (the gateway does not forward a caller's
+/// `mock` field, so direct and relayed requests are steered the same way, from here).
+fn answer_tokens(mock: &MockUpstream, tokens: u32) {
+    mock.set_options(json!({"tokens": tokens}))
+        .expect("mock options");
+}
+
+async fn non_stream(
+    client: &reqwest::Client,
+    mock: &MockUpstream,
+    url: &str,
+    key: &str,
+) -> Duration {
+    answer_tokens(mock, 20);
     let started = Instant::now();
     let resp = client
         .post(url)
         .bearer_auth(key)
-        .json(&json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "mock": {"tokens": 20}}))
+        .json(&json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
         .send()
         .await
         .expect("request");
@@ -58,17 +71,18 @@ async fn non_stream(client: &reqwest::Client, url: &str, key: &str) -> Duration 
 /// Time to the first content token, and to the end of the stream.
 async fn stream(
     client: &reqwest::Client,
+    mock: &MockUpstream,
     url: &str,
     key: &str,
     tokens: u32,
 ) -> (Duration, Duration) {
+    answer_tokens(mock, tokens);
     let started = Instant::now();
     let resp = client
         .post(url)
         .bearer_auth(key)
         .json(
-            &json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}],
-                      "mock": {"tokens": tokens}}),
+            &json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
         )
         .send()
         .await
@@ -118,23 +132,23 @@ fn main() {
         let gateway_url = format!("http://{addr}/v1/chat/completions");
         // Warm up both paths (connections, tokenizer, caches).
         for _ in 0..50 {
-            non_stream(&client, &direct_url, "x").await;
-            non_stream(&client, &gateway_url, &key).await;
-            stream(&client, &gateway_url, &key, 5).await;
+            non_stream(&client, &mock, &direct_url, "x").await;
+            non_stream(&client, &mock, &gateway_url, &key).await;
+            stream(&client, &mock, &gateway_url, &key, 5).await;
         }
         println!("relay_overhead: {iterations} iterations per measurement, interleaved");
         let (mut d, mut g) = (vec![], vec![]);
         for _ in 0..iterations {
-            d.push(non_stream(&client, &direct_url, "x").await);
-            g.push(non_stream(&client, &gateway_url, &key).await);
+            d.push(non_stream(&client, &mock, &direct_url, "x").await);
+            g.push(non_stream(&client, &mock, &gateway_url, &key).await);
         }
         report("non-streamed request (20 tokens)", d, g);
         let (mut d_first, mut g_first, mut d_total, mut g_total) = (vec![], vec![], vec![], vec![]);
         for _ in 0..iterations {
-            let (f, t) = stream(&client, &direct_url, "x", 20).await;
+            let (f, t) = stream(&client, &mock, &direct_url, "x", 20).await;
             d_first.push(f);
             d_total.push(t);
-            let (f, t) = stream(&client, &gateway_url, &key, 20).await;
+            let (f, t) = stream(&client, &mock, &gateway_url, &key, 20).await;
             g_first.push(f);
             g_total.push(t);
         }
@@ -142,8 +156,8 @@ fn main() {
         report("whole 20-token stream", d_total, g_total);
         let (mut d, mut g) = (vec![], vec![]);
         for _ in 0..(iterations / 10).max(10) {
-            d.push(stream(&client, &direct_url, "x", 1000).await.1);
-            g.push(stream(&client, &gateway_url, &key, 1000).await.1);
+            d.push(stream(&client, &mock, &direct_url, "x", 1000).await.1);
+            g.push(stream(&client, &mock, &gateway_url, &key, 1000).await.1);
         }
         report("whole 1000-token stream", d, g);
         for suffix in ["", "-wal", "-shm"] {

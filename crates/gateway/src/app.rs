@@ -61,8 +61,7 @@ impl Gateway {
         let (mut config, demo) = match config {
             Some(c) => (c, None),
             None => {
-                let demo = MockUpstream::start().await.map_err(StartError::Demo)?;
-                demo.set_recording(false);
+                let demo = MockUpstream::start_demo().await.map_err(StartError::Demo)?;
                 (Config::embedded(&demo.base_url()), Some(demo))
             }
         };

@@ -3,9 +3,13 @@
 //! gateway's `wire` crate: it writes the vendor formats itself, following the reference document and
 //! real recordings, so tests cannot confirm the gateway's own misunderstandings.
 //!
-//! Start one with [`MockUpstream::start`], point a client at [`MockUpstream::base_url`], and shape each
-//! response with options given in the model name (`gpt-4o@tokens=5,ttft_ms=200`), in `x-mock-<option>`
-//! headers, or in a `"mock": {...}` body field (later sources win). Options:
+//! Start one with [`MockUpstream::start`], point a client at [`MockUpstream::base_url`], and shape the
+//! responses with options set on the server ([`MockUpstream::set_options`], for every request), given
+//! in the model name (`gpt-4o@tokens=5,ttft_ms=200`), in `x-mock-<option>` headers, or in a
+//! `"mock": {...}` body field (later sources win). The gateway never forwards a caller's `mock` field
+//! or headers, so tests that go through it steer with `set_options` or a route's model suffix (the
+//! operator's config). [`MockUpstream::start_demo`] starts a mock that ignores every request source
+//! ([`Steering::ServerOnly`]), for the gateway's embedded demo. Options:
 //!
 //! | option | default | effect |
 //! | --- | --- | --- |
@@ -34,10 +38,11 @@ use std::sync::Arc;
 use axum::serve::ListenerExt;
 
 pub use completion::{CONTENT_WORDS, REASONING_WORDS};
-pub use options::OPTION_NAMES;
+pub use options::{OptionError, Steering, OPTION_NAMES};
 pub use recording::{Dialect, RecordedRequest, StreamRecord};
 pub use routes::router;
 
+use options::ServerOptions;
 use recording::Shared;
 
 /// Settings fixed when the server starts.
@@ -45,6 +50,8 @@ use recording::Shared;
 pub struct MockOptions {
     /// The credential the mock accepts (`Authorization: Bearer K` or `x-api-key: K`); `None` = any.
     pub expected_key: Option<String>,
+    /// Whether requests may shape their own responses (default) or only the server's options.
+    pub steering: Steering,
 }
 
 /// The mock's shared state: what [`router`] serves and what the records are read from. Cloning shares.
@@ -56,7 +63,7 @@ pub struct MockState {
 impl MockState {
     pub fn new(opts: MockOptions) -> MockState {
         MockState {
-            shared: Arc::new(Shared::new(opts.expected_key)),
+            shared: Arc::new(Shared::new(opts.expected_key, opts.steering)),
         }
     }
 
@@ -77,6 +84,16 @@ impl MockState {
 
     pub fn set_expected_key(&self, key: Option<String>) {
         self.shared.set_expected_key(key);
+    }
+
+    /// Sets the server's own options, applied to every request from now on (replacing those set
+    /// before): a JSON object like a body's `mock` field, e.g. `{"tokens": 20, "gap_ms": 5}`.
+    /// Requests may still override them unless the server was started with
+    /// [`Steering::ServerOnly`]. A bad option is refused and the previous ones stay.
+    pub fn set_options(&self, options: serde_json::Value) -> Result<(), OptionError> {
+        self.shared
+            .set_server_options(ServerOptions::parse(&options)?);
+        Ok(())
     }
 
     /// Turns request and stream recording on or off (on by default). Long-running servers (the
@@ -102,6 +119,19 @@ impl MockUpstream {
     /// Starts a server on 127.0.0.1 with a free port, accepting any key.
     pub async fn start() -> std::io::Result<MockUpstream> {
         Self::start_with(MockOptions::default()).await
+    }
+
+    /// Starts the demo upstream: 127.0.0.1, a free port, any key, recording off, and
+    /// [`Steering::ServerOnly`], so nothing in a request (body `mock`, `x-mock-*` headers, a model
+    /// suffix) can change its pacing, token counts, usage or failures.
+    pub async fn start_demo() -> std::io::Result<MockUpstream> {
+        let demo = Self::start_with(MockOptions {
+            expected_key: None,
+            steering: Steering::ServerOnly,
+        })
+        .await?;
+        demo.set_recording(false);
+        Ok(demo)
     }
 
     /// Starts a server on 127.0.0.1 with a free port.
@@ -152,6 +182,11 @@ impl MockUpstream {
     /// Changes the accepted credential at run time (`None` = accept any).
     pub fn set_expected_key(&self, key: Option<String>) {
         self.state.set_expected_key(key);
+    }
+
+    /// Sets the options every request gets from now on; see [`MockState::set_options`].
+    pub fn set_options(&self, options: serde_json::Value) -> Result<(), OptionError> {
+        self.state.set_options(options)
     }
 
     /// Waits (without polling) until the n-th (0-based) streamed response has ended — completed,

@@ -25,6 +25,7 @@ async fn main() -> anyhow::Result<()> {
         args.listen,
         MockOptions {
             expected_key: args.key,
+            ..MockOptions::default()
         },
     )
     .await?;

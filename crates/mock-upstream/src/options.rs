@@ -1,8 +1,10 @@
 //! The per-request behaviour knobs of the mock ("tokens", "ttft_ms", "status", ...) and where they come
-//! from: model-name defaults, then options after an `@` in the model name
-//! (`gpt-4o@tokens=5,ttft_ms=200`), then `x-mock-<option>` request headers, then a `"mock": {...}` object
-//! in the JSON body. Later sources override earlier ones; an unknown option or a bad value is an error so
-//! that a typo in a test fails loudly instead of silently running with defaults.
+//! from: model-name defaults, then the server's own options ([`ServerOptions`], set by whoever started
+//! it), then options after an `@` in the model name (`gpt-4o@tokens=5,ttft_ms=200`), then
+//! `x-mock-<option>` request headers, then a `"mock": {...}` object in the JSON body. Later sources
+//! override earlier ones; an unknown option or a bad value is an error so that a typo in a test fails
+//! loudly instead of silently running with defaults. A server started with [`Steering::ServerOnly`]
+//! (the gateway's embedded demo) reads none of the three request sources.
 
 use axum::http::HeaderMap;
 use serde_json::Value;
@@ -44,9 +46,21 @@ pub(crate) struct Behaviour {
     pub cached_tokens: u32,
 }
 
+/// Who may shape the responses of a server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Steering {
+    /// The server's own options, then each request's model suffix, `x-mock-*` headers and `mock` body
+    /// field. For tests and benchmarks that talk to the mock directly.
+    #[default]
+    Requests,
+    /// Only the server's own options: nothing in a request changes pacing, token counts, usage or
+    /// failures. For a mock that strangers can reach, such as the gateway's embedded demo upstream.
+    ServerOnly,
+}
+
 /// A bad option: unknown name or a value of the wrong kind.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub(crate) enum OptionError {
+pub enum OptionError {
     #[error("unknown mock option `{0}`")]
     Unknown(String),
     #[error("mock option `{name}` has invalid value `{value}`: expected {expected}")]
@@ -55,7 +69,7 @@ pub(crate) enum OptionError {
         value: String,
         expected: &'static str,
     },
-    #[error("the `mock` field must be a JSON object")]
+    #[error("mock options must be a JSON object")]
     NotAnObject,
 }
 
@@ -197,6 +211,33 @@ impl Behaviour {
     }
 }
 
+/// Options set on the server itself ([`crate::MockUpstream::set_options`]), checked when set, applied
+/// to every request after the model defaults and before anything the request says.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ServerOptions(Vec<(String, Value)>);
+
+impl ServerOptions {
+    /// Reads a JSON object of options (`{"tokens": 20, "gap_ms": 5}`, the same as a body's `mock`).
+    pub(crate) fn parse(options: &Value) -> Result<ServerOptions, OptionError> {
+        let map = options.as_object().ok_or(OptionError::NotAnObject)?;
+        let mut check = Behaviour::for_model("", false);
+        let mut out = Vec::with_capacity(map.len());
+        for (name, value) in map {
+            let name = normalise(name);
+            check.set(&name, RawValue::Json(value))?;
+            out.push((name, value.clone()));
+        }
+        Ok(ServerOptions(out))
+    }
+
+    fn apply(&self, behaviour: &mut Behaviour) -> Result<(), OptionError> {
+        for (name, value) in &self.0 {
+            behaviour.set(name, RawValue::Json(value))?;
+        }
+        Ok(())
+    }
+}
+
 /// Splits `gpt-4o@tokens=5,status=503` into the model name and the option text.
 pub(crate) fn split_model(model: &str) -> (&str, Option<&str>) {
     match model.split_once('@') {
@@ -205,16 +246,22 @@ pub(crate) fn split_model(model: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// Resolves the behaviour for one request from its model name, headers and JSON body.
-/// `model` is the full requested name (with any `@` suffix).
+/// Resolves the behaviour for one request from the server's options and, when `steering` allows,
+/// its model name, headers and JSON body. `model` is the full requested name (with any `@` suffix).
 pub(crate) fn resolve(
     model: &str,
     thinking_requested: bool,
     headers: &HeaderMap,
     body: &Value,
+    server: &ServerOptions,
+    steering: Steering,
 ) -> Result<Behaviour, OptionError> {
     let (base, suffix) = split_model(model);
     let mut behaviour = Behaviour::for_model(base, thinking_requested);
+    server.apply(&mut behaviour)?;
+    if steering == Steering::ServerOnly {
+        return Ok(behaviour);
+    }
     if let Some(suffix) = suffix {
         for pair in suffix.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').ok_or_else(|| OptionError::Invalid {
@@ -264,11 +311,14 @@ mod tests {
         headers.insert("x-mock-ttft-ms", HeaderValue::from_static("7"));
         headers.insert("x-mock-tokens", HeaderValue::from_static("4"));
         let body = json!({"mock": {"tokens": 2, "usage": false, "fail_key": "k1"}});
+        let server = ServerOptions::parse(&json!({"tokens": 9, "gap_ms": 3})).unwrap();
         let b = resolve(
             "demo-reasoner@tokens=5,ttft_ms=200,status=503",
             false,
             &headers,
             &body,
+            &server,
+            Steering::Requests,
         )
         .unwrap();
         assert_eq!(b.tokens, 2);
@@ -277,25 +327,93 @@ mod tests {
         assert_eq!(b.reasoning, DEFAULT_REASONING);
         assert_eq!(b.usage, Some(false));
         assert_eq!(b.fail_key.as_deref(), Some("k1"));
+        assert_eq!(
+            b.gap_ms, 3,
+            "the server's option stands where nothing overrides it"
+        );
+    }
+
+    #[test]
+    fn a_server_only_mock_ignores_everything_a_request_says() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-mock-status", HeaderValue::from_static("500"));
+        headers.insert("x-mock-tokens", HeaderValue::from_static("abc"));
+        let body =
+            json!({"mock": {"prompt_tokens": 4_000_000_000u64, "tokens": 100_000, "bogus": 1}});
+        let server = ServerOptions::default();
+        let b = resolve(
+            "demo-chat@tokens=999999,gap_ms=60000",
+            false,
+            &headers,
+            &body,
+            &server,
+            Steering::ServerOnly,
+        )
+        .unwrap();
+        assert_eq!(b, Behaviour::for_model("demo-chat", false));
+        let server = ServerOptions::parse(&json!({"tokens": 3})).unwrap();
+        let b = resolve(
+            "demo-chat",
+            false,
+            &headers,
+            &body,
+            &server,
+            Steering::ServerOnly,
+        )
+        .unwrap();
+        assert_eq!(b.tokens, 3);
+        assert_eq!(b.status, None);
+    }
+
+    #[test]
+    fn server_options_are_checked_when_set() {
+        assert_eq!(
+            ServerOptions::parse(&json!({"tokenz": 1})),
+            Err(OptionError::Unknown("tokenz".into()))
+        );
+        assert!(matches!(
+            ServerOptions::parse(&json!({"status": 200})),
+            Err(OptionError::Invalid { .. })
+        ));
+        assert_eq!(
+            ServerOptions::parse(&json!([1])),
+            Err(OptionError::NotAnObject)
+        );
+    }
+
+    /// A request-steered mock without server options.
+    fn by_request(
+        model: &str,
+        headers: &HeaderMap,
+        body: &Value,
+    ) -> Result<Behaviour, OptionError> {
+        super::resolve(
+            model,
+            false,
+            headers,
+            body,
+            &ServerOptions::default(),
+            Steering::Requests,
+        )
     }
 
     #[test]
     fn unknown_or_bad_options_are_errors() {
         let none = HeaderMap::new();
         assert_eq!(
-            resolve("m@tokenz=5", false, &none, &Value::Null),
+            by_request("m@tokenz=5", &none, &Value::Null),
             Err(OptionError::Unknown("tokenz".into()))
         );
         assert!(matches!(
-            resolve("m@tokens=-1", false, &none, &Value::Null),
+            by_request("m@tokens=-1", &none, &Value::Null),
             Err(OptionError::Invalid { .. })
         ));
         assert!(matches!(
-            resolve("m@status=200", false, &none, &Value::Null),
+            by_request("m@status=200", &none, &Value::Null),
             Err(OptionError::Invalid { .. })
         ));
         assert_eq!(
-            resolve("m", false, &none, &json!({"mock": 3})),
+            by_request("m", &none, &json!({"mock": 3})),
             Err(OptionError::NotAnObject)
         );
     }

@@ -12,6 +12,8 @@ use axum::http::{HeaderMap, Method, Uri};
 use serde_json::Value;
 use tokio::sync::watch;
 
+use crate::options::{ServerOptions, Steering};
+
 /// The vendor wire format a response was written in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {
@@ -85,6 +87,8 @@ pub(crate) enum TokenKind {
 /// State shared by the handlers, the bodies and the [`crate::MockUpstream`] handle.
 pub(crate) struct Shared {
     expected_key: RwLock<Option<String>>,
+    steering: Steering,
+    server_options: RwLock<Arc<ServerOptions>>,
     recording: AtomicBool,
     request_count: AtomicUsize,
     requests: Mutex<Vec<RecordedRequest>>,
@@ -111,9 +115,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub(crate) fn new(expected_key: Option<String>) -> Shared {
+    pub(crate) fn new(expected_key: Option<String>, steering: Steering) -> Shared {
         Shared {
             expected_key: RwLock::new(expected_key),
+            steering,
+            server_options: RwLock::new(Arc::default()),
             recording: AtomicBool::new(true),
             request_count: AtomicUsize::new(0),
             requests: Mutex::new(Vec::new()),
@@ -139,6 +145,28 @@ impl Shared {
 
     pub(crate) fn set_expected_key(&self, key: Option<String>) {
         *self.expected_key.write().unwrap_or_else(|e| e.into_inner()) = key;
+    }
+
+    /// Who may shape the responses; fixed when the server starts.
+    pub(crate) fn steering(&self) -> Steering {
+        self.steering
+    }
+
+    /// The server's own options, applied to every request.
+    pub(crate) fn server_options(&self) -> Arc<ServerOptions> {
+        Arc::clone(
+            &self
+                .server_options
+                .read()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
+    }
+
+    pub(crate) fn set_server_options(&self, options: ServerOptions) {
+        *self
+            .server_options
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(options);
     }
 
     pub(crate) fn set_recording(&self, on: bool) {

@@ -217,7 +217,14 @@ async fn chat_completions(
             json!("missing_required_parameter"),
         );
     }
-    let behaviour = match options::resolve(&model, false, &headers, &request) {
+    let behaviour = match options::resolve(
+        &model,
+        false,
+        &headers,
+        &request,
+        &shared.server_options(),
+        shared.steering(),
+    ) {
         Ok(b) => b,
         Err(e) => return bad_request(e.to_string(), Some("mock"), Value::Null),
     };
@@ -346,7 +353,14 @@ async fn messages(
         request.pointer("/thinking/type").and_then(Value::as_str),
         Some("enabled" | "adaptive")
     );
-    let behaviour = match options::resolve(&model, thinking, &headers, &request) {
+    let behaviour = match options::resolve(
+        &model,
+        thinking,
+        &headers,
+        &request,
+        &shared.server_options(),
+        shared.steering(),
+    ) {
         Ok(b) => b,
         Err(e) => return bad_request(&e.to_string()),
     };

@@ -435,6 +435,7 @@ async fn error_statuses_carry_vendor_bodies_and_retry_after() {
 async fn expected_key_is_checked_per_dialect_and_can_change() {
     let mock = MockUpstream::start_with(MockOptions {
         expected_key: Some("k1".into()),
+        ..MockOptions::default()
     })
     .await
     .unwrap();
@@ -740,6 +741,90 @@ async fn options_come_from_model_headers_and_body_in_that_order() {
         .await;
     assert_eq!(v["choices"][0]["finish_reason"], "length");
     assert_eq!(content(v), " the quick");
+}
+
+fn anthropic_body(stream: bool) -> Value {
+    json!({"model": "claude-x", "max_tokens": 50, "stream": stream,
+        "messages": [{"role": "user", "content": "hi"}]})
+}
+
+#[tokio::test]
+async fn server_options_apply_to_every_request_and_requests_may_override_them() {
+    let mock = MockUpstream::start().await.unwrap();
+    mock.set_options(json!({"tokens": 3, "prompt_tokens": 50}))
+        .unwrap();
+    for _ in 0..2 {
+        let v = post(&mock, "/chat/completions", chat("gpt-4o", false))
+            .await
+            .json_text()
+            .await;
+        assert_eq!(v["usage"]["completion_tokens"], 3);
+        assert_eq!(v["usage"]["prompt_tokens"], 50);
+    }
+    let v = post(&mock, "/messages", anthropic_body(false))
+        .await
+        .json_text()
+        .await;
+    assert_eq!(v["usage"]["output_tokens"], 3, "{v}");
+    let v = post(&mock, "/chat/completions", chat("gpt-4o@tokens=1", false))
+        .await
+        .json_text()
+        .await;
+    assert_eq!(v["usage"]["completion_tokens"], 1);
+    // A bad option is refused and the previous ones stay.
+    assert!(mock.set_options(json!({"tokenz": 1})).is_err());
+    let v = post(&mock, "/chat/completions", chat("gpt-4o", false))
+        .await
+        .json_text()
+        .await;
+    assert_eq!(v["usage"]["completion_tokens"], 3);
+    // Setting replaces: back to the defaults.
+    mock.set_options(json!({})).unwrap();
+    let v = post(&mock, "/chat/completions", chat("gpt-4o", false))
+        .await
+        .json_text()
+        .await;
+    assert_eq!(v["usage"]["completion_tokens"], 12);
+}
+
+#[tokio::test]
+async fn the_demo_ignores_every_option_a_request_carries() {
+    let demo = MockUpstream::start_demo().await.unwrap();
+    let plain = post(&demo, "/chat/completions", chat("demo-chat", false))
+        .await
+        .json_text()
+        .await;
+    let mut body = chat("demo-chat@tokens=100000,status=500,ttft_ms=60000", false);
+    body["mock"] = json!({"prompt_tokens": 4_000_000_000u64, "tokens": 100_000, "status": 503});
+    let resp = post_with(
+        &demo,
+        "/chat/completions",
+        body,
+        &[("x-mock-status", "500"), ("x-mock-stall-after", "1")],
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let steered: Value = resp.json_text().await;
+    assert_eq!(steered["usage"], plain["usage"]);
+    assert_eq!(steered["choices"], plain["choices"]);
+    assert_eq!(steered["model"], "demo-chat");
+    let mut body = anthropic_body(true);
+    body["mock"] = json!({"tokens": 100_000, "error_after": 1});
+    let resp = post_with(&demo, "/messages", body, &[("x-mock-tokens", "100000")]).await;
+    assert_eq!(resp.status(), 200);
+    let events = anthropic_events(&read_body(resp).await.unwrap());
+    let (_, delta) = events
+        .iter()
+        .find(|(name, _)| name == "message_delta")
+        .expect("the stream ends normally");
+    assert_eq!(delta["usage"]["output_tokens"], 12, "{delta}");
+    // The demo's operator still decides.
+    demo.set_options(json!({"tokens": 2})).unwrap();
+    let v = post(&demo, "/chat/completions", chat("demo-chat", false))
+        .await
+        .json_text()
+        .await;
+    assert_eq!(v["usage"]["completion_tokens"], 2);
 }
 
 #[tokio::test]

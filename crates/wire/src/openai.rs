@@ -43,10 +43,13 @@ const ROLES: &[&str] = &[
     "function",
 ];
 
+/// The one top-level request field never forwarded upstream (see [`ChatRequest::parse`]).
+const NEVER_FORWARDED_FIELD: &str = "mock";
+
 /// A validated Chat Completions request.
 #[derive(Debug, Clone)]
 pub struct ChatRequest {
-    /// The body as sent, in its original key order.
+    /// The body as sent, in its original key order, without the `mock` field.
     pub body: Map<String, Value>,
     pub model: String,
     pub stream: bool,
@@ -130,7 +133,13 @@ fn is_u64(v: &Value) -> bool {
 impl ChatRequest {
     /// Parses and validates a request body.
     pub fn parse(bytes: &[u8]) -> Result<ChatRequest, RequestError> {
-        let body = parse_object(bytes)?;
+        let mut body = parse_object(bytes)?;
+        // Unknown fields are forwarded, except `mock`: it is how the fake provider (tests, the
+        // embedded demo) takes per-request orders such as token counts, failures and pacing. A
+        // caller must never steer an upstream, so it is dropped here, the one door every dialect
+        // goes through (chat, the Anthropic translation and the Responses API all build their
+        // upstream body from this `body`). `shift_remove` keeps the order of the other keys.
+        body.shift_remove(NEVER_FORWARDED_FIELD);
         let model = required_model(&body)?;
         let messages = match body.get("messages") {
             Some(Value::Array(m)) if !m.is_empty() => m,
@@ -444,6 +453,20 @@ mod tests {
         assert_eq!(up["model"], "up-m");
         assert_eq!(up["thinking"]["type"], "enabled");
         assert_eq!(up["stream_options"]["include_usage"], true);
+    }
+
+    #[test]
+    fn the_mock_field_is_never_forwarded_and_the_key_order_survives() {
+        let r = ChatRequest::parse(
+            br#"{"model":"m","mock":{"prompt_tokens":4000000000},"messages":[{"role":"user","content":"hi"}],"x_custom":1}"#,
+        )
+        .unwrap();
+        assert!(!r.body.contains_key("mock"));
+        let keys: Vec<&str> = r.body.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["model", "messages", "x_custom"]);
+        let up = String::from_utf8(r.upstream_body("up-m")).unwrap();
+        assert!(!up.contains("mock") && !up.contains("4000000000"), "{up}");
+        assert!(up.contains("\"x_custom\":1"), "{up}");
     }
 
     #[test]

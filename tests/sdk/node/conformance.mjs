@@ -106,10 +106,8 @@ async function non_stream() {
   return { text, cost, usage: completion.usage };
 }
 
-// A long, slow answer so the stream is still running when the client aborts; the Rust test checks that
-// the mock saw the disconnect promptly.
-const ABORT_MOCK = { tokens: 1000, gap_ms: 5 };
-
+// The Rust test sets the mock up for a long, slow answer (the gateway forwards no `mock` field), so the
+// stream is still running when the client aborts, and checks that the mock saw the disconnect promptly.
 // Seed 000: cancel with an AbortController (after 3 chunks instead of 5 seconds).
 async function abort() {
   const controller = new AbortController();
@@ -119,7 +117,6 @@ async function abort() {
       model: MODEL,
       messages: [{ role: 'user', content: 'Write a long essay' }],
       stream: true,
-      mock: ABORT_MOCK,
     },
     { signal: controller.signal },
   );
@@ -165,7 +162,6 @@ async function stream_error() {
     model: MODEL,
     messages: [{ role: 'user', content: 'Write a short poem' }],
     stream: true,
-    mock: { error_after: 2, gap_ms: 5 },
   });
   let text = '';
   try {

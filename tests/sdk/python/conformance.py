@@ -108,9 +108,8 @@ def non_stream():
     return {"text": text, "cost": cost, "usage": completion.usage.model_dump()}
 
 
-# The abort scenario asks the mock for a long, slow answer so the stream is still running when the
-# client goes away; the Rust test checks the mock saw the disconnect promptly.
-ABORT_MOCK = {"tokens": 1000, "gap_ms": 5}
+# The Rust test sets the mock up for a long, slow answer (the gateway forwards no `mock` field), so the
+# stream is still running when the client goes away, and checks the mock saw the disconnect promptly.
 
 
 def abort():
@@ -119,7 +118,6 @@ def abort():
         model=MODEL,
         messages=[{"role": "user", "content": "Write a long essay"}],
         stream=True,
-        extra_body={"mock": ABORT_MOCK},
     ) as stream:
         for chunk in stream:
             chunks += 1
@@ -153,7 +151,6 @@ def stream_error():
         model=MODEL,
         messages=[{"role": "user", "content": "Write a short poem"}],
         stream=True,
-        extra_body={"mock": {"error_after": 2, "gap_ms": 5}},
     )
     parts = []
     try:

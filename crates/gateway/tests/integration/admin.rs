@@ -324,7 +324,7 @@ async fn admin_usage_groups_by_key_model_and_day_within_a_range() {
 
 #[tokio::test]
 async fn the_request_log_lists_what_the_ledger_keeps_and_never_the_text() {
-    let (gw, _mock) = gateway().await;
+    let (gw, mock) = gateway().await;
     let secret_prompt = "my very private prompt about project nightingale";
     let ok = gw
         .chat(json!({"model": "m", "stream": true, "messages": user(secret_prompt)}))
@@ -334,8 +334,9 @@ async fn the_request_log_lists_what_the_ledger_keeps_and_never_the_text() {
     let ok_id = ok.headers()["x-request-id"].to_str().unwrap().to_owned();
     let answer = ok.text().await.unwrap();
     assert!(answer.contains("[DONE]"));
+    mock.set_options(json!({"status": 500})).unwrap();
     let failed = gw
-        .chat(json!({"model": "m", "messages": user(secret_prompt), "mock": {"status": 500}}))
+        .chat(json!({"model": "m", "messages": user(secret_prompt)}))
         .send()
         .await
         .unwrap();

@@ -81,9 +81,10 @@ async fn read_then_hang_up(gw: &TestGateway, body: Value, n: usize) -> (String, 
 #[tokio::test]
 async fn completed_stream_bills_the_upstream_usage() {
     let (gw, mock) = start_with_mock("").await;
+    mock.set_options(json!({"tokens": 20})).unwrap();
     let (id, items) = stream(
         &gw,
-        json!({"model": "m", "stream": true, "messages": user("hi"), "mock": {"tokens": 20}}),
+        json!({"model": "m", "stream": true, "messages": user("hi")}),
     )
     .await;
     let record = mock.wait_stream_end(0).await;
@@ -111,9 +112,10 @@ async fn completed_stream_bills_the_upstream_usage() {
 
 #[tokio::test]
 async fn completed_json_answer_bills_the_upstream_usage() {
-    let (gw, _mock) = start_with_mock("").await;
+    let (gw, mock) = start_with_mock("").await;
+    mock.set_options(json!({"tokens": 7})).unwrap();
     let resp = gw
-        .chat(json!({"model": "m", "messages": user("hi"), "mock": {"tokens": 7}}))
+        .chat(json!({"model": "m", "messages": user("hi")}))
         .send()
         .await
         .unwrap();
@@ -135,10 +137,11 @@ output_price = "8.00"
 cached_input_price = "0.50"
 "#;
     let (gw, mock) = start_with_mock(extra).await;
+    mock.set_options(json!({"tokens": 10, "prompt_tokens": 1000, "cached_tokens": 400}))
+        .unwrap();
     let (id, items) = stream(
         &gw,
-        json!({"model": "cached", "stream": true, "messages": user("hi"),
-               "mock": {"tokens": 10, "prompt_tokens": 1000, "cached_tokens": 400}}),
+        json!({"model": "cached", "stream": true, "messages": user("hi")}),
     )
     .await;
     let e = entry(&gw, &id).await;
@@ -150,10 +153,11 @@ cached_input_price = "0.50"
     assert_eq!(e.cost.to_usd(), expected);
     assert_eq!(last_usage(&items)["cost"], expected.normalize().to_string());
 
+    mock.set_options(json!({"tokens": 6, "reasoning": 9}))
+        .unwrap();
     let (id, items) = stream(
         &gw,
-        json!({"model": "deepseek-r", "stream": true, "messages": user("think"),
-               "mock": {"tokens": 6, "reasoning": 9}}),
+        json!({"model": "deepseek-r", "stream": true, "messages": user("think")}),
     )
     .await;
     let record = mock.wait_stream_end(1).await;
@@ -174,10 +178,11 @@ cached_input_price = "0.50"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_stream_bills_what_was_delivered() {
     let (gw, mock) = start_with_mock("").await;
+    mock.set_options(json!({"tokens": 500, "gap_ms": 20}))
+        .unwrap();
     let (id, received) = read_then_hang_up(
         &gw,
-        json!({"model": "m", "stream": true, "messages": user("write a long essay"),
-               "mock": {"tokens": 500, "gap_ms": 20}}),
+        json!({"model": "m", "stream": true, "messages": user("write a long essay")}),
         5,
     )
     .await;
@@ -207,11 +212,10 @@ async fn cancelled_stream_bills_what_was_delivered() {
 
 #[tokio::test]
 async fn upstream_failure_before_any_content_costs_nothing() {
-    let (gw, _mock) = start_with_mock("").await;
+    let (gw, mock) = start_with_mock("").await;
+    mock.set_options(json!({"status": 500})).unwrap();
     let resp = gw
-        .chat(
-            json!({"model": "m", "stream": true, "messages": user("hi"), "mock": {"status": 500}}),
-        )
+        .chat(json!({"model": "m", "stream": true, "messages": user("hi")}))
         .send()
         .await
         .unwrap();
@@ -234,9 +238,10 @@ async fn mid_stream_failure_bills_what_was_delivered() {
     {
         let mut opts = failure.clone();
         opts["tokens"] = json!(30);
+        mock.set_options(opts).unwrap();
         let (id, items) = stream(
             &gw,
-            json!({"model": "m", "stream": true, "messages": user("hi"), "mock": opts}),
+            json!({"model": "m", "stream": true, "messages": user("hi")}),
         )
         .await;
         assert!(items.contains(&Sse::Done), "{failure}: {items:?}");
@@ -261,15 +266,17 @@ async fn mid_stream_failure_bills_what_was_delivered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ledger_entries_next_to_the_mock_count() {
     let (gw, mock) = start_with_mock("").await;
+    mock.set_options(json!({"tokens": 24})).unwrap();
     let (streamed, _) = stream(
         &gw,
-        json!({"model": "m", "stream": true, "messages": user("hi"), "mock": {"tokens": 24}}),
+        json!({"model": "m", "stream": true, "messages": user("hi")}),
     )
     .await;
+    mock.set_options(json!({"tokens": 500, "gap_ms": 20}))
+        .unwrap();
     let (cancelled, _) = read_then_hang_up(
         &gw,
-        json!({"model": "m", "stream": true, "messages": user("write a long essay"),
-               "mock": {"tokens": 500, "gap_ms": 20}}),
+        json!({"model": "m", "stream": true, "messages": user("write a long essay")}),
         8,
     )
     .await;
@@ -311,7 +318,7 @@ input_price = "0"
 output_price = "1000"
 max_output_tokens = 1000
 "#;
-    let (gw, _mock) = start_with_mock(extra).await;
+    let (gw, mock) = start_with_mock(extra).await;
     let (k, key) = auth::create_key(
         &gw.gw.ledger,
         &NewKey {
@@ -324,8 +331,9 @@ max_output_tokens = 1000
     .unwrap();
     let client = harness::client();
     // Every admitted request stays open for 2 s, so all 50 are decided while 10 holds are open.
-    let body = json!({"model": "pricey", "stream": true, "messages": user("hi"),
-                      "mock": {"tokens": 12, "ttft_ms": 2000}});
+    mock.set_options(json!({"tokens": 12, "ttft_ms": 2000}))
+        .unwrap();
+    let body = json!({"model": "pricey", "stream": true, "messages": user("hi")});
     let tasks: Vec<_> = (0..50)
         .map(|_| {
             let req = client
@@ -535,10 +543,11 @@ async fn the_entry_survives_kill_9_once_done_was_received() {
         }
     }
     let (key, base) = (key.expect("key printed"), base.expect("address printed"));
+    mock.set_options(json!({"tokens": 9})).unwrap();
     let resp = harness::client()
         .post(format!("{base}/chat/completions"))
         .bearer_auth(&key)
-        .json(&json!({"model": "m", "stream": true, "messages": user("hi"), "mock": {"tokens": 9}}))
+        .json(&json!({"model": "m", "stream": true, "messages": user("hi")}))
         .send()
         .await
         .unwrap();

@@ -117,12 +117,11 @@ async fn without_include_usage_no_usage_only_chunk_reaches_the_client() {
 
 #[tokio::test]
 async fn reasoning_content_streams_before_the_answer() {
-    let (gw, _mock) = start_with_mock("").await;
+    let (gw, mock) = start_with_mock("").await;
+    mock.set_options(json!({"reasoning": 6, "tokens": 4}))
+        .unwrap();
     let body = gw
-        .chat(
-            json!({"model": "deepseek-r", "stream": true, "messages": user("prove it"),
-                     "mock": {"reasoning": 6, "tokens": 4}}),
-        )
+        .chat(json!({"model": "deepseek-r", "stream": true, "messages": user("prove it")}))
         .send()
         .await
         .unwrap()
@@ -223,10 +222,11 @@ async fn unknown_request_and_chunk_fields_survive_the_trip() {
 
 #[tokio::test]
 async fn keep_alive_comments_flow_while_the_upstream_is_silent() {
-    let (gw, _mock) = start_with_mock_top("keep_alive_ms = 40", "").await;
+    let (gw, mock) = start_with_mock_top("keep_alive_ms = 40", "").await;
+    mock.set_options(json!({"tokens": 3, "gap_ms": 250}))
+        .unwrap();
     let body = gw
-        .chat(json!({"model": "m", "stream": true, "messages": user("hi"),
-                     "mock": {"tokens": 3, "gap_ms": 250}}))
+        .chat(json!({"model": "m", "stream": true, "messages": user("hi")}))
         .send()
         .await
         .unwrap()
@@ -244,9 +244,10 @@ async fn keep_alive_comments_flow_while_the_upstream_is_silent() {
 }
 
 async fn stream_ending(mock_opts: Value) -> (Vec<Sse>, u16) {
-    let (gw, _mock) = start_with_mock("").await;
+    let (gw, mock) = start_with_mock("").await;
+    mock.set_options(mock_opts).unwrap();
     let resp = gw
-        .chat(json!({"model": "m", "stream": true, "messages": user("hi"), "mock": mock_opts}))
+        .chat(json!({"model": "m", "stream": true, "messages": user("hi")}))
         .send()
         .await
         .unwrap();
@@ -296,8 +297,9 @@ async fn stall_past_the_idle_timeout_is_an_error_event_then_done() {
         "api_key = \"upstream-secret-key\"\nidle_timeout_ms = 150\n\n[providers.mockds]",
     );
     let gw = harness::start(&text).await;
+    mock.set_options(json!({"stall_after": 2})).unwrap();
     let body = gw
-        .chat(json!({"model": "m", "stream": true, "messages": user("hi"), "mock": {"stall_after": 2}}))
+        .chat(json!({"model": "m", "stream": true, "messages": user("hi")}))
         .send()
         .await
         .unwrap()
@@ -317,10 +319,11 @@ async fn stall_past_the_idle_timeout_is_an_error_event_then_done() {
 
 #[tokio::test]
 async fn gzip_compresses_and_flushes_every_event() {
-    let (gw, _mock) = start_with_mock("").await;
+    let (gw, mock) = start_with_mock("").await;
+    mock.set_options(json!({"tokens": 3, "gap_ms": 200}))
+        .unwrap();
     let resp = gw
-        .chat(json!({"model": "m", "stream": true, "messages": user("hi"),
-                     "mock": {"tokens": 3, "gap_ms": 200}}))
+        .chat(json!({"model": "m", "stream": true, "messages": user("hi")}))
         .header("accept-encoding", "gzip")
         .send()
         .await
@@ -350,10 +353,11 @@ async fn gzip_compresses_and_flushes_every_event() {
 
 #[tokio::test]
 async fn every_chunk_arrives_as_its_own_event_before_the_next_is_sent() {
-    let (gw, _mock) = start_with_mock("").await;
+    let (gw, mock) = start_with_mock("").await;
+    mock.set_options(json!({"tokens": 5, "gap_ms": 50}))
+        .unwrap();
     let resp = gw
-        .chat(json!({"model": "m", "stream": true, "messages": user("hi"),
-                     "mock": {"tokens": 5, "gap_ms": 50}}))
+        .chat(json!({"model": "m", "stream": true, "messages": user("hi")}))
         .send()
         .await
         .unwrap();
@@ -386,11 +390,10 @@ async fn every_chunk_arrives_as_its_own_event_before_the_next_is_sent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_disconnect_drops_the_upstream_within_100ms() {
     let (gw, mock) = start_with_mock("").await;
+    mock.set_options(json!({"tokens": 2000, "gap_ms": 5}))
+        .unwrap();
     let resp = gw
-        .chat(
-            json!({"model": "m", "stream": true, "messages": user("write a long essay"),
-                     "mock": {"tokens": 2000, "gap_ms": 5}}),
-        )
+        .chat(json!({"model": "m", "stream": true, "messages": user("write a long essay")}))
         .send()
         .await
         .unwrap();
@@ -447,9 +450,10 @@ async fn the_demo_key_is_debited_by_the_cost() {
 async fn raw_socket_close_drops_the_upstream_within_100ms() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (gw, mock) = start_with_mock("").await;
-    let body = json!({"model": "m", "stream": true, "messages": user("write a long essay"),
-                      "mock": {"tokens": 2000, "gap_ms": 5}})
-    .to_string();
+    mock.set_options(json!({"tokens": 2000, "gap_ms": 5}))
+        .unwrap();
+    let body =
+        json!({"model": "m", "stream": true, "messages": user("write a long essay")}).to_string();
     let mut sock = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     let req = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",

@@ -128,10 +128,11 @@ async fn oversized_body_is_413() {
 
 #[tokio::test]
 async fn upstream_5xx_before_the_first_byte_is_502_and_hides_upstream_details() {
-    let (gw, _mock) = start_with_mock("").await;
+    let (gw, mock) = start_with_mock("").await;
+    mock.set_options(json!({"status": 500})).unwrap();
     for stream in [false, true] {
         let resp = gw
-            .chat(json!({"model": "m", "stream": stream, "messages": user("hi"), "mock": {"status": 500}}))
+            .chat(json!({"model": "m", "stream": stream, "messages": user("hi")}))
             .send()
             .await
             .unwrap();
@@ -150,8 +151,9 @@ async fn upstream_first_token_timeout_is_504() {
         "api_key = \"upstream-secret-key\"\nfirst_token_timeout_ms = 150\n\n[providers.mockds]",
     );
     let gw = harness::start(&text).await;
+    mock.set_options(json!({"ttft_ms": 5000})).unwrap();
     let resp = gw
-        .chat(json!({"model": "m", "stream": true, "messages": user("hi"), "mock": {"ttft_ms": 5000}}))
+        .chat(json!({"model": "m", "stream": true, "messages": user("hi")}))
         .send()
         .await
         .unwrap();
@@ -173,8 +175,9 @@ async fn upstream_first_token_timeout_is_504() {
 #[tokio::test]
 async fn upstream_4xx_is_passed_through_not_retried() {
     let (gw, mock) = start_with_mock("").await;
+    mock.set_options(json!({"status": 400})).unwrap();
     let resp = gw
-        .chat(json!({"model": "m", "messages": user("hi"), "mock": {"status": 400}}))
+        .chat(json!({"model": "m", "messages": user("hi")}))
         .send()
         .await
         .unwrap();
@@ -185,9 +188,10 @@ async fn upstream_4xx_is_passed_through_not_retried() {
 
 #[tokio::test]
 async fn upstream_401_never_leaks_as_the_callers_auth_error() {
-    let (gw, _mock) = start_with_mock("").await;
+    let (gw, mock) = start_with_mock("").await;
+    mock.set_options(json!({"status": 401})).unwrap();
     let resp = gw
-        .chat(json!({"model": "m", "messages": user("hi"), "mock": {"status": 401}}))
+        .chat(json!({"model": "m", "messages": user("hi")}))
         .send()
         .await
         .unwrap();

@@ -109,13 +109,20 @@ output_price = "2.19"
 /// Starts a gateway for a config text (top-level keys may be prepended with `top`).
 pub async fn start(config_text: &str) -> TestGateway {
     let config = Config::parse(config_text, "test.toml").expect("test config is valid");
+    start_config(Some(config)).await
+}
+
+/// Starts the embedded default (`switchyard serve` without a config: the in-process demo upstream).
+pub async fn start_embedded() -> TestGateway {
+    start_config(None).await
+}
+
+async fn start_config(config: Option<Config>) -> TestGateway {
     let db_path = temp_db();
-    let (gw, first, problems) = Gateway::build(
-        Some(config),
-        Some(format!("sqlite://{}", db_path.display())),
-    )
-    .await
-    .expect("gateway builds");
+    let (gw, first, problems) =
+        Gateway::build(config, Some(format!("sqlite://{}", db_path.display())))
+            .await
+            .expect("gateway builds");
     assert!(problems.is_empty(), "{problems:?}");
     let first = first.expect("a fresh database gets a first key");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

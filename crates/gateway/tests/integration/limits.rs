@@ -4,6 +4,7 @@
 //! Redis two gateways share one key's counters. The limits refill continuously (GCRA), so a burst
 //! of requests sees the same counts whenever it starts; no test waits for a window.
 
+use mock_upstream::MockUpstream;
 use serde_json::{json, Value};
 use switchyard::app::Gateway;
 use switchyard::auth::create_key;
@@ -29,9 +30,12 @@ async fn limited_key(gw: &TestGateway, rpm: Option<i64>, tpm: Option<i64>) -> (S
     (record.id, key)
 }
 
-fn body(max_tokens: u64, tokens: u64) -> Value {
-    json!({"model": "m", "max_tokens": max_tokens, "messages": harness::user("hi"),
-           "mock": {"tokens": tokens, "prompt_tokens": 10}})
+/// A request for at most `max_tokens`; the mock is told to answer with `tokens` tokens and report a
+/// 10-token prompt (it applies to the next request it receives).
+fn body(mock: &MockUpstream, max_tokens: u64, tokens: u64) -> Value {
+    mock.set_options(json!({"tokens": tokens, "prompt_tokens": 10}))
+        .unwrap();
+    json!({"model": "m", "max_tokens": max_tokens, "messages": harness::user("hi")})
 }
 
 async fn post(addr: std::net::SocketAddr, key: &str, body: &Value) -> reqwest::Response {
@@ -69,10 +73,10 @@ async fn assert_rate_limited(resp: reqwest::Response) -> Value {
 
 #[tokio::test]
 async fn a_key_with_rpm_3_gets_3_answers_then_429_with_the_openai_headers() {
-    let (gw, _mock) = harness::start_with_mock("").await;
+    let (gw, mock) = harness::start_with_mock("").await;
     let (_, key) = limited_key(&gw, Some(3), None).await;
     for i in 0..3 {
-        let resp = post(gw.addr, &key, &body(16, 3)).await;
+        let resp = post(gw.addr, &key, &body(&mock, 16, 3)).await;
         assert_eq!(resp.status(), 200, "request {i}");
         // Successful answers carry the headers too.
         assert_eq!(header(&resp, "x-ratelimit-limit-requests"), "3");
@@ -81,7 +85,7 @@ async fn a_key_with_rpm_3_gets_3_answers_then_429_with_the_openai_headers() {
             (2 - i).to_string()
         );
     }
-    let resp = post(gw.addr, &key, &body(16, 3)).await;
+    let resp = post(gw.addr, &key, &body(&mock, 16, 3)).await;
     assert_eq!(header(&resp, "x-ratelimit-limit-requests"), "3");
     assert_eq!(header(&resp, "x-ratelimit-remaining-requests"), "0");
     let reset = header(&resp, "x-ratelimit-reset-requests");
@@ -93,26 +97,26 @@ async fn a_key_with_rpm_3_gets_3_answers_then_429_with_the_openai_headers() {
     let e = assert_rate_limited(resp).await;
     assert!(e["message"].as_str().unwrap().contains("requests"), "{e}");
     // Streaming requests are counted the same way.
-    let mut stream = body(16, 3);
+    let mut stream = body(&mock, 16, 3);
     stream["stream"] = json!(true);
     assert_rate_limited(post(gw.addr, &key, &stream).await).await;
 }
 
 #[tokio::test]
 async fn tpm_reserves_the_token_bound_and_settles_to_the_tokens_used() {
-    let (gw, _mock) = harness::start_with_mock("").await;
+    let (gw, mock) = harness::start_with_mock("").await;
     let (_, key) = limited_key(&gw, None, Some(1000)).await;
     // Each reserves ~920 tokens (prompt bound + max_tokens) but uses 15: only the settlement
     // back to the real use lets the next one in.
     for i in 0..3 {
-        let resp = post(gw.addr, &key, &body(900, 5)).await;
+        let resp = post(gw.addr, &key, &body(&mock, 900, 5)).await;
         assert_eq!(resp.status(), 200, "request {i}");
     }
     // This one really uses ~910 tokens.
-    let resp = post(gw.addr, &key, &body(900, 900)).await;
+    let resp = post(gw.addr, &key, &body(&mock, 900, 900)).await;
     assert_eq!(resp.status(), 200);
     // The minute's tokens are used up: a request that could take 100 more is refused.
-    let resp = post(gw.addr, &key, &body(100, 5)).await;
+    let resp = post(gw.addr, &key, &body(&mock, 100, 5)).await;
     assert_eq!(header(&resp, "x-ratelimit-limit-tokens"), "1000");
     let remaining: u64 = header(&resp, "x-ratelimit-remaining-tokens")
         .parse()
@@ -125,17 +129,26 @@ async fn tpm_reserves_the_token_bound_and_settles_to_the_tokens_used() {
 
 #[tokio::test]
 async fn a_key_without_limits_is_unaffected() {
-    let (gw, _mock) = harness::start_with_mock("").await;
+    let (gw, mock) = harness::start_with_mock("").await;
     for i in 0..12 {
-        let resp = post(gw.addr, &gw.key, &body(900, 3)).await;
+        let resp = post(gw.addr, &gw.key, &body(&mock, 900, 3)).await;
         assert_eq!(resp.status(), 200, "request {i}");
         assert!(resp.headers().get("x-ratelimit-limit-requests").is_none());
     }
     // And a limited key does not limit the others.
     let (_, limited) = limited_key(&gw, Some(1), Some(10)).await;
-    assert_eq!(post(gw.addr, &limited, &body(5, 1)).await.status(), 200);
-    assert_eq!(post(gw.addr, &limited, &body(5, 1)).await.status(), 429);
-    assert_eq!(post(gw.addr, &gw.key, &body(5, 1)).await.status(), 200);
+    assert_eq!(
+        post(gw.addr, &limited, &body(&mock, 5, 1)).await.status(),
+        200
+    );
+    assert_eq!(
+        post(gw.addr, &limited, &body(&mock, 5, 1)).await.status(),
+        429
+    );
+    assert_eq!(
+        post(gw.addr, &gw.key, &body(&mock, 5, 1)).await.status(),
+        200
+    );
 }
 
 /// `SWITCHYARD_TEST_REDIS`, or `None` after saying the test is skipped (fails under CI).
@@ -177,29 +190,38 @@ async fn with_redis_two_gateways_share_a_keys_counters() {
 
     // The key id is random, so its Redis keys are this test's own.
     let (_, key) = limited_key(&first, Some(3), None).await;
-    assert_eq!(post(first.addr, &key, &body(16, 3)).await.status(), 200);
-    assert_eq!(post(second_addr, &key, &body(16, 3)).await.status(), 200);
-    assert_eq!(post(first.addr, &key, &body(16, 3)).await.status(), 200);
-    let resp = post(second_addr, &key, &body(16, 3)).await;
+    assert_eq!(
+        post(first.addr, &key, &body(&mock, 16, 3)).await.status(),
+        200
+    );
+    assert_eq!(
+        post(second_addr, &key, &body(&mock, 16, 3)).await.status(),
+        200
+    );
+    assert_eq!(
+        post(first.addr, &key, &body(&mock, 16, 3)).await.status(),
+        200
+    );
+    let resp = post(second_addr, &key, &body(&mock, 16, 3)).await;
     assert_eq!(header(&resp, "x-ratelimit-remaining-requests"), "0");
     assert_rate_limited(resp).await;
-    assert_rate_limited(post(first.addr, &key, &body(16, 3)).await).await;
+    assert_rate_limited(post(first.addr, &key, &body(&mock, 16, 3)).await).await;
 }
 
 #[tokio::test]
 async fn an_unreachable_redis_lets_traffic_through() {
     // Port 1 on localhost refuses connections.
-    let (gw, _mock) = harness::start_with_mock_top("redis = \"redis://127.0.0.1:1\"", "").await;
+    let (gw, mock) = harness::start_with_mock_top("redis = \"redis://127.0.0.1:1\"", "").await;
     let (_, key) = limited_key(&gw, Some(1), None).await;
     for i in 0..3 {
-        let resp = post(gw.addr, &key, &body(16, 3)).await;
+        let resp = post(gw.addr, &key, &body(&mock, 16, 3)).await;
         assert_eq!(resp.status(), 200, "request {i}");
     }
 }
 
 #[tokio::test]
 async fn the_responses_api_counts_against_the_same_limits() {
-    let (gw, _mock) = harness::start_with_mock("").await;
+    let (gw, mock) = harness::start_with_mock("").await;
     let (_, key) = limited_key(&gw, Some(2), None).await;
     let responses = |input: &str| {
         client()
@@ -211,6 +233,6 @@ async fn the_responses_api_counts_against_the_same_limits() {
     let resp = responses("hi").await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "x-ratelimit-remaining-requests"), "1");
-    assert_eq!(post(gw.addr, &key, &body(16, 3)).await.status(), 200);
+    assert_eq!(post(gw.addr, &key, &body(&mock, 16, 3)).await.status(), 200);
     assert_rate_limited(responses("again").await.unwrap()).await;
 }

@@ -17,3 +17,4 @@ mod responses_sdk;
 mod scenarios;
 mod sdk;
 mod sdk_runner;
+mod steering;

@@ -48,11 +48,9 @@ output_price = "10.00"
     let gw = harness::start(&mock_config(&mock, &extra)).await;
     let secret_prompt = "a-prompt-that-must-not-leak";
 
+    mock.set_options(json!({"tokens": 12})).unwrap();
     let resp = gw
-        .chat(
-            json!({"model": "metrics-m", "stream": true, "messages": user(secret_prompt),
-                     "mock": {"tokens": 12}}),
-        )
+        .chat(json!({"model": "metrics-m", "stream": true, "messages": user(secret_prompt)}))
         .send()
         .await
         .unwrap();

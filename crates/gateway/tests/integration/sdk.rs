@@ -7,13 +7,13 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::harness::{start_with_mock, TestGateway};
 use crate::sdk_runner::{command, run as run_script, run_curl, Lang};
 
-/// What the `abort` scenarios ask the mock for (see `ABORT_MOCK` in the scripts): long and slow enough
-/// that the stream is still running when the client goes away.
+/// What the `abort` scenarios have the mock answer: long and slow enough that the stream is still
+/// running when the client goes away.
 const ABORT_REQUESTED_TOKENS: u32 = 1000;
 
 /// The answer the mock gives when no `tokens` option is set: its 12 content words.
@@ -109,7 +109,9 @@ async fn node_bad_key() {
 }
 
 async fn stream_error(lang: Lang) {
-    let (gw, _mock) = start_with_mock("").await;
+    let (gw, mock) = start_with_mock("").await;
+    mock.set_options(json!({"error_after": 2, "gap_ms": 5}))
+        .unwrap();
     let Some(facts) = run(lang, "stream_error", &gw).await else {
         return;
     };
@@ -132,6 +134,8 @@ async fn node_stream_error() {
 /// `with` block); the gateway must drop the upstream request at once.
 async fn abort(lang: Lang) {
     let (gw, mock) = start_with_mock("").await;
+    mock.set_options(json!({"tokens": ABORT_REQUESTED_TOKENS, "gap_ms": 5}))
+        .unwrap();
     let Some(facts) = run(lang, "abort", &gw).await else {
         return;
     };
