@@ -367,7 +367,9 @@ async fn serve(db: DbArgs, listen: Option<String>) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    gw.serve(listener, shutdown_signal()).await?;
+    gw.clone().serve(listener, shutdown_signal()).await?;
+    // Every stream has ended and settled: make its entry durable and close the journal.
+    gw.ledger.shutdown().await;
     Ok(())
 }
 

@@ -128,6 +128,7 @@ impl ProviderKind {
 struct RawConfig {
     listen: Option<String>,
     database: Option<String>,
+    journal: Option<String>,
     redis: Option<String>,
     admin_key: Option<String>,
     keep_alive_ms: Option<u64>,
@@ -322,6 +323,9 @@ pub const AUTO_FAST_MODEL: &str = "auto-fast";
 pub struct Config {
     pub listen: SocketAddr,
     pub database: String,
+    /// The settlement journal's file (`ledger::journal`); by default next to a SQLite database,
+    /// or `switchyard.journal` in the working directory for PostgreSQL.
+    pub journal: Option<PathBuf>,
     pub redis: Option<String>,
     pub admin_key: Option<Secret>,
     pub keep_alive: Duration,
@@ -516,6 +520,7 @@ impl Config {
         Ok(Config {
             listen,
             database,
+            journal: raw.journal.take().map(PathBuf::from),
             redis: raw.redis.take(),
             admin_key: raw.admin_key.as_deref().map(Secret::parse),
             keep_alive: Duration::from_millis(raw.keep_alive_ms.unwrap_or(15_000)),

@@ -225,13 +225,13 @@ pub struct Ledger {
     accounts: Arc<Accounts>,
     /// Bumped after every committed settlement, for whoever waits for an entry.
     settled: Arc<tokio::sync::watch::Sender<u64>>,
-    writer: mpsc::Sender<writer::Job>,
+    writer: mpsc::Sender<writer::Msg>,
     journal: Option<journal::Journal>,
 }
 
 /// Room in the writer's queue for one settlement, taken before the request gives up its
 /// admission (see `Ledger::settle_slot`).
-pub struct SettleSlot(mpsc::OwnedPermit<writer::Job>);
+pub struct SettleSlot(mpsc::OwnedPermit<writer::Msg>);
 
 /// A settlement handed to the writer; `durable` waits for its commit (or journal write).
 pub struct PendingSettlement(oneshot::Receiver<Result<Durable, Arc<LedgerError>>>);
@@ -240,11 +240,11 @@ impl SettleSlot {
     /// Hands the entry to the writer. From here on nothing can cancel its write.
     pub fn send(self, entry: UsageEntry, hold: Option<Hold>) -> PendingSettlement {
         let (tx, rx) = oneshot::channel();
-        self.0.send(writer::Job {
+        self.0.send(writer::Msg::Settle(writer::Job {
             entry,
             hold,
             reply: Some(tx),
-        });
+        }));
         PendingSettlement(rx)
     }
 }
@@ -369,17 +369,36 @@ impl Ledger {
 
     /// Hands an entry to the writer without waiting for it (a request dropped mid-way).
     pub fn settle_detached(&self, entry: UsageEntry, hold: Option<Hold>) {
-        let job = writer::Job {
+        let job = writer::Msg::Settle(writer::Job {
             entry,
             hold,
             reply: None,
-        };
+        });
         if let Err(mpsc::error::TrySendError::Full(job)) = self.writer.try_send(job) {
             let tx = self.writer.clone();
             tokio::spawn(async move {
                 let _ = tx.send(job).await;
             });
         }
+    }
+
+    /// Waits until every settlement handed to the writer before this call is durable.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.writer.send(writer::Msg::Flush(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Stops taking settlements: waits until everything queued for the writer is durable, then
+    /// closes the journal (its file lock is released). For a graceful shutdown, and for tests
+    /// that restart a ledger on the same files.
+    pub async fn shutdown(&self) {
+        self.flush().await;
+        if let Some(j) = &self.journal {
+            j.stop().await;
+        }
+        self.close().await;
     }
 
     /// The settlement journal, when this ledger has one (the server does; the CLI does not).

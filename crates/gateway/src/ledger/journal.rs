@@ -40,6 +40,24 @@ const QUEUE: usize = 16_384;
 /// Records written per batch (one fsync) at most.
 const BATCH: usize = 4_096;
 
+/// Where the journal of a ledger at `database_url` lives unless configured: next to a SQLite file
+/// (`FILE.journal`), else `switchyard.journal` in the working directory. `None` for an in-memory
+/// SQLite database, which a crash loses anyway.
+pub fn default_path(database_url: &str) -> Option<PathBuf> {
+    match database_url.strip_prefix("sqlite:") {
+        Some(rest) => {
+            let file = rest.trim_start_matches("//");
+            let file = file.split('?').next().unwrap_or_default();
+            if file.is_empty() || file.contains(":memory:") {
+                None
+            } else {
+                Some(PathBuf::from(format!("{file}.journal")))
+            }
+        }
+        None => Some(PathBuf::from("switchyard.journal")),
+    }
+}
+
 /// What is known of a request at admission, enough to bill it after a crash.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AdmitRecord {
@@ -139,6 +157,8 @@ enum Msg {
     Pending(oneshot::Sender<Vec<UsageEntry>>),
     /// These journaled entries are now in the database: forget them and release their holds.
     Replayed(Vec<String>),
+    /// Write what is queued, close the file (releasing its lock), then answer.
+    Stop(oneshot::Sender<()>),
 }
 
 /// Sends records to the journal thread.
@@ -263,6 +283,14 @@ impl Journal {
         rx.await.unwrap_or_default()
     }
 
+    /// Writes what is queued and closes the file; returns once it is closed (its lock released).
+    pub async fn stop(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Stop(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     /// These journaled settlements are in the database now.
     pub async fn replayed(&self, ids: Vec<String>) {
         let n = ids.len();
@@ -300,7 +328,11 @@ impl OpenJournal {
         let (tx, rx) = mpsc::channel(QUEUE);
         std::thread::Builder::new()
             .name("switchyard-journal".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || {
+                if let Some(stopped) = writer.run(rx) {
+                    let _ = stopped.send(());
+                }
+            })
             .map_err(io)?;
         Ok(Journal {
             tx,
@@ -329,8 +361,12 @@ fn read(file: &File) -> std::io::Result<Recovered> {
                 }
             }
             Ok(Record::Settled(e)) => {
+                // The first record of a request is the one that counts, as in the database.
                 state.inflight.remove(&e.request_id);
-                state.settled.insert(e.request_id.clone(), (*e, None));
+                state
+                    .settled
+                    .entry(e.request_id.clone())
+                    .or_insert((*e, None));
             }
             Err(_) => {}
         }
@@ -401,13 +437,20 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+    /// Runs until every sender is gone or `Stop` arrives; returns the `Stop` reply, to be sent
+    /// once the file is closed.
+    fn run(mut self, mut rx: mpsc::Receiver<Msg>) -> Option<oneshot::Sender<()>> {
         let mut lines = Vec::with_capacity(64 << 10);
         let mut waiting = Vec::new();
+        let mut stop = None;
         while let Some(first) = rx.blocking_recv() {
             let mut next = Some(first);
             let mut taken = 0;
             while let Some(msg) = next.take() {
+                if let Msg::Stop(tx) = msg {
+                    stop = Some(tx);
+                    break;
+                }
                 self.take(msg, &mut lines, &mut waiting);
                 taken += 1;
                 if taken < BATCH {
@@ -431,12 +474,16 @@ impl Writer {
             if let Err(e) = result {
                 tracing::error!(error = %e, path = %self.path.display(), "settlement journal write failed");
             }
+            if stop.is_some() {
+                break;
+            }
             if self.written > COMPACT_AFTER {
                 if let Err(e) = self.compact() {
                     tracing::error!(error = %e, "settlement journal compaction failed");
                 }
             }
         }
+        stop
     }
 
     fn take(
@@ -463,9 +510,11 @@ impl Writer {
             }
             Msg::Settle(entries, tx) => {
                 for (e, hold) in entries {
-                    line(lines, &Record::Settled(Box::new(e.clone())));
                     self.state.inflight.remove(&e.request_id);
-                    self.state.settled.insert(e.request_id.clone(), (e, hold));
+                    if !self.state.settled.contains_key(&e.request_id) {
+                        line(lines, &Record::Settled(Box::new(e.clone())));
+                        self.state.settled.insert(e.request_id.clone(), (e, hold));
+                    }
                 }
                 waiting.push(tx);
             }
@@ -483,6 +532,7 @@ impl Writer {
                     self.state.settled.remove(&id);
                 }
             }
+            Msg::Stop(_) => {}
         }
     }
 

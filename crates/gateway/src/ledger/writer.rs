@@ -46,6 +46,15 @@ pub enum Durable {
     Journal,
 }
 
+/// What the writer is asked to do. `Settle` is nearly every message, so it is kept inline
+/// (boxing it would allocate once per request).
+#[allow(clippy::large_enum_variant)]
+pub(super) enum Msg {
+    Settle(Job),
+    /// Answered once every settlement queued before it is durable.
+    Flush(oneshot::Sender<()>),
+}
+
 /// One settlement for the writer.
 pub(super) struct Job {
     pub entry: UsageEntry,
@@ -68,17 +77,30 @@ const COLUMNS: &str = "request_id, key_id, requested_model, served_model, provid
 const COLUMN_COUNT: usize = 22;
 
 impl WriterTask {
-    pub async fn run(self, mut rx: mpsc::Receiver<Job>) {
-        let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    pub async fn run(self, mut rx: mpsc::Receiver<Msg>) {
+        let mut msgs: Vec<Msg> = Vec::with_capacity(MAX_BATCH);
         let mut replay = tokio::time::interval(REPLAY_EVERY);
         replay.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                n = rx.recv_many(&mut batch, MAX_BATCH) => {
+                n = rx.recv_many(&mut msgs, MAX_BATCH) => {
                     if n == 0 {
                         break;
                     }
-                    self.commit(std::mem::take(&mut batch)).await;
+                    let mut batch = Vec::with_capacity(n);
+                    let mut flushed = Vec::new();
+                    for m in msgs.drain(..) {
+                        match m {
+                            Msg::Settle(job) => batch.push(job),
+                            Msg::Flush(tx) => flushed.push(tx),
+                        }
+                    }
+                    if !batch.is_empty() {
+                        self.commit(batch).await;
+                    }
+                    for tx in flushed {
+                        let _ = tx.send(());
+                    }
                 }
                 _ = replay.tick(), if self.journal.as_ref().is_some_and(Journal::has_pending) => {
                     self.replay().await;

@@ -22,6 +22,7 @@ use switchyard_wire::openai::ChatRequest;
 use crate::app::Gateway;
 use crate::auth::Caller;
 use crate::config::ModelConfig;
+use crate::ledger::journal::AdmitRecord;
 use crate::ledger::{now_ms, HoldRefused, LedgerError, Nanos};
 use crate::limits::KeyLimits;
 use crate::relay::settlement::{Admission, Settlement};
@@ -104,6 +105,18 @@ pub async fn admit(
             .map_err(|r| RelayError::RateLimited(Box::new(r)))?;
         (admitted.reservation, Some(admitted.quota))
     };
+    let started_at_ms = now - started.elapsed().as_millis() as i64;
+    let record = gw.ledger.journal().map(|_| {
+        AdmitRecord::new(
+            &request_id,
+            &caller.id,
+            &model.name,
+            stream,
+            started_at_ms,
+            &model.prices,
+            hold.amount(),
+        )
+    });
     let mut settlement = Settlement::new(Admission {
         ledger: gw.ledger.clone(),
         request_id,
@@ -112,12 +125,18 @@ pub async fn admit(
         prices: model.prices.clone(),
         prompt,
         stream,
-        started_at_ms: now - started.elapsed().as_millis() as i64,
+        started_at_ms,
         started,
         hold: Some(hold),
         rate,
     });
     settlement.rate = quota;
+    if let (Some(journal), Some(record)) = (gw.ledger.journal(), record) {
+        // Durable in the journal's next batch, off the path to the first byte: this waits only
+        // when the journal's queue is full (backpressure). Sent after the guard exists, so a
+        // request dropped here is still settled.
+        journal.admit(record).await;
+    }
     Ok(settlement)
 }
 

@@ -42,7 +42,7 @@ impl TestGateway {
 
 impl Drop for TestGateway {
     fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
+        for suffix in ["", "-wal", "-shm", ".journal"] {
             let mut p = self.db_path.clone().into_os_string();
             p.push(suffix);
             let _ = std::fs::remove_file(p);

@@ -17,4 +17,5 @@ mod responses_sdk;
 mod scenarios;
 mod sdk;
 mod sdk_runner;
+mod settlement_path;
 mod steering;

@@ -1,0 +1,686 @@
+//! The settlement path as a user's money sees it: `kill -9` during hundreds of open streams (the real
+//! binary, restarted), a database that refuses writes for a while, clients that leave at every
+//! point from admission to the end of the commit, an upstream that reports more than was held, a
+//! request cancelled before its first token, and random sequences of admissions, settlements,
+//! crashes and replays. Every time: each request is in the ledger exactly once, and the key's
+//! balance is its credits less the sum of its entries.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use mock_upstream::MockUpstream;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use switchyard::ledger::journal::AdmitRecord;
+use switchyard::ledger::{EndReason, Ledger, Nanos, NewKey, Prices, TokenSource, UsageEntry};
+use switchyard::relay::admission;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::harness::{self, start_with_mock, temp_db, user, TestGateway};
+
+/// Polls `check` until it holds, failing after `within`. Waits on the condition itself, never on
+/// a guessed duration.
+async fn until<F: FnMut() -> bool>(what: &str, within: Duration, mut check: F) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every entry of `key_id` in `ledger`: (request id -> cost), and the key's balance.
+async fn books(ledger: &Ledger, key_id: &str) -> (HashMap<String, UsageEntryLite>, Nanos) {
+    let rows = ledger
+        .requests(&switchyard::ledger::RequestQuery {
+            since_ms: 0,
+            until_ms: None,
+            key_id: Some(key_id.to_owned()),
+            model: None,
+            end_reason: None,
+            limit: 1_000_000,
+        })
+        .await
+        .unwrap();
+    let mut out = HashMap::new();
+    for r in rows {
+        let dup = out.insert(
+            r.request_id.clone(),
+            UsageEntryLite {
+                cost: r.cost,
+                end_reason: r.end_reason.clone(),
+                completion_tokens: r.completion_tokens,
+                note: r.billing_note.clone(),
+            },
+        );
+        assert!(dup.is_none(), "{} is in the ledger twice", r.request_id);
+    }
+    let balance = ledger.key(key_id).await.unwrap().unwrap().balance;
+    (out, balance)
+}
+
+#[derive(Debug, Clone)]
+struct UsageEntryLite {
+    cost: Nanos,
+    end_reason: String,
+    completion_tokens: i64,
+    note: Option<String>,
+}
+
+fn sum(entries: &HashMap<String, UsageEntryLite>) -> i64 {
+    entries.values().map(|e| e.cost.0).sum()
+}
+
+/// The gateway's id of a request, from its response.
+fn request_id(resp: &reqwest::Response) -> String {
+    resp.headers()["x-request-id"].to_str().unwrap().to_owned()
+}
+
+/// A streamed request, read until `stop` says so (or to the end); returns its request id and
+/// what was read.
+async fn stream_until(
+    gw: &TestGateway,
+    body: Value,
+    mut stop: impl FnMut(&str) -> bool,
+) -> (String, String) {
+    let resp = gw.chat(body).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = request_id(&resp);
+    let mut frames = resp.bytes_stream();
+    let mut text = String::new();
+    while let Some(frame) = frames.next().await {
+        let Ok(frame) = frame else { break };
+        text.push_str(&String::from_utf8_lossy(&frame));
+        if stop(&text) {
+            break;
+        }
+    }
+    (id, text)
+}
+
+/// Holds SQLite's write lock on `db` from another process (`sqlite3`) until `release` is called.
+struct WriteLock {
+    child: tokio::process::Child,
+}
+
+impl WriteLock {
+    async fn take(db: &std::path::Path) -> WriteLock {
+        let mut child = tokio::process::Command::new("sqlite3")
+            .arg(db)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("sqlite3 is installed");
+        let stdin = child.stdin.as_mut().unwrap();
+        stdin
+            .write_all(b"BEGIN IMMEDIATE;\nSELECT 'locked';\n")
+            .await
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+        assert_eq!(out.next_line().await.unwrap().as_deref(), Some("locked"));
+        WriteLock { child }
+    }
+
+    async fn release(mut self) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(b"ROLLBACK;\n.quit\n").await.unwrap();
+        self.child.wait().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_refuses_writes_keeps_serving_and_bills_each_request_once_after() {
+    let (gw, mock) = start_with_mock("").await;
+    mock.set_options(json!({"tokens": 5})).unwrap();
+    let credits = gw.gw.ledger.key(&gw.key_id).await.unwrap().unwrap().balance;
+    let lock = WriteLock::take(&gw.db_path).await;
+    let started = Instant::now();
+    let answers = futures_util::future::join_all((0..12).map(|i| {
+        let gw = &gw;
+        async move {
+            if i % 2 == 0 {
+                let (id, text) = stream_until(
+                    gw,
+                    json!({"model": "m", "stream": true, "messages": user("hi")}),
+                    |_| false,
+                )
+                .await;
+                assert!(text.contains("data: [DONE]"), "{text}");
+                assert!(text.contains(": {\"cost\""), "{text}");
+                id
+            } else {
+                let resp = gw
+                    .chat(json!({"model": "m", "messages": user("hi")}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 200);
+                let id = request_id(&resp);
+                let v: Value = resp.json().await.unwrap();
+                assert!(v["usage"]["cost"].is_string(), "{v}");
+                id
+            }
+        }
+    }))
+    .await;
+    // Served while the database would not write: the entries went to the journal.
+    assert!(started.elapsed() >= switchyard::ledger::writer::JOURNAL_AFTER);
+    for id in &answers {
+        assert!(gw.gw.ledger.entry(id).await.unwrap().is_none());
+    }
+    // The money stays held while the entries wait in the journal.
+    assert!(gw.gw.ledger.account_reserved(&gw.key_id).unwrap().0 > 0);
+    lock.release().await;
+    for id in &answers {
+        let e = gw
+            .gw
+            .ledger
+            .wait_for_entry(id, Duration::from_secs(20))
+            .await
+            .unwrap();
+        assert!(e.is_some(), "{id} was never replayed");
+    }
+    let (entries, balance) = books(&gw.gw.ledger, &gw.key_id).await;
+    assert_eq!(entries.len(), answers.len());
+    assert!(entries
+        .values()
+        .all(|e| e.cost.0 > 0 && e.end_reason == "stop"));
+    assert_eq!(
+        balance.0,
+        credits.0 - sum(&entries),
+        "each billed exactly once"
+    );
+    let ledger = gw.gw.ledger.clone();
+    let key = gw.key_id.clone();
+    until("holds released", Duration::from_secs(10), || {
+        ledger.account_reserved(&key) == Some(Nanos::ZERO)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_at_any_point_is_billed_exactly_once() {
+    let (gw, mock) = start_with_mock("").await;
+    let credits = gw.gw.ledger.key(&gw.key_id).await.unwrap().unwrap().balance;
+    let streamed = |m: &str| json!({"model": "m", "stream": true, "messages": user(m)});
+
+    // 1. Before the upstream answered at all.
+    mock.set_options(json!({"headers_delay_ms": 5_000}))
+        .unwrap();
+    {
+        let req = gw.chat(streamed("one")).send();
+        let m = &mock;
+        tokio::select! {
+            _ = req => panic!("answered before the upstream did"),
+            _ = until("the upstream saw the request", Duration::from_secs(10), || m.requests().len() == 1) => {}
+        }
+    }
+    // 2. Mid-stream, after a few tokens.
+    mock.set_options(json!({"tokens": 200, "gap_ms": 10}))
+        .unwrap();
+    let (mid, _) = stream_until(&gw, streamed("two"), |t| {
+        t.matches("\"content\"").count() >= 5
+    })
+    .await;
+    // 3. After the last token, while the entry is being committed (the database is locked, so
+    //    the commit takes at least the journal deadline).
+    mock.set_options(json!({"tokens": 3})).unwrap();
+    let lock = WriteLock::take(&gw.db_path).await;
+    let (last, _) = stream_until(&gw, streamed("three"), |t| {
+        t.matches("\"content\"").count() >= 3
+    })
+    .await;
+    // 4. A non-streamed request, gone while its commit waits.
+    {
+        let req = gw
+            .chat(json!({"model": "m", "messages": user("four")}))
+            .send();
+        let m = &mock;
+        let n = m.requests().len();
+        tokio::select! {
+            r = req => panic!("answered while the database was locked: {:?}", r.map(|r| r.status())),
+            _ = until("the upstream answered", Duration::from_secs(10), || m.requests().len() > n) => {}
+        }
+    }
+    lock.release().await;
+    let ledger = gw.gw.ledger.clone();
+    let key = gw.key_id.clone();
+    let mut entries = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while entries.len() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "not every request was billed: {entries:?}"
+        );
+        ledger.flush().await;
+        entries = books(&ledger, &key).await.0;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (entries, balance) = books(&ledger, &key).await;
+    assert_eq!(entries.len(), 4, "{entries:?}");
+    let others: Vec<&UsageEntryLite> = entries
+        .iter()
+        .filter(|(id, _)| **id != mid && **id != last)
+        .map(|(_, e)| e)
+        .collect();
+    assert_eq!(others.len(), 2, "{entries:?}");
+    assert!(
+        others
+            .iter()
+            .any(|e| e.cost == Nanos::ZERO && e.end_reason == "cancelled"),
+        "the request that never reached an answer is free: {entries:?}"
+    );
+    assert_eq!(entries[&mid].end_reason, "cancelled");
+    let mid_tokens = entries[&mid].completion_tokens;
+    assert!(
+        (3..200).contains(&mid_tokens),
+        "billed what was delivered: {mid_tokens}"
+    );
+    assert!(entries[&last].cost.0 > 0);
+    assert!(
+        others.iter().any(|e| e.cost.0 > 0),
+        "the non-streamed answer is billed"
+    );
+    assert_eq!(
+        balance.0,
+        credits.0 - sum(&entries),
+        "each billed exactly once"
+    );
+    until("holds released", Duration::from_secs(10), || {
+        ledger.account_reserved(&key) == Some(Nanos::ZERO)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_cancelled_after_the_upstream_accepted_it_pays_for_its_prompt() {
+    let (gw, _mock) = start_with_mock("").await;
+    let caller = gw.gw.auth.authenticate(Some(&gw.key)).await.unwrap();
+    let model = admission::model_for(&gw.gw, &caller, "m").unwrap();
+    let long = "word ".repeat(400);
+    let req = switchyard_wire::openai::ChatRequest::parse(
+        json!({"model": "m", "stream": true, "messages": user(&long)})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    let settlement = admission::admit(
+        &gw.gw,
+        &caller,
+        &model,
+        "req_prompt_only".into(),
+        Arc::new(req),
+        true,
+        Instant::now(),
+    )
+    .await
+    .unwrap();
+    // The upstream answered with success headers, then the client left before any token.
+    settlement
+        .meter
+        .accepted_flag()
+        .store(true, Ordering::Relaxed);
+    drop(settlement);
+    let e = gw
+        .gw
+        .ledger
+        .wait_for_entry("req_prompt_only", Duration::from_secs(10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.end_reason, "cancelled");
+    assert_eq!(e.billing_note.as_deref(), Some("prompt_only"));
+    assert!(e.prompt_tokens >= 400, "{}", e.prompt_tokens);
+    assert_eq!(e.completion_tokens, 0);
+    assert!(e.cost.0 > 0);
+}
+
+#[tokio::test]
+async fn an_upstream_that_reports_more_than_the_hold_is_billed_and_marked_over_hold() {
+    let (gw, mock) = start_with_mock("").await;
+    // 5M prompt tokens at $2.50/M = $12.50, far above the hold for "hi" (prompt bound + the
+    // model's output limit).
+    mock.set_options(json!({"tokens": 3, "prompt_tokens": 5_000_000}))
+        .unwrap();
+    let credits = gw.gw.ledger.key(&gw.key_id).await.unwrap().unwrap().balance;
+    let resp = gw
+        .chat(json!({"model": "m", "messages": user("hi")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let e = gw
+        .gw
+        .ledger
+        .entry(&request_id(&resp))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(e.over_hold, "{e:?}");
+    assert!(e.cost > e.hold, "{e:?}");
+    assert_eq!(e.prompt_tokens, 5_000_000);
+    let key = gw.gw.ledger.key(&gw.key_id).await.unwrap().unwrap();
+    assert_eq!(key.balance.0, credits.0 - e.cost.0);
+    let metrics = harness::client()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("switchyard_over_hold_total") && l.contains("model=\"m\"")),
+        "{metrics}"
+    );
+}
+
+/// `switchyard serve --config FILE` in `dir`; returns the process, the key it printed and its
+/// base URL.
+async fn serve(
+    dir: &std::path::Path,
+    config: &str,
+) -> (tokio::process::Child, Option<String>, String) {
+    std::fs::write(dir.join("switchyard.toml"), config).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args([
+            "serve",
+            "--config",
+            "switchyard.toml",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(dir)
+        .env_remove("SWITCHYARD_DATABASE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut key, mut base) = (None, None);
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if line.starts_with("sk-sy-") {
+            key = Some(line);
+        } else if let Some(url) = line.strip_prefix("Switchyard listening on ") {
+            base = Some(url.to_owned());
+            break;
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, key, base.expect("the server printed its address"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_300_open_streams_bills_every_request_exactly_once() {
+    const STREAMS: usize = 300;
+    let dir = std::env::temp_dir().join(format!("sy-kill9-{}-{}", std::process::id(), line!()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mock = MockUpstream::start().await.unwrap();
+    mock.set_recording(false);
+    mock.set_options(json!({"tokens": 2_000, "gap_ms": 20}))
+        .unwrap();
+    let config = format!(
+        "demo_credits = \"1000\"\ndatabase = \"sqlite://sy.db\"\n{}",
+        harness::mock_config(&mock, "").replace("demo_credits = \"100\"\n", "")
+    );
+    let (mut child, key, base) = serve(&dir, &config).await;
+    let key = key.expect("a fresh database prints its first key");
+    let client = reqwest::Client::builder().no_gzip().build().unwrap();
+    // Open every stream and read its first token; keep reading in the background.
+    let mut readers = Vec::new();
+    for _ in 0..STREAMS {
+        let resp = client
+            .post(format!("{base}/chat/completions"))
+            .bearer_auth(&key)
+            .json(&json!({"model": "m", "stream": true, "messages": user("hi")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        readers.push(tokio::spawn(async move {
+            let mut body = resp.bytes_stream();
+            while let Some(Ok(_)) = body.next().await {}
+        }));
+    }
+    // Wait until every stream has a progress checkpoint in the journal, then kill -9.
+    let journal = dir.join("sy.db.journal");
+    until(
+        "a checkpoint for every stream",
+        Duration::from_secs(60),
+        || {
+            let text = std::fs::read_to_string(&journal).unwrap_or_default();
+            let ids: std::collections::HashSet<&str> = text
+                .lines()
+                .filter(|l| l.contains("\"k\":\"progress\""))
+                .filter_map(|l| l.split("\"id\":\"").nth(1)?.split('"').next())
+                .collect();
+            ids.len() >= STREAMS
+        },
+    )
+    .await;
+    let pid = child.id().unwrap().to_string();
+    let killed = tokio::process::Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    child.wait().await.unwrap();
+    for r in readers {
+        let _ = r.await;
+    }
+    // Restart: the journal is replayed before the server listens again.
+    let (mut again, none, base2) = serve(&dir, &config).await;
+    assert!(none.is_none(), "the database survived, so no new first key");
+    let health = client
+        .get(format!("{}/healthz", base2.trim_end_matches("/v1")))
+        .send()
+        .await
+        .unwrap();
+    assert!(health.status().is_success());
+    let ledger = Ledger::connect(&format!("sqlite://{}", dir.join("sy.db").display()))
+        .await
+        .unwrap();
+    let key_id = ledger.keys().await.unwrap()[0].id.clone();
+    let (entries, balance) = books(&ledger, &key_id).await;
+    assert_eq!(
+        entries.len(),
+        STREAMS,
+        "every admitted request, exactly once"
+    );
+    for (id, e) in &entries {
+        assert_eq!(e.end_reason, "interrupted", "{id}");
+        assert_eq!(e.note.as_deref(), Some("checkpoint"), "{id}");
+        assert!(e.completion_tokens > 0 && e.cost.0 > 0, "{id}: {e:?}");
+    }
+    assert_eq!(
+        balance.0,
+        Nanos::from_usd(1000.into()).unwrap().0 - sum(&entries),
+        "the balance is the credits less the entries"
+    );
+    // Nothing is held in the restarted server: the whole balance is available again.
+    let view: Value = client
+        .get(format!("{base2}/key"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view.to_string().matches("reserved").count() <= 1, true);
+    again.kill().await.unwrap();
+    ledger.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One step of the property test.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Admit(usize),
+    Settle(usize, i64),
+    /// The database refused the entry: it goes to the journal.
+    Journal(usize, i64),
+    /// A commit that timed out although it went through: the same entry is in the database and
+    /// in the journal.
+    Both(usize, i64),
+    Crash,
+}
+
+fn entry(i: usize, key: &str, cost: i64, end: EndReason) -> UsageEntry {
+    UsageEntry {
+        request_id: format!("req_prop_{i}"),
+        key_id: key.to_owned(),
+        requested_model: "m".into(),
+        served_model: None,
+        provider: Some("p".into()),
+        attempts: 1,
+        prompt_tokens: 10,
+        completion_tokens: 10,
+        reasoning_tokens: 0,
+        cached_tokens: 0,
+        token_source: TokenSource::ProviderReported,
+        cost: Nanos(cost),
+        end_reason: end,
+        ttft_ms: None,
+        duration_ms: 1,
+        stream: true,
+        started_at: switchyard::ledger::now_ms(),
+        finished_at: switchyard::ledger::now_ms(),
+        hold: Nanos(cost),
+        over_hold: false,
+        note: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_admissions_settlements_crashes_and_replays_never_bill_twice() {
+    const CREDITS: i64 = 1_000_000_000;
+    for seed in 0..24u64 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let db = temp_db();
+        let url = format!("sqlite://{}", db.display());
+        let journal = db.with_extension("journal");
+        let mut ledger = Ledger::connect_with_journal(&url, &journal).await.unwrap();
+        let (key, _) = switchyard::auth::create_key(
+            &ledger,
+            &NewKey {
+                name: "prop".into(),
+                credits: Nanos(CREDITS),
+                ..NewKey::default()
+            },
+        )
+        .await
+        .unwrap();
+        // What the books must show: the first write of each request wins.
+        let mut billed: HashMap<usize, i64> = HashMap::new();
+        let mut admitted: Vec<usize> = Vec::new();
+        let prices = Prices {
+            input: 1.into(),
+            output: 1.into(),
+            cached_input: None,
+        };
+        let steps: Vec<Step> = (0..30)
+            .map(|_| {
+                let i = rng.gen_range(0..12);
+                let cost = rng.gen_range(0..5_000);
+                match rng.gen_range(0..11) {
+                    0..=2 => Step::Admit(i),
+                    3..=4 => Step::Settle(i, cost),
+                    5..=7 => Step::Journal(i, cost),
+                    8..=9 => Step::Both(i, cost),
+                    _ => Step::Crash,
+                }
+            })
+            .chain([Step::Crash])
+            .collect();
+        for step in &steps {
+            match *step {
+                Step::Admit(i) => {
+                    if !billed.contains_key(&i) && !admitted.contains(&i) {
+                        let rec = AdmitRecord::new(
+                            &format!("req_prop_{i}"),
+                            &key.id,
+                            "m",
+                            true,
+                            switchyard::ledger::now_ms(),
+                            &prices,
+                            Nanos(5_000),
+                        );
+                        ledger.journal().unwrap().admit(rec).await;
+                        admitted.push(i);
+                    }
+                }
+                // A request is settled once; only replays repeat it.
+                Step::Settle(i, _) | Step::Journal(i, _) | Step::Both(i, _)
+                    if billed.contains_key(&i) => {}
+                Step::Settle(i, cost) => {
+                    ledger
+                        .settle(&entry(i, &key.id, cost, EndReason::Stop), None)
+                        .await
+                        .unwrap();
+                    billed.insert(i, cost);
+                    admitted.retain(|&a| a != i);
+                }
+                Step::Journal(i, cost) => {
+                    let e = entry(i, &key.id, cost, EndReason::Stop);
+                    ledger
+                        .journal()
+                        .unwrap()
+                        .settle(vec![(e, None)])
+                        .await
+                        .unwrap();
+                    billed.insert(i, cost);
+                    admitted.retain(|&a| a != i);
+                }
+                Step::Both(i, cost) => {
+                    let e = entry(i, &key.id, cost, EndReason::Stop);
+                    ledger.settle(&e, None).await.unwrap();
+                    ledger
+                        .journal()
+                        .unwrap()
+                        .settle(vec![(e, None)])
+                        .await
+                        .unwrap();
+                    billed.insert(i, cost);
+                    admitted.retain(|&a| a != i);
+                }
+                Step::Crash => {
+                    ledger.shutdown().await;
+                    ledger = Ledger::connect_with_journal(&url, &journal).await.unwrap();
+                    // Found in flight: interrupted, with no checkpoint, so billed nothing.
+                    for i in admitted.drain(..) {
+                        billed.entry(i).or_insert(0);
+                    }
+                }
+            }
+        }
+        let (entries, balance) = books(&ledger, &key.id).await;
+        let want: i64 = billed.values().sum();
+        assert_eq!(entries.len(), billed.len(), "seed {seed}: {steps:?}");
+        for (i, cost) in &billed {
+            assert_eq!(
+                entries[&format!("req_prop_{i}")].cost,
+                Nanos(*cost),
+                "seed {seed}, request {i}: {steps:?}"
+            );
+        }
+        assert_eq!(balance.0, CREDITS - want, "seed {seed}: {steps:?}");
+        ledger.shutdown().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = db.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+        let _ = std::fs::remove_file(&journal);
+    }
+}
