@@ -57,21 +57,24 @@ pub fn audio_max(base64_len: usize) -> u64 {
     decoded_len(base64_len).div_ceil(AUDIO_BYTES_PER_TOKEN) + 1
 }
 
-/// The most a file (PDF) costs, given the size of its base64 data (`None` for a file referenced by
-/// id, whose size the gateway cannot see) and the most one page image costs on the route.
-///
-/// Both providers turn each page into its extracted text plus an image of the page (Anthropic's PDF
-/// guide: typically 1,500–3,000 text tokens per page, plus the page image). The page count is
-/// bounded by the file size (a page takes at least [`PDF_MIN_PAGE_BYTES`]) and by the largest
-/// documented page limit per request (600 pages).
-pub fn file_max(base64_len: Option<usize>, page_image_max: u64) -> u64 {
-    let pages = match base64_len {
+/// The most pages a file (PDF) can have, given the size of its base64 data (`None` for a file
+/// referenced by id, whose size the gateway cannot see): a page takes at least
+/// [`PDF_MIN_PAGE_BYTES`], and no provider takes more than 600 pages in one request (Anthropic's
+/// PDF guide; OpenAI's file inputs allow fewer).
+pub fn file_pages(base64_len: Option<usize>) -> u64 {
+    match base64_len {
         Some(len) => decoded_len(len)
             .div_ceil(PDF_MIN_PAGE_BYTES)
             .clamp(1, PDF_MAX_PAGES),
         None => PDF_MAX_PAGES,
-    };
-    pages * (PDF_PAGE_TEXT_TOKENS + page_image_max)
+    }
+}
+
+/// The most one PDF page costs, given the most one page image costs on the route. Both providers
+/// turn each page into its extracted text plus an image of the page (Anthropic's PDF guide:
+/// typically 1,500–3,000 text tokens per page, plus the page image).
+pub fn page_max(page_image_max: u64) -> u64 {
+    PDF_PAGE_TEXT_TOKENS + page_image_max
 }
 
 /// Bytes that `len` base64 characters decode to, at most.
@@ -131,9 +134,10 @@ mod tests {
     fn audio_and_files_are_bounded_by_their_size() {
         // One minute of 8 kbit/s MP3: 60,000 bytes, 80,000 base64 characters, 600 tokens.
         assert_eq!(audio_max(80_000), 601);
-        assert_eq!(file_max(Some(8), 1_600), 4_600);
-        assert_eq!(file_max(Some(4 * 512 / 3 * 10), 1_600), 10 * 4_600);
-        assert_eq!(file_max(None, 1_600), 600 * 4_600);
-        assert_eq!(file_max(Some(100_000_000), 1_600), 600 * 4_600);
+        assert_eq!(file_pages(Some(8)), 1);
+        assert_eq!(file_pages(Some(4 * 512 / 3 * 10)), 10);
+        assert_eq!(file_pages(None), 600);
+        assert_eq!(file_pages(Some(100_000_000)), 600);
+        assert_eq!(page_max(1_600), 4_600);
     }
 }
