@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 use switchyard_wire::anthropic::upstream_max_tokens;
-use switchyard_wire::media_tokens::{self, ANTHROPIC_IMAGE_MAX};
+use switchyard_wire::media_tokens::{self, ImageRule, IMAGE_RULES};
 use switchyard_wire::openai::ChatRequest;
 
 use crate::app::Gateway;
@@ -174,9 +174,9 @@ const ANTHROPIC_TOOL_PROMPT: u64 = 346;
 pub struct PromptShape {
     /// The byte bound of the text (strings, keys, one token per number or boolean) and framing.
     pub text: u64,
-    /// Images with `detail: "low"`, and all other images.
-    pub low_detail_images: u64,
-    pub images: u64,
+    /// The images' tokens under each of the providers' rules (`media_tokens::IMAGE_RULES`), from
+    /// their size when an inline PNG or GIF shows it, else the most one image can cost.
+    pub images: [u64; IMAGE_RULES.len()],
     /// The token bound of the input audio.
     pub audio: u64,
     /// The most pages the files (PDFs) can have, together.
@@ -237,11 +237,11 @@ impl PromptShape {
         let kind = part.get("type").and_then(Value::as_str).unwrap_or_default();
         match kind {
             "image_url" => {
-                let detail = part.pointer("/image_url/detail").and_then(Value::as_str);
-                if detail == Some("low") {
-                    self.low_detail_images += 1;
-                } else {
-                    self.images += 1;
+                let low = part.pointer("/image_url/detail").and_then(Value::as_str) == Some("low");
+                let url = part.pointer("/image_url/url").and_then(Value::as_str);
+                let size = url.and_then(media_tokens::image_size);
+                for (total, rule) in self.images.iter_mut().zip(IMAGE_RULES) {
+                    *total = total.saturating_add(rule.tokens(low, size));
                 }
             }
             "input_audio" => {
@@ -264,10 +264,9 @@ impl PromptShape {
         model: &ModelConfig,
         req: &ChatRequest,
     ) -> (u64, u64) {
-        let (low, high, tools, output) = match kind {
+        let (rule, tools, output) = match kind {
             ProviderKind::OpenAi | ProviderKind::DeepSeek => (
-                media_tokens::openai_image_max(upstream_model, true),
-                media_tokens::openai_image_max(upstream_model, false),
+                ImageRule::openai(upstream_model),
                 0,
                 max_output(model, req).saturating_mul(self.choices),
             ),
@@ -289,17 +288,19 @@ impl PromptShape {
                 } else {
                     0
                 };
-                (ANTHROPIC_IMAGE_MAX, ANTHROPIC_IMAGE_MAX, tools, output)
+                (ImageRule::Anthropic, tools, output)
             }
         };
-        let prompt = self
-            .text
-            .saturating_add(self.low_detail_images.saturating_mul(low))
-            .saturating_add(self.images.saturating_mul(high))
+        (self.prompt_tokens(rule).saturating_add(tools), output)
+    }
+
+    /// The prompt tokens when images are counted under `rule`.
+    fn prompt_tokens(&self, rule: ImageRule) -> u64 {
+        let page = media_tokens::page_max(rule.tokens(false, None));
+        self.text
+            .saturating_add(self.images[rule.index()])
             .saturating_add(self.audio)
-            .saturating_add(self.file_pages.saturating_mul(media_tokens::page_max(high)))
-            .saturating_add(tools);
-        (prompt, output)
+            .saturating_add(self.file_pages.saturating_mul(page))
     }
 }
 
@@ -307,17 +308,7 @@ impl PromptShape {
 /// (see the module documentation). Estimates for requests without reported usage use the
 /// tokenizer instead.
 pub fn chat_prompt_bound(req: &ChatRequest) -> u64 {
-    let shape = PromptShape::of(req);
-    let image = media_tokens::openai_image_max("", false);
-    shape
-        .text
-        .saturating_add((shape.low_detail_images + shape.images).saturating_mul(image))
-        .saturating_add(shape.audio)
-        .saturating_add(
-            shape
-                .file_pages
-                .saturating_mul(media_tokens::page_max(image)),
-        )
+    PromptShape::of(req).prompt_tokens(ImageRule::OpenAiOther)
 }
 
 fn json_bytes(v: &Value) -> u64 {
@@ -544,6 +535,15 @@ mod tests {
             bound(ANTHROPIC, prices(1, 0), with(three)).tokens,
             text + 3 * 4_800
         );
+        // An inline 64×64 PNG: its size is in its header. OpenAI's tile rule takes the short side
+        // to 768 px (4 tiles, 765 tokens); Anthropic counts 28-px patches (3 × 3 = 9).
+        let png = serde_json::json!([{"type": "text", "text": "look"}, {"type": "image_url",
+            "image_url": {"url": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAYAAAAAAAAAAAAA"}}]);
+        assert_eq!(
+            bound(OPENAI, prices(1, 0), with(png.clone())).tokens,
+            text + 765
+        );
+        assert_eq!(bound(ANTHROPIC, prices(1, 0), with(png)).tokens, text + 9);
         // A 1 MB base64 PDF: at most 1,536 pages by size, 600 by the page limit.
         let pdf = "A".repeat(1_000_000);
         let file = serde_json::json!([{"type": "text", "text": "look"},
