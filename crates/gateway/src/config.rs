@@ -185,6 +185,8 @@ struct RawModel {
     input_price: Option<toml::Spanned<String>>,
     output_price: Option<toml::Spanned<String>>,
     cached_input_price: Option<toml::Spanned<String>>,
+    /// A model without prices must say so: `free = true`.
+    free: Option<toml::Spanned<bool>>,
     max_output_tokens: Option<u64>,
     connect_timeout_ms: Option<u64>,
     first_token_timeout_ms: Option<u64>,
@@ -369,6 +371,54 @@ fn parse_price(
     }
 }
 
+/// A model's prices: both `input_price` and `output_price`, or none at all with `free = true`, so
+/// that a forgotten price cannot serve a model for nothing.
+fn model_prices(
+    text: &str,
+    path: &str,
+    name: &str,
+    m: &RawModel,
+    input: Option<Decimal>,
+    output: Option<Decimal>,
+    cached_input: Option<Decimal>,
+) -> Result<Prices, ConfigError> {
+    let invalid = |line: usize, message: String| ConfigError::Invalid {
+        path: path.to_owned(),
+        message: format!("line {line}: models.\"{name}\" {message}"),
+    };
+    let free = m.free.as_ref().is_some_and(|f| *f.get_ref());
+    match (free, input, output) {
+        (true, None, None) if cached_input.is_none() => Ok(Prices::default()),
+        (true, ..) => Err(invalid(
+            line_of(text, m.free.as_ref().map_or(0, |f| f.span().start)),
+            "is marked free = true but also has prices; remove one or the other".into(),
+        )),
+        (false, Some(input), Some(output)) => Ok(Prices {
+            input,
+            output,
+            cached_input,
+        }),
+        (false, input, _) => {
+            let missing = if input.is_none() {
+                "input_price"
+            } else {
+                "output_price"
+            };
+            // The line of the model's table: its routes are required.
+            let line = m
+                .routes
+                .first()
+                .map_or(1, |r| line_of(text, r.span().start));
+            Err(invalid(
+                line,
+                format!(
+                    "has no {missing}: set input_price and output_price (USD per 1M tokens), or free = true for a model that costs nothing"
+                ),
+            ))
+        }
+    }
+}
+
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -456,11 +506,7 @@ impl Config {
                 "cached_input_price",
                 &m.cached_input_price,
             )?;
-            let prices = Prices {
-                input: input.unwrap_or_default(),
-                output: output.unwrap_or_default(),
-                cached_input: cached,
-            };
+            let prices = model_prices(text, path, &name, &m, input, output, cached)?;
             if name == AUTO_MODEL || name == AUTO_FAST_MODEL {
                 return Err(invalid(format!(
                     "models.\"{name}\": the name is reserved for the automatic model; configure it with [auto]"
@@ -801,6 +847,31 @@ output_price = "10.00"
             .unwrap_err()
             .to_string();
         assert!(e.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn a_model_without_prices_is_an_error_unless_free() {
+        let unpriced = GOOD
+            .replace("input_price = \"2.50\"\n", "")
+            .replace("output_price = \"10.00\"\n", "");
+        let e = Config::parse(&unpriced, "t.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("t.toml") && e.contains("line 9") && e.contains("models.\"gpt-4o\""),
+            "{e}"
+        );
+        assert!(e.contains("free = true"), "{e}");
+        let half = GOOD.replace("output_price = \"10.00\"\n", "");
+        let e = Config::parse(&half, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("output_price") && e.contains("gpt-4o"), "{e}");
+
+        let free = format!("{unpriced}free = true\n");
+        let c = Config::parse(&free, "t.toml").unwrap();
+        assert_eq!(c.models["gpt-4o"].prices, Prices::default());
+        let both = format!("{GOOD}free = true\n");
+        let e = Config::parse(&both, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("line 12") && e.contains("free"), "{e}");
+        let not_free = format!("{unpriced}free = false\n");
+        assert!(Config::parse(&not_free, "t.toml").is_err());
     }
 
     #[test]

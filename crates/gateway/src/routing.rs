@@ -349,6 +349,7 @@ kind = "anthropic"
 base_url = "http://127.0.0.1:1/v1"
 [models.m]
 routes = ["a/x", "b/y"]
+free = true
 [routing]
 breaker_failures = 2
 breaker_window = 4

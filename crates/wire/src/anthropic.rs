@@ -25,7 +25,9 @@ mod response;
 mod stream;
 
 pub use error::{error_to_openai, UpstreamError};
-pub use request::{chat_request_to_messages, DEFAULT_THINKING_BUDGET, THINKING_BUDGETS};
+pub use request::{
+    chat_request_to_messages, upstream_max_tokens, DEFAULT_THINKING_BUDGET, THINKING_BUDGETS,
+};
 pub use response::message_to_chat_completion;
 pub use stream::StreamTranslator;
 

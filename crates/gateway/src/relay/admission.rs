@@ -1,32 +1,43 @@
 //! Admission: which model a caller may use, and the hold on the caller's money taken before any
 //! upstream is called. Returns the settlement guard that will settle or release that hold.
 //!
-//! The hold is the worst case: an upper bound of the prompt's tokens at the input price plus the
-//! most the completion can produce (`max_tokens` / `max_completion_tokens`, capped by the model's
-//! `max_output_tokens`, or that limit when the client set none) at the output price, reasoning
-//! included. The prompt bound is computed without the tokenizer (it is too slow for the request
-//! path): no BPE token is shorter than one byte, so the bytes of the prompt's strings plus the
-//! chat framing bound its tokens. Images and files are not bounded by it (their URLs or base64
-//! bytes are counted instead). The hold is taken in memory, under the key's account lock, so
-//! concurrent requests on one key can never reserve more than its balance or budget.
+//! The hold is the worst case of everything the request can cost, on the dearest of the model's
+//! routes (each route at its own prices and in its own dialect):
+//! - the prompt: an upper bound of its tokens computed without the tokenizer (too slow for the
+//!   request path): no BPE token is shorter than one byte, so the bytes of the prompt's strings,
+//!   keys and tool definitions plus the chat framing bound its text; images, input audio and files
+//!   are bounded by the providers' token rules instead (`switchyard_wire::media_tokens`), and an
+//!   Anthropic route adds the tool-use system prompt Anthropic inserts when tools are present;
+//! - the output: `max_completion_tokens` / `max_tokens`, capped by the model's `max_output_tokens`
+//!   (that limit when the client set none), reasoning included, times the choices asked for (`n`,
+//!   `best_of`); on an Anthropic route, the `max_tokens` the translation sends, which includes the
+//!   thinking budget (`thinking.budget_tokens` or `reasoning_effort`).
+//!
+//! One walk over the parsed body, then a few multiplications per route; no allocation. The hold is
+//! taken in memory, under the key's account lock, so concurrent requests on one key can never
+//! reserve more than its balance or budget.
 //!
 //! Then the key's rate limits (`limits`) count the request and reserve the same token bound
-//! (prompt bound plus maximum output); a refusal there drops the hold again and answers 429.
+//! (prompt plus output, the largest of any route); a refusal there drops the hold again and
+//! answers 429.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::Value;
+use switchyard_wire::anthropic::upstream_max_tokens;
+use switchyard_wire::media_tokens::{self, ImageRule, IMAGE_RULES};
 use switchyard_wire::openai::ChatRequest;
 
 use crate::app::Gateway;
 use crate::auth::Caller;
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, ProviderConfig, ProviderKind};
 use crate::ledger::journal::AdmitRecord;
 use crate::ledger::{now_ms, HoldRefused, LedgerError, Nanos};
 use crate::limits::KeyLimits;
+use crate::relay::attempts::ANTHROPIC_DEFAULT_MAX_TOKENS;
 use crate::relay::settlement::{Admission, Settlement};
-use crate::relay::tokens::PromptSource;
 use crate::relay::RelayError;
 
 /// The configured model `name`, if it exists and `caller` may use it.
@@ -49,18 +60,49 @@ pub fn model_for(
     Ok(model)
 }
 
-/// The most output a request for `model` can produce: the requested limit capped by the model's.
-fn max_output(model: &ModelConfig, prompt: &dyn PromptSource) -> u64 {
-    prompt
-        .max_output_tokens()
+/// The most output one choice of a request for `model` can produce: the requested limit capped by
+/// the model's.
+fn max_output(model: &ModelConfig, req: &ChatRequest) -> u64 {
+    req.max_tokens
         .map_or(model.max_output_tokens, |m| m.min(model.max_output_tokens))
 }
 
-/// The most a request for `model` can cost, given its prompt bound and requested output limit.
-pub fn worst_case(model: &ModelConfig, prompt: &dyn PromptSource) -> Nanos {
-    model
-        .prices
-        .worst_case(prompt.prompt_token_bound(), max_output(model, prompt))
+/// The worst case of a request: what the hold reserves in money and the rate limiter in tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bound {
+    /// The most the request can cost on any of its model's routes.
+    pub cost: Nanos,
+    /// The most tokens (prompt plus output) it can use on any of them.
+    pub tokens: u64,
+}
+
+/// The worst case of `req` for `model`: the largest cost and token count over the model's routes,
+/// each in its provider's dialect (`providers`) and at its own prices.
+pub fn worst_case(
+    providers: &BTreeMap<String, Arc<ProviderConfig>>,
+    model: &ModelConfig,
+    req: &ChatRequest,
+) -> Bound {
+    let shape = PromptShape::of(req);
+    let mut bound = Bound {
+        cost: Nanos::ZERO,
+        tokens: 0,
+    };
+    let mut widen = |kind, upstream_model: &str, prices: &crate::ledger::Prices| {
+        let (prompt, output) = shape.route_tokens(kind, upstream_model, model, req);
+        bound.cost = bound.cost.max(prices.worst_case(prompt, output));
+        bound.tokens = bound.tokens.max(prompt.saturating_add(output));
+    };
+    if model.routes.is_empty() {
+        widen(ProviderKind::OpenAi, &model.name, &model.prices);
+    }
+    for route in &model.routes {
+        let kind = providers
+            .get(&route.provider)
+            .map_or(ProviderKind::OpenAi, |p| p.kind);
+        widen(kind, &route.upstream_model, &route.prices);
+    }
+    bound
 }
 
 /// Admits a request: holds its worst-case cost on the caller's account, or refuses it with 402
@@ -71,11 +113,12 @@ pub async fn admit(
     caller: &Caller,
     model: &ModelConfig,
     request_id: String,
-    prompt: Arc<dyn PromptSource + Send + Sync>,
+    req: Arc<ChatRequest>,
     stream: bool,
     started: Instant,
 ) -> Result<Settlement, RelayError> {
-    let amount = worst_case(model, prompt.as_ref());
+    let bound = worst_case(&gw.config.providers, model, &req);
+    let amount = bound.cost;
     let account = gw.ledger.account(&caller.id).await.map_err(|e| match e {
         LedgerError::NoSuchKey(_) => RelayError::InsufficientBalance,
         _ => RelayError::LedgerUnavailable,
@@ -95,12 +138,9 @@ pub async fn admit(
     let (rate, quota) = if limits.is_unlimited() {
         (None, None)
     } else {
-        let tokens = prompt
-            .prompt_token_bound()
-            .saturating_add(max_output(model, prompt.as_ref()));
         let admitted = gw
             .limits
-            .reserve(&caller.id, limits, tokens)
+            .reserve(&caller.id, limits, bound.tokens)
             .await
             .map_err(|r| RelayError::RateLimited(Box::new(r)))?;
         (admitted.reservation, Some(admitted.quota))
@@ -123,7 +163,7 @@ pub async fn admit(
         key_id: caller.id.clone(),
         requested_model: model.name.clone(),
         prices: model.prices.clone(),
-        prompt,
+        prompt: req,
         stream,
         started_at_ms,
         started,
@@ -144,26 +184,150 @@ pub async fn admit(
 const FRAMING_PER_MESSAGE: u64 = 3;
 const FRAMING_PER_REPLY: u64 = 3;
 
-/// An upper bound of a chat request's prompt tokens (see the module documentation): the bytes
-/// of every string and key in the fields the provider turns into the prompt, one token per
-/// number or boolean, and the framing. One walk over the parsed body; no allocation.
-pub fn chat_prompt_bound(req: &ChatRequest) -> u64 {
-    let mut bound = FRAMING_PER_REPLY;
-    if let Some(Value::Array(messages)) = req.body.get("messages") {
-        bound += FRAMING_PER_MESSAGE * messages.len() as u64;
+/// The system prompt Anthropic adds when `tools` are present: 346 tokens for Claude 4 and 3.7
+/// Sonnet with `tool_choice` auto or none, the largest in Anthropic's tool-use pricing table.
+const ANTHROPIC_TOOL_PROMPT: u64 = 346;
+
+/// What the hold needs from a chat request, whatever the route: found in one walk over the body.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PromptShape {
+    /// The byte bound of the text (strings, keys, one token per number or boolean) and framing.
+    pub text: u64,
+    /// The images' tokens under each of the providers' rules (`media_tokens::IMAGE_RULES`), from
+    /// their size when an inline PNG or GIF shows it, else the most one image can cost.
+    pub images: [u64; IMAGE_RULES.len()],
+    /// The token bound of the input audio.
+    pub audio: u64,
+    /// The most pages the files (PDFs) can have, together.
+    pub file_pages: u64,
+    pub has_tools: bool,
+    /// Choices asked for: `n` or `best_of`, at least 1.
+    pub choices: u64,
+}
+
+impl PromptShape {
+    /// Walks `req` once.
+    pub fn of(req: &ChatRequest) -> PromptShape {
+        let mut shape = PromptShape {
+            text: FRAMING_PER_REPLY,
+            choices: 1,
+            ..PromptShape::default()
+        };
+        if let Some(Value::Array(messages)) = req.body.get("messages") {
+            for message in messages {
+                shape.text += FRAMING_PER_MESSAGE;
+                let Value::Object(fields) = message else {
+                    shape.text += json_bytes(message);
+                    continue;
+                };
+                for (key, value) in fields {
+                    match (key.as_str(), value) {
+                        ("content", Value::Array(parts)) => {
+                            for part in parts {
+                                shape.add_part(part);
+                            }
+                        }
+                        _ => shape.text += key.len() as u64 + json_bytes(value),
+                    }
+                }
+            }
+        }
+        for field in ["tools", "functions", "tool_choice", "response_format"] {
+            if let Some(v) = req.body.get(field) {
+                shape.text += json_bytes(v);
+            }
+        }
+        shape.has_tools = ["tools", "functions"].iter().any(|f| {
+            req.body
+                .get(*f)
+                .and_then(Value::as_array)
+                .is_some_and(|t| !t.is_empty())
+        });
+        for field in ["n", "best_of"] {
+            if let Some(n) = req.body.get(field).and_then(Value::as_u64) {
+                shape.choices = shape.choices.max(n);
+            }
+        }
+        shape
     }
-    for field in [
-        "messages",
-        "tools",
-        "functions",
-        "tool_choice",
-        "response_format",
-    ] {
-        if let Some(v) = req.body.get(field) {
-            bound += json_bytes(v);
+
+    /// One content part: text by its bytes, media by the providers' rules.
+    fn add_part(&mut self, part: &Value) {
+        let kind = part.get("type").and_then(Value::as_str).unwrap_or_default();
+        match kind {
+            "image_url" => {
+                let low = part.pointer("/image_url/detail").and_then(Value::as_str) == Some("low");
+                let url = part.pointer("/image_url/url").and_then(Value::as_str);
+                let size = url.and_then(media_tokens::image_size);
+                for (total, rule) in self.images.iter_mut().zip(IMAGE_RULES) {
+                    *total = total.saturating_add(rule.tokens(low, size));
+                }
+            }
+            "input_audio" => {
+                let data = part.pointer("/input_audio/data").and_then(Value::as_str);
+                self.audio += media_tokens::audio_max(data.map_or(0, str::len));
+            }
+            "file" => {
+                let data = part.pointer("/file/file_data").and_then(Value::as_str);
+                self.file_pages += media_tokens::file_pages(data.map(str::len));
+            }
+            _ => self.text += json_bytes(part),
         }
     }
-    bound
+
+    /// The prompt and output token bounds on a route of `kind` serving `upstream_model`.
+    fn route_tokens(
+        &self,
+        kind: ProviderKind,
+        upstream_model: &str,
+        model: &ModelConfig,
+        req: &ChatRequest,
+    ) -> (u64, u64) {
+        let (rule, tools, output) = match kind {
+            ProviderKind::OpenAi | ProviderKind::DeepSeek => (
+                ImageRule::openai(upstream_model),
+                0,
+                max_output(model, req).saturating_mul(self.choices),
+            ),
+            // One choice only (the translation refuses `n` > 1); `max_tokens` as sent, thinking
+            // budget included, within the model's limit plus the room the translation adds.
+            ProviderKind::Anthropic => {
+                let default = u32::try_from(ANTHROPIC_DEFAULT_MAX_TOKENS).unwrap_or(u32::MAX);
+                let output = match upstream_max_tokens(&req.body, default) {
+                    Ok(sent) => {
+                        let asked = req.max_tokens.unwrap_or(ANTHROPIC_DEFAULT_MAX_TOKENS);
+                        let room = sent.saturating_sub(asked);
+                        sent.min(model.max_output_tokens.saturating_add(room))
+                    }
+                    // The translation refuses it: no upstream is called.
+                    Err(_) => max_output(model, req),
+                };
+                let tools = if self.has_tools {
+                    ANTHROPIC_TOOL_PROMPT
+                } else {
+                    0
+                };
+                (ImageRule::Anthropic, tools, output)
+            }
+        };
+        (self.prompt_tokens(rule).saturating_add(tools), output)
+    }
+
+    /// The prompt tokens when images are counted under `rule`.
+    fn prompt_tokens(&self, rule: ImageRule) -> u64 {
+        let page = media_tokens::page_max(rule.tokens(false, None));
+        self.text
+            .saturating_add(self.images[rule.index()])
+            .saturating_add(self.audio)
+            .saturating_add(self.file_pages.saturating_mul(page))
+    }
+}
+
+/// An upper bound of a chat request's prompt tokens on an OpenAI-dialect route of unknown model
+/// (see the module documentation). Estimates for requests without reported usage use the
+/// tokenizer instead.
+pub fn chat_prompt_bound(req: &ChatRequest) -> u64 {
+    PromptShape::of(req).prompt_tokens(ImageRule::OpenAiOther)
 }
 
 fn json_bytes(v: &Value) -> u64 {
@@ -182,7 +346,9 @@ fn json_bytes(v: &Value) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::relay::tokens;
+    use crate::config::{Route, Timeouts};
+    use crate::ledger::Prices;
+    use crate::relay::tokens::{self, PromptSource};
 
     fn req(body: serde_json::Value) -> ChatRequest {
         ChatRequest::parse(body.to_string().as_bytes()).unwrap()
@@ -212,29 +378,211 @@ mod tests {
         }
     }
 
-    #[test]
-    fn max_tokens_is_capped_by_the_model_limit() {
+    fn prices(input: i64, output: i64) -> Prices {
+        Prices {
+            input: input.into(),
+            output: output.into(),
+            cached_input: None,
+        }
+    }
+
+    /// A model `m` with a 1000-token output limit, served by one route per `(provider, kind)`.
+    fn setup(
+        routes: &[(&str, ProviderKind)],
+        p: Prices,
+    ) -> (BTreeMap<String, Arc<ProviderConfig>>, ModelConfig) {
+        let mut providers = BTreeMap::new();
+        let mut model_routes = vec![];
+        for (name, kind) in routes {
+            providers.insert(
+                name.to_string(),
+                Arc::new(ProviderConfig {
+                    name: name.to_string(),
+                    kind: *kind,
+                    base_url: "http://x".into(),
+                    api_key: None,
+                    timeouts: Timeouts::default(),
+                }),
+            );
+            model_routes.push(Route {
+                provider: name.to_string(),
+                upstream_model: "up".into(),
+                model: "m".into(),
+                prices: p.clone(),
+                timeouts: Timeouts::default(),
+            });
+        }
         let model = ModelConfig {
             name: "m".into(),
-            routes: vec![],
-            prices: crate::ledger::Prices {
-                input: 0.into(),
-                output: 10.into(),
-                cached_input: None,
-            },
+            routes: model_routes,
+            prices: p,
             max_output_tokens: 1000,
             auto: None,
         };
-        let small = req(serde_json::json!({"model": "m", "max_tokens": 100,
-            "messages": [{"role": "user", "content": "x"}]}));
-        assert_eq!(worst_case(&model, &small), Nanos(1_000_000));
-        let huge = req(
-            serde_json::json!({"model": "m", "max_completion_tokens": 1_000_000,
-            "messages": [{"role": "user", "content": "x"}]}),
-        );
-        assert_eq!(worst_case(&model, &huge), Nanos(10_000_000));
+        (providers, model)
+    }
+
+    fn bound(routes: &[(&str, ProviderKind)], p: Prices, body: serde_json::Value) -> Bound {
+        let (providers, model) = setup(routes, p);
+        worst_case(&providers, &model, &req(body))
+    }
+
+    const OPENAI: &[(&str, ProviderKind)] = &[("o", ProviderKind::OpenAi)];
+    const ANTHROPIC: &[(&str, ProviderKind)] = &[("a", ProviderKind::Anthropic)];
+
+    #[test]
+    fn max_tokens_is_capped_by_the_model_limit() {
+        // Output at 10 USD/M: 1000 tokens = 0.01 USD = 10,000,000 nano-USD.
+        let small = serde_json::json!({"model": "m", "max_tokens": 100,
+            "messages": [{"role": "user", "content": "x"}]});
+        assert_eq!(bound(OPENAI, prices(0, 10), small).cost, Nanos(1_000_000));
+        let huge = serde_json::json!({"model": "m", "max_completion_tokens": 1_000_000,
+            "messages": [{"role": "user", "content": "x"}]});
+        assert_eq!(bound(OPENAI, prices(0, 10), huge).cost, Nanos(10_000_000));
         let none =
-            req(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}]}));
-        assert_eq!(worst_case(&model, &none), Nanos(10_000_000));
+            serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
+        assert_eq!(bound(OPENAI, prices(0, 10), none).cost, Nanos(10_000_000));
+    }
+
+    #[test]
+    fn n_and_best_of_multiply_the_output() {
+        let body = |extra: serde_json::Value| {
+            let mut b = serde_json::json!({"model": "m", "max_tokens": 100,
+                "messages": [{"role": "user", "content": "x"}]});
+            b.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            b
+        };
+        let one = bound(OPENAI, prices(0, 10), body(serde_json::json!({})));
+        let four = bound(OPENAI, prices(0, 10), body(serde_json::json!({"n": 4})));
+        let best = bound(
+            OPENAI,
+            prices(0, 10),
+            body(serde_json::json!({"best_of": 3})),
+        );
+        assert_eq!(one.cost, Nanos(1_000_000));
+        assert_eq!(four.cost, Nanos(4_000_000));
+        assert_eq!(best.cost, Nanos(3_000_000));
+        // The rate limiter reserves the same bound: prompt plus every choice's output.
+        assert_eq!(four.tokens - one.tokens, 300);
+    }
+
+    #[test]
+    fn anthropic_thinking_adds_the_budget_to_the_output() {
+        let plain = serde_json::json!({"model": "m", "max_tokens": 100,
+            "messages": [{"role": "user", "content": "x"}]});
+        let thinking = serde_json::json!({"model": "m", "max_tokens": 100,
+            "thinking": {"type": "enabled", "budget_tokens": 5000},
+            "messages": [{"role": "user", "content": "x"}]});
+        let effort = serde_json::json!({"model": "m", "max_tokens": 100,
+            "reasoning_effort": "medium",
+            "messages": [{"role": "user", "content": "x"}]});
+        assert_eq!(
+            bound(ANTHROPIC, prices(0, 10), plain).cost,
+            Nanos(1_000_000)
+        );
+        // 100 + 5000 output tokens: the model's 1000-token limit does not hide the budget.
+        assert_eq!(
+            bound(ANTHROPIC, prices(0, 10), thinking.clone()).cost,
+            Nanos(51_000_000)
+        );
+        assert_eq!(
+            bound(ANTHROPIC, prices(0, 10), effort).cost,
+            Nanos((100 + 8192) * 10_000)
+        );
+        // On an OpenAI-dialect route the same request reasons within max_tokens.
+        assert_eq!(
+            bound(OPENAI, prices(0, 10), thinking).cost,
+            Nanos(1_000_000)
+        );
+        // A missing max_tokens is what the translation sends (4096), within the model's limit.
+        let none =
+            serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
+        assert_eq!(
+            bound(ANTHROPIC, prices(0, 10), none).cost,
+            Nanos(10_000_000)
+        );
+    }
+
+    #[test]
+    fn a_model_with_several_routes_holds_the_dearest() {
+        let routes = &[("o", ProviderKind::OpenAi), ("a", ProviderKind::Anthropic)];
+        let thinking = serde_json::json!({"model": "m", "max_tokens": 100,
+            "thinking": {"type": "enabled", "budget_tokens": 5000},
+            "messages": [{"role": "user", "content": "x"}]});
+        assert_eq!(
+            bound(routes, prices(0, 10), thinking).cost,
+            Nanos(51_000_000)
+        );
+        let n = serde_json::json!({"model": "m", "max_tokens": 100, "n": 8,
+            "messages": [{"role": "user", "content": "x"}]});
+        assert_eq!(bound(routes, prices(0, 10), n).cost, Nanos(8_000_000));
+    }
+
+    #[test]
+    fn media_cost_by_the_providers_rules_not_by_their_bytes() {
+        let url = "https://example.com/a-rather-long/path/to/the/picture.png";
+        let with = |parts: serde_json::Value| {
+            serde_json::json!({"model": "m", "max_tokens": 1,
+                "messages": [{"role": "user", "content": parts}]})
+        };
+        let text = bound(
+            OPENAI,
+            prices(1, 0),
+            with(serde_json::json!([{"type": "text", "text": "look"}])),
+        )
+        .tokens;
+        let image = |detail: &str| {
+            serde_json::json!([{"type": "text", "text": "look"},
+                {"type": "image_url", "image_url": {"url": url, "detail": detail}}])
+        };
+        let three = serde_json::json!([{"type": "text", "text": "look"},
+            {"type": "image_url", "image_url": {"url": url}},
+            {"type": "image_url", "image_url": {"url": url}},
+            {"type": "image_url", "image_url": {"url": url}}]);
+        // Upstream model "up" is not in OpenAI's table: the largest per-image figure, any detail.
+        assert_eq!(
+            bound(OPENAI, prices(1, 0), with(image("high"))).tokens,
+            text + 3_779
+        );
+        assert_eq!(
+            bound(OPENAI, prices(1, 0), with(three.clone())).tokens,
+            text + 3 * 3_779
+        );
+        assert_eq!(
+            bound(ANTHROPIC, prices(1, 0), with(three)).tokens,
+            text + 3 * 4_800
+        );
+        // An inline 64×64 PNG: its size is in its header. OpenAI's tile rule takes the short side
+        // to 768 px (4 tiles, 765 tokens); Anthropic counts 28-px patches (3 × 3 = 9).
+        let png = serde_json::json!([{"type": "text", "text": "look"}, {"type": "image_url",
+            "image_url": {"url": "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAYAAAAAAAAAAAAA"}}]);
+        assert_eq!(
+            bound(OPENAI, prices(1, 0), with(png.clone())).tokens,
+            text + 765
+        );
+        assert_eq!(bound(ANTHROPIC, prices(1, 0), with(png)).tokens, text + 9);
+        // A 1 MB base64 PDF: at most 1,536 pages by size, 600 by the page limit.
+        let pdf = "A".repeat(1_000_000);
+        let file = serde_json::json!([{"type": "text", "text": "look"},
+            {"type": "file", "file": {"filename": "a.pdf", "file_data": pdf}}]);
+        assert_eq!(
+            bound(ANTHROPIC, prices(1, 0), with(file)).tokens,
+            text + 600 * (3_000 + 4_800)
+        );
+        // 8 kB of audio data: 6 kB decoded, 60 tokens + 1.
+        let audio = serde_json::json!([{"type": "text", "text": "look"},
+            {"type": "input_audio", "input_audio": {"data": "A".repeat(8_000), "format": "mp3"}}]);
+        assert_eq!(bound(OPENAI, prices(1, 0), with(audio)).tokens, text + 61);
+    }
+
+    #[test]
+    fn anthropic_routes_count_the_tool_system_prompt() {
+        let tools = serde_json::json!({"model": "m", "max_tokens": 1,
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+            "messages": [{"role": "user", "content": "x"}]});
+        let openai = bound(OPENAI, prices(1, 0), tools.clone()).tokens;
+        assert_eq!(bound(ANTHROPIC, prices(1, 0), tools).tokens, openai + 346);
     }
 }

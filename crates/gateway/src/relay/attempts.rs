@@ -73,7 +73,7 @@ struct Tried {
 }
 
 /// The default `max_tokens` sent to Anthropic when the caller gave none (Anthropic requires one).
-const ANTHROPIC_DEFAULT_MAX_TOKENS: u64 = 4096;
+pub(crate) const ANTHROPIC_DEFAULT_MAX_TOKENS: u64 = 4096;
 
 /// Tries `model`'s routes for `req`. On success the settlement knows the provider, the served
 /// model, its prices and the number of attempts; on failure it has been settled at no cost.

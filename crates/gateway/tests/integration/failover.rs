@@ -85,6 +85,7 @@ async fn breaker_opens_skips_the_route_then_a_probe_closes_it() {
         r#"
 [models.m]
 routes = ["a/up@status=503,fail_times=2,fail_key=brk", "b/up@tokens=3"]
+free = true
 "#,
     )
     .await;
@@ -121,7 +122,7 @@ async fn all_breakers_open_is_503_with_retry_after() {
     let (gw, _mock) = start(
         "openai",
         "[routing]\nbreaker_failures = 1\nbreaker_cooldown_ms = 60000\nmax_attempts = 1",
-        "[models.m]\nroutes = [\"a/up@status=500\"]\n",
+        "[models.m]\nroutes = [\"a/up@status=500\"]\nfree = true\n",
     )
     .await;
     let (status, _, _) = complete(&gw, ask("m")).await;
@@ -140,7 +141,12 @@ async fn all_breakers_open_is_503_with_retry_after() {
 
 #[tokio::test]
 async fn admin_providers_needs_the_admin_key() {
-    let (gw, _mock) = start("openai", "", "[models.m]\nroutes = [\"a/up\"]\n").await;
+    let (gw, _mock) = start(
+        "openai",
+        "",
+        "[models.m]\nroutes = [\"a/up\"]\nfree = true\n",
+    )
+    .await;
     let resp = client()
         .get(gw.url("/admin/providers"))
         .bearer_auth(&gw.key)
@@ -171,6 +177,7 @@ output_price = "5.00"
 
 [models.broken]
 routes = ["a/broken-up@status=500"]
+free = true
 "#;
 
 #[tokio::test]
@@ -239,8 +246,10 @@ async fn auto_fast_hedges_a_slow_first_token_and_cancels_the_loser() {
         r#"
 [models.slow]
 routes = ["a/slow-up@ttft_ms=5000,tokens=3"]
+free = true
 [models.fast]
 routes = ["b/fast-up@tokens=3"]
+free = true
 [auto]
 chain = ["slow", "fast"]
 hedge_after_ms = 150
@@ -308,6 +317,7 @@ kind = "openai"
 base_url = "{base}"
 [models.m]
 routes = ["refused/x", "blackhole/y", "ok/z@tokens=2"]
+free = true
 "#,
         base = mock.base_url()
     );
@@ -327,6 +337,7 @@ async fn total_timeout_fails_over_before_the_first_byte_and_ends_a_stream_after_
         r#"
 [models.long]
 routes = ["a/up@tokens=30,gap_ms=50", "b/up@tokens=2"]
+free = true
 total_timeout_ms = 400
 "#,
     )
@@ -353,8 +364,10 @@ async fn the_retry_budget_bounds_waiting_and_retries_back_off() {
         r#"
 [models.down]
 routes = ["a/up@status=502"]
+free = true
 [models.blip]
 routes = ["a/up@status=502,fail_times=2,fail_key=blip,tokens=2"]
+free = true
 "#,
     )
     .await;
@@ -384,7 +397,7 @@ async fn served_headers_can_be_turned_off() {
     let (gw, _mock) = start(
         "openai",
         "[routing]\nserved_headers = false",
-        "[models.m]\nroutes = [\"a/up\"]\n",
+        "[models.m]\nroutes = [\"a/up\"]\nfree = true\n",
     )
     .await;
     let resp = gw.chat(ask("m")).send().await.unwrap();

@@ -9,6 +9,7 @@ mod cli;
 mod errors;
 mod failover;
 mod harness;
+mod holds;
 mod ledger_conformance;
 mod limits;
 mod metrics;

@@ -50,41 +50,53 @@ output_price = "2.00"
 
 [models.tools]
 routes = ["p/{m}@tool_calls=2"]
+free = true
 
 [models.think]
 routes = ["p/{m}@reasoning=5,tokens=4"]
+free = true
 
 [models.bad]
 routes = ["p/{m}@status=400", "backup/{m}@tokens=3"]
+free = true
 
 [models.flaky]
 routes = ["p/{m}@status=500", "backup/{m}@tokens=3"]
+free = true
 
 [models.limited]
 routes = ["p/{m}@status=429,retry_after=1", "backup/{m}@tokens=3"]
+free = true
 
 [models.limited-once]
 routes = ["p/{m}@status=429,retry_after=1,fail_times=1,fail_key=once,tokens=3"]
+free = true
 
 [models.limited-long]
 routes = ["p/{m}@status=429,retry_after=30"]
+free = true
 
 [models.erroring]
 routes = ["p/{m}@error_after=3"]
+free = true
 
 [models.reset]
 routes = ["p/{m}@reset_after=3"]
+free = true
 
 [models.stall]
 routes = ["p/{m}@stall_after=2"]
+free = true
 idle_timeout_ms = 300
 
 [models.slowstart]
 routes = ["p/{m}@ttft_ms=5000", "backup/{m}@tokens=3"]
+free = true
 first_token_timeout_ms = 300
 
 [models.both]
 routes = ["p/{m}", "backup/{m}@tokens=3"]
+free = true
 "#
     )
 }

@@ -49,12 +49,10 @@ pub fn chat_request_to_messages(
 
     let (system, messages) = convert_messages(req.get("messages"))?;
     let thinking = thinking_config(req)?;
-    let mut max_tokens = requested_max_tokens(req, default_max_tokens)?;
-    if let Some(budget) = thinking.budget {
-        if max_tokens <= budget {
-            max_tokens = budget.saturating_add(max_tokens);
-        }
-    }
+    let max_tokens = with_thinking_room(
+        requested_max_tokens(req, default_max_tokens)?,
+        thinking.budget,
+    );
 
     let mut out = Map::new();
     out.insert("model".into(), json!(upstream_model));
@@ -117,6 +115,28 @@ pub fn chat_request_to_messages(
     Ok(Value::Object(out))
 }
 
+/// The `max_tokens` [`chat_request_to_messages`] sends for `req` (thinking budget included), computed
+/// without building the request and without allocating: what the upstream may generate at most, for
+/// the gateway's hold. `Err` exactly when the translation refuses the same fields.
+pub fn upstream_max_tokens(
+    req: &Map<String, Value>,
+    default_max_tokens: u32,
+) -> Result<u64, TranslateError> {
+    Ok(with_thinking_room(
+        requested_max_tokens(req, default_max_tokens)?,
+        thinking_budget(req)?,
+    ))
+}
+
+/// With thinking on, a `max_tokens` not above the budget becomes `budget + max_tokens`, so the
+/// answer keeps its room.
+fn with_thinking_room(max_tokens: u64, budget: Option<u64>) -> u64 {
+    match budget {
+        Some(budget) if max_tokens <= budget => budget.saturating_add(max_tokens),
+        _ => max_tokens,
+    }
+}
+
 /// `obj[key]`, treating JSON `null` as absent (OpenAI clients send `null` for "not set").
 fn present<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
     obj.get(key).filter(|v| !v.is_null())
@@ -173,12 +193,45 @@ struct Thinking {
 }
 
 fn thinking_config(req: &Map<String, Value>) -> Result<Thinking, TranslateError> {
+    let budget = thinking_budget(req)?;
     let off = Thinking {
         value: None,
         budget: None,
         enabled: false,
     };
     // An Anthropic-style `thinking` object (sent through the SDKs' `extra_body`) wins over `reasoning_effort`.
+    if let Some(thinking) = present(req, "thinking") {
+        return Ok(match thinking.get("type").and_then(Value::as_str) {
+            Some("adaptive") => Thinking {
+                value: Some(thinking.clone()),
+                budget: None,
+                enabled: true,
+            },
+            Some("disabled") => Thinking {
+                value: Some(json!({"type": "disabled"})),
+                ..off
+            },
+            // `thinking_budget` accepted it, so it is `enabled`.
+            _ => Thinking {
+                value: budget.map(|b| json!({"type": "enabled", "budget_tokens": b})),
+                budget,
+                enabled: true,
+            },
+        });
+    }
+    Ok(match budget {
+        Some(b) => Thinking {
+            value: Some(json!({"type": "enabled", "budget_tokens": b})),
+            budget: Some(b),
+            enabled: true,
+        },
+        None => off,
+    })
+}
+
+/// The thinking budget `req` asks for (`thinking: {type: enabled}` or `reasoning_effort`), `None`
+/// when thinking is off or adaptive. Validates both fields; allocates only for an error.
+fn thinking_budget(req: &Map<String, Value>) -> Result<Option<u64>, TranslateError> {
     if let Some(thinking) = present(req, "thinking") {
         let kind = thinking.get("type").and_then(Value::as_str);
         return match kind {
@@ -191,23 +244,10 @@ fn thinking_config(req: &Map<String, Value>) -> Result<Thinking, TranslateError>
                             "budget_tokens must be a positive integer",
                         )
                     })?,
-                }
-                .max(MIN_THINKING_BUDGET);
-                Ok(Thinking {
-                    value: Some(json!({"type": "enabled", "budget_tokens": budget})),
-                    budget: Some(budget),
-                    enabled: true,
-                })
+                };
+                Ok(Some(budget.max(MIN_THINKING_BUDGET)))
             }
-            Some("adaptive") => Ok(Thinking {
-                value: Some(thinking.clone()),
-                budget: None,
-                enabled: true,
-            }),
-            Some("disabled") => Ok(Thinking {
-                value: Some(json!({"type": "disabled"})),
-                ..off
-            }),
+            Some("adaptive") | Some("disabled") => Ok(None),
             _ => Err(TranslateError::new(
                 "thinking.type",
                 "thinking.type must be \"enabled\", \"adaptive\" or \"disabled\"",
@@ -215,18 +255,14 @@ fn thinking_config(req: &Map<String, Value>) -> Result<Thinking, TranslateError>
         };
     }
     let Some(effort) = present(req, "reasoning_effort") else {
-        return Ok(off);
+        return Ok(None);
     };
     let effort = effort.as_str().unwrap_or_default();
     if effort == "none" {
-        return Ok(off);
+        return Ok(None);
     }
     match THINKING_BUDGETS.iter().find(|(name, _)| *name == effort) {
-        Some(&(_, budget)) => Ok(Thinking {
-            value: Some(json!({"type": "enabled", "budget_tokens": budget})),
-            budget: Some(u64::from(budget)),
-            enabled: true,
-        }),
+        Some(&(_, budget)) => Ok(Some(u64::from(budget))),
         None => Err(TranslateError::new(
             "reasoning_effort",
             "reasoning_effort must be one of none, minimal, low, medium, high, xhigh, max",
@@ -1071,6 +1107,40 @@ mod tests {
         assert_eq!(
             out,
             json!({"model": "claude-up", "max_tokens": 4096, "messages": [{"role": "user", "content": "x"}]})
+        );
+    }
+
+    #[test]
+    fn upstream_max_tokens_is_what_the_translation_sends() {
+        let m = |v: Value| v.as_object().unwrap().clone();
+        for req in [
+            json!({"messages": [{"role": "user", "content": "x"}]}),
+            json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 10,
+                   "thinking": {"type": "enabled", "budget_tokens": 5000}}),
+            json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 9000,
+                   "thinking": {"type": "enabled", "budget_tokens": 5000}}),
+            json!({"messages": [{"role": "user", "content": "x"}], "thinking": {"type": "enabled"}}),
+            json!({"messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 7,
+                   "thinking": {"type": "enabled", "budget_tokens": 10}}),
+            json!({"messages": [{"role": "user", "content": "x"}], "thinking": {"type": "adaptive"}}),
+            json!({"messages": [{"role": "user", "content": "x"}], "reasoning_effort": "max",
+                   "max_tokens": 100}),
+        ] {
+            let sent = translate(req.clone())["max_tokens"].as_u64().unwrap();
+            assert_eq!(
+                upstream_max_tokens(&m(req.clone()), 4096),
+                Ok(sent),
+                "{req}"
+            );
+        }
+        // 10 answer tokens with a 5000-token budget: the upstream may produce 5010.
+        let req = json!({"messages": [], "max_tokens": 10,
+                         "thinking": {"type": "enabled", "budget_tokens": 5000}});
+        assert_eq!(upstream_max_tokens(&m(req), 4096), Ok(5010));
+        let bad = json!({"messages": [], "thinking": {"type": "sometimes"}});
+        assert_eq!(
+            upstream_max_tokens(&m(bad), 4096).unwrap_err().param,
+            "thinking.type"
         );
     }
 }
