@@ -171,8 +171,14 @@ async fn with_redis_two_gateways_share_a_keys_counters() {
     let Some(url) = test_redis() else { return };
     let top = format!("redis = \"{url}\"");
     let (first, mock) = harness::start_with_mock_top(&top, "").await;
-    // A second instance on the same database and the same Redis.
-    let text = format!("{top}\n{}", harness::mock_config(&mock, ""));
+    // A second instance on the same database and the same Redis (with a journal of its own: an
+    // instance's settlement journal is never shared).
+    let journal = first.db_path.with_extension("second.journal");
+    let text = format!(
+        "{top}\njournal = \"{}\"\n{}",
+        journal.display(),
+        harness::mock_config(&mock, "")
+    );
     let config = Config::parse(&text, "test.toml").unwrap();
     let (second, _, problems) = Gateway::build(
         Some(config),
