@@ -20,3 +20,4 @@ mod sdk;
 mod sdk_runner;
 mod settlement_path;
 mod steering;
+mod tidy;

@@ -1,0 +1,95 @@
+//! The house rules that reading the code can check, checked: every source file says what it is
+//! for, and each dependency with a boundary stays behind it (`sqlx` in `ledger`, `axum` in `http`
+//! and the server's entry, `redis::` in the Redis limit store, the environment in `config`, no
+//! tokio in `wire`), and only the ledger writer writes usage entries.
+
+use std::path::{Path, PathBuf};
+
+fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// (path relative to `crates/`, text) of every Rust source under `crates/*/src`.
+fn crate_sources() -> Vec<(String, String)> {
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut files = Vec::new();
+    for krate in ["wire", "gateway", "mock-upstream"] {
+        sources(&crates.join(krate).join("src"), &mut files);
+    }
+    files
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            let rel = p
+                .strip_prefix(crates)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            (rel, text)
+        })
+        .collect()
+}
+
+/// The code of a file without its `#[cfg(test)]` module (tests may use what the code may not).
+fn code(text: &str) -> &str {
+    text.split("#[cfg(test)]").next().unwrap_or(text)
+}
+
+#[test]
+fn every_source_file_starts_by_saying_what_it_is_for() {
+    let missing: Vec<String> = crate_sources()
+        .into_iter()
+        .filter(|(_, text)| !text.trim_start().starts_with("//!"))
+        .map(|(p, _)| p)
+        .collect();
+    assert!(missing.is_empty(), "no `//!` paragraph: {missing:?}");
+}
+
+#[test]
+fn dependencies_stay_behind_their_boundaries() {
+    let rules: [(&str, &[&str]); 5] = [
+        ("sqlx", &["gateway/src/ledger.rs", "gateway/src/ledger/"]),
+        (
+            "axum",
+            &[
+                "gateway/src/http.rs",
+                "gateway/src/http/",
+                "gateway/src/app.rs",
+                "mock-upstream/",
+            ],
+        ),
+        ("redis::", &["gateway/src/limits/redis_store.rs"]),
+        ("std::env", &["gateway/src/config.rs", "mock-upstream/"]),
+        ("tokio::", &["gateway/", "mock-upstream/"]),
+    ];
+    let mut broken = Vec::new();
+    for (path, text) in crate_sources() {
+        let code = code(&text);
+        for (name, allowed) in rules {
+            if code.contains(name) && !allowed.iter().any(|a| path.starts_with(a)) {
+                broken.push(format!("{path} names {name}"));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{broken:#?}");
+}
+
+#[test]
+fn only_the_ledger_writer_writes_usage_entries_and_debits() {
+    let writers: Vec<String> = crate_sources()
+        .into_iter()
+        .filter(|(_, text)| {
+            let code = code(text);
+            code.contains("INSERT INTO usage_entries") || code.contains("balance_nanos - ")
+        })
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(writers, vec!["gateway/src/ledger/writer.rs".to_owned()]);
+}
