@@ -435,22 +435,30 @@ async fn kill_9_during_300_open_streams_bills_every_request_exactly_once() {
     let (mut child, key, base) = serve(&dir, &config).await;
     let key = key.expect("a fresh database prints its first key");
     let client = reqwest::Client::builder().no_gzip().build().unwrap();
-    // Open every stream and read its first token; keep reading in the background.
+    // Open every stream at once and keep reading them in the background.
+    let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut readers = Vec::new();
     for _ in 0..STREAMS {
-        let resp = client
-            .post(format!("{base}/chat/completions"))
-            .bearer_auth(&key)
-            .json(&json!({"model": "m", "stream": true, "messages": user("hi")}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        let (client, base, key, opened) =
+            (client.clone(), base.clone(), key.clone(), opened.clone());
         readers.push(tokio::spawn(async move {
+            let resp = client
+                .post(format!("{base}/chat/completions"))
+                .bearer_auth(&key)
+                .json(&json!({"model": "m", "stream": true, "messages": user("hi")}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            opened.fetch_add(1, Ordering::Relaxed);
             let mut body = resp.bytes_stream();
             while let Some(Ok(_)) = body.next().await {}
         }));
     }
+    until("every stream open", Duration::from_secs(60), || {
+        opened.load(Ordering::Relaxed) == STREAMS
+    })
+    .await;
     // Wait until every stream has a progress checkpoint in the journal, then kill -9.
     let journal = dir.join("sy.db.journal");
     until(
@@ -458,10 +466,12 @@ async fn kill_9_during_300_open_streams_bills_every_request_exactly_once() {
         Duration::from_secs(60),
         || {
             let text = std::fs::read_to_string(&journal).unwrap_or_default();
-            let ids: std::collections::HashSet<&str> = text
+            // Streams whose checkpoint counts delivered tokens (whole lines: the last may be torn).
+            let ids: std::collections::HashSet<String> = text
                 .lines()
-                .filter(|l| l.contains("\"k\":\"progress\""))
-                .filter_map(|l| l.split("\"id\":\"").nth(1)?.split('"').next())
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|v| v["k"] == "progress" && v["completion_tokens"].as_u64() > Some(0))
+                .filter_map(|v| v["id"].as_str().map(str::to_owned))
                 .collect();
             ids.len() >= STREAMS
         },
