@@ -693,7 +693,8 @@ async fn memory(config_text: &str, args: &Args, t4_length: Duration) -> anyhow::
     let after = rss_kb(pid, "VmRSS");
     let hwm = rss_kb(pid, "VmHWM");
     println!(
-        "memory (release binary `switchyard serve`, pid {pid}): idle {} | after one request {} | {} streams open: max sampled {} | after {} | VmHWM {}",
+        "memory ({} binary `switchyard serve`, its own process): idle {} | after one request {} | {} streams x {TOKENS} tokens x 20 ms open: max sampled {} | right after {} | VmHWM {}",
+        if cfg!(debug_assertions) { "debug" } else { "release" },
         mb(idle),
         mb(after_one),
         args.streams,
