@@ -454,6 +454,9 @@ fn entry(run: &str, i: usize, key_id: &str) -> UsageEntry {
         stream: true,
         started_at: now - 2,
         finished_at: now,
+        hold: Nanos(105),
+        over_hold: false,
+        note: None,
     }
 }
 
