@@ -302,6 +302,8 @@ impl Ledger {
         // cannot be written goes to the journal instead of waiting.
         let writer_pool = pool_options(sqlite, 1, 250)
             .acquire_timeout(writer::JOURNAL_AFTER)
+            // A failed commit is retried anyway; a ping before every batch would cost a round trip.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         let accounts = Arc::new(Accounts::default());
