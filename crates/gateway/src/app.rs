@@ -105,7 +105,7 @@ impl Gateway {
         });
         std::thread::spawn(crate::relay::tokens::warm_up);
         let gw = Gateway {
-            auth: Authenticator::new(ledger.clone()),
+            auth: Authenticator::load(ledger.clone()).await?,
             ledger,
             routing: Routing::new(&config),
             limits,
