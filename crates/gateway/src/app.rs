@@ -103,7 +103,6 @@ impl Gateway {
             problems.push(format!("redis: {e}; rate limits are kept in this process"));
             Limits::in_process()
         });
-        std::thread::spawn(crate::relay::tokens::warm_up);
         let gw = Gateway {
             auth: Authenticator::load(ledger.clone()).await?,
             ledger,
