@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
 use crate::ledger::{now_ms, KeyRecord, Ledger, LedgerError, NewKey};
 
@@ -136,6 +136,7 @@ struct Shared {
     known: RwLock<Known>,
     unknown: Mutex<HashSet<Hash>>,
     misses: Semaphore,
+    pending: Mutex<HashMap<Hash, LookupOutcome>>,
     lookups: AtomicU64,
     in_flight: AtomicU64,
     peak: AtomicU64,
@@ -157,6 +158,26 @@ fn parse_hash(hex_hash: &str) -> Option<Hash> {
     let mut h = [0u8; 32];
     hex::decode_to_slice(hex_hash, &mut h).ok()?;
     Some(h)
+}
+
+/// A lookup in progress: `None` until it ends, then `Ok` or the database error it met.
+type LookupOutcome = watch::Receiver<Option<Result<(), String>>>;
+
+/// Removes a lookup from the pending ones when it ends (also when its request is dropped).
+struct PendingLookup<'a> {
+    shared: &'a Shared,
+    hash: Hash,
+}
+
+impl Drop for PendingLookup<'_> {
+    fn drop(&mut self) {
+        let mut pending = self
+            .shared
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        pending.remove(&self.hash);
+    }
 }
 
 /// Counts one database lookup in flight for as long as it lives (also when the request that
@@ -220,15 +241,40 @@ impl Shared {
         if unknown().contains(&hash) {
             return Err(AuthError::Invalid);
         }
-        let Ok(_permit) = self.misses.try_acquire() else {
-            return Err(AuthError::Invalid);
+        // Concurrent requests with the same new token share one lookup (e.g. a burst on a key the
+        // CLI just created); distinct tokens each need a free slot.
+        let role = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            match pending.get(&hash).cloned() {
+                Some(rx) => Err(rx),
+                None => {
+                    let Ok(permit) = self.misses.try_acquire() else {
+                        return Err(AuthError::Invalid);
+                    };
+                    let (tx, rx) = watch::channel(None);
+                    pending.insert(hash, rx);
+                    Ok((tx, permit))
+                }
+            }
         };
+        let (tx, _permit) = match role {
+            Ok(lead) => lead,
+            Err(rx) => return self.follow(hash, rx).await,
+        };
+        let _pending = PendingLookup { shared: self, hash };
         self.lookups.fetch_add(1, Ordering::Relaxed);
         let found = {
             let _counted = InFlight::enter(&self.in_flight, &self.peak);
             self.ledger.key_by_hash(&hex::encode(hash)).await
         };
-        match found? {
+        let found = match found {
+            Ok(found) => found,
+            Err(e) => {
+                let _ = tx.send(Some(Err(e.to_string())));
+                return Err(e.into());
+            }
+        };
+        let result = match found {
             Some(key) => {
                 let mut known = self.write();
                 known.adopt(hash, key);
@@ -248,6 +294,22 @@ impl Shared {
                 set.insert(hash);
                 Err(AuthError::Invalid)
             }
+        };
+        let _ = tx.send(Some(Ok(())));
+        result
+    }
+
+    /// Waits for another request's lookup of the same token, then answers from what it found.
+    async fn follow(&self, hash: Hash, mut rx: LookupOutcome) -> Result<Caller, AuthError> {
+        let outcome = match rx.wait_for(Option::is_some).await {
+            Ok(v) => v.clone().unwrap_or(Ok(())),
+            Err(_) => Ok(()),
+        };
+        let held = self.read().by_hash.get(&hash).cloned();
+        match (held, outcome) {
+            (Some(caller), _) => live(&caller),
+            (None, Err(e)) => Err(AuthError::Ledger(LedgerError::Db(sqlx::Error::Protocol(e)))),
+            (None, Ok(())) => Err(AuthError::Invalid),
         }
     }
 }
@@ -261,6 +323,7 @@ impl Authenticator {
             known: RwLock::new(Known::default()),
             unknown: Mutex::new(HashSet::new()),
             misses: Semaphore::new(MAX_MISS_LOOKUPS),
+            pending: Mutex::new(HashMap::new()),
             lookups: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             peak: AtomicU64::new(0),
@@ -425,6 +488,17 @@ mod tests {
         let (_, key) = create_key(&db.ledger, &named("cli")).await.unwrap();
         assert!(auth.authenticate(Some(&key)).await.is_ok());
         assert!(auth.authenticate(Some(&key)).await.is_ok());
+        assert_eq!(auth.lookup_stats().lookups, 1);
+    }
+
+    #[tokio::test]
+    async fn a_burst_on_a_new_key_shares_one_lookup() {
+        let db = temp_ledger().await;
+        let auth = Authenticator::load(db.ledger.clone()).await.unwrap();
+        let (_, key) = create_key(&db.ledger, &named("cli")).await.unwrap();
+        let burst = (0..50).map(|_| auth.authenticate(Some(&key)));
+        let results = futures_util::future::join_all(burst).await;
+        assert!(results.iter().all(Result::is_ok));
         assert_eq!(auth.lookup_stats().lookups, 1);
     }
 
