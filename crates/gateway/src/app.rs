@@ -109,9 +109,8 @@ impl Gateway {
             problems.push(format!("redis: {e}; rate limits are kept in this process"));
             Limits::in_process()
         });
-        std::thread::spawn(crate::relay::tokens::warm_up);
         let gw = Gateway {
-            auth: Authenticator::new(ledger.clone()),
+            auth: Authenticator::load(ledger.clone()).await?,
             ledger,
             routing: Routing::new(&config),
             limits,

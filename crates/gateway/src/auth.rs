@@ -1,23 +1,33 @@
 //! API keys: generating them, hashing them for storage, and turning a presented bearer token into
-//! the `Caller` a request runs as. Lookups are cached for a few seconds so that the hot path does
-//! not touch the database on every request; changes made through this process (the admin API)
-//! clear the cache at once. Revoked keys are not found; expired keys are refused.
+//! the `Caller` a request runs as, without the database on the hot path.
+//!
+//! Every key (revoked ones included) is held in memory by its hash, loaded at startup. Changes
+//! made through this process (the admin API) replace the key's entry at once; changes made by
+//! another process (the CLI, another instance) arrive through a background refresh every
+//! `REFRESH_EVERY`, which lists each key's row `version` and reads in full only the rows that
+//! changed. An entry only ever moves to a newer version, so a refresh that raced with an admin
+//! change cannot roll it back. A revoked key is refused as invalid; an expired one as expired.
+//!
+//! A token that is not in the map may be a key another process created since the last refresh,
+//! so it is looked up once in the database; but unknown tokens are remembered in a bounded set
+//! of their own (a flood of them can never evict a valid key), and at most `MAX_MISS_LOOKUPS`
+//! lookups run at once: past that, an unknown token is refused at once rather than queued, so a
+//! flood cannot take the pool's connections away from the ledger's writes.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::time::Duration;
 
 use rand::Rng;
 use sha2::{Digest, Sha256};
+use tokio::sync::{watch, Semaphore};
 
 use crate::ledger::{now_ms, KeyRecord, Ledger, LedgerError, NewKey};
 
 /// Keys start with this, so that they are recognisable in a leaked file or a secret scanner.
 pub const KEY_PREFIX: &str = "sk-sy-";
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-/// How long a looked-up key is trusted before it is read again (revocations from another
-/// process take at most this long to apply; revocations through this process apply at once).
-const CACHE_TTL: Duration = Duration::from_secs(5);
 
 /// The hex SHA-256 of a key. Keys carry 190 bits of randomness, so a fast hash is enough.
 pub fn hash_key(key: &str) -> String {
@@ -47,7 +57,8 @@ pub async fn create_key(ledger: &Ledger, new: &NewKey) -> Result<(KeyRecord, Str
     Ok((record, key))
 }
 
-/// The key a request runs as.
+/// The key a request runs as. Its `balance` and spend are as of its last refresh: money is
+/// decided by the key's account (`ledger::accounts`), never by this copy.
 pub type Caller = Arc<KeyRecord>;
 
 /// Why a token was not accepted.
@@ -63,27 +74,276 @@ pub enum AuthError {
     Ledger(#[from] LedgerError),
 }
 
-/// A found key, unless it has expired.
-fn live(found: Option<Caller>) -> Result<Caller, AuthError> {
-    let caller = found.ok_or(AuthError::Invalid)?;
+/// How often changes made by other processes are picked up.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(3);
+/// Database lookups of unknown tokens allowed at once; the pool has 4 (SQLite) or 16 connections.
+pub const MAX_MISS_LOOKUPS: usize = 2;
+/// Unknown tokens remembered; when full, the set starts over (it holds no valid key).
+const MAX_UNKNOWN: usize = 10_000;
+
+/// A key's SHA-256, raw.
+type Hash = [u8; 32];
+
+fn digest(token: &str) -> Hash {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// A key as found, unless it is revoked or has expired.
+fn live(caller: &Caller) -> Result<Caller, AuthError> {
+    if caller.revoked_at.is_some() {
+        return Err(AuthError::Invalid);
+    }
     if caller.is_expired(now_ms()) {
         return Err(AuthError::Expired);
     }
-    Ok(caller)
+    Ok(caller.clone())
 }
 
-/// Resolves bearer tokens to keys, with a short-lived cache.
-pub struct Authenticator {
+/// The keys this process knows, by hash and by id.
+#[derive(Default)]
+struct Known {
+    by_hash: HashMap<Hash, Caller>,
+    hash_of: HashMap<String, Hash>,
+}
+
+impl Known {
+    /// Takes `key` unless the entry already holds a newer version of it.
+    fn adopt(&mut self, hash: Hash, key: KeyRecord) {
+        if let Some(cur) = self.by_hash.get(&hash) {
+            if cur.version > key.version {
+                return;
+            }
+        }
+        self.hash_of.insert(key.id.clone(), hash);
+        self.by_hash.insert(hash, Arc::new(key));
+    }
+
+    fn version_of(&self, id: &str) -> Option<i64> {
+        let hash = self.hash_of.get(id)?;
+        self.by_hash.get(hash).map(|k| k.version)
+    }
+}
+
+/// How many times tokens were looked up in the database, and the most lookups that ran at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LookupStats {
+    pub lookups: u64,
+    pub peak_concurrent: u64,
+}
+
+struct Shared {
     ledger: Ledger,
-    cache: RwLock<HashMap<String, (Option<Caller>, Instant)>>,
+    known: RwLock<Known>,
+    unknown: Mutex<HashSet<Hash>>,
+    misses: Semaphore,
+    pending: Mutex<HashMap<Hash, LookupOutcome>>,
+    lookups: AtomicU64,
+    in_flight: AtomicU64,
+    peak: AtomicU64,
+}
+
+/// Resolves bearer tokens to keys from memory.
+pub struct Authenticator {
+    shared: Arc<Shared>,
+    refresher: tokio::task::AbortHandle,
+}
+
+impl Drop for Authenticator {
+    fn drop(&mut self) {
+        self.refresher.abort();
+    }
+}
+
+fn parse_hash(hex_hash: &str) -> Option<Hash> {
+    let mut h = [0u8; 32];
+    hex::decode_to_slice(hex_hash, &mut h).ok()?;
+    Some(h)
+}
+
+/// A lookup in progress: `None` until it ends, then `Ok` or the database error it met.
+type LookupOutcome = watch::Receiver<Option<Result<(), String>>>;
+
+/// Removes a lookup from the pending ones when it ends (also when its request is dropped).
+struct PendingLookup<'a> {
+    shared: &'a Shared,
+    hash: Hash,
+}
+
+impl Drop for PendingLookup<'_> {
+    fn drop(&mut self) {
+        let mut pending = self
+            .shared
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        pending.remove(&self.hash);
+    }
+}
+
+/// Counts one database lookup in flight for as long as it lives (also when the request that
+/// started it is dropped mid-lookup).
+struct InFlight<'a>(&'a AtomicU64);
+
+impl<'a> InFlight<'a> {
+    fn enter(in_flight: &'a AtomicU64, peak: &AtomicU64) -> Self {
+        let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        peak.fetch_max(now, Ordering::SeqCst);
+        InFlight(in_flight)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Shared {
+    fn read(&self) -> RwLockReadGuard<'_, Known> {
+        // Every write is a single map insert, so a poisoned lock still holds a consistent map.
+        self.known.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Known> {
+        self.known.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn adopt_rows(&self, rows: Vec<(String, KeyRecord)>) {
+        let mut known = self.write();
+        for (hex_hash, key) in rows {
+            if let Some(hash) = parse_hash(&hex_hash) {
+                known.adopt(hash, key);
+            }
+        }
+    }
+
+    /// Reads in full the keys whose version differs from the one held (or that are new).
+    async fn refresh(&self) -> Result<(), LedgerError> {
+        let versions = self.ledger.key_versions().await?;
+        let changed: Vec<String> = {
+            let known = self.read();
+            versions
+                .into_iter()
+                .filter(|(id, v)| known.version_of(id).is_none_or(|held| held < *v))
+                .map(|(id, _)| id)
+                .collect()
+        };
+        if !changed.is_empty() {
+            let rows = self.ledger.keys_with_hashes_by_id(&changed).await?;
+            self.adopt_rows(rows);
+        }
+        Ok(())
+    }
+
+    /// Looks a token that is not in memory up in the database, if a lookup slot is free.
+    async fn look_up(&self, hash: Hash) -> Result<Caller, AuthError> {
+        let unknown = || self.unknown.lock().unwrap_or_else(|p| p.into_inner());
+        if unknown().contains(&hash) {
+            return Err(AuthError::Invalid);
+        }
+        // Concurrent requests with the same new token share one lookup (e.g. a burst on a key the
+        // CLI just created); distinct tokens each need a free slot.
+        let role = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            match pending.get(&hash).cloned() {
+                Some(rx) => Err(rx),
+                None => {
+                    let Ok(permit) = self.misses.try_acquire() else {
+                        return Err(AuthError::Invalid);
+                    };
+                    let (tx, rx) = watch::channel(None);
+                    pending.insert(hash, rx);
+                    Ok((tx, permit))
+                }
+            }
+        };
+        let (tx, _permit) = match role {
+            Ok(lead) => lead,
+            Err(rx) => return self.follow(hash, rx).await,
+        };
+        let _pending = PendingLookup { shared: self, hash };
+        self.lookups.fetch_add(1, Ordering::Relaxed);
+        let found = {
+            let _counted = InFlight::enter(&self.in_flight, &self.peak);
+            self.ledger.key_by_hash(&hex::encode(hash)).await
+        };
+        let found = match found {
+            Ok(found) => found,
+            Err(e) => {
+                let _ = tx.send(Some(Err(e.to_string())));
+                return Err(e.into());
+            }
+        };
+        let result = match found {
+            Some(key) => {
+                let mut known = self.write();
+                known.adopt(hash, key);
+                let caller = known
+                    .by_hash
+                    .get(&hash)
+                    .cloned()
+                    .ok_or(AuthError::Invalid)?;
+                drop(known);
+                live(&caller)
+            }
+            None => {
+                let mut set = unknown();
+                if set.len() >= MAX_UNKNOWN {
+                    set.clear();
+                }
+                set.insert(hash);
+                Err(AuthError::Invalid)
+            }
+        };
+        let _ = tx.send(Some(Ok(())));
+        result
+    }
+
+    /// Waits for another request's lookup of the same token, then answers from what it found.
+    async fn follow(&self, hash: Hash, mut rx: LookupOutcome) -> Result<Caller, AuthError> {
+        let outcome = match rx.wait_for(Option::is_some).await {
+            Ok(v) => v.clone().unwrap_or(Ok(())),
+            Err(_) => Ok(()),
+        };
+        let held = self.read().by_hash.get(&hash).cloned();
+        match (held, outcome) {
+            (Some(caller), _) => live(&caller),
+            (None, Err(e)) => Err(AuthError::Ledger(LedgerError::Db(sqlx::Error::Protocol(e)))),
+            (None, Ok(())) => Err(AuthError::Invalid),
+        }
+    }
 }
 
 impl Authenticator {
-    pub fn new(ledger: Ledger) -> Self {
-        Authenticator {
+    /// Loads every key and starts the background refresh (which ends when this is dropped).
+    pub async fn load(ledger: Ledger) -> Result<Self, LedgerError> {
+        let rows = ledger.keys_with_hashes().await?;
+        let shared = Arc::new(Shared {
             ledger,
-            cache: RwLock::new(HashMap::new()),
-        }
+            known: RwLock::new(Known::default()),
+            unknown: Mutex::new(HashSet::new()),
+            misses: Semaphore::new(MAX_MISS_LOOKUPS),
+            pending: Mutex::new(HashMap::new()),
+            lookups: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            peak: AtomicU64::new(0),
+        });
+        shared.adopt_rows(rows);
+        let weak: Weak<Shared> = Arc::downgrade(&shared);
+        let refresher = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REFRESH_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(shared) = weak.upgrade() else { break };
+                if let Err(e) = shared.refresh().await {
+                    tracing::warn!(error = %e, "refreshing the keys failed; keeping the ones held");
+                }
+            }
+        })
+        .abort_handle();
+        Ok(Authenticator { shared, refresher })
     }
 
     /// The caller for a token (the value after `Bearer `).
@@ -92,26 +352,40 @@ impl Authenticator {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(AuthError::Missing)?;
-        let hash = hash_key(token);
-        if let Some((hit, at)) = self.cache.read().ok().and_then(|c| c.get(&hash).cloned()) {
-            if at.elapsed() < CACHE_TTL {
-                return live(hit);
-            }
+        let hash = digest(token);
+        let held = self.shared.read().by_hash.get(&hash).cloned();
+        match held {
+            Some(caller) => live(&caller),
+            None => self.shared.look_up(hash).await,
         }
-        let found = self.ledger.key_by_hash(&hash).await?.map(Arc::new);
-        if let Ok(mut cache) = self.cache.write() {
-            if cache.len() > 100_000 {
-                cache.clear();
-            }
-            cache.insert(hash, (found.clone(), Instant::now()));
-        }
-        live(found)
     }
 
-    /// Forgets cached lookups, e.g. after a key was revoked or its balance changed.
-    pub fn invalidate(&self) {
-        if let Ok(mut cache) = self.cache.write() {
-            cache.clear();
+    /// Creates a key (see [`create_key`]) and knows it at once.
+    pub async fn create_key(&self, new: &NewKey) -> Result<(KeyRecord, String), LedgerError> {
+        let (record, key) = create_key(&self.shared.ledger, new).await?;
+        self.shared.write().adopt(digest(&key), record.clone());
+        Ok((record, key))
+    }
+
+    /// Adopts a key's new row after a change made through this process (revoke, top-up, limits),
+    /// so that the next request sees it.
+    pub fn key_changed(&self, key: &KeyRecord) {
+        let mut known = self.shared.write();
+        if let Some(hash) = known.hash_of.get(&key.id).copied() {
+            known.adopt(hash, key.clone());
+        }
+    }
+
+    /// Picks up changes made by other processes now, instead of at the next background refresh.
+    pub async fn refresh(&self) -> Result<(), LedgerError> {
+        self.shared.refresh().await
+    }
+
+    /// Database lookups of tokens so far, and the most that ran at once.
+    pub fn lookup_stats(&self) -> LookupStats {
+        LookupStats {
+            lookups: self.shared.lookups.load(Ordering::Relaxed),
+            peak_concurrent: self.shared.peak.load(Ordering::SeqCst),
         }
     }
 }
@@ -126,5 +400,156 @@ mod tests {
         assert_eq!(id.len(), 20);
         assert_eq!(hash_key("a").len(), 64);
         assert_ne!(random_string(32), random_string(32));
+    }
+
+    /// A fresh SQLite ledger in a unique temporary file (removed when the guard drops).
+    struct TempLedger {
+        ledger: Ledger,
+        path: std::path::PathBuf,
+    }
+
+    impl Drop for TempLedger {
+        fn drop(&mut self) {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut p = self.path.clone().into_os_string();
+                p.push(suffix);
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+
+    async fn temp_ledger() -> TempLedger {
+        let path = std::env::temp_dir().join(format!(
+            "switchyard-auth-{}-{}.db",
+            std::process::id(),
+            random_string(12)
+        ));
+        let ledger = Ledger::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        TempLedger { ledger, path }
+    }
+
+    fn named(name: &str) -> NewKey {
+        NewKey {
+            name: name.into(),
+            ..NewKey::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn known_keys_are_answered_without_the_database() {
+        let db = temp_ledger().await;
+        let (before, key_a) = create_key(&db.ledger, &named("a")).await.unwrap();
+        let auth = Authenticator::load(db.ledger.clone()).await.unwrap();
+        let (_, key_b) = auth.create_key(&named("b")).await.unwrap();
+        db.ledger.close().await;
+        assert_eq!(auth.authenticate(Some(&key_a)).await.unwrap().id, before.id);
+        assert_eq!(auth.authenticate(Some(&key_b)).await.unwrap().name, "b");
+        assert_eq!(auth.lookup_stats().lookups, 0);
+        // An unknown token does need the database, which is gone: that is an error, not a 401.
+        assert!(matches!(
+            auth.authenticate(Some("sk-sy-unknown")).await,
+            Err(AuthError::Ledger(_))
+        ));
+        assert!(matches!(
+            auth.authenticate(Some("  ")).await,
+            Err(AuthError::Missing)
+        ));
+    }
+
+    #[tokio::test]
+    async fn unknown_tokens_are_looked_up_once_and_never_evict_keys() {
+        let db = temp_ledger().await;
+        let auth = Authenticator::load(db.ledger.clone()).await.unwrap();
+        let (_, key) = auth.create_key(&named("a")).await.unwrap();
+        for _ in 0..3 {
+            assert!(matches!(
+                auth.authenticate(Some("sk-sy-nope")).await,
+                Err(AuthError::Invalid)
+            ));
+        }
+        assert_eq!(auth.lookup_stats().lookups, 1);
+        // More unknown tokens than the set holds: it starts over, the key stays.
+        for i in 0..MAX_UNKNOWN + 10 {
+            let _ = auth.authenticate(Some(&format!("sk-sy-flood-{i}"))).await;
+        }
+        let lookups = auth.lookup_stats().lookups;
+        assert!(auth.authenticate(Some(&key)).await.is_ok());
+        assert_eq!(auth.lookup_stats().lookups, lookups);
+        assert_eq!(auth.lookup_stats().peak_concurrent, 1);
+    }
+
+    #[tokio::test]
+    async fn a_key_created_elsewhere_is_found_and_kept() {
+        let db = temp_ledger().await;
+        let auth = Authenticator::load(db.ledger.clone()).await.unwrap();
+        // Created by another process (e.g. the CLI): not in memory yet, found by one lookup.
+        let (_, key) = create_key(&db.ledger, &named("cli")).await.unwrap();
+        assert!(auth.authenticate(Some(&key)).await.is_ok());
+        assert!(auth.authenticate(Some(&key)).await.is_ok());
+        assert_eq!(auth.lookup_stats().lookups, 1);
+    }
+
+    #[tokio::test]
+    async fn a_burst_on_a_new_key_shares_one_lookup() {
+        let db = temp_ledger().await;
+        let auth = Authenticator::load(db.ledger.clone()).await.unwrap();
+        let (_, key) = create_key(&db.ledger, &named("cli")).await.unwrap();
+        let burst = (0..50).map(|_| auth.authenticate(Some(&key)));
+        let results = futures_util::future::join_all(burst).await;
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(auth.lookup_stats().lookups, 1);
+    }
+
+    #[tokio::test]
+    async fn changes_apply_on_the_next_request_and_never_go_back() {
+        let db = temp_ledger().await;
+        let auth = Authenticator::load(db.ledger.clone()).await.unwrap();
+        let (record, key) = auth.create_key(&named("a")).await.unwrap();
+        let update = crate::ledger::KeyUpdate {
+            rpm: Some(Some(7)),
+            ..Default::default()
+        };
+        let changed = db.ledger.update_key(&record.id, &update).await.unwrap();
+        auth.key_changed(&changed);
+        assert_eq!(auth.authenticate(Some(&key)).await.unwrap().rpm, Some(7));
+        // An older row (a refresh that raced with the change) does not roll it back.
+        auth.key_changed(&record);
+        assert_eq!(auth.authenticate(Some(&key)).await.unwrap().rpm, Some(7));
+
+        let revoked = db.ledger.revoke_key(&record.id).await.unwrap();
+        auth.key_changed(&revoked);
+        assert!(matches!(
+            auth.authenticate(Some(&key)).await,
+            Err(AuthError::Invalid)
+        ));
+        assert_eq!(auth.lookup_stats().lookups, 0);
+    }
+
+    #[tokio::test]
+    async fn a_refresh_picks_up_changes_made_by_another_process() {
+        let db = temp_ledger().await;
+        let auth = Authenticator::load(db.ledger.clone()).await.unwrap();
+        let (a, key_a) = auth.create_key(&named("a")).await.unwrap();
+        let (b, key_b) = auth.create_key(&named("b")).await.unwrap();
+        // Changed behind the authenticator's back, as the CLI or another instance would.
+        db.ledger.revoke_key(&a.id).await.unwrap();
+        let past = crate::ledger::KeyUpdate {
+            expires_at: Some(Some(now_ms() - 1_000)),
+            ..Default::default()
+        };
+        db.ledger.update_key(&b.id, &past).await.unwrap();
+        assert!(auth.authenticate(Some(&key_a)).await.is_ok());
+        auth.refresh().await.unwrap();
+        assert!(matches!(
+            auth.authenticate(Some(&key_a)).await,
+            Err(AuthError::Invalid)
+        ));
+        assert!(matches!(
+            auth.authenticate(Some(&key_b)).await,
+            Err(AuthError::Expired)
+        ));
+        assert_eq!(auth.lookup_stats().lookups, 0);
     }
 }

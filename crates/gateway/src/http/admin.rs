@@ -1,7 +1,7 @@
 //! Key management over HTTP: the `/admin/keys` and `/admin/usage` routes (admin key only) and
 //! `GET /v1/key`, where a caller sees its own key. With no `admin_key` configured the admin
 //! routes answer 403; a wrong or missing admin key gets 401. Changes apply at once: the
-//! authentication cache is cleared and the key's account adopts the new row.
+//! authenticator and the key's account adopt the new row.
 //!
 //! Money in requests is a decimal string in USD (`"2.50"`; a JSON number is read by its decimal
 //! text, never as a float); money in responses is always a decimal string.
@@ -21,7 +21,6 @@ use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
 use crate::app::Gateway;
-use crate::auth;
 use crate::ledger::periods::{parse_duration, parse_instant};
 use crate::ledger::{
     now_ms, Budget, BudgetPeriod, GroupBy, KeyRecord, KeyUpdate, LedgerError, Nanos, NewKey,
@@ -163,9 +162,7 @@ async fn create_key(
             expires_at: update.expires_at.flatten(),
             metadata: update.metadata.flatten(),
         };
-        let (record, key) = auth::create_key(&gw.ledger, &new)
-            .await
-            .map_err(ledger_error)?;
+        let (record, key) = gw.auth.create_key(&new).await.map_err(ledger_error)?;
         let mut body = key_body(&gw, &record);
         body["key"] = Value::String(key);
         Ok(body)
@@ -189,7 +186,7 @@ async fn update_key(
             .update_key(&id, &update)
             .await
             .map_err(ledger_error)?;
-        gw.auth.invalidate();
+        gw.auth.key_changed(&key);
         Ok(key_body(&gw, &key))
     }
     .await;
@@ -204,7 +201,7 @@ async fn revoke_key(
     let result = async {
         require_admin(&gw, &headers)?;
         let key = gw.ledger.revoke_key(&id).await.map_err(ledger_error)?;
-        gw.auth.invalidate();
+        gw.auth.key_changed(&key);
         Ok(key_body(&gw, &key))
     }
     .await;

@@ -175,6 +175,10 @@ pub(super) fn key_from_row(row: &sqlx::any::AnyRow) -> Result<KeyRecord, sqlx::E
     })
 }
 
+fn hashed_key_from_row(row: &sqlx::any::AnyRow) -> Result<(String, KeyRecord), sqlx::Error> {
+    Ok((row.try_get("key_hash")?, key_from_row(row)?))
+}
+
 fn models_text(models: &Option<Vec<String>>) -> Option<String> {
     models.as_ref().map(|m| m.join(","))
 }
@@ -238,6 +242,51 @@ impl Ledger {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.as_ref().map(key_from_row).transpose()?)
+    }
+
+    /// Every key (revoked ones too) with its stored hash, for the authenticator's in-memory map.
+    pub async fn keys_with_hashes(&self) -> Result<Vec<(String, KeyRecord)>, LedgerError> {
+        let sql = format!("SELECT key_hash, {KEY_COLUMNS} FROM api_keys");
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        Ok(rows
+            .iter()
+            .map(hashed_key_from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Each key's id and row version: the cheap listing a refresh compares against what it
+    /// holds, so that only the rows that changed are read in full.
+    pub async fn key_versions(&self) -> Result<Vec<(String, i64)>, LedgerError> {
+        let rows = sqlx::query("SELECT id, version FROM api_keys")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("version")?)))
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    /// The keys with these ids (revoked ones too) with their stored hashes.
+    pub async fn keys_with_hashes_by_id(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<(String, KeyRecord)>, LedgerError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(100) {
+            let params: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT key_hash, {KEY_COLUMNS} FROM api_keys WHERE id IN ({})",
+                params.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                out.push(hashed_key_from_row(&row)?);
+            }
+        }
+        Ok(out)
     }
 
     pub async fn keys(&self) -> Result<Vec<KeyRecord>, LedgerError> {

@@ -1,5 +1,10 @@
 //! Token counting with a real tokenizer (tiktoken), for the cases where the upstream reported no
 //! usage: a stream the client cancelled, or one the upstream cut off.
+//!
+//! Each vocabulary (tens of MB resident once built) is loaded the first time an estimate needs
+//! it, never at startup: a gateway whose upstreams always report usage never loads one. Counting
+//! (and so the first load) runs only on blocking threads (`spawn_blocking`), never on a runtime
+//! thread; the admission hold uses `prompt_token_bound`, which needs no tokenizer.
 
 use tiktoken_rs::CoreBPE;
 
@@ -46,7 +51,8 @@ fn encoder(model: &str) -> &'static CoreBPE {
     }
 }
 
-/// Tokens in `text` for `model`'s tokenizer (cl100k_base for models without a known one).
+/// Tokens in `text` for `model`'s tokenizer (cl100k_base for models without a known one). Blocks
+/// while the vocabulary loads on first use: call it from a blocking thread.
 pub fn count(model: &str, text: &str) -> u64 {
     encoder(model).encode_ordinary(text).len() as u64
 }
@@ -54,12 +60,6 @@ pub fn count(model: &str, text: &str) -> u64 {
 /// Tokens of a chat prompt, framing included.
 pub fn prompt_tokens(model: &str, prompt: &Prompt) -> u64 {
     count(model, &prompt.text) + TOKENS_PER_MESSAGE * prompt.messages as u64 + TOKENS_PER_REPLY
-}
-
-/// Loads both tokenizers, so that the first cancelled stream does not pay for it.
-pub fn warm_up() {
-    let _ = tiktoken_rs::o200k_base_singleton();
-    let _ = tiktoken_rs::cl100k_base_singleton();
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 mod admin;
 mod anthropic;
+mod auth_cache;
 mod billing;
 mod chat;
 mod cli;
