@@ -119,10 +119,26 @@ pub async fn start_embedded() -> TestGateway {
 
 async fn start_config(config: Option<Config>) -> TestGateway {
     let db_path = temp_db();
-    let (gw, first, problems) =
-        Gateway::build(config, Some(format!("sqlite://{}", db_path.display())))
-            .await
-            .expect("gateway builds");
+    let url = format!("sqlite://{}", db_path.display());
+    start_on(config, url, db_path).await
+}
+
+/// Starts a gateway for a config text on the database at `database_url` (e.g. a PostgreSQL
+/// server of the test's own). The config should name a `journal` file; `scratch` is a temporary
+/// path whose `.journal` and other suffixed files are removed when the gateway is dropped.
+pub async fn start_on_database(
+    config_text: &str,
+    database_url: &str,
+    scratch: PathBuf,
+) -> TestGateway {
+    let config = Config::parse(config_text, "test.toml").expect("test config is valid");
+    start_on(Some(config), database_url.to_owned(), scratch).await
+}
+
+async fn start_on(config: Option<Config>, database_url: String, db_path: PathBuf) -> TestGateway {
+    let (gw, first, problems) = Gateway::build(config, Some(database_url))
+        .await
+        .expect("gateway builds");
     assert!(problems.is_empty(), "{problems:?}");
     let first = first.expect("a fresh database gets a first key");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -12,6 +12,7 @@ mod failover;
 mod harness;
 mod holds;
 mod ledger_conformance;
+mod ledger_outage;
 mod limits;
 mod metrics;
 mod responses;
