@@ -9,4 +9,5 @@ pub mod media_tokens;
 pub mod openai;
 pub mod responses;
 pub mod sse;
+pub mod upstream;
 pub mod usage;

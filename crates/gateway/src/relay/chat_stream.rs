@@ -4,8 +4,9 @@
 //! ledger entry, `data: [DONE]`, the cost comment). Errors after the first byte become an error
 //! event followed by `[DONE]`. A `: keep-alive` comment goes out while the upstream is silent.
 //!
-//! An Anthropic upstream's events go through `wire::anthropic::StreamTranslator` and come out as
-//! OpenAI chunks with the same ending; its `event: error` becomes the same error event.
+//! The upstream's events arrive typed (`wire::upstream`: chunk, usage, finish, error, done),
+//! whatever its dialect: an Anthropic upstream's come out as OpenAI chunks with the same ending,
+//! and its `event: error` becomes the same error event.
 //!
 //! Per chunk the OpenAI-dialect hot path does one borrowed JSON parse, one copy into the output
 //! buffer and an append of the generated text to the tally; timers are only re-armed when they
@@ -18,10 +19,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use serde_json::{json, Value};
-use switchyard_wire::anthropic::{self, StreamTranslator};
-use switchyard_wire::openai::{normalize_finish_reason, ChunkView};
+use switchyard_wire::openai::normalize_finish_reason;
 use switchyard_wire::sse;
-use switchyard_wire::usage::Usage;
+use switchyard_wire::upstream::{Chunk, Stamp, UpstreamEvent, UpstreamProblem};
 
 use crate::app::Gateway;
 use crate::config::ProviderKind;
@@ -45,8 +45,6 @@ pub struct ChatStream {
     out: BytesMut,
     settlement: Settlement,
     include_usage: bool,
-    /// Set for an Anthropic upstream: its events are translated into OpenAI chunks.
-    translator: Option<Box<StreamTranslator>>,
     /// Where a mid-stream failure is reported: the gateway's routing and the route's key.
     health: Option<(Arc<Gateway>, String)>,
     /// The chunk carrying `finish_reason`, held until the usage that belongs on it arrives.
@@ -69,30 +67,33 @@ impl ChatStream {
         keep_alive: Duration,
         gw: Option<Arc<Gateway>>,
     ) -> ChatStream {
+        // A translated stream carries the gateway's own id; the upstream's chunks carry theirs.
+        let translated = upstream.dialect == ProviderKind::Anthropic;
+        let stamp = if translated {
+            Stamp {
+                id: crate::auth::new_id("chatcmpl-", 24),
+                model: std::mem::take(&mut upstream.model),
+                created: unix_now(),
+            }
+        } else {
+            Stamp::default()
+        };
+        let decoder = upstream_pump::decoder(upstream.dialect, stamp.clone());
         let mut stream = ChatStream {
-            pump: Pump::new(&mut upstream, keep_alive),
+            pump: Pump::new(&mut upstream, keep_alive, decoder),
             out: BytesMut::with_capacity(4096),
             settlement,
             include_usage,
-            translator: None,
             health: gw.map(|gw| (gw, upstream.route_key)),
             held_finish: None,
             usage_chunk: None,
-            id: String::new(),
-            model: String::new(),
-            created: 0,
+            id: stamp.id,
+            model: stamp.model,
+            created: stamp.created,
             phase: Phase::Streaming,
         };
-        if upstream.dialect == ProviderKind::Anthropic {
-            stream.id = crate::auth::new_id("chatcmpl-", 24);
-            stream.model = upstream.model;
-            stream.created = unix_now();
+        if translated {
             stream.settlement.meter.served_model(&stream.model);
-            stream.translator = Some(Box::new(StreamTranslator::new(
-                stream.id.clone(),
-                stream.model.clone(),
-                stream.created,
-            )));
         }
         stream
     }
@@ -102,107 +103,54 @@ impl ChatStream {
         upstream_pump::body(self)
     }
 
-    async fn on_event(&mut self, event: sse::Event) {
-        if self.translator.is_some() {
-            return self.on_anthropic_event(event).await;
-        }
-        if event.is_done() {
-            return self.finish().await;
-        }
-        let Some(view) = ChunkView::parse(&event.data) else {
-            return self.fail(Failure::Garbage, None).await;
-        };
-        if let Some(error) = view.error {
-            let error: Value = serde_json::from_str(error.get()).unwrap_or(Value::Null);
-            return self.fail(Failure::UpstreamError, Some(error)).await;
-        }
-        if self.id.is_empty() {
-            self.id = view.id.as_deref().unwrap_or_default().to_owned();
-            self.model = view.model.as_deref().unwrap_or_default().to_owned();
-            self.created = view.created.unwrap_or_default();
-            self.settlement.meter.served_model(&self.model);
-        }
-        let finish = self.settlement.meter.chunk(&view);
-        let renamed = view
-            .finish_reason()
-            .is_some_and(|r| normalize_finish_reason(r).is_some());
-        let usage_only = view.choices.is_empty() && view.usage.is_some();
-        drop(view);
-        self.settlement.checkpoint();
-        if usage_only {
-            self.usage_chunk = serde_json::from_slice(&event.data).ok();
-            return;
-        }
-        if let Some(reason) = finish {
-            self.flush_held();
-            let mut chunk: Value = serde_json::from_slice(&event.data).unwrap_or(Value::Null);
-            if renamed {
-                set_finish_reason(&mut chunk, reason);
-            }
-            self.held_finish = Some(chunk);
-            return;
-        }
-        self.flush_held();
-        sse::write_data(&mut self.out, &event.data);
-    }
-
-    /// One Anthropic event: translated, its chunks written (the finish chunk held for the usage),
-    /// its usage tapped; `message_stop` ends the stream normally, `error` with an error event.
-    async fn on_anthropic_event(&mut self, event: sse::Event) {
-        let Some(t) = self.translator.as_mut() else {
-            return;
-        };
-        let pushed = std::str::from_utf8(&event.data)
-            .ok()
-            .map(|data| t.push(event.name_str(), data));
-        if !matches!(pushed, Some(Ok(()))) {
-            return self.fail(Failure::Garbage, None).await;
-        }
-        if let Some(err) = t.error() {
-            let mut body = err.to_openai();
-            let inner = body.get_mut("error").map(Value::take);
-            return self.fail(Failure::UpstreamError, inner).await;
-        }
+    /// A chunk is forwarded as the upstream sent it (or written, when translated) the moment it
+    /// arrives, except the one carrying `finish_reason`, held until the usage that belongs on it
+    /// is known; the usage-only chunk is kept to be re-sent with the cost.
+    fn on_upstream(&mut self, event: UpstreamEvent<'_>) {
         let meter = &mut self.settlement.meter;
-        if let Some(reason) = t.finish_reason() {
-            meter.finish(EndReason::from_finish(reason));
-        }
-        if let Some(u) = t.usage() {
-            meter.usage(usage_of(&u));
-        }
-        for mut chunk in t.drain() {
-            // The translator's chunks carry no usage: what Anthropic reported is tapped above.
-            let usage = chunk.as_object_mut().and_then(|c| c.remove("usage"));
-            let finished = meter.chat_value(&chunk).is_some();
-            if let Some(u) = usage {
-                chunk["usage"] = u;
+        match event {
+            UpstreamEvent::Chunk(chunk) => {
+                if self.id.is_empty() {
+                    if let Chunk::Borrowed { view, .. } = &chunk {
+                        self.id = view.id.as_deref().unwrap_or_default().to_owned();
+                        self.model = view.model.as_deref().unwrap_or_default().to_owned();
+                        self.created = view.created.unwrap_or_default();
+                        meter.served_model(&self.model);
+                    }
+                }
+                let finish = upstream_pump::meter_chunk(meter, &chunk);
+                let renamed = chunk
+                    .finish_reason()
+                    .is_some_and(|r| normalize_finish_reason(r).is_some());
+                self.flush_held();
+                match (finish, chunk) {
+                    (Some(reason), chunk) => {
+                        let mut chunk = chunk.into_value();
+                        if renamed {
+                            set_finish_reason(&mut chunk, reason);
+                        }
+                        self.held_finish = Some(chunk);
+                    }
+                    (None, Chunk::Borrowed { data, .. }) => sse::write_data(&mut self.out, data),
+                    (None, chunk) => write_json(&mut self.out, &chunk.value()),
+                }
             }
-            if finished {
-                self.held_finish = Some(chunk);
-            } else {
-                write_json(&mut self.out, &chunk);
+            UpstreamEvent::Usage { usage, chunk } => {
+                if let Some(u) = usage {
+                    meter.usage(u);
+                }
+                self.usage_chunk = Some(chunk.into_value());
             }
+            UpstreamEvent::Finish(reason) => meter.finish(EndReason::from_finish(reason)),
+            UpstreamEvent::Error(_) | UpstreamEvent::Done => {}
         }
         self.settlement.checkpoint();
-        if t.is_done() {
-            self.usage_chunk = t.usage_chunk();
-            self.finish().await;
-        }
     }
 
     /// A finish chunk for an earlier choice (n > 1) goes out as it was once another arrives.
     fn flush_held(&mut self) {
         if let Some(chunk) = self.held_finish.take() {
             write_json(&mut self.out, &chunk);
-        }
-    }
-
-    async fn on_eof(&mut self) {
-        if self.settlement.meter.finish_reason().is_some() {
-            // Some servers end without [DONE] after the finish chunk: that is a complete answer.
-            self.finish().await;
-        } else {
-            self.fail(Failure::Broken, None).await;
         }
     }
 
@@ -245,36 +193,16 @@ impl ChatStream {
 
     /// Ends the stream after the first byte went out: an error event, the ledger entry for what
     /// was delivered, `[DONE]` and the cost comment.
-    pub async fn fail(&mut self, failure: Failure, upstream_error: Option<Value>) {
+    pub async fn fail(&mut self, failure: Failure, problem: Option<UpstreamProblem>) {
         self.flush_held();
-        let (message, kind, code) = match failure {
-            Failure::UpstreamError => {
-                let inner = upstream_error
-                    .as_ref()
-                    .and_then(|e| e.get("message").or_else(|| e.pointer("/error/message")))
-                    .and_then(Value::as_str)
-                    .unwrap_or(failure.message())
-                    .to_owned();
-                let rate_limited = upstream_error
-                    .as_ref()
-                    .and_then(|e| e.get("type"))
-                    .and_then(Value::as_str)
-                    == Some("rate_limit_error");
-                let kind = if rate_limited {
-                    "rate_limit_error"
-                } else {
-                    "upstream_error"
-                };
-                (inner, kind, json!(502))
-            }
-            f if f.is_timeout() => (f.message().to_owned(), "timeout_error", json!(504)),
-            f => (f.message().to_owned(), "upstream_error", json!(502)),
+        let (message, rate_limited) = failure.describe(problem);
+        let (kind, code) = match failure {
+            _ if rate_limited => ("rate_limit_error", 502),
+            f if f.is_timeout() => ("timeout_error", 504),
+            _ => ("upstream_error", 502),
         };
         let end = failure.end_reason();
-        if let Some((gw, key)) = &self.health {
-            gw.routing
-                .record_failure(key, &format!("mid-stream: {message}"));
-        }
+        upstream_pump::report_mid_stream(self.health.as_ref(), &message);
         let event =
             json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
         write_json(&mut self.out, &event);
@@ -322,17 +250,6 @@ fn set_finish_reason(chunk: &mut Value, reason: &str) {
     }
 }
 
-/// Anthropic's usage in the gateway's terms (cache reads and writes are part of the prompt).
-fn usage_of(u: &anthropic::Usage) -> Usage {
-    Usage {
-        prompt_tokens: u.prompt_tokens(),
-        completion_tokens: u.completion_tokens(),
-        cached_tokens: u.cache_read_tokens,
-        cache_write_tokens: u.cache_creation_tokens,
-        reasoning_tokens: u.thinking_tokens.unwrap_or(0),
-    }
-}
-
 impl PumpedRelay for ChatStream {
     fn pump(&mut self) -> &mut Pump {
         &mut self.pump
@@ -346,15 +263,15 @@ impl PumpedRelay for ChatStream {
         self.phase == Phase::Done
     }
 
-    async fn on_event(&mut self, event: sse::Event) {
-        ChatStream::on_event(self, event).await
+    fn on_upstream(&mut self, event: UpstreamEvent<'_>) {
+        ChatStream::on_upstream(self, event)
     }
 
-    async fn on_eof(&mut self) {
-        ChatStream::on_eof(self).await
+    async fn finish(&mut self) {
+        ChatStream::finish(self).await
     }
 
-    async fn on_failure(&mut self, failure: Failure) {
-        self.fail(failure, None).await
+    async fn fail(&mut self, failure: Failure, problem: Option<UpstreamProblem>) {
+        ChatStream::fail(self, failure, problem).await
     }
 }

@@ -1,18 +1,30 @@
-//! Reading an upstream's SSE body on behalf of a streamed relay (chat or Responses): decoded
-//! events one at a time, and, while waiting for more bytes, the three clocks of a stream: the
-//! keep-alive owed to the client, the upstream's idle timeout and the route's total deadline.
-//! Timers are only re-armed when they fire, so a chunk costs no timer work.
+//! Reading an upstream's SSE body on behalf of a streamed relay (chat or Responses): its events
+//! decoded by `wire::upstream` into typed events (chunk, usage, finish, error, done) whatever the
+//! dialect, and, while waiting for more bytes, the three clocks of a stream: the keep-alive owed
+//! to the client, the upstream's idle timeout and the route's total deadline. Timers are only
+//! re-armed when they fire, so a chunk costs no timer work.
+//!
+//! What both relays share lives here too: the loop that drives them (`body`), how a failure is
+//! described to the client and reported to the route's health (`Failure::describe`,
+//! `report_mid_stream`), and how a chunk is metered (`meter_chunk`).
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use switchyard_wire::sse;
+use switchyard_wire::upstream::{
+    Chunk, Dialect, Stamp, UpstreamDecoder, UpstreamEvent, UpstreamProblem,
+};
 
+use crate::app::Gateway;
+use crate::config::ProviderKind;
 use crate::ledger::EndReason;
 use crate::relay::attempts::UpstreamStream;
 use crate::relay::chat_stream::ByteStream;
+use crate::relay::meter::Meter;
 
 /// How a stream that cannot finish normally ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +65,41 @@ impl Failure {
     pub fn is_timeout(self) -> bool {
         matches!(self, Failure::Idle | Failure::Total)
     }
+
+    /// What the client is told, and whether the upstream said it was a rate limit: the
+    /// upstream's own words for its error event, ours otherwise.
+    pub fn describe(self, problem: Option<UpstreamProblem>) -> (String, bool) {
+        match (self, problem) {
+            (Failure::UpstreamError, Some(p)) => (p.message, p.rate_limited),
+            (f, _) => (f.message().to_owned(), false),
+        }
+    }
+}
+
+/// Tells the route's health that a stream failed after its first byte.
+pub fn report_mid_stream(health: Option<&(Arc<Gateway>, String)>, message: &str) {
+    if let Some((gw, key)) = health {
+        gw.routing
+            .record_failure(key, &format!("mid-stream: {message}"));
+    }
+}
+
+/// Feeds one chunk to the meter (its text, usage and finish reason); returns the finish reason
+/// as OpenAI names it, if the chunk carries one.
+pub fn meter_chunk(meter: &mut Meter, chunk: &Chunk<'_>) -> Option<&'static str> {
+    match chunk {
+        Chunk::Borrowed { view, .. } => meter.chunk(view),
+        Chunk::Upstream(v) | Chunk::Translated(v) => meter.chat_value(v),
+    }
+}
+
+/// The decoder for an upstream of this kind; translated chunks carry `stamp`.
+pub fn decoder(kind: ProviderKind, stamp: Stamp) -> UpstreamDecoder {
+    let dialect = match kind {
+        ProviderKind::Anthropic => Dialect::Anthropic,
+        ProviderKind::OpenAi | ProviderKind::DeepSeek => Dialect::OpenAi,
+    };
+    UpstreamDecoder::new(dialect, stamp)
 }
 
 /// What happened while waiting.
@@ -74,6 +121,8 @@ pub enum Wake {
 pub struct Pump {
     bytes: ByteStream,
     decoder: sse::Decoder,
+    /// Taken while one event's typed events are handed to the relay.
+    upstream: Option<Box<UpstreamDecoder>>,
     keep_alive: Duration,
     idle_timeout: Duration,
     deadline: Instant,
@@ -82,13 +131,19 @@ pub struct Pump {
 }
 
 impl Pump {
-    /// `upstream.decoder` may already hold the first event(s).
-    pub fn new(upstream: &mut UpstreamStream, keep_alive: Duration) -> Pump {
+    /// `upstream.decoder` may already hold the first event(s); `decoder` turns them into typed
+    /// events.
+    pub fn new(
+        upstream: &mut UpstreamStream,
+        keep_alive: Duration,
+        decoder: UpstreamDecoder,
+    ) -> Pump {
         let now = Instant::now();
         let bytes = std::mem::replace(&mut upstream.bytes, Box::pin(futures_util::stream::empty()));
         Pump {
             bytes,
             decoder: std::mem::take(&mut upstream.decoder),
+            upstream: Some(Box::new(decoder)),
             keep_alive,
             idle_timeout: upstream.idle_timeout,
             deadline: upstream.deadline,
@@ -144,17 +199,59 @@ impl Pump {
     }
 }
 
-/// A streamed relay that reads its upstream through a `Pump`: what it does with each event, at the
-/// end of the upstream body, and on a failure. `body` drives it.
+/// A streamed relay that reads its upstream through a `Pump`: what it does with each chunk, usage
+/// and finish reason the upstream sends, how it ends normally and how it fails. `body` drives it:
+/// `Done`, and an upstream body that ends (some servers send no `[DONE]` after the finish chunk),
+/// call `finish`, which fails the stream as broken when no finish reason was seen; an error event,
+/// a malformed event, a broken connection or a timeout call `fail`.
 pub trait PumpedRelay: Send + Sized + 'static {
     fn pump(&mut self) -> &mut Pump;
     /// Bytes ready for the client.
     fn out(&mut self) -> &mut BytesMut;
     /// The relay wrote its ending; nothing more is read.
     fn is_done(&self) -> bool;
-    fn on_event(&mut self, event: sse::Event) -> impl Future<Output = ()> + Send;
-    fn on_eof(&mut self) -> impl Future<Output = ()> + Send;
-    fn on_failure(&mut self, failure: Failure) -> impl Future<Output = ()> + Send;
+    /// A chunk, usage or finish reason (never `Done` or `Error`).
+    fn on_upstream(&mut self, event: UpstreamEvent<'_>);
+    fn finish(&mut self) -> impl Future<Output = ()> + Send;
+    fn fail(
+        &mut self,
+        failure: Failure,
+        problem: Option<UpstreamProblem>,
+    ) -> impl Future<Output = ()> + Send;
+}
+
+/// How one upstream event ends the stream, if it does.
+enum Ending {
+    Done,
+    Failed(Failure, Option<UpstreamProblem>),
+}
+
+/// Hands one SSE event's typed events to the relay, then ends it if the upstream ended.
+async fn on_event<R: PumpedRelay>(r: &mut R, event: sse::Event) {
+    let Some(mut decoder) = r.pump().upstream.take() else {
+        return;
+    };
+    let mut ending = None;
+    match decoder.push(&event) {
+        Err(_) => ending = Some(Ending::Failed(Failure::Garbage, None)),
+        Ok(events) => {
+            for e in events {
+                match e {
+                    UpstreamEvent::Done => ending = Some(Ending::Done),
+                    UpstreamEvent::Error(p) => {
+                        ending = Some(Ending::Failed(Failure::UpstreamError, Some(p)))
+                    }
+                    e => r.on_upstream(e),
+                }
+            }
+        }
+    }
+    r.pump().upstream = Some(decoder);
+    match ending {
+        None => {}
+        Some(Ending::Done) => r.finish().await,
+        Some(Ending::Failed(failure, problem)) => r.fail(failure, problem).await,
+    }
 }
 
 /// The HTTP body of a streamed relay. Every event that arrived in the same network read leaves in
@@ -173,7 +270,7 @@ async fn next_frame<R: PumpedRelay>(r: &mut R) -> Option<Bytes> {
             let Some(event) = r.pump().next_event() else {
                 break;
             };
-            r.on_event(event).await;
+            on_event(r, event).await;
         }
         if !r.out().is_empty() {
             r.pump().sent();
@@ -185,8 +282,8 @@ async fn next_frame<R: PumpedRelay>(r: &mut R) -> Option<Bytes> {
         match r.pump().wait().await {
             Wake::Received | Wake::Nothing => {}
             Wake::KeepAlive => r.out().extend_from_slice(sse::KEEP_ALIVE),
-            Wake::Ended => r.on_eof().await,
-            Wake::Failed(failure) => r.on_failure(failure).await,
+            Wake::Ended => r.finish().await,
+            Wake::Failed(failure) => r.fail(failure, None).await,
         }
     }
 }

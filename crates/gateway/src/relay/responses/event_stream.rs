@@ -1,6 +1,6 @@
-//! The streamed Responses relay: reads the upstream's SSE bytes (OpenAI chat chunks, or Anthropic
-//! events through `wire::anthropic::StreamTranslator`), feeds every chunk to the Responses event
-//! builder the moment it is decoded and writes the events it yields (`event: <type>` +
+//! The streamed Responses relay: reads the upstream's SSE bytes as typed events (`wire::upstream`:
+//! chat chunks, usage, finish, error, done, whatever the upstream's dialect), feeds every chunk to
+//! the Responses event builder the moment it is decoded and writes the events it yields (`event: <type>` +
 //! `data: <json>`), one frame per upstream arrival. It taps what billing needs exactly like the chat
 //! relay, and ends with one terminal event: `response.completed` / `response.incomplete` after the
 //! ledger entry is written and the response stored, or `error` + `response.failed` when the
@@ -15,9 +15,9 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use serde_json::Value;
-use switchyard_wire::anthropic::StreamTranslator;
 use switchyard_wire::responses::{encode_sse, Event, ResponseContext, StreamBuilder};
 use switchyard_wire::sse;
+use switchyard_wire::upstream::{Stamp, UpstreamEvent, UpstreamProblem};
 
 use crate::app::Gateway;
 use crate::config::ProviderKind;
@@ -36,8 +36,6 @@ enum Phase {
 /// The state of one streamed response.
 pub struct ResponseStream {
     pump: Pump,
-    /// Set for an Anthropic upstream: its events become chat chunks first.
-    translator: Option<Box<StreamTranslator>>,
     builder: StreamBuilder,
     settlement: Settlement,
     keeper: Keeper,
@@ -48,8 +46,6 @@ pub struct ResponseStream {
     /// Scratch space, reused: the events of one upstream event and their encoding.
     events: Vec<Event>,
     encoded: Vec<u8>,
-    /// Scratch space for the chunks one Anthropic event translates into.
-    chunks: Vec<Value>,
     /// The finish reason of the answer, once the upstream said it.
     finish: Option<&'static str>,
     phase: Phase,
@@ -65,17 +61,16 @@ impl ResponseStream {
         keeper: Keeper,
         gw: Arc<Gateway>,
     ) -> ResponseStream {
-        let translator = (upstream.dialect == ProviderKind::Anthropic).then(|| {
-            Box::new(StreamTranslator::new(
-                ctx.id.clone(),
-                ctx.model.clone(),
-                ctx.created_at,
-            ))
-        });
+        let translated = upstream.dialect == ProviderKind::Anthropic;
+        let stamp = Stamp {
+            id: ctx.id.clone(),
+            model: ctx.model.clone(),
+            created: ctx.created_at,
+        };
+        let decoder = upstream_pump::decoder(upstream.dialect, stamp).with_values();
         let keep_alive = gw.config.keep_alive;
         let mut stream = ResponseStream {
-            pump: Pump::new(&mut upstream, keep_alive),
-            translator,
+            pump: Pump::new(&mut upstream, keep_alive, decoder),
             builder: StreamBuilder::new(ctx),
             settlement,
             keeper,
@@ -83,11 +78,10 @@ impl ResponseStream {
             out: BytesMut::with_capacity(4096),
             events: Vec::with_capacity(8),
             encoded: Vec::with_capacity(1024),
-            chunks: Vec::new(),
             finish: None,
             phase: Phase::Streaming,
         };
-        if stream.translator.is_some() {
+        if translated {
             stream.settlement.meter.served_model(&upstream.model);
         }
         stream.builder.start(&mut stream.events);
@@ -100,81 +94,40 @@ impl ResponseStream {
         upstream_pump::body(self)
     }
 
-    async fn on_event(&mut self, event: sse::Event) {
-        if self.translator.is_some() {
-            return self.on_anthropic_event(event).await;
-        }
-        if event.is_done() {
-            return self.finish().await;
-        }
-        let chunk: Value = match serde_json::from_slice(&event.data) {
-            Ok(v @ Value::Object(_)) => v,
-            _ => return self.fail(Failure::Garbage, None).await,
-        };
-        if let Some(error) = chunk.get("error").filter(|e| !e.is_null()) {
-            let error = UpstreamProblem::from_openai(error);
-            return self.fail(Failure::UpstreamError, Some(error)).await;
-        }
-        if self.before_first_token() {
-            if let Some(model) = chunk.get("model").and_then(Value::as_str) {
-                self.settlement.meter.served_model(model);
+    /// Every chunk (the usage-only one too) is metered and fed to the builder, and the events it
+    /// yields are written at once.
+    fn on_upstream(&mut self, event: UpstreamEvent<'_>) {
+        match event {
+            UpstreamEvent::Chunk(chunk) => {
+                if self.before_first_token() {
+                    if let Some(model) = chunk.upstream_model() {
+                        self.settlement.meter.served_model(model);
+                    }
+                }
+                if let Some(finish) = upstream_pump::meter_chunk(&mut self.settlement.meter, &chunk)
+                {
+                    self.finish = Some(finish);
+                }
+                self.builder.push_chunk(&chunk.value(), &mut self.events);
             }
+            UpstreamEvent::Usage { usage, chunk } => {
+                if let Some(u) = usage {
+                    self.settlement.meter.usage(u);
+                }
+                self.builder.push_chunk(&chunk.value(), &mut self.events);
+            }
+            UpstreamEvent::Finish(reason) => {
+                self.settlement.meter.finish(EndReason::from_finish(reason));
+            }
+            UpstreamEvent::Error(_) | UpstreamEvent::Done => {}
         }
-        self.on_chunk(&chunk);
+        self.settlement.checkpoint();
         self.write_events();
     }
 
     /// Whether nothing generated has been seen yet (the served model is taken from these chunks).
     fn before_first_token(&self) -> bool {
         self.settlement.meter.first_token_at().is_none() && self.finish.is_none()
-    }
-
-    /// One Anthropic event: translated into chat chunks, each fed to the builder; `message_stop`
-    /// ends the stream normally, `error` with `response.failed`.
-    async fn on_anthropic_event(&mut self, event: sse::Event) {
-        let Some(t) = self.translator.as_mut() else {
-            return;
-        };
-        let pushed = std::str::from_utf8(&event.data)
-            .ok()
-            .map(|data| t.push(event.name_str(), data));
-        if !matches!(pushed, Some(Ok(()))) {
-            return self.fail(Failure::Garbage, None).await;
-        }
-        if let Some(err) = t.error() {
-            let error = UpstreamProblem {
-                message: err.message.clone(),
-                rate_limited: err.kind == "rate_limit_error",
-            };
-            return self.fail(Failure::UpstreamError, Some(error)).await;
-        }
-        if t.finish_reason().is_some() {
-            // `message_delta` carries the cumulative, final usage.
-            if let Some(u) = t.usage_json() {
-                self.settlement.meter.usage_value(&u);
-            }
-        }
-        let done = t.is_done();
-        self.chunks.extend(t.drain());
-        let chunks = std::mem::take(&mut self.chunks);
-        for chunk in &chunks {
-            self.on_chunk(chunk);
-        }
-        self.chunks = chunks;
-        self.chunks.clear();
-        self.write_events();
-        if done {
-            self.finish().await;
-        }
-    }
-
-    /// One chat chunk: metered for billing, then turned into Responses events.
-    fn on_chunk(&mut self, chunk: &Value) {
-        if let Some(finish) = self.settlement.meter.chat_value(chunk) {
-            self.finish = Some(finish);
-        }
-        self.settlement.checkpoint();
-        self.builder.push_chunk(chunk, &mut self.events);
     }
 
     /// Encodes the pending events into the output buffer.
@@ -184,15 +137,6 @@ impl ResponseStream {
         }
         self.out.extend_from_slice(&self.encoded);
         self.encoded.clear();
-    }
-
-    async fn on_eof(&mut self) {
-        if self.finish.is_some() {
-            // Some servers end without [DONE] after the finish chunk: that is a complete answer.
-            self.finish().await;
-        } else {
-            self.fail(Failure::Broken, None).await;
-        }
     }
 
     /// The normal ending: the ledger entry and the stored response, then the terminal event.
@@ -231,19 +175,15 @@ impl ResponseStream {
 
     /// Ends the stream after the first byte went out: the ledger entry for what was delivered,
     /// then `error` and `response.failed`.
-    async fn fail(&mut self, failure: Failure, upstream: Option<UpstreamProblem>) {
-        let code = match &upstream {
-            Some(p) if p.rate_limited => "rate_limit_exceeded",
-            _ => "server_error",
-        };
-        let message = match (failure, upstream) {
-            (Failure::UpstreamError, Some(p)) => p.message,
-            (f, _) => f.message().to_owned(),
+    async fn fail(&mut self, failure: Failure, problem: Option<UpstreamProblem>) {
+        let (message, rate_limited) = failure.describe(problem);
+        let code = if rate_limited {
+            "rate_limit_exceeded"
+        } else {
+            "server_error"
         };
         let end = failure.end_reason();
-        let (gw, key) = &self.health;
-        gw.routing
-            .record_failure(key, &format!("mid-stream: {message}"));
+        upstream_pump::report_mid_stream(Some(&self.health), &message);
         self.builder.fail(code, &message, &mut self.events);
         let settled = self.settlement.measure().await;
         if let Err(e) = self.settlement.settle(end, &settled).await {
@@ -261,32 +201,6 @@ impl ResponseStream {
     }
 }
 
-/// What an upstream's own error event said.
-struct UpstreamProblem {
-    message: String,
-    /// The upstream reported a rate limit (`rate_limit_exceeded` rather than `server_error`).
-    rate_limited: bool,
-}
-
-impl UpstreamProblem {
-    /// From an OpenAI error object (`{"message", "type", "code"}`, possibly nested in `error`).
-    fn from_openai(error: &Value) -> UpstreamProblem {
-        let inner = error
-            .get("error")
-            .filter(|e| e.is_object())
-            .unwrap_or(error);
-        let text = |k: &str| inner.get(k).and_then(Value::as_str);
-        UpstreamProblem {
-            message: text("message")
-                .or_else(|| error.as_str())
-                .unwrap_or("The upstream reported an error.")
-                .to_owned(),
-            rate_limited: text("type") == Some("rate_limit_error")
-                || text("code") == Some("rate_limit_exceeded"),
-        }
-    }
-}
-
 impl PumpedRelay for ResponseStream {
     fn pump(&mut self) -> &mut Pump {
         &mut self.pump
@@ -300,15 +214,15 @@ impl PumpedRelay for ResponseStream {
         self.phase == Phase::Done
     }
 
-    async fn on_event(&mut self, event: sse::Event) {
-        ResponseStream::on_event(self, event).await
+    fn on_upstream(&mut self, event: UpstreamEvent<'_>) {
+        ResponseStream::on_upstream(self, event)
     }
 
-    async fn on_eof(&mut self) {
-        ResponseStream::on_eof(self).await
+    async fn finish(&mut self) {
+        ResponseStream::finish(self).await
     }
 
-    async fn on_failure(&mut self, failure: Failure) {
-        self.fail(failure, None).await
+    async fn fail(&mut self, failure: Failure, problem: Option<UpstreamProblem>) {
+        ResponseStream::fail(self, failure, problem).await
     }
 }
