@@ -308,7 +308,7 @@ impl Shared {
         let held = self.read().by_hash.get(&hash).cloned();
         match (held, outcome) {
             (Some(caller), _) => live(&caller),
-            (None, Err(e)) => Err(AuthError::Ledger(LedgerError::Db(sqlx::Error::Protocol(e)))),
+            (None, Err(e)) => Err(AuthError::Ledger(LedgerError::Unavailable(e))),
             (None, Ok(())) => Err(AuthError::Invalid),
         }
     }

@@ -49,6 +49,9 @@ pub enum LedgerError {
     JournalOpen(#[from] journal::JournalError),
     #[error("the ledger writer has stopped")]
     WriterGone,
+    /// A read that another request made on this one's behalf failed.
+    #[error("database: {0}")]
+    Unavailable(String),
     #[error("{0}")]
     Shared(Arc<LedgerError>),
 }
@@ -333,6 +336,7 @@ impl Ledger {
                 accounts: accounts.clone(),
                 journal: journal.clone(),
                 settled: settled.clone(),
+                down: Default::default(),
             }
             .run(rx),
         );

@@ -71,6 +71,10 @@ pub(super) struct WriterTask {
     pub accounts: Arc<Accounts>,
     pub journal: Option<Journal>,
     pub settled: Arc<tokio::sync::watch::Sender<u64>>,
+    /// The database refused a batch and the journal holds entries it has not taken back yet:
+    /// new batches go straight to the journal (no second wait of `JOURNAL_AFTER` per batch) until
+    /// a replay succeeds.
+    pub down: std::sync::atomic::AtomicBool,
 }
 
 const COLUMNS: &str = "request_id, key_id, requested_model, served_model, provider, \
@@ -125,6 +129,9 @@ impl WriterTask {
     }
 
     async fn commit(&self, jobs: Vec<Job>) {
+        if self.journal.is_some() && self.down.load(std::sync::atomic::Ordering::Relaxed) {
+            return self.to_journal(jobs, LedgerError::Timeout).await;
+        }
         let entries: Vec<&UsageEntry> = jobs.iter().map(|j| &j.entry).collect();
         let deadline = tokio::time::Instant::now() + JOURNAL_AFTER;
         let mut pause = Duration::from_millis(20);
@@ -174,7 +181,9 @@ impl WriterTask {
             }
             return;
         };
-        tracing::warn!(error = %cause, entries = jobs.len(), "ledger unavailable; settling into the journal");
+        if !self.down.load(std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(error = %cause, entries = jobs.len(), "ledger unavailable; settling into the journal until it takes writes again");
+        }
         let mut replies = Vec::with_capacity(jobs.len());
         let mut entries = Vec::with_capacity(jobs.len());
         for job in jobs {
@@ -188,7 +197,12 @@ impl WriterTask {
             replies.push(job.reply);
             entries.push((job.entry, hold));
         }
+        self.down.store(true, std::sync::atomic::Ordering::Relaxed);
         let result = journal.settle(entries).await;
+        if result.is_err() {
+            // Nothing waits in the journal because of this batch: offer the next to the database.
+            self.down.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
         let result = result.map(|_| Durable::Journal).map_err(|e| {
             tracing::error!(error = %e, "settlement journal write failed");
             Arc::new(LedgerError::Journal(e))
@@ -222,6 +236,7 @@ impl WriterTask {
                 _ => return,
             }
         }
+        self.down.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
