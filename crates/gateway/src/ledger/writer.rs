@@ -156,13 +156,15 @@ impl WriterTask {
                 if let Some(j) = &self.journal {
                     j.committed(ids);
                 }
-                self.settled.send_modify(|n| *n += jobs.len() as u64);
+                let n = jobs.len() as u64;
+                // Holds go before anyone hears of the entry: whoever saw it sees the money free.
                 for job in jobs {
                     drop(job.hold);
                     if let Some(tx) = job.reply {
                         let _ = tx.send(Ok(Durable::Database));
                     }
                 }
+                self.settled.send_modify(|c| *c += n);
             }
             Err(e) => self.to_journal(jobs, e).await,
         }

@@ -133,6 +133,33 @@ impl WriteLock {
     }
 }
 
+/// One request, streamed or not, answered in full (`[DONE]` and the cost comment, or a body with
+/// its cost); returns its request id.
+async fn round_trip(gw: &TestGateway, streamed: bool) -> String {
+    if streamed {
+        let (id, text) = stream_until(
+            gw,
+            json!({"model": "m", "stream": true, "messages": user("hi")}),
+            |_| false,
+        )
+        .await;
+        assert!(text.contains("data: [DONE]"), "{text}");
+        assert!(text.contains(": {\"cost\""), "{text}");
+        id
+    } else {
+        let resp = gw
+            .chat(json!({"model": "m", "messages": user("hi")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let id = request_id(&resp);
+        let v: Value = resp.json().await.unwrap();
+        assert!(v["usage"]["cost"].is_string(), "{v}");
+        id
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_that_refuses_writes_keeps_serving_and_bills_each_request_once_after() {
     let (gw, mock) = start_with_mock("").await;
@@ -140,34 +167,16 @@ async fn a_database_that_refuses_writes_keeps_serving_and_bills_each_request_onc
     let credits = gw.gw.ledger.key(&gw.key_id).await.unwrap().unwrap().balance;
     let lock = WriteLock::take(&gw.db_path).await;
     let started = Instant::now();
-    let answers = futures_util::future::join_all((0..12).map(|i| {
-        let gw = &gw;
-        async move {
-            if i % 2 == 0 {
-                let (id, text) = stream_until(
-                    gw,
-                    json!({"model": "m", "stream": true, "messages": user("hi")}),
-                    |_| false,
-                )
-                .await;
-                assert!(text.contains("data: [DONE]"), "{text}");
-                assert!(text.contains(": {\"cost\""), "{text}");
-                id
-            } else {
-                let resp = gw
-                    .chat(json!({"model": "m", "messages": user("hi")}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(resp.status(), 200);
-                let id = request_id(&resp);
-                let v: Value = resp.json().await.unwrap();
-                assert!(v["usage"]["cost"].is_string(), "{v}");
-                id
-            }
-        }
-    }))
-    .await;
+    // Rounds of requests, one a second, for as long as the database is locked (10 s): every one
+    // is answered in full.
+    let mut answers = Vec::new();
+    let mut pace = tokio::time::interval(Duration::from_secs(1));
+    while started.elapsed() < Duration::from_secs(10) {
+        pace.tick().await;
+        answers.extend(
+            futures_util::future::join_all((0..6).map(|i| round_trip(&gw, i % 2 == 0))).await,
+        );
+    }
     // Served while the database would not write: the entries went to the journal.
     assert!(started.elapsed() >= switchyard::ledger::writer::JOURNAL_AFTER);
     for id in &answers {
