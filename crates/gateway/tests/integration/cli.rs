@@ -2,11 +2,8 @@
 //! database, `check` on good and bad configs, and `serve` with the embedded default streaming
 //! `demo-chat` with the key it printed.
 
-use std::process::Stdio;
-
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::harness::{self, parse_sse, temp_db, user};
 
@@ -91,35 +88,9 @@ async fn check_accepts_good_configs_and_names_the_line_of_bad_ones() {
 /// Runs `switchyard serve` with the embedded default in `dir` on a free port; returns the process,
 /// the key it printed and its base URL.
 async fn serve_embedded(dir: &std::path::Path) -> (tokio::process::Child, String, String) {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut child = switchyard()
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .current_dir(dir)
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("ANTHROPIC_API_KEY")
-        .env_remove("DEEPSEEK_API_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut key = None;
-    let mut base = None;
-    while let Some(line) = lines.next_line().await.unwrap() {
-        if line.starts_with("sk-sy-") {
-            key = Some(line);
-        } else if let Some(url) = line.strip_prefix("Switchyard listening on ") {
-            base = Some(url.to_owned());
-            break;
-        }
-    }
-    // Keep reading what it prints, so that its stdout never closes under it.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (
-        child,
-        key.expect("key printed"),
-        base.expect("address printed"),
-    )
+    let (child, key, base) =
+        harness::serve_binary(dir, &["serve", "--listen", "127.0.0.1:0"]).await;
+    (child, key.expect("key printed"), base)
 }
 
 #[tokio::test]

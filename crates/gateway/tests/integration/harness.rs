@@ -227,3 +227,84 @@ pub fn joined(items: &[Sse], field: &str) -> String {
 pub fn user(text: &str) -> serde_json::Value {
     serde_json::json!([{"role": "user", "content": text}])
 }
+
+/// Polls `check` until it holds, failing after `within`: waits on the condition itself, never on
+/// a guessed duration.
+pub async fn until<F: FnMut() -> bool>(what: &str, within: std::time::Duration, mut check: F) {
+    let deadline = std::time::Instant::now() + within;
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Every ledger entry of `key_id` by request id (a request in the ledger twice fails the test),
+/// and the key's balance.
+pub async fn books(
+    ledger: &switchyard::ledger::Ledger,
+    key_id: &str,
+) -> (
+    std::collections::HashMap<String, switchyard::ledger::UsageEntryRow>,
+    switchyard::ledger::Nanos,
+) {
+    let rows = ledger
+        .requests(&switchyard::ledger::RequestQuery {
+            since_ms: 0,
+            until_ms: None,
+            key_id: Some(key_id.to_owned()),
+            model: None,
+            end_reason: None,
+            limit: 1_000_000,
+        })
+        .await
+        .unwrap();
+    let mut out = std::collections::HashMap::new();
+    for r in rows {
+        let id = r.request_id.clone();
+        assert!(
+            out.insert(id.clone(), r).is_none(),
+            "{id} is in the ledger twice"
+        );
+    }
+    let balance = ledger.key(key_id).await.unwrap().unwrap().balance;
+    (out, balance)
+}
+
+/// Runs the real `switchyard` binary with `args` in `dir` (no provider keys or database from this
+/// environment) until it prints its address; returns the process, the first key it printed (a
+/// fresh database) and its base URL. What it prints later is read and dropped.
+pub async fn serve_binary(
+    dir: &std::path::Path,
+    args: &[&str],
+) -> (tokio::process::Child, Option<String>, String) {
+    use tokio::io::AsyncBufReadExt;
+    std::fs::create_dir_all(dir).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SWITCHYARD_DATABASE")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("DEEPSEEK_API_KEY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut key, mut base) = (None, None);
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if line.starts_with("sk-sy-") {
+            key = Some(line);
+        } else if let Some(url) = line.strip_prefix("Switchyard listening on ") {
+            base = Some(url.to_owned());
+            break;
+        }
+    }
+    // Keep reading what it prints, so that its stdout never closes under it.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, key, base.expect("the server printed its address"))
+}

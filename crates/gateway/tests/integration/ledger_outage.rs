@@ -8,7 +8,6 @@
 //! and passes, unless `CI` is set, where it fails. PostgreSQL will not run as root, so when the
 //! tests run as root the server runs as the `postgres` user.
 
-use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -17,9 +16,9 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use mock_upstream::MockUpstream;
 use serde_json::{json, Value};
-use switchyard::ledger::{Ledger, Nanos, RequestQuery};
+use switchyard::ledger::Nanos;
 
-use crate::harness::{self, temp_db, user, TestGateway};
+use crate::harness::{self, books, temp_db, until, user, TestGateway};
 
 /// How long the database stays down at least.
 const OUTAGE: Duration = Duration::from_secs(10);
@@ -252,37 +251,6 @@ async fn served(
     (id.expect("every answer names its request"), t.elapsed())
 }
 
-/// Every entry of `key_id` (request id -> cost; a request twice fails), and the key's balance.
-async fn books(ledger: &Ledger, key_id: &str) -> (HashMap<String, (Nanos, String)>, Nanos) {
-    let rows = ledger
-        .requests(&RequestQuery {
-            since_ms: 0,
-            until_ms: None,
-            key_id: Some(key_id.to_owned()),
-            model: None,
-            end_reason: None,
-            limit: 1_000_000,
-        })
-        .await
-        .unwrap();
-    let mut out = HashMap::new();
-    for r in rows {
-        let twice = out.insert(r.request_id.clone(), (r.cost, r.end_reason));
-        assert!(twice.is_none(), "{} is in the ledger twice", r.request_id);
-    }
-    let balance = ledger.key(key_id).await.unwrap().unwrap().balance;
-    (out, balance)
-}
-
-/// Polls `check` until it holds, failing after `within`.
-async fn until<F: FnMut() -> bool>(what: &str, within: Duration, mut check: F) {
-    let deadline = Instant::now() + within;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn journal_next_to(scratch: &Path) -> String {
     format!("{}.journal", scratch.display())
 }
@@ -377,8 +345,8 @@ output_price = "10.00"
     assert_eq!(entries.len(), answered.len() + 1, "one entry per request");
     assert!(entries
         .values()
-        .all(|(cost, end)| cost.0 > 0 && end == "stop"));
-    let billed: i64 = entries.values().map(|(cost, _)| cost.0).sum();
+        .all(|e| e.cost.0 > 0 && e.end_reason == "stop"));
+    let billed: i64 = entries.values().map(|e| e.cost.0).sum();
     assert_eq!(balance.0, credits.0 - billed, "each billed exactly once");
     let key = gw.key_id.clone();
     until(

@@ -16,61 +16,16 @@ use mock_upstream::MockUpstream;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use switchyard::ledger::journal::AdmitRecord;
-use switchyard::ledger::{EndReason, Ledger, Nanos, NewKey, Prices, TokenSource, UsageEntry};
+use switchyard::ledger::{
+    EndReason, Ledger, Nanos, NewKey, Prices, TokenSource, UsageEntry, UsageEntryRow,
+};
 use switchyard::relay::admission;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::harness::{self, start_with_mock, temp_db, user, TestGateway};
+use crate::harness::{self, books, start_with_mock, temp_db, until, user, TestGateway};
 
-/// Polls `check` until it holds, failing after `within`. Waits on the condition itself, never on
-/// a guessed duration.
-async fn until<F: FnMut() -> bool>(what: &str, within: Duration, mut check: F) {
-    let deadline = Instant::now() + within;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Every entry of `key_id` in `ledger`: (request id -> cost), and the key's balance.
-async fn books(ledger: &Ledger, key_id: &str) -> (HashMap<String, UsageEntryLite>, Nanos) {
-    let rows = ledger
-        .requests(&switchyard::ledger::RequestQuery {
-            since_ms: 0,
-            until_ms: None,
-            key_id: Some(key_id.to_owned()),
-            model: None,
-            end_reason: None,
-            limit: 1_000_000,
-        })
-        .await
-        .unwrap();
-    let mut out = HashMap::new();
-    for r in rows {
-        let dup = out.insert(
-            r.request_id.clone(),
-            UsageEntryLite {
-                cost: r.cost,
-                end_reason: r.end_reason.clone(),
-                completion_tokens: r.completion_tokens,
-                note: r.billing_note.clone(),
-            },
-        );
-        assert!(dup.is_none(), "{} is in the ledger twice", r.request_id);
-    }
-    let balance = ledger.key(key_id).await.unwrap().unwrap().balance;
-    (out, balance)
-}
-
-#[derive(Debug, Clone)]
-struct UsageEntryLite {
-    cost: Nanos,
-    end_reason: String,
-    completion_tokens: i64,
-    note: Option<String>,
-}
-
-fn sum(entries: &HashMap<String, UsageEntryLite>) -> i64 {
+/// The sum of the entries' costs.
+fn sum(entries: &HashMap<String, UsageEntryRow>) -> i64 {
     entries.values().map(|e| e.cost.0).sum()
 }
 
@@ -272,7 +227,7 @@ async fn a_client_that_leaves_at_any_point_is_billed_exactly_once() {
     }
     let (entries, balance) = books(&ledger, &key).await;
     assert_eq!(entries.len(), 4, "{entries:?}");
-    let others: Vec<&UsageEntryLite> = entries
+    let others: Vec<&UsageEntryRow> = entries
         .iter()
         .filter(|(id, _)| **id != mid && **id != last)
         .map(|(_, e)| e)
@@ -398,33 +353,14 @@ async fn serve(
     config: &str,
 ) -> (tokio::process::Child, Option<String>, String) {
     std::fs::write(dir.join("switchyard.toml"), config).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args([
-            "serve",
-            "--config",
-            "switchyard.toml",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .current_dir(dir)
-        .env_remove("SWITCHYARD_DATABASE")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut key, mut base) = (None, None);
-    while let Some(line) = lines.next_line().await.unwrap() {
-        if line.starts_with("sk-sy-") {
-            key = Some(line);
-        } else if let Some(url) = line.strip_prefix("Switchyard listening on ") {
-            base = Some(url.to_owned());
-            break;
-        }
-    }
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, key, base.expect("the server printed its address"))
+    let args = [
+        "serve",
+        "--config",
+        "switchyard.toml",
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    harness::serve_binary(dir, &args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -518,7 +454,7 @@ async fn kill_9_during_300_open_streams_bills_every_request_exactly_once() {
     );
     for (id, e) in &entries {
         assert_eq!(e.end_reason, "interrupted", "{id}");
-        assert_eq!(e.note.as_deref(), Some("checkpoint"), "{id}");
+        assert_eq!(e.billing_note.as_deref(), Some("checkpoint"), "{id}");
         assert!(e.completion_tokens > 0 && e.cost.0 > 0, "{id}: {e:?}");
     }
     assert_eq!(
