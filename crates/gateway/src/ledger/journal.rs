@@ -255,18 +255,15 @@ impl Journal {
 
     /// Writes entries the database would not take, and returns once they are fsync'd.
     pub async fn settle(&self, entries: Vec<(UsageEntry, Option<Hold>)>) -> std::io::Result<()> {
-        let n = entries.len();
         let (tx, rx) = oneshot::channel();
         let gone = || std::io::Error::other("the journal thread has stopped");
         self.tx
             .send(Msg::Settle(entries, tx))
             .await
             .map_err(|_| gone())?;
-        let r = rx.await.map_err(|_| gone())?;
-        if r.is_ok() {
-            self.pending.fetch_add(n, Ordering::Relaxed);
-        }
-        r
+        // Even when the write failed, the entries stay in the journal thread's memory and are
+        // offered to the database with the others (`pending`): money is not dropped with them.
+        rx.await.map_err(|_| gone())?
     }
 
     /// Whether journaled settlements are waiting to be replayed.
@@ -293,14 +290,7 @@ impl Journal {
 
     /// These journaled settlements are in the database now.
     pub async fn replayed(&self, ids: Vec<String>) {
-        let n = ids.len();
-        if self.tx.send(Msg::Replayed(ids)).await.is_ok() {
-            let _ = self
-                .pending
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
-                    Some(p.saturating_sub(n))
-                });
-        }
+        let _ = self.tx.send(Msg::Replayed(ids)).await;
     }
 }
 
@@ -318,11 +308,13 @@ impl OpenJournal {
             path: self.path.clone(),
             source,
         };
+        let pending = Arc::new(AtomicUsize::new(0));
         let mut writer = Writer {
             path: self.path.clone(),
             file: self.file,
             written: 0,
             state: State::default(),
+            pending: pending.clone(),
         };
         writer.compact().map_err(io)?;
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -334,10 +326,7 @@ impl OpenJournal {
                 }
             })
             .map_err(io)?;
-        Ok(Journal {
-            tx,
-            pending: Arc::new(AtomicUsize::new(0)),
-        })
+        Ok(Journal { tx, pending })
     }
 }
 
@@ -434,6 +423,8 @@ struct Writer {
     file: File,
     written: u64,
     state: State,
+    /// How many settled entries wait to be replayed (what `Journal::has_pending` reads).
+    pending: Arc<AtomicUsize>,
 }
 
 impl Writer {
@@ -474,6 +465,8 @@ impl Writer {
             if let Err(e) = result {
                 tracing::error!(error = %e, path = %self.path.display(), "settlement journal write failed");
             }
+            self.pending
+                .store(self.state.settled.len(), Ordering::Relaxed);
             if stop.is_some() {
                 break;
             }
