@@ -123,7 +123,21 @@ fn wants_gzip(headers: &HeaderMap) -> bool {
         })
 }
 
-async fn read_body(gw: &Gateway, body: Body) -> Result<bytes::Bytes, ApiError> {
+/// The request body, up to the configured limit. A declared `Content-Length` over the limit is
+/// refused at once (413), before a byte of the body is read, so a client that declares a huge
+/// body and sends a short one gets an answer instead of a hung connection.
+async fn read_body(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<bytes::Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > gw.config.max_body_bytes as u64) {
+        return Err(ApiError::too_large(gw.config.max_body_bytes));
+    }
     axum::body::to_bytes(body, gw.config.max_body_bytes)
         .await
         .map_err(|_| ApiError::too_large(gw.config.max_body_bytes))
@@ -137,7 +151,7 @@ async fn chat_completions(
     let request_id = new_id("req_", 24);
     let result = async {
         let caller = caller(&gw, &headers).await?;
-        let body = read_body(&gw, body).await?;
+        let body = read_body(&gw, &headers, body).await?;
         relay::chat(&gw, caller, request_id.clone(), body)
             .await
             .map_err(ApiError::from)

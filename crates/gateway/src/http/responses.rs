@@ -48,7 +48,7 @@ pub async fn create(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bo
     let request_id = new_id("req_", 24);
     let result = async {
         let caller = caller(&gw, &headers).await?;
-        let body = read_body(&gw, body).await?;
+        let body = read_body(&gw, &headers, body).await?;
         responses::create(&gw, caller, request_id.clone(), body)
             .await
             .map_err(ApiError::from)

@@ -126,6 +126,33 @@ async fn oversized_body_is_413() {
     assert_shape(&resp.json().await.unwrap());
 }
 
+/// A client that declares a huge body and sends a short one is answered 413 at once, not left
+/// hanging while the gateway waits for bytes that never come.
+#[tokio::test]
+async fn a_declared_length_over_the_limit_is_413_before_the_body_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (gw, mock) = start_with_mock("").await;
+    for path in ["/v1/chat/completions", "/v1/responses"] {
+        let mut sock = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\
+             content-type: application/json\r\ncontent-length: 999999999\r\n\r\n{{\"model\":",
+            gw.key
+        );
+        sock.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = vec![0u8; 4096];
+        // The socket stays open: only an answer that does not wait for the body can arrive.
+        let n = tokio::time::timeout(std::time::Duration::from_secs(30), sock.read(&mut answer))
+            .await
+            .expect("no answer while the declared body was outstanding")
+            .unwrap();
+        let text = String::from_utf8_lossy(&answer[..n]);
+        assert!(text.starts_with("HTTP/1.1 413"), "{path}: {text}");
+        assert!(text.contains("request_too_large"), "{path}: {text}");
+    }
+    assert!(mock.requests().is_empty());
+}
+
 #[tokio::test]
 async fn upstream_5xx_before_the_first_byte_is_502_and_hides_upstream_details() {
     let (gw, mock) = start_with_mock("").await;
