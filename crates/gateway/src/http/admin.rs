@@ -181,6 +181,19 @@ async fn update_key(
         require_admin(&gw, &headers)?;
         let fields = object(&body)?;
         let update = parse_update(&fields, false)?;
+        if let Some(add) = update.add_credits {
+            let current = gw.ledger.key(&id).await.map_err(ledger_error)?;
+            let base = update
+                .set_credits
+                .or(current.map(|k| k.balance))
+                .unwrap_or_default();
+            if base.0.saturating_add(add.0) > MAX_USD * 1_000_000_000 {
+                return Err(bad(
+                    "top_up",
+                    format!("The balance would exceed {MAX_USD} USD."),
+                ));
+            }
+        }
         let key = gw
             .ledger
             .update_key(&id, &update)
@@ -338,13 +351,35 @@ fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
         return Ok(Map::new());
     }
     match serde_json::from_slice(body) {
-        Ok(Value::Object(m)) => Ok(m),
+        Ok(Value::Object(mut m)) => {
+            // A JSON number would reach us as an f64; money is read from its exact text instead.
+            if MONEY_FIELDS
+                .iter()
+                .any(|f| m.get(*f).is_some_and(Value::is_number))
+            {
+                let raw: std::collections::HashMap<String, Box<serde_json::value::RawValue>> =
+                    serde_json::from_slice(body).unwrap_or_default();
+                for f in MONEY_FIELDS {
+                    if let (Some(Value::Number(_)), Some(r)) = (m.get(f), raw.get(f)) {
+                        m.insert(f.to_owned(), Value::String(r.get().to_owned()));
+                    }
+                }
+            }
+            Ok(m)
+        }
         Ok(_) => Err(bad("body", "The body must be a JSON object.")),
         Err(e) => Err(bad("body", format!("The body is not valid JSON ({e})."))),
     }
 }
 
-/// A USD amount: a decimal string or a JSON number read by its decimal text.
+/// The fields that hold an amount of USD.
+const MONEY_FIELDS: [&str; 4] = ["credits", "balance", "top_up", "add_credits"];
+/// The largest amount one field may hold, and the largest balance a key may reach: USD 1e9,
+/// far inside what the ledger's integer nano-USD columns hold on SQLite and PostgreSQL alike.
+const MAX_USD: i64 = 1_000_000_000;
+
+/// A USD amount between -`MAX_USD` and `MAX_USD`: a decimal string, or a JSON number read by its
+/// exact text (never through a float).
 fn usd(param: &str, v: &Value) -> Result<Nanos, ApiError> {
     let text = match v {
         Value::String(s) => s.trim().to_owned(),
@@ -360,10 +395,13 @@ fn usd(param: &str, v: &Value) -> Result<Nanos, ApiError> {
         .ok()
         .or_else(|| Decimal::from_scientific(&text).ok())
         .and_then(Nanos::from_usd)
+        .filter(|n| n.0.abs() <= MAX_USD * 1_000_000_000)
         .ok_or_else(|| {
             bad(
                 param,
-                format!("'{param}' = {text} is not an amount of USD."),
+                format!(
+                    "'{param}' = {text} is not an amount of USD between -{MAX_USD} and {MAX_USD}."
+                ),
             )
         })
 }
@@ -448,7 +486,7 @@ fn parse_update(fields: &Map<String, Value>, creating: bool) -> Result<KeyUpdate
             if creating {
                 return Err(bad(name, "Use 'credits' when creating a key."));
             }
-            u.add_credits = Some(usd(name, v)?);
+            u.add_credits = Some(non_negative_usd(name, v)?);
         }
     }
     u.rpm = nullable(fields, "rpm", limit("rpm"))?;

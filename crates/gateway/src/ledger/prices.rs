@@ -30,7 +30,7 @@ impl Nanos {
     /// Converts a USD decimal, rounding half away from zero to the nano-dollar.
     /// `None` when the amount does not fit.
     pub fn from_usd(usd: Decimal) -> Option<Nanos> {
-        (usd * Decimal::from(NANOS_PER_USD))
+        usd.checked_mul(Decimal::from(NANOS_PER_USD))?
             .round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero)
             .to_i64()
             .map(Nanos)
@@ -111,6 +111,13 @@ mod tests {
 
     fn d(s: &str) -> Decimal {
         Decimal::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn amounts_too_large_for_nanos_are_refused_not_a_panic() {
+        assert_eq!(Nanos::from_usd(d("1e25")), None);
+        assert_eq!(Nanos::from_usd(d("79228162514264337593543950335")), None);
+        assert_eq!(Nanos::from_usd(d("2.5")), Some(Nanos(2_500_000_000)));
     }
 
     #[test]

@@ -413,3 +413,75 @@ async fn the_request_log_lists_what_the_ledger_keeps_and_never_the_text() {
         .unwrap();
     assert_eq!(unauthorized.status(), 401);
 }
+
+/// Money in admin bodies is exact and bounded: a JSON number is read by its own text (not an
+/// f64), an amount too large for the ledger is a 400 naming the field (not a dropped connection),
+/// a negative top-up is refused, and no top-up can push a balance past the ledger's range.
+#[tokio::test]
+async fn admin_amounts_are_exact_bounded_and_never_negative_top_ups() {
+    let (gw, _mock) = gateway().await;
+    let raw = |method: reqwest::Method, path: &str, body: &'static str| {
+        admin(&gw, method, path)
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    // 18 significant digits: an f64 cannot hold them, the exact text rounds to the nano-dollar.
+    let (status, created) = json_of(
+        raw(
+            reqwest::Method::POST,
+            "/admin/keys",
+            r#"{"name": "exact", "credits": 12345678.1234567894}"#,
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["balance"], "12345678.123456789", "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    for body in [
+        r#"{"name": "huge", "credits": 1e25}"#,
+        r#"{"name": "huge", "credits": "1e25"}"#,
+    ] {
+        let (status, v) = json_of(
+            raw(reqwest::Method::POST, "/admin/keys", body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 400, "{v}");
+        assert_eq!(v["error"]["param"], "credits", "{v}");
+    }
+    let path = format!("/admin/keys/{id}");
+    let (status, v) = json_of(
+        raw(reqwest::Method::PATCH, &path, r#"{"top_up": -5}"#)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, v["error"]["param"].clone()),
+        (400, json!("top_up")),
+        "{v}"
+    );
+    let (status, v) = json_of(
+        raw(reqwest::Method::PATCH, &path, r#"{"top_up": 999999999}"#)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400, "the balance would pass USD 1e9: {v}");
+    let (status, v) = json_of(
+        raw(reqwest::Method::PATCH, &path, r#"{"top_up": 0.5}"#)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["balance"], "12345678.623456789", "{v}");
+}
