@@ -40,8 +40,9 @@ impl UpstreamError {
             | UpstreamError::Timeout
             | UpstreamError::Body(_)
             | UpstreamError::Credential(_) => true,
+            // 402: the operator's own account with that provider cannot pay; another route can.
             UpstreamError::Status { status, .. } => {
-                matches!(status, 401 | 403 | 408 | 409 | 429) || *status >= 500
+                matches!(status, 401 | 402 | 403 | 408 | 409 | 429) || *status >= 500
             }
         }
     }
@@ -282,6 +283,10 @@ mod tests {
             retry_after: None,
         };
         assert!(s(500).is_retryable() && s(529).is_retryable() && s(429).is_retryable());
+        assert!(
+            s(402).is_retryable(),
+            "the provider account ran dry: another route may serve"
+        );
         assert!(!s(400).is_retryable() && !s(404).is_retryable() && !s(422).is_retryable());
     }
 }

@@ -612,7 +612,7 @@ fn final_error(e: UpstreamError, dialect: ProviderKind) -> RelayError {
             ..
         } => RelayError::UpstreamRateLimited { retry_after },
         UpstreamError::Status { status, body, .. }
-            if (400..500).contains(&status) && !matches!(status, 401 | 403 | 408 | 409) =>
+            if (400..500).contains(&status) && !matches!(status, 401 | 402 | 403 | 408 | 409) =>
         {
             let v: Value = match dialect {
                 ProviderKind::Anthropic => anthropic::error_to_openai(status, &body).1,
@@ -630,6 +630,10 @@ fn final_error(e: UpstreamError, dialect: ProviderKind) -> RelayError {
         }
         UpstreamError::Status { status, .. } if status == 401 || status == 403 => {
             RelayError::UpstreamFailed("the upstream refused the gateway's credentials".into())
+        }
+        // The gateway's own account with the provider cannot pay: not the caller's balance.
+        UpstreamError::Status { status: 402, .. } => {
+            RelayError::UpstreamFailed("the upstream account cannot pay for the request".into())
         }
         UpstreamError::Status { status, .. } => {
             RelayError::UpstreamFailed(format!("the upstream answered {status}"))

@@ -447,3 +447,30 @@ cached_input_price = "1.00"
     assert!(header("authorization").is_none());
     assert!(sent.body["max_tokens"].as_u64().unwrap() > 0);
 }
+
+/// An upstream that answers 402 (the operator's account with that provider has run dry) is the
+/// route's failure, not the caller's: the next route serves the request, and with no other route
+/// the caller gets 502, never 402 "insufficient balance" with the provider's text.
+#[tokio::test]
+async fn an_upstream_402_fails_over_and_is_never_the_callers_402() {
+    let (gw, _mock) = start(
+        "openai",
+        "",
+        r#"
+[models.m]
+routes = ["a/up@status=402", "b/up@tokens=3"]
+free = true
+
+[models.solo]
+routes = ["a/up@status=402"]
+free = true
+"#,
+    )
+    .await;
+    let (status, headers, body) = complete(&gw, ask("m")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(served(&headers), ("b".to_owned(), 2));
+    let (status, _, body) = complete(&gw, ask("solo")).await;
+    assert_eq!(status, 502, "{body}");
+    assert_ne!(body["error"]["code"], "insufficient_quota", "{body}");
+}
