@@ -487,13 +487,19 @@ impl Writer {
     ) {
         match msg {
             Msg::Admit(a) => {
-                line(lines, &Record::Admit(a.clone()));
-                self.state.inflight.insert(a.id.clone(), (a, None));
+                let rec = Record::Admit(a);
+                line(lines, &rec);
+                if let Record::Admit(a) = rec {
+                    self.state.inflight.insert(a.id.clone(), (a, None));
+                }
             }
             Msg::Progress(p) => {
                 if let Some((_, last)) = self.state.inflight.get_mut(&p.id) {
-                    line(lines, &Record::Progress(p.clone()));
-                    *last = Some(p);
+                    let rec = Record::Progress(p);
+                    line(lines, &rec);
+                    if let Record::Progress(p) = rec {
+                        *last = Some(p);
+                    }
                 }
             }
             Msg::Committed(ids) => {

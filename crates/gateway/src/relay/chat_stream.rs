@@ -231,7 +231,7 @@ impl ChatStream {
 
 /// The in-stream error when a finished answer's ledger entry could not be made durable.
 pub(crate) fn billing_unavailable() -> Value {
-    json!({"error": {"message": "The usage of this request could not be recorded; it was not completed normally.",
+    json!({"error": {"message": crate::relay::settlement::UNRECORDED,
                      "type": "server_error", "param": null, "code": 503}})
 }
 

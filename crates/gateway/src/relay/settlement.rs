@@ -28,6 +28,10 @@ use crate::relay::meter::Meter;
 use crate::relay::tokens;
 use crate::telemetry;
 
+/// What a client is told when its finished answer's ledger entry could not be made durable.
+pub const UNRECORDED: &str =
+    "The usage of this request could not be recorded; it was not completed normally.";
+
 /// How often a running request's progress is journaled.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 

@@ -17,14 +17,11 @@ use switchyard::relay::admission;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::harness::{
-    self, data_events, joined, parse_sse, start_with_mock, user, Sse, TestGateway,
+    self, data_events, joined, parse_sse, released, request_id, start_with_mock, user, Sse,
+    TestGateway,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn request_id(resp: &reqwest::Response) -> String {
-    resp.headers()["x-request-id"].to_str().unwrap().to_owned()
-}
 
 async fn entry(gw: &TestGateway, request_id: &str) -> UsageEntryRow {
     gw.gw
@@ -208,16 +205,6 @@ async fn cancelled_stream_bills_what_was_delivered() {
     let key = gw.gw.ledger.key(&gw.key_id).await.unwrap().unwrap();
     assert_eq!(key.spent, e.cost);
     released(&gw).await;
-}
-
-/// Waits until the key's money is no longer held: a dropped request's hold is released right
-/// after the commit that made its entry visible.
-async fn released(gw: &TestGateway) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while gw.gw.ledger.account_reserved(&gw.key_id) != Some(Nanos::ZERO) {
-        assert!(Instant::now() < deadline, "the hold was never released");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[tokio::test]

@@ -308,3 +308,18 @@ pub async fn serve_binary(
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, key, base.expect("the server printed its address"))
 }
+
+/// The gateway's id of a request, from its response.
+pub fn request_id(resp: &reqwest::Response) -> String {
+    resp.headers()["x-request-id"].to_str().unwrap().to_owned()
+}
+
+/// Waits until none of `gw`'s first key's money is held: a dropped request's hold is released
+/// right after the commit that made its entry visible.
+pub async fn released(gw: &TestGateway) {
+    let (ledger, key) = (gw.gw.ledger.clone(), gw.key_id.clone());
+    until("holds released", std::time::Duration::from_secs(10), || {
+        ledger.account_reserved(&key) == Some(switchyard::ledger::Nanos::ZERO)
+    })
+    .await;
+}

@@ -22,16 +22,13 @@ use switchyard::ledger::{
 use switchyard::relay::admission;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::harness::{self, books, start_with_mock, temp_db, until, user, TestGateway};
+use crate::harness::{
+    self, books, released, request_id, start_with_mock, temp_db, until, user, TestGateway,
+};
 
 /// The sum of the entries' costs.
 fn sum(entries: &HashMap<String, UsageEntryRow>) -> i64 {
     entries.values().map(|e| e.cost.0).sum()
-}
-
-/// The gateway's id of a request, from its response.
-fn request_id(resp: &reqwest::Response) -> String {
-    resp.headers()["x-request-id"].to_str().unwrap().to_owned()
 }
 
 /// A streamed request, read until `stop` says so (or to the end); returns its request id and
@@ -159,12 +156,7 @@ async fn a_database_that_refuses_writes_keeps_serving_and_bills_each_request_onc
         credits.0 - sum(&entries),
         "each billed exactly once"
     );
-    let ledger = gw.gw.ledger.clone();
-    let key = gw.key_id.clone();
-    until("holds released", Duration::from_secs(10), || {
-        ledger.account_reserved(&key) == Some(Nanos::ZERO)
-    })
-    .await;
+    released(&gw).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,10 +247,7 @@ async fn a_client_that_leaves_at_any_point_is_billed_exactly_once() {
         credits.0 - sum(&entries),
         "each billed exactly once"
     );
-    until("holds released", Duration::from_secs(10), || {
-        ledger.account_reserved(&key) == Some(Nanos::ZERO)
-    })
-    .await;
+    released(&gw).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 use switchyard::ledger::UsageEntryRow;
 use tokio::time::Duration;
 
-use crate::harness::{self, joined, parse_sse, start_with_mock, user, Sse, TestGateway};
+use crate::harness::{
+    self, joined, parse_sse, request_id, start_with_mock, user, Sse, TestGateway,
+};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -32,10 +34,6 @@ fn steering_headers() -> HeaderMap {
         h.insert(name, value.parse().unwrap());
     }
     h
-}
-
-fn request_id(resp: &reqwest::Response) -> String {
-    resp.headers()["x-request-id"].to_str().unwrap().to_owned()
 }
 
 async fn entry(gw: &TestGateway, id: &str) -> UsageEntryRow {

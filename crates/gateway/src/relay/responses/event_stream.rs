@@ -164,7 +164,7 @@ impl ResponseStream {
             self.events.clear();
             self.builder.fail(
                 "server_error",
-                "The usage of this request could not be recorded; it was not completed normally.",
+                crate::relay::settlement::UNRECORDED,
                 &mut self.events,
             );
             return self.end(&settled);
