@@ -5,24 +5,17 @@
 //! client would notice: the text, the reasoning, the tool calls and their arguments, the single role, the
 //! finish reason and the usage, all compared with values read straight from the recording. Every
 //! `messages-nonstream-*.json` goes through `message_to_chat_completion` and every `messages-error-*.json`
-//! through `error_to_openai`. When the recordings are absent the file-based tests say SKIPPED loudly; the
+//! through `error_to_openai`. When the recordings are absent the file-based tests say SKIPPED loudly (and fail under CI); the
 //! hand-written streams at the bottom always run through the same checks.
 
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use switchyard_wire::anthropic::{error_to_openai, message_to_chat_completion, StreamTranslator};
 
-fn fixtures_dir() -> Option<PathBuf> {
-    let dir =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/real/anthropic");
-    dir.is_dir().then_some(dir)
-}
+mod real_fixtures;
 
 fn fixture_files(prefix: &str, suffix: &str) -> Option<Vec<PathBuf>> {
-    let Some(dir) = fixtures_dir() else {
-        eprintln!("SKIPPED: no recorded Anthropic fixtures at ../../../shared/fixtures/real/anthropic (relative to the wire crate); {prefix}*{suffix} not checked");
-        return None;
-    };
+    let dir = real_fixtures::dir("anthropic")?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("fixture dir readable")
         .map(|e| e.expect("dir entry").path())

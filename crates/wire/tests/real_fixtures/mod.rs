@@ -1,0 +1,50 @@
+//! Where the transcripts recorded from the real vendor APIs live (`shared/fixtures/real`, beside the
+//! repository), and the rule for when they are absent: a local run says SKIPPED loudly and goes on, a
+//! CI run (`CI` set) fails, so a missing folder can never turn these tests into tests that cannot fail.
+
+use std::path::{Path, PathBuf};
+
+/// True when running under CI (`CI` set to anything but empty, `0` or `false`).
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
+}
+
+/// `shared/fixtures/real/<dialect>`: `SWITCHYARD_FIXTURES` (the `real` folder) when set, else the
+/// first ancestor of this crate that has `shared/fixtures/real`. `None` (after saying SKIPPED)
+/// when absent; under CI, absence is a failure.
+pub fn dir(dialect: &str) -> Option<PathBuf> {
+    let real = std::env::var_os("SWITCHYARD_FIXTURES")
+        .map(PathBuf::from)
+        .or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .ancestors()
+                .map(|a| a.join("shared/fixtures/real"))
+                .find(|p| p.is_dir())
+        });
+    match real.map(|r| r.join(dialect)).filter(|d| d.is_dir()) {
+        Some(d) => Some(d),
+        None => {
+            assert!(
+                !under_ci(),
+                "CI: the recorded fixtures (shared/fixtures/real/{dialect}) are missing; \
+                 these tests must run against them (set SWITCHYARD_FIXTURES to the `real` folder)"
+            );
+            eprintln!("SKIPPED: no recorded fixtures for {dialect} (shared/fixtures/real beside the repository)");
+            None
+        }
+    }
+}
+
+/// Whether one named recording is present: a local run skips a missing one loudly, CI fails.
+pub fn present(dir: &Path, file: &str) -> bool {
+    if dir.join(file).exists() {
+        return true;
+    }
+    assert!(
+        !under_ci(),
+        "CI: the recording {file} is missing from {}",
+        dir.display()
+    );
+    eprintln!("SKIPPED: {file} not present in {}", dir.display());
+    false
+}
