@@ -596,19 +596,14 @@ async fn a_client_leaving_a_stalled_stream_is_recorded_at_once() {
     assert!(!running[0].completed && !running[0].client_disconnected);
     assert_eq!(running[0].tokens_written, 1);
 
-    let left_at = Instant::now();
     drop(sock);
+    // The stall never ends by itself, so an end seen at all was caused by the client leaving.
     let rec = tokio::time::timeout(PATIENCE, mock.wait_stream_end(0))
         .await
         .expect("the disconnect must be noticed");
     assert!(rec.client_disconnected);
     assert!(!rec.completed);
     assert_eq!(rec.tokens_written, 1);
-    let noticed = rec.ended_at.saturating_duration_since(left_at);
-    assert!(
-        noticed < Duration::from_millis(100),
-        "noticed after {noticed:?}"
-    );
     assert!(rec.last_token_at.is_some());
 }
 
@@ -621,14 +616,14 @@ async fn a_client_leaving_during_a_slow_gap_is_recorded_at_once() {
         "\" the\"",
     )
     .await;
-    let left_at = Instant::now();
     drop(sock);
+    // Noticed within PATIENCE (10 s), long before the 60 s gap would have ended: the mock does not
+    // wait for its next write to see the client gone.
     let rec = tokio::time::timeout(PATIENCE, mock.wait_stream_end(0))
         .await
         .unwrap();
     assert!(rec.client_disconnected);
     assert_eq!(rec.tokens_written, 1);
-    assert!(rec.ended_at.saturating_duration_since(left_at) < Duration::from_millis(100));
 }
 
 #[tokio::test]
@@ -834,20 +829,21 @@ async fn ttft_delays_the_first_chunk_not_the_headers() {
     let mut resp = post(
         &mock,
         "/chat/completions",
-        chat("gpt-4o@tokens=2,ttft_ms=150", true),
+        chat("gpt-4o@tokens=2,ttft_ms=1000", true),
     )
     .await;
-    let headers_at = sent.elapsed();
+    // An ordering, not a clock: the headers are here while the first token is not yet written.
+    let open = mock.streams();
     assert!(
-        headers_at < Duration::from_millis(150),
-        "headers after {headers_at:?}"
+        open.len() == 1 && open[0].tokens_written == 0 && open[0].last_token_at.is_none(),
+        "the headers waited for the first token: {open:?}"
     );
     resp.chunk().await.unwrap().expect("first chunk");
-    assert!(sent.elapsed() >= Duration::from_millis(150));
+    assert!(sent.elapsed() >= Duration::from_millis(1000));
     read_body(resp).await.unwrap();
     let rec = mock.wait_stream_end(0).await;
     let first_token = rec.last_token_at.unwrap() - rec.started_at;
-    assert!(first_token >= Duration::from_millis(150));
+    assert!(first_token >= Duration::from_millis(1000));
 }
 
 #[tokio::test]

@@ -258,7 +258,7 @@ hedge_after_ms = 150
     .await;
     let (status, h, items, elapsed) = stream_timed(&gw, with_usage("auto-fast")).await;
     assert_eq!(status, 200);
-    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+    // The hedge went out after its delay, and the slow route's first token never came (below).
     assert!(elapsed >= Duration::from_millis(150));
     assert_eq!(served(&h), ("b".to_owned(), 2));
     assert_eq!(data_events(&items)[0]["model"], "fast-up");
@@ -322,11 +322,13 @@ free = true
         base = mock.base_url()
     );
     let gw = harness::start(&text).await;
-    let t = Instant::now();
-    let (status, h, body) = complete(&gw, ask("m")).await;
+    // A hang guard, not a latency bound: without the 200 ms connect timeout the handshake into
+    // the full backlog would wait for the OS (minutes).
+    let (status, h, body) = tokio::time::timeout(Duration::from_secs(20), complete(&gw, ask("m")))
+        .await
+        .expect("the black-holed route was not given up");
     assert_eq!(status, 200, "{body}");
     assert_eq!(served(&h), ("ok".to_owned(), 3));
-    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
 }
 
 #[tokio::test]
@@ -358,7 +360,7 @@ total_timeout_ms = 400
 
 #[tokio::test]
 async fn the_retry_budget_bounds_waiting_and_retries_back_off() {
-    let (gw, _mock) = start(
+    let (gw, mock) = start(
         "openai",
         "[routing]\nretry_budget_ms = 300\nmax_attempts = 5\nbackoff_base_ms = 50",
         r#"
@@ -371,15 +373,13 @@ free = true
 "#,
     )
     .await;
-    // Always failing: retried with backoff until the budget is spent, then a 502.
-    let t = Instant::now();
+    // Always failing: retried with backoff until the budget is spent, then a 502. Backoffs of
+    // 25-50, 50-100 and 100-200 ms leave room for at most 4 tries in 300 ms: the budget, not
+    // max_attempts (5), is what stopped it.
     let (status, _, body) = complete(&gw, ask("down")).await;
     assert_eq!(status, 502, "{body}");
-    assert!(
-        t.elapsed() < Duration::from_millis(800),
-        "{:?}",
-        t.elapsed()
-    );
+    let tries = mock.requests().len();
+    assert!((2..5).contains(&tries), "{tries} tries");
     // A blip: two failures, the third try (after 25-50 ms then 50-100 ms) succeeds.
     let t = Instant::now();
     let (status, h, _) = complete(&gw, ask("blip")).await;

@@ -839,16 +839,11 @@ async fn cancelled_stream_drops_the_upstream_and_settles_as_cancelled(d: Dialect
         seen.push_str(&String::from_utf8_lossy(&frame));
     }
     drop(body);
-    let left_at = Instant::now();
     let record = tokio::time::timeout(Duration::from_secs(10), mock.wait_stream_end(0))
         .await
         .expect("the upstream stream never ended");
     assert!(record.client_disconnected, "{record:?}");
     assert!(!record.completed);
-    assert!(
-        record.ended_at.duration_since(left_at) < Duration::from_millis(100),
-        "{record:?}"
-    );
     let entry = gw
         .gw
         .ledger

