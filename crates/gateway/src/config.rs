@@ -939,6 +939,48 @@ output_price = "10.00"
     }
 
     #[test]
+    fn server_limits_have_defaults_and_can_be_set() {
+        let c = Config::parse(GOOD, "t.toml").unwrap();
+        assert_eq!(c.server, ServerLimits::default());
+        assert_eq!(c.server.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.server.max_connections_per_ip, Some(1_024));
+        let text = format!(
+            "{GOOD}\n[server]\nheader_read_timeout_ms = 500\nbody_read_timeout_ms = 600\nidle_timeout_ms = 700\nmax_connections = 5\nmax_connections_per_ip = 0\nmax_header_bytes = 4096\nslow_reader_timeout_ms = 800\nshutdown_grace_ms = 900\n"
+        );
+        let s = Config::parse(&text, "t.toml").unwrap().server;
+        assert_eq!(
+            s,
+            ServerLimits {
+                header_read_timeout: Duration::from_millis(500),
+                body_read_timeout: Duration::from_millis(600),
+                idle_timeout: Duration::from_millis(700),
+                max_connections: 5,
+                max_connections_per_ip: None,
+                max_header_bytes: 4096,
+                slow_reader_timeout: Duration::from_millis(800),
+                shutdown_grace: Duration::from_millis(900),
+            }
+        );
+    }
+
+    #[test]
+    fn meaningless_server_limits_are_refused_by_name() {
+        for (line, names) in [
+            (
+                "slow_reader_timeout_ms = 0",
+                "server.slow_reader_timeout_ms",
+            ),
+            ("max_connections = 0", "server.max_connections"),
+            ("max_header_bytes = 10", "server.max_header_bytes"),
+            ("header_timeout_ms = 5", "header_timeout_ms"),
+        ] {
+            let text = format!("{GOOD}\n[server]\n{line}\n");
+            let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
+            assert!(e.contains(names), "{line}: {e}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_reported_with_their_line() {
         let text = GOOD.replace("kind = \"openai\"", "kind = \"openai\"\ncolour = \"blue\"");
         let e = Config::parse(&text, "t.toml").unwrap_err().to_string();

@@ -434,7 +434,7 @@ impl AsyncWrite for WatchedIo {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.inner).poll_flush(cx);
-        this.note_write(&result, |_| true);
+        this.note_write(&result, |_| false);
         result
     }
 
