@@ -1,10 +1,14 @@
 //! The running gateway: its shared state (`Gateway`), how it is built from a `Config`, and how it
-//! is served on a listener. Tests start it exactly as `switchyard serve` does, on port 0.
+//! is served on a listener (`listener`: connection limits, clocks and graceful shutdown). Tests
+//! start it exactly as `switchyard serve` does, on port 0.
+
+pub mod listener;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use mock_upstream::MockUpstream;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, Authenticator};
 use crate::config::Config;
@@ -39,6 +43,9 @@ pub struct Gateway {
     /// Per-key rate limits (in memory, or in Redis when configured).
     pub limits: Limits,
     pub admin_key: Option<String>,
+    /// Cancelled when the shutdown grace is over: every stream still open ends with an error
+    /// event and is settled.
+    pub end_streams: CancellationToken,
     /// Keeps the in-process demo upstream alive for the embedded default.
     _demo: Option<MockUpstream>,
 }
@@ -116,25 +123,24 @@ impl Gateway {
             limits,
             providers,
             admin_key,
+            end_streams: CancellationToken::new(),
             config,
             _demo: demo,
         };
         Ok((Arc::new(gw), first_key, problems))
     }
 
-    /// Serves on `listener` until `shutdown` resolves.
+    /// Serves on `listener` under the `[server]` limits until `shutdown` resolves, then shuts
+    /// down gracefully: open requests may finish for `server.shutdown_grace`, after which the
+    /// streams still open end with an error event and are settled.
     pub async fn serve(
         self: Arc<Self>,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        use axum::serve::ListenerExt;
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let app = crate::http::router(self);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
+        let limits = self.config.server.clone();
+        let end_streams = self.end_streams.clone();
+        let service = hyper_util::service::TowerToHyperService::new(crate::http::router(self));
+        listener::serve(listener, service, limits, shutdown, end_streams).await
     }
 }

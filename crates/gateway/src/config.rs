@@ -140,6 +140,21 @@ struct RawConfig {
     models: BTreeMap<String, RawModel>,
     routing: Option<RawRouting>,
     auto: Option<RawAuto>,
+    server: Option<RawServer>,
+}
+
+/// `[server]`: the limits of the client-facing listener.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    header_read_timeout_ms: Option<u64>,
+    body_read_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    max_header_bytes: Option<usize>,
+    slow_reader_timeout_ms: Option<u64>,
+    shutdown_grace_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -316,6 +331,100 @@ impl Default for RoutingConfig {
     }
 }
 
+/// The limits of the client-facing listener (`[server]`), so that no client can hold a
+/// connection, a task or a stream's upstream for longer than these say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// From a connection's start (or the first byte of its next request) until the request's
+    /// headers are complete; past it the connection is closed.
+    pub header_read_timeout: Duration,
+    /// Reading a request's body; past it the request is answered 408.
+    pub body_read_timeout: Duration,
+    /// A keep-alive connection with no request in flight is closed after this long.
+    pub idle_timeout: Duration,
+    /// Open client connections in all; past it new ones are answered 503 and closed.
+    pub max_connections: usize,
+    /// Open client connections from one address; `None` = no cap (behind a load balancer every
+    /// client has the balancer's address).
+    pub max_connections_per_ip: Option<usize>,
+    /// The request line and headers together; past it the answer is 431.
+    pub max_header_bytes: usize,
+    /// A response (a stream above all) whose client has accepted no byte for this long is
+    /// dropped: its upstream request is stopped and it is settled as cancelled.
+    pub slow_reader_timeout: Duration,
+    /// On SIGTERM/SIGINT, open requests may finish for this long; streams still open then end
+    /// with an error event and are settled.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(75),
+            max_connections: 10_000,
+            max_connections_per_ip: Some(1_024),
+            max_header_bytes: 64 * 1024,
+            slow_reader_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The smallest and largest `server.max_header_bytes` (the HTTP parser's buffer bounds it).
+const HEADER_BYTES_RANGE: std::ops::RangeInclusive<usize> = 1024..=256 * 1024;
+
+fn server_limits(r: RawServer) -> Result<ServerLimits, String> {
+    let d = ServerLimits::default();
+    let ms = |key: &str, v: Option<u64>, d: Duration| match v {
+        Some(0) => Err(format!(
+            "server.{key} = 0: a time limit must be at least 1 ms"
+        )),
+        Some(v) => Ok(Duration::from_millis(v)),
+        None => Ok(d),
+    };
+    let max_header_bytes = r.max_header_bytes.unwrap_or(d.max_header_bytes);
+    if !HEADER_BYTES_RANGE.contains(&max_header_bytes) {
+        return Err(format!(
+            "server.max_header_bytes = {max_header_bytes}: must be between {} and {}",
+            HEADER_BYTES_RANGE.start(),
+            HEADER_BYTES_RANGE.end()
+        ));
+    }
+    let max_connections = match r.max_connections {
+        Some(0) => return Err("server.max_connections = 0: must be at least 1".into()),
+        Some(n) => n,
+        None => d.max_connections,
+    };
+    Ok(ServerLimits {
+        header_read_timeout: ms(
+            "header_read_timeout_ms",
+            r.header_read_timeout_ms,
+            d.header_read_timeout,
+        )?,
+        body_read_timeout: ms(
+            "body_read_timeout_ms",
+            r.body_read_timeout_ms,
+            d.body_read_timeout,
+        )?,
+        idle_timeout: ms("idle_timeout_ms", r.idle_timeout_ms, d.idle_timeout)?,
+        max_connections,
+        max_connections_per_ip: match r.max_connections_per_ip {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => d.max_connections_per_ip,
+        },
+        max_header_bytes,
+        slow_reader_timeout: ms(
+            "slow_reader_timeout_ms",
+            r.slow_reader_timeout_ms,
+            d.slow_reader_timeout,
+        )?,
+        shutdown_grace: ms("shutdown_grace_ms", r.shutdown_grace_ms, d.shutdown_grace)?,
+    })
+}
+
 /// The names of the automatic models.
 pub const AUTO_MODEL: &str = "auto";
 pub const AUTO_FAST_MODEL: &str = "auto-fast";
@@ -337,6 +446,8 @@ pub struct Config {
     pub providers: BTreeMap<String, Arc<ProviderConfig>>,
     pub models: BTreeMap<String, Arc<ModelConfig>>,
     pub routing: RoutingConfig,
+    /// The client-facing listener's limits (`[server]`).
+    pub server: ServerLimits,
     /// Whether the in-process demo upstream must be started (the embedded default).
     pub embedded_demo: bool,
 }
@@ -558,6 +669,7 @@ impl Config {
             }
         }
         let routing = routing_config(raw.routing.unwrap_or_default());
+        let server = server_limits(raw.server.take().unwrap_or_default()).map_err(invalid)?;
         let demo_credits = match raw.demo_credits {
             Some(c) => Decimal::from_str(&c)
                 .map_err(|_| invalid(format!("demo_credits = \"{c}\" is not a decimal")))?,
@@ -575,6 +687,7 @@ impl Config {
             providers,
             models,
             routing,
+            server,
             embedded_demo: false,
         })
     }
@@ -823,6 +936,48 @@ output_price = "10.00"
         let m = &c.models["gpt-4o"];
         assert_eq!(m.routes[0].upstream_model, "gpt-4o");
         assert_eq!(m.prices.output, Decimal::new(1000, 2));
+    }
+
+    #[test]
+    fn server_limits_have_defaults_and_can_be_set() {
+        let c = Config::parse(GOOD, "t.toml").unwrap();
+        assert_eq!(c.server, ServerLimits::default());
+        assert_eq!(c.server.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.server.max_connections_per_ip, Some(1_024));
+        let text = format!(
+            "{GOOD}\n[server]\nheader_read_timeout_ms = 500\nbody_read_timeout_ms = 600\nidle_timeout_ms = 700\nmax_connections = 5\nmax_connections_per_ip = 0\nmax_header_bytes = 4096\nslow_reader_timeout_ms = 800\nshutdown_grace_ms = 900\n"
+        );
+        let s = Config::parse(&text, "t.toml").unwrap().server;
+        assert_eq!(
+            s,
+            ServerLimits {
+                header_read_timeout: Duration::from_millis(500),
+                body_read_timeout: Duration::from_millis(600),
+                idle_timeout: Duration::from_millis(700),
+                max_connections: 5,
+                max_connections_per_ip: None,
+                max_header_bytes: 4096,
+                slow_reader_timeout: Duration::from_millis(800),
+                shutdown_grace: Duration::from_millis(900),
+            }
+        );
+    }
+
+    #[test]
+    fn meaningless_server_limits_are_refused_by_name() {
+        for (line, names) in [
+            (
+                "slow_reader_timeout_ms = 0",
+                "server.slow_reader_timeout_ms",
+            ),
+            ("max_connections = 0", "server.max_connections"),
+            ("max_header_bytes = 10", "server.max_header_bytes"),
+            ("header_timeout_ms = 5", "header_timeout_ms"),
+        ] {
+            let text = format!("{GOOD}\n[server]\n{line}\n");
+            let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
+            assert!(e.contains(names), "{line}: {e}");
+        }
     }
 
     #[test]

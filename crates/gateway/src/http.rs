@@ -37,7 +37,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics));
-    app = admin::routes(app);
+    app = admin::routes(app, &gw);
     for p in PREFIXES {
         app = app
             .route(&format!("{p}/chat/completions"), post(chat_completions))
@@ -125,7 +125,8 @@ fn wants_gzip(headers: &HeaderMap) -> bool {
 
 /// The request body, up to the configured limit. A declared `Content-Length` over the limit is
 /// refused at once (413), before a byte of the body is read, so a client that declares a huge
-/// body and sends a short one gets an answer instead of a hung connection.
+/// body and sends a short one gets an answer instead of a hung connection. A body that takes
+/// longer than `server.body_read_timeout` to arrive is answered 408.
 async fn read_body(
     gw: &Gateway,
     headers: &HeaderMap,
@@ -138,9 +139,12 @@ async fn read_body(
     if declared.is_some_and(|n| n > gw.config.max_body_bytes as u64) {
         return Err(ApiError::too_large(gw.config.max_body_bytes));
     }
-    axum::body::to_bytes(body, gw.config.max_body_bytes)
-        .await
-        .map_err(|_| ApiError::too_large(gw.config.max_body_bytes))
+    let read = axum::body::to_bytes(body, gw.config.max_body_bytes);
+    match tokio::time::timeout(gw.config.server.body_read_timeout, read).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(ApiError::too_large(gw.config.max_body_bytes)),
+        Err(_) => Err(ApiError::body_timeout(gw.config.server.body_read_timeout)),
+    }
 }
 
 async fn chat_completions(

@@ -178,3 +178,31 @@ impl Drop for OpenStream {
         gauge!("switchyard_open_streams").decrement(1.0);
     }
 }
+
+/// A client connection refused at accept (`max_connections` or `max_connections_per_ip`).
+pub fn record_connection_refused(reason: &'static str) {
+    counter!("switchyard_connections_refused_total", "reason" => reason).increment(1);
+}
+
+/// A client connection closed by one of its clocks (`header_timeout`, `idle_timeout`,
+/// `slow_reader`).
+pub fn record_connection_closed(reason: &'static str) {
+    counter!("switchyard_connections_closed_total", "reason" => reason).increment(1);
+}
+
+/// Counts one open client connection in `switchyard_open_connections` while it lives.
+#[derive(Debug)]
+pub struct OpenConnection(());
+
+impl OpenConnection {
+    pub fn start() -> OpenConnection {
+        gauge!("switchyard_open_connections").increment(1.0);
+        OpenConnection(())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        gauge!("switchyard_open_connections").decrement(1.0);
+    }
+}

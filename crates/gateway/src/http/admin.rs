@@ -29,9 +29,10 @@ use crate::ledger::{
 
 use super::ApiError;
 
-/// Adds the admin key routes and `GET {prefix}/key` to `app`.
-pub fn routes(mut app: Router<Arc<Gateway>>) -> Router<Arc<Gateway>> {
-    app = app
+/// Adds the admin key routes and `GET {prefix}/key` to `app`. Every admin route is behind
+/// `admin_gate`: the admin key is checked before a byte of the body is read.
+pub fn routes(mut app: Router<Arc<Gateway>>, gw: &Arc<Gateway>) -> Router<Arc<Gateway>> {
+    let admin = Router::new()
         .route("/admin/keys", get(list_keys).post(create_key))
         .route(
             "/admin/keys/{id}",
@@ -39,11 +40,34 @@ pub fn routes(mut app: Router<Arc<Gateway>>) -> Router<Arc<Gateway>> {
         )
         .route("/admin/usage", get(usage))
         .route("/admin/requests", get(requests))
-        .route("/admin/providers", get(super::provider_health::providers));
+        .route("/admin/providers", get(super::provider_health::providers))
+        .route_layer(axum::middleware::from_fn_with_state(gw.clone(), admin_gate));
+    app = app.merge(admin);
     for p in super::PREFIXES {
         app = app.route(&format!("{p}/key"), get(own_key));
     }
     app
+}
+
+/// In front of every admin route: refuses the request unless it carries the admin key, before
+/// its body is read (a stranger cannot make the gateway wait for or buffer a body), then reads
+/// the body within the body-read timeout and hands it on.
+async fn admin_gate(
+    State(gw): State<Arc<Gateway>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if let Err(e) = require_admin(&gw, req.headers()) {
+        return e.into_response();
+    }
+    let (parts, body) = req.into_parts();
+    match super::read_body(&gw, &parts.headers, body).await {
+        Ok(bytes) => {
+            let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    }
 }
 
 /// Refuses the request unless it carries the configured admin key (compared in constant time).

@@ -70,6 +70,19 @@ impl ApiError {
         )
     }
 
+    /// The request body did not arrive within the body-read timeout.
+    pub fn body_timeout(limit: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            "request_timeout",
+            format!(
+                "The request body did not arrive within {} ms.",
+                limit.as_millis()
+            ),
+        )
+    }
+
     pub fn unavailable(message: &str) -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -79,8 +79,12 @@ impl ChatStream {
             Stamp::default()
         };
         let decoder = upstream_pump::decoder(upstream.dialect, stamp.clone());
+        let end_streams = gw
+            .as_ref()
+            .map(|gw| gw.end_streams.clone())
+            .unwrap_or_default();
         let mut stream = ChatStream {
-            pump: Pump::new(&mut upstream, keep_alive, decoder),
+            pump: Pump::new(&mut upstream, keep_alive, decoder, &end_streams),
             out: BytesMut::with_capacity(4096),
             settlement,
             include_usage,
@@ -198,11 +202,14 @@ impl ChatStream {
         let (message, rate_limited) = failure.describe(problem);
         let (kind, code) = match failure {
             _ if rate_limited => ("rate_limit_error", 502),
+            Failure::Shutdown => ("service_unavailable", 503),
             f if f.is_timeout() => ("timeout_error", 504),
             _ => ("upstream_error", 502),
         };
         let end = failure.end_reason();
-        upstream_pump::report_mid_stream(self.health.as_ref(), &message);
+        if failure.is_route_fault() {
+            upstream_pump::report_mid_stream(self.health.as_ref(), &message);
+        }
         let event =
             json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
         write_json(&mut self.out, &event);

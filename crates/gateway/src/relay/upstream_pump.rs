@@ -2,13 +2,16 @@
 //! decoded by `wire::upstream` into typed events (chunk, usage, finish, error, done) whatever the
 //! dialect, and, while waiting for more bytes, the three clocks of a stream: the keep-alive owed
 //! to the client, the upstream's idle timeout and the route's total deadline. Timers are only
-//! re-armed when they fire, so a chunk costs no timer work.
+//! re-armed when they fire, so a chunk costs no timer work. It also watches the gateway's
+//! `end_streams` signal: when the shutdown grace is over, the stream fails as `Shutdown` (an
+//! error event, then the ending), which does not count against the route.
 //!
 //! What both relays share lives here too: the loop that drives them (`body`), how a failure is
 //! described to the client and reported to the route's health (`Failure::describe`,
 //! `report_mid_stream`), and how a chunk is metered (`meter_chunk`).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +21,7 @@ use switchyard_wire::sse;
 use switchyard_wire::upstream::{
     Chunk, Dialect, Stamp, UpstreamDecoder, UpstreamEvent, UpstreamProblem,
 };
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::app::Gateway;
 use crate::config::ProviderKind;
@@ -39,6 +43,8 @@ pub enum Failure {
     Idle,
     /// The route's total time limit passed.
     Total,
+    /// The gateway is shutting down and its grace period is over.
+    Shutdown,
 }
 
 impl Failure {
@@ -50,6 +56,9 @@ impl Failure {
             Failure::UpstreamError => "The upstream reported an error.",
             Failure::Idle => "The upstream stopped sending for longer than the idle timeout.",
             Failure::Total => "The upstream did not finish within the total time limit.",
+            Failure::Shutdown => {
+                "The gateway is shutting down; the answer is incomplete. Retry the request."
+            }
         }
     }
 
@@ -57,6 +66,7 @@ impl Failure {
     pub fn end_reason(self) -> EndReason {
         match self {
             Failure::Idle | Failure::Total => EndReason::UpstreamTimeout,
+            Failure::Shutdown => EndReason::Cancelled,
             _ => EndReason::Error,
         }
     }
@@ -64,6 +74,12 @@ impl Failure {
     /// Whether it is a timeout (504) rather than a broken upstream (502).
     pub fn is_timeout(self) -> bool {
         matches!(self, Failure::Idle | Failure::Total)
+    }
+
+    /// Whether the route caused it (and its health should hear of it): not when the gateway
+    /// itself ended the stream.
+    pub fn is_route_fault(self) -> bool {
+        self != Failure::Shutdown
     }
 
     /// What the client is told, and whether the upstream said it was a rate limit: the
@@ -128,17 +144,23 @@ pub struct Pump {
     deadline: Instant,
     last_sent: Instant,
     last_received: Instant,
+    /// The gateway's `end_streams`, as this stream's own child token (its own waiter list, so
+    /// streams do not contend on one lock) and the one future that waits on it.
+    end: CancellationToken,
+    ended: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
 impl Pump {
     /// `upstream.decoder` may already hold the first event(s); `decoder` turns them into typed
-    /// events.
+    /// events. When `end_streams` is cancelled the stream fails as `Shutdown`.
     pub fn new(
         upstream: &mut UpstreamStream,
         keep_alive: Duration,
         decoder: UpstreamDecoder,
+        end_streams: &CancellationToken,
     ) -> Pump {
         let now = Instant::now();
+        let end = end_streams.child_token();
         let bytes = std::mem::replace(&mut upstream.bytes, Box::pin(futures_util::stream::empty()));
         Pump {
             bytes,
@@ -149,6 +171,8 @@ impl Pump {
             deadline: upstream.deadline,
             last_sent: now,
             last_received: now,
+            ended: Box::pin(end.clone().cancelled_owned()),
+            end,
         }
     }
 
@@ -164,6 +188,10 @@ impl Pump {
 
     /// Waits for upstream bytes or for one of the clocks.
     pub async fn wait(&mut self) -> Wake {
+        // Checked first: an upstream that never pauses must not keep a stream past the shutdown.
+        if self.end.is_cancelled() {
+            return Wake::Failed(Failure::Shutdown);
+        }
         let keep_alive_at = tokio::time::Instant::from_std(self.last_sent + self.keep_alive);
         let idle_at = tokio::time::Instant::from_std(
             (self.last_received + self.idle_timeout).min(self.deadline),
@@ -195,6 +223,7 @@ impl Pump {
                     Wake::Nothing
                 }
             }
+            _ = self.ended.as_mut() => Wake::Failed(Failure::Shutdown),
         }
     }
 }

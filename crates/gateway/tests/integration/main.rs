@@ -14,6 +14,7 @@ mod holds;
 mod ledger_conformance;
 mod ledger_outage;
 mod limits;
+mod listener;
 mod metrics;
 mod responses;
 mod responses_sdk;

@@ -70,7 +70,7 @@ impl ResponseStream {
         let decoder = upstream_pump::decoder(upstream.dialect, stamp).with_values();
         let keep_alive = gw.config.keep_alive;
         let mut stream = ResponseStream {
-            pump: Pump::new(&mut upstream, keep_alive, decoder),
+            pump: Pump::new(&mut upstream, keep_alive, decoder, &gw.end_streams),
             builder: StreamBuilder::new(ctx),
             settlement,
             keeper,
@@ -183,7 +183,9 @@ impl ResponseStream {
             "server_error"
         };
         let end = failure.end_reason();
-        upstream_pump::report_mid_stream(Some(&self.health), &message);
+        if failure.is_route_fault() {
+            upstream_pump::report_mid_stream(Some(&self.health), &message);
+        }
         self.builder.fail(code, &message, &mut self.events);
         let settled = self.settlement.measure().await;
         if let Err(e) = self.settlement.settle(end, &settled).await {
