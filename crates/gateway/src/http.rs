@@ -3,6 +3,7 @@
 //! becomes an OpenAI-shaped response. It also writes the one log line per request.
 
 mod admin;
+mod catch_panic;
 mod errors;
 mod gzip;
 mod provider_health;
@@ -36,7 +37,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
     let mut app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics));
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi));
     app = admin::routes(app);
     for p in PREFIXES {
         app = app
@@ -45,10 +47,26 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             .route(&format!("{p}/responses"), post(responses::create))
             .route(&format!("{p}/responses/{{id}}"), get(responses::retrieve));
     }
-    app.fallback(|| async { ApiError::not_found_route() })
-        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+    let app = app
+        .fallback(|| async { ApiError::not_found_route() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() });
+    catch_panic::catch_panics(app)
         .layer(middleware::from_fn(access_log))
         .with_state(gw)
+}
+
+/// The OpenAPI 3.1 description of every route above, kept next to the code that serves them
+/// (`tests/integration/openapi.rs` checks that the two list the same routes and methods).
+pub const OPENAPI: &str = include_str!("http/openapi.json");
+
+/// `GET /openapi.json`: unauthenticated, like `/healthz`.
+async fn openapi() -> Response {
+    let mut resp = Response::new(Body::from(OPENAPI));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
 }
 
 /// One log line per request, at the edge. Never logs bodies or keys.

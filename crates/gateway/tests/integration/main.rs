@@ -15,6 +15,7 @@ mod ledger_conformance;
 mod ledger_outage;
 mod limits;
 mod metrics;
+mod openapi;
 mod responses;
 mod responses_sdk;
 mod scenarios;
