@@ -161,6 +161,22 @@ async fn read_body(
         .map_err(|_| ApiError::too_large(gw.config.max_body_bytes))
 }
 
+/// A path's `{id}`, or a 400 in the OpenAI shape (axum's own rejection is plain text), e.g. for
+/// an id whose percent-encoding is not UTF-8.
+fn path_id(
+    id: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<String, ApiError> {
+    id.map(|axum::extract::Path(id)| id).map_err(|_| ApiError {
+        param: Some("id".into()),
+        ..ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid_value",
+            "The id in the path is not valid UTF-8 text.",
+        )
+    })
+}
+
 async fn chat_completions(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
