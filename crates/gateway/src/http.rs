@@ -163,6 +163,7 @@ async fn read_body(
 
 /// A path's `{id}`, or a 400 in the OpenAI shape (axum's own rejection is plain text), e.g. for
 /// an id whose percent-encoding is not UTF-8.
+#[allow(clippy::result_large_err)] // the error is the response on its way out, as in `read_body`
 fn path_id(
     id: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<String, ApiError> {
