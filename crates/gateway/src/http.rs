@@ -178,6 +178,25 @@ fn path_id(
     })
 }
 
+/// How much of a refused request's body is read and thrown away before the answer, and for how
+/// long: closing a connection with unread bytes makes the kernel reset it, and the client may then
+/// lose the answer (a 401 or 400 arriving as "connection reset"). Larger bodies are not read: the
+/// connection is closed instead.
+const DRAIN_BYTES: usize = 64 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `e`, after reading and discarding a small unread request body (see `DRAIN_BYTES`).
+async fn refuse_unread(headers: &HeaderMap, body: Body, e: ApiError) -> ApiError {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_none_or(|n| n <= DRAIN_BYTES as u64) {
+        let _ = tokio::time::timeout(DRAIN_TIME, axum::body::to_bytes(body, DRAIN_BYTES)).await;
+    }
+    e
+}
+
 async fn chat_completions(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
@@ -185,7 +204,10 @@ async fn chat_completions(
 ) -> Response {
     let request_id = new_id("req_", 24);
     let result = async {
-        let caller = caller(&gw, &headers).await?;
+        let caller = match caller(&gw, &headers).await {
+            Ok(c) => c,
+            Err(e) => return Err(refuse_unread(&headers, body, e).await),
+        };
         let body = read_body(&gw, &headers, body).await?;
         relay::chat(&gw, caller, request_id.clone(), body)
             .await

@@ -145,7 +145,9 @@ async fn show_key(
 
 async fn create_key(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
-        require_admin(&gw, &headers)?;
+        if let Err(e) = require_admin(&gw, &headers) {
+            return Err(super::refuse_unread(&headers, body, e).await);
+        }
         let body = super::read_body(&gw, &headers, body).await?;
         let fields = object(&body)?;
         let name = match fields.get("name") {
@@ -180,8 +182,10 @@ async fn update_key(
     body: Body,
 ) -> Response {
     let result = async {
-        require_admin(&gw, &headers)?;
-        let id = super::path_id(id)?;
+        let id = match require_admin(&gw, &headers).and_then(|()| super::path_id(id)) {
+            Ok(id) => id,
+            Err(e) => return Err(super::refuse_unread(&headers, body, e).await),
+        };
         let body = super::read_body(&gw, &headers, body).await?;
         let fields = object(&body)?;
         let update = parse_update(&fields, false)?;
@@ -533,7 +537,8 @@ fn parse_update(fields: &Map<String, Value>, creating: bool) -> Result<KeyUpdate
         at.ok_or_else(|| bad("expires_at", "'expires_at' must be epoch milliseconds or a UTC date-time such as \"2026-12-31T00:00:00Z\"."))
     })?;
     if let Some(v) = fields.get("expires_in") {
-        if u.expires_at.is_some() {
+        // Both null says "never" twice; a date and a duration contradict each other.
+        if u.expires_at.is_some() && (!v.is_null() || u.expires_at != Some(None)) {
             return Err(bad(
                 "expires_in",
                 "Give 'expires_at' or 'expires_in', not both.",

@@ -48,7 +48,10 @@ impl From<ResponsesError> for ApiError {
 pub async fn create(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
     let request_id = new_id("req_", 24);
     let result = async {
-        let caller = caller(&gw, &headers).await?;
+        let caller = match caller(&gw, &headers).await {
+            Ok(c) => c,
+            Err(e) => return Err(super::refuse_unread(&headers, body, e).await),
+        };
         let body = read_body(&gw, &headers, body).await?;
         responses::create(&gw, caller, request_id.clone(), body)
             .await
