@@ -2,19 +2,18 @@
 //! (`serve`, `keys`, `usage`, `check`). `main.rs` only parses and calls `run`.
 
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use rust_decimal::Decimal;
 
 use crate::app::Gateway;
 use crate::auth;
 use crate::config::{Config, DEFAULT_DATABASE};
 use crate::ledger::periods::{parse_duration, parse_instant};
 use crate::ledger::{
-    now_ms, Budget, BudgetPeriod, GroupBy, KeyRecord, Ledger, Nanos, NewKey, UsageQuery,
+    now_ms, parse_usd, AmountRule, Budget, BudgetPeriod, GroupBy, KeyRecord, Ledger, LedgerError,
+    Nanos, NewKey, UsageQuery, MAX_USD,
 };
 
 #[derive(Debug, Parser)]
@@ -124,12 +123,17 @@ pub enum KeysAction {
     /// Revoke a key by id.
     Revoke { id: String },
     /// Add credit (USD) to a key.
-    TopUp { id: String, usd: String },
+    TopUp {
+        id: String,
+        /// More than 0, e.g. 10 or 2.50 (a negative amount is refused, not read as a flag).
+        #[arg(allow_hyphen_values = true)]
+        usd: String,
+    },
 }
 
-fn usd(s: &str) -> anyhow::Result<Nanos> {
-    let d = Decimal::from_str(s).with_context(|| format!("{s:?} is not an amount of USD"))?;
-    Nanos::from_usd(d).with_context(|| format!("{s} USD is out of range"))
+/// An amount typed on the command line, parsed as the admin API parses it (`ledger::parse_usd`).
+fn usd(flag: &str, s: &str, rule: AmountRule) -> anyhow::Result<Nanos> {
+    parse_usd(s, rule).map_err(|e| anyhow::anyhow!("{flag} {s:?} {e}"))
 }
 
 /// `30m`, `24h`, `7d`, `90s`.
@@ -201,7 +205,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     let budget = budget
                         .map(|b| {
                             anyhow::Ok(Budget {
-                                limit: usd(&b)?,
+                                limit: usd("--budget", &b, AmountRule::NonNegative)?,
                                 period,
                             })
                         })
@@ -220,7 +224,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         .transpose()?;
                     let new = NewKey {
                         name,
-                        credits: usd(&credits)?,
+                        credits: usd("--credits", &credits, AmountRule::NonNegative)?,
                         rpm,
                         tpm,
                         models,
@@ -275,7 +279,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("Revoked {id}.");
                 }
                 KeysAction::TopUp { id, usd: amount } => {
-                    let k = ledger.top_up(&id, usd(&amount)?).await?;
+                    let amount = usd("top-up", &amount, AmountRule::Positive)?;
+                    let k = match ledger.top_up(&id, amount).await {
+                        Err(LedgerError::BalanceOutOfRange) => {
+                            bail!("top-up {amount}: the balance of {id} would be more than {MAX_USD} USD")
+                        }
+                        r => r?,
+                    };
                     println!("{} now has {} USD.", k.id, k.balance);
                 }
             }

@@ -3,6 +3,7 @@
 //! becomes an OpenAI-shaped response. It also writes the one log line per request.
 
 mod admin;
+mod catch_panic;
 mod errors;
 mod gzip;
 mod provider_health;
@@ -36,7 +37,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
     let mut app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics));
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi));
     app = admin::routes(app, &gw);
     for p in PREFIXES {
         app = app
@@ -45,10 +47,26 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             .route(&format!("{p}/responses"), post(responses::create))
             .route(&format!("{p}/responses/{{id}}"), get(responses::retrieve));
     }
-    app.fallback(|| async { ApiError::not_found_route() })
-        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+    let app = app
+        .fallback(|| async { ApiError::not_found_route() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() });
+    catch_panic::catch_panics(app)
         .layer(middleware::from_fn(access_log))
         .with_state(gw)
+}
+
+/// The OpenAPI 3.1 description of every route above, kept next to the code that serves them
+/// (`tests/integration/openapi.rs` checks that the two list the same routes and methods).
+pub const OPENAPI: &str = include_str!("http/openapi.json");
+
+/// `GET /openapi.json`: unauthenticated, like `/healthz`.
+async fn openapi() -> Response {
+    let mut resp = Response::new(Body::from(OPENAPI));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
 }
 
 /// One log line per request, at the edge. Never logs bodies or keys.
@@ -147,6 +165,42 @@ async fn read_body(
     }
 }
 
+/// A path's `{id}`, or a 400 in the OpenAI shape (axum's own rejection is plain text), e.g. for
+/// an id whose percent-encoding is not UTF-8.
+#[allow(clippy::result_large_err)] // the error is the response on its way out, as in `read_body`
+fn path_id(
+    id: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<String, ApiError> {
+    id.map(|axum::extract::Path(id)| id).map_err(|_| ApiError {
+        param: Some("id".into()),
+        ..ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid_value",
+            "The id in the path is not valid UTF-8 text.",
+        )
+    })
+}
+
+/// How much of a refused request's body is read and thrown away before the answer, and for how
+/// long: closing a connection with unread bytes makes the kernel reset it, and the client may then
+/// lose the answer (a 401 or 400 arriving as "connection reset"). Larger bodies are not read: the
+/// connection is closed instead.
+const DRAIN_BYTES: usize = 64 * 1024;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `e`, after reading and discarding a small unread request body (see `DRAIN_BYTES`).
+async fn refuse_unread(headers: &HeaderMap, body: Body, e: ApiError) -> ApiError {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_none_or(|n| n <= DRAIN_BYTES as u64) {
+        let _ = tokio::time::timeout(DRAIN_TIME, axum::body::to_bytes(body, DRAIN_BYTES)).await;
+    }
+    e
+}
+
 async fn chat_completions(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
@@ -154,7 +208,10 @@ async fn chat_completions(
 ) -> Response {
     let request_id = new_id("req_", 24);
     let result = async {
-        let caller = caller(&gw, &headers).await?;
+        let caller = match caller(&gw, &headers).await {
+            Ok(c) => c,
+            Err(e) => return Err(refuse_unread(&headers, body, e).await),
+        };
         let body = read_body(&gw, &headers, body).await?;
         relay::chat(&gw, caller, request_id.clone(), body)
             .await

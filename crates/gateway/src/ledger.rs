@@ -30,7 +30,7 @@ pub use accounts::{Account, AccountView, Accounts, Hold, HoldRefused};
 pub use entries::{RequestQuery, UsageEntryRow, UsageGroup, UsageQuery};
 pub use keys::{Budget, KeyRecord, KeyUpdate, NewKey};
 pub use periods::BudgetPeriod;
-pub use prices::{Cost, Nanos, Prices};
+pub use prices::{parse_usd, AmountError, AmountRule, Cost, Nanos, Prices, MAX_AMOUNT, MAX_USD};
 pub use writer::Durable;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,9 @@ pub enum LedgerError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("no key with id {0}")]
     NoSuchKey(String),
+    /// A balance change that would take the balance past `MAX_AMOUNT` (nothing was changed).
+    #[error("the balance would be more than {} USD", prices::MAX_USD)]
+    BalanceOutOfRange,
     #[error("the database did not commit in time")]
     Timeout,
     #[error("settlement journal: {0}")]

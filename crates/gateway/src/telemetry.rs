@@ -206,3 +206,23 @@ impl Drop for OpenConnection {
         gauge!("switchyard_open_connections").decrement(1.0);
     }
 }
+
+/// Panics the HTTP edge caught in this process (the last line of defence; it should stay 0).
+static PANICS_CAUGHT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// One request whose handler panicked, answered 500 by the panic-catching layer.
+pub fn record_panic() {
+    PANICS_CAUGHT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    counter!("switchyard_panics_caught_total").increment(1);
+}
+
+/// Makes `switchyard_panics_caught_total` appear in `/metrics` (at 0) before any panic.
+pub fn declare_panic_counter() {
+    metrics();
+    counter!("switchyard_panics_caught_total").increment(0);
+}
+
+/// How many panics the HTTP edge has caught in this process (`switchyard_panics_caught_total`).
+pub fn panics_caught() -> u64 {
+    PANICS_CAUGHT.load(std::sync::atomic::Ordering::Relaxed)
+}

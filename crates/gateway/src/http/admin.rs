@@ -9,22 +9,22 @@
 // `ApiError` is the response on its way out; these are cold admin paths, so it is not boxed.
 #![allow(clippy::result_large_err)]
 
-use std::str::FromStr;
 use std::sync::Arc;
 
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
 use crate::app::Gateway;
 use crate::ledger::periods::{parse_duration, parse_instant};
 use crate::ledger::{
-    now_ms, Budget, BudgetPeriod, GroupBy, KeyRecord, KeyUpdate, LedgerError, Nanos, NewKey,
-    RequestQuery, UsageQuery,
+    now_ms, parse_usd, AmountRule, Budget, BudgetPeriod, GroupBy, KeyRecord, KeyUpdate,
+    LedgerError, Nanos, NewKey, RequestQuery, UsageQuery, MAX_USD,
 };
 
 use super::ApiError;
@@ -57,10 +57,13 @@ async fn admin_gate(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if let Err(e) = require_admin(&gw, req.headers()) {
-        return e.into_response();
-    }
     let (parts, body) = req.into_parts();
+    if let Err(e) = require_admin(&gw, &parts.headers) {
+        // A small body is drained so the 401 is not lost to a reset; a large one is never read.
+        return super::refuse_unread(&parts.headers, body, e)
+            .await
+            .into_response();
+    }
     match super::read_body(&gw, &parts.headers, body).await {
         Ok(bytes) => {
             let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
@@ -123,6 +126,10 @@ fn no_such_key(id: &str) -> ApiError {
 fn ledger_error(e: LedgerError) -> ApiError {
     match e {
         LedgerError::NoSuchKey(id) => no_such_key(&id),
+        LedgerError::BalanceOutOfRange => bad(
+            "credits",
+            format!("The balance would be more than {MAX_USD} USD."),
+        ),
         _ => ApiError::unavailable("The database is not reachable; retry shortly."),
     }
 }
@@ -146,10 +153,11 @@ async fn list_keys(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Respon
 async fn show_key(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Response {
     let result = async {
         require_admin(&gw, &headers)?;
+        let id = super::path_id(id)?;
         let key = gw
             .ledger
             .key(&id)
@@ -162,13 +170,12 @@ async fn show_key(
     reply(result, StatusCode::OK)
 }
 
-async fn create_key(
-    State(gw): State<Arc<Gateway>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
+async fn create_key(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
-        require_admin(&gw, &headers)?;
+        if let Err(e) = require_admin(&gw, &headers) {
+            return Err(super::refuse_unread(&headers, body, e).await);
+        }
+        let body = super::read_body(&gw, &headers, body).await?;
         let fields = object(&body)?;
         let name = match fields.get("name") {
             Some(Value::String(n)) if !n.trim().is_empty() => n.trim().to_owned(),
@@ -198,31 +205,34 @@ async fn create_key(
 async fn update_key(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
+    id: Result<Path<String>, PathRejection>,
+    body: Body,
 ) -> Response {
     let result = async {
-        require_admin(&gw, &headers)?;
+        let id = match require_admin(&gw, &headers).and_then(|()| super::path_id(id)) {
+            Ok(id) => id,
+            Err(e) => return Err(super::refuse_unread(&headers, body, e).await),
+        };
+        let body = super::read_body(&gw, &headers, body).await?;
         let fields = object(&body)?;
         let update = parse_update(&fields, false)?;
-        if let Some(add) = update.add_credits {
-            let current = gw.ledger.key(&id).await.map_err(ledger_error)?;
-            let base = update
-                .set_credits
-                .or(current.map(|k| k.balance))
-                .unwrap_or_default();
-            if base.0.saturating_add(add.0) > MAX_USD * 1_000_000_000 {
-                return Err(bad(
-                    "top_up",
-                    format!("The balance would exceed {MAX_USD} USD."),
-                ));
-            }
-        }
         let key = gw
             .ledger
             .update_key(&id, &update)
             .await
-            .map_err(ledger_error)?;
+            .map_err(|e| match e {
+                LedgerError::BalanceOutOfRange => {
+                    let param = ["top_up", "add_credits", "credits", "balance"]
+                        .into_iter()
+                        .find(|f| fields.contains_key(*f))
+                        .unwrap_or("credits");
+                    bad(
+                        param,
+                        format!("The balance would be more than {MAX_USD} USD."),
+                    )
+                }
+                e => ledger_error(e),
+            })?;
         gw.auth.key_changed(&key);
         Ok(key_body(&gw, &key))
     }
@@ -233,10 +243,11 @@ async fn update_key(
 async fn revoke_key(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Response {
     let result = async {
         require_admin(&gw, &headers)?;
+        let id = super::path_id(id)?;
         let key = gw.ledger.revoke_key(&id).await.map_err(ledger_error)?;
         gw.auth.key_changed(&key);
         Ok(key_body(&gw, &key))
@@ -376,7 +387,8 @@ fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
     match serde_json::from_slice(body) {
         Ok(Value::Object(mut m)) => {
-            // A JSON number would reach us as an f64; money is read from its exact text instead.
+            // A JSON number would reach us as an f64; money is read from its exact text instead
+            // (a JSON number's text is always an exact decimal).
             if MONEY_FIELDS
                 .iter()
                 .any(|f| m.get(*f).is_some_and(Value::is_number))
@@ -397,17 +409,13 @@ fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
 }
 
 /// The fields that hold an amount of USD.
-const MONEY_FIELDS: [&str; 4] = ["credits", "balance", "top_up", "add_credits"];
-/// The largest amount one field may hold, and the largest balance a key may reach: USD 1e9,
-/// far inside what the ledger's integer nano-USD columns hold on SQLite and PostgreSQL alike.
-const MAX_USD: i64 = 1_000_000_000;
+const MONEY_FIELDS: [&str; 5] = ["credits", "balance", "top_up", "add_credits", "budget"];
 
-/// A USD amount between -`MAX_USD` and `MAX_USD`: a decimal string, or a JSON number read by its
-/// exact text (never through a float).
-fn usd(param: &str, v: &Value) -> Result<Nanos, ApiError> {
+/// A USD amount (`ledger::parse_usd`): a decimal string, or a JSON number read by its exact text
+/// (never through a float); refused with a 400 naming `param`.
+fn usd(param: &str, v: &Value, rule: AmountRule) -> Result<Nanos, ApiError> {
     let text = match v {
-        Value::String(s) => s.trim().to_owned(),
-        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.as_str(),
         _ => {
             return Err(bad(
                 param,
@@ -415,27 +423,10 @@ fn usd(param: &str, v: &Value) -> Result<Nanos, ApiError> {
             ))
         }
     };
-    Decimal::from_str(&text)
-        .ok()
-        .or_else(|| Decimal::from_scientific(&text).ok())
-        .and_then(Nanos::from_usd)
-        .filter(|n| n.0.abs() <= MAX_USD * 1_000_000_000)
-        .ok_or_else(|| {
-            bad(
-                param,
-                format!(
-                    "'{param}' = {text} is not an amount of USD between -{MAX_USD} and {MAX_USD}."
-                ),
-            )
-        })
-}
-
-fn non_negative_usd(param: &str, v: &Value) -> Result<Nanos, ApiError> {
-    let n = usd(param, v)?;
-    if n.0 < 0 {
-        return Err(bad(param, format!("'{param}' must not be negative.")));
-    }
-    Ok(n)
+    parse_usd(text, rule).map_err(|e| {
+        let shown: String = text.chars().take(40).collect();
+        bad(param, format!("'{param}' = {shown:?} {e}."))
+    })
 }
 
 /// `Some(None)` for an explicit null, `Some(Some(v))` for a value, `None` when absent.
@@ -502,7 +493,7 @@ fn parse_update(fields: &Map<String, Value>, creating: bool) -> Result<KeyUpdate
     }
     for name in ["credits", "balance"] {
         if let Some(v) = fields.get(name) {
-            u.set_credits = Some(non_negative_usd(name, v)?);
+            u.set_credits = Some(usd(name, v, AmountRule::NonNegative)?);
         }
     }
     for name in ["top_up", "add_credits"] {
@@ -510,7 +501,7 @@ fn parse_update(fields: &Map<String, Value>, creating: bool) -> Result<KeyUpdate
             if creating {
                 return Err(bad(name, "Use 'credits' when creating a key."));
             }
-            u.add_credits = Some(non_negative_usd(name, v)?);
+            u.add_credits = Some(usd(name, v, AmountRule::Positive)?);
         }
     }
     u.rpm = nullable(fields, "rpm", limit("rpm"))?;
@@ -552,7 +543,7 @@ fn parse_update(fields: &Map<String, Value>, creating: bool) -> Result<KeyUpdate
     };
     u.budget = nullable(fields, "budget", |v| {
         Ok(Budget {
-            limit: non_negative_usd("budget", v)?,
+            limit: usd("budget", v, AmountRule::NonNegative)?,
             period: period.unwrap_or(BudgetPeriod::Month),
         })
     })?;
@@ -573,7 +564,8 @@ fn parse_update(fields: &Map<String, Value>, creating: bool) -> Result<KeyUpdate
         at.ok_or_else(|| bad("expires_at", "'expires_at' must be epoch milliseconds or a UTC date-time such as \"2026-12-31T00:00:00Z\"."))
     })?;
     if let Some(v) = fields.get("expires_in") {
-        if u.expires_at.is_some() {
+        // Both null says "never" twice; a date and a duration contradict each other.
+        if u.expires_at.is_some() && (!v.is_null() || u.expires_at != Some(None)) {
             return Err(bad(
                 "expires_in",
                 "Give 'expires_at' or 'expires_in', not both.",

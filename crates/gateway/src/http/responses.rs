@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -47,7 +48,10 @@ impl From<ResponsesError> for ApiError {
 pub async fn create(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
     let request_id = new_id("req_", 24);
     let result = async {
-        let caller = caller(&gw, &headers).await?;
+        let caller = match caller(&gw, &headers).await {
+            Ok(c) => c,
+            Err(e) => return Err(super::refuse_unread(&headers, body, e).await),
+        };
         let body = read_body(&gw, &headers, body).await?;
         responses::create(&gw, caller, request_id.clone(), body)
             .await
@@ -61,10 +65,11 @@ pub async fn create(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bo
 pub async fn retrieve(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Response {
     let result = async {
         let caller = caller(&gw, &headers).await?;
+        let id = super::path_id(id)?;
         responses::retrieve(&gw, &caller, &id)
             .await
             .map_err(ApiError::from)

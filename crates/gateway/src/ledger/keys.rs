@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use sqlx::Row;
 
 use super::periods::BudgetPeriod;
-use super::{now_ms, Ledger, LedgerError, Nanos};
+use super::{now_ms, Ledger, LedgerError, Nanos, MAX_AMOUNT};
 
 /// A spending cap that renews every day or month (UTC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,6 +199,9 @@ impl Ledger {
         prefix: &str,
         new: &NewKey,
     ) -> Result<KeyRecord, LedgerError> {
+        if new.credits.0.unsigned_abs() > MAX_AMOUNT.0.unsigned_abs() {
+            return Err(LedgerError::BalanceOutOfRange);
+        }
         let sql = format!(
             "INSERT INTO api_keys (id, name, key_hash, key_prefix, balance_nanos, rpm, tpm, models, \
              budget_nanos, budget_period, expires_at, metadata, created_at) \
@@ -328,9 +331,17 @@ impl Ledger {
     }
 
     /// Applies `update`. Balance changes are atomic against concurrent settlements (the
-    /// statement adds to the stored balance); the other fields are last-writer-wins. Changing
-    /// the budget recomputes the current period's spend from the usage entries.
+    /// statement adds to the stored balance) and checked: amounts beyond `MAX_AMOUNT`, or a
+    /// balance that would end above it, are `BalanceOutOfRange` and change nothing (the check is
+    /// in the statement, so no database ever computes an overflowing sum: SQLite would turn it
+    /// into a REAL). The other fields are last-writer-wins. Changing the budget recomputes the
+    /// current period's spend from the usage entries.
     pub async fn update_key(&self, id: &str, update: &KeyUpdate) -> Result<KeyRecord, LedgerError> {
+        let in_range =
+            |n: Option<Nanos>| n.is_none_or(|n| n.0.unsigned_abs() <= MAX_AMOUNT.0.unsigned_abs());
+        if !in_range(update.set_credits) || !in_range(update.add_credits) {
+            return Err(LedgerError::BalanceOutOfRange);
+        }
         let cur = self
             .key(id)
             .await?
@@ -367,7 +378,9 @@ impl Ledger {
              period_spent_nanos = (SELECT CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) \
                  FROM usage_entries WHERE key_id = $13 AND created_at >= $14), \
              version = version + 1 \
-             WHERE id = $15 RETURNING {KEY_COLUMNS}"
+             WHERE id = $15 AND (($9 = 0 AND $11 = 0) \
+                 OR CASE WHEN $9 = 1 THEN $10 ELSE balance_nanos END <= $16 - $11) \
+             RETURNING {KEY_COLUMNS}"
         );
         let row = sqlx::query(&sql)
             .bind(&next.name)
@@ -385,8 +398,13 @@ impl Ledger {
             .bind(id)
             .bind(period)
             .bind(id)
+            .bind(MAX_AMOUNT.0)
             .fetch_optional(&self.pool)
             .await?;
-        self.adopt(row.as_ref().map(key_from_row).transpose()?, id)
+        match row {
+            Some(row) => self.adopt(Some(key_from_row(&row)?), id),
+            // The key exists (read above; keys are never deleted): the guard refused the sum.
+            None => Err(LedgerError::BalanceOutOfRange),
+        }
     }
 }

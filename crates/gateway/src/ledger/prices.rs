@@ -1,5 +1,7 @@
 //! Prices and money: USD amounts as integer nano-dollars (`Nanos`), prices as exact decimals per
-//! million tokens, and the cost of a request's usage. No floating point anywhere.
+//! million tokens, and the cost of a request's usage. No floating point anywhere. Also the one
+//! parser of an amount a person types (admin API and CLI): exact decimal text, bounded, signed
+//! only where that means something.
 
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
@@ -23,6 +25,118 @@ use switchyard_wire::usage::Usage;
 pub struct Nanos(pub i64);
 
 const NANOS_PER_USD: i64 = 1_000_000_000;
+
+/// The largest amount an admin or the CLI may give, and the largest balance a top-up may reach:
+/// USD 1e9, far inside what the ledger's integer nano-USD columns hold on SQLite and PostgreSQL.
+pub const MAX_USD: i64 = 1_000_000_000;
+/// `MAX_USD` in nano-USD.
+pub const MAX_AMOUNT: Nanos = Nanos(MAX_USD * NANOS_PER_USD);
+
+/// Which amounts a field takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AmountRule {
+    /// 0 or more (a balance, a budget, a starting credit).
+    NonNegative,
+    /// More than 0 (a top-up: adding nothing is a mistake, not a request).
+    Positive,
+}
+
+/// Why an amount of USD was refused; the message completes "'FIELD' = TEXT …".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AmountError {
+    #[error("is not an amount of USD: give a decimal such as \"12.50\"")]
+    NotAnAmount,
+    #[error("must not be negative")]
+    Negative,
+    #[error("must be more than 0")]
+    Zero,
+    #[error("is more than {MAX_USD} USD")]
+    TooLarge,
+    #[error("has more than 9 decimal places; amounts are exact to the nano-dollar")]
+    TooPrecise,
+}
+
+/// Parses an amount of USD exactly: `12.50`, `-3`, `0.000000001`, `1e3`, `2.5E-2` (the JSON number
+/// grammar, leading `+` allowed, surrounding spaces ignored). Nothing is rounded: an amount finer than
+/// a nano-dollar is refused, and so is one beyond `MAX_USD`. Linear in the text; never panics.
+pub fn parse_usd(text: &str, rule: AmountRule) -> Result<Nanos, AmountError> {
+    let t = text.trim();
+    let (negative, t) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let (mantissa, exponent) = match t.find(['e', 'E']) {
+        Some(i) => (&t[..i], Some(&t[i + 1..])),
+        None => (t, None),
+    };
+    let (int, frac) = match mantissa.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (mantissa, ""),
+    };
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if int.is_empty()
+        || !digits(int)
+        || !digits(frac)
+        || (mantissa.contains('.') && frac.is_empty())
+    {
+        return Err(AmountError::NotAnAmount);
+    }
+    // The value is DIGITS × 10^scale, with DIGITS = int ++ frac.
+    let mut scale: i64 = -(frac.len() as i64);
+    if let Some(e) = exponent {
+        let (e_neg, e_digits) = match e.as_bytes().first() {
+            Some(b'-') => (true, &e[1..]),
+            Some(b'+') => (false, &e[1..]),
+            _ => (false, e),
+        };
+        if e_digits.is_empty() || !digits(e_digits) {
+            return Err(AmountError::NotAnAmount);
+        }
+        // Saturates: an exponent past a million digits is out of range either way.
+        let e_val = e_digits
+            .trim_start_matches('0')
+            .parse::<i64>()
+            .unwrap_or(if e_digits.trim_start_matches('0').is_empty() {
+                0
+            } else {
+                i64::MAX / 4
+            })
+            .min(i64::MAX / 4);
+        scale = scale.saturating_add(if e_neg { -e_val } else { e_val });
+    }
+    let all = format!("{int}{frac}");
+    let significant = all.trim_start_matches('0');
+    let trimmed = significant.trim_end_matches('0');
+    if trimmed.is_empty() {
+        return match rule {
+            AmountRule::Positive => Err(AmountError::Zero),
+            AmountRule::NonNegative => Ok(Nanos::ZERO),
+        };
+    }
+    if negative {
+        return Err(AmountError::Negative);
+    }
+    // In nano-USD: `trimmed` × 10^(scale + 9 + the zeros trimmed off its end).
+    let shift = scale
+        .saturating_add(9)
+        .saturating_add((significant.len() - trimmed.len()) as i64);
+    if shift < 0 {
+        return Err(AmountError::TooPrecise);
+    }
+    // MAX_AMOUNT has 19 digits: anything longer is too large, and what is left fits an i128.
+    if (trimmed.len() as i64).saturating_add(shift) > 19 {
+        return Err(AmountError::TooLarge);
+    }
+    let value = trimmed
+        .parse::<i128>()
+        .map_err(|_| AmountError::NotAnAmount)?
+        * 10i128.pow(shift as u32);
+    if value > MAX_AMOUNT.0 as i128 {
+        return Err(AmountError::TooLarge);
+    }
+    Ok(Nanos(value as i64))
+}
 
 impl Nanos {
     pub const ZERO: Nanos = Nanos(0);
@@ -111,6 +225,38 @@ mod tests {
 
     fn d(s: &str) -> Decimal {
         Decimal::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn typed_amounts_are_exact_and_bounded() {
+        use AmountError::*;
+        use AmountRule::*;
+        let ok = |t: &str| parse_usd(t, NonNegative);
+        assert_eq!(ok("12.50"), Ok(Nanos(12_500_000_000)));
+        assert_eq!(ok(" 3 "), Ok(Nanos(3_000_000_000)));
+        assert_eq!(ok("+0.000000001"), Ok(Nanos(1)));
+        assert_eq!(ok("1e3"), Ok(Nanos(1_000 * NANOS_PER_USD)));
+        assert_eq!(ok("2.5E-2"), Ok(Nanos(25_000_000)));
+        assert_eq!(ok("0.10000000000000000000"), Ok(Nanos(100_000_000)));
+        assert_eq!(ok("1000000000"), Ok(MAX_AMOUNT));
+        assert_eq!(ok("0"), Ok(Nanos::ZERO));
+        assert_eq!(ok("-0"), Ok(Nanos::ZERO));
+        assert_eq!(ok("0e999999999999999999999"), Ok(Nanos::ZERO));
+        assert_eq!(ok("1000000000.000000001"), Err(TooLarge));
+        assert_eq!(ok("1e25"), Err(TooLarge));
+        assert_eq!(ok("1e99999999999999999999999"), Err(TooLarge));
+        assert_eq!(ok("79228162514264337593543950335"), Err(TooLarge));
+        assert_eq!(ok("0.0000000001"), Err(TooPrecise));
+        assert_eq!(ok("1e-99999999999999999999"), Err(TooPrecise));
+        assert_eq!(ok("-5"), Err(Negative));
+        assert_eq!(ok("-1e25"), Err(Negative));
+        for bad in [
+            "", "-", "abc", "1.", ".5", "1e", "1e+", "NaN", "inf", "1_000", "0x10", "1,5", "١",
+        ] {
+            assert_eq!(ok(bad), Err(NotAnAmount), "{bad:?}");
+        }
+        assert_eq!(parse_usd("0.000", Positive), Err(Zero));
+        assert_eq!(parse_usd("0.01", Positive), Ok(Nanos(10_000_000)));
     }
 
     #[test]

@@ -299,13 +299,21 @@ pub(super) async fn write_batch(
         let p = |a: usize, b: usize| {
             format!("(CASE WHEN budget_period = 'month' THEN ${a} ELSE ${b} END)")
         };
+        // Checked arithmetic in SQL: the debit is at most DEBIT_BOUND, and the balance stops at
+        // -DEBIT_BOUND and the spends at DEBIT_BOUND instead of overflowing (PostgreSQL would fail
+        // the batch for ever; SQLite would store a REAL and the key would stop working).
+        let amount = amount.clamp(0, DEBIT_BOUND);
         let sql = format!(
-            "UPDATE api_keys SET balance_nanos = balance_nanos - $1, spent_nanos = spent_nanos + $1, \
-             period_spent_nanos = CASE WHEN period_start = {p1} THEN period_spent_nanos + $1 \
+            "UPDATE api_keys SET \
+             balance_nanos = CASE WHEN balance_nanos < $1 - {b} THEN -{b} ELSE balance_nanos - $1 END, \
+             spent_nanos = CASE WHEN spent_nanos > {b} - $1 THEN {b} ELSE spent_nanos + $1 END, \
+             period_spent_nanos = CASE WHEN period_start = {p1} THEN \
+                 (CASE WHEN period_spent_nanos > {b} - $1 THEN {b} ELSE period_spent_nanos + $1 END) \
              WHEN period_start > {p1} THEN period_spent_nanos ELSE $1 END, \
              period_start = CASE WHEN period_start > {p1} THEN period_start ELSE {p1} END, \
              version = version + 1 WHERE id = $4 RETURNING {cols}",
             p1 = p(2, 3),
+            b = DEBIT_BOUND,
             cols = super::keys::KEY_COLUMNS
         );
         let row = sqlx::query(&sql)
@@ -325,6 +333,10 @@ pub(super) async fn write_batch(
     tx.commit().await?;
     Ok(keys)
 }
+
+/// The most one debit takes, and the bounds the balance (below) and the spends (above) stop at:
+/// 2^62 nano-USD (4.6 billion USD), so that no sum in the debit statement can leave an i64.
+const DEBIT_BOUND: i64 = 1 << 62;
 
 fn clamp(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)

@@ -425,12 +425,12 @@ async fn admin_amounts_are_exact_bounded_and_never_negative_top_ups() {
             .header("content-type", "application/json")
             .body(body)
     };
-    // 18 significant digits: an f64 cannot hold them, the exact text rounds to the nano-dollar.
+    // 18 significant digits: an f64 cannot hold them (it reads 123456789.12345679).
     let (status, created) = json_of(
         raw(
             reqwest::Method::POST,
             "/admin/keys",
-            r#"{"name": "exact", "credits": 12345678.1234567894}"#,
+            r#"{"name": "exact", "credits": 123456789.123456789}"#,
         )
         .send()
         .await
@@ -438,11 +438,16 @@ async fn admin_amounts_are_exact_bounded_and_never_negative_top_ups() {
     )
     .await;
     assert_eq!(status, 201, "{created}");
-    assert_eq!(created["balance"], "12345678.123456789", "{created}");
+    assert_eq!(created["balance"], "123456789.123456789", "{created}");
     let id = created["id"].as_str().unwrap().to_owned();
     for body in [
         r#"{"name": "huge", "credits": 1e25}"#,
         r#"{"name": "huge", "credits": "1e25"}"#,
+        r#"{"name": "huge", "credits": "1000000000.000000001"}"#,
+        r#"{"name": "finer than a nano-dollar", "credits": 12345678.1234567894}"#,
+        r#"{"name": "negative", "credits": "-1"}"#,
+        r#"{"name": "not a number", "credits": "12,50"}"#,
+        r#"{"name": "not a number", "credits": true}"#,
     ] {
         let (status, v) = json_of(
             raw(reqwest::Method::POST, "/admin/keys", body)
@@ -475,6 +480,41 @@ async fn admin_amounts_are_exact_bounded_and_never_negative_top_ups() {
     )
     .await;
     assert_eq!(status, 400, "the balance would pass USD 1e9: {v}");
+    assert_eq!(v["error"]["param"], "top_up", "{v}");
+    for (body, param) in [
+        (r#"{"top_up": "0"}"#, "top_up"),
+        (r#"{"add_credits": 0.000}"#, "add_credits"),
+        (r#"{"budget": -1}"#, "budget"),
+        (r#"{"budget": 0.1234567891}"#, "budget"),
+        (r#"{"balance": "1e10"}"#, "balance"),
+    ] {
+        let (status, v) = json_of(
+            raw(reqwest::Method::PATCH, &path, body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (status, v["error"]["param"].clone()),
+            (400, json!(param)),
+            "{body}: {v}"
+        );
+    }
+    // A budget given as a JSON number is exact too (an f64 would read 123456789.12345679).
+    let (status, v) = json_of(
+        raw(
+            reqwest::Method::PATCH,
+            &path,
+            r#"{"budget": 123456789.123456789}"#,
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["limits"]["budget"]["limit"], "123456789.123456789", "{v}");
     let (status, v) = json_of(
         raw(reqwest::Method::PATCH, &path, r#"{"top_up": 0.5}"#)
             .send()
@@ -483,5 +523,14 @@ async fn admin_amounts_are_exact_bounded_and_never_negative_top_ups() {
     )
     .await;
     assert_eq!(status, 200, "{v}");
-    assert_eq!(v["balance"], "12345678.623456789", "{v}");
+    assert_eq!(v["balance"], "123456789.623456789", "{v}");
+    // Nothing above changed the balance: refused amounts change nothing.
+    let (_, v) = json_of(
+        admin(&gw, reqwest::Method::GET, &path)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(v["balance"], "123456789.623456789", "{v}");
 }

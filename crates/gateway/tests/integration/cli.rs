@@ -61,6 +61,54 @@ async fn keys_create_list_top_up_revoke() {
     assert!(!ok && err.contains("key_nope"));
 }
 
+/// The CLI reads amounts as the admin API does: exact, bounded, a top-up more than 0.
+#[tokio::test]
+async fn keys_amounts_are_exact_and_bounded_like_the_admin_api() {
+    let db = format!("sqlite://{}", temp_db().display());
+    let (ok, out, err) = run(&[
+        "keys",
+        "create",
+        "--name",
+        "m",
+        "--credits",
+        "999999999",
+        "--json",
+        "--database",
+        &db,
+    ])
+    .await;
+    assert!(ok, "{err}");
+    let id = serde_json::from_str::<Value>(out.trim()).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (amount, says) in [
+        ("-5", "must not be negative"),
+        ("0", "must be more than 0"),
+        ("0.0000000001", "more than 9 decimal places"),
+        ("1e25", "is more than 1000000000 USD"),
+        ("12,50", "is not an amount of USD"),
+        ("1.000000001", "would be more than 1000000000 USD"),
+    ] {
+        let (ok, _, err) = run(&["keys", "top-up", &id, amount, "--database", &db]).await;
+        assert!(!ok && err.contains(says), "{amount}: {err}");
+    }
+    let (ok, _, err) = run(&[
+        "keys",
+        "create",
+        "--name",
+        "x",
+        "--credits",
+        "1e10",
+        "--database",
+        &db,
+    ])
+    .await;
+    assert!(!ok && err.contains("--credits"), "{err}");
+    let (ok, out, err) = run(&["keys", "top-up", &id, "1", "--database", &db]).await;
+    assert!(ok && out.contains("1000000000 USD"), "{out}{err}");
+}
+
 #[tokio::test]
 async fn check_accepts_good_configs_and_names_the_line_of_bad_ones() {
     let dir = std::env::temp_dir();

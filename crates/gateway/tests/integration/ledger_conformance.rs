@@ -14,8 +14,8 @@ use sqlx::Connection;
 use switchyard::auth;
 use switchyard::ledger::periods::BudgetPeriod;
 use switchyard::ledger::{
-    now_ms, Budget, EndReason, GroupBy, KeyUpdate, Ledger, Nanos, NewKey, TokenSource, UsageEntry,
-    UsageQuery,
+    now_ms, Budget, EndReason, GroupBy, KeyUpdate, Ledger, LedgerError, Nanos, NewKey, TokenSource,
+    UsageEntry, UsageQuery, MAX_AMOUNT,
 };
 
 const DAY: i64 = 86_400_000;
@@ -150,6 +150,7 @@ conformance!(
     holds_never_exceed_the_balance,
     budgets_count_only_the_current_period,
     usage_reports_group_and_filter,
+    balance_arithmetic_is_checked,
 );
 
 fn entry(request_id: &str, key_id: &str, model: &str, cost: i64, at: i64) -> UsageEntry {
@@ -526,4 +527,87 @@ async fn usage_reports_group_and_filter(ledger: Ledger) {
     assert_eq!(until_today[0].group, "gpt-4o");
     assert_eq!(by_model[1].reasoning_tokens, 21);
     assert_eq!(by_model[1].cached_tokens, 9);
+}
+
+/// No balance change overflows, on either database: a top-up or a set balance past `MAX_AMOUNT`
+/// is refused and changes nothing, and debits far beyond any balance stop at a bound instead of
+/// wrapping or (on SQLite) turning the column into a REAL that no longer reads as an integer.
+async fn balance_arithmetic_is_checked(ledger: Ledger) {
+    let id = new_key(&ledger, MAX_AMOUNT.0 - 10).await;
+    let refused = ledger.top_up(&id, Nanos(11)).await;
+    assert!(
+        matches!(refused, Err(LedgerError::BalanceOutOfRange)),
+        "{refused:?}"
+    );
+    for amount in [i64::MAX, i64::MIN, MAX_AMOUNT.0 + 1] {
+        let refused = ledger.top_up(&id, Nanos(amount)).await;
+        assert!(
+            matches!(refused, Err(LedgerError::BalanceOutOfRange)),
+            "{amount}: {refused:?}"
+        );
+    }
+    let refused = ledger
+        .update_key(
+            &id,
+            &KeyUpdate {
+                set_credits: Some(Nanos(MAX_AMOUNT.0 - 5)),
+                add_credits: Some(Nanos(6)),
+                ..KeyUpdate::default()
+            },
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(LedgerError::BalanceOutOfRange)),
+        "{refused:?}"
+    );
+    assert_eq!(
+        ledger.key(&id).await.unwrap().unwrap().balance,
+        Nanos(MAX_AMOUNT.0 - 10)
+    );
+    assert_eq!(
+        ledger.top_up(&id, Nanos(10)).await.unwrap().balance,
+        MAX_AMOUNT
+    );
+    // A change that leaves the balance alone is not refused, whatever the balance.
+    let k = ledger
+        .update_key(
+            &id,
+            &KeyUpdate {
+                rpm: Some(Some(7)),
+                ..KeyUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((k.rpm, k.balance), (Some(7), MAX_AMOUNT));
+    let too_rich = NewKey {
+        name: "too rich".into(),
+        credits: Nanos(MAX_AMOUNT.0 + 1),
+        ..NewKey::default()
+    };
+    assert!(matches!(
+        auth::create_key(&ledger, &too_rich).await,
+        Err(LedgerError::BalanceOutOfRange)
+    ));
+
+    // Two settlements of the largest cost an entry can carry (an absurd upstream usage report).
+    let now = now_ms();
+    for n in 0..2 {
+        ledger
+            .settle(
+                &entry(&format!("req_huge_{n}"), &id, "m", i64::MAX, now),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let k = ledger.key(&id).await.unwrap().unwrap();
+    assert!(
+        k.balance.0 < 0 && k.balance.0 >= -(1 << 62),
+        "{:?}",
+        k.balance
+    );
+    assert!(k.spent.0 > 0 && k.spent.0 <= 1 << 62, "{:?}", k.spent);
+    // The key still reads back as integers in every listing.
+    assert!(ledger.keys().await.unwrap().iter().any(|k| k.id == id));
 }
