@@ -130,6 +130,11 @@ impl Decoder {
         self.buf.len()
     }
 
+    /// The limits this decoder enforces.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// The limit the input broke, if it did.
     pub fn error(&self) -> Option<LimitExceeded> {
         self.failed

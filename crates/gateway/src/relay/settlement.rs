@@ -225,6 +225,11 @@ impl Settlement {
         }
     }
 
+    /// The id of the key the request was admitted for (empty once settled).
+    pub fn key_id(&self) -> &str {
+        self.admission.as_ref().map_or("", |a| a.key_id.as_str())
+    }
+
     /// The answer is streaming to the client: counted as an open stream until this is dropped.
     pub fn stream_opened(&mut self) {
         if self.open_stream.is_none() {
