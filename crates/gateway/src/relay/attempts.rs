@@ -135,6 +135,9 @@ async fn open_inner(
             let hedged = hedge(gw, first, second, req, delay, accepted, caller).await?;
             attempts += hedged.sends;
             for (i, outcome) in hedged.failures {
+                settlement
+                    .meter
+                    .upstream_answered(outcome.upstream_status());
                 if !outcome.is_retryable() {
                     settlement.meter.attempts(attempts);
                     return Err(final_error(outcome, kind_of(gw, &candidates[i].route)));
@@ -193,10 +196,12 @@ async fn open_inner(
                 ));
             }
             Err(e) if !e.is_retryable() => {
+                settlement.meter.upstream_answered(e.upstream_status());
                 settlement.meter.attempts(attempts);
                 return Err(final_error(e, kind_of(gw, &cand.route)));
             }
             Err(e) => {
+                settlement.meter.upstream_answered(e.upstream_status());
                 tracing::debug!(route = %cand.key, error = %e, "route failed, trying the next");
                 note_failure(gw, policy, cand, caller, &e, &mut retry_at[i]);
                 last_error = Some((e, kind_of(gw, &cand.route)));
@@ -286,6 +291,7 @@ fn opened(
         caller: caller.to_owned(),
     };
     gw.routing.record_success(&key, Some(ttft));
+    settlement.meter.upstream_answered(Some(200));
     let served = Served {
         provider: cand.route.provider.clone(),
         attempts,

@@ -304,7 +304,11 @@ free = true
             body["stream"] = json!(stream);
             let resp = gw.chat(body).send().await.unwrap();
             assert_eq!(resp.status(), 400, "{}", r.kind);
+            let id = harness::request_id(&resp);
             let v: Value = resp.json().await.unwrap();
+            // The request log keeps what the provider answered, for operators.
+            let entry = gw.gw.ledger.entry(&id).await.unwrap().expect("an entry");
+            assert_eq!(entry.upstream_status, Some(400));
             let e = &v["error"];
             assert_eq!(e["code"], r.code, "{v}");
             assert_eq!(e["type"], "invalid_request_error", "{v}");
@@ -378,8 +382,18 @@ free = true
     .await;
     let resp = gw.chat(ask("m")).send().await.unwrap();
     assert_eq!(resp.status(), 502);
+    let id = harness::request_id(&resp);
     let text = resp.text().await.unwrap();
-    assert!(!text.contains("Country, region"), "{text}");
+    assert!(
+        !text.contains("Country, region") && !text.contains("403"),
+        "{text}"
+    );
+    let entry = gw.gw.ledger.entry(&id).await.unwrap().expect("an entry");
+    assert_eq!(
+        entry.upstream_status,
+        Some(403),
+        "operators see the provider's status"
+    );
 }
 
 fn model_status(model: &str) -> u16 {
