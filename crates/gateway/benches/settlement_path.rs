@@ -457,6 +457,7 @@ fn entry(run: &str, i: usize, key_id: &str) -> UsageEntry {
         hold: Nanos(105),
         over_hold: false,
         note: None,
+        upstream_status: None,
     }
 }
 

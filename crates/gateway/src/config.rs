@@ -66,8 +66,15 @@ impl Secret {
         }
     }
 
-    /// Reads the secret's current value (re-reading the variable or file, re-running the command).
+    /// Reads the secret's current value (re-reading the variable or file, re-running the command),
+    /// a command given [`DEFAULT_CREDENTIAL_TIMEOUT`].
     pub async fn resolve(&self) -> Result<String, ConfigError> {
+        self.resolve_within(DEFAULT_CREDENTIAL_TIMEOUT).await
+    }
+
+    /// Like [`Secret::resolve`], a `cmd:` given `timeout` to finish: past it, the command and
+    /// everything it started are killed and the secret does not resolve.
+    pub async fn resolve_within(&self, timeout: Duration) -> Result<String, ConfigError> {
         let fail = |message: String| ConfigError::Secret {
             reference: self.describe(),
             message,
@@ -81,13 +88,29 @@ impl Secret {
                 .await
                 .map_err(|e| fail(e.to_string()))?,
             Secret::Cmd(cmd) => {
-                let out = tokio::process::Command::new("sh")
+                let mut command = tokio::process::Command::new("sh");
+                command
                     .arg("-c")
                     .arg(cmd)
-                    .kill_on_drop(true)
-                    .output()
-                    .await
-                    .map_err(|e| fail(e.to_string()))?;
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::null())
+                    .kill_on_drop(true);
+                // Its own process group, so that a timeout kills what the shell started too.
+                #[cfg(unix)]
+                command.process_group(0);
+                let child = command.spawn().map_err(|e| fail(e.to_string()))?;
+                let pid = child.id();
+                let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+                    Ok(out) => out.map_err(|e| fail(e.to_string()))?,
+                    Err(_) => {
+                        kill_process_group(pid);
+                        return Err(fail(format!(
+                            "the command did not finish within {} ms",
+                            timeout.as_millis()
+                        )));
+                    }
+                };
                 if !out.status.success() {
                     return Err(fail(format!("the command exited with {}", out.status)));
                 }
@@ -100,6 +123,23 @@ impl Secret {
         }
         Ok(value)
     }
+}
+
+/// How long a `cmd:` secret may run when nothing else is configured.
+pub const DEFAULT_CREDENTIAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Kills the process group led by `pid` (a timed-out `cmd:` secret and its children).
+fn kill_process_group(pid: Option<u32>) {
+    #[cfg(unix)]
+    if let Some(pgid) = pid.and_then(|p| i32::try_from(p).ok()).filter(|p| *p > 0) {
+        // SAFETY: kill(2) takes plain integers and touches no memory of ours; a group that
+        // already exited makes it fail with ESRCH, which is ignored.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = pid;
 }
 
 /// The dialect an upstream speaks.
@@ -191,6 +231,11 @@ struct RawProvider {
     first_token_timeout_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
     total_timeout_ms: Option<u64>,
+    max_sse_line_bytes: Option<usize>,
+    max_sse_event_bytes: Option<usize>,
+    max_response_bytes: Option<usize>,
+    max_error_body_bytes: Option<usize>,
+    credential_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -229,6 +274,29 @@ impl Default for Timeouts {
     }
 }
 
+/// How much the gateway reads from one upstream answer. Past a limit the answer is a failure of
+/// the route: another route is tried before the first byte, the stream ends with an error event
+/// after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamLimits {
+    /// One SSE line and one SSE event of a stream (`max_sse_line_bytes`, `max_sse_event_bytes`).
+    pub sse: switchyard_wire::sse::Limits,
+    /// A whole non-streamed answer (`max_response_bytes`).
+    pub response: usize,
+    /// The body of an error status (`max_error_body_bytes`).
+    pub error_body: usize,
+}
+
+impl Default for UpstreamLimits {
+    fn default() -> Self {
+        UpstreamLimits {
+            sse: switchyard_wire::sse::Limits::DEFAULT,
+            response: 64 * 1024 * 1024,
+            error_body: 64 * 1024,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ProviderConfig {
     pub name: String,
@@ -237,6 +305,9 @@ pub struct ProviderConfig {
     pub base_url: String,
     pub api_key: Option<Secret>,
     pub timeouts: Timeouts,
+    pub limits: UpstreamLimits,
+    /// How long a `cmd:` credential may run (`credential_timeout_ms`, default 10 s).
+    pub credential_timeout: Duration,
 }
 
 /// One place a model can be served from: a provider and the model's name there, with the time
@@ -569,6 +640,13 @@ impl Config {
                     p.base_url
                 )));
             }
+            let limits = provider_limits(&name, &p).map_err(invalid)?;
+            let credential_timeout = ms(p.credential_timeout_ms, DEFAULT_CREDENTIAL_TIMEOUT);
+            if credential_timeout.is_zero() {
+                return Err(invalid(format!(
+                    "providers.{name}.credential_timeout_ms must be above 0"
+                )));
+            }
             providers.insert(
                 name.clone(),
                 Arc::new(ProviderConfig {
@@ -582,6 +660,8 @@ impl Config {
                         idle: ms(p.idle_timeout_ms, defaults.idle),
                         total: ms(p.total_timeout_ms, defaults.total),
                     },
+                    limits,
+                    credential_timeout,
                 }),
             );
         }
@@ -805,6 +885,27 @@ fn auto_model(name: &str, kind: AutoKind, members: &[Arc<ModelConfig>]) -> Model
             .unwrap_or(0),
         auto: Some(kind),
     }
+}
+
+/// A provider's read limits: the defaults, overridden by what it sets; none may be 0.
+fn provider_limits(name: &str, p: &RawProvider) -> Result<UpstreamLimits, String> {
+    let d = UpstreamLimits::default();
+    let pick = |field: &str, v: Option<usize>, d: usize| match v {
+        Some(0) => Err(format!("providers.{name}.{field} must be above 0")),
+        v => Ok(v.unwrap_or(d)),
+    };
+    Ok(UpstreamLimits {
+        sse: switchyard_wire::sse::Limits {
+            max_line: pick("max_sse_line_bytes", p.max_sse_line_bytes, d.sse.max_line)?,
+            max_event: pick(
+                "max_sse_event_bytes",
+                p.max_sse_event_bytes,
+                d.sse.max_event,
+            )?,
+        },
+        response: pick("max_response_bytes", p.max_response_bytes, d.response)?,
+        error_body: pick("max_error_body_bytes", p.max_error_body_bytes, d.error_body)?,
+    })
 }
 
 fn routing_config(r: RawRouting) -> RoutingConfig {
@@ -1054,6 +1155,59 @@ output_price = "10.00"
             .unwrap_err()
             .to_string();
         assert!(e.contains("reserved"), "{e}");
+    }
+
+    #[test]
+    fn provider_read_limits_have_defaults_and_refuse_zero() {
+        let c = Config::parse(GOOD, "t.toml").unwrap();
+        let p = &c.providers["openai"];
+        assert_eq!(p.limits, UpstreamLimits::default());
+        assert_eq!(p.limits.sse.max_line, 1024 * 1024);
+        assert_eq!(p.credential_timeout, DEFAULT_CREDENTIAL_TIMEOUT);
+        let text = GOOD.replace(
+            "kind = \"openai\"\n",
+            "kind = \"openai\"\nmax_sse_line_bytes = 100\nmax_error_body_bytes = 7\ncredential_timeout_ms = 250\n",
+        );
+        let c = Config::parse(&text, "t.toml").unwrap();
+        let p = &c.providers["openai"];
+        assert_eq!((p.limits.sse.max_line, p.limits.error_body), (100, 7));
+        assert_eq!(p.limits.response, UpstreamLimits::default().response);
+        assert_eq!(p.credential_timeout, Duration::from_millis(250));
+        let zero = GOOD.replace(
+            "kind = \"openai\"\n",
+            "kind = \"openai\"\nmax_response_bytes = 0\n",
+        );
+        let e = Config::parse(&zero, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("providers.openai.max_response_bytes"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_command_secret_that_hangs_is_killed_at_its_timeout() {
+        let pid_file =
+            std::env::temp_dir().join(format!("sy-cmd-{}-{}", std::process::id(), line!()));
+        // The shell starts a child that would outlive it unless the whole group is killed.
+        let s = Secret::parse(&format!(
+            "cmd:sh -c 'echo $$ > {}; exec sleep 600' & wait",
+            pid_file.display()
+        ));
+        let e = s
+            .resolve_within(Duration::from_millis(300))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("did not finish within 300 ms"), "{e}");
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        std::fs::remove_file(&pid_file).ok();
+        let stat = format!("/proc/{}/stat", pid.trim());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        // Gone, or a zombie waiting for its reaper: either way no longer running.
+        while std::fs::read_to_string(&stat).is_ok_and(|s| !s.contains(") Z ")) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the command's child still runs"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     #[test]

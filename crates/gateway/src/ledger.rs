@@ -201,6 +201,10 @@ pub struct UsageEntry {
     pub over_hold: bool,
     #[serde(default)]
     pub note: Option<BillingNote>,
+    /// The status of the last upstream answer (200 when served, the provider's error status when
+    /// it failed or refused), for operators; `None` without an answer (connection, timeout).
+    #[serde(default)]
+    pub upstream_status: Option<u16>,
 }
 
 /// How usage is grouped in a report.

@@ -1,17 +1,24 @@
 //! Upstream adapters: for each configured provider, the URL, the credential and the HTTP call, and
-//! the classification of what came back (retryable or not, and why).
+//! the classification of what came back (`cause.rs`: the route's failure or the request's own).
 //!
 //! One `reqwest` client with a connection pool is shared by every provider; credentials are
-//! resolved at start and re-resolved once when an upstream answers 401.
+//! resolved at start and re-resolved once when an upstream answers 401. A `cmd:` credential runs
+//! within the provider's `credential_timeout`; requests keep using the current credential while it
+//! runs, and those that need the new one wait for the one refresh in flight, never for a queue of
+//! them: a refresh that failed answers the same failure at once for one more timeout.
+//! Every body read from an upstream is bounded (`config::UpstreamLimits`).
+
+pub mod cause;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::config::{Config, ProviderConfig, ProviderKind};
+use cause::{Blame, Cause};
 
 /// Why an upstream call failed before a streamed response could start.
 #[derive(Debug, thiserror::Error)]
@@ -30,20 +37,37 @@ pub enum UpstreamError {
     Body(String),
     #[error("the provider has no usable credential: {0}")]
     Credential(String),
+    /// A body past the provider's limit (`max_response_bytes`, `max_error_body_bytes`,
+    /// `max_sse_line_bytes`, `max_sse_event_bytes`).
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 impl UpstreamError {
-    /// Whether another route (or the same one, later) may succeed where this failed.
-    pub fn is_retryable(&self) -> bool {
+    /// Whose failure this is (see `cause.rs`).
+    pub fn cause(&self) -> Cause {
         match self {
             UpstreamError::Connect(_)
-            | UpstreamError::Timeout
             | UpstreamError::Body(_)
-            | UpstreamError::Credential(_) => true,
-            // 402: the operator's own account with that provider cannot pay; another route can.
-            UpstreamError::Status { status, .. } => {
-                matches!(status, 401 | 402 | 403 | 408 | 409 | 429) || *status >= 500
-            }
+            | UpstreamError::Credential(_)
+            | UpstreamError::TooLarge(_) => Cause::Route(Blame::Route),
+            // A prompt too big to reach its first token in time times out on every route.
+            UpstreamError::Timeout => Cause::Route(Blame::Unclear),
+            UpstreamError::Status { status, body, .. } => cause::of_status(*status, body),
+        }
+    }
+
+    /// Whether another route (or the same one, later) may succeed where this failed: every
+    /// failure of the route; never a refusal of the request itself.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.cause(), Cause::Route(_))
+    }
+
+    /// The HTTP status the upstream answered, when it answered one.
+    pub fn upstream_status(&self) -> Option<u16> {
+        match self {
+            UpstreamError::Status { status, .. } => Some(*status),
+            _ => None,
         }
     }
 
@@ -67,12 +91,48 @@ pub fn without_url(e: &reqwest::Error) -> String {
     e
 }
 
+/// Reads a whole body of at most `limit` bytes by `deadline`. `what` names it in the error.
+pub async fn read_bounded(
+    mut resp: reqwest::Response,
+    limit: usize,
+    deadline: tokio::time::Instant,
+    what: &str,
+) -> Result<Bytes, UpstreamError> {
+    let too_large = || {
+        UpstreamError::TooLarge(format!(
+            "the upstream's {what} is larger than the limit of {limit} bytes"
+        ))
+    };
+    let declared = resp.content_length();
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = BytesMut::with_capacity(declared.map_or(0, |n| n as usize).min(limit));
+    loop {
+        match tokio::time::timeout_at(deadline, resp.chunk()).await {
+            Err(_) => return Err(UpstreamError::Timeout),
+            Ok(Err(e)) => return Err(UpstreamError::Body(without_url(&e))),
+            Ok(Ok(None)) => return Ok(body.freeze()),
+            Ok(Ok(Some(chunk))) => {
+                if body.len() + chunk.len() > limit {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+        }
+    }
+}
+
 /// A configured provider with its current credential.
 pub struct Provider {
     pub config: Arc<ProviderConfig>,
     credential: RwLock<Option<String>>,
     /// Bumped on every successful refresh, so that concurrent 401s refresh only once.
     generation: AtomicU64,
+    /// Bumped at the end of every refresh, successful or not.
+    refreshes: AtomicU64,
+    /// The last refresh that failed: when it ended and why.
+    refresh_failed: Mutex<Option<(Instant, String)>>,
     refreshing: tokio::sync::Mutex<()>,
 }
 
@@ -88,20 +148,45 @@ impl Provider {
         self.config.kind
     }
 
-    /// Re-reads the credential from its source (env, file, or command).
+    fn new(config: Arc<ProviderConfig>) -> Provider {
+        Provider {
+            config,
+            credential: RwLock::new(None),
+            generation: AtomicU64::new(0),
+            refreshes: AtomicU64::new(0),
+            refresh_failed: Mutex::new(None),
+            refreshing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Re-reads the credential from its source (env, file, or a command run within the
+    /// provider's `credential_timeout`). The current credential stays in use meanwhile.
     pub async fn refresh_credential(&self) -> Result<(), UpstreamError> {
         let Some(secret) = &self.config.api_key else {
             return Ok(());
         };
-        let value = secret
-            .resolve()
-            .await
-            .map_err(|e| UpstreamError::Credential(e.to_string()))?;
-        if let Ok(mut c) = self.credential.write() {
-            *c = Some(value);
-        }
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        Ok(())
+        let resolved = secret.resolve_within(self.config.credential_timeout).await;
+        let result = match resolved {
+            Ok(value) => {
+                if let Ok(mut c) = self.credential.write() {
+                    *c = Some(value);
+                }
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                if let Ok(mut f) = self.refresh_failed.lock() {
+                    *f = None;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let why = e.to_string();
+                if let Ok(mut f) = self.refresh_failed.lock() {
+                    *f = Some((Instant::now(), why.clone()));
+                }
+                Err(UpstreamError::Credential(why))
+            }
+        };
+        self.refreshes.fetch_add(1, Ordering::AcqRel);
+        result
     }
 
     /// Which credential a request is about to use (see [`Provider::refresh_after_rejection`]).
@@ -111,11 +196,20 @@ impl Provider {
 
     /// Re-resolves the credential after the upstream refused the one of generation `seen`, unless
     /// another request already did so meanwhile: many requests failing at once re-run a `cmd:`
-    /// source only once.
+    /// source only once, and wait at most for that one run. A refresh that failed while this one
+    /// waited, or less than one `credential_timeout` ago, is answered at once with its failure.
     pub async fn refresh_after_rejection(&self, seen: u64) -> Result<(), UpstreamError> {
+        let refreshes = self.refreshes.load(Ordering::Acquire);
         let _one_at_a_time = self.refreshing.lock().await;
         if self.credential_generation() != seen {
             return Ok(());
+        }
+        let failed = self.refresh_failed.lock().ok().and_then(|f| f.clone());
+        if let Some((at, why)) = failed {
+            let ran_meanwhile = self.refreshes.load(Ordering::Acquire) != refreshes;
+            if ran_meanwhile || at.elapsed() < self.config.credential_timeout {
+                return Err(UpstreamError::Credential(why));
+            }
         }
         self.refresh_credential().await
     }
@@ -181,11 +275,13 @@ impl Provider {
             .filter(|s| s.is_finite() && *s >= 0.0)
             .map(|s| Duration::from_millis((s.min(86_400.0) * 1000.0) as u64));
         let body_by = deadline.min(tokio::time::Instant::now() + Duration::from_secs(10));
-        let body = tokio::time::timeout_at(body_by, resp.bytes())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
+        let limit = self.config.limits.error_body;
+        let body = match read_bounded(resp, limit, body_by, "error body").await {
+            Ok(body) => body,
+            Err(e @ UpstreamError::TooLarge(_)) => return Err(e),
+            // The status says enough when its body is cut off or slow.
+            Err(_) => Bytes::new(),
+        };
         Err(UpstreamError::Status {
             status: status.as_u16(),
             body,
@@ -232,20 +328,22 @@ impl Providers {
             .next_back()
             .cloned()
             .unwrap_or_else(|| http_client(Duration::from_secs(10)));
-        let mut by_name = BTreeMap::new();
-        let mut problems = Vec::new();
-        for (name, pc) in &config.providers {
-            let provider = Arc::new(Provider {
-                config: pc.clone(),
-                credential: RwLock::new(None),
-                generation: AtomicU64::new(0),
-                refreshing: tokio::sync::Mutex::new(()),
-            });
-            if let Err(e) = provider.refresh_credential().await {
-                problems.push(format!("provider {name}: {e}"));
-            }
-            by_name.insert(name.clone(), provider);
-        }
+        let by_name: BTreeMap<String, Arc<Provider>> = config
+            .providers
+            .iter()
+            .map(|(name, pc)| (name.clone(), Arc::new(Provider::new(pc.clone()))))
+            .collect();
+        // All at once: a slow `cmd:` delays the start by its own timeout, not by the sum of them.
+        let resolved = futures_util::future::join_all(
+            by_name
+                .iter()
+                .map(|(name, p)| async move { (name, p.refresh_credential().await) }),
+        )
+        .await;
+        let problems = resolved
+            .into_iter()
+            .filter_map(|(name, r)| r.err().map(|e| format!("provider {name}: {e}")))
+            .collect();
         (
             Providers {
                 client,
@@ -287,6 +385,11 @@ mod tests {
             s(402).is_retryable(),
             "the provider account ran dry: another route may serve"
         );
-        assert!(!s(400).is_retryable() && !s(404).is_retryable() && !s(422).is_retryable());
+        assert!(
+            s(404).is_retryable() && s(403).is_retryable(),
+            "the route's model or permission: another route may serve"
+        );
+        assert!(!s(400).is_retryable() && !s(422).is_retryable());
+        assert!(UpstreamError::TooLarge("x".into()).is_retryable());
     }
 }

@@ -10,18 +10,93 @@
 //!   its success closes the breaker, its failure opens it again for another cooldown. A probe that
 //!   never reports (its client went away) is replaced by another after one cooldown.
 //!
+//! Only failures the route caused count (`providers::cause`): a refusal of the request itself is
+//! never recorded. A failure that one key's requests alone may cause (a timeout, a per-request
+//! limit: `Blame::Unclear`) is held against the route only when such failures come from at least
+//! two keys, or with a failure that is clearly the route's; on its own it counts against that key's
+//! use of the route: `breaker.failures` of them in a row skip the route for that key alone during a
+//! cooldown, after which one more such failure skips it again. So one key cannot open the breaker
+//! every key shares, and a route that fails everyone still opens as before. A `cmd:` credential
+//! that cannot be resolved opens the route's breaker at once (`record_down`).
+//!
 //! `auto` models keep their configured order; `auto-fast` orders the healthy routes by the
 //! exponentially weighted average of their recent times to first token (unmeasured routes first,
 //! so that every route gets measured). Locks here are held for a few field updates, never across
 //! an await, and only at the start and end of an attempt, never per chunk.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::config::{AutoKind, BreakerConfig, Config, ModelConfig, Route};
+pub use crate::providers::cause::Blame;
+
+/// The most keys whose use of one route is tracked; past it, keys with no skip in force are
+/// forgotten first.
+const MAX_TRACKED_CALLERS: usize = 4096;
+
+/// A caller (API key id) as routing remembers it.
+fn caller_tag(caller: &str) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    caller.hash(&mut h);
+    h.finish()
+}
+
+/// One attempt's route and the key it was made for: where its outcome is recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthKey {
+    /// `provider/upstream-model`.
+    pub route: String,
+    /// The caller's key id.
+    pub caller: String,
+}
+
+/// One outcome in a route's window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Success,
+    /// A failure of the route itself.
+    RouteFailure,
+    /// A failure that this caller's request may have caused.
+    Unclear(u64),
+}
+
+/// Whether a set of failures implicates the route: one of them is clearly its own, or they come
+/// from at least two callers.
+#[derive(Debug, Default, Clone)]
+struct Implicated {
+    route: bool,
+    first_caller: Option<u64>,
+    several: bool,
+}
+
+impl Implicated {
+    fn add(&mut self, o: Outcome) {
+        match o {
+            Outcome::Success => {}
+            Outcome::RouteFailure => self.route = true,
+            Outcome::Unclear(c) => match self.first_caller {
+                None => self.first_caller = Some(c),
+                Some(f) if f != c => self.several = true,
+                Some(_) => {}
+            },
+        }
+    }
+
+    fn holds(&self) -> bool {
+        self.route || self.several
+    }
+}
+
+/// One key's use of one route: its unclear failures in a row, and the skip they put in force.
+#[derive(Debug, Default)]
+struct CallerHealth {
+    consecutive: u32,
+    skip_until: Option<Instant>,
+}
 
 /// Every route of the model is in cooldown.
 #[derive(Debug, thiserror::Error)]
@@ -42,8 +117,12 @@ enum Breaker {
 struct RouteHealth {
     breaker: Breaker,
     consecutive_failures: u32,
-    /// The latest outcomes, `true` = failure, oldest first.
-    window: VecDeque<bool>,
+    /// Whether the current run of consecutive failures implicates the route.
+    run: Implicated,
+    /// The latest outcomes, oldest first.
+    window: VecDeque<Outcome>,
+    /// Keys whose own unclear failures on this route are being counted.
+    callers: HashMap<u64, CallerHealth>,
     /// Time to first token, exponentially weighted (weight 1/4 for each new sample), in µs.
     ttft_ewma_us: Option<u64>,
     successes: u64,
@@ -57,7 +136,9 @@ impl RouteHealth {
         RouteHealth {
             breaker: Breaker::Closed,
             consecutive_failures: 0,
+            run: Implicated::default(),
             window: VecDeque::new(),
+            callers: HashMap::new(),
             ttft_ewma_us: None,
             successes: 0,
             failures: 0,
@@ -66,15 +147,49 @@ impl RouteHealth {
         }
     }
 
-    fn push_outcome(&mut self, failed: bool, window: u32) {
-        self.window.push_back(failed);
+    fn push_outcome(&mut self, outcome: Outcome, window: u32) {
+        self.window.push_back(outcome);
         while self.window.len() > window as usize {
             self.window.pop_front();
         }
     }
 
     fn window_failures(&self) -> usize {
-        self.window.iter().filter(|f| **f).count()
+        self.window
+            .iter()
+            .filter(|o| **o != Outcome::Success)
+            .count()
+    }
+
+    /// Whether the failures in the window implicate the route.
+    fn window_implicates(&self) -> bool {
+        let mut i = Implicated::default();
+        self.window.iter().for_each(|o| i.add(*o));
+        i.holds()
+    }
+
+    /// Whether `caller` is skipping this route after its own failures.
+    fn skips(&self, caller: u64, now: Instant) -> Option<Instant> {
+        self.callers
+            .get(&caller)
+            .and_then(|c| c.skip_until)
+            .filter(|until| *until > now)
+    }
+
+    /// Counts one unclear failure against `caller`'s use of the route.
+    fn caller_failed(&mut self, caller: u64, b: &BreakerConfig, now: Instant) {
+        if self.callers.len() >= MAX_TRACKED_CALLERS && !self.callers.contains_key(&caller) {
+            self.callers
+                .retain(|_, c| c.skip_until.is_some_and(|until| until > now));
+            if self.callers.len() >= MAX_TRACKED_CALLERS {
+                return;
+            }
+        }
+        let c = self.callers.entry(caller).or_default();
+        c.consecutive = c.consecutive.saturating_add(1);
+        if c.consecutive >= b.failures {
+            c.skip_until = Some(now + b.cooldown);
+        }
     }
 
     fn sample_ttft(&mut self, ttft: Duration) {
@@ -110,10 +225,16 @@ impl Routing {
         }
     }
 
-    /// The routes `model` may try now, in the order to try them. Routes whose breaker is open are
-    /// left out; a route whose cooldown has ended is included as this request's probe.
-    pub fn candidates(&self, model: &ModelConfig) -> Result<Vec<Candidate>, NoHealthyRoute> {
+    /// The routes `model` may try now for `caller` (a key id), in the order to try them. Routes
+    /// whose breaker is open, or that this caller skips after its own failures, are left out; a
+    /// route whose cooldown has ended is included as this request's probe.
+    pub fn candidates(
+        &self,
+        model: &ModelConfig,
+        caller: &str,
+    ) -> Result<Vec<Candidate>, NoHealthyRoute> {
         let now = Instant::now();
+        let tag = caller_tag(caller);
         let mut out = Vec::with_capacity(model.routes.len());
         let mut soonest: Option<Instant> = None;
         let Ok(mut routes) = self.routes.lock() else {
@@ -126,6 +247,10 @@ impl Routing {
                 continue; // the same route reached through two models of an auto chain
             }
             let health = routes.entry(key.clone()).or_insert_with(RouteHealth::new);
+            if let Some(until) = health.skips(tag, now) {
+                soonest = Some(soonest.map_or(until, |s| s.min(until)));
+                continue;
+            }
             let probe = match health.breaker {
                 Breaker::Closed => false,
                 Breaker::Open { until } if now >= until => {
@@ -166,21 +291,24 @@ impl Routing {
         Ok(out)
     }
 
-    /// The route answered: its breaker closes, and `ttft` (when known) feeds its average.
-    pub fn record_success(&self, key: &str, ttft: Option<Duration>) {
+    /// The route answered `key.caller`: its breaker closes, that caller's own count restarts, and
+    /// `ttft` (when known) feeds the route's average.
+    pub fn record_success(&self, key: &HealthKey, ttft: Option<Duration>) {
         let Ok(mut routes) = self.routes.lock() else {
             return;
         };
         let h = routes
-            .entry(key.to_owned())
+            .entry(key.route.clone())
             .or_insert_with(RouteHealth::new);
         h.successes += 1;
         h.consecutive_failures = 0;
+        h.run = Implicated::default();
+        h.callers.remove(&caller_tag(&key.caller));
         if h.breaker != Breaker::Closed {
             h.window.clear();
         }
         h.breaker = Breaker::Closed;
-        h.push_outcome(false, self.breaker.window);
+        h.push_outcome(Outcome::Success, self.breaker.window);
         if let Some(t) = ttft {
             h.sample_ttft(t);
         }
@@ -201,31 +329,72 @@ impl Routing {
         }
     }
 
-    /// The route failed (connect error, timeout, 5xx, 429, refused credential, broken stream).
-    /// `why` is a short description without secrets, shown at `/admin/providers`.
-    pub fn record_failure(&self, key: &str, why: &str) {
+    /// The route failed for `key.caller` (connect error, timeout, 5xx, 429, refused credential,
+    /// broken stream): `blame` says whether the request itself may be why (see the module
+    /// documentation). `why` is a short description without secrets, shown at `/admin/providers`.
+    pub fn record_failure(&self, key: &HealthKey, blame: Blame, why: &str) {
         let now = Instant::now();
         let Ok(mut routes) = self.routes.lock() else {
             return;
         };
         let b = &self.breaker;
         let h = routes
-            .entry(key.to_owned())
+            .entry(key.route.clone())
             .or_insert_with(RouteHealth::new);
+        let outcome = match blame {
+            Blame::Route => Outcome::RouteFailure,
+            Blame::Unclear => {
+                let tag = caller_tag(&key.caller);
+                h.caller_failed(tag, b, now);
+                Outcome::Unclear(tag)
+            }
+        };
         h.failures += 1;
         h.consecutive_failures = h.consecutive_failures.saturating_add(1);
-        h.push_outcome(true, b.window);
+        h.run.add(outcome);
+        h.push_outcome(outcome, b.window);
         h.last_error = Some((now, why.chars().take(200).collect()));
         let ratio_tripped = h.window.len() >= b.min_requests as usize
-            && h.window_failures() * 100 >= b.error_percent as usize * h.window.len();
+            && h.window_failures() * 100 >= b.error_percent as usize * h.window.len()
+            && h.window_implicates();
         let open = match h.breaker {
+            // A probe that failed for a reason of its own proves nothing: the next request probes.
+            Breaker::HalfOpen { .. } if blame == Blame::Unclear => {
+                h.breaker = Breaker::Open { until: now };
+                false
+            }
             Breaker::HalfOpen { .. } => true,
             Breaker::Open { .. } => false,
-            Breaker::Closed => h.consecutive_failures >= b.failures || ratio_tripped,
+            Breaker::Closed => {
+                (h.consecutive_failures >= b.failures && h.run.holds()) || ratio_tripped
+            }
         };
         if open {
             h.breaker = Breaker::Open {
                 until: now + b.cooldown,
+            };
+            h.times_opened += 1;
+        }
+    }
+
+    /// The route cannot work at all for now (its provider's credential cannot be resolved): its
+    /// breaker opens at once, whatever its recent history.
+    pub fn record_down(&self, route: &str, why: &str) {
+        let now = Instant::now();
+        let Ok(mut routes) = self.routes.lock() else {
+            return;
+        };
+        let h = routes
+            .entry(route.to_owned())
+            .or_insert_with(RouteHealth::new);
+        h.failures += 1;
+        h.consecutive_failures = h.consecutive_failures.saturating_add(1);
+        h.run.add(Outcome::RouteFailure);
+        h.push_outcome(Outcome::RouteFailure, self.breaker.window);
+        h.last_error = Some((now, why.chars().take(200).collect()));
+        if !matches!(h.breaker, Breaker::Open { until } if until > now) {
+            h.breaker = Breaker::Open {
+                until: now + self.breaker.cooldown,
             };
             h.times_opened += 1;
         }
@@ -299,6 +468,11 @@ fn route_report(key: &str, model: &str, h: Option<&RouteHealth>, now: Instant) -
         successes: h.successes,
         failures: h.failures,
         times_opened: h.times_opened,
+        keys_skipping: h
+            .callers
+            .values()
+            .filter(|c| c.skip_until.is_some_and(|until| until > now))
+            .count() as u32,
         ttft_ewma_ms: h.ttft_ewma_us.map(|us| us / 1000),
         last_error: h.last_error.as_ref().map(|(_, e)| e.clone()),
         last_error_ago_ms: h
@@ -331,6 +505,8 @@ pub struct RouteReport {
     pub successes: u64,
     pub failures: u64,
     pub times_opened: u64,
+    /// Keys that skip this route for now after failures that only their requests met.
+    pub keys_skipping: u32,
     pub ttft_ewma_ms: Option<u64>,
     pub last_error: Option<String>,
     pub last_error_ago_ms: Option<u64>,
@@ -360,6 +536,13 @@ breaker_cooldown_ms = 40
 chain = ["m"]
 "#;
 
+    fn hk(route: &str) -> HealthKey {
+        HealthKey {
+            route: route.into(),
+            caller: "k1".into(),
+        }
+    }
+
     fn keys(c: &[Candidate]) -> Vec<&str> {
         c.iter().map(|c| c.key.as_str()).collect()
     }
@@ -369,19 +552,19 @@ chain = ["m"]
         let config = Config::parse(CONFIG, "t").unwrap();
         let r = Routing::new(&config);
         let m = &config.models["m"];
-        assert_eq!(keys(&r.candidates(m).unwrap()), ["a/x", "b/y"]);
-        r.record_failure("a/x", "503");
-        assert_eq!(keys(&r.candidates(m).unwrap()), ["a/x", "b/y"]);
-        r.record_failure("a/x", "503");
-        assert_eq!(keys(&r.candidates(m).unwrap()), ["b/y"]);
+        assert_eq!(keys(&r.candidates(m, "k1").unwrap()), ["a/x", "b/y"]);
+        r.record_failure(&hk("a/x"), Blame::Route, "503");
+        assert_eq!(keys(&r.candidates(m, "k1").unwrap()), ["a/x", "b/y"]);
+        r.record_failure(&hk("a/x"), Blame::Route, "503");
+        assert_eq!(keys(&r.candidates(m, "k1").unwrap()), ["b/y"]);
         std::thread::sleep(Duration::from_millis(45));
-        let c = r.candidates(m).unwrap();
+        let c = r.candidates(m, "k1").unwrap();
         assert_eq!(keys(&c), ["a/x", "b/y"]);
         assert!(c[0].probe);
         // While the probe runs, nobody else is sent there.
-        assert_eq!(keys(&r.candidates(m).unwrap()), ["b/y"]);
-        r.record_success("a/x", None);
-        assert_eq!(keys(&r.candidates(m).unwrap()), ["a/x", "b/y"]);
+        assert_eq!(keys(&r.candidates(m, "k1").unwrap()), ["b/y"]);
+        r.record_success(&hk("a/x"), None);
+        assert_eq!(keys(&r.candidates(m, "k1").unwrap()), ["a/x", "b/y"]);
     }
 
     #[test]
@@ -390,16 +573,16 @@ chain = ["m"]
         let r = Routing::new(&config);
         let m = &config.models["m"];
         for k in ["a/x", "a/x", "b/y", "b/y"] {
-            r.record_failure(k, "timeout");
+            r.record_failure(&hk(k), Blame::Route, "timeout");
         }
-        let e = r.candidates(m).unwrap_err();
+        let e = r.candidates(m, "k1").unwrap_err();
         assert!(e.retry_after.unwrap() <= Duration::from_millis(40));
         std::thread::sleep(Duration::from_millis(45));
-        let c = r.candidates(m).unwrap();
+        let c = r.candidates(m, "k1").unwrap();
         assert!(c.iter().all(|c| c.probe));
-        r.record_failure("a/x", "still down");
-        r.record_success("b/y", None);
-        assert_eq!(keys(&r.candidates(m).unwrap()), ["b/y"]);
+        r.record_failure(&hk("a/x"), Blame::Route, "still down");
+        r.record_success(&hk("b/y"), None);
+        assert_eq!(keys(&r.candidates(m, "k1").unwrap()), ["b/y"]);
     }
 
     #[test]
@@ -408,13 +591,13 @@ chain = ["m"]
         let r = Routing::new(&config);
         let m = &config.models["m"];
         // Alternating: never two in a row, but half of the last four failed.
-        r.record_failure("a/x", "e");
-        r.record_success("a/x", None);
-        r.record_failure("a/x", "e");
-        assert_eq!(keys(&r.candidates(m).unwrap()), ["a/x", "b/y"]);
-        r.record_success("a/x", None);
-        r.record_failure("a/x", "e");
-        assert_eq!(keys(&r.candidates(m).unwrap()), ["b/y"]);
+        r.record_failure(&hk("a/x"), Blame::Route, "e");
+        r.record_success(&hk("a/x"), None);
+        r.record_failure(&hk("a/x"), Blame::Route, "e");
+        assert_eq!(keys(&r.candidates(m, "k1").unwrap()), ["a/x", "b/y"]);
+        r.record_success(&hk("a/x"), None);
+        r.record_failure(&hk("a/x"), Blame::Route, "e");
+        assert_eq!(keys(&r.candidates(m, "k1").unwrap()), ["b/y"]);
     }
 
     #[test]
@@ -422,23 +605,90 @@ chain = ["m"]
         let config = Config::parse(CONFIG, "t").unwrap();
         let r = Routing::new(&config);
         let fast = &config.models["auto-fast"];
-        assert_eq!(keys(&r.candidates(fast).unwrap()), ["a/x", "b/y"]);
-        r.record_success("a/x", Some(Duration::from_millis(300)));
+        assert_eq!(keys(&r.candidates(fast, "k1").unwrap()), ["a/x", "b/y"]);
+        r.record_success(&hk("a/x"), Some(Duration::from_millis(300)));
         // b is unmeasured: it goes first to be measured.
-        assert_eq!(keys(&r.candidates(fast).unwrap()), ["b/y", "a/x"]);
-        r.record_success("b/y", Some(Duration::from_millis(500)));
-        assert_eq!(keys(&r.candidates(fast).unwrap()), ["a/x", "b/y"]);
+        assert_eq!(keys(&r.candidates(fast, "k1").unwrap()), ["b/y", "a/x"]);
+        r.record_success(&hk("b/y"), Some(Duration::from_millis(500)));
+        assert_eq!(keys(&r.candidates(fast, "k1").unwrap()), ["a/x", "b/y"]);
         // `auto` keeps the configured order whatever the speed.
-        r.record_success("a/x", Some(Duration::from_secs(5)));
-        r.record_success("a/x", Some(Duration::from_secs(5)));
-        assert_eq!(keys(&r.candidates(fast).unwrap()), ["b/y", "a/x"]);
+        r.record_success(&hk("a/x"), Some(Duration::from_secs(5)));
+        r.record_success(&hk("a/x"), Some(Duration::from_secs(5)));
+        assert_eq!(keys(&r.candidates(fast, "k1").unwrap()), ["b/y", "a/x"]);
         assert_eq!(
-            keys(&r.candidates(&config.models["auto"]).unwrap()),
+            keys(&r.candidates(&config.models["auto"], "k1").unwrap()),
             ["a/x", "b/y"]
         );
         let report = r.report(&config);
         let a = &report.iter().find(|p| p.name == "a").unwrap().routes[0];
         assert_eq!(a.state, "closed");
         assert_eq!(a.successes, 3);
+    }
+
+    fn by(route: &str, caller: &str) -> HealthKey {
+        HealthKey {
+            route: route.into(),
+            caller: caller.into(),
+        }
+    }
+
+    #[test]
+    fn one_keys_own_failures_skip_the_route_for_that_key_alone() {
+        let config = Config::parse(CONFIG, "t").unwrap();
+        let r = Routing::new(&config);
+        let m = &config.models["m"];
+        // Key A's huge prompts time out again and again (breaker_failures = 2, window 4).
+        for _ in 0..6 {
+            r.record_failure(&by("a/x", "A"), Blame::Unclear, "timeout");
+        }
+        assert_eq!(
+            keys(&r.candidates(m, "B").unwrap()),
+            ["a/x", "b/y"],
+            "key B still uses the route"
+        );
+        assert_eq!(
+            keys(&r.candidates(m, "A").unwrap()),
+            ["b/y"],
+            "key A skips it"
+        );
+        let report = r.report(&config);
+        let a = &report.iter().find(|p| p.name == "a").unwrap().routes[0];
+        assert_eq!((a.state, a.keys_skipping), ("closed", 1));
+        // After the cooldown key A may try again; its next own failure skips the route again.
+        std::thread::sleep(Duration::from_millis(45));
+        assert_eq!(keys(&r.candidates(m, "A").unwrap()), ["a/x", "b/y"]);
+        r.record_failure(&by("a/x", "A"), Blame::Unclear, "timeout");
+        assert_eq!(keys(&r.candidates(m, "A").unwrap()), ["b/y"]);
+        // A success for key A ends its skip.
+        r.record_success(&by("a/x", "A"), None);
+        assert_eq!(keys(&r.candidates(m, "A").unwrap()), ["a/x", "b/y"]);
+    }
+
+    #[test]
+    fn unclear_failures_from_two_keys_or_with_a_route_failure_open_the_breaker() {
+        let config = Config::parse(CONFIG, "t").unwrap();
+        let r = Routing::new(&config);
+        let m = &config.models["m"];
+        r.record_failure(&by("a/x", "A"), Blame::Unclear, "timeout");
+        r.record_failure(&by("a/x", "B"), Blame::Unclear, "timeout");
+        assert_eq!(keys(&r.candidates(m, "C").unwrap()), ["b/y"]);
+
+        let r = Routing::new(&config);
+        r.record_failure(&by("a/x", "A"), Blame::Unclear, "timeout");
+        r.record_failure(&by("a/x", "A"), Blame::Route, "503");
+        assert_eq!(keys(&r.candidates(m, "C").unwrap()), ["b/y"]);
+    }
+
+    #[test]
+    fn a_route_that_is_down_opens_at_once() {
+        let config = Config::parse(CONFIG, "t").unwrap();
+        let r = Routing::new(&config);
+        let m = &config.models["m"];
+        r.record_down("a/x", "cmd: timed out");
+        assert_eq!(keys(&r.candidates(m, "k1").unwrap()), ["b/y"]);
+        let report = r.report(&config);
+        let a = &report.iter().find(|p| p.name == "a").unwrap().routes[0];
+        assert_eq!(a.state, "open");
+        assert_eq!(a.last_error.as_deref(), Some("cmd: timed out"));
     }
 }

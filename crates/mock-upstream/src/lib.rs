@@ -23,6 +23,10 @@
 //! | `tool_calls` | 0 | N parallel tool calls instead of text |
 //! | `finish` | `stop` | `length` forces that finish reason; a smaller `max_tokens` also truncates with it |
 //! | `prompt_tokens`, `cached_tokens` | estimate, 0 | reported prompt tokens (estimate: per message 4 + its whitespace-separated words) and the cached part |
+//! | `endless_line_after` | none | after N token chunks (0: before anything), `data: xxx…` without end, 64 KiB per frame, until the client leaves |
+//! | `body_bytes` | none | pad a whole body (an answer, or the error body of `status`) with spaces to at least N bytes |
+//! | `error_body` | the dialect's | the exact body sent with `status` (e.g. a provider's context-length error) |
+//! | `stall_if_contains` | none | a request whose body contains this text gets no answer (not even headers) until the client leaves |
 
 mod anthropic_format;
 mod completion;

@@ -44,6 +44,15 @@ pub(crate) struct Behaviour {
     pub finish: FinishOption,
     pub prompt_tokens: Option<u32>,
     pub cached_tokens: u32,
+    /// After N token chunks (0: before anything), one endless line.
+    pub endless_line_after: Option<u32>,
+    /// A whole body (answer or error) padded with spaces to at least this many bytes.
+    pub body_bytes: Option<u64>,
+    /// The body sent with `status` instead of the dialect's own error body.
+    pub error_body: Option<String>,
+    /// A request whose body contains this text gets no answer (not even headers) until the
+    /// client leaves: a prompt too big to reach its first token.
+    pub stall_if_contains: Option<String>,
 }
 
 /// Who may shape the responses of a server.
@@ -74,7 +83,7 @@ pub enum OptionError {
 }
 
 /// The names accepted in every source, for documentation and error messages.
-pub const OPTION_NAMES: [&str; 18] = [
+pub const OPTION_NAMES: [&str; 22] = [
     "tokens",
     "reasoning",
     "ttft_ms",
@@ -93,6 +102,10 @@ pub const OPTION_NAMES: [&str; 18] = [
     "finish",
     "prompt_tokens",
     "cached_tokens",
+    "endless_line_after",
+    "body_bytes",
+    "error_body",
+    "stall_if_contains",
 ];
 
 /// One option value as found in its source: header and model-suffix values are text, body values JSON.
@@ -148,6 +161,10 @@ impl Behaviour {
             finish: FinishOption::Stop,
             prompt_tokens: None,
             cached_tokens: 0,
+            endless_line_after: None,
+            body_bytes: None,
+            error_body: None,
+            stall_if_contains: None,
         }
     }
 
@@ -205,6 +222,14 @@ impl Behaviour {
             }
             "prompt_tokens" => self.prompt_tokens = Some(u32v()?),
             "cached_tokens" => self.cached_tokens = u32v()?,
+            "endless_line_after" => self.endless_line_after = Some(u32v()?),
+            "body_bytes" => self.body_bytes = Some(uint()?),
+            "error_body" => {
+                self.error_body = Some(text.ok_or_else(|| invalid("a string"))?);
+            }
+            "stall_if_contains" => {
+                self.stall_if_contains = Some(text.ok_or_else(|| invalid("a string"))?);
+            }
             other => return Err(OptionError::Unknown(other.to_string())),
         }
         Ok(())

@@ -27,6 +27,8 @@ pub(crate) enum Step {
     Reset,
     /// Write nothing more, keep the connection open until the client leaves.
     Stall,
+    /// Write one line that never ends (`data: xxx…`, 64 KiB per frame) until the client leaves.
+    Endless,
 }
 
 impl Step {
@@ -51,6 +53,9 @@ impl Step {
     }
 }
 
+/// One frame of an endless line.
+static ENDLESS_FRAME: [u8; 64 * 1024] = [b'x'; 64 * 1024];
+
 /// The malformed SSE event written by `malformed_after`.
 pub(crate) const MALFORMED_EVENT: &str = "data: {\"choices\": [\n\n";
 
@@ -74,8 +79,15 @@ pub(crate) fn pace(steps: &mut [Step], behaviour: &Behaviour) {
 }
 
 /// Splices the behaviour's faults into the steps. Each fault fires after N token chunks, or after the
-/// last token chunk when the response has fewer than N. `error_event` is the dialect's in-stream error.
+/// last token chunk when the response has fewer than N (`endless_line_after = 0`: before anything).
+/// `error_event` is the dialect's in-stream error.
 pub(crate) fn inject_faults(steps: &mut Vec<Step>, behaviour: &Behaviour, error_event: Bytes) {
+    if let Some(n) = behaviour.endless_line_after {
+        let at = if n == 0 { 0 } else { fault_position(steps, n) };
+        steps.truncate(at);
+        steps.push(Step::Endless);
+        return;
+    }
     if let Some(n) = behaviour.malformed_after {
         let at = fault_position(steps, n);
         steps.insert(at, Step::frame(MALFORMED_EVENT));
@@ -126,6 +138,7 @@ pub(crate) fn body(
         steps: steps.into(),
         tracker,
         shutdown,
+        endless_started: false,
     };
     Body::from_stream(futures_util::stream::unfold(player, |mut p| async move {
         let frame = p.next_frame().await?;
@@ -137,6 +150,8 @@ struct Player {
     steps: VecDeque<Step>,
     tracker: Option<StreamTracker>,
     shutdown: watch::Receiver<bool>,
+    /// An endless line has begun (its `data: ` is written).
+    endless_started: bool,
 }
 
 impl Player {
@@ -176,6 +191,23 @@ impl Player {
             Step::Stall => {
                 wait_for_shutdown(&mut self.shutdown).await;
                 Some(self.shutdown_error())
+            }
+            Step::Endless => {
+                if *self.shutdown.borrow() {
+                    return Some(self.shutdown_error());
+                }
+                let first = !self.endless_started;
+                self.endless_started = true;
+                // Played again and again, until the client leaves (the body is dropped).
+                self.steps.push_front(Step::Endless);
+                tokio::task::yield_now().await;
+                Some(Ok(if first {
+                    let mut opening = b"data: ".to_vec();
+                    opening.extend_from_slice(&ENDLESS_FRAME);
+                    Bytes::from(opening)
+                } else {
+                    Bytes::from_static(&ENDLESS_FRAME)
+                }))
             }
         }
     }
@@ -218,6 +250,7 @@ mod tests {
                 Step::Send { bytes, .. } => String::from_utf8_lossy(bytes).into_owned(),
                 Step::Reset => "RESET".into(),
                 Step::Stall => "STALL".into(),
+                Step::Endless => "ENDLESS".into(),
             })
             .collect()
     }
@@ -243,6 +276,16 @@ mod tests {
         let mut s = steps(2);
         inject_faults(&mut s, &b, Bytes::from_static(b"ERR"));
         assert_eq!(describe(&s), ["role", "t", "t", "STALL"]);
+
+        let mut b = Behaviour::for_model("m", false);
+        b.endless_line_after = Some(0);
+        let mut s = steps(2);
+        inject_faults(&mut s, &b, Bytes::from_static(b"ERR"));
+        assert_eq!(describe(&s), ["ENDLESS"]);
+        b.endless_line_after = Some(1);
+        let mut s = steps(2);
+        inject_faults(&mut s, &b, Bytes::from_static(b"ERR"));
+        assert_eq!(describe(&s), ["role", "t", "ENDLESS"]);
     }
 
     #[test]

@@ -71,6 +71,31 @@ fn json_response(status: u16, body: &Value, request_id: (&'static str, String)) 
     resp
 }
 
+/// Pads a whole body with spaces (still valid JSON) to at least `body_bytes`.
+fn padded(mut body: String, b: &Behaviour) -> String {
+    if let Some(n) = b.body_bytes {
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        if body.len() < n {
+            body.extend(std::iter::repeat_n(' ', n - body.len()));
+        }
+    }
+    body
+}
+
+/// The error response of a failing request: the behaviour's own `error_body`, or the dialect's
+/// `default`, padded to `body_bytes`.
+fn failure_response(
+    status: u16,
+    default: Value,
+    b: &Behaviour,
+    request_id: (&'static str, String),
+) -> Response {
+    let text = b.error_body.clone().unwrap_or_else(|| default.to_string());
+    let mut resp = json_response(status, &Value::Null, request_id);
+    *resp.body_mut() = Body::from(padded(text, b));
+    with_retry_after(resp, b.retry_after)
+}
+
 fn with_retry_after(mut resp: Response, retry_after: Option<u64>) -> Response {
     if let Some(secs) = retry_after {
         resp.headers_mut()
@@ -115,6 +140,16 @@ async fn delay(shared: &Shared, ms: u64) -> bool {
         () = tokio::time::sleep(Duration::from_millis(ms)) => true,
         _ = shutdown.wait_for(|down| *down) => false,
     }
+}
+
+/// How long `stall_if_contains` waits: until the client leaves or the server stops, in practice.
+const STALL_MS: u64 = 24 * 3600 * 1000;
+
+/// Whether `stall_if_contains` holds for this request body.
+fn stalls(b: &Behaviour, body: &[u8]) -> bool {
+    b.stall_if_contains.as_ref().is_some_and(|needle| {
+        !needle.is_empty() && body.windows(needle.len()).any(|w| w == needle.as_bytes())
+    })
 }
 
 /// The error status this request must fail with, if any (`status`, limited by `fail_times`).
@@ -233,11 +268,15 @@ async fn chat_completions(
     } else {
         Dialect::OpenAi
     };
+    if stalls(&behaviour, &body) {
+        delay(shared, STALL_MS).await;
+    }
     if !delay(shared, behaviour.headers_delay_ms).await {
         return error(503);
     }
     if let Some(status) = failure_status(shared, &behaviour) {
-        return with_retry_after(error(status), behaviour.retry_after);
+        let default = openai_format::error_body(named_dialect, status, base_model);
+        return failure_response(status, default, &behaviour, request_id);
     }
 
     let completion = Completion::plan(&behaviour, &request);
@@ -275,7 +314,10 @@ async fn chat_completions(
         return sse_response(body, request_id);
     }
 
-    let body = openai_format::body(&ctx, &completion).to_string();
+    let body = padded(
+        openai_format::body(&ctx, &completion).to_string(),
+        &behaviour,
+    );
     if !delay(shared, generation_time(&behaviour, &completion)).await {
         return error(503);
     }
@@ -364,11 +406,15 @@ async fn messages(
         Ok(b) => b,
         Err(e) => return bad_request(&e.to_string()),
     };
+    if stalls(&behaviour, &body) {
+        delay(shared, STALL_MS).await;
+    }
     if !delay(shared, behaviour.headers_delay_ms).await {
         return error(529);
     }
     if let Some(status) = failure_status(shared, &behaviour) {
-        return with_retry_after(error(status), behaviour.retry_after);
+        let default = anthropic_format::error_body(status, base_model, &request_id);
+        return failure_response(status, default, &behaviour, ("request-id", request_id));
     }
 
     let completion = Completion::plan(&behaviour, &request);
@@ -390,7 +436,10 @@ async fn messages(
         return sse_response(body, ("request-id", request_id));
     }
 
-    let body = anthropic_format::body(&ctx, &completion).to_string();
+    let body = padded(
+        anthropic_format::body(&ctx, &completion).to_string(),
+        &behaviour,
+    );
     if !delay(shared, generation_time(&behaviour, &completion)).await {
         return error(529);
     }

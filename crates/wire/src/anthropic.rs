@@ -24,7 +24,7 @@ mod request;
 mod response;
 mod stream;
 
-pub use error::{error_to_openai, UpstreamError};
+pub use error::{error_to_openai, mask_credentials, UpstreamError};
 pub use request::{
     chat_request_to_messages, upstream_max_tokens, DEFAULT_THINKING_BUDGET, THINKING_BUDGETS,
 };

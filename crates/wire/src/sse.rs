@@ -3,7 +3,11 @@
 //!
 //! The decoder is fed network chunks as they arrive and hands out complete events. An event with a
 //! single `data:` line (the case for every real provider) is returned as a slice of the received
-//! bytes, without copying.
+//! bytes, without copying. Its work is linear in its input: the search for a line end resumes where
+//! the last one stopped, so a line that arrives one byte at a time is scanned once. It is bounded:
+//! a line longer than [`Limits::max_line`], or an event whose lines together exceed
+//! [`Limits::max_event`], is a [`LimitExceeded`] error, after which the decoder keeps nothing and
+//! yields nothing.
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -29,26 +33,96 @@ impl Event {
     }
 }
 
-/// Incremental SSE decoder. Push bytes with [`Decoder::push`], take events with [`Decoder::next_event`].
+/// How much one line and one event may hold, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The longest line (its terminator excluded).
+    pub max_line: usize,
+    /// The most the `data:` and `event:` values of one event may add up to.
+    pub max_event: usize,
+}
+
+impl Limits {
+    /// 1 MiB per line, 8 MiB per event: far above any real provider's chunk, low enough that an
+    /// upstream sending one endless line cannot grow the gateway's memory without bound.
+    pub const DEFAULT: Limits = Limits {
+        max_line: 1024 * 1024,
+        max_event: 8 * 1024 * 1024,
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::DEFAULT
+    }
+}
+
+/// The input broke one of the decoder's [`Limits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitExceeded {
+    /// A line longer than `limit` bytes.
+    Line { limit: usize },
+    /// An event larger than `limit` bytes.
+    Event { limit: usize },
+}
+
+impl std::fmt::Display for LimitExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LimitExceeded::Line { limit } => {
+                write!(f, "an SSE line is longer than the limit of {limit} bytes")
+            }
+            LimitExceeded::Event { limit } => {
+                write!(f, "an SSE event is larger than the limit of {limit} bytes")
+            }
+        }
+    }
+}
+
+impl std::error::Error for LimitExceeded {}
+
+/// Incremental SSE decoder. Push bytes with [`Decoder::push`], take events with
+/// [`Decoder::try_next_event`] (or [`Decoder::next_event`], which does not say why it stopped).
 #[derive(Debug, Default)]
 pub struct Decoder {
     buf: BytesMut,
+    /// `buf[..scanned]` holds no line terminator: the next search starts there.
+    scanned: usize,
     name: Option<Bytes>,
     data: Option<Bytes>,
     /// Set when an event has more than one data line; the lines are joined here.
     joined: Option<BytesMut>,
+    /// The bytes of the event being read so far (its data and name values).
+    event_len: usize,
     /// A CR ended the previous line; an LF at the start of the next chunk belongs to it.
     skip_lf: bool,
+    limits: Limits,
+    /// Set once a limit was broken; nothing more is buffered or yielded.
+    failed: Option<LimitExceeded>,
+    /// Every byte examined in the search for line ends (to prove the search is linear).
+    #[cfg(test)]
+    examined: usize,
 }
 
 impl Decoder {
+    /// A decoder with the default [`Limits`].
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Appends received bytes.
+    /// A decoder with the given limits.
+    pub fn with_limits(limits: Limits) -> Self {
+        Decoder {
+            limits,
+            ..Self::default()
+        }
+    }
+
+    /// Appends received bytes (dropped once a limit was broken).
     pub fn push(&mut self, chunk: &[u8]) {
-        self.buf.extend_from_slice(chunk);
+        if self.failed.is_none() {
+            self.buf.extend_from_slice(chunk);
+        }
     }
 
     /// Bytes received but not yet part of a dispatched event.
@@ -56,18 +130,53 @@ impl Decoder {
         self.buf.len()
     }
 
-    /// Returns the next complete event, or `None` when more bytes are needed.
+    /// The limits this decoder enforces.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The limit the input broke, if it did.
+    pub fn error(&self) -> Option<LimitExceeded> {
+        self.failed
+    }
+
+    /// Returns the next complete event, or `None` when more bytes are needed, or when a limit was
+    /// broken (see [`Decoder::error`] and [`Decoder::try_next_event`]).
     pub fn next_event(&mut self) -> Option<Event> {
-        while let Some(line) = self.next_line() {
+        self.try_next_event().ok().flatten()
+    }
+
+    /// Returns the next complete event, `Ok(None)` when more bytes are needed, or the limit the
+    /// input broke (then and on every later call).
+    pub fn try_next_event(&mut self) -> Result<Option<Event>, LimitExceeded> {
+        loop {
+            if let Some(e) = self.failed {
+                return Err(e);
+            }
+            let Some(line) = self.next_line() else {
+                return match self.failed {
+                    Some(e) => Err(e),
+                    None => Ok(None),
+                };
+            };
             if line.is_empty() {
                 if let Some(event) = self.dispatch() {
-                    return Some(event);
+                    return Ok(Some(event));
                 }
                 continue;
             }
             self.field(line);
         }
-        None
+    }
+
+    /// Stops for good: nothing buffered is kept.
+    fn fail(&mut self, e: LimitExceeded) {
+        self.failed = Some(e);
+        self.buf = BytesMut::new();
+        self.scanned = 0;
+        self.name = None;
+        self.data = None;
+        self.joined = None;
     }
 
     fn next_line(&mut self) -> Option<Bytes> {
@@ -77,7 +186,31 @@ impl Decoder {
             }
             self.skip_lf = false;
         }
-        let end = self.buf.iter().position(|&b| b == b'\n' || b == b'\r')?;
+        let from = self.scanned.min(self.buf.len());
+        #[cfg(test)]
+        {
+            self.examined += self.buf.len() - from;
+        }
+        let Some(at) = self.buf[from..]
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\r')
+        else {
+            self.scanned = self.buf.len();
+            if self.buf.len() > self.limits.max_line {
+                self.fail(LimitExceeded::Line {
+                    limit: self.limits.max_line,
+                });
+            }
+            return None;
+        };
+        let end = from + at;
+        self.scanned = 0;
+        if end > self.limits.max_line {
+            self.fail(LimitExceeded::Line {
+                limit: self.limits.max_line,
+            });
+            return None;
+        }
         let line = self.buf.split_to(end).freeze();
         let terminator = self.buf[0];
         self.buf.advance(1);
@@ -105,6 +238,15 @@ impl Decoder {
             }
             None => (line.clone(), Bytes::new()),
         };
+        if matches!(&field[..], b"data" | b"event") {
+            self.event_len = self.event_len.saturating_add(value.len() + 1);
+            if self.event_len > self.limits.max_event {
+                self.fail(LimitExceeded::Event {
+                    limit: self.limits.max_event,
+                });
+                return;
+            }
+        }
         match &field[..] {
             b"data" => match (&mut self.joined, &self.data) {
                 (Some(joined), _) => {
@@ -126,6 +268,7 @@ impl Decoder {
     }
 
     fn dispatch(&mut self) -> Option<Event> {
+        self.event_len = 0;
         let name = self.name.take();
         let data = match (self.joined.take(), self.data.take()) {
             (Some(joined), _) => joined.freeze(),
@@ -230,5 +373,100 @@ mod tests {
             &out[..],
             b"data: {}\n\nevent: response.created\ndata: {}\n\n: keep-alive\n\n"
         );
+    }
+
+    const SMALL: Limits = Limits {
+        max_line: 64,
+        max_event: 100,
+    };
+
+    #[test]
+    fn a_line_fed_one_byte_at_a_time_is_scanned_once() {
+        let line = vec![b'x'; 100_000];
+        let mut d = Decoder::new();
+        d.push(b"data: ");
+        for b in &line {
+            d.push(std::slice::from_ref(b));
+            assert_eq!(d.try_next_event(), Ok(None));
+        }
+        d.push(b"\n\n");
+        let e = d.try_next_event().unwrap().unwrap();
+        assert_eq!(e.data.len(), line.len());
+        // Every byte is examined once (plus the terminators), not once per push.
+        assert!(
+            d.examined <= line.len() + 16,
+            "{} bytes examined",
+            d.examined
+        );
+    }
+
+    #[test]
+    fn an_endless_line_is_an_error_and_nothing_more_is_kept() {
+        let mut d = Decoder::with_limits(SMALL);
+        let mut pushed = 0;
+        let err = loop {
+            d.push(b"xxxxxxxxxx");
+            pushed += 10;
+            match d.try_next_event() {
+                Ok(None) => assert!(pushed <= 64 + 10, "still buffering after {pushed} bytes"),
+                Ok(Some(e)) => panic!("an event from a line without end: {e:?}"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err, LimitExceeded::Line { limit: 64 });
+        d.push(b"\n\ndata: {}\n\n");
+        assert_eq!(d.pending_len(), 0, "a failed decoder buffers nothing");
+        assert_eq!(d.try_next_event(), Err(err));
+        assert_eq!(d.next_event(), None);
+        assert_eq!(d.error(), Some(err));
+    }
+
+    #[test]
+    fn a_long_line_in_one_chunk_is_an_error() {
+        let mut d = Decoder::with_limits(SMALL);
+        let mut chunk = b"data: ".to_vec();
+        chunk.extend_from_slice(&[b'y'; 80]);
+        chunk.extend_from_slice(b"\n\n");
+        d.push(&chunk);
+        assert_eq!(d.try_next_event(), Err(LimitExceeded::Line { limit: 64 }));
+    }
+
+    #[test]
+    fn many_data_lines_over_the_event_limit_are_an_error() {
+        let mut d = Decoder::with_limits(SMALL);
+        // Each line is within the line limit; together they are not.
+        for _ in 0..5 {
+            d.push(b"data: 0123456789012345678901234\n");
+        }
+        assert_eq!(d.try_next_event(), Err(LimitExceeded::Event { limit: 100 }));
+        // Events up to the limit, one after another, are fine: the count restarts per event.
+        let mut d = Decoder::with_limits(SMALL);
+        for _ in 0..50 {
+            d.push(b"data: 0123456789\ndata: 0123456789\n\n");
+            assert_eq!(
+                d.try_next_event().unwrap().unwrap().data.len(),
+                21,
+                "{:?}",
+                d.error()
+            );
+        }
+    }
+
+    #[test]
+    fn limits_hold_at_every_split() {
+        let stream = b"event: a\ndata: 0123456789\n\n: comment\r\ndata: [DONE]\r\n\r\n";
+        for cut in 0..stream.len() {
+            let mut d = Decoder::with_limits(SMALL);
+            let mut out = vec![];
+            for part in [&stream[..cut], &stream[cut..]] {
+                d.push(part);
+                while let Some(e) = d.try_next_event().unwrap() {
+                    out.push(e);
+                }
+            }
+            assert_eq!(out.len(), 2, "cut at {cut}");
+            assert_eq!(out[0].name_str(), "a");
+            assert!(out[1].is_done());
+        }
     }
 }

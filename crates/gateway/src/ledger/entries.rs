@@ -37,6 +37,9 @@ pub struct UsageEntryRow {
     pub over_hold: bool,
     /// `prompt_only`, `checkpoint` or `no_checkpoint` (see `BillingNote`), or null.
     pub billing_note: Option<String>,
+    /// The status of the last upstream answer (200 when served, the provider's error status when
+    /// it failed or refused the request); null without one (connection error, timeout).
+    pub upstream_status: Option<i64>,
 }
 
 /// One row of a usage report.
@@ -80,7 +83,7 @@ fn as_usd<S: serde::Serializer>(n: &Nanos, s: S) -> Result<S::Ok, S::Error> {
 const ENTRY_COLUMNS: &str = "request_id, key_id, requested_model, served_model, provider, \
      attempts, prompt_tokens, completion_tokens, reasoning_tokens, cached_tokens, token_source, \
      cost_nanos, end_reason, ttft_ms, duration_ms, stream, started_at, finished_at, hold_nanos, \
-     over_hold, billing_note";
+     over_hold, billing_note, upstream_status";
 
 fn entry_from_row(r: &sqlx::any::AnyRow) -> Result<UsageEntryRow, sqlx::Error> {
     Ok(UsageEntryRow {
@@ -105,6 +108,7 @@ fn entry_from_row(r: &sqlx::any::AnyRow) -> Result<UsageEntryRow, sqlx::Error> {
         hold: Nanos(r.try_get("hold_nanos")?),
         over_hold: r.try_get::<i64, _>("over_hold")? != 0,
         billing_note: r.try_get("billing_note")?,
+        upstream_status: r.try_get("upstream_status")?,
     })
 }
 

@@ -395,6 +395,7 @@ pub fn interrupted(a: &AdmitRecord, p: Option<&ProgressRecord>) -> UsageEntry {
         served_model: p.and_then(|p| p.served_model.clone()),
         provider: p.and_then(|p| p.provider.clone()),
         attempts: u32::from(p.is_some_and(|p| p.provider.is_some())),
+        upstream_status: None,
         prompt_tokens: usage.prompt_tokens,
         completion_tokens: usage.completion_tokens,
         reasoning_tokens: usage.reasoning_tokens,

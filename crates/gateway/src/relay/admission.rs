@@ -402,6 +402,8 @@ mod tests {
                     base_url: "http://x".into(),
                     api_key: None,
                     timeouts: Timeouts::default(),
+                    limits: Default::default(),
+                    credential_timeout: crate::config::DEFAULT_CREDENTIAL_TIMEOUT,
                 }),
             );
             model_routes.push(Route {

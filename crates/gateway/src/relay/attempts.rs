@@ -1,6 +1,9 @@
 //! Trying a model's routes until one answers: translate the request into the route's dialect, send
-//! it, wait for the first upstream token, and on a retryable failure move on. Failover happens here
-//! and only here, always before the first byte reaches the client.
+//! it, wait for the first upstream token, and on a failure of the route move on. Failover happens
+//! here and only here, always before the first byte reaches the client. What counts as a failure of
+//! the route, and what as the upstream refusing the request itself (passed to the caller as a 400,
+//! no other route tried, nothing held against the route), is `providers::cause`. Every body read
+//! here is bounded by the provider's limits; past them, the route failed.
 //!
 //! The order: the healthy candidates from `routing` (breakers), each once; then, while attempts
 //! (`routing.max_attempts`) and the per-request budget (`routing.retry_budget_ms`) remain, the
@@ -23,11 +26,12 @@ use switchyard_wire::sse;
 use crate::app::Gateway;
 use crate::config::{AutoKind, ModelConfig, ProviderKind, Route};
 use crate::ledger::EndReason;
-use crate::providers::{without_url, UpstreamError};
+use crate::providers::cause::{Blame, Cause, ErrorText, Refusal};
+use crate::providers::{read_bounded, without_url, UpstreamError};
 use crate::relay::chat_stream::ByteStream;
 use crate::relay::settlement::{Settled, Settlement};
 use crate::relay::{Rejected, RelayError, Served};
-use crate::routing::Candidate;
+use crate::routing::{Candidate, HealthKey};
 use crate::telemetry::{self, AttemptOutcome};
 
 /// An upstream stream that has produced its first token (still in `decoder`, not yet consumed).
@@ -42,7 +46,7 @@ pub struct UpstreamStream {
     /// The model name the upstream reported (Anthropic's `message.model`), or the route's.
     pub model: String,
     /// Where the stream's outcome is reported for the route's health (`routing`).
-    pub route_key: String,
+    pub health: HealthKey,
 }
 
 /// What a successful attempt produced. Built once per request and taken apart at once, so the
@@ -105,12 +109,14 @@ async fn open_inner(
     let policy = &gw.config.routing;
     let accepted = settlement.meter.accepted_flag();
     let accepted = accepted.as_ref();
-    let candidates = gw
-        .routing
-        .candidates(model)
-        .map_err(|e| RelayError::NoHealthyUpstream {
-            retry_after: e.retry_after,
-        })?;
+    let caller = settlement.key_id().to_owned();
+    let caller = caller.as_str();
+    let candidates =
+        gw.routing
+            .candidates(model, caller)
+            .map_err(|e| RelayError::NoHealthyUpstream {
+                retry_after: e.retry_after,
+            })?;
     let n = candidates.len();
     let max_attempts = policy.max_attempts.unwrap_or(n as u32 + 1);
     let budget_end = started + policy.retry_budget;
@@ -126,14 +132,24 @@ async fn open_inner(
     {
         if n >= 2 && max_attempts >= 2 {
             let (first, second) = (&candidates[0], &candidates[1]);
-            let hedged = hedge(gw, first, second, req, delay, accepted).await?;
+            let hedged = hedge(gw, first, second, req, delay, accepted, caller).await?;
             attempts += hedged.sends;
             for (i, outcome) in hedged.failures {
+                settlement
+                    .meter
+                    .upstream_answered(outcome.upstream_status());
                 if !outcome.is_retryable() {
                     settlement.meter.attempts(attempts);
                     return Err(final_error(outcome, kind_of(gw, &candidates[i].route)));
                 }
-                note_failure(gw, policy, &candidates[i], &outcome, &mut retry_at[i]);
+                note_failure(
+                    gw,
+                    policy,
+                    &candidates[i],
+                    caller,
+                    &outcome,
+                    &mut retry_at[i],
+                );
                 last_error = Some((outcome, kind_of(gw, &candidates[i].route)));
             }
             if let Some((i, answer, ttft)) = hedged.winner {
@@ -141,6 +157,7 @@ async fn open_inner(
                     gw,
                     settlement,
                     &candidates[i],
+                    caller,
                     answer,
                     ttft,
                     attempts,
@@ -170,19 +187,23 @@ async fn open_inner(
             break;
         }
         let body = upstream_body(gw, &cand.route, req)?;
-        let tried = attempt(gw, &cand.route, body, req.stream, accepted).await;
+        let tried = attempt(gw, &cand.route, body, req.stream, accepted, caller).await;
         attempts += tried.sends;
         match tried.result {
             Ok(answer) => {
-                return Ok(opened(gw, settlement, cand, answer, tried.ttft, attempts));
+                return Ok(opened(
+                    gw, settlement, cand, caller, answer, tried.ttft, attempts,
+                ));
             }
             Err(e) if !e.is_retryable() => {
+                settlement.meter.upstream_answered(e.upstream_status());
                 settlement.meter.attempts(attempts);
                 return Err(final_error(e, kind_of(gw, &cand.route)));
             }
             Err(e) => {
+                settlement.meter.upstream_answered(e.upstream_status());
                 tracing::debug!(route = %cand.key, error = %e, "route failed, trying the next");
-                note_failure(gw, policy, cand, &e, &mut retry_at[i]);
+                note_failure(gw, policy, cand, caller, &e, &mut retry_at[i]);
                 last_error = Some((e, kind_of(gw, &cand.route)));
             }
         }
@@ -194,21 +215,37 @@ async fn open_inner(
     })
 }
 
-/// Records a retryable failure on the route's health and decides when it may be retried.
+/// Records a failure of the route on its health (for `caller`) and decides when it may be
+/// retried. A credential that cannot be resolved takes the route down at once.
 fn note_failure(
     gw: &Gateway,
     policy: &crate::config::RoutingConfig,
     cand: &Candidate,
+    caller: &str,
     e: &UpstreamError,
     retry_at: &mut Option<Instant>,
 ) {
-    gw.routing.record_failure(&cand.key, &e.to_string());
-    *retry_at = match e {
-        // The credential was refreshed and still refused: retrying cannot help.
-        UpstreamError::Status {
-            status: 401 | 403, ..
+    let why = e.to_string();
+    match (e, e.cause()) {
+        (UpstreamError::Credential(_), _) => gw.routing.record_down(&cand.key, &why),
+        (_, Cause::Route(blame)) => {
+            let key = HealthKey {
+                route: cand.key.clone(),
+                caller: caller.to_owned(),
+            };
+            gw.routing.record_failure(&key, blame, &why);
         }
-        | UpstreamError::Credential(_) => None,
+        (_, Cause::Request(_)) => {}
+    }
+    *retry_at = match e {
+        // The credential was refreshed and still refused, the route has no such model, or the
+        // answer is too large for the limits: retrying the same route cannot help.
+        UpstreamError::Status {
+            status: 401 | 403 | 404 | 413,
+            ..
+        }
+        | UpstreamError::Credential(_)
+        | UpstreamError::TooLarge(_) => None,
         UpstreamError::Status {
             retry_after: Some(after),
             ..
@@ -244,11 +281,17 @@ fn opened(
     gw: &Gateway,
     settlement: &mut Settlement,
     cand: &Candidate,
+    caller: &str,
     answer: Answer,
     ttft: Duration,
     attempts: u32,
 ) -> Opened {
-    gw.routing.record_success(&cand.key, Some(ttft));
+    let key = HealthKey {
+        route: cand.key.clone(),
+        caller: caller.to_owned(),
+    };
+    gw.routing.record_success(&key, Some(ttft));
+    settlement.meter.upstream_answered(Some(200));
     let served = Served {
         provider: cand.route.provider.clone(),
         attempts,
@@ -286,6 +329,7 @@ async fn hedge(
     req: &ChatRequest,
     delay: Duration,
     accepted: &AtomicBool,
+    caller: &str,
 ) -> Result<Hedged, RelayError> {
     let mut out = Hedged {
         winner: None,
@@ -293,7 +337,7 @@ async fn hedge(
         sends: 0,
     };
     let body = upstream_body(gw, &first.route, req)?;
-    let a = attempt(gw, &first.route, body, req.stream, accepted);
+    let a = attempt(gw, &first.route, body, req.stream, accepted, caller);
     tokio::pin!(a);
     let early = tokio::select! {
         t = &mut a => Some(t),
@@ -319,14 +363,14 @@ async fn hedge(
         let body = upstream_body(gw, &second.route, req)?;
         take(
             1,
-            attempt(gw, &second.route, body, req.stream, accepted).await,
+            attempt(gw, &second.route, body, req.stream, accepted, caller).await,
             &mut out,
         );
         return Ok(out);
     }
     let hedge_started = Instant::now();
     let body = upstream_body(gw, &second.route, req)?;
-    let b = attempt(gw, &second.route, body, req.stream, accepted);
+    let b = attempt(gw, &second.route, body, req.stream, accepted, caller);
     tokio::pin!(b);
     tokio::select! {
         t = &mut a => {
@@ -373,8 +417,9 @@ async fn attempt(
     body: Vec<u8>,
     stream: bool,
     accepted: &AtomicBool,
+    caller: &str,
 ) -> Tried {
-    let tried = try_route(gw, route, body, stream, accepted).await;
+    let tried = try_route(gw, route, body, stream, accepted, caller).await;
     let outcome = match &tried.result {
         Ok(_) => AttemptOutcome::Ok,
         Err(e) if e.is_retryable() => AttemptOutcome::Retryable,
@@ -393,6 +438,7 @@ async fn try_route(
     body: Vec<u8>,
     stream: bool,
     accepted: &AtomicBool,
+    caller: &str,
 ) -> Tried {
     let started = Instant::now();
     let mut sends = 0;
@@ -436,16 +482,17 @@ async fn try_route(
         }
     };
     let dialect = provider.kind();
+    let limits = provider.config.limits;
     if resp.is_ok() {
         accepted.store(true, Ordering::Relaxed);
     }
     let result = match resp {
         Err(e) => Err(e),
-        Ok(resp) if !stream => whole_answer(resp, dialect, deadline).await,
+        Ok(resp) if !stream => whole_answer(resp, dialect, deadline, limits.response).await,
         Ok(resp) => {
             let mut bytes: ByteStream =
                 Box::pin(resp.bytes_stream().map(|r| r.map_err(|e| without_url(&e))));
-            let mut decoder = sse::Decoder::new();
+            let mut decoder = sse::Decoder::with_limits(limits.sse);
             match first_token(&mut bytes, &mut decoder, dialect, deadline).await {
                 Ok(upstream_model) => Ok(Answer::Stream(UpstreamStream {
                     bytes,
@@ -454,7 +501,10 @@ async fn try_route(
                     idle_timeout: t.idle,
                     deadline: total_by,
                     model: upstream_model.unwrap_or_else(|| route.upstream_model.clone()),
-                    route_key: route.key(),
+                    health: HealthKey {
+                        route: route.key(),
+                        caller: caller.to_owned(),
+                    },
                 })),
                 Err(e) => Err(e),
             }
@@ -467,18 +517,16 @@ async fn try_route(
     }
 }
 
-/// Reads a non-streamed answer and returns it as an OpenAI chat completion body. A body that is
-/// cut off or is not a completion fails the route (another may answer).
+/// Reads a non-streamed answer (at most `limit` bytes) and returns it as an OpenAI chat
+/// completion body. A body that is cut off, too large or not a completion fails the route
+/// (another may answer).
 async fn whole_answer(
     resp: reqwest::Response,
     dialect: ProviderKind,
     deadline: tokio::time::Instant,
+    limit: usize,
 ) -> Result<Answer, UpstreamError> {
-    let body = match tokio::time::timeout_at(deadline, resp.bytes()).await {
-        Ok(Ok(body)) => body,
-        Ok(Err(e)) => return Err(UpstreamError::Body(without_url(&e))),
-        Err(_) => return Err(UpstreamError::Timeout),
-    };
+    let body = read_bounded(resp, limit, deadline, "answer").await?;
     let not_completion = || UpstreamError::Body("the upstream's answer is not a completion".into());
     let v: Value = serde_json::from_slice(&body).map_err(|_| not_completion())?;
     match dialect {
@@ -527,18 +575,22 @@ enum FirstEvent {
     Token,
 }
 
-/// Reads until the first token and checks that what came before it is well formed. The events stay
-/// in `decoder` for the stream to forward. Returns the model name Anthropic's `message_start` gave.
+/// Reads until the first token and checks that what came before it is well formed and within the
+/// limits `decoder` was made with. The events stay in `decoder` for the stream to forward. Returns
+/// the model name Anthropic's `message_start` gave.
 async fn first_token(
     upstream: &mut ByteStream,
     decoder: &mut sse::Decoder,
     dialect: ProviderKind,
     deadline: tokio::time::Instant,
 ) -> Result<Option<String>, UpstreamError> {
-    let mut probe = sse::Decoder::new();
+    let mut probe = sse::Decoder::with_limits(decoder.limits());
     let mut model = None;
     loop {
-        while let Some(event) = probe.next_event() {
+        while let Some(event) = probe
+            .try_next_event()
+            .map_err(|e| UpstreamError::TooLarge(format!("the upstream's stream: {e}")))?
+        {
             match classify_first(&event, dialect)? {
                 FirstEvent::Token => return Ok(model),
                 FirstEvent::Preamble(m) => model = m.or(model),
@@ -602,42 +654,67 @@ fn classify_first(event: &sse::Event, dialect: ProviderKind) -> Result<FirstEven
     }
 }
 
-/// The error the client sees when no route could serve the request.
+/// The error the client sees when no route could serve the request: the upstream's refusal of the
+/// request itself as a 400 (its message, never its account's status), or our own words for a
+/// failure of the routes.
 fn final_error(e: UpstreamError, dialect: ProviderKind) -> RelayError {
+    let cause = e.cause();
+    if let (UpstreamError::Status { status, body, .. }, Cause::Request(refusal)) = (&e, cause) {
+        return RelayError::UpstreamRejected(Box::new(refused(*status, body, refusal, dialect)));
+    }
     match e {
         UpstreamError::Timeout => RelayError::UpstreamTimeout,
         UpstreamError::Status {
             status: 429,
             retry_after,
             ..
-        } => RelayError::UpstreamRateLimited { retry_after },
-        UpstreamError::Status { status, body, .. }
-            if (400..500).contains(&status) && !matches!(status, 401 | 402 | 403 | 408 | 409) =>
-        {
-            let v: Value = match dialect {
-                ProviderKind::Anthropic => anthropic::error_to_openai(status, &body).1,
-                _ => serde_json::from_slice(&body).unwrap_or(Value::Null),
-            };
-            let err = v.get("error").unwrap_or(&v);
-            let text = |k: &str| err.get(k).and_then(Value::as_str).map(str::to_owned);
+        } if cause == Cause::Route(Blame::Route) => RelayError::UpstreamRateLimited { retry_after },
+        UpstreamError::Status { status: 413, .. } | UpstreamError::Status { status: 429, .. } => {
             RelayError::UpstreamRejected(Box::new(Rejected {
-                status,
-                message: text("message")
-                    .unwrap_or_else(|| format!("The upstream rejected the request ({status}).")),
-                param: text("param"),
-                code: err.get("code").cloned().unwrap_or(Value::Null),
+                status: 413,
+                message: "The request is larger than every upstream for this model accepts.".into(),
+                param: None,
+                code: Value::String("request_too_large".into()),
             }))
         }
-        UpstreamError::Status { status, .. } if status == 401 || status == 403 => {
-            RelayError::UpstreamFailed("the upstream refused the gateway's credentials".into())
-        }
+        UpstreamError::Status {
+            status: 401 | 403, ..
+        } => RelayError::UpstreamFailed("the upstream refused the gateway's credentials".into()),
         // The gateway's own account with the provider cannot pay: not the caller's balance.
         UpstreamError::Status { status: 402, .. } => {
             RelayError::UpstreamFailed("the upstream account cannot pay for the request".into())
+        }
+        UpstreamError::Status { status: 404, .. } => {
+            RelayError::UpstreamFailed("the upstream does not serve this model".into())
         }
         UpstreamError::Status { status, .. } => {
             RelayError::UpstreamFailed(format!("the upstream answered {status}"))
         }
         other => RelayError::UpstreamFailed(other.to_string()),
+    }
+}
+
+/// The caller's 400 for an upstream's refusal of its request.
+fn refused(status: u16, body: &[u8], refusal: Refusal, dialect: ProviderKind) -> Rejected {
+    let mut text = ErrorText::parse(body);
+    if dialect == ProviderKind::Anthropic && text.message.is_none() {
+        // An in-stream Anthropic error event carries its own shape; read it the same way.
+        let (_, v) = anthropic::error_to_openai(status, body);
+        text.message = v
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+    }
+    let code = match refusal.code() {
+        Some(code) => Value::String(code.to_owned()),
+        None => text.code.map_or(Value::Null, Value::String),
+    };
+    Rejected {
+        status: 400,
+        message: text
+            .message
+            .unwrap_or_else(|| format!("The upstream refused the request (HTTP {status}).")),
+        param: text.param,
+        code,
     }
 }

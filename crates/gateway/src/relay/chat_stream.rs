@@ -29,6 +29,7 @@ use crate::ledger::{Durable, EndReason, LedgerError};
 use crate::relay::attempts::{unix_now, UpstreamStream};
 use crate::relay::settlement::{Settled, Settlement};
 use crate::relay::upstream_pump::{self, Failure, Pump, PumpedRelay};
+use crate::routing::HealthKey;
 
 /// The upstream's body as a stream of network chunks.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
@@ -45,8 +46,8 @@ pub struct ChatStream {
     out: BytesMut,
     settlement: Settlement,
     include_usage: bool,
-    /// Where a mid-stream failure is reported: the gateway's routing and the route's key.
-    health: Option<(Arc<Gateway>, String)>,
+    /// Where a mid-stream failure is reported: the gateway's routing, the route and the caller.
+    health: Option<(Arc<Gateway>, HealthKey)>,
     /// The chunk carrying `finish_reason`, held until the usage that belongs on it arrives.
     held_finish: Option<Value>,
     /// The upstream's usage-only chunk (`choices: []`), kept to be re-sent with the cost.
@@ -88,7 +89,7 @@ impl ChatStream {
             out: BytesMut::with_capacity(4096),
             settlement,
             include_usage,
-            health: gw.map(|gw| (gw, upstream.route_key)),
+            health: gw.map(|gw| (gw, upstream.health)),
             held_finish: None,
             usage_chunk: None,
             id: stamp.id,
@@ -208,7 +209,7 @@ impl ChatStream {
         };
         let end = failure.end_reason();
         if failure.is_route_fault() {
-            upstream_pump::report_mid_stream(self.health.as_ref(), &message);
+            upstream_pump::report_mid_stream(self.health.as_ref(), failure, &message);
         }
         let event =
             json!({"error": {"message": message, "type": kind, "param": null, "code": code}});

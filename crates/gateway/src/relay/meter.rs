@@ -31,6 +31,8 @@ pub struct Meter {
     prices: Option<Prices>,
     /// Set once an upstream answered with success headers: from then on it has the prompt.
     accepted: Arc<AtomicBool>,
+    /// The status of the last upstream answer, for the request log.
+    upstream_status: Option<u16>,
 }
 
 impl Meter {
@@ -180,6 +182,15 @@ impl Meter {
 
     pub fn provider(&self) -> Option<&str> {
         self.provider.as_deref()
+    }
+
+    /// Notes the status of the latest upstream answer (`None`: the attempt got no answer).
+    pub fn upstream_answered(&mut self, status: Option<u16>) {
+        self.upstream_status = status;
+    }
+
+    pub fn upstream_status(&self) -> Option<u16> {
+        self.upstream_status
     }
 
     pub fn attempts_made(&self) -> u32 {

@@ -168,6 +168,7 @@ fn entry(a: &Admission, meter: &Meter, end: EndReason, settled: &Settled) -> Usa
         served_model: meter.served_model_name().map(str::to_owned),
         provider: meter.provider().map(str::to_owned),
         attempts: meter.attempts_made(),
+        upstream_status: meter.upstream_status(),
         prompt_tokens: settled.usage.prompt_tokens,
         completion_tokens: settled.usage.completion_tokens,
         reasoning_tokens: settled.usage.reasoning_tokens,
@@ -223,6 +224,11 @@ impl Settlement {
             rate: None,
             open_stream: None,
         }
+    }
+
+    /// The id of the key the request was admitted for (empty once settled).
+    pub fn key_id(&self) -> &str {
+        self.admission.as_ref().map_or("", |a| a.key_id.as_str())
     }
 
     /// The answer is streaming to the client: counted as an open stream until this is dropped.

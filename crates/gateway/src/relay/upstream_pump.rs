@@ -8,7 +8,9 @@
 //!
 //! What both relays share lives here too: the loop that drives them (`body`), how a failure is
 //! described to the client and reported to the route's health (`Failure::describe`,
-//! `report_mid_stream`), and how a chunk is metered (`meter_chunk`).
+//! `report_mid_stream`), and how a chunk is metered (`meter_chunk`). The SSE decoder enforces the
+//! provider's line and event limits; an upstream past them ends the stream as `TooLarge`, and
+//! nothing more of it is buffered.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -29,6 +31,7 @@ use crate::ledger::EndReason;
 use crate::relay::attempts::UpstreamStream;
 use crate::relay::chat_stream::ByteStream;
 use crate::relay::meter::Meter;
+use crate::routing::{Blame, HealthKey};
 
 /// How a stream that cannot finish normally ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +48,8 @@ pub enum Failure {
     Total,
     /// The gateway is shutting down and its grace period is over.
     Shutdown,
+    /// The upstream sent a line or an event past the provider's limits.
+    TooLarge,
 }
 
 impl Failure {
@@ -58,6 +63,9 @@ impl Failure {
             Failure::Total => "The upstream did not finish within the total time limit.",
             Failure::Shutdown => {
                 "The gateway is shutting down; the answer is incomplete. Retry the request."
+            }
+            Failure::TooLarge => {
+                "The upstream sent an event larger than the gateway accepts; the answer is incomplete."
             }
         }
     }
@@ -92,11 +100,21 @@ impl Failure {
     }
 }
 
-/// Tells the route's health that a stream failed after its first byte.
-pub fn report_mid_stream(health: Option<&(Arc<Gateway>, String)>, message: &str) {
+/// Tells the route's health that a stream failed after its first byte. A timeout may be the
+/// request's own doing (a huge answer); anything else is the route's.
+pub fn report_mid_stream(
+    health: Option<&(Arc<Gateway>, HealthKey)>,
+    failure: Failure,
+    message: &str,
+) {
     if let Some((gw, key)) = health {
+        let blame = if failure.is_timeout() {
+            Blame::Unclear
+        } else {
+            Blame::Route
+        };
         gw.routing
-            .record_failure(key, &format!("mid-stream: {message}"));
+            .record_failure(key, blame, &format!("mid-stream: {message}"));
     }
 }
 
@@ -176,9 +194,9 @@ impl Pump {
         }
     }
 
-    /// The next event already received, if any.
-    pub fn next_event(&mut self) -> Option<sse::Event> {
-        self.decoder.next_event()
+    /// The next event already received, if any, or the limit the upstream broke.
+    pub fn next_event(&mut self) -> Result<Option<sse::Event>, sse::LimitExceeded> {
+        self.decoder.try_next_event()
     }
 
     /// Notes that bytes went to the client (the keep-alive clock restarts).
@@ -296,10 +314,11 @@ pub fn body<R: PumpedRelay>(relay: R) -> impl Stream<Item = Bytes> + Send {
 async fn next_frame<R: PumpedRelay>(r: &mut R) -> Option<Bytes> {
     loop {
         while !r.is_done() {
-            let Some(event) = r.pump().next_event() else {
-                break;
-            };
-            on_event(r, event).await;
+            match r.pump().next_event() {
+                Ok(Some(event)) => on_event(r, event).await,
+                Ok(None) => break,
+                Err(_) => r.fail(Failure::TooLarge, None).await,
+            }
         }
         if !r.out().is_empty() {
             r.pump().sent();

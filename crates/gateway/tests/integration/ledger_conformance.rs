@@ -176,6 +176,7 @@ fn entry(request_id: &str, key_id: &str, model: &str, cost: i64, at: i64) -> Usa
         hold: Nanos(cost),
         over_hold: false,
         note: None,
+        upstream_status: None,
     }
 }
 

@@ -27,3 +27,4 @@ mod sdk_runner;
 mod settlement_path;
 mod steering;
 mod tidy;
+mod upstream_bounds;

@@ -504,6 +504,7 @@ fn entry(i: usize, key: &str, cost: i64, end: EndReason) -> UsageEntry {
         hold: Nanos(cost),
         over_hold: false,
         note: None,
+        upstream_status: None,
     }
 }
 

@@ -130,7 +130,7 @@ pub fn error_to_openai(status: u16, body: &[u8]) -> (u16, Value) {
 
 /// Masks anything that looks like an API key (`sk-` followed by at least 8 key characters, which covers
 /// Anthropic's `sk-ant-…`) as `sk-***`.
-fn mask_credentials(message: &str) -> String {
+pub fn mask_credentials(message: &str) -> String {
     let is_key_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
     let mut out = String::with_capacity(message.len());
     let mut rest = message;

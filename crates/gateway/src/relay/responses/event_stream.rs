@@ -26,6 +26,7 @@ use crate::relay::attempts::{unix_now, UpstreamStream};
 use crate::relay::responses::Keeper;
 use crate::relay::settlement::{Settled, Settlement};
 use crate::relay::upstream_pump::{self, Failure, Pump, PumpedRelay};
+use crate::routing::HealthKey;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -39,8 +40,8 @@ pub struct ResponseStream {
     builder: StreamBuilder,
     settlement: Settlement,
     keeper: Keeper,
-    /// Where a mid-stream failure is reported: the gateway's routing and the route's key.
-    health: (Arc<Gateway>, String),
+    /// Where a mid-stream failure is reported: the gateway's routing, the route and the caller.
+    health: (Arc<Gateway>, HealthKey),
     /// Bytes ready for the client.
     out: BytesMut,
     /// Scratch space, reused: the events of one upstream event and their encoding.
@@ -74,7 +75,7 @@ impl ResponseStream {
             builder: StreamBuilder::new(ctx),
             settlement,
             keeper,
-            health: (gw, upstream.route_key),
+            health: (gw, upstream.health),
             out: BytesMut::with_capacity(4096),
             events: Vec::with_capacity(8),
             encoded: Vec::with_capacity(1024),
@@ -184,7 +185,7 @@ impl ResponseStream {
         };
         let end = failure.end_reason();
         if failure.is_route_fault() {
-            upstream_pump::report_mid_stream(Some(&self.health), &message);
+            upstream_pump::report_mid_stream(Some(&self.health), failure, &message);
         }
         self.builder.fail(code, &message, &mut self.events);
         let settled = self.settlement.measure().await;
