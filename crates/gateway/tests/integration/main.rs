@@ -20,6 +20,7 @@ mod responses_sdk;
 mod scenarios;
 mod sdk;
 mod sdk_runner;
+mod secrets;
 mod settlement_path;
 mod steering;
 mod tidy;
