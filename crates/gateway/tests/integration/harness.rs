@@ -273,13 +273,26 @@ pub async fn books(
     (out, balance)
 }
 
-/// Runs the real `switchyard` binary with `args` in `dir` (no provider keys or database from this
-/// environment) until it prints its address; returns the process, the first key it printed (a
-/// fresh database) and its base URL. What it prints later is read and dropped.
+/// Runs the real `switchyard` binary in `dir` with `args` (e.g. `serve --listen 127.0.0.1:0`) and
+/// waits until it listens: (the child, the key it printed on a fresh database, its base URL).
 pub async fn serve_binary(
     dir: &std::path::Path,
     args: &[&str],
 ) -> (tokio::process::Child, Option<String>, String) {
+    let (child, key, base, _) = serve_binary_with(dir, args, &[]).await;
+    (child, key, base)
+}
+
+/// Every line a spawned binary wrote, stdout and stderr, as it wrote them.
+pub type Output = Arc<std::sync::Mutex<Vec<String>>>;
+
+/// `serve_binary` with extra environment variables, keeping every line the binary writes on stdout
+/// and stderr (its logs) for the test to read.
+pub async fn serve_binary_with(
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, Option<String>, String, Output) {
     use tokio::io::AsyncBufReadExt;
     std::fs::create_dir_all(dir).unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
@@ -289,14 +302,25 @@ pub async fn serve_binary(
         .env_remove("OPENAI_API_KEY")
         .env_remove("ANTHROPIC_API_KEY")
         .env_remove("DEEPSEEK_API_KEY")
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    let output: Output = Arc::default();
+    // Keep reading stderr, so that it never fills up or closes under the binary.
+    let mut errors = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let kept = output.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = errors.next_line().await {
+            kept.lock().unwrap().push(line);
+        }
+    });
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let (mut key, mut base) = (None, None);
     while let Some(line) = lines.next_line().await.unwrap() {
+        output.lock().unwrap().push(line.clone());
         if line.starts_with("sk-sy-") {
             key = Some(line);
         } else if let Some(url) = line.strip_prefix("Switchyard listening on ") {
@@ -304,9 +328,18 @@ pub async fn serve_binary(
             break;
         }
     }
-    // Keep reading what it prints, so that its stdout never closes under it.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, key, base.expect("the server printed its address"))
+    let kept = output.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            kept.lock().unwrap().push(line);
+        }
+    });
+    (
+        child,
+        key,
+        base.expect("the server printed its address"),
+        output,
+    )
 }
 
 /// The gateway's id of a request, from its response.

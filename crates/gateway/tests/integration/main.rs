@@ -24,6 +24,7 @@ mod scenarios;
 mod schema_fuzz;
 mod sdk;
 mod sdk_runner;
+mod secrets;
 mod settlement_path;
 mod steering;
 mod tidy;
