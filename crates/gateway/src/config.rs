@@ -121,6 +121,7 @@ impl Secret {
         if value.is_empty() {
             return Err(fail("the value is empty".into()));
         }
+        crate::redact::remember(&value);
         Ok(value)
     }
 }

@@ -11,6 +11,7 @@ pub mod http;
 pub mod ledger;
 pub mod limits;
 pub mod providers;
+pub mod redact;
 pub mod relay;
 pub mod routing;
 pub mod telemetry;

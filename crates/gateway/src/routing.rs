@@ -353,7 +353,7 @@ impl Routing {
         h.consecutive_failures = h.consecutive_failures.saturating_add(1);
         h.run.add(outcome);
         h.push_outcome(outcome, b.window);
-        h.last_error = Some((now, why.chars().take(200).collect()));
+        h.last_error = Some((now, crate::redact::mask(why).chars().take(200).collect()));
         let ratio_tripped = h.window.len() >= b.min_requests as usize
             && h.window_failures() * 100 >= b.error_percent as usize * h.window.len()
             && h.window_implicates();
@@ -391,7 +391,7 @@ impl Routing {
         h.consecutive_failures = h.consecutive_failures.saturating_add(1);
         h.run.add(Outcome::RouteFailure);
         h.push_outcome(Outcome::RouteFailure, self.breaker.window);
-        h.last_error = Some((now, why.chars().take(200).collect()));
+        h.last_error = Some((now, crate::redact::mask(why).chars().take(200).collect()));
         if !matches!(h.breaker, Breaker::Open { until } if until > now) {
             h.breaker = Breaker::Open {
                 until: now + self.breaker.cooldown,

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use crate::auth::AuthError;
 use crate::limits::{go_duration, Level, Quota};
+use crate::redact;
 use crate::relay::RelayError;
 
 /// An error on its way to the client.
@@ -219,11 +220,16 @@ impl From<RelayError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // The message and code may carry an upstream's words: no secret of ours leaves in them.
+        let code = match self.code {
+            Value::String(c) => Value::String(redact::mask(&c).into_owned()),
+            other => other,
+        };
         let body = json!({"error": {
-            "message": self.message,
+            "message": redact::mask(&self.message),
             "type": self.kind,
             "param": self.param,
-            "code": self.code,
+            "code": code,
         }});
         let mut resp = (self.status, axum::Json(body)).into_response();
         let h = resp.headers_mut();

@@ -94,7 +94,9 @@ impl Failure {
     /// upstream's own words for its error event, ours otherwise.
     pub fn describe(self, problem: Option<UpstreamProblem>) -> (String, bool) {
         match (self, problem) {
-            (Failure::UpstreamError, Some(p)) => (p.message, p.rate_limited),
+            (Failure::UpstreamError, Some(p)) => {
+                (crate::redact::mask(&p.message).into_owned(), p.rate_limited)
+            }
             (f, _) => (f.message().to_owned(), false),
         }
     }
