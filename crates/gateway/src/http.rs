@@ -51,8 +51,33 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .fallback(|| async { ApiError::not_found_route() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() });
     catch_panic::catch_panics(app)
+        .layer(middleware::from_fn_with_state(gw.clone(), header_limit))
         .layer(middleware::from_fn(access_log))
         .with_state(gw)
+}
+
+/// Refuses a request head over `max_header_bytes` with an OpenAI-shaped 431. The listener lets
+/// hyper read heads up to twice that, so only a head past the double gets hyper's bare 431.
+async fn header_limit(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
+    let limit = gw.config.server.max_header_bytes;
+    let target = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
+    let line = req.method().as_str().len() + target + 12;
+    let size = req.headers().iter().fold(line, |n, (name, value)| {
+        n + name.as_str().len() + value.len() + 4
+    });
+    if size <= limit {
+        return next.run(req).await;
+    }
+    let mut resp = ApiError::new(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "invalid_request_error",
+        "request_header_fields_too_large",
+        format!("The request's headers are larger than the gateway accepts ({limit} bytes)."),
+    )
+    .into_response();
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
 }
 
 /// The OpenAPI 3.1 description of every route above, kept next to the code that serves them

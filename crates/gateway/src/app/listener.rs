@@ -88,7 +88,9 @@ where
     http.timer(TokioTimer::new())
         .header_read_timeout(None)
         .keep_alive(true)
-        .max_header_size(limits.max_header_bytes);
+        // Twice the limit: `http::header_limit` answers heads between the two with an
+        // OpenAI-shaped 431; past the double, hyper's own bare 431 stops reading.
+        .max_header_size(limits.max_header_bytes.saturating_mul(2));
     let http = Arc::new(http);
     let drain = CancellationToken::new();
     let mut connections = JoinSet::new();

@@ -210,10 +210,21 @@ async fn connections_past_the_per_address_cap_get_503_until_one_closes() {
 #[tokio::test]
 async fn headers_over_the_limit_are_answered_431() {
     let (gw, _mock) = start_with_mock("[server]\nmax_header_bytes = 2048").await;
+    // Over the limit: an OpenAI-shaped 431, and the connection is closed.
     let mut tcp = connect(gw.addr).await;
     let request = format!(
         "GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
-        "a".repeat(4096)
+        "a".repeat(3000)
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let (status, body) = read_closing_response(&mut tcp).await;
+    assert_eq!(status, 431, "{body}");
+    assert_eq!(body["error"]["code"], "request_header_fields_too_large");
+    // Far over it: hyper stops reading the head and answers 431 itself.
+    let mut tcp = connect(gw.addr).await;
+    let request = format!(
+        "GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+        "a".repeat(8192)
     );
     tcp.write_all(request.as_bytes()).await.unwrap();
     let (status, head) = read_head(&mut tcp).await;
