@@ -1,15 +1,16 @@
 //! Fuzzes the Anthropic stream translator (`anthropic::StreamTranslator`) with arbitrary event
-//! sequences: well-formed events in any order and with any indices, events with wrong field types,
-//! and raw name/data pairs. The chunks must keep the OpenAI stream's shape: every chunk stamped with
+//! sequences: raw SSE bodies (seeded with real transcripts), or well-formed events in any order and
+//! with any indices, events with wrong field types, and raw name/data pairs. The chunks must keep the OpenAI stream's shape: every chunk stamped with
 //! the given id and model, `role` on the first chunk only, a `finish_reason` on the last chunk only,
 //! nothing after the end, and tool-call indices that were announced before their arguments.
 #![no_main]
 
-use arbitrary::Arbitrary;
+use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Map, Value};
 use switchyard_fuzz::ArbitraryJson;
 use switchyard_wire::anthropic::StreamTranslator;
+use switchyard_wire::sse::Decoder;
 
 #[derive(Arbitrary, Debug)]
 enum Block {
@@ -159,14 +160,42 @@ fn event(step: &Step) -> (String, String) {
     (name.to_owned(), data.to_string())
 }
 
-fuzz_target!(|input: (Vec<(bool, Step)>, bool)| {
-    let (steps, drain_each) = input;
+/// The events of the input: a raw SSE body (a first byte `s`, so that real transcripts are seeds),
+/// or a structured sequence built by `arbitrary`; and whether to drain after each event.
+fn events(data: &[u8]) -> Option<(Vec<(String, String)>, bool)> {
+    match data.split_first() {
+        Some((b's', body)) => {
+            let mut decoder = Decoder::new();
+            decoder.push(body);
+            let mut out = Vec::new();
+            while let Some(e) = decoder.next_event() {
+                out.push((e.name_str().to_owned(), String::from_utf8_lossy(&e.data).into_owned()));
+            }
+            Some((out, body.len() % 2 == 0))
+        }
+        _ => {
+            let (steps, drain_each) =
+                <(Vec<(bool, Step)>, bool)>::arbitrary(&mut Unstructured::new(data)).ok()?;
+            let events = steps
+                .iter()
+                .map(|(named, step)| {
+                    let (name, data) = event(step);
+                    // Unnamed events carry their type in the data only, as some proxies send them.
+                    (if *named { name } else { String::new() }, data)
+                })
+                .collect();
+            Some((events, drain_each))
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((events, drain_each)) = events(data) else {
+        return;
+    };
     let mut t = StreamTranslator::new("chatcmpl-fuzz".into(), "fuzz-model".into(), 7);
     let mut chunks: Vec<Value> = Vec::new();
-    for (named, step) in &steps {
-        let (name, data) = event(step);
-        // Unnamed events carry their type in the data only, as some proxies send them.
-        let name = if *named { name.as_str() } else { "" };
+    for (name, data) in &events {
         let was_done = t.is_done();
         let before = chunks.len();
         let _ = t.push(name, &data);

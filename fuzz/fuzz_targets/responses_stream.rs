@@ -1,11 +1,12 @@
-//! Fuzzes the Responses event builder (`responses::StreamBuilder`) with arbitrary chat chunks (text,
+//! Fuzzes the Responses event builder (`responses::StreamBuilder`) with raw chat SSE bodies (seeded
+//! with real transcripts) or arbitrary chat chunks (text,
 //! reasoning, refusals, tool-call fragments with any indices, finish reasons, usage, error frames and
 //! mangled JSON), ended by `finish`, `fail` or nothing more. The events must keep the order the SDK
 //! helpers enforce (the invariants of `responses/tests.rs`), and each one, framed by `encode_sse`,
 //! must decode back to itself through the SSE decoder.
 #![no_main]
 
-use arbitrary::Arbitrary;
+use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Map, Value};
 use switchyard_fuzz::ArbitraryJson;
@@ -163,8 +164,39 @@ fn check_invariants(events: &[Event]) {
     assert_eq!(last["output"].as_array().unwrap().len(), added.len());
 }
 
-fuzz_target!(|input: (bool, Vec<Chunk>, End)| {
-    let (start_first, chunks, end) = input;
+/// The input as (start first?, chunks, ending): a raw chat SSE body (a first byte `s`, so that real
+/// transcripts are seeds; `[DONE]` finishes, a body without it ends with nothing more), or a
+/// structured sequence built by `arbitrary`.
+fn stream(data: &[u8]) -> Option<(bool, Vec<Value>, End)> {
+    match data.split_first() {
+        Some((b's', body)) => {
+            let mut decoder = Decoder::new();
+            decoder.push(body);
+            let mut chunks = Vec::new();
+            let mut end = End::Nothing;
+            while let Some(e) = decoder.next_event() {
+                if e.is_done() {
+                    end = End::Finish(None);
+                    break;
+                }
+                if let Ok(chunk) = serde_json::from_slice(&e.data) {
+                    chunks.push(chunk);
+                }
+            }
+            Some((false, chunks, end))
+        }
+        _ => {
+            let (start_first, chunks, end) =
+                <(bool, Vec<Chunk>, End)>::arbitrary(&mut Unstructured::new(data)).ok()?;
+            Some((start_first, chunks.iter().map(chunk_json).collect(), end))
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((start_first, chunks, end)) = stream(data) else {
+        return;
+    };
     let ctx = ResponseContext::new("resp_fuzz", "fuzz-model", 1, RequestEcho::default());
     let mut b = StreamBuilder::new(ctx);
     let mut events = Vec::new();
@@ -172,7 +204,7 @@ fuzz_target!(|input: (bool, Vec<Chunk>, End)| {
         b.start(&mut events);
     }
     for chunk in &chunks {
-        b.push_chunk(&chunk_json(chunk), &mut events);
+        b.push_chunk(chunk, &mut events);
     }
     match end {
         End::Finish(u) => b.finish(u.map(usage).as_ref(), &mut events),
