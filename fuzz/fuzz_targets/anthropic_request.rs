@@ -19,14 +19,19 @@ fuzz_target!(|data: &[u8]| {
     let bound = req.as_object().map(|o| upstream_max_tokens(o, default_max));
     if let Ok(messages) = &translated {
         let sent = messages["max_tokens"].as_u64().expect("max_tokens is sent");
-        assert_eq!(bound, Some(Ok(sent)), "the hold's max_tokens is what is sent");
+        assert_eq!(
+            bound,
+            Some(Ok(sent)),
+            "the hold's max_tokens is what is sent"
+        );
         assert_eq!(messages["model"], "claude-fuzz");
         assert!(messages["messages"].is_array());
         let _ = serde_json::to_vec(messages).expect("a Value serialises");
     }
     // The gateway only translates what the chat door accepted; both must hold together there too.
     if let Ok(chat) = ChatRequest::parse(body) {
-        let translated = chat_request_to_messages(&Value::Object(chat.body.clone()), "c", default_max);
+        let translated =
+            chat_request_to_messages(&Value::Object(chat.body.clone()), "c", default_max);
         if let Ok(messages) = translated {
             assert_eq!(
                 upstream_max_tokens(&chat.body, default_max).ok(),

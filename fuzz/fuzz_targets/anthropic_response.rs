@@ -12,8 +12,14 @@ use switchyard_wire::anthropic::{error_to_openai, message_to_chat_completion};
 fn has_credential(text: &str) -> bool {
     let is_key_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
     text.match_indices("sk-").any(|(pos, _)| {
-        let starts_word = text[..pos].chars().next_back().is_none_or(|c| !is_key_char(c));
-        let run = text[pos + 3..].chars().take_while(|c| is_key_char(*c)).count();
+        let starts_word = text[..pos]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !is_key_char(c));
+        let run = text[pos + 3..]
+            .chars()
+            .take_while(|c| is_key_char(*c))
+            .count();
         starts_word && run >= 8
     })
 }
@@ -36,9 +42,14 @@ fn strings(v: &Value, out: &mut Vec<String>) {
 fuzz_target!(|data: &[u8]| {
     // The first two bytes are the HTTP status; the rest is the body.
     let (head, body) = data.split_at(data.len().min(2));
-    let status = head.iter().fold(0u16, |acc, b| acc.wrapping_mul(256).wrapping_add(u16::from(*b)));
+    let status = head.iter().fold(0u16, |acc, b| {
+        acc.wrapping_mul(256).wrapping_add(u16::from(*b))
+    });
     let (gateway_status, error) = error_to_openai(status, body);
-    assert!((400..=599).contains(&gateway_status), "status {gateway_status}");
+    assert!(
+        (400..=599).contains(&gateway_status),
+        "status {gateway_status}"
+    );
     let e = &error["error"];
     assert!(e["message"].is_string() && e["type"].is_string(), "{error}");
     let echoed_credential = serde_json::from_slice::<Value>(body).is_ok_and(|v| {
@@ -50,7 +61,10 @@ fuzz_target!(|data: &[u8]| {
         let mut out = Vec::new();
         strings(&error, &mut out);
         for s in out {
-            assert!(!has_credential(&s), "a credential reached the caller: {s:?}");
+            assert!(
+                !has_credential(&s),
+                "a credential reached the caller: {s:?}"
+            );
         }
     }
 
@@ -61,7 +75,9 @@ fuzz_target!(|data: &[u8]| {
             assert!(choice["finish_reason"].is_string());
             if let Some(calls) = choice["message"]["tool_calls"].as_array() {
                 for call in calls {
-                    let args = call["function"]["arguments"].as_str().expect("arguments is a string");
+                    let args = call["function"]["arguments"]
+                        .as_str()
+                        .expect("arguments is a string");
                     serde_json::from_str::<Value>(args).expect("arguments is JSON");
                 }
             }

@@ -87,7 +87,10 @@ fn usage(u: &UsageCounts) -> Value {
         }
     }
     if let Some(t) = u.thinking {
-        out.insert("output_tokens_details".into(), json!({"thinking_tokens": t}));
+        out.insert(
+            "output_tokens_details".into(),
+            json!({"thinking_tokens": t}),
+        );
     }
     Value::Object(out)
 }
@@ -96,11 +99,15 @@ fn usage(u: &UsageCounts) -> Value {
 fn event(step: &Step) -> (String, String) {
     let (name, data) = match step {
         Step::MessageStart(id, counts) => {
-            let mut message = json!({"id": id, "type": "message", "role": "assistant", "content": []});
+            let mut message =
+                json!({"id": id, "type": "message", "role": "assistant", "content": []});
             if let Some(c) = counts {
                 message["usage"] = usage(c);
             }
-            ("message_start", json!({"type": "message_start", "message": message}))
+            (
+                "message_start",
+                json!({"type": "message_start", "message": message}),
+            )
         }
         Step::BlockStart(index, block) => {
             let block = match block {
@@ -169,7 +176,10 @@ fn events(data: &[u8]) -> Option<(Vec<(String, String)>, bool)> {
             decoder.push(body);
             let mut out = Vec::new();
             while let Some(e) = decoder.next_event() {
-                out.push((e.name_str().to_owned(), String::from_utf8_lossy(&e.data).into_owned()));
+                out.push((
+                    e.name_str().to_owned(),
+                    String::from_utf8_lossy(&e.data).into_owned(),
+                ));
             }
             Some((out, body.len() % 2 == 0))
         }
@@ -215,7 +225,11 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(chunk["object"], "chat.completion.chunk");
         let choice = &chunk["choices"][0];
         assert_eq!(choice["index"], 0);
-        assert_eq!(choice["delta"].get("role").is_some(), i == 0, "role on the first chunk only");
+        assert_eq!(
+            choice["delta"].get("role").is_some(),
+            i == 0,
+            "role on the first chunk only"
+        );
         let last = i + 1 == chunks.len();
         if !choice["finish_reason"].is_null() {
             assert!(last && t.is_done(), "finish_reason on the last chunk only");
@@ -224,16 +238,33 @@ fuzz_target!(|data: &[u8]| {
             for call in calls {
                 let index = call["index"].as_u64().expect("a tool call has an index");
                 if call.get("id").is_some() {
-                    assert_eq!(index, announced.len() as u64, "tool calls numbered in order");
+                    assert_eq!(
+                        index,
+                        announced.len() as u64,
+                        "tool calls numbered in order"
+                    );
                     announced.push(index);
                 } else {
-                    assert!(announced.contains(&index), "arguments for an unannounced call");
+                    assert!(
+                        announced.contains(&index),
+                        "arguments for an unannounced call"
+                    );
                 }
             }
         }
     }
-    let _ = (t.usage_json(), t.usage_chunk(), t.finish_reason(), t.stop_reason());
-    let _ = (t.error(), t.message_id(), t.signature(), t.redacted_thinking());
+    let _ = (
+        t.usage_json(),
+        t.usage_chunk(),
+        t.finish_reason(),
+        t.stop_reason(),
+    );
+    let _ = (
+        t.error(),
+        t.message_id(),
+        t.signature(),
+        t.redacted_thinking(),
+    );
     for block in t.thinking_blocks() {
         assert!(block["type"] == "thinking" || block["type"] == "redacted_thinking");
     }

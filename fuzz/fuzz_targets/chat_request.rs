@@ -39,13 +39,19 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     assert!(!req.model.is_empty());
-    assert!(!req.body.contains_key("mock"), "the mock field is never forwarded");
+    assert!(
+        !req.body.contains_key("mock"),
+        "the mock field is never forwarded"
+    );
     let upstream = req.upstream_body("upstream-model");
     let again = ChatRequest::parse(&upstream).expect("the upstream body is a valid request");
     assert_eq!(again.model, "upstream-model");
     assert_eq!(again.stream, req.stream);
     assert_eq!(again.max_tokens, req.max_tokens);
-    assert!(!req.stream || again.include_usage, "a stream always asks for usage");
+    assert!(
+        !req.stream || again.include_usage,
+        "a stream always asks for usage"
+    );
     let _ = (req.prompt_text(), req.message_count());
     let config = config();
     let bound = worst_case(&config.providers, &config.models["m"], &req);

@@ -15,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
     match Config::parse(text, "fuzz.toml") {
         Ok(config) => {
             for model in config.models.values() {
-                assert!(!model.routes.is_empty(), "a model without routes was accepted");
+                assert!(
+                    !model.routes.is_empty(),
+                    "a model without routes was accepted"
+                );
                 for route in &model.routes {
                     assert!(config.providers.contains_key(&route.provider));
                     let _ = route.prices.worst_case(u64::MAX, u64::MAX);

@@ -1,9 +1,9 @@
 //! Fuzzes the Responses event builder (`responses::StreamBuilder`) with raw chat SSE bodies (seeded
-//! with real transcripts) or arbitrary chat chunks (text,
-//! reasoning, refusals, tool-call fragments with any indices, finish reasons, usage, error frames and
-//! mangled JSON), ended by `finish`, `fail` or nothing more. The events must keep the order the SDK
-//! helpers enforce (the invariants of `responses/tests.rs`), and each one, framed by `encode_sse`,
-//! must decode back to itself through the SSE decoder.
+//! with real transcripts) or arbitrary chat chunks (text, reasoning, refusals, tool-call fragments
+//! with any indices, finish reasons, usage, error frames and mangled JSON), ended by `finish`, `fail`
+//! or nothing more. The events must keep the order the SDK helpers enforce (the invariants of
+//! `responses/tests.rs`), and each one, framed by `encode_sse`, must decode back to itself through
+//! the SSE decoder.
 #![no_main]
 
 use arbitrary::{Arbitrary, Unstructured};
@@ -62,7 +62,17 @@ fn usage((prompt, completion): (u32, u32)) -> Value {
 
 fn chunk_json(chunk: &Chunk) -> Value {
     match chunk {
-        Chunk::Delta { choice, role, content, reasoning_content, reasoning, refusal, tool_calls, finish, usage: u } => {
+        Chunk::Delta {
+            choice,
+            role,
+            content,
+            reasoning_content,
+            reasoning,
+            refusal,
+            tool_calls,
+            finish,
+            usage: u,
+        } => {
             let mut delta = Map::new();
             if *role {
                 delta.insert("role".into(), json!("assistant"));
@@ -129,33 +139,55 @@ fn chunk_json(chunk: &Chunk) -> Value {
 fn check_invariants(events: &[Event]) {
     assert_eq!(events[0].kind, "response.created");
     assert_eq!(events[1].kind, "response.in_progress");
-    let terminal = ["response.completed", "response.incomplete", "response.failed"];
-    let n_terminal = events.iter().filter(|e| terminal.contains(&e.kind.as_str())).count();
+    let terminal = [
+        "response.completed",
+        "response.incomplete",
+        "response.failed",
+    ];
+    let n_terminal = events
+        .iter()
+        .filter(|e| terminal.contains(&e.kind.as_str()))
+        .count();
     assert_eq!(n_terminal, 1, "exactly one terminal event");
     assert!(terminal.contains(&events.last().unwrap().kind.as_str()));
     let mut added: Vec<bool> = Vec::new();
     let mut open_parts: Vec<(u64, u64)> = Vec::new();
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e.data["type"], json!(e.kind), "type field matches");
-        assert_eq!(e.data["sequence_number"], json!(i), "sequence numbers count from 0");
+        assert_eq!(
+            e.data["sequence_number"],
+            json!(i),
+            "sequence numbers count from 0"
+        );
         if let Some(idx) = e.data.get("output_index").and_then(Value::as_u64) {
             if e.kind == "response.output_item.added" {
                 assert_eq!(idx as usize, added.len(), "items added in order");
                 assert!(added.iter().all(|open| !open), "one open item at a time");
                 added.push(true);
             } else {
-                assert!(added.get(idx as usize) == Some(&true), "{} on a closed item", e.kind);
+                assert!(
+                    added.get(idx as usize) == Some(&true),
+                    "{} on a closed item",
+                    e.kind
+                );
             }
             if let Some(c) = e.data.get("content_index").and_then(Value::as_u64) {
                 match e.kind.as_str() {
                     "response.content_part.added" => open_parts.push((idx, c)),
                     "response.content_part.done" => open_parts.retain(|p| *p != (idx, c)),
-                    _ => assert!(open_parts.contains(&(idx, c)), "part added before {}", e.kind),
+                    _ => assert!(
+                        open_parts.contains(&(idx, c)),
+                        "part added before {}",
+                        e.kind
+                    ),
                 }
             }
             if e.kind == "response.output_item.done" {
                 added[idx as usize] = false;
-                assert!(open_parts.iter().all(|(o, _)| *o != idx), "parts closed first");
+                assert!(
+                    open_parts.iter().all(|(o, _)| *o != idx),
+                    "parts closed first"
+                );
             }
         }
     }

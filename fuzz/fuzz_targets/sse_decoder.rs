@@ -33,7 +33,9 @@ fuzz_target!(|input: &[u8]| {
     let mut rest = stream;
     let mut i = 0;
     while !rest.is_empty() {
-        let len = cuts.get(i % cuts.len().max(1)).map_or(1, |b| usize::from(b % 16) + 1);
+        let len = cuts
+            .get(i % cuts.len().max(1))
+            .map_or(1, |b| usize::from(b % 16) + 1);
         let (head, tail) = rest.split_at(len.min(rest.len()));
         chunks.push(head);
         chunks.push(&tail[..0]); // an empty read between two chunks changes nothing
