@@ -529,6 +529,11 @@ pub const DEFAULT_DATABASE: &str = "sqlite://switchyard.db";
 /// The provider name of the in-process demo upstream.
 pub const DEMO_PROVIDER: &str = "demo";
 
+/// The largest price a model may have, in USD per 1M tokens (a dollar a token). Far above any
+/// provider's, and low enough that pricing any token count stays within `Decimal`'s range: a
+/// price the fuzzer found (2.2e26) made every request's cost a multiplication overflow, a panic.
+const MAX_PRICE: Decimal = Decimal::from_parts(1_000_000, 0, 0, false, 0);
+
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
 }
@@ -541,16 +546,22 @@ fn parse_price(
     v: &Option<toml::Spanned<String>>,
 ) -> Result<Option<Decimal>, ConfigError> {
     let Some(v) = v else { return Ok(None) };
+    let invalid = |what: String| ConfigError::Invalid {
+        path: path.to_owned(),
+        message: format!(
+            "line {}: models.\"{model}\".{field} = \"{}\" {what}",
+            line_of(text, v.span().start),
+            v.get_ref()
+        ),
+    };
     match Decimal::from_str(v.get_ref()) {
+        Ok(d) if d > MAX_PRICE => Err(invalid(format!(
+            "is over the largest price accepted, USD {MAX_PRICE} per 1M tokens"
+        ))),
         Ok(d) if !d.is_sign_negative() => Ok(Some(d)),
-        _ => Err(ConfigError::Invalid {
-            path: path.to_owned(),
-            message: format!(
-                "line {}: models.\"{model}\".{field} = \"{}\" is not a non-negative decimal number of USD per 1M tokens",
-                line_of(text, v.span().start),
-                v.get_ref()
-            ),
-        }),
+        _ => Err(invalid(
+            "is not a non-negative decimal number of USD per 1M tokens".into(),
+        )),
     }
 }
 
@@ -1104,6 +1115,27 @@ output_price = "10.00"
             .unwrap_err()
             .to_string();
         assert!(e.contains("line 4"), "{e}");
+    }
+
+    /// Found by the `config` fuzz target: this price was accepted, and pricing a request at it
+    /// overflowed `Decimal` (a panic on every request for the model).
+    #[test]
+    fn a_price_too_large_to_compute_with_is_refused_with_its_line() {
+        let text = GOOD.replace("\"10.00\"", "\"222222222222222222222222209.00\"");
+        let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("line 11") && e.contains("output_price"), "{e}");
+        assert!(e.contains("largest price"), "{e}");
+        // The largest price accepted prices the most tokens there are without overflowing.
+        let text = GOOD.replace("\"10.00\"", "\"1000000\"");
+        let c = Config::parse(&text, "t.toml").unwrap();
+        let prices = &c.models["gpt-4o"].prices;
+        assert_eq!(prices.output, MAX_PRICE);
+        let cost = prices.worst_case(u64::MAX, u64::MAX);
+        assert_eq!(
+            cost,
+            crate::ledger::Nanos(i64::MAX),
+            "saturates, never panics"
+        );
     }
 
     #[test]

@@ -35,12 +35,13 @@ impl UpstreamError {
     /// without those fields gives an empty `kind` and a generic message.
     pub fn from_anthropic(body: &Value) -> UpstreamError {
         let inner = body.get("error").filter(|e| e.is_object()).unwrap_or(body);
+        // The type is echoed as the error's `code`, so it is masked like the message.
         let kind = inner
             .get("type")
             .and_then(Value::as_str)
             .filter(|t| *t != "error")
-            .unwrap_or_default()
-            .to_string();
+            .map(mask_credentials)
+            .unwrap_or_default();
         let message = inner
             .get("message")
             .and_then(Value::as_str)
@@ -162,6 +163,18 @@ mod tests {
             r#"{{"type":"error","error":{{"type":"{kind}","message":"boom"}},"request_id":"req_1"}}"#
         );
         error_to_openai(status, body.as_bytes())
+    }
+
+    /// Found by the `anthropic_response` fuzz target: a key echoed in the error's `type` reached
+    /// the caller unmasked, as the OpenAI error's `code`.
+    #[test]
+    fn a_key_echoed_in_the_error_type_is_masked_too() {
+        let body = br#"{"ttrueype":"error","error":{"type":"ovkey sk-ant-api03-abcdefghijkfalselmngp is busy"}}"#;
+        let (status, error) = error_to_openai(529, body);
+        assert_eq!(status, 503);
+        let text = error.to_string();
+        assert!(!text.contains("abcdefghijk"), "{text}");
+        assert_eq!(error["error"]["code"], "ovkey sk-*** is busy");
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! `max_output_tokens`; `content_filter` → reason `content_filter`; anything else → completed.
 
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
 
 use super::request::RequestEcho;
 use super::Event;
@@ -76,8 +77,6 @@ enum ItemBody {
         part_open: bool,
     },
     FunctionCall {
-        /// The chat `tool_calls[].index` this item follows.
-        chat_index: u64,
         call_id: String,
         name: String,
         arguments: String,
@@ -169,6 +168,10 @@ pub struct StreamBuilder {
     items: Vec<Item>,
     /// Whether the last item is open.
     item_open: bool,
+    /// The latest function-call item of each chat tool-call index, and of each (index, call id):
+    /// what a tool-call delta continues, found without scanning the items.
+    calls_by_index: HashMap<u64, usize>,
+    calls_by_id: HashMap<(u64, String), usize>,
     finish_reason: Option<String>,
     chat_usage: Option<Value>,
     status: &'static str,
@@ -186,6 +189,8 @@ impl StreamBuilder {
             seq: 0,
             items: Vec::new(),
             item_open: false,
+            calls_by_index: HashMap::new(),
+            calls_by_id: HashMap::new(),
             finish_reason: None,
             chat_usage: None,
             status: "in_progress",
@@ -657,14 +662,11 @@ impl StreamBuilder {
 
         // The item this delta continues: the latest function call with the same chat index,
         // unless the delta names a different call id (a new call reusing the index).
-        let existing = self.items.iter().rposition(|item| match &item.body {
-            ItemBody::FunctionCall {
-                chat_index: ci,
-                call_id,
-                ..
-            } => *ci == chat_index && id.is_none_or(|id| id == call_id),
-            _ => false,
-        });
+        let existing = match id {
+            None => self.calls_by_index.get(&chat_index),
+            Some(id) => self.calls_by_id.get(&(chat_index, id.to_owned())),
+        }
+        .copied();
         let is_open = |idx: usize, this: &Self| this.item_open && idx + 1 == this.items.len();
         match existing {
             Some(idx) if is_open(idx, self) => {
@@ -689,10 +691,13 @@ impl StreamBuilder {
                 let call_id = id
                     .map(str::to_string)
                     .unwrap_or_else(|| format!("call_{}{:02}", self.id_stem, self.items.len()));
+                let index = self.items.len();
+                self.calls_by_index.insert(chat_index, index);
+                self.calls_by_id
+                    .insert((chat_index, call_id.clone()), index);
                 self.open_item(
                     "fc",
                     ItemBody::FunctionCall {
-                        chat_index,
                         call_id,
                         name: name.unwrap_or("").to_string(),
                         arguments: String::new(),
