@@ -1,7 +1,8 @@
 //! The house rules that reading the code can check, checked: every source file says what it is
 //! for, and each dependency with a boundary stays behind it (`sqlx` in `ledger`, `axum` in `http`
 //! and the server's entry, `redis::` in the Redis limit store, the environment in `config`, no
-//! tokio in `wire`), and only the ledger writer writes usage entries.
+//! tokio in `wire`), only the ledger writer writes usage entries, and every test RELIABILITY.md
+//! cites exists.
 
 use std::path::{Path, PathBuf};
 
@@ -92,4 +93,53 @@ fn only_the_ledger_writer_writes_usage_entries_and_debits() {
         .map(|(p, _)| p)
         .collect();
     assert_eq!(writers, vec!["gateway/src/ledger/writer.rs".to_owned()]);
+}
+
+/// Every test RELIABILITY.md cites as the proof of a guarantee exists: a renamed or deleted test
+/// cannot leave a guarantee proved by nothing.
+#[test]
+fn every_test_reliability_md_cites_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let doc = std::fs::read_to_string(root.join("RELIABILITY.md")).unwrap();
+    let mut code = String::new();
+    let mut files = Vec::new();
+    sources(&root.join("crates"), &mut files);
+    for f in files {
+        code.push_str(&std::fs::read_to_string(f).unwrap());
+    }
+    let mut cited = 0;
+    let mut missing = Vec::new();
+    for quoted in doc.split('`').skip(1).step_by(2) {
+        let Some((_, name)) = quoted.rsplit_once("::") else {
+            // A bare test name (snake_case of four parts or more; fuzz targets have fewer).
+            if quoted.split('_').count() >= 4
+                && quoted
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                cited += 1;
+                if !code.contains(&format!("fn {quoted}(")) {
+                    missing.push(quoted.to_owned());
+                }
+            }
+            continue;
+        };
+        if name == "*" || name.starts_with('{') {
+            continue;
+        }
+        cited += 1;
+        // `recorded_*` is every test whose name starts so; there must be one.
+        let wanted = match name.strip_suffix('*') {
+            Some(prefix) => format!("fn {prefix}"),
+            None => format!("fn {name}("),
+        };
+        if !code.contains(&wanted) {
+            missing.push(quoted.to_owned());
+        }
+    }
+    assert!(cited > 40, "only {cited} tests cited");
+    assert!(
+        missing.is_empty(),
+        "RELIABILITY.md cites tests that do not exist: {missing:#?}"
+    );
 }
