@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, Authenticator};
 use crate::config::Config;
-use crate::ledger::{Ledger, LedgerError, Nanos, NewKey};
+use crate::ledger::{ChangeFeed, Ledger, LedgerError, Nanos, NewKey};
 use crate::limits::Limits;
 use crate::providers::Providers;
 use crate::routing::Routing;
@@ -48,6 +48,8 @@ pub struct Gateway {
     pub end_streams: CancellationToken,
     /// Keeps the in-process demo upstream alive for the embedded default.
     _demo: Option<MockUpstream>,
+    /// Key changes made by other instances and the CLI, on PostgreSQL (`ledger::changes`).
+    _changes: Option<ChangeFeed>,
 }
 
 /// A key created on a fresh database, to be shown once.
@@ -116,8 +118,10 @@ impl Gateway {
             problems.push(format!("redis: {e}; rate limits are kept in this process"));
             Limits::in_process()
         });
+        let auth = Authenticator::load(ledger.clone()).await?;
+        let changes = ledger.follow_changes(&config.database)?;
         let gw = Gateway {
-            auth: Authenticator::load(ledger.clone()).await?,
+            auth,
             ledger,
             routing: Routing::new(&config),
             limits,
@@ -126,6 +130,7 @@ impl Gateway {
             end_streams: CancellationToken::new(),
             config,
             _demo: demo,
+            _changes: changes,
         };
         Ok((Arc::new(gw), first_key, problems))
     }

@@ -3,9 +3,10 @@
 //!
 //! Every key (revoked ones included) is held in memory by its hash, loaded at startup. Changes
 //! made through this process (the admin API) replace the key's entry at once; changes made by
-//! another process (the CLI, another instance) arrive through a background refresh every
-//! `REFRESH_EVERY`, which lists each key's row `version` and reads in full only the rows that
-//! changed. An entry only ever moves to a newer version, so a refresh that raced with an admin
+//! another process (the CLI, another instance) on PostgreSQL arrive at once through the ledger's
+//! change feed (`ledger::changes`), and in any case through a background refresh every
+//! `REFRESH_EVERY` (the fallback while the feed is down, and SQLite's only way), which lists
+//! each key's row `version` and reads in full only the rows that changed. An entry only ever moves to a newer version, so a refresh that raced with an admin
 //! change cannot roll it back. A revoked key is refused as invalid; an expired one as expired.
 //!
 //! A token that is not in the map may be a key another process created since the last refresh,
@@ -23,7 +24,7 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 use tokio::sync::{watch, Semaphore};
 
-use crate::ledger::{now_ms, KeyRecord, Ledger, LedgerError, NewKey};
+use crate::ledger::{now_ms, KeyChange, KeyRecord, Ledger, LedgerError, NewKey};
 
 /// Keys start with this, so that they are recognisable in a leaked file or a secret scanner.
 pub const KEY_PREFIX: &str = "sk-sy-";
@@ -74,7 +75,7 @@ pub enum AuthError {
     Ledger(#[from] LedgerError),
 }
 
-/// How often changes made by other processes are picked up.
+/// How often changes made by other processes are picked up without the change feed.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(3);
 /// Database lookups of unknown tokens allowed at once; the pool has 4 (SQLite) or 16 connections.
 pub const MAX_MISS_LOOKUPS: usize = 2;
@@ -315,8 +316,11 @@ impl Shared {
 }
 
 impl Authenticator {
-    /// Loads every key and starts the background refresh (which ends when this is dropped).
+    /// Loads every key and starts the background refresh, which also follows the ledger's
+    /// change feed (it ends when this is dropped).
     pub async fn load(ledger: Ledger) -> Result<Self, LedgerError> {
+        // Subscribed before loading, so that no change notified after the load is missed.
+        let changes = ledger.key_changes();
         let rows = ledger.keys_with_hashes().await?;
         let shared = Arc::new(Shared {
             ledger,
@@ -330,19 +334,7 @@ impl Authenticator {
         });
         shared.adopt_rows(rows);
         let weak: Weak<Shared> = Arc::downgrade(&shared);
-        let refresher = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(REFRESH_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(shared) = weak.upgrade() else { break };
-                if let Err(e) = shared.refresh().await {
-                    tracing::warn!(error = %e, "refreshing the keys failed; keeping the ones held");
-                }
-            }
-        })
-        .abort_handle();
+        let refresher = tokio::spawn(follow(weak, changes)).abort_handle();
         Ok(Authenticator { shared, refresher })
     }
 
@@ -386,6 +378,43 @@ impl Authenticator {
         LookupStats {
             lookups: self.shared.lookups.load(Ordering::Relaxed),
             peak_concurrent: self.shared.peak.load(Ordering::SeqCst),
+        }
+    }
+}
+
+/// The background refresh: every `REFRESH_EVERY`, and whenever the change feed says so; rows
+/// the feed brings are adopted as they come.
+async fn follow(weak: Weak<Shared>, changes: tokio::sync::broadcast::Receiver<KeyChange>) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut changes = Some(changes);
+    let mut tick = tokio::time::interval(REFRESH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        let change = tokio::select! {
+            _ = tick.tick() => None,
+            change = async {
+                match changes.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => Some(change),
+        };
+        let Some(shared) = weak.upgrade() else { break };
+        match change {
+            Some(Ok(KeyChange::Keys(rows))) => {
+                shared.adopt_rows(rows.as_ref().clone());
+                continue;
+            }
+            Some(Err(RecvError::Closed)) => {
+                changes = None;
+                continue;
+            }
+            // A tick, a resync, or more changes than the channel kept: read what changed.
+            None | Some(Ok(KeyChange::Resync)) | Some(Err(RecvError::Lagged(_))) => {}
+        }
+        if let Err(e) = shared.refresh().await {
+            tracing::warn!(error = %e, "refreshing the keys failed; keeping the ones held");
         }
     }
 }

@@ -4,11 +4,13 @@
 //! (`tests/integration/ledger_conformance.rs`) runs against both.
 //!
 //! Every statement is written once in portable SQL with `$n` placeholders, which both backends
-//! accept; money columns are integer nano-USD. A settlement writes the usage entry and the
+//! accept; money columns are integer nano-USD. Migrations are portable too, except those named
+//! `…_postgres_only` (the change feed's triggers, see `changes`), which SQLite skips. A settlement writes the usage entry and the
 //! balance change in one transaction and returns the key's new row, which the key's account
 //! adopts (see `accounts`).
 
 pub mod accounts;
+pub mod changes;
 mod entries;
 pub mod journal;
 mod keys;
@@ -27,6 +29,7 @@ use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
 pub use accounts::{Account, AccountView, Accounts, Hold, HoldRefused};
+pub use changes::{ChangeFeed, KeyChange};
 pub use entries::{RequestQuery, UsageEntryRow, UsageGroup, UsageQuery};
 pub use keys::{Budget, KeyRecord, KeyUpdate, NewKey};
 pub use periods::BudgetPeriod;
@@ -60,6 +63,35 @@ pub enum LedgerError {
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Migrations whose name ends like this are PostgreSQL's only (triggers for the change feed);
+/// SQLite skips them.
+const POSTGRES_ONLY: &str = "postgres only";
+
+/// The migrations of one backend, in order.
+#[derive(Debug)]
+struct Migrations(Vec<sqlx::migrate::Migration>);
+
+impl sqlx::migrate::MigrationSource<'static> for Migrations {
+    fn resolve(
+        self,
+    ) -> futures_util::future::BoxFuture<
+        'static,
+        Result<Vec<sqlx::migrate::Migration>, sqlx::error::BoxDynError>,
+    > {
+        Box::pin(std::future::ready(Ok(self.0)))
+    }
+}
+
+/// The migrator for SQLite (`sqlite`) or PostgreSQL.
+async fn migrator(sqlite: bool) -> Result<sqlx::migrate::Migrator, LedgerError> {
+    let own = MIGRATOR
+        .iter()
+        .filter(|m| !(sqlite && m.description.ends_with(POSTGRES_ONLY)))
+        .cloned()
+        .collect();
+    Ok(sqlx::migrate::Migrator::new(Migrations(own)).await?)
+}
 
 /// Pool options for `max` connections; SQLite connections wait `busy_ms` for a lock and use WAL
 /// with `synchronous = NORMAL` (a commit survives a crash of the process, `kill -9`; only a power
@@ -237,6 +269,8 @@ pub struct Ledger {
     settled: Arc<tokio::sync::watch::Sender<u64>>,
     writer: mpsc::Sender<writer::Msg>,
     journal: Option<journal::Journal>,
+    /// Key changes made by any process, when a change feed runs (see `changes`).
+    changes: tokio::sync::broadcast::Sender<KeyChange>,
 }
 
 /// Room in the writer's queue for one settlement, taken before the request gives up its
@@ -307,7 +341,7 @@ impl Ledger {
                 .execute(&pool)
                 .await?;
         }
-        MIGRATOR.run(&pool).await?;
+        migrator(sqlite).await?.run(&pool).await?;
         // The writer's own connection gives up on a locked SQLite file quickly, so a batch that
         // cannot be written goes to the journal instead of waiting.
         let writer_pool = pool_options(sqlite, 1, 250)
@@ -354,6 +388,7 @@ impl Ledger {
             settled,
             writer: tx,
             journal,
+            changes: changes::channel(),
         })
     }
 
