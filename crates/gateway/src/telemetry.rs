@@ -207,6 +207,16 @@ impl Drop for OpenConnection {
     }
 }
 
+/// The key change feed (PostgreSQL) started listening (`true`) or lost its connection:
+/// `switchyard_change_feed_connected` is 1 while it listens, and every lost connection counts in
+/// `switchyard_change_feed_disconnects_total` (changes then arrive by the periodic refresh).
+pub fn record_change_feed(connected: bool) {
+    gauge!("switchyard_change_feed_connected").set(if connected { 1.0 } else { 0.0 });
+    if !connected {
+        counter!("switchyard_change_feed_disconnects_total").increment(1);
+    }
+}
+
 /// Panics the HTTP edge caught in this process (the last line of defence; it should stay 0).
 static PANICS_CAUGHT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 

@@ -30,9 +30,11 @@ use super::{KeyRecord, Ledger, LedgerError};
 pub const CHANNEL: &str = "switchyard_key_changes";
 /// The listener's `application_name`, so that operators (and tests) can tell its connection.
 pub const APPLICATION_NAME: &str = "switchyard-change-feed";
-/// The first wait before connecting again; doubled up to `RECONNECT_MAX` while it fails.
-const RECONNECT_MIN: Duration = Duration::from_millis(100);
-const RECONNECT_MAX: Duration = Duration::from_secs(1);
+/// The first wait before connecting again; doubled up to `RECONNECT_MAX` while it fails. A
+/// refused connection costs the server nothing, and the short wait keeps a change made right
+/// after an outage within the promised second.
+const RECONNECT_MIN: Duration = Duration::from_millis(50);
+const RECONNECT_MAX: Duration = Duration::from_millis(250);
 /// How long one connection attempt may take (a server that does not answer at all).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Notifications read in one go before the changed rows are read.
@@ -111,12 +113,12 @@ impl Ledger {
                     if down {
                         tracing::info!("the key change feed is listening again");
                     }
-                    metrics::gauge!("switchyard_change_feed_connected").set(1.0);
+                    crate::telemetry::record_change_feed(true);
                     let ended = match self.reconcile().await {
                         Ok(()) => self.follow(&mut listener).await,
                         Err(e) => e,
                     };
-                    metrics::gauge!("switchyard_change_feed_connected").set(0.0);
+                    crate::telemetry::record_change_feed(false);
                     tracing::warn!(
                         error = %ended,
                         "the key change feed lost its connection; reconnecting (changes arrive by \

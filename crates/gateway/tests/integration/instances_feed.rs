@@ -1,7 +1,7 @@
 //! Several instances on one PostgreSQL database behave as one gateway for key changes: a key
 //! revoked, topped up or given other models on one instance (admin API) or with the CLI is
 //! refused or admitted accordingly by every other instance within 1 s (the change feed), also
-//! right after the feed's connection was cut.
+//! right after the feed's connection was cut and after PostgreSQL restarted.
 //!
 //! Each test creates its own database on `SWITCHYARD_TEST_POSTGRES` (dropped afterwards) and
 //! runs two gateways on it, each built and served exactly as `switchyard serve` does. Without the
@@ -20,6 +20,7 @@ use switchyard::config::Config;
 
 use crate::harness::{self, user};
 use crate::ledger_conformance::{postgres_url, TestDb};
+use crate::ledger_outage::PrivatePostgres;
 
 const ADMIN: &str = "admin-feed-key";
 /// What the issue demands: a change made anywhere applies everywhere within this.
@@ -396,4 +397,53 @@ async fn feed_connections(database: &str) -> i64 {
     .unwrap();
     conn.close().await.ok();
     n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_postgres_restart_changes_reach_every_instance_within_a_second_again() {
+    // A server of the test's own (its own port and data directory), so the shared one stays up.
+    let Some(pg) = PrivatePostgres::start().await else {
+        return;
+    };
+    let database = pg.url();
+    let mock = MockUpstream::start().await.unwrap();
+    let (a, b, id, key) =
+        two_instances(&mock, &database, json!({"name": "feed", "credits": "1"})).await;
+    assert_eq!(a.chat(&key, "m").await, 200);
+    assert_eq!(b.chat(&key, "m").await, 200);
+
+    pg.stop().await;
+    // Known keys are answered from memory while the database is away.
+    assert_eq!(b.models(&key).await, 200);
+    pg.restart().await;
+
+    cli(&["keys", "revoke", &id], &database).await;
+    let revoked = Instant::now();
+    for (name, gw) in [("A", &a), ("B", &b)] {
+        let took = time_until(
+            &format!("{name} refuses the revoked key"),
+            revoked,
+            || async { gw.models(&key).await == 401 },
+        )
+        .await;
+        assert!(
+            took < WITHIN,
+            "{name} accepted the revoked key for {took:?} after PostgreSQL restarted"
+        );
+    }
+    // Operators see that the feed lost its connection.
+    let metrics = harness::client()
+        .get(a.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("switchyard_change_feed_disconnects_total")),
+        "{metrics}"
+    );
 }
