@@ -11,7 +11,9 @@
 //! sent while it was not listening are gone: it re-reads every key into the accounts and
 //! broadcasts `KeyChange::Resync`, on which the authenticator does its version-diff refresh. A
 //! lost connection (PostgreSQL restarted, network cut) is retried with a backoff of up to
-//! `RECONNECT_MAX`; the periodic refreshes (`auth::REFRESH_EVERY`, `accounts::REFRESH_AFTER`)
+//! `RECONNECT_MAX`; one that silently died (no reset ever arrives) is noticed because every
+//! instance notifies an empty heartbeat every `HEARTBEAT` and a listener that hears nothing for
+//! `SILENCE` connects again; the periodic refreshes (`auth::REFRESH_EVERY`, `accounts::REFRESH_AFTER`)
 //! stay as the fallback for the time the feed is down or silently dead.
 //!
 //! SQLite needs no feed: one SQLite file is served by one process, whose own changes apply at
@@ -37,6 +39,10 @@ const RECONNECT_MIN: Duration = Duration::from_millis(50);
 const RECONNECT_MAX: Duration = Duration::from_millis(250);
 /// How long one connection attempt may take (a server that does not answer at all).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often each instance notifies the channel with an empty payload, and how long a listener
+/// may hear nothing before it presumes its connection dead and connects again.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+const SILENCE: Duration = Duration::from_secs(15);
 /// Notifications read in one go before the changed rows are read.
 const MAX_BATCH: usize = 256;
 /// Events kept for a slow subscriber; one that falls further behind gets `Lagged` and resyncs.
@@ -115,7 +121,10 @@ impl Ledger {
                     }
                     crate::telemetry::record_change_feed(true);
                     let ended = match self.reconcile().await {
-                        Ok(()) => self.follow(&mut listener).await,
+                        Ok(()) => tokio::select! {
+                            ended = self.follow(&mut listener) => ended,
+                            ended = self.heartbeat() => ended,
+                        },
                         Err(e) => e,
                     };
                     crate::telemetry::record_change_feed(false);
@@ -145,12 +154,19 @@ impl Ledger {
     /// Applies notified changes until the connection fails; returns why it ended.
     async fn follow(&self, listener: &mut PgListener) -> LedgerError {
         loop {
-            let first = match listener.try_recv().await {
-                Ok(Some(n)) => n,
-                Ok(None) => {
+            // A connection that hears not even the heartbeats is dead without having said so
+            // (a network cut): it is dropped, so waiting on it needs no cancel safety.
+            let first = match tokio::time::timeout(SILENCE, listener.try_recv()).await {
+                Ok(Ok(Some(n))) => n,
+                Ok(Ok(None)) => {
                     return LedgerError::Unavailable("the connection was closed".into());
                 }
-                Err(e) => return e.into(),
+                Ok(Err(e)) => return e.into(),
+                Err(_) => {
+                    return LedgerError::Unavailable(format!(
+                        "no notification, not even a heartbeat, for {SILENCE:?}"
+                    ));
+                }
             };
             let mut ids = vec![first.payload().to_owned()];
             while ids.len() < MAX_BATCH {
@@ -174,6 +190,27 @@ impl Ledger {
                 }
                 // The change is in the database but not read: start over, which reconciles.
                 Err(e) => return e,
+            }
+        }
+    }
+
+    /// Notifies the channel with an empty payload every `HEARTBEAT` (through the pool, not the
+    /// listener's connection), so that a listener that hears nothing for `SILENCE` knows its
+    /// connection is dead. Ends only if the database refuses it for `SILENCE`.
+    async fn heartbeat(&self) -> LedgerError {
+        let mut tick = tokio::time::interval(HEARTBEAT);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_ok = tokio::time::Instant::now();
+        loop {
+            tick.tick().await;
+            let sent = sqlx::query("SELECT pg_notify($1, '')")
+                .bind(CHANNEL)
+                .execute(&self.pool)
+                .await;
+            match sent {
+                Ok(_) => last_ok = tokio::time::Instant::now(),
+                Err(e) if last_ok.elapsed() >= SILENCE => return e.into(),
+                Err(_) => {}
             }
         }
     }
