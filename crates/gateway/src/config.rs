@@ -171,6 +171,7 @@ struct RawConfig {
     database: Option<String>,
     journal: Option<String>,
     redis: Option<String>,
+    redis_failure: Option<String>,
     admin_key: Option<String>,
     keep_alive_ms: Option<u64>,
     max_body_bytes: Option<usize>,
@@ -502,6 +503,16 @@ pub const AUTO_MODEL: &str = "auto";
 pub const AUTO_FAST_MODEL: &str = "auto-fast";
 
 /// A validated configuration.
+/// What the rate limits do while Redis cannot be reached (`redis_failure`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RedisFailure {
+    /// Admit without limits (the default): counted in `switchyard_limits_fail_open_total`.
+    #[default]
+    Open,
+    /// Refuse limited keys' requests with a 503 until Redis is back.
+    Closed,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -510,6 +521,8 @@ pub struct Config {
     /// or `switchyard.journal` in the working directory for PostgreSQL.
     pub journal: Option<PathBuf>,
     pub redis: Option<String>,
+    /// What the rate limits do while `redis` cannot be reached.
+    pub redis_failure: RedisFailure,
     pub admin_key: Option<Secret>,
     pub keep_alive: Duration,
     pub max_body_bytes: usize,
@@ -772,6 +785,15 @@ impl Config {
             database,
             journal: raw.journal.take().map(PathBuf::from),
             redis: raw.redis.take(),
+            redis_failure: match raw.redis_failure.as_deref() {
+                None | Some("open") => RedisFailure::Open,
+                Some("closed") => RedisFailure::Closed,
+                Some(other) => {
+                    return Err(invalid(format!(
+                        "redis_failure = \"{other}\": expected \"open\" or \"closed\""
+                    )))
+                }
+            },
             admin_key: raw.admin_key.as_deref().map(Secret::parse),
             keep_alive: Duration::from_millis(raw.keep_alive_ms.unwrap_or(15_000)),
             max_body_bytes: raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
