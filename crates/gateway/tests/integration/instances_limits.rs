@@ -301,3 +301,238 @@ async fn a_single_instance_counts_open_requests_in_memory() {
     .await;
     assert_eq!(post(gw.addr, &key, &small()).await.status(), 200);
 }
+
+/// A redis-server of the test's own on a free port (never the shared one), without persistence:
+/// stopped (killed) when dropped.
+struct PrivateRedis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    /// Starts one, or `None` (after saying so loudly; failing under CI) without `redis-server`.
+    async fn start() -> Option<PrivateRedis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = PrivateRedis { port, child: None };
+        if !r.run() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but redis-server cannot run: the Redis outage tests cannot run"
+            );
+            eprintln!("SKIPPED (Redis outage): install redis-server");
+            return None;
+        }
+        Some(r)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server on its port and waits until it answers; false if it cannot run.
+    fn run(&mut self) -> bool {
+        let Ok(child) = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+        else {
+            return false;
+        };
+        self.child = Some(child);
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        true
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn metric(gw: &TestGateway, series: &str) -> f64 {
+    let text = client()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
+/// Sends requests of `key` to `addr` until the answer's status is `want` (polling, with a deadline).
+async fn until_status(addr: SocketAddr, key: &str, want: u16, what: &str) -> reqwest::Response {
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let resp = post(addr, key, &small()).await;
+        if resp.status() == want {
+            return resp;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn when_redis_goes_away_limits_fail_open_counted_and_resume_by_themselves() {
+    let Some(mut redis) = PrivateRedis::start().await else {
+        return;
+    };
+    let long = r#"
+[models.long]
+routes = ["mock/m@tokens=40,gap_ms=50"]
+input_price = "2.50"
+output_price = "10.00"
+"#;
+    let (gw, _mock) =
+        harness::start_with_mock_top(&format!("redis = \"{}\"", redis.url()), long).await;
+    let (_, key) = key_and_id(
+        &gw,
+        NewKey {
+            rpm: Some(1000),
+            max_concurrent: Some(50),
+            ..NewKey::default()
+        },
+    )
+    .await;
+    let resp = post(gw.addr, &key, &small()).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().contains_key("x-ratelimit-limit-requests"));
+    // A stream admitted before the outage and still running through it.
+    let in_flight = post(
+        gw.addr,
+        &key,
+        &json!({"model": "long", "stream": true, "max_tokens": 60, "messages": harness::user("hi")}),
+    )
+    .await;
+    assert_eq!(in_flight.status(), 200);
+    let before = metric(&gw, "switchyard_limits_fail_open_total").await;
+
+    redis.stop();
+    // Under load while Redis is away: every request is answered, without limit headers.
+    let deadline = Instant::now() + std::time::Duration::from_secs(3);
+    let mut sent = 0;
+    while Instant::now() < deadline {
+        let rounds: Vec<_> = (0..5)
+            .map(|_| {
+                let key = key.clone();
+                let addr = gw.addr;
+                tokio::spawn(async move { post(addr, &key, &small()).await.status().as_u16() })
+            })
+            .collect();
+        for r in rounds {
+            assert_eq!(
+                r.await.unwrap(),
+                200,
+                "a request failed while Redis was away"
+            );
+            sent += 1;
+        }
+    }
+    let after = metric(&gw, "switchyard_limits_fail_open_total").await;
+    assert!(
+        after - before >= f64::from(sent),
+        "fail-opens counted: {before} -> {after} for {sent} requests"
+    );
+    let body = in_flight.text().await.unwrap();
+    assert!(
+        body.contains("[DONE]"),
+        "the stream in flight finished: {body}"
+    );
+
+    // Back: the limits apply again by themselves (their headers return).
+    assert!(redis.run());
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let resp = post(gw.addr, &key, &small()).await;
+        assert_eq!(resp.status(), 200);
+        if resp.headers().contains_key("x-ratelimit-limit-requests") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the limits never resumed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let settled = metric(&gw, "switchyard_limits_fail_open_total").await;
+    for _ in 0..3 {
+        assert_eq!(post(gw.addr, &key, &small()).await.status(), 200);
+    }
+    assert_eq!(
+        metric(&gw, "switchyard_limits_fail_open_total").await,
+        settled,
+        "no fail-open once Redis is back"
+    );
+}
+
+#[tokio::test]
+async fn with_redis_failure_closed_limited_keys_get_a_clean_503_until_redis_is_back() {
+    let Some(mut redis) = PrivateRedis::start().await else {
+        return;
+    };
+    let top = format!("redis = \"{}\"\nredis_failure = \"closed\"", redis.url());
+    let (gw, _mock) = harness::start_with_mock_top(&top, "").await;
+    let (_, key) = key_and_id(
+        &gw,
+        NewKey {
+            rpm: Some(3),
+            ..NewKey::default()
+        },
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(post(gw.addr, &key, &small()).await.status(), 200);
+    }
+    assert_eq!(post(gw.addr, &key, &small()).await.status(), 429);
+
+    redis.stop();
+    for _ in 0..5 {
+        let resp = post(gw.addr, &key, &small()).await;
+        assert_eq!(resp.status(), 503);
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["type"], "service_unavailable", "{v}");
+        assert!(v["error"].get("param").is_some(), "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("rate-limit store"),
+            "{v}"
+        );
+    }
+    // A key without limits does not need Redis.
+    assert_eq!(gw.chat(small()).send().await.unwrap().status(), 200);
+
+    // Back (empty: a restarted Redis without persistence starts every limit afresh).
+    assert!(redis.run());
+    until_status(gw.addr, &key, 200, "Redis to be used again").await;
+    assert_eq!(post(gw.addr, &key, &small()).await.status(), 200);
+    assert_eq!(post(gw.addr, &key, &small()).await.status(), 200);
+    assert_eq!(post(gw.addr, &key, &small()).await.status(), 429);
+}
