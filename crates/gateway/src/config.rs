@@ -238,6 +238,8 @@ struct RawProvider {
     max_response_bytes: Option<usize>,
     max_error_body_bytes: Option<usize>,
     credential_timeout_ms: Option<u64>,
+    rpm: Option<u64>,
+    tpm: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -310,6 +312,10 @@ pub struct ProviderConfig {
     pub limits: UpstreamLimits,
     /// How long a `cmd:` credential may run (`credential_timeout_ms`, default 10 s).
     pub credential_timeout: Duration,
+    /// The upstream account's own quota (`rpm`, `tpm`), kept by the gateway for every key
+    /// together (shared through Redis by every instance): a route past it is skipped.
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
 }
 
 /// One place a model can be served from: a provider and the model's name there, with the time
@@ -666,6 +672,13 @@ impl Config {
                 )));
             }
             let limits = provider_limits(&name, &p).map_err(invalid)?;
+            for (field, v) in [("rpm", p.rpm), ("tpm", p.tpm)] {
+                if v == Some(0) {
+                    return Err(invalid(format!(
+                        "providers.{name}.{field} must be above 0 (leave it out for no limit)"
+                    )));
+                }
+            }
             let credential_timeout = ms(p.credential_timeout_ms, DEFAULT_CREDENTIAL_TIMEOUT);
             if credential_timeout.is_zero() {
                 return Err(invalid(format!(
@@ -687,6 +700,8 @@ impl Config {
                     },
                     limits,
                     credential_timeout,
+                    rpm: p.rpm,
+                    tpm: p.tpm,
                 }),
             );
         }

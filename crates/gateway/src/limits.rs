@@ -277,6 +277,32 @@ impl Limits {
         Ok(Admitted { reservation, quota })
     }
 
+    /// Counts one request and reserves `tokens` on the upstream account of `provider` (its
+    /// configured `rpm`/`tpm`, for every key together), or says how long until it would fit.
+    /// When Redis cannot answer, route quotas fail open whatever `redis_failure` says: the
+    /// upstream still enforces its own quota, and its 429 fails over like any other.
+    pub async fn reserve_route(
+        &self,
+        provider: &str,
+        rpm: Option<u64>,
+        tpm: Option<u64>,
+        tokens: u64,
+    ) -> Result<Option<Reservation>, Duration> {
+        let limits = KeyLimits {
+            rpm,
+            tpm,
+            concurrent: None,
+        };
+        match self
+            .reserve(&format!("route:{provider}"), limits, tokens)
+            .await
+        {
+            Ok(a) => Ok(a.reservation),
+            Err(NotAdmitted::Limited(r)) => Err(r.retry_after),
+            Err(NotAdmitted::Unavailable) => Ok(None),
+        }
+    }
+
     /// Starts renewing this instance's open slots in Redis, once.
     fn keep_leases(&self) {
         let Some(r) = &self.inner.redis else { return };

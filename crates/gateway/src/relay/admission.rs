@@ -172,6 +172,7 @@ pub async fn admit(
         started,
         hold: Some(hold),
         rate,
+        route_rate: None,
     });
     settlement.rate = quota;
     if let (Some(journal), Some(record)) = (gw.ledger.journal(), record) {
@@ -407,6 +408,8 @@ mod tests {
                     timeouts: Timeouts::default(),
                     limits: Default::default(),
                     credential_timeout: crate::config::DEFAULT_CREDENTIAL_TIMEOUT,
+                    rpm: None,
+                    tpm: None,
                 }),
             );
             model_routes.push(Route {

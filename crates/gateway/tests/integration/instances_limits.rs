@@ -536,3 +536,74 @@ async fn with_redis_failure_closed_limited_keys_get_a_clean_503_until_redis_is_b
     assert_eq!(post(gw.addr, &key, &small()).await.status(), 200);
     assert_eq!(post(gw.addr, &key, &small()).await.status(), 429);
 }
+
+/// A provider whose account allows 3 requests a minute, a model served only there and one that
+/// falls back to the unlimited provider.
+fn quota_config(base: &str, name: &str) -> String {
+    format!(
+        r#"
+[providers.{name}]
+kind = "openai"
+base_url = "{base}"
+api_key = "upstream-secret-key"
+rpm = 3
+
+[models.only-quota]
+routes = ["{name}/m"]
+input_price = "2.50"
+output_price = "10.00"
+
+[models.quota-first]
+routes = ["{name}/m", "mock/m"]
+input_price = "2.50"
+output_price = "10.00"
+"#
+    )
+}
+
+#[tokio::test]
+async fn a_providers_own_rpm_is_shared_by_every_key_and_instance() {
+    let Some(url) = test_redis() else { return };
+    // The mock's address is only known once it runs: start one to learn the config's base URL.
+    let upstream = MockUpstream::start().await.unwrap();
+    // A provider name of this run's own, so that its quota in the shared Redis is fresh.
+    let name = format!(
+        "quota{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let extra = quota_config(&upstream.base_url(), &name);
+    let (first, second, _mock) = two_instances(&format!("redis = \"{url}\""), &extra).await;
+    let a = key_with(&first, NewKey::default()).await;
+    let b = key_with(&first, NewKey::default()).await;
+    let body =
+        |model: &str| json!({"model": model, "max_tokens": 8, "messages": harness::user("hi")});
+    // Three requests from two keys on two instances use the account's minute...
+    assert_eq!(
+        post(first.addr, &a, &body("only-quota")).await.status(),
+        200
+    );
+    assert_eq!(post(second, &b, &body("only-quota")).await.status(), 200);
+    assert_eq!(post(second, &a, &body("only-quota")).await.status(), 200);
+    // ...so a fourth, from anyone anywhere, is refused without reaching the upstream.
+    let before = upstream.requests().len();
+    let resp = post(first.addr, &b, &body("only-quota")).await;
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "rate_limit_error", "{v}");
+    assert_eq!(
+        upstream.requests().len(),
+        before,
+        "the upstream was not called"
+    );
+    // A model with another route falls back to it, and the route's health is untouched.
+    let resp = post(second, &a, &body("quota-first")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["x-switchyard-provider"].to_str().unwrap(),
+        "mock"
+    );
+}
