@@ -1228,6 +1228,36 @@ output_price = "10.00"
     }
 
     #[test]
+    fn redis_failure_and_provider_quotas_are_read_and_checked() {
+        let c = Config::parse(GOOD, "t.toml").unwrap();
+        assert_eq!(c.redis_failure, RedisFailure::Open);
+        assert_eq!(
+            (c.providers["openai"].rpm, c.providers["openai"].tpm),
+            (None, None)
+        );
+        let closed = format!("redis_failure = \"closed\"\n{GOOD}");
+        assert_eq!(
+            Config::parse(&closed, "t.toml").unwrap().redis_failure,
+            RedisFailure::Closed
+        );
+        let wrong = format!("redis_failure = \"maybe\"\n{GOOD}");
+        let e = Config::parse(&wrong, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("redis_failure") && e.contains("maybe"), "{e}");
+        let quota = GOOD.replace(
+            "kind = \"openai\"\n",
+            "kind = \"openai\"\nrpm = 500\ntpm = 90000\n",
+        );
+        let c = Config::parse(&quota, "t.toml").unwrap();
+        assert_eq!(
+            (c.providers["openai"].rpm, c.providers["openai"].tpm),
+            (Some(500), Some(90000))
+        );
+        let zero = GOOD.replace("kind = \"openai\"\n", "kind = \"openai\"\nrpm = 0\n");
+        let e = Config::parse(&zero, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("providers.openai.rpm"), "{e}");
+    }
+
+    #[test]
     fn provider_read_limits_have_defaults_and_refuse_zero() {
         let c = Config::parse(GOOD, "t.toml").unwrap();
         let p = &c.providers["openai"];
