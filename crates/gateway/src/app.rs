@@ -114,10 +114,11 @@ impl Gateway {
             },
             None => None,
         };
-        let limits = Limits::new(config.redis.as_deref()).unwrap_or_else(|e| {
-            problems.push(format!("redis: {e}; rate limits are kept in this process"));
-            Limits::in_process()
-        });
+        let limits =
+            Limits::new(config.redis.as_deref(), config.redis_failure).unwrap_or_else(|e| {
+                problems.push(format!("redis: {e}; rate limits are kept in this process"));
+                Limits::in_process()
+            });
         let auth = Authenticator::load(ledger.clone()).await?;
         let changes = ledger.follow_changes(&config.database)?;
         let gw = Gateway {

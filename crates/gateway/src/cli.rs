@@ -94,6 +94,9 @@ pub enum KeysAction {
         rpm: Option<i64>,
         #[arg(long)]
         tpm: Option<i64>,
+        /// Requests this key may have open at once (across every instance sharing Redis).
+        #[arg(long)]
+        concurrency: Option<i64>,
         /// Comma-separated models this key may use (default: all).
         #[arg(long, value_delimiter = ',')]
         models: Option<Vec<String>>,
@@ -192,6 +195,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     credits,
                     rpm,
                     tpm,
+                    concurrency,
                     models,
                     budget,
                     budget_period,
@@ -227,6 +231,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         credits: usd("--credits", &credits, AmountRule::NonNegative)?,
                         rpm,
                         tpm,
+                        max_concurrent: concurrency,
                         models,
                         budget,
                         expires_at,

@@ -171,6 +171,7 @@ struct RawConfig {
     database: Option<String>,
     journal: Option<String>,
     redis: Option<String>,
+    redis_failure: Option<String>,
     admin_key: Option<String>,
     keep_alive_ms: Option<u64>,
     max_body_bytes: Option<usize>,
@@ -237,6 +238,8 @@ struct RawProvider {
     max_response_bytes: Option<usize>,
     max_error_body_bytes: Option<usize>,
     credential_timeout_ms: Option<u64>,
+    rpm: Option<u64>,
+    tpm: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -309,6 +312,10 @@ pub struct ProviderConfig {
     pub limits: UpstreamLimits,
     /// How long a `cmd:` credential may run (`credential_timeout_ms`, default 10 s).
     pub credential_timeout: Duration,
+    /// The upstream account's own quota (`rpm`, `tpm`), kept by the gateway for every key
+    /// together (shared through Redis by every instance): a route past it is skipped.
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
 }
 
 /// One place a model can be served from: a provider and the model's name there, with the time
@@ -502,6 +509,16 @@ pub const AUTO_MODEL: &str = "auto";
 pub const AUTO_FAST_MODEL: &str = "auto-fast";
 
 /// A validated configuration.
+/// What the rate limits do while Redis cannot be reached (`redis_failure`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RedisFailure {
+    /// Admit without limits (the default): counted in `switchyard_limits_fail_open_total`.
+    #[default]
+    Open,
+    /// Refuse limited keys' requests with a 503 until Redis is back.
+    Closed,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -510,6 +527,8 @@ pub struct Config {
     /// or `switchyard.journal` in the working directory for PostgreSQL.
     pub journal: Option<PathBuf>,
     pub redis: Option<String>,
+    /// What the rate limits do while `redis` cannot be reached.
+    pub redis_failure: RedisFailure,
     pub admin_key: Option<Secret>,
     pub keep_alive: Duration,
     pub max_body_bytes: usize,
@@ -653,6 +672,13 @@ impl Config {
                 )));
             }
             let limits = provider_limits(&name, &p).map_err(invalid)?;
+            for (field, v) in [("rpm", p.rpm), ("tpm", p.tpm)] {
+                if v == Some(0) {
+                    return Err(invalid(format!(
+                        "providers.{name}.{field} must be above 0 (leave it out for no limit)"
+                    )));
+                }
+            }
             let credential_timeout = ms(p.credential_timeout_ms, DEFAULT_CREDENTIAL_TIMEOUT);
             if credential_timeout.is_zero() {
                 return Err(invalid(format!(
@@ -674,6 +700,8 @@ impl Config {
                     },
                     limits,
                     credential_timeout,
+                    rpm: p.rpm,
+                    tpm: p.tpm,
                 }),
             );
         }
@@ -772,6 +800,15 @@ impl Config {
             database,
             journal: raw.journal.take().map(PathBuf::from),
             redis: raw.redis.take(),
+            redis_failure: match raw.redis_failure.as_deref() {
+                None | Some("open") => RedisFailure::Open,
+                Some("closed") => RedisFailure::Closed,
+                Some(other) => {
+                    return Err(invalid(format!(
+                        "redis_failure = \"{other}\": expected \"open\" or \"closed\""
+                    )))
+                }
+            },
             admin_key: raw.admin_key.as_deref().map(Secret::parse),
             keep_alive: Duration::from_millis(raw.keep_alive_ms.unwrap_or(15_000)),
             max_body_bytes: raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
@@ -1188,6 +1225,36 @@ output_price = "10.00"
             .unwrap_err()
             .to_string();
         assert!(e.contains("reserved"), "{e}");
+    }
+
+    #[test]
+    fn redis_failure_and_provider_quotas_are_read_and_checked() {
+        let c = Config::parse(GOOD, "t.toml").unwrap();
+        assert_eq!(c.redis_failure, RedisFailure::Open);
+        assert_eq!(
+            (c.providers["openai"].rpm, c.providers["openai"].tpm),
+            (None, None)
+        );
+        let closed = format!("redis_failure = \"closed\"\n{GOOD}");
+        assert_eq!(
+            Config::parse(&closed, "t.toml").unwrap().redis_failure,
+            RedisFailure::Closed
+        );
+        let wrong = format!("redis_failure = \"maybe\"\n{GOOD}");
+        let e = Config::parse(&wrong, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("redis_failure") && e.contains("maybe"), "{e}");
+        let quota = GOOD.replace(
+            "kind = \"openai\"\n",
+            "kind = \"openai\"\nrpm = 500\ntpm = 90000\n",
+        );
+        let c = Config::parse(&quota, "t.toml").unwrap();
+        assert_eq!(
+            (c.providers["openai"].rpm, c.providers["openai"].tpm),
+            (Some(500), Some(90000))
+        );
+        let zero = GOOD.replace("kind = \"openai\"\n", "kind = \"openai\"\nrpm = 0\n");
+        let e = Config::parse(&zero, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("providers.openai.rpm"), "{e}");
     }
 
     #[test]

@@ -1,20 +1,25 @@
-//! Per-key rate limits: requests per minute (`rpm`) and tokens per minute (`tpm`), as set on the
-//! key (`switchyard keys create --rpm N --tpm N`, `PATCH /admin/keys/{id}`).
+//! Per-key limits: requests per minute (`rpm`), tokens per minute (`tpm`) and requests open at
+//! once (`max_concurrent`), as set on the key (`switchyard keys create --rpm N --tpm N
+//! --concurrency N`, `PATCH /admin/keys/{id}`).
 //!
-//! Both limits are a GCRA (a token bucket that refills continuously: the whole limit over one
+//! `rpm` and `tpm` are a GCRA (a token bucket that refills continuously: the whole limit over one
 //! minute), so there is no minute boundary at which a burst could double. Each key keeps one
 //! "theoretical arrival time" per limit; admitting a cost moves it forward by `cost × 60 s / limit`
 //! and is refused when it would end up more than a minute ahead of now.
 //!
-//! A request is counted at admission: one request, and its token bound (the prompt bound plus the
-//! most the completion can produce, capped at the key's `tpm` so that one large request can still
-//! run on an idle key) is reserved. At settlement the reservation is corrected to the tokens the
-//! request really used (`settle`). Keys without limits cost one branch.
+//! A request is counted at admission: one request, one open slot, and its token bound (the prompt
+//! bound plus the most the completion can produce, capped at the key's `tpm` so that one large
+//! request can still run on an idle key) is reserved. At settlement the reservation is corrected
+//! to the tokens the request really used and the slot is released (`Reservation::settle`; a
+//! reservation dropped unsettled releases its slot too). Keys without limits cost one branch.
 //!
 //! The state lives in this process (a `std` mutex over a map of keys) unless `redis` is configured;
-//! then it lives in Redis (`limits/redis_store.rs`) and is shared by every instance using it, one round
-//! trip per admission. When Redis cannot be reached the limits fail open: traffic is admitted, and
-//! a warning is logged at most once a minute.
+//! then it lives in Redis (`limits/redis_store.rs`) and is shared by every instance using it: one
+//! atomic script per admission on the Redis clock, so several instances are exact together. When
+//! Redis cannot be reached, `redis_failure` decides: `open` (the default) admits and counts each
+//! such admission in `switchyard_limits_fail_open_total`, `closed` refuses limited keys with a 503;
+//! either way a warning is logged when it starts (then at most once a minute) and the limits resume
+//! by themselves once Redis answers again.
 
 mod redis_store;
 
@@ -23,8 +28,13 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::config::RedisFailure;
+
 /// The window every limit is expressed over, in microseconds.
 const WINDOW_US: u64 = 60_000_000;
+
+/// What a refusal for too many open requests asks the client to wait.
+const CONCURRENCY_RETRY: Duration = Duration::from_secs(1);
 
 /// Why the limits could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -38,20 +48,35 @@ pub enum LimitsError {
 pub struct KeyLimits {
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
+    /// Requests open at once.
+    pub concurrent: Option<u64>,
+}
+
+/// A stored limit; zero or negative means none.
+fn positive(v: Option<i64>) -> Option<u64> {
+    v.and_then(|n| u64::try_from(n).ok()).filter(|n| *n > 0)
 }
 
 impl KeyLimits {
     /// From the key's stored values; zero or negative means no limit.
     pub fn new(rpm: Option<i64>, tpm: Option<i64>) -> KeyLimits {
-        let positive = |v: Option<i64>| v.and_then(|n| u64::try_from(n).ok()).filter(|n| *n > 0);
         KeyLimits {
             rpm: positive(rpm),
             tpm: positive(tpm),
+            concurrent: None,
+        }
+    }
+
+    /// With the key's stored `max_concurrent` (zero or negative: none).
+    pub fn with_concurrency(self, max_concurrent: Option<i64>) -> KeyLimits {
+        KeyLimits {
+            concurrent: positive(max_concurrent),
+            ..self
         }
     }
 
     pub fn is_unlimited(&self) -> bool {
-        self.rpm.is_none() && self.tpm.is_none()
+        self.rpm.is_none() && self.tpm.is_none() && self.concurrent.is_none()
     }
 }
 
@@ -71,22 +96,40 @@ pub struct Quota {
     pub tokens: Option<Level>,
 }
 
+/// Which limit refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusedBy {
+    Requests,
+    Tokens,
+    Concurrency,
+}
+
 /// A refused admission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refused {
     /// When the same request would be admitted (at most a minute).
     pub retry_after: Duration,
     pub quota: Quota,
-    /// Which limit refused: true for tokens, false for requests.
-    pub by_tokens: bool,
+    pub by: RefusedBy,
+    /// The concurrency limit, when that is what refused.
+    pub concurrent: Option<u64>,
 }
 
 impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (what, level) = if self.by_tokens {
-            ("tokens", self.quota.tokens)
-        } else {
-            ("requests", self.quota.requests)
+        let (what, level) = match self.by {
+            RefusedBy::Tokens => ("tokens", self.quota.tokens),
+            RefusedBy::Requests => ("requests", self.quota.requests),
+            RefusedBy::Concurrency => {
+                write!(f, "Too many concurrent requests")?;
+                if let Some(n) = self.concurrent {
+                    write!(f, " (limit {n})")?;
+                }
+                return write!(
+                    f,
+                    " on this API key. Please try again once one has finished."
+                );
+            }
         };
         write!(f, "Rate limit reached for {what} per minute")?;
         if let Some(l) = level {
@@ -100,18 +143,38 @@ impl fmt::Display for Refused {
     }
 }
 
-/// What admission reserved; handed to `settle` with the tokens really used.
+/// Why a request was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotAdmitted {
+    /// A limit refused it (429).
+    Limited(Refused),
+    /// Redis cannot be reached and `redis_failure = "closed"` (503).
+    Unavailable,
+}
+
+/// What admission reserved: the tokens (corrected at settlement) and the open slot (released at
+/// settlement, or when dropped).
 #[derive(Debug)]
 pub struct Reservation {
     limits: Limits,
-    tpm: u64,
+    key_id: String,
+    tpm: Option<u64>,
     reserved: u64,
+    slot: Option<Slot>,
+}
+
+/// One open request counted against a key's `max_concurrent`.
+#[derive(Debug)]
+enum Slot {
+    Memory,
+    /// Its member in the key's Redis set of open requests.
+    Redis(String),
 }
 
 /// The admitted side of a decision.
 #[derive(Debug, Default)]
 pub struct Admitted {
-    /// The token reservation to settle (only for keys with a `tpm`).
+    /// What to settle (for keys with a `tpm` or a `max_concurrent`).
     pub reservation: Option<Reservation>,
     pub quota: Quota,
 }
@@ -126,67 +189,146 @@ pub struct Limits {
 struct Inner {
     memory: Memory,
     redis: Option<redis_store::RedisLimits>,
+    failure: RedisFailure,
     origin: Instant,
 }
 
 impl Limits {
     /// In-process limits, or shared ones in Redis when `redis_url` is set. Connects lazily.
-    pub fn new(redis_url: Option<&str>) -> Result<Limits, LimitsError> {
+    pub fn new(redis_url: Option<&str>, failure: RedisFailure) -> Result<Limits, LimitsError> {
         Ok(match redis_url {
-            Some(url) => Limits::with(Some(redis_store::RedisLimits::new(url)?)),
+            Some(url) => Limits::with(Some(redis_store::RedisLimits::new(url)?), failure),
             None => Limits::in_process(),
         })
     }
 
     /// Limits kept in this process only.
     pub fn in_process() -> Limits {
-        Limits::with(None)
+        Limits::with(None, RedisFailure::Open)
     }
 
-    fn with(redis: Option<redis_store::RedisLimits>) -> Limits {
+    fn with(redis: Option<redis_store::RedisLimits>, failure: RedisFailure) -> Limits {
         Limits {
             inner: Arc::new(Inner {
                 memory: Memory::default(),
                 redis,
+                failure,
                 origin: Instant::now(),
             }),
         }
     }
 
-    /// Counts one request and reserves `tokens` for key `key_id`, or refuses it.
+    /// Counts one request, takes an open slot and reserves `tokens` for key `key_id`, or refuses.
     pub async fn reserve(
         &self,
         key_id: &str,
         limits: KeyLimits,
         tokens: u64,
-    ) -> Result<Admitted, Refused> {
+    ) -> Result<Admitted, NotAdmitted> {
         if limits.is_unlimited() {
             return Ok(Admitted::default());
         }
         let costs = Costs::new(limits, tokens);
-        let decision = match &self.inner.redis {
-            Some(r) => match r.reserve(key_id, &costs).await {
-                Some(d) => d,
-                None => return Ok(Admitted::default()), // Redis is down: fail open.
-            },
-            None => self.inner.memory.reserve(key_id, &costs, self.now_us()),
+        let (decision, slot) = match &self.inner.redis {
+            Some(r) => {
+                let member = limits.concurrent.map(|_| r.new_slot());
+                match r.reserve(key_id, &costs, member.as_deref()).await {
+                    Some(d) => {
+                        if d.admitted {
+                            if let Some(m) = &member {
+                                r.opened(key_id, m);
+                                self.keep_leases();
+                            }
+                        }
+                        (d, member.map(Slot::Redis))
+                    }
+                    None => {
+                        return match self.inner.failure {
+                            RedisFailure::Open => {
+                                crate::telemetry::record_limits_fail_open();
+                                Ok(Admitted::default())
+                            }
+                            RedisFailure::Closed => Err(NotAdmitted::Unavailable),
+                        }
+                    }
+                }
+            }
+            None => (
+                self.inner.memory.reserve(key_id, &costs, self.now_us()),
+                limits.concurrent.map(|_| Slot::Memory),
+            ),
         };
         let quota = decision.quota(&costs);
-        if let Some((retry_after, by_tokens)) = decision.refusal(&costs) {
-            return Err(Refused {
+        if let Some((retry_after, by)) = decision.refusal(&costs) {
+            return Err(NotAdmitted::Limited(Refused {
                 retry_after,
                 quota,
-                by_tokens,
-            });
+                by,
+                concurrent: limits.concurrent,
+            }));
         }
-        Ok(Admitted {
-            reservation: limits.tpm.map(|tpm| Reservation {
-                limits: self.clone(),
-                tpm,
-                reserved: costs.tokens,
-            }),
-            quota,
-        })
+        let reservation = (limits.tpm.is_some() || slot.is_some()).then(|| Reservation {
+            limits: self.clone(),
+            key_id: key_id.to_owned(),
+            tpm: limits.tpm,
+            reserved: costs.tokens,
+            slot,
+        });
+        Ok(Admitted { reservation, quota })
+    }
+
+    /// Counts one request and reserves `tokens` on the upstream account of `provider` (its
+    /// configured `rpm`/`tpm`, for every key together), or says how long until it would fit.
+    /// When Redis cannot answer, route quotas fail open whatever `redis_failure` says: the
+    /// upstream still enforces its own quota, and its 429 fails over like any other.
+    pub async fn reserve_route(
+        &self,
+        provider: &str,
+        rpm: Option<u64>,
+        tpm: Option<u64>,
+        tokens: u64,
+    ) -> Result<Option<Reservation>, Duration> {
+        let limits = KeyLimits {
+            rpm,
+            tpm,
+            concurrent: None,
+        };
+        match self
+            .reserve(&format!("route:{provider}"), limits, tokens)
+            .await
+        {
+            Ok(a) => Ok(a.reservation),
+            Err(NotAdmitted::Limited(r)) => Err(r.retry_after),
+            Err(NotAdmitted::Unavailable) => Ok(None),
+        }
+    }
+
+    /// Starts renewing this instance's open slots in Redis, once.
+    fn keep_leases(&self) {
+        let Some(r) = &self.inner.redis else { return };
+        if !r.start_renewing() {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak = Arc::downgrade(&self.inner);
+        handle.spawn(async move {
+            let mut tick = tokio::time::interval(redis_store::RENEW_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                if let Some(r) = &inner.redis {
+                    r.renew().await;
+                }
+            }
+        });
+    }
+
+    /// Requests of `key_id` open in this process (memory only; for tests).
+    pub fn open_in_memory(&self, key_id: &str) -> u64 {
+        self.inner.memory.open(key_id)
     }
 
     fn now_us(&self) -> u64 {
@@ -195,26 +337,50 @@ impl Limits {
 }
 
 impl Reservation {
-    /// Corrects the reservation of key `key_id` to the `used` tokens (prompt plus completion).
-    /// With Redis the correction is sent in the background.
-    pub fn settle(self, key_id: &str, used: u64) {
-        let delta = signed_interval(used, self.reserved, self.tpm);
-        if delta == 0 {
+    /// Corrects the token reservation to the `used` tokens (prompt plus completion) and releases
+    /// the open slot. With Redis this is sent in the background.
+    pub fn settle(mut self, _key_id: &str, used: u64) {
+        let delta = self
+            .tpm
+            .map_or(0, |tpm| signed_interval(used, self.reserved, tpm));
+        self.finish(delta);
+    }
+
+    fn finish(&mut self, delta: i64) {
+        let slot = self.slot.take();
+        if delta == 0 && slot.is_none() {
             return;
         }
-        match &self.limits.inner.redis {
-            Some(_) => {
+        match (&self.limits.inner.redis, slot) {
+            (Some(_), slot) => {
+                let member = match slot {
+                    Some(Slot::Redis(m)) => Some(m),
+                    _ => None,
+                };
                 if let Ok(handle) = tokio::runtime::Handle::try_current() {
                     let limits = self.limits.clone();
-                    let key_id = key_id.to_owned();
+                    let key_id = self.key_id.clone();
                     handle.spawn(async move {
                         if let Some(r) = &limits.inner.redis {
-                            r.settle(&key_id, delta).await;
+                            r.settle(&key_id, delta, member.as_deref()).await;
                         }
                     });
                 }
             }
-            None => self.limits.inner.memory.settle(key_id, delta),
+            (None, slot) => self
+                .limits
+                .inner
+                .memory
+                .settle(&self.key_id, delta, slot.is_some()),
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        // Not settled (the guard was lost): the slot comes back; the tokens stay reserved.
+        if self.slot.is_some() {
+            self.finish(0);
         }
     }
 }
@@ -258,33 +424,39 @@ impl Costs {
     }
 }
 
-/// The outcome of a GCRA step on both limits, relative to now (microseconds): how far ahead each
-/// limit's arrival time is (`ahead_*`, after the admission if it was admitted, else before).
+/// The outcome of a step on all three limits, relative to now (microseconds): how far ahead each
+/// GCRA limit's arrival time is (`ahead_*`, after the admission if it was admitted, else before),
+/// and whether the key's open requests were already at its `max_concurrent`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Decision {
     admitted: bool,
     ahead_requests: u64,
     ahead_tokens: u64,
+    full: bool,
 }
 
 impl Decision {
-    /// The GCRA rule: admitted when both limits stay within one window ahead of now.
-    fn decide(ahead_requests: u64, ahead_tokens: u64, costs: &Costs) -> Decision {
+    /// The rule: refused when `open` requests already fill the concurrency limit; else admitted
+    /// when both GCRA limits stay within one window ahead of now. A refusal consumes nothing.
+    fn decide(ahead_requests: u64, ahead_tokens: u64, open: u64, costs: &Costs) -> Decision {
+        let full = costs.limits.concurrent.is_some_and(|max| open >= max);
         let (r, t) = (
             ahead_requests + costs.request_interval(),
             ahead_tokens + costs.token_interval(),
         );
-        if r <= WINDOW_US && t <= WINDOW_US {
+        if !full && r <= WINDOW_US && t <= WINDOW_US {
             Decision {
                 admitted: true,
                 ahead_requests: r,
                 ahead_tokens: t,
+                full: false,
             }
         } else {
             Decision {
                 admitted: false,
                 ahead_requests,
                 ahead_tokens,
+                full,
             }
         }
     }
@@ -304,24 +476,34 @@ impl Decision {
         }
     }
 
-    /// For a refusal: when the request would fit, and whether the tokens are what refused it.
-    fn refusal(&self, costs: &Costs) -> Option<(Duration, bool)> {
+    /// For a refusal: when the request would fit, and which limit refused it.
+    fn refusal(&self, costs: &Costs) -> Option<(Duration, RefusedBy)> {
         if self.admitted {
             return None;
+        }
+        if self.full {
+            return Some((CONCURRENCY_RETRY, RefusedBy::Concurrency));
         }
         let wait = |ahead: u64, cost: u64| (ahead + cost).saturating_sub(WINDOW_US);
         let by_requests = wait(self.ahead_requests, costs.request_interval());
         let by_tokens = wait(self.ahead_tokens, costs.token_interval());
         let us = by_requests.max(by_tokens).clamp(1, WINDOW_US);
-        Some((Duration::from_micros(us), by_tokens > by_requests))
+        let by = if by_tokens > by_requests {
+            RefusedBy::Tokens
+        } else {
+            RefusedBy::Requests
+        };
+        Some((Duration::from_micros(us), by))
     }
 }
 
-/// One key's arrival times in this process (microseconds since `Inner::origin`).
+/// One key's arrival times in this process (microseconds since `Inner::origin`) and its open
+/// requests.
 #[derive(Debug, Default, Clone, Copy)]
 struct Arrivals {
     requests: u64,
     tokens: u64,
+    open: u64,
 }
 
 /// The in-process state: one entry per limited key that was used.
@@ -340,6 +522,7 @@ impl Memory {
         let d = Decision::decide(
             a.requests.saturating_sub(now),
             a.tokens.saturating_sub(now),
+            a.open,
             costs,
         );
         if d.admitted {
@@ -349,15 +532,27 @@ impl Memory {
             if costs.limits.tpm.is_some() {
                 a.tokens = now + d.ahead_tokens;
             }
+            if costs.limits.concurrent.is_some() {
+                a.open += 1;
+            }
         }
         d
     }
 
-    fn settle(&self, key_id: &str, delta_us: i64) {
+    /// Moves the key's tokens by `delta_us` and, with `release`, closes one of its open slots.
+    fn settle(&self, key_id: &str, delta_us: i64, release: bool) {
         let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(a) = keys.get_mut(key_id) {
             a.tokens = a.tokens.saturating_add_signed(delta_us);
+            if release {
+                a.open = a.open.saturating_sub(1);
+            }
         }
+    }
+
+    fn open(&self, key_id: &str) -> u64 {
+        let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        keys.get(key_id).map_or(0, |a| a.open)
     }
 }
 
@@ -394,7 +589,14 @@ mod tests {
     use super::*;
 
     fn costs(rpm: Option<u64>, tpm: Option<u64>, tokens: u64) -> Costs {
-        Costs::new(KeyLimits { rpm, tpm }, tokens)
+        Costs::new(
+            KeyLimits {
+                rpm,
+                tpm,
+                concurrent: None,
+            },
+            tokens,
+        )
     }
 
     #[test]
@@ -406,9 +608,9 @@ mod tests {
         }
         let d = m.reserve("k", &c, 1_000);
         assert!(!d.admitted);
-        let (wait, by_tokens) = d.refusal(&c).unwrap();
+        let (wait, by) = d.refusal(&c).unwrap();
         assert_eq!(wait, Duration::from_secs(20));
-        assert!(!by_tokens);
+        assert_eq!(by, RefusedBy::Requests);
         assert_eq!(d.quota(&c).requests.unwrap().remaining, 0);
         // 20 s later exactly one more fits.
         let later = 1_000 + 20_000_000;
@@ -428,8 +630,8 @@ mod tests {
         assert_eq!(d.quota(&c).tokens.unwrap().remaining, 200);
         assert!(!m.reserve("k", &c, 0).admitted);
         // Both used only 100 tokens: 800 come back.
-        m.settle("k", signed_interval(100, 400, 1000));
-        m.settle("k", signed_interval(100, 400, 1000));
+        m.settle("k", signed_interval(100, 400, 1000), false);
+        m.settle("k", signed_interval(100, 400, 1000), false);
         assert!(m.reserve("k", &c, 0).admitted);
         assert!(m.reserve("k", &c, 0).admitted);
         assert!(!m.reserve("k", &c, 0).admitted);
@@ -442,9 +644,9 @@ mod tests {
         assert!(m.reserve("k", &c, 0).admitted);
         let d = m.reserve("k", &c, 0);
         assert!(!d.admitted);
-        let (wait, by_tokens) = d.refusal(&c).unwrap();
+        let (wait, by) = d.refusal(&c).unwrap();
         assert_eq!(wait, Duration::from_secs(60));
-        assert!(by_tokens);
+        assert_eq!(by, RefusedBy::Tokens);
     }
 
     #[test]
@@ -459,6 +661,25 @@ mod tests {
         let d = m.reserve("k", &small, 0);
         assert!(d.admitted);
         assert_eq!(d.quota(&small).requests.unwrap().remaining, 8);
+    }
+
+    #[test]
+    fn open_requests_are_capped_and_come_back_at_settlement() {
+        let m = Memory::default();
+        let c = Costs::new(KeyLimits::new(Some(100), None).with_concurrency(Some(2)), 0);
+        assert!(m.reserve("k", &c, 0).admitted);
+        assert!(m.reserve("k", &c, 0).admitted);
+        let d = m.reserve("k", &c, 0);
+        assert!(!d.admitted);
+        assert_eq!(
+            d.refusal(&c).unwrap(),
+            (CONCURRENCY_RETRY, RefusedBy::Concurrency)
+        );
+        // The refusal counted no request: 98 of 100 remain after the two admitted.
+        assert_eq!(d.quota(&c).requests.unwrap().remaining, 98);
+        m.settle("k", 0, true);
+        assert_eq!(m.open("k"), 1);
+        assert!(m.reserve("k", &c, 0).admitted);
     }
 
     #[test]

@@ -43,9 +43,12 @@ pub enum RelayError {
     BudgetExceeded(&'static str),
     #[error("The key store is not reachable; retry shortly.")]
     LedgerUnavailable,
-    /// The key's own requests- or tokens-per-minute limit.
+    /// The key's own requests- or tokens-per-minute limit, or its concurrency limit.
     #[error("{0}")]
     RateLimited(Box<crate::limits::Refused>),
+    /// The shared rate-limit store (Redis) is unreachable and `redis_failure = "closed"`.
+    #[error("The rate-limit store is not reachable; retry shortly.")]
+    LimitsUnavailable,
     /// The upstream refused the request itself (a 4xx that another route would refuse too).
     #[error("{}", .0.message)]
     UpstreamRejected(Box<Rejected>),

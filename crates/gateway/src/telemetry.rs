@@ -217,6 +217,12 @@ pub fn record_change_feed(connected: bool) {
     }
 }
 
+/// A request admitted without its rate limits because Redis could not answer
+/// (`redis_failure = "open"`).
+pub fn record_limits_fail_open() {
+    counter!("switchyard_limits_fail_open_total").increment(1);
+}
+
 /// Panics the HTTP edge caught in this process (the last line of defence; it should stay 0).
 static PANICS_CAUGHT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 

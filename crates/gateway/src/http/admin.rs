@@ -188,6 +188,7 @@ async fn create_key(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bo
             credits: update.set_credits.unwrap_or(Nanos::ZERO),
             rpm: update.rpm.flatten(),
             tpm: update.tpm.flatten(),
+            max_concurrent: update.max_concurrent.flatten(),
             models: update.models.flatten(),
             budget: update.budget.flatten(),
             expires_at: update.expires_at.flatten(),
@@ -453,12 +454,13 @@ fn limit(name: &'static str) -> impl Fn(&Value) -> Result<i64, ApiError> {
     }
 }
 
-const KNOWN_FIELDS: [&str; 14] = [
+const KNOWN_FIELDS: [&str; 15] = [
     "name",
     "credits",
     "top_up",
     "rpm",
     "tpm",
+    "max_concurrent",
     "models",
     "budget",
     "budget_period",
@@ -476,7 +478,7 @@ fn parse_update(fields: &Map<String, Value>, creating: bool) -> Result<KeyUpdate
     if let Some(unknown) = fields.keys().find(|k| !KNOWN_FIELDS.contains(&k.as_str())) {
         return Err(bad(
             unknown,
-            format!("Unknown field '{unknown}'. Known: name, credits, top_up, rpm, tpm, models, budget, budget_period, expires_at, expires_in, metadata."),
+            format!("Unknown field '{unknown}'. Known: name, credits, top_up, rpm, tpm, max_concurrent, models, budget, budget_period, expires_at, expires_in, metadata."),
         ));
     }
     if fields.contains_key("key") {
@@ -506,6 +508,7 @@ fn parse_update(fields: &Map<String, Value>, creating: bool) -> Result<KeyUpdate
     }
     u.rpm = nullable(fields, "rpm", limit("rpm"))?;
     u.tpm = nullable(fields, "tpm", limit("tpm"))?;
+    u.max_concurrent = nullable(fields, "max_concurrent", limit("max_concurrent"))?;
     u.models = nullable(fields, "models", |v| {
         let list = v
             .as_array()

@@ -192,7 +192,9 @@ impl From<RelayError> for ApiError {
                     message,
                 )
             },
-            RelayError::LedgerUnavailable => ApiError::unavailable(&message),
+            RelayError::LedgerUnavailable | RelayError::LimitsUnavailable => {
+                ApiError::unavailable(&message)
+            }
             RelayError::UpstreamTimeout => ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "timeout_error",

@@ -27,6 +27,8 @@ pub struct KeyRecord {
     pub spent: Nanos,
     pub rpm: Option<i64>,
     pub tpm: Option<i64>,
+    /// Requests open at once; `None` (or <= 0) means no limit.
+    pub max_concurrent: Option<i64>,
     /// Models this key may use; `None` means all.
     pub models: Option<Vec<String>>,
     pub budget: Option<Budget>,
@@ -92,6 +94,7 @@ impl KeyRecord {
             "limits": {
                 "rpm": self.rpm,
                 "tpm": self.tpm,
+                "max_concurrent": self.max_concurrent,
                 "budget": budget,
             },
             "models": self.models,
@@ -112,6 +115,7 @@ pub struct NewKey {
     pub credits: Nanos,
     pub rpm: Option<i64>,
     pub tpm: Option<i64>,
+    pub max_concurrent: Option<i64>,
     pub models: Option<Vec<String>>,
     pub budget: Option<Budget>,
     pub expires_at: Option<i64>,
@@ -128,6 +132,7 @@ pub struct KeyUpdate {
     pub add_credits: Option<Nanos>,
     pub rpm: Option<Option<i64>>,
     pub tpm: Option<Option<i64>>,
+    pub max_concurrent: Option<Option<i64>>,
     pub models: Option<Option<Vec<String>>>,
     pub budget: Option<Option<Budget>>,
     pub expires_at: Option<Option<i64>>,
@@ -137,7 +142,7 @@ pub struct KeyUpdate {
 pub(super) const KEY_COLUMNS: &str =
     "id, name, key_prefix, balance_nanos, spent_nanos, rpm, tpm, models, \
      budget_nanos, budget_period, expires_at, metadata, period_start, period_spent_nanos, version, \
-     created_at, revoked_at";
+     created_at, revoked_at, max_concurrent";
 
 pub(super) fn key_from_row(row: &sqlx::any::AnyRow) -> Result<KeyRecord, sqlx::Error> {
     let models: Option<String> = row.try_get("models")?;
@@ -152,6 +157,7 @@ pub(super) fn key_from_row(row: &sqlx::any::AnyRow) -> Result<KeyRecord, sqlx::E
         spent: Nanos(row.try_get("spent_nanos")?),
         rpm: row.try_get("rpm")?,
         tpm: row.try_get("tpm")?,
+        max_concurrent: row.try_get("max_concurrent")?,
         models: models.map(|m| {
             m.split(',')
                 .filter(|s| !s.is_empty())
@@ -204,8 +210,8 @@ impl Ledger {
         }
         let sql = format!(
             "INSERT INTO api_keys (id, name, key_hash, key_prefix, balance_nanos, rpm, tpm, models, \
-             budget_nanos, budget_period, expires_at, metadata, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {KEY_COLUMNS}"
+             budget_nanos, budget_period, expires_at, metadata, created_at, max_concurrent) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {KEY_COLUMNS}"
         );
         let row = sqlx::query(&sql)
             .bind(id)
@@ -221,6 +227,7 @@ impl Ledger {
             .bind(new.expires_at)
             .bind(new.metadata.as_ref().map(Value::to_string))
             .bind(now_ms())
+            .bind(new.max_concurrent)
             .fetch_one(&self.pool)
             .await?;
         Ok(key_from_row(&row)?)
@@ -356,6 +363,9 @@ impl Ledger {
         if let Some(v) = update.tpm {
             next.tpm = v;
         }
+        if let Some(v) = update.max_concurrent {
+            next.max_concurrent = v;
+        }
         if let Some(v) = &update.models {
             next.models = v.clone();
         }
@@ -377,7 +387,7 @@ impl Ledger {
              period_start = $12, \
              period_spent_nanos = (SELECT CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) \
                  FROM usage_entries WHERE key_id = $13 AND created_at >= $14), \
-             version = version + 1 \
+             version = version + 1, max_concurrent = $17 \
              WHERE id = $15 AND (($9 = 0 AND $11 = 0) \
                  OR CASE WHEN $9 = 1 THEN $10 ELSE balance_nanos END <= $16 - $11) \
              RETURNING {KEY_COLUMNS}"
@@ -399,6 +409,7 @@ impl Ledger {
             .bind(period)
             .bind(id)
             .bind(MAX_AMOUNT.0)
+            .bind(next.max_concurrent)
             .fetch_optional(&self.pool)
             .await?;
         match row {

@@ -1,13 +1,20 @@
-//! The rate limits' state in Redis, shared by every instance configured with the same server:
-//! two keys per limited API key (`switchyard:ratelimit:{id}:requests` / `:tokens`), each holding
-//! the limit's GCRA arrival time in microseconds of the Redis clock, so instances whose clocks
-//! disagree still agree. One admission is one `EVALSHA` (the GCRA step on both limits); a
-//! settlement is another, sent in the background. The keys expire once their limit is full again.
+//! The limits' state in Redis, shared by every instance configured with the same server: per
+//! limited API key, `switchyard:ratelimit:{id}:requests` / `:tokens` hold the GCRA arrival times in
+//! microseconds of the Redis clock (so instances whose clocks disagree still agree) and `:open` is
+//! a sorted set of the key's open requests, each scored with the end of its lease. One admission is
+//! one `EVALSHA` doing every check and every update atomically; a settlement is another (token
+//! correction and slot release), sent in the background. The GCRA keys expire once their limit is
+//! full again; a slot's lease is renewed every `RENEW_EVERY` by the instance holding it, so the
+//! slots of a crashed instance come back after `LEASE`.
 //!
-//! Redis being down must not stop traffic: every failure is reported as `None` (the caller admits),
-//! reconnects are attempted at most once a second, and a warning is logged at most once a minute.
+//! Connecting is shared: concurrent admissions wait for the one connection attempt in progress
+//! instead of being admitted without a check. When Redis cannot answer, `reserve` returns `None`
+//! (the caller applies `redis_failure`), a new connection is tried at most once a second, and a
+//! warning is logged when it starts failing, then at most once a minute, and once when it is back.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -16,18 +23,24 @@ use redis::{AsyncConnectionConfig, Client, Script};
 
 use super::{Costs, Decision, LimitsError, WINDOW_US};
 
-/// How long a connection attempt or a command may take before the limits fail open.
-const TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a connection attempt or a command may take before Redis counts as unreachable.
+const TIMEOUT: Duration = Duration::from_secs(1);
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 const WARN_EVERY: Duration = Duration::from_secs(60);
+/// How long an open slot counts without renewal.
+const LEASE: Duration = Duration::from_secs(30);
+/// How often an instance renews the leases of its open slots.
+pub(super) const RENEW_EVERY: Duration = Duration::from_secs(10);
 
-/// The GCRA step on both limits. KEYS: requests, tokens. ARGV: their intervals in microseconds
-/// (0 = no such limit) and the window. Returns {admitted, ahead_requests, ahead_tokens}, after the
-/// admission if admitted, else before it (as `Decision` holds them).
+/// Every check and update of one admission. KEYS: requests, tokens, open. ARGV: the GCRA intervals
+/// in microseconds (0 = no such limit), the window, max_concurrent (0 = none), the slot's member,
+/// the lease in microseconds. Returns {admitted, ahead_requests, ahead_tokens, full}: the GCRA
+/// offsets after the admission if admitted, else before it (as `Decision` holds them).
 const RESERVE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local window = tonumber(ARGV[3])
+local max = tonumber(ARGV[4])
 local function ahead(key)
   local v = tonumber(redis.call('GET', key))
   if v == nil or v < now then return 0 end
@@ -35,24 +48,39 @@ local function ahead(key)
 end
 local ir, it = tonumber(ARGV[1]), tonumber(ARGV[2])
 local ar, at = ahead(KEYS[1]), ahead(KEYS[2])
+if max > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', string.format('%d', now))
+  if redis.call('ZCARD', KEYS[3]) >= max then
+    return {0, ar, at, 1}
+  end
+end
 if ar + ir > window or at + it > window then
-  return {0, ar, at}
+  return {0, ar, at, 0}
 end
 local function put(key, a)
   redis.call('SET', key, string.format('%d', now + a), 'PX', string.format('%d', math.floor(a / 1000) + 1))
 end
 if ir > 0 then put(KEYS[1], ar + ir) end
 if it > 0 then put(KEYS[2], at + it) end
-return {1, ar + ir, at + it}
+if max > 0 then
+  local lease = tonumber(ARGV[6])
+  redis.call('ZADD', KEYS[3], string.format('%d', now + lease), ARGV[5])
+  redis.call('PEXPIRE', KEYS[3], string.format('%d', math.floor(lease / 1000) + 1000))
+end
+return {1, ar + ir, at + it, 0}
 ";
 
-/// Moves the tokens arrival time (KEYS[1]) by ARGV[1] microseconds, if it is still set.
+/// Releases the slot ARGV[2] (if not empty) from KEYS[2] and moves the tokens arrival time
+/// (KEYS[1]) by ARGV[1] microseconds, if it is still set.
 const SETTLE: &str = r"
+if ARGV[2] ~= '' then redis.call('ZREM', KEYS[2], ARGV[2]) end
+local d = tonumber(ARGV[1])
+if d == 0 then return 0 end
 local v = tonumber(redis.call('GET', KEYS[1]))
 if v == nil then return 0 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local n = v + tonumber(ARGV[1])
+local n = v + d
 if n <= now then
   redis.call('DEL', KEYS[1])
   return 0
@@ -61,19 +89,39 @@ redis.call('SET', KEYS[1], string.format('%d', n), 'PX', string.format('%d', mat
 return 1
 ";
 
-/// The connection, and when to next try to open one or to warn.
+/// Extends the lease of the open slot ARGV[2] in KEYS[1] by ARGV[1] microseconds from now, if it
+/// is still there.
+const RENEW: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local lease = tonumber(ARGV[1])
+redis.call('ZADD', KEYS[1], 'XX', string.format('%d', now + lease), ARGV[2])
+redis.call('PEXPIRE', KEYS[1], string.format('%d', math.floor(lease / 1000) + 1000))
+return 1
+";
+
+/// When to next try a connection, and when the last warning was logged.
 #[derive(Default)]
-struct Link {
-    conn: Option<MultiplexedConnection>,
-    next_connect: Option<Instant>,
+struct Health {
+    retry_at: Option<Instant>,
     warned_at: Option<Instant>,
 }
 
 pub struct RedisLimits {
     client: Client,
-    link: Mutex<Link>,
+    conn: Mutex<Option<MultiplexedConnection>>,
+    /// Held while a connection is being opened, so that only one attempt runs.
+    connecting: tokio::sync::Mutex<()>,
+    health: Mutex<Health>,
+    down: AtomicBool,
     reserve: Script,
     settle: Script,
+    renew: Script,
+    /// This instance's open slots: member -> key id (renewed until released).
+    open: Mutex<HashMap<String, String>>,
+    renewing: AtomicBool,
+    instance: String,
+    next_slot: AtomicU64,
 }
 
 impl fmt::Debug for RedisLimits {
@@ -91,6 +139,14 @@ fn tokens_key(key_id: &str) -> String {
     format!("switchyard:ratelimit:{key_id}:tokens")
 }
 
+fn open_key(key_id: &str) -> String {
+    format!("switchyard:ratelimit:{key_id}:open")
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl RedisLimits {
     pub fn new(url: &str) -> Result<RedisLimits, LimitsError> {
         // The error would quote the URL (and so a password); name only its kind.
@@ -98,28 +154,35 @@ impl RedisLimits {
             Client::open(url).map_err(|e| LimitsError::RedisUrl(format!("{:?}", e.kind())))?;
         Ok(RedisLimits {
             client,
-            link: Mutex::new(Link::default()),
+            conn: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+            health: Mutex::new(Health::default()),
+            down: AtomicBool::new(false),
             reserve: Script::new(RESERVE),
             settle: Script::new(SETTLE),
+            renew: Script::new(RENEW),
+            open: Mutex::new(HashMap::new()),
+            renewing: AtomicBool::new(false),
+            instance: crate::auth::new_id("", 12),
+            next_slot: AtomicU64::new(0),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Link> {
-        self.link.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The open connection, or a new one; `None` while Redis is unreachable.
+    /// The open connection, or a new one; `None` while Redis is unreachable. Callers arriving
+    /// while a connection is being opened wait for that attempt.
     async fn connection(&self) -> Option<MultiplexedConnection> {
+        if let Some(c) = &*lock(&self.conn) {
+            return Some(c.clone());
+        }
+        let _one = self.connecting.lock().await;
+        if let Some(c) = &*lock(&self.conn) {
+            return Some(c.clone());
+        }
+        if lock(&self.health)
+            .retry_at
+            .is_some_and(|t| Instant::now() < t)
         {
-            let mut link = self.lock();
-            if let Some(c) = &link.conn {
-                return Some(c.clone());
-            }
-            let now = Instant::now();
-            if link.next_connect.is_some_and(|t| now < t) {
-                return None;
-            }
-            link.next_connect = Some(now + RECONNECT_EVERY);
+            return None;
         }
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(TIMEOUT))
@@ -130,49 +193,82 @@ impl RedisLimits {
             .await
         {
             Ok(c) => {
-                self.lock().conn = Some(c.clone());
+                *lock(&self.conn) = Some(c.clone());
                 Some(c)
             }
             Err(e) => {
+                lock(&self.health).retry_at = Some(Instant::now() + RECONNECT_EVERY);
                 self.failed(&e);
                 None
             }
         }
     }
 
-    /// Drops the connection (the next call reconnects) and warns, at most once a minute.
+    /// Drops a broken connection (the next call reconnects) and warns when Redis starts failing,
+    /// then at most once a minute.
     fn failed(&self, e: &redis::RedisError) {
-        let mut link = self.lock();
-        link.conn = None;
+        if e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error() {
+            *lock(&self.conn) = None;
+        }
+        self.down.store(true, Ordering::Relaxed);
+        let mut health = lock(&self.health);
         let now = Instant::now();
-        if link
+        if health
             .warned_at
             .is_none_or(|t| now.duration_since(t) >= WARN_EVERY)
         {
-            link.warned_at = Some(now);
-            drop(link);
-            tracing::warn!(error = %e, "Redis is unreachable; rate limits are not enforced until it is back");
+            health.warned_at = Some(now);
+            drop(health);
+            tracing::warn!(error = %e, "Redis is unreachable; rate limits follow redis_failure until it is back");
         }
     }
 
-    /// The GCRA step for `key_id`, or `None` (admit) when Redis cannot answer.
-    pub(super) async fn reserve(&self, key_id: &str, costs: &Costs) -> Option<Decision> {
+    /// Notes an answer from Redis: logs once that it is back after a failure.
+    fn answered(&self) {
+        if self.down.swap(false, Ordering::Relaxed) {
+            lock(&self.health).warned_at = None;
+            tracing::info!("Redis answers again; rate limits are shared and enforced");
+        }
+    }
+
+    /// A member naming one open request, unique across instances.
+    pub(super) fn new_slot(&self) -> String {
+        let n = self.next_slot.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n}", self.instance)
+    }
+
+    /// Every check and update for `key_id` at once (taking the open slot `member`, if the key has
+    /// a concurrency limit), or `None` when Redis cannot answer.
+    pub(super) async fn reserve(
+        &self,
+        key_id: &str,
+        costs: &Costs,
+        member: Option<&str>,
+    ) -> Option<Decision> {
         let mut conn = self.connection().await?;
         let reply: Result<Vec<i64>, _> = self
             .reserve
             .key(requests_key(key_id))
             .key(tokens_key(key_id))
+            .key(open_key(key_id))
             .arg(costs.request_interval())
             .arg(costs.token_interval())
             .arg(WINDOW_US)
+            .arg(costs.limits.concurrent.unwrap_or(0))
+            .arg(member.unwrap_or(""))
+            .arg(LEASE.as_micros() as u64)
             .invoke_async(&mut conn)
             .await;
         match reply {
-            Ok(v) if v.len() == 3 => Some(Decision {
-                admitted: v[0] == 1,
-                ahead_requests: v[1].max(0) as u64,
-                ahead_tokens: v[2].max(0) as u64,
-            }),
+            Ok(v) if v.len() == 4 => {
+                self.answered();
+                Some(Decision {
+                    admitted: v[0] == 1,
+                    ahead_requests: v[1].max(0) as u64,
+                    ahead_tokens: v[2].max(0) as u64,
+                    full: v[3] == 1,
+                })
+            }
             Ok(_) => None,
             Err(e) => {
                 self.failed(&e);
@@ -181,19 +277,62 @@ impl RedisLimits {
         }
     }
 
-    /// Moves `key_id`'s tokens arrival time by `delta_us`.
-    pub(super) async fn settle(&self, key_id: &str, delta_us: i64) {
+    /// Records an admitted slot, to renew its lease until it is released.
+    pub(super) fn opened(&self, key_id: &str, member: &str) {
+        lock(&self.open).insert(member.to_owned(), key_id.to_owned());
+    }
+
+    /// True the first time only: the caller starts the renewal task.
+    pub(super) fn start_renewing(&self) -> bool {
+        !self.renewing.swap(true, Ordering::Relaxed)
+    }
+
+    /// Moves `key_id`'s tokens arrival time by `delta_us` and releases the slot `member`.
+    pub(super) async fn settle(&self, key_id: &str, delta_us: i64, member: Option<&str>) {
+        if let Some(m) = member {
+            lock(&self.open).remove(m);
+        }
         let Some(mut conn) = self.connection().await else {
             return;
         };
         let reply: Result<i64, _> = self
             .settle
             .key(tokens_key(key_id))
+            .key(open_key(key_id))
             .arg(delta_us)
+            .arg(member.unwrap_or(""))
             .invoke_async(&mut conn)
             .await;
-        if let Err(e) = reply {
-            self.failed(&e);
+        match reply {
+            Ok(_) => self.answered(),
+            Err(e) => self.failed(&e),
+        }
+    }
+
+    /// Extends the lease of every slot this instance holds.
+    pub(super) async fn renew(&self) {
+        let open: Vec<(String, String)> = lock(&self.open)
+            .iter()
+            .map(|(m, k)| (m.clone(), k.clone()))
+            .collect();
+        if open.is_empty() {
+            return;
+        }
+        let Some(mut conn) = self.connection().await else {
+            return;
+        };
+        for (member, key_id) in open {
+            let reply: Result<i64, _> = self
+                .renew
+                .key(open_key(&key_id))
+                .arg(LEASE.as_micros() as u64)
+                .arg(&member)
+                .invoke_async(&mut conn)
+                .await;
+            if let Err(e) = reply {
+                self.failed(&e);
+                return;
+            }
         }
     }
 }

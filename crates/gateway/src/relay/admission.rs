@@ -35,7 +35,7 @@ use crate::auth::Caller;
 use crate::config::{ModelConfig, ProviderConfig, ProviderKind};
 use crate::ledger::journal::AdmitRecord;
 use crate::ledger::{now_ms, HoldRefused, LedgerError, Nanos};
-use crate::limits::KeyLimits;
+use crate::limits::{KeyLimits, NotAdmitted};
 use crate::relay::attempts::ANTHROPIC_DEFAULT_MAX_TOKENS;
 use crate::relay::settlement::{Admission, Settlement};
 use crate::relay::RelayError;
@@ -134,7 +134,7 @@ pub async fn admit(
                 .map_or("period", |b| b.period.as_str()),
         ),
     })?;
-    let limits = KeyLimits::new(caller.rpm, caller.tpm);
+    let limits = KeyLimits::new(caller.rpm, caller.tpm).with_concurrency(caller.max_concurrent);
     let (rate, quota) = if limits.is_unlimited() {
         (None, None)
     } else {
@@ -142,7 +142,10 @@ pub async fn admit(
             .limits
             .reserve(&caller.id, limits, bound.tokens)
             .await
-            .map_err(|r| RelayError::RateLimited(Box::new(r)))?;
+            .map_err(|n| match n {
+                NotAdmitted::Limited(r) => RelayError::RateLimited(Box::new(r)),
+                NotAdmitted::Unavailable => RelayError::LimitsUnavailable,
+            })?;
         (admitted.reservation, Some(admitted.quota))
     };
     let started_at_ms = now - started.elapsed().as_millis() as i64;
@@ -169,6 +172,7 @@ pub async fn admit(
         started,
         hold: Some(hold),
         rate,
+        route_rate: None,
     });
     settlement.rate = quota;
     if let (Some(journal), Some(record)) = (gw.ledger.journal(), record) {
@@ -404,6 +408,8 @@ mod tests {
                     timeouts: Timeouts::default(),
                     limits: Default::default(),
                     credential_timeout: crate::config::DEFAULT_CREDENTIAL_TIMEOUT,
+                    rpm: None,
+                    tpm: None,
                 }),
             );
             model_routes.push(Route {

@@ -186,11 +186,39 @@ async fn open_inner(
         } else if attempts > 0 && Instant::now() >= budget_end {
             break;
         }
+        // The route's own quota (its provider's `rpm`/`tpm`): past it the route is skipped
+        // until it refills, without counting against its health.
+        let quota = match route_quota(gw, &cand.route, model, req).await {
+            Ok(q) => q,
+            Err(wait) => {
+                retry_at[i] = Some(Instant::now() + wait);
+                if last_error.is_none() {
+                    let e = UpstreamError::Status {
+                        status: 429,
+                        body: Bytes::new(),
+                        retry_after: Some(wait),
+                    };
+                    last_error = Some((e, kind_of(gw, &cand.route)));
+                }
+                continue;
+            }
+        };
         let body = upstream_body(gw, &cand.route, req)?;
         let tried = attempt(gw, &cand.route, body, req.stream, accepted, caller).await;
         attempts += tried.sends;
+        let quota = match (&tried.result, quota) {
+            (Ok(_), Some(q)) => Some(q),
+            (Err(_), Some(q)) => {
+                q.settle("", 0);
+                None
+            }
+            (_, None) => None,
+        };
         match tried.result {
             Ok(answer) => {
+                if let Some(q) = quota {
+                    settlement.route_reserved(q);
+                }
                 return Ok(opened(
                     gw, settlement, cand, caller, answer, tried.ttft, attempts,
                 ));
@@ -213,6 +241,31 @@ async fn open_inner(
         Some((e, kind)) => final_error(e, kind),
         None => RelayError::UpstreamFailed("no provider is configured for this model".into()),
     })
+}
+
+/// Takes `route`'s share of its provider's own quota (`rpm`/`tpm` in the provider's config) for
+/// `req`: the token bound is the request's worst case over `model`'s routes, as admission
+/// reserved it. `Err` is how long until it would fit.
+async fn route_quota(
+    gw: &Gateway,
+    route: &Route,
+    model: &ModelConfig,
+    req: &ChatRequest,
+) -> Result<Option<crate::limits::Reservation>, Duration> {
+    let Some(p) = gw.config.providers.get(&route.provider) else {
+        return Ok(None);
+    };
+    if p.rpm.is_none() && p.tpm.is_none() {
+        return Ok(None);
+    }
+    let tokens = if p.tpm.is_some() {
+        crate::relay::admission::worst_case(&gw.config.providers, model, req).tokens
+    } else {
+        0
+    };
+    gw.limits
+        .reserve_route(&route.provider, p.rpm, p.tpm, tokens)
+        .await
 }
 
 /// Records a failure of the route on its health (for `caller`) and decides when it may be

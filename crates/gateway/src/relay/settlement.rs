@@ -52,6 +52,8 @@ pub struct Admission {
     pub hold: Option<Hold>,
     /// The tokens reserved on the key's `tpm` limit, corrected to the real use at settlement.
     pub rate: Option<Reservation>,
+    /// The same on the serving route's own quota (its provider's `rpm`/`tpm`), once served.
+    pub route_rate: Option<Reservation>,
 }
 
 /// The outcome of a settlement: what was counted and what it cost.
@@ -203,8 +205,11 @@ fn close(a: &mut Admission, e: &UsageEntry) -> Option<Hold> {
         duration: Duration::from_millis(e.duration_ms.max(0) as u64),
         over_hold: e.over_hold,
     });
+    let used = e.prompt_tokens.saturating_add(e.completion_tokens);
     if let Some(rate) = a.rate.take() {
-        let used = e.prompt_tokens.saturating_add(e.completion_tokens);
+        rate.settle(&a.key_id, used);
+    }
+    if let Some(rate) = a.route_rate.take() {
         rate.settle(&a.key_id, used);
     }
     a.hold.take()
@@ -223,6 +228,13 @@ impl Settlement {
             },
             rate: None,
             open_stream: None,
+        }
+    }
+
+    /// Keeps the serving route's quota reservation, settled with the request.
+    pub fn route_reserved(&mut self, reservation: Reservation) {
+        if let Some(a) = self.admission.as_mut() {
+            a.route_rate = Some(reservation);
         }
     }
 

@@ -204,6 +204,7 @@ async fn keys_keep_every_field_and_never_the_key(ledger: Ledger) {
             credits: Nanos(2_500_000_000),
             rpm: Some(60),
             tpm: Some(100_000),
+            max_concurrent: Some(5),
             models: Some(vec!["gpt-4o".into(), "m".into()]),
             budget: Some(Budget {
                 limit: Nanos(1_000_000_000),
@@ -218,7 +219,10 @@ async fn keys_keep_every_field_and_never_the_key(ledger: Ledger) {
     let back = ledger.key(&k.id).await.unwrap().unwrap();
     assert_eq!(back.name, "search team");
     assert_eq!(back.balance, Nanos(2_500_000_000));
-    assert_eq!((back.rpm, back.tpm), (Some(60), Some(100_000)));
+    assert_eq!(
+        (back.rpm, back.tpm, back.max_concurrent),
+        (Some(60), Some(100_000), Some(5))
+    );
     assert_eq!(back.models, Some(vec!["gpt-4o".to_owned(), "m".to_owned()]));
     assert_eq!(back.budget.unwrap().period, BudgetPeriod::Day);
     assert_eq!(back.budget.unwrap().limit, Nanos(1_000_000_000));
