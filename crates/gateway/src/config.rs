@@ -170,6 +170,7 @@ struct RawConfig {
     listen: Option<String>,
     database: Option<String>,
     journal: Option<String>,
+    instances: Option<String>,
     redis: Option<String>,
     admin_key: Option<String>,
     keep_alive_ms: Option<u64>,
@@ -509,6 +510,9 @@ pub struct Config {
     /// The settlement journal's file (`ledger::journal`); by default next to a SQLite database,
     /// or `switchyard.journal` in the working directory for PostgreSQL.
     pub journal: Option<PathBuf>,
+    /// `instances = "shared"`: several instances on one PostgreSQL database take their holds
+    /// there (`ledger::shared_holds`); `"single"` (the default) keeps them in memory.
+    pub instances: crate::ledger::Instances,
     pub redis: Option<String>,
     pub admin_key: Option<Secret>,
     pub keep_alive: Duration,
@@ -767,10 +771,25 @@ impl Config {
                 .map_err(|_| invalid(format!("demo_credits = \"{c}\" is not a decimal")))?,
             None => Decimal::new(5, 0),
         };
+        let instances = match raw.instances.as_deref() {
+            None | Some("single") => crate::ledger::Instances::Single,
+            Some("shared") if database.starts_with("postgres") => crate::ledger::Instances::Shared,
+            Some("shared") => {
+                return Err(invalid(
+                    "instances = \"shared\" needs a PostgreSQL database (postgres://…)".into(),
+                ))
+            }
+            Some(other) => {
+                return Err(invalid(format!(
+                    "instances = \"{other}\": expected \"single\" or \"shared\""
+                )))
+            }
+        };
         Ok(Config {
             listen,
             database,
             journal: raw.journal.take().map(PathBuf::from),
+            instances,
             redis: raw.redis.take(),
             admin_key: raw.admin_key.as_deref().map(Secret::parse),
             keep_alive: Duration::from_millis(raw.keep_alive_ms.unwrap_or(15_000)),

@@ -12,6 +12,7 @@ mod failover;
 mod harness;
 mod holds;
 mod hostile_inputs;
+mod instances_holds;
 mod ledger_conformance;
 mod ledger_outage;
 mod limits;
