@@ -773,12 +773,8 @@ impl Config {
         };
         let instances = match raw.instances.as_deref() {
             None | Some("single") => crate::ledger::Instances::Single,
-            Some("shared") if database.starts_with("postgres") => crate::ledger::Instances::Shared,
-            Some("shared") => {
-                return Err(invalid(
-                    "instances = \"shared\" needs a PostgreSQL database (postgres://…)".into(),
-                ))
-            }
+            // A SQLite database (here, or given with --database) is refused when the ledger opens.
+            Some("shared") => crate::ledger::Instances::Shared,
             Some(other) => {
                 return Err(invalid(format!(
                     "instances = \"{other}\": expected \"single\" or \"shared\""

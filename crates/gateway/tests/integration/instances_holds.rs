@@ -3,15 +3,22 @@
 //! over-committed whichever instance admits. Two real `switchyard serve` processes, a fresh
 //! database on the server in `SWITCHYARD_TEST_POSTGRES` (skipped loudly without it, failing
 //! under `CI`).
+//!
+//! And what shared admission does while PostgreSQL is away: new requests get a clear 503 (no
+//! instance admits against money it cannot see), requests in flight finish and settle through
+//! the journal, and admission resumes by itself when the server is back, every request billed
+//! once and no hold left. That test runs a private PostgreSQL server (`ledger_outage`).
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use mock_upstream::MockUpstream;
 use serde_json::json;
 use sqlx::Connection;
 
-use crate::harness::{self, temp_db, user};
+use crate::harness::{self, books, temp_db, until, user, TestGateway};
 use crate::ledger_conformance::{postgres_url, TestDb};
+use crate::ledger_outage::{journal_next_to, PrivatePostgres};
 
 /// One request's worst case: 100 output tokens at USD 10 per million, the prompt free.
 const HOLD_NANOS: i64 = 100 * 10_000;
@@ -148,4 +155,129 @@ async fn two_single_instances_on_one_database_over_commit_the_balance() {
     db.drop_db().await;
     assert!(ok > AFFORDS, "{ok} answered");
     assert!(balance < 0, "{balance}");
+}
+
+/// How long the private server stays down at least.
+const OUTAGE: Duration = Duration::from_secs(10);
+
+/// A non-streamed request's status and body.
+async fn ask(gw: &TestGateway, model: &str) -> (u16, serde_json::Value, Option<String>) {
+    let resp = gw
+        .chat(json!({"model": model, "messages": user("hi")}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let id = resp
+        .headers()
+        .get("x-request-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, resp.json().await.unwrap(), id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_admission_refuses_with_503_while_postgres_is_down_and_resumes_by_itself() {
+    let Some(pg) = PrivatePostgres::start().await else {
+        return;
+    };
+    let mock = MockUpstream::start().await.unwrap();
+    mock.set_options(json!({"tokens": 5})).unwrap();
+    // A stream that is admitted before the outage and ends during it.
+    let slow = MockUpstream::start().await.unwrap();
+    slow.set_options(json!({"tokens": 8, "gap_ms": 500}))
+        .unwrap();
+    let scratch = temp_db();
+    let slow_model = format!(
+        "[providers.slow]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"k\"\n\
+         [models.slow]\nroutes = [\"slow/m\"]\ninput_price = \"2.50\"\noutput_price = \"10.00\"\n",
+        slow.base_url()
+    );
+    let config = format!(
+        "instances = \"shared\"\njournal = {:?}\n{}",
+        journal_next_to(&scratch),
+        harness::mock_config(&mock, &slow_model)
+    );
+    let gw = harness::start_on_database(&config, &pg.url(), scratch).await;
+    let ledger = gw.gw.ledger.clone();
+    assert!(ledger.shares_holds());
+    let credits = ledger.key(&gw.key_id).await.unwrap().unwrap().balance;
+    let (status, body, warm) = ask(&gw, "m").await;
+    assert_eq!(status, 200, "{body}");
+
+    let in_flight = {
+        let req = gw.chat(json!({"model": "slow", "stream": true, "messages": user("hi")}));
+        tokio::spawn(async move {
+            let resp = req.send().await.unwrap();
+            let id = harness::request_id(&resp);
+            let status = resp.status().as_u16();
+            (status, id, resp.text().await.unwrap())
+        })
+    };
+    let key = gw.key_id.clone();
+    // The stream's hold is in the database before the server stops.
+    let mut held = false;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !held && Instant::now() < deadline {
+        held = ledger.account_view(&key).await.unwrap().reserved > switchyard::ledger::Nanos::ZERO;
+    }
+    assert!(held, "the stream's hold is visible to every instance");
+
+    pg.stop().await;
+    let stopped = Instant::now();
+    let mut refused = 0;
+    while stopped.elapsed() < OUTAGE {
+        let (status, body, _) = ask(&gw, "m").await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"]["type"], "service_unavailable", "{body}");
+        assert!(
+            !body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("postgres://"),
+            "{body}"
+        );
+        refused += 1;
+    }
+    let (status, stream_id, text) = in_flight.await.unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("data: [DONE]"),
+        "the stream in flight finished: {text}"
+    );
+    eprintln!("{refused} requests refused with 503 during the outage");
+
+    pg.restart().await;
+    let mut answered = vec![warm.unwrap(), stream_id];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body, id) = ask(&gw, "m").await;
+        if status == 200 {
+            answered.push(id.unwrap());
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(Instant::now() < deadline, "admission never resumed: {body}");
+    }
+    for id in &answered {
+        let e = ledger
+            .wait_for_entry(id, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert!(e.is_some(), "{id} was never written");
+    }
+    let (entries, balance) = books(&ledger, &key).await;
+    assert_eq!(
+        entries.len(),
+        answered.len(),
+        "one entry per answered request"
+    );
+    let billed: i64 = entries.values().map(|e| e.cost.0).sum();
+    assert_eq!(balance.0, credits.0 - billed, "each billed exactly once");
+    let mut released = false;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !released && Instant::now() < deadline {
+        released =
+            ledger.account_view(&key).await.unwrap().reserved == switchyard::ledger::Nanos::ZERO;
+    }
+    assert!(released, "no hold is left in the database");
 }

@@ -34,7 +34,7 @@ const SLOW_TOKENS: u64 = OUTAGE.as_millis() as u64 / SLOW_GAP_MS + 1;
 
 /// A PostgreSQL server of this test's own, in a temporary directory; stopped (`immediate`) and
 /// removed when dropped, so a failed test leaves nothing running.
-struct PrivatePostgres {
+pub(crate) struct PrivatePostgres {
     bin: PathBuf,
     dir: PathBuf,
     port: u16,
@@ -58,7 +58,7 @@ impl PrivatePostgres {
 
     /// Initialises and starts a server on a free port, or `None` (after saying so loudly) when
     /// the binaries are not installed.
-    async fn start() -> Option<PrivatePostgres> {
+    pub(crate) async fn start() -> Option<PrivatePostgres> {
         let Some(bin) = PrivatePostgres::binaries() else {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -106,7 +106,7 @@ impl PrivatePostgres {
         std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
@@ -159,13 +159,13 @@ impl PrivatePostgres {
 
     /// Stops the server (`fast`: connections are cut, as in a real outage) and waits until it
     /// is down.
-    async fn stop(&self) {
+    pub(crate) async fn stop(&self) {
         self.run("pg_ctl", &["stop", "-w", "-m", "fast", "-D", &self.data()])
             .await;
     }
 
     /// Starts the stopped server again on the same port and waits until it accepts connections.
-    async fn restart(&self) {
+    pub(crate) async fn restart(&self) {
         assert!(
             self.try_start().await,
             "the private PostgreSQL would not start again: {}",
@@ -251,7 +251,7 @@ async fn served(
     (id.expect("every answer names its request"), t.elapsed())
 }
 
-fn journal_next_to(scratch: &Path) -> String {
+pub(crate) fn journal_next_to(scratch: &Path) -> String {
     format!("{}.journal", scratch.display())
 }
 
