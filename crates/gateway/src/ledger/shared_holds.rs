@@ -23,10 +23,12 @@
 //! stay synchronous (the writer's own connection): no money that was debited is ever lost.
 //!
 //! When PostgreSQL does not answer within `HOLD_TIMEOUT`, admission fails (the caller gets a
-//! 503): no instance admits against money it cannot see. A hold statement that may have gone
+//! 503): no instance admits against money it cannot see. For `REFUSE_FOR` after such a failure
+//! admissions are refused at once; then the next one asks again, so service resumes by itself. A hold statement that may have gone
 //! through after the timeout is released in the background.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,12 +43,17 @@ pub const LEASE: Duration = Duration::from_secs(60);
 pub const RENEW_EVERY: Duration = Duration::from_secs(15);
 /// How long admission waits for PostgreSQL before refusing with a 503.
 pub const HOLD_TIMEOUT: Duration = Duration::from_secs(2);
+/// After a hold failed for want of PostgreSQL, new admissions are refused at once for this long
+/// (then the next one tries again), so that callers get their 503 without waiting.
+pub const REFUSE_FOR: Duration = Duration::from_millis(500);
 
 /// The shared holds of this instance.
 #[derive(Clone, Debug)]
 pub struct SharedHolds {
     pool: AnyPool,
     instance: Arc<str>,
+    /// Epoch ms until which admissions are refused without asking PostgreSQL.
+    down_until: Arc<AtomicI64>,
 }
 
 /// What a shared hold attempt found.
@@ -65,6 +72,7 @@ impl SharedHolds {
         SharedHolds {
             pool,
             instance: instance.into(),
+            down_until: Arc::default(),
         }
     }
 
@@ -80,6 +88,20 @@ impl SharedHolds {
     /// Holds `amount` on `key_id` for `request_id` if the key's balance, less every open hold of
     /// every instance, covers it and so does its budget for the period containing `now`.
     pub async fn take(&self, key_id: &str, request_id: &str, amount: Nanos, now: i64) -> Taken {
+        if now < self.down_until.load(Ordering::Relaxed) {
+            return Taken::Unavailable;
+        }
+        let taken = self.try_take(key_id, request_id, amount, now).await;
+        if matches!(taken, Taken::Unavailable) {
+            self.down_until.store(
+                now_ms().saturating_add(REFUSE_FOR.as_millis() as i64),
+                Ordering::Relaxed,
+            );
+        }
+        taken
+    }
+
+    async fn try_take(&self, key_id: &str, request_id: &str, amount: Nanos, now: i64) -> Taken {
         let sql = "WITH k AS (UPDATE api_keys SET reserved_nanos = reserved_nanos + $1 \
              WHERE id = $2 AND balance_nanos >= reserved_nanos + $1 \
              AND (budget_nanos IS NULL OR \

@@ -16,7 +16,7 @@ use mock_upstream::MockUpstream;
 use serde_json::json;
 use sqlx::Connection;
 
-use crate::harness::{self, books, temp_db, until, user, TestGateway};
+use crate::harness::{self, books, temp_db, user, TestGateway};
 use crate::ledger_conformance::{postgres_url, TestDb};
 use crate::ledger_outage::{journal_next_to, PrivatePostgres};
 
@@ -225,7 +225,10 @@ async fn shared_admission_refuses_with_503_while_postgres_is_down_and_resumes_by
     pg.stop().await;
     let stopped = Instant::now();
     let mut refused = 0;
+    // Requests keep arriving through the outage, ten a second.
+    let mut pace = tokio::time::interval(Duration::from_millis(100));
     while stopped.elapsed() < OUTAGE {
+        pace.tick().await;
         let (status, body, _) = ask(&gw, "m").await;
         assert_eq!(status, 503, "{body}");
         assert_eq!(body["error"]["type"], "service_unavailable", "{body}");
@@ -280,4 +283,66 @@ async fn shared_admission_refuses_with_503_while_postgres_is_down_and_resumes_by
             ledger.account_view(&key).await.unwrap().reserved == switchyard::ledger::Nanos::ZERO;
     }
     assert!(released, "no hold is left in the database");
+}
+
+/// The holds of an instance that died and never came back: their lease has expired, and any
+/// instance frees them (at its start, then every `RENEW_EVERY`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_expired_holds_of_a_vanished_instance_are_released() {
+    let Some(server) = postgres_url() else {
+        return;
+    };
+    let db = TestDb::postgres(&server).await;
+    let url = db.url.clone();
+    let mock = MockUpstream::start().await.unwrap();
+    let scratch = temp_db();
+    let config = format!(
+        "instances = \"shared\"\njournal = {:?}\n{}",
+        journal_next_to(&scratch),
+        harness::mock_config(&mock, "")
+    );
+    let a = harness::start_on_database(&config, &url, scratch).await;
+    // A vanished instance held the whole balance; its lease ran out a minute ago.
+    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO holds (request_id, key_id, amount_nanos, instance_id, expires_at) \
+         SELECT 'gone-1', id, balance_nanos, 'gone', $1 FROM api_keys WHERE id = $2",
+    )
+    .bind(switchyard::ledger::now_ms() - 60_000)
+    .bind(&a.key_id)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE api_keys SET reserved_nanos = balance_nanos WHERE id = $1")
+        .bind(&a.key_id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.ok();
+    let body = json!({"model": "m", "max_tokens": 10, "messages": user("hi")});
+    let resp = a.chat(body.clone()).send().await.unwrap();
+    assert_eq!(resp.status(), 402, "the orphaned hold takes the balance");
+
+    // Another instance starts: it sweeps expired holds at once.
+    let dir = temp_db();
+    let b_config = format!(
+        "database = \"{url}\"\n{}",
+        config.replace(
+            &journal_next_to(&a.db_path),
+            &dir.join("b.journal").display().to_string()
+        )
+    );
+    let (mut b, _, _, _) = serve(&dir, &b_config).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let status = a.chat(body.clone()).send().await.unwrap().status().as_u16();
+        if status != 402 || Instant::now() > deadline {
+            break status;
+        }
+    };
+    b.kill().await.ok();
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(a);
+    db.drop_db().await;
+    assert_eq!(status, 200, "the expired hold was released");
 }
