@@ -1067,6 +1067,23 @@ output_price = "10.00"
     }
 
     #[test]
+    fn instances_are_single_unless_shared_is_asked_for() {
+        use crate::ledger::Instances;
+        assert_eq!(
+            Config::parse(GOOD, "t.toml").unwrap().instances,
+            Instances::Single
+        );
+        let shared = format!("instances = \"shared\"\n{GOOD}");
+        assert_eq!(
+            Config::parse(&shared, "t.toml").unwrap().instances,
+            Instances::Shared
+        );
+        let wrong = format!("instances = \"many\"\n{GOOD}");
+        let e = Config::parse(&wrong, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("instances = \"many\""), "{e}");
+    }
+
+    #[test]
     fn server_limits_have_defaults_and_can_be_set() {
         let c = Config::parse(GOOD, "t.toml").unwrap();
         assert_eq!(c.server, ServerLimits::default());

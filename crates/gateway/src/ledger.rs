@@ -409,6 +409,14 @@ impl Ledger {
             .run(rx),
         );
         if let Some(s) = &shared {
+            // Holds whose instance vanished are freed before this one admits anything.
+            match s.renew_and_sweep().await {
+                Ok(0) => {}
+                Ok(keys) => {
+                    tracing::warn!(keys, "released expired holds of an instance that stopped")
+                }
+                Err(e) => tracing::warn!(error = %e, "releasing expired shared holds failed"),
+            }
             s.keep_leases();
         }
         Ok(Ledger {

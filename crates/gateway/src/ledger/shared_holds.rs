@@ -181,11 +181,13 @@ impl SharedHolds {
         Ok(swept.rows_affected())
     }
 
-    /// Keeps this instance's leases alive for as long as the process runs.
+    /// Keeps this instance's leases alive for as long as the process runs (the first sweep is
+    /// the caller's, before serving).
     pub fn keep_leases(&self) {
         let holds = self.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(RENEW_EVERY);
+            let start = tokio::time::Instant::now() + RENEW_EVERY;
+            let mut tick = tokio::time::interval_at(start, RENEW_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;

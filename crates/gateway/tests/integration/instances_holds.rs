@@ -323,7 +323,7 @@ async fn the_expired_holds_of_a_vanished_instance_are_released() {
     let resp = a.chat(body.clone()).send().await.unwrap();
     assert_eq!(resp.status(), 402, "the orphaned hold takes the balance");
 
-    // Another instance starts: it sweeps expired holds at once.
+    // Another instance starts: it releases expired holds before it serves.
     let dir = temp_db();
     let b_config = format!(
         "database = \"{url}\"\n{}",
@@ -345,4 +345,16 @@ async fn the_expired_holds_of_a_vanished_instance_are_released() {
     drop(a);
     db.drop_db().await;
     assert_eq!(status, 200, "the expired hold was released");
+}
+
+#[tokio::test]
+async fn shared_holds_on_sqlite_are_refused_at_startup() {
+    let url = format!("sqlite://{}", temp_db().display());
+    let e =
+        switchyard::ledger::Ledger::connect_with(&url, None, switchyard::ledger::Instances::Shared)
+            .await
+            .err()
+            .expect("refused");
+    assert!(e.to_string().contains("PostgreSQL"), "{e}");
+    let _ = std::fs::remove_file(url.trim_start_matches("sqlite://"));
 }
