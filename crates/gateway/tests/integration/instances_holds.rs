@@ -358,3 +358,55 @@ async fn shared_holds_on_sqlite_are_refused_at_startup() {
     assert!(e.to_string().contains("PostgreSQL"), "{e}");
     let _ = std::fs::remove_file(url.trim_start_matches("sqlite://"));
 }
+
+/// A request refused after its hold was taken (here by the key's rate limit) leaves no hold in
+/// the database: the money is free again for every instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_refused_after_its_shared_hold_leaves_no_hold() {
+    let Some(server) = postgres_url() else {
+        return;
+    };
+    let db = TestDb::postgres(&server).await;
+    let url = db.url.clone();
+    let mock = MockUpstream::start().await.unwrap();
+    let scratch = temp_db();
+    let config = format!(
+        "instances = \"shared\"\njournal = {:?}\n{}",
+        journal_next_to(&scratch),
+        harness::mock_config(&mock, "")
+    );
+    let gw = harness::start_on_database(&config, &url, scratch).await;
+    let ledger = gw.gw.ledger.clone();
+    let (record, key) = switchyard::auth::create_key(
+        &ledger,
+        &switchyard::ledger::NewKey {
+            name: "limited".into(),
+            credits: switchyard::ledger::Nanos::from_usd("10".parse().unwrap()).unwrap(),
+            rpm: Some(1),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let ask = || {
+        harness::client()
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&json!({"model": "m", "max_tokens": 10, "messages": user("hi")}))
+            .send()
+    };
+    assert_eq!(ask().await.unwrap().status(), 200);
+    assert_eq!(ask().await.unwrap().status(), 429);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut reserved = ledger.account_view(&record.id).await.unwrap().reserved;
+    while reserved != switchyard::ledger::Nanos::ZERO && Instant::now() < deadline {
+        reserved = ledger.account_view(&record.id).await.unwrap().reserved;
+    }
+    drop(gw);
+    db.drop_db().await;
+    assert_eq!(
+        reserved,
+        switchyard::ledger::Nanos::ZERO,
+        "the 429's hold was released"
+    );
+}
