@@ -311,15 +311,19 @@ pub(super) async fn write_batch(
     };
     // A key with a released hold and nothing to debit (an entry already written) still gets its
     // hold released: a debit of 0 in the same key order.
-    for key in released.keys() {
-        if !debits.keys().any(|(k, _, _)| k == key) {
-            let now = super::now_ms();
-            let (day, month) = (
-                BudgetPeriod::Day.start_of(now),
-                BudgetPeriod::Month.start_of(now),
-            );
-            debits.insert((key.clone(), day, month), 0);
-        }
+    let debited: HashSet<&str> = debits.keys().map(|(k, _, _)| k.as_str()).collect();
+    let now = super::now_ms();
+    let (day, month) = (
+        BudgetPeriod::Day.start_of(now),
+        BudgetPeriod::Month.start_of(now),
+    );
+    let release_only: Vec<String> = released
+        .keys()
+        .filter(|k| !debited.contains(k.as_str()))
+        .cloned()
+        .collect();
+    for key in release_only {
+        debits.insert((key, day, month), 0);
     }
     let mut keys: Vec<KeyRecord> = Vec::with_capacity(debits.len());
     for ((key_id, day, month), amount) in debits {
