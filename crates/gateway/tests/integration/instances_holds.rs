@@ -410,3 +410,110 @@ async fn a_request_refused_after_its_shared_hold_leaves_no_hold() {
         "the 429's hold was released"
     );
 }
+
+/// An instance killed with requests in flight leaves their holds in the database; started again
+/// on its journal, it bills each of them once (`interrupted`) and releases their holds before it
+/// serves, without waiting for their lease to run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_instance_releases_its_holds_when_it_restarts() {
+    const STREAMS: usize = 20;
+    let Some(server) = postgres_url() else {
+        return;
+    };
+    let db = TestDb::postgres(&server).await;
+    let url = db.url.clone();
+    let mock = MockUpstream::start().await.unwrap();
+    mock.set_recording(false);
+    mock.set_options(json!({"tokens": 2_000, "gap_ms": 20}))
+        .unwrap();
+    let dir = temp_db();
+    let config = format!(
+        "database = \"{url}\"\ninstances = \"shared\"\njournal = \"{}\"\n{}",
+        dir.join("a.journal").display(),
+        harness::mock_config(&mock, "")
+    );
+    let (mut child, key, base, _) = serve(&dir, &config).await;
+    let key = key.expect("a fresh database prints its first key");
+    let client = harness::client();
+    let mut readers = Vec::new();
+    let (tx, mut opened) = tokio::sync::mpsc::channel(STREAMS);
+    for _ in 0..STREAMS {
+        let req = client
+            .post(format!("{base}/chat/completions"))
+            .bearer_auth(&key)
+            .json(&json!({"model": "m", "stream": true, "messages": user("hi")}));
+        let tx = tx.clone();
+        readers.push(tokio::spawn(async move {
+            let resp = req.send().await.unwrap();
+            let _ = tx.send(resp.status().as_u16()).await;
+            let mut body = futures_util::StreamExt::fuse(resp.bytes_stream());
+            while let Some(Ok(_)) = futures_util::StreamExt::next(&mut body).await {}
+        }));
+    }
+    for _ in 0..STREAMS {
+        assert_eq!(opened.recv().await, Some(200));
+    }
+    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    let count = |sql: &'static str| sqlx::query_as::<_, (i64,)>(sql);
+    let holds = count("SELECT COUNT(*) FROM holds")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .0;
+    assert_eq!(holds, STREAMS as i64, "one shared hold per open stream");
+    let (credits,): (i64,) = sqlx::query_as("SELECT balance_nanos FROM api_keys")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+
+    child.kill().await.unwrap();
+    for r in readers {
+        r.await.unwrap();
+    }
+    let held = count("SELECT reserved_nanos FROM api_keys")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .0;
+    assert!(
+        held > 0,
+        "the dead instance's holds are still in the database"
+    );
+
+    let (mut again, _, _, _) = serve(&dir, &config).await;
+    let holds = count("SELECT COUNT(*) FROM holds")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .0;
+    let held = count("SELECT reserved_nanos FROM api_keys")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .0;
+    let (entries, billed): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) FROM usage_entries \
+         WHERE end_reason = 'interrupted'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    let (balance,): (i64,) = sqlx::query_as("SELECT balance_nanos FROM api_keys")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.ok();
+    again.kill().await.ok();
+    let _ = std::fs::remove_dir_all(&dir);
+    db.drop_db().await;
+    assert_eq!(
+        (holds, held),
+        (0, 0),
+        "no hold is left once it serves again"
+    );
+    assert_eq!(
+        entries, STREAMS as i64,
+        "each stream billed once, as interrupted"
+    );
+    assert_eq!(balance, credits - billed);
+}
