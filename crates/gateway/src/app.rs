@@ -81,10 +81,8 @@ impl Gateway {
             .journal
             .clone()
             .or_else(|| crate::ledger::journal::default_path(&config.database));
-        let ledger = match &journal {
-            Some(path) => Ledger::connect_with_journal(&config.database, path).await?,
-            None => Ledger::connect(&config.database).await?,
-        };
+        let ledger =
+            Ledger::connect_with(&config.database, journal.as_deref(), config.instances).await?;
         let mut first_key = None;
         if ledger.key_count().await? == 0 {
             let credits = Nanos::from_usd(config.demo_credits).unwrap_or(Nanos::ZERO);

@@ -170,6 +170,7 @@ struct RawConfig {
     listen: Option<String>,
     database: Option<String>,
     journal: Option<String>,
+    instances: Option<String>,
     redis: Option<String>,
     redis_failure: Option<String>,
     admin_key: Option<String>,
@@ -526,6 +527,9 @@ pub struct Config {
     /// The settlement journal's file (`ledger::journal`); by default next to a SQLite database,
     /// or `switchyard.journal` in the working directory for PostgreSQL.
     pub journal: Option<PathBuf>,
+    /// `instances = "shared"`: several instances on one PostgreSQL database take their holds
+    /// there (`ledger::shared_holds`); `"single"` (the default) keeps them in memory.
+    pub instances: crate::ledger::Instances,
     pub redis: Option<String>,
     /// What the rate limits do while `redis` cannot be reached.
     pub redis_failure: RedisFailure,
@@ -795,10 +799,21 @@ impl Config {
                 .map_err(|_| invalid(format!("demo_credits = \"{c}\" is not a decimal")))?,
             None => Decimal::new(5, 0),
         };
+        let instances = match raw.instances.as_deref() {
+            None | Some("single") => crate::ledger::Instances::Single,
+            // A SQLite database (here, or given with --database) is refused when the ledger opens.
+            Some("shared") => crate::ledger::Instances::Shared,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "instances = \"{other}\": expected \"single\" or \"shared\""
+                )))
+            }
+        };
         Ok(Config {
             listen,
             database,
             journal: raw.journal.take().map(PathBuf::from),
+            instances,
             redis: raw.redis.take(),
             redis_failure: match raw.redis_failure.as_deref() {
                 None | Some("open") => RedisFailure::Open,
@@ -1086,6 +1101,23 @@ output_price = "10.00"
         let m = &c.models["gpt-4o"];
         assert_eq!(m.routes[0].upstream_model, "gpt-4o");
         assert_eq!(m.prices.output, Decimal::new(1000, 2));
+    }
+
+    #[test]
+    fn instances_are_single_unless_shared_is_asked_for() {
+        use crate::ledger::Instances;
+        assert_eq!(
+            Config::parse(GOOD, "t.toml").unwrap().instances,
+            Instances::Single
+        );
+        let shared = format!("instances = \"shared\"\n{GOOD}");
+        assert_eq!(
+            Config::parse(&shared, "t.toml").unwrap().instances,
+            Instances::Shared
+        );
+        let wrong = format!("instances = \"many\"\n{GOOD}");
+        let e = Config::parse(&wrong, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("instances = \"many\""), "{e}");
     }
 
     #[test]

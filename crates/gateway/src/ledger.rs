@@ -17,6 +17,7 @@ mod keys;
 pub mod periods;
 pub mod prices;
 pub mod responses;
+pub mod shared_holds;
 pub mod writer;
 
 use std::str::FromStr;
@@ -60,6 +61,8 @@ pub enum LedgerError {
     Unavailable(String),
     #[error("{0}")]
     Shared(Arc<LedgerError>),
+    #[error("instances = \"shared\" needs a PostgreSQL database (postgres://…)")]
+    SharedNeedsPostgres,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -271,6 +274,29 @@ pub struct Ledger {
     journal: Option<journal::Journal>,
     /// Key changes made by any process, when a change feed runs (see `changes`).
     changes: tokio::sync::broadcast::Sender<KeyChange>,
+    /// Several instances share their holds through the database (`shared_holds`).
+    shared: Option<shared_holds::SharedHolds>,
+}
+
+/// Whether this process is the only one admitting against its database's keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Instances {
+    /// Holds in this process's memory (no database round trip at admission).
+    #[default]
+    Single,
+    /// Holds in PostgreSQL, shared by every instance (`shared_holds`).
+    Shared,
+}
+
+/// Why a hold could not be taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldError {
+    Balance,
+    /// The budget of this period cannot cover it.
+    Budget(BudgetPeriod),
+    NoSuchKey,
+    /// The database did not answer (only shared holds, or a key's first load).
+    Unavailable,
 }
 
 /// Room in the writer's queue for one settlement, taken before the request gives up its
@@ -307,7 +333,17 @@ impl PendingSettlement {
 impl Ledger {
     /// Connects to `sqlite://FILE` (created if missing) or `postgres://…` and runs the migrations.
     pub async fn connect(url: &str) -> Result<Ledger, LedgerError> {
-        Ledger::open(url, None).await
+        Ledger::open(url, None, Instances::Single).await
+    }
+
+    /// `connect` or `connect_with_journal`, with holds kept as `instances` says (`Shared` needs
+    /// PostgreSQL).
+    pub async fn connect_with(
+        url: &str,
+        journal: Option<&std::path::Path>,
+        instances: Instances,
+    ) -> Result<Ledger, LedgerError> {
+        Ledger::open(url, journal, instances).await
     }
 
     /// `connect`, with a settlement journal at `journal` (see `journal`): what it holds from a
@@ -317,12 +353,13 @@ impl Ledger {
         url: &str,
         journal: &std::path::Path,
     ) -> Result<Ledger, LedgerError> {
-        Ledger::open(url, Some(journal)).await
+        Ledger::open(url, Some(journal), Instances::Single).await
     }
 
     async fn open(
         url: &str,
         journal_path: Option<&std::path::Path>,
+        instances: Instances,
     ) -> Result<Ledger, LedgerError> {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
@@ -342,6 +379,29 @@ impl Ledger {
                 .await?;
         }
         migrator(sqlite).await?.run(&pool).await?;
+        if instances == Instances::Shared && sqlite {
+            return Err(LedgerError::SharedNeedsPostgres);
+        }
+        let shared = if instances == Instances::Shared {
+            // Holds have their own connections, whose commits do not wait for the WAL flush
+            // (`shared_holds`: 20 times the admissions per second on one key).
+            let holds_pool = AnyPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(shared_holds::HOLD_TIMEOUT)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        sqlx::query("SET synchronous_commit = off")
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .connect_with(options.clone())
+                .await?;
+            Some(shared_holds::SharedHolds::new(holds_pool))
+        } else {
+            None
+        };
         // The writer's own connection gives up on a locked SQLite file quickly, so a batch that
         // cannot be written goes to the journal instead of waiting.
         let writer_pool = pool_options(sqlite, 1, 250)
@@ -358,7 +418,7 @@ impl Ledger {
                 let entries: Vec<&UsageEntry> = recovered.entries().collect();
                 if !entries.is_empty() {
                     for chunk in entries.chunks(writer::MAX_BATCH) {
-                        writer::write_batch(&writer_pool, chunk).await?;
+                        writer::write_batch(&writer_pool, chunk, shared.is_some()).await?;
                     }
                     tracing::info!(
                         settled = recovered.settled.len(),
@@ -378,10 +438,23 @@ impl Ledger {
                 journal: journal.clone(),
                 settled: settled.clone(),
                 down: Default::default(),
+                shared: shared.is_some(),
             }
             .run(rx),
         );
+        if let Some(s) = &shared {
+            // Holds whose instance vanished are freed before this one admits anything.
+            match s.renew_and_sweep().await {
+                Ok(0) => {}
+                Ok(keys) => {
+                    tracing::warn!(keys, "released expired holds of an instance that stopped")
+                }
+                Err(e) => tracing::warn!(error = %e, "releasing expired shared holds failed"),
+            }
+            s.keep_leases();
+        }
         Ok(Ledger {
+            shared,
             pool,
             writer_pool,
             accounts,
@@ -399,6 +472,9 @@ impl Ledger {
 
     /// Closes the pools (tests drop their databases after this).
     pub async fn close(&self) {
+        if let Some(s) = &self.shared {
+            s.close().await;
+        }
         self.pool.close().await;
         self.writer_pool.close().await;
     }
@@ -475,12 +551,79 @@ impl Ledger {
         Ok(self.accounts.insert(key))
     }
 
+    /// Holds `amount` on `key_id` for `request_id`: in this process's account of the key, or, with
+    /// shared holds, in the database, against the holds of every instance.
+    pub async fn hold(
+        &self,
+        key_id: &str,
+        request_id: &str,
+        amount: Nanos,
+        now: i64,
+    ) -> Result<Hold, HoldError> {
+        let Some(shared) = &self.shared else {
+            let account = self.account(key_id).await.map_err(|e| match e {
+                LedgerError::NoSuchKey(_) => HoldError::NoSuchKey,
+                _ => HoldError::Unavailable,
+            })?;
+            return account.try_hold(amount, now).map_err(|r| match r {
+                HoldRefused::Balance => HoldError::Balance,
+                HoldRefused::Budget => HoldError::Budget(
+                    account
+                        .view()
+                        .key
+                        .budget
+                        .map_or(BudgetPeriod::Day, |b| b.period),
+                ),
+            });
+        };
+        match shared.take(key_id, request_id, amount, now).await {
+            shared_holds::Taken::Held(h) => Ok(h),
+            shared_holds::Taken::Unavailable => Err(HoldError::Unavailable),
+            shared_holds::Taken::Refused => {
+                // Say which limit refused it, from the row as it is now.
+                let key = self.key(key_id).await.map_err(|_| HoldError::Unavailable)?;
+                let Some(key) = key else {
+                    return Err(HoldError::NoSuchKey);
+                };
+                let reserved = self.shared_reserved(key_id).await.unwrap_or(Nanos::ZERO);
+                match key.budget {
+                    Some(b) if key.balance.0.saturating_sub(reserved.0) >= amount.0 => {
+                        Err(HoldError::Budget(b.period))
+                    }
+                    _ => Err(HoldError::Balance),
+                }
+            }
+        }
+    }
+
+    /// The sum of the open shared holds on `key_id`, whichever instance took them.
+    async fn shared_reserved(&self, key_id: &str) -> Result<Nanos, LedgerError> {
+        use sqlx::Row;
+        let row = sqlx::query("SELECT reserved_nanos FROM api_keys WHERE id = $1")
+            .bind(key_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(Nanos(match row {
+            Some(r) => r.try_get::<i64, _>(0)?,
+            None => 0,
+        }))
+    }
+
+    /// Whether holds are shared between instances through the database.
+    pub fn shares_holds(&self) -> bool {
+        self.shared.is_some()
+    }
+
     /// What the key's account shows now (balance as settled, open holds), read fresh.
     pub async fn account_view(&self, key_id: &str) -> Result<AccountView, LedgerError> {
         let key = self
             .key(key_id)
             .await?
             .ok_or_else(|| LedgerError::NoSuchKey(key_id.to_owned()))?;
+        if self.shared.is_some() {
+            let reserved = self.shared_reserved(key_id).await?;
+            return Ok(AccountView { key, reserved });
+        }
         match self.accounts.get(key_id) {
             Some(a) => {
                 a.apply(&key);

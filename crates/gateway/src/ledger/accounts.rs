@@ -14,12 +14,15 @@
 //! the database, so the stored balance and spend are always exact; but holds are per process, so
 //! each instance admits against the balance it last read. With N instances a key can be
 //! over-committed by at most the holds the other N-1 instances took since their last refresh
-//! (the balance can then go below zero by at most that much). One instance: never.
+//! (the balance can then go below zero by at most that much). One instance: never. Unless the
+//! instances share their holds (`instances = "shared"`, `shared_holds.rs`): then a `Hold` is a row
+//! in the database instead of a sum in this process, and none of this over-commit remains.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::shared_holds::Lease;
 use super::{KeyRecord, Nanos};
 
 /// How long an account is trusted before it is re-read in the background.
@@ -80,7 +83,7 @@ impl Account {
         st.reserved += amount.0;
         drop(st);
         Ok(Hold {
-            account: self.clone(),
+            on: HoldOn::Account(self.clone()),
             amount,
         })
     }
@@ -90,7 +93,7 @@ impl Account {
     pub fn force_hold(self: &Arc<Self>, amount: Nanos) -> Hold {
         self.lock().reserved += amount.0;
         Hold {
-            account: self.clone(),
+            on: HoldOn::Account(self.clone()),
             amount,
         }
     }
@@ -139,26 +142,60 @@ impl Account {
 /// Money reserved for one request; released when dropped.
 #[derive(Debug)]
 pub struct Hold {
-    account: Arc<Account>,
+    on: HoldOn,
     amount: Nanos,
 }
 
+/// Where the money is held.
+#[derive(Debug)]
+enum HoldOn {
+    /// In this process's account of the key.
+    Account(Arc<Account>),
+    /// A row in the shared `holds` table, which the settlement's transaction deletes.
+    Shared(Lease),
+}
+
 impl Hold {
+    pub(super) fn shared(amount: Nanos, lease: Lease) -> Hold {
+        Hold {
+            on: HoldOn::Shared(lease),
+            amount,
+        }
+    }
+
     pub fn amount(&self) -> Nanos {
         self.amount
     }
 
-    /// The same hold, now of `amount` (more or less than before, whatever the balance).
-    pub fn resize(self, amount: Nanos) -> Hold {
-        let held = self.account.force_hold(amount);
-        drop(self);
-        held
+    /// The same hold, now of `amount` (more or less than before, whatever the balance). A
+    /// shared hold keeps its row as it is, for the settlement's replay to release.
+    pub fn resize(mut self, amount: Nanos) -> Hold {
+        match &mut self.on {
+            HoldOn::Account(account) => {
+                let held = account.force_hold(amount);
+                drop(self);
+                held
+            }
+            HoldOn::Shared(lease) => {
+                lease.disarm();
+                self
+            }
+        }
+    }
+
+    /// The settlement was written: a shared hold's row went with it, in the same transaction.
+    pub fn settled(mut self) {
+        if let HoldOn::Shared(lease) = &mut self.on {
+            lease.disarm();
+        }
     }
 }
 
 impl Drop for Hold {
     fn drop(&mut self) {
-        self.account.release(self.amount);
+        if let HoldOn::Account(account) = &self.on {
+            account.release(self.amount);
+        }
     }
 }
 

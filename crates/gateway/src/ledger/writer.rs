@@ -13,7 +13,9 @@
 //!
 //! One batch is: a multi-row `INSERT … ON CONFLICT (request_id) DO NOTHING RETURNING request_id`,
 //! then one debit per key and budget period for the entries actually inserted, so replaying an
-//! entry that is already in the database changes nothing.
+//! entry that is already in the database changes nothing. With shared holds (`shared_holds.rs`)
+//! the same transaction deletes the batch's hold rows and lowers each key's `reserved_nanos` in
+//! the statement that debits it (keys in one order, so two instances' writers cannot deadlock).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -75,6 +77,8 @@ pub(super) struct WriterTask {
     /// new batches go straight to the journal (no second wait of `JOURNAL_AFTER` per batch) until
     /// a replay succeeds.
     pub down: std::sync::atomic::AtomicBool,
+    /// Holds are rows of the shared `holds` table, released with the settlement.
+    pub shared: bool,
 }
 
 const COLUMNS: &str = "request_id, key_id, requested_model, served_model, provider, \
@@ -136,7 +140,9 @@ impl WriterTask {
         let deadline = tokio::time::Instant::now() + JOURNAL_AFTER;
         let mut pause = Duration::from_millis(20);
         let result = loop {
-            match tokio::time::timeout_at(deadline, write_batch(&self.pool, &entries)).await {
+            match tokio::time::timeout_at(deadline, write_batch(&self.pool, &entries, self.shared))
+                .await
+            {
                 Ok(Ok(keys)) => break Ok(keys),
                 Ok(Err(e)) if tokio::time::Instant::now() + pause < deadline => {
                     tracing::warn!(error = %e, entries = entries.len(), "ledger commit failed; retrying");
@@ -159,7 +165,9 @@ impl WriterTask {
                 let n = jobs.len() as u64;
                 // Holds go before anyone hears of the entry: whoever saw it sees the money free.
                 for job in jobs {
-                    drop(job.hold);
+                    if let Some(h) = job.hold {
+                        h.settled();
+                    }
                     if let Some(tx) = job.reply {
                         let _ = tx.send(Ok(Durable::Database));
                     }
@@ -222,7 +230,8 @@ impl WriterTask {
         let pending = journal.pending().await;
         for chunk in pending.chunks(MAX_BATCH) {
             let entries: Vec<&UsageEntry> = chunk.iter().collect();
-            match tokio::time::timeout(JOURNAL_AFTER, write_batch(&self.pool, &entries)).await {
+            let write = write_batch(&self.pool, &entries, self.shared);
+            match tokio::time::timeout(JOURNAL_AFTER, write).await {
                 Ok(Ok(keys)) => {
                     for k in &keys {
                         self.accounts.apply(k);
@@ -242,11 +251,12 @@ impl WriterTask {
     }
 }
 
-/// Writes `entries` in one transaction: inserts those not yet present, debits their keys, and
-/// returns the keys' new rows.
+/// Writes `entries` in one transaction: inserts those not yet present, debits their keys (and,
+/// with `shared` holds, releases the entries' holds), and returns the keys' new rows.
 pub(super) async fn write_batch(
     pool: &AnyPool,
     entries: &[&UsageEntry],
+    shared: bool,
 ) -> Result<Vec<KeyRecord>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let mut inserted: HashSet<String> = HashSet::with_capacity(entries.len());
@@ -293,8 +303,31 @@ pub(super) async fn write_batch(
             *d = d.saturating_add(e.cost.0);
         }
     }
+    let mut released = if shared {
+        let ids: Vec<&str> = entries.iter().map(|e| e.request_id.as_str()).collect();
+        super::shared_holds::release_in(&mut tx, &ids).await?
+    } else {
+        BTreeMap::new()
+    };
+    // A key with a released hold and nothing to debit (an entry already written) still gets its
+    // hold released: a debit of 0 in the same key order.
+    let debited: HashSet<&str> = debits.keys().map(|(k, _, _)| k.as_str()).collect();
+    let now = super::now_ms();
+    let (day, month) = (
+        BudgetPeriod::Day.start_of(now),
+        BudgetPeriod::Month.start_of(now),
+    );
+    let release_only: Vec<String> = released
+        .keys()
+        .filter(|k| !debited.contains(k.as_str()))
+        .cloned()
+        .collect();
+    for key in release_only {
+        debits.insert((key, day, month), 0);
+    }
     let mut keys: Vec<KeyRecord> = Vec::with_capacity(debits.len());
     for ((key_id, day, month), amount) in debits {
+        let release = released.remove(&key_id).unwrap_or(0);
         // The period is the key's budget period (days without a budget); a settlement in a new
         // period starts its spend afresh, one from an older period leaves it alone.
         let p = |a: usize, b: usize| {
@@ -312,6 +345,7 @@ pub(super) async fn write_batch(
                  (CASE WHEN period_spent_nanos > {b} - $1 THEN {b} ELSE period_spent_nanos + $1 END) \
              WHEN period_start > {p1} THEN period_spent_nanos ELSE $1 END, \
              period_start = CASE WHEN period_start > {p1} THEN period_start ELSE {p1} END, \
+             reserved_nanos = CASE WHEN reserved_nanos < $5 THEN 0 ELSE reserved_nanos - $5 END, \
              version = version + 1 WHERE id = $4 RETURNING {cols}",
             p1 = p(2, 3),
             b = DEBIT_BOUND,
@@ -322,6 +356,7 @@ pub(super) async fn write_batch(
             .bind(month)
             .bind(day)
             .bind(&key_id)
+            .bind(release)
             .fetch_optional(&mut *tx)
             .await?;
         if let Some(row) = row {

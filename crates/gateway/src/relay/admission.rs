@@ -15,7 +15,9 @@
 //!
 //! One walk over the parsed body, then a few multiplications per route; no allocation. The hold is
 //! taken in memory, under the key's account lock, so concurrent requests on one key can never
-//! reserve more than its balance or budget.
+//! reserve more than its balance or budget; with `instances = "shared"` it is one conditional
+//! statement in PostgreSQL against the holds of every instance (`ledger::shared_holds`), and a
+//! database that does not answer is a 503.
 //!
 //! Then the key's rate limits (`limits`) count the request and reserve the same token bound
 //! (prompt plus output, the largest of any route); a refusal there drops the hold again and
@@ -34,7 +36,7 @@ use crate::app::Gateway;
 use crate::auth::Caller;
 use crate::config::{ModelConfig, ProviderConfig, ProviderKind};
 use crate::ledger::journal::AdmitRecord;
-use crate::ledger::{now_ms, HoldRefused, LedgerError, Nanos};
+use crate::ledger::{now_ms, HoldError, Nanos};
 use crate::limits::{KeyLimits, NotAdmitted};
 use crate::relay::attempts::ANTHROPIC_DEFAULT_MAX_TOKENS;
 use crate::relay::settlement::{Admission, Settlement};
@@ -119,21 +121,16 @@ pub async fn admit(
 ) -> Result<Settlement, RelayError> {
     let bound = worst_case(&gw.config.providers, model, &req);
     let amount = bound.cost;
-    let account = gw.ledger.account(&caller.id).await.map_err(|e| match e {
-        LedgerError::NoSuchKey(_) => RelayError::InsufficientBalance,
-        _ => RelayError::LedgerUnavailable,
-    })?;
     let now = now_ms();
-    let hold = account.try_hold(amount, now).map_err(|r| match r {
-        HoldRefused::Balance => RelayError::InsufficientBalance,
-        HoldRefused::Budget => RelayError::BudgetExceeded(
-            account
-                .view()
-                .key
-                .budget
-                .map_or("period", |b| b.period.as_str()),
-        ),
-    })?;
+    let hold = gw
+        .ledger
+        .hold(&caller.id, &request_id, amount, now)
+        .await
+        .map_err(|e| match e {
+            HoldError::Balance | HoldError::NoSuchKey => RelayError::InsufficientBalance,
+            HoldError::Budget(period) => RelayError::BudgetExceeded(period.as_str()),
+            HoldError::Unavailable => RelayError::LedgerUnavailable,
+        })?;
     let limits = KeyLimits::new(caller.rpm, caller.tpm).with_concurrency(caller.max_concurrent);
     let (rate, quota) = if limits.is_unlimited() {
         (None, None)

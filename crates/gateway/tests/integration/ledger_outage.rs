@@ -251,7 +251,7 @@ async fn served(
     (id.expect("every answer names its request"), t.elapsed())
 }
 
-fn journal_next_to(scratch: &Path) -> String {
+pub(crate) fn journal_next_to(scratch: &Path) -> String {
     format!("{}.journal", scratch.display())
 }
 

@@ -1,0 +1,519 @@
+//! Several gateway processes on one PostgreSQL database with `instances = "shared"`: the holds
+//! of every instance are taken against one shared account, so a key's balance is never
+//! over-committed whichever instance admits. Two real `switchyard serve` processes, a fresh
+//! database on the server in `SWITCHYARD_TEST_POSTGRES` (skipped loudly without it, failing
+//! under `CI`).
+//!
+//! And what shared admission does while PostgreSQL is away: new requests get a clear 503 (no
+//! instance admits against money it cannot see), requests in flight finish and settle through
+//! the journal, and admission resumes by itself when the server is back, every request billed
+//! once and no hold left. That test runs a private PostgreSQL server (`ledger_outage`).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use mock_upstream::MockUpstream;
+use serde_json::json;
+use sqlx::Connection;
+
+use crate::harness::{self, books, temp_db, user, TestGateway};
+use crate::ledger_conformance::{postgres_url, TestDb};
+use crate::ledger_outage::{journal_next_to, PrivatePostgres};
+
+/// One request's worst case: 100 output tokens at USD 10 per million, the prompt free.
+const HOLD_NANOS: i64 = 100 * 10_000;
+/// What the key affords.
+const AFFORDS: usize = 10;
+const CONCURRENT: usize = 60;
+
+fn config(mock: &MockUpstream, database: &str, dir: &Path, instances: &str) -> String {
+    format!(
+        r#"
+database = "{database}"
+journal = "{journal}"
+instances = "{instances}"
+demo_credits = "{credits}"
+
+[providers.mock]
+kind = "openai"
+base_url = "{base}"
+api_key = "upstream-secret-key"
+
+[models.m]
+routes = ["mock/m"]
+input_price = "0"
+output_price = "10.00"
+"#,
+        journal = dir.join("switchyard.journal").display(),
+        credits = rust_decimal::Decimal::new(HOLD_NANOS * AFFORDS as i64, 9),
+        base = mock.base_url(),
+    )
+}
+
+async fn serve(
+    dir: &Path,
+    config: &str,
+) -> (
+    tokio::process::Child,
+    Option<String>,
+    String,
+    harness::Output,
+) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("switchyard.toml"), config).unwrap();
+    let args = [
+        "serve",
+        "--config",
+        "switchyard.toml",
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    harness::serve_binary_with(dir, &args, &[]).await
+}
+
+/// Starts two instances on the database at `url`, sends `CONCURRENT` requests split between them
+/// at once, and returns how many got 200, how many 402, and the key's balance and open holds after.
+async fn burst(url: &str, instances: &str) -> (usize, usize, i64, i64) {
+    let mock = MockUpstream::start().await.unwrap();
+    // Every answer costs exactly its hold (100 tokens), and is slow enough that many are open
+    // at once.
+    mock.set_options(json!({"tokens": 100, "ttft_ms": 300}))
+        .unwrap();
+    let root = temp_db();
+    let (a_dir, b_dir) = (root.join("a"), root.join("b"));
+    let (mut a, key, a_base, _) = serve(&a_dir, &config(&mock, url, &a_dir, instances)).await;
+    let key = key.expect("the first instance creates the key on a fresh database");
+    let (mut b, none, b_base, _) = serve(&b_dir, &config(&mock, url, &b_dir, instances)).await;
+    assert!(none.is_none(), "the second instance finds the key");
+
+    let client = harness::client();
+    let requests = (0..CONCURRENT).map(|i| {
+        let base = if i % 2 == 0 { &a_base } else { &b_base };
+        client
+            .post(format!("{base}/chat/completions"))
+            .bearer_auth(&key)
+            .json(&json!({"model": "m", "max_tokens": 100, "messages": user("hi")}))
+            .send()
+    });
+    let answers = futures_util::future::join_all(requests).await;
+    let (mut ok, mut refused) = (0, 0);
+    for resp in answers {
+        let resp = resp.unwrap();
+        match resp.status().as_u16() {
+            200 => ok += 1,
+            402 => {
+                let body: serde_json::Value = resp.json().await.unwrap();
+                assert_eq!(body["error"]["code"], "insufficient_quota", "{body}");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {}", resp.text().await.unwrap()),
+        }
+    }
+    a.kill().await.ok();
+    b.kill().await.ok();
+    let _ = std::fs::remove_dir_all(&root);
+
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    let (balance, reserved): (i64, i64) =
+        sqlx::query_as("SELECT balance_nanos, reserved_nanos FROM api_keys")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    conn.close().await.ok();
+    (ok, refused, balance, reserved)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_answer_exactly_what_the_balance_affords() {
+    let Some(server) = postgres_url() else {
+        return;
+    };
+    let db = TestDb::postgres(&server).await;
+    let url = db.url.clone();
+    let (ok, refused, balance, reserved) = burst(&url, "shared").await;
+    db.drop_db().await;
+    assert_eq!(
+        (ok, refused),
+        (AFFORDS, CONCURRENT - AFFORDS),
+        "answered and refused with 402"
+    );
+    // Debits only lower the balance, so its last value is its lowest.
+    assert_eq!(balance, 0, "the balance ends at exactly zero, never below");
+    assert_eq!(reserved, 0, "no hold is left open");
+}
+
+/// The control: the same burst with holds in each process's memory over-commits the balance,
+/// which is what `instances = "shared"` is for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_single_instances_on_one_database_over_commit_the_balance() {
+    let Some(server) = postgres_url() else {
+        return;
+    };
+    let db = TestDb::postgres(&server).await;
+    let url = db.url.clone();
+    let (ok, _, balance, _) = burst(&url, "single").await;
+    db.drop_db().await;
+    assert!(ok > AFFORDS, "{ok} answered");
+    assert!(balance < 0, "{balance}");
+}
+
+/// How long the private server stays down at least.
+const OUTAGE: Duration = Duration::from_secs(10);
+
+/// A non-streamed request's status and body.
+async fn ask(gw: &TestGateway, model: &str) -> (u16, serde_json::Value, Option<String>) {
+    let resp = gw
+        .chat(json!({"model": model, "messages": user("hi")}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let id = resp
+        .headers()
+        .get("x-request-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, resp.json().await.unwrap(), id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_admission_refuses_with_503_while_postgres_is_down_and_resumes_by_itself() {
+    let Some(pg) = PrivatePostgres::start().await else {
+        return;
+    };
+    let mock = MockUpstream::start().await.unwrap();
+    mock.set_options(json!({"tokens": 5})).unwrap();
+    // A stream that is admitted before the outage and ends during it.
+    let slow = MockUpstream::start().await.unwrap();
+    slow.set_options(json!({"tokens": 8, "gap_ms": 500}))
+        .unwrap();
+    let scratch = temp_db();
+    let slow_model = format!(
+        "[providers.slow]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"k\"\n\
+         [models.slow]\nroutes = [\"slow/m\"]\ninput_price = \"2.50\"\noutput_price = \"10.00\"\n",
+        slow.base_url()
+    );
+    let config = format!(
+        "instances = \"shared\"\njournal = {:?}\n{}",
+        journal_next_to(&scratch),
+        harness::mock_config(&mock, &slow_model)
+    );
+    let gw = harness::start_on_database(&config, &pg.url(), scratch).await;
+    let ledger = gw.gw.ledger.clone();
+    assert!(ledger.shares_holds());
+    let credits = ledger.key(&gw.key_id).await.unwrap().unwrap().balance;
+    let (status, body, warm) = ask(&gw, "m").await;
+    assert_eq!(status, 200, "{body}");
+
+    let in_flight = {
+        let req = gw.chat(json!({"model": "slow", "stream": true, "messages": user("hi")}));
+        tokio::spawn(async move {
+            let resp = req.send().await.unwrap();
+            let id = harness::request_id(&resp);
+            let status = resp.status().as_u16();
+            (status, id, resp.text().await.unwrap())
+        })
+    };
+    let key = gw.key_id.clone();
+    // The stream's hold is in the database before the server stops.
+    let mut held = false;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !held && Instant::now() < deadline {
+        held = ledger.account_view(&key).await.unwrap().reserved > switchyard::ledger::Nanos::ZERO;
+    }
+    assert!(held, "the stream's hold is visible to every instance");
+
+    pg.stop().await;
+    let stopped = Instant::now();
+    let mut refused = 0;
+    // Requests keep arriving through the outage, ten a second.
+    let mut pace = tokio::time::interval(Duration::from_millis(100));
+    while stopped.elapsed() < OUTAGE {
+        pace.tick().await;
+        let (status, body, _) = ask(&gw, "m").await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"]["type"], "service_unavailable", "{body}");
+        assert!(
+            !body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("postgres://"),
+            "{body}"
+        );
+        refused += 1;
+    }
+    let (status, stream_id, text) = in_flight.await.unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("data: [DONE]"),
+        "the stream in flight finished: {text}"
+    );
+    eprintln!("{refused} requests refused with 503 during the outage");
+
+    pg.restart().await;
+    let mut answered = vec![warm.unwrap(), stream_id];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body, id) = ask(&gw, "m").await;
+        if status == 200 {
+            answered.push(id.unwrap());
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(Instant::now() < deadline, "admission never resumed: {body}");
+    }
+    for id in &answered {
+        let e = ledger
+            .wait_for_entry(id, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert!(e.is_some(), "{id} was never written");
+    }
+    let (entries, balance) = books(&ledger, &key).await;
+    assert_eq!(
+        entries.len(),
+        answered.len(),
+        "one entry per answered request"
+    );
+    let billed: i64 = entries.values().map(|e| e.cost.0).sum();
+    assert_eq!(balance.0, credits.0 - billed, "each billed exactly once");
+    let mut released = false;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !released && Instant::now() < deadline {
+        released =
+            ledger.account_view(&key).await.unwrap().reserved == switchyard::ledger::Nanos::ZERO;
+    }
+    assert!(released, "no hold is left in the database");
+}
+
+/// The holds of an instance that died and never came back: their lease has expired, and any
+/// instance frees them (at its start, then every `RENEW_EVERY`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_expired_holds_of_a_vanished_instance_are_released() {
+    let Some(server) = postgres_url() else {
+        return;
+    };
+    let db = TestDb::postgres(&server).await;
+    let url = db.url.clone();
+    let mock = MockUpstream::start().await.unwrap();
+    let scratch = temp_db();
+    let config = format!(
+        "instances = \"shared\"\njournal = {:?}\n{}",
+        journal_next_to(&scratch),
+        harness::mock_config(&mock, "")
+    );
+    let a = harness::start_on_database(&config, &url, scratch).await;
+    // A vanished instance held the whole balance; its lease ran out a minute ago.
+    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO holds (request_id, key_id, amount_nanos, instance_id, expires_at) \
+         SELECT 'gone-1', id, balance_nanos, 'gone', $1 FROM api_keys WHERE id = $2",
+    )
+    .bind(switchyard::ledger::now_ms() - 60_000)
+    .bind(&a.key_id)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE api_keys SET reserved_nanos = balance_nanos WHERE id = $1")
+        .bind(&a.key_id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.ok();
+    let body = json!({"model": "m", "max_tokens": 10, "messages": user("hi")});
+    let resp = a.chat(body.clone()).send().await.unwrap();
+    assert_eq!(resp.status(), 402, "the orphaned hold takes the balance");
+
+    // Another instance starts: it releases expired holds before it serves.
+    let dir = temp_db();
+    let b_config = format!(
+        "database = \"{url}\"\n{}",
+        config.replace(
+            &journal_next_to(&a.db_path),
+            &dir.join("b.journal").display().to_string()
+        )
+    );
+    let (mut b, _, _, _) = serve(&dir, &b_config).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let status = a.chat(body.clone()).send().await.unwrap().status().as_u16();
+        if status != 402 || Instant::now() > deadline {
+            break status;
+        }
+    };
+    b.kill().await.ok();
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(a);
+    db.drop_db().await;
+    assert_eq!(status, 200, "the expired hold was released");
+}
+
+#[tokio::test]
+async fn shared_holds_on_sqlite_are_refused_at_startup() {
+    let url = format!("sqlite://{}", temp_db().display());
+    let e =
+        switchyard::ledger::Ledger::connect_with(&url, None, switchyard::ledger::Instances::Shared)
+            .await
+            .err()
+            .expect("refused");
+    assert!(e.to_string().contains("PostgreSQL"), "{e}");
+    let _ = std::fs::remove_file(url.trim_start_matches("sqlite://"));
+}
+
+/// A request refused after its hold was taken (here by the key's rate limit) leaves no hold in
+/// the database: the money is free again for every instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_refused_after_its_shared_hold_leaves_no_hold() {
+    let Some(server) = postgres_url() else {
+        return;
+    };
+    let db = TestDb::postgres(&server).await;
+    let url = db.url.clone();
+    let mock = MockUpstream::start().await.unwrap();
+    let scratch = temp_db();
+    let config = format!(
+        "instances = \"shared\"\njournal = {:?}\n{}",
+        journal_next_to(&scratch),
+        harness::mock_config(&mock, "")
+    );
+    let gw = harness::start_on_database(&config, &url, scratch).await;
+    let ledger = gw.gw.ledger.clone();
+    let (record, key) = switchyard::auth::create_key(
+        &ledger,
+        &switchyard::ledger::NewKey {
+            name: "limited".into(),
+            credits: switchyard::ledger::Nanos::from_usd("10".parse().unwrap()).unwrap(),
+            rpm: Some(1),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let ask = || {
+        harness::client()
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&json!({"model": "m", "max_tokens": 10, "messages": user("hi")}))
+            .send()
+    };
+    assert_eq!(ask().await.unwrap().status(), 200);
+    assert_eq!(ask().await.unwrap().status(), 429);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut reserved = ledger.account_view(&record.id).await.unwrap().reserved;
+    while reserved != switchyard::ledger::Nanos::ZERO && Instant::now() < deadline {
+        reserved = ledger.account_view(&record.id).await.unwrap().reserved;
+    }
+    drop(gw);
+    db.drop_db().await;
+    assert_eq!(
+        reserved,
+        switchyard::ledger::Nanos::ZERO,
+        "the 429's hold was released"
+    );
+}
+
+/// An instance killed with requests in flight leaves their holds in the database; started again
+/// on its journal, it bills each of them once (`interrupted`) and releases their holds before it
+/// serves, without waiting for their lease to run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_instance_releases_its_holds_when_it_restarts() {
+    const STREAMS: usize = 20;
+    let Some(server) = postgres_url() else {
+        return;
+    };
+    let db = TestDb::postgres(&server).await;
+    let url = db.url.clone();
+    let mock = MockUpstream::start().await.unwrap();
+    mock.set_recording(false);
+    mock.set_options(json!({"tokens": 2_000, "gap_ms": 20}))
+        .unwrap();
+    let dir = temp_db();
+    let config = format!(
+        "database = \"{url}\"\ninstances = \"shared\"\njournal = \"{}\"\n{}",
+        dir.join("a.journal").display(),
+        harness::mock_config(&mock, "")
+    );
+    let (mut child, key, base, _) = serve(&dir, &config).await;
+    let key = key.expect("a fresh database prints its first key");
+    let client = harness::client();
+    let mut readers = Vec::new();
+    let (tx, mut opened) = tokio::sync::mpsc::channel(STREAMS);
+    for _ in 0..STREAMS {
+        let req = client
+            .post(format!("{base}/chat/completions"))
+            .bearer_auth(&key)
+            .json(&json!({"model": "m", "stream": true, "messages": user("hi")}));
+        let tx = tx.clone();
+        readers.push(tokio::spawn(async move {
+            let resp = req.send().await.unwrap();
+            let _ = tx.send(resp.status().as_u16()).await;
+            let mut body = futures_util::StreamExt::fuse(resp.bytes_stream());
+            while let Some(Ok(_)) = futures_util::StreamExt::next(&mut body).await {}
+        }));
+    }
+    for _ in 0..STREAMS {
+        assert_eq!(opened.recv().await, Some(200));
+    }
+    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    let count = |sql: &'static str| sqlx::query_as::<_, (i64,)>(sql);
+    let holds = count("SELECT COUNT(*) FROM holds")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .0;
+    assert_eq!(holds, STREAMS as i64, "one shared hold per open stream");
+    let (credits,): (i64,) = sqlx::query_as("SELECT balance_nanos FROM api_keys")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+
+    child.kill().await.unwrap();
+    for r in readers {
+        r.await.unwrap();
+    }
+    let held = count("SELECT reserved_nanos FROM api_keys")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .0;
+    assert!(
+        held > 0,
+        "the dead instance's holds are still in the database"
+    );
+
+    let (mut again, _, _, _) = serve(&dir, &config).await;
+    let holds = count("SELECT COUNT(*) FROM holds")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .0;
+    let held = count("SELECT reserved_nanos FROM api_keys")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .0;
+    let (entries, billed): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) FROM usage_entries \
+         WHERE end_reason = 'interrupted'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    let (balance,): (i64,) = sqlx::query_as("SELECT balance_nanos FROM api_keys")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.ok();
+    again.kill().await.ok();
+    let _ = std::fs::remove_dir_all(&dir);
+    db.drop_db().await;
+    assert_eq!(
+        (holds, held),
+        (0, 0),
+        "no hold is left once it serves again"
+    );
+    assert_eq!(
+        entries, STREAMS as i64,
+        "each stream billed once, as interrupted"
+    );
+    assert_eq!(balance, credits - billed);
+}
