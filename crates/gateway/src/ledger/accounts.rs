@@ -6,17 +6,16 @@
 //!
 //! The database stays the source of truth: every change to a key row bumps its `version`, the
 //! settlement returns the new row, and the account only ever moves to a newer version (a refresh
-//! that raced with a settlement cannot roll it back). Accounts are re-read every
-//! `REFRESH_AFTER`, which is how changes made by another process (another instance, the CLI)
-//! arrive.
+//! that raced with a settlement cannot roll it back). On PostgreSQL, changes made by another
+//! process (another instance, the CLI) arrive at once through the change feed (`ledger::changes`);
+//! accounts are also re-read every `REFRESH_AFTER`, the fallback while the feed is down.
 //!
-//! Several instances sharing one PostgreSQL database: every settlement is debited atomically in
-//! the database, so the stored balance and spend are always exact; but holds are per process, so
-//! each instance admits against the balance it last read. With N instances a key can be
-//! over-committed by at most the holds the other N-1 instances took since their last refresh
-//! (the balance can then go below zero by at most that much). One instance: never. Unless the
-//! instances share their holds (`instances = "shared"`, `shared_holds.rs`): then a `Hold` is a row
-//! in the database instead of a sum in this process, and none of this over-commit remains.
+//! Several instances sharing one PostgreSQL database must share their holds (`instances =
+//! "shared"`, `shared_holds.rs`): then a `Hold` is a row in the database instead of a sum in this
+//! process, and no instance can admit against money another has reserved. With the default
+//! (`single`) every settlement is still debited atomically, so stored balances stay exact, but each
+//! instance admits against the balance it last read, so N instances can over-commit a key by the
+//! holds the other N-1 took since their last refresh. One instance: never.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
