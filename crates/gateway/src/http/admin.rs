@@ -134,8 +134,14 @@ fn ledger_error(e: LedgerError) -> ApiError {
     }
 }
 
+/// A key as the admin API shows it; `reserved` is what every instance holds for it when holds are
+/// shared, what this process holds otherwise.
 fn key_body(gw: &Gateway, k: &KeyRecord) -> Value {
-    let reserved = gw.ledger.account_reserved(&k.id).unwrap_or(Nanos::ZERO);
+    let reserved = if gw.ledger.shares_holds() {
+        k.shared_reserved
+    } else {
+        gw.ledger.account_reserved(&k.id).unwrap_or(Nanos::ZERO)
+    };
     k.to_json(reserved)
 }
 

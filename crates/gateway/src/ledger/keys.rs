@@ -43,6 +43,9 @@ pub struct KeyRecord {
     pub version: i64,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// The sum of the key's open holds in the database, whichever instance took them
+    /// (`instances = "shared"`; always 0 otherwise, when holds live in each process).
+    pub shared_reserved: Nanos,
 }
 
 impl KeyRecord {
@@ -142,7 +145,7 @@ pub struct KeyUpdate {
 pub(super) const KEY_COLUMNS: &str =
     "id, name, key_prefix, balance_nanos, spent_nanos, rpm, tpm, models, \
      budget_nanos, budget_period, expires_at, metadata, period_start, period_spent_nanos, version, \
-     created_at, revoked_at, max_concurrent";
+     created_at, revoked_at, max_concurrent, reserved_nanos";
 
 pub(super) fn key_from_row(row: &sqlx::any::AnyRow) -> Result<KeyRecord, sqlx::Error> {
     let models: Option<String> = row.try_get("models")?;
@@ -158,6 +161,7 @@ pub(super) fn key_from_row(row: &sqlx::any::AnyRow) -> Result<KeyRecord, sqlx::E
         rpm: row.try_get("rpm")?,
         tpm: row.try_get("tpm")?,
         max_concurrent: row.try_get("max_concurrent")?,
+        shared_reserved: Nanos(row.try_get("reserved_nanos")?),
         models: models.map(|m| {
             m.split(',')
                 .filter(|s| !s.is_empty())

@@ -428,7 +428,7 @@ async fn a_killed_instance_releases_its_holds_when_it_restarts() {
         .unwrap();
     let dir = temp_db();
     let config = format!(
-        "database = \"{url}\"\ninstances = \"shared\"\njournal = \"{}\"\n{}",
+        "database = \"{url}\"\ninstances = \"shared\"\nadmin_key = \"holds-admin-key-0123456\"\njournal = \"{}\"\n{}",
         dir.join("a.journal").display(),
         harness::mock_config(&mock, "")
     );
@@ -461,6 +461,21 @@ async fn a_killed_instance_releases_its_holds_when_it_restarts() {
         .unwrap()
         .0;
     assert_eq!(holds, STREAMS as i64, "one shared hold per open stream");
+    // The admin API shows what every instance holds for the key, from the database.
+    let listed: serde_json::Value = client
+        .get(format!("{}/admin/keys", base.trim_end_matches("/v1")))
+        .bearer_auth("holds-admin-key-0123456")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reserved = listed["data"][0]["reserved"]
+        .as_str()
+        .unwrap_or("0")
+        .to_owned();
+    assert!(reserved != "0", "the open holds are shown: {listed}");
     let (credits,): (i64,) = sqlx::query_as("SELECT balance_nanos FROM api_keys")
         .fetch_one(&mut conn)
         .await
