@@ -356,3 +356,15 @@ pub async fn released(gw: &TestGateway) {
     })
     .await;
 }
+
+/// The body of a GET to `url` as text (e.g. `/metrics`), with the harness's client.
+pub async fn get_text(url: impl reqwest::IntoUrl) -> String {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}

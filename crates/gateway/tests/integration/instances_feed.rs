@@ -135,7 +135,7 @@ impl Instance {
 
 /// Runs `test` with the URL of a fresh PostgreSQL database, dropped afterwards (also when the
 /// test fails). Skipped without `SWITCHYARD_TEST_POSTGRES`.
-async fn on_fresh_database<F, Fut>(test: F)
+pub(crate) async fn on_fresh_database<F, Fut>(test: F)
 where
     F: FnOnce(String) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
@@ -432,14 +432,7 @@ async fn after_a_postgres_restart_changes_reach_every_instance_within_a_second_a
         );
     }
     // Operators see that the feed lost its connection.
-    let metrics = harness::client()
-        .get(a.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = harness::get_text(a.url("/metrics")).await;
     assert!(
         metrics
             .lines()

@@ -366,14 +366,7 @@ impl Drop for PrivateRedis {
 }
 
 async fn metric(gw: &TestGateway, series: &str) -> f64 {
-    let text = client()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = harness::get_text(gw.url("/metrics")).await;
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| {
@@ -613,18 +606,7 @@ async fn a_providers_own_rpm_is_shared_by_every_key_and_instance() {
 #[tokio::test]
 async fn two_processes_share_limits_and_ride_out_a_redis_restart() {
     // A database of its own (dropped afterwards), so that no other run's schema is in the way.
-    let Some(server) = crate::ledger_conformance::postgres_url() else {
-        return;
-    };
-    let db = crate::ledger_conformance::TestDb::postgres(&server).await;
-    let outcome = tokio::spawn(two_processes_on(db.url.clone())).await;
-    db.drop_db().await;
-    if let Err(e) = outcome {
-        if let Ok(panic) = e.try_into_panic() {
-            std::panic::resume_unwind(panic);
-        }
-        panic!("the test task was cancelled");
-    }
+    crate::instances_feed::on_fresh_database(two_processes_on).await;
 }
 
 async fn two_processes_on(pg: String) {

@@ -130,14 +130,7 @@ async fn headers_never_finished_close_the_connection_after_the_header_timeout() 
     // A connection that never sends a byte is closed the same way.
     let mut silent = connect(gw.addr).await;
     read_until_closed(&mut silent).await;
-    let metrics = harness::client()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = harness::get_text(gw.url("/metrics")).await;
     assert!(
         metrics_line(
             &metrics,

@@ -319,14 +319,7 @@ async fn an_upstream_that_reports_more_than_the_hold_is_billed_and_marked_over_h
     assert_eq!(e.prompt_tokens, 5_000_000);
     let key = gw.gw.ledger.key(&gw.key_id).await.unwrap().unwrap();
     assert_eq!(key.balance.0, credits.0 - e.cost.0);
-    let metrics = harness::client()
-        .get(gw.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = harness::get_text(gw.url("/metrics")).await;
     assert!(
         metrics
             .lines()
