@@ -9,6 +9,9 @@
 //!   and `[DONE]`;
 //! - T4 500 concurrent streams of 50 tokens 20 ms apart: time to first token and gaps, p99;
 //! - T5 the ledger writer alone: `Ledger::settle` from many tasks, on SQLite and PostgreSQL;
+//! - T6 admission and settlement on PostgreSQL (issue 10): `Ledger::hold` then `Ledger::settle`
+//!   with that hold, from 1 or 4 `Ledger` handles ("instances") on one database, holds shared
+//!   (`Instances::Shared`) or in memory (`Instances::Single`), over many keys or one hot key;
 //! - the resident memory of the real release binary, idle and under T4's load.
 //!
 //! Run with `cargo bench -p switchyard --bench settlement_path` (about two minutes), or
@@ -29,7 +32,9 @@ use mock_upstream::MockUpstream;
 use switchyard::app::Gateway;
 use switchyard::auth;
 use switchyard::config::Config;
-use switchyard::ledger::{now_ms, EndReason, Ledger, Nanos, NewKey, TokenSource, UsageEntry};
+use switchyard::ledger::{
+    now_ms, EndReason, Instances, Ledger, Nanos, NewKey, TokenSource, UsageEntry,
+};
 use tokio::io::AsyncBufReadExt;
 
 /// The mock's behaviour for the fast answers (T1-T3) and the slow streams (T4).
@@ -80,7 +85,7 @@ struct Args {
     /// Skip the memory figures (they spawn the release binary).
     #[arg(long)]
     no_memory: bool,
-    /// Run only these parts (comma-separated: t1,t2,t3,t4,t5,mem); all by default.
+    /// Run only these parts (comma-separated: t1,t2,t3,t4,t5,t6,mem); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Passed by `cargo bench`; ignored.
@@ -607,6 +612,189 @@ fn print_ledger(backend: &str, r: &anyhow::Result<LedgerRun>, entries: usize, ta
 }
 
 // ---------------------------------------------------------------------------------------------
+// T6: admission hold + settlement on PostgreSQL, shared holds on and off, 1 or 4 instances.
+
+/// One T6 configuration.
+#[derive(Clone, Copy)]
+struct HoldCase {
+    instances: Instances,
+    /// `Ledger` handles on the same database, each with its own pools and writer, as separate
+    /// gateway processes would have.
+    handles: usize,
+    keys: usize,
+}
+
+/// `entries` admissions, each `Ledger::hold` then `Ledger::settle(&entry, Some(hold))`, from
+/// `tasks` tasks spread over `case.handles` ledgers and `case.keys` keys; checks afterwards that
+/// every one was debited and that no hold is left.
+async fn hold_settle_run(
+    url: &str,
+    case: HoldCase,
+    tasks: usize,
+    entries: usize,
+) -> anyhow::Result<LedgerRun> {
+    let mut ledgers = vec![];
+    for _ in 0..case.handles.max(1) {
+        ledgers.push(Ledger::connect_with(url, None, case.instances).await?);
+    }
+    let credits = Nanos(1_000_000_000_000_000);
+    let mut key_ids = vec![];
+    for n in 0..case.keys.max(1) {
+        let (k, _) = auth::create_key(
+            &ledgers[0],
+            &NewKey {
+                name: format!("bench-{n}"),
+                credits,
+                ..NewKey::default()
+            },
+        )
+        .await?;
+        key_ids.push(k.id);
+    }
+    let key_ids = Arc::new(key_ids);
+    let run = auth::new_id("", 10);
+    let one = |ledger: Ledger, key_ids: Arc<Vec<String>>, run: String, i: usize| async move {
+        let e = entry(&run, i, &key_ids[i % key_ids.len()]);
+        let hold = ledger
+            .hold(&e.key_id, &e.request_id, e.hold, now_ms())
+            .await
+            .map_err(|h| anyhow::anyhow!("hold refused: {h:?}"))?;
+        ledger.settle(&e, Some(hold)).await?;
+        anyhow::Ok(())
+    };
+    // Warm the pools and the accounts of every handle.
+    let warm = key_ids.len() * ledgers.len() * 2;
+    for i in 0..warm {
+        one(
+            ledgers[i % ledgers.len()].clone(),
+            key_ids.clone(),
+            run.clone(),
+            i,
+        )
+        .await?;
+    }
+    let next = Arc::new(AtomicUsize::new(warm));
+    let end = warm + entries;
+    let started = Instant::now();
+    let mut handles = vec![];
+    for t in 0..tasks {
+        let (ledger, next, key_ids, run) = (
+            ledgers[t % ledgers.len()].clone(),
+            next.clone(),
+            key_ids.clone(),
+            run.clone(),
+        );
+        handles.push(tokio::spawn(async move {
+            let (mut errors, mut first_error) = (0, None);
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= end {
+                    break;
+                }
+                if let Err(err) = one(ledger.clone(), key_ids.clone(), run.clone(), i).await {
+                    errors += 1;
+                    first_error.get_or_insert(err.to_string());
+                }
+            }
+            (errors, first_error)
+        }));
+    }
+    let (mut errors, mut first_error) = (0, None);
+    for h in handles {
+        let (e, f) = h.await?;
+        errors += e;
+        first_error = first_error.or(f);
+    }
+    let elapsed = started.elapsed();
+    let (mut spent, mut reserved) = (0i64, 0i64);
+    for id in key_ids.iter() {
+        let view = ledgers[0].account_view(id).await?;
+        spent += view.key.spent.0;
+        reserved += view.reserved.0;
+    }
+    let debited_ok = spent == (end - errors) as i64 * entry(&run, 0, "").cost.0 && reserved == 0;
+    for l in &ledgers {
+        l.close().await;
+    }
+    Ok(LedgerRun {
+        rate: (entries - errors) as f64 / elapsed.as_secs_f64(),
+        elapsed,
+        errors,
+        first_error,
+        debited_ok,
+    })
+}
+
+async fn t6(server: &str, tasks: usize, entries: usize, keys: usize) {
+    let cases = [
+        (
+            "holds in memory (single), 1 instance ",
+            Instances::Single,
+            1,
+            keys,
+        ),
+        (
+            "shared holds,             1 instance ",
+            Instances::Shared,
+            1,
+            keys,
+        ),
+        (
+            "shared holds,             4 instances",
+            Instances::Shared,
+            4,
+            keys,
+        ),
+        (
+            "shared holds, ONE key,    1 instance ",
+            Instances::Shared,
+            1,
+            1,
+        ),
+        (
+            "shared holds, ONE key,    4 instances",
+            Instances::Shared,
+            4,
+            1,
+        ),
+    ];
+    for (what, instances, handles, keys) in cases {
+        let case = HoldCase {
+            instances,
+            handles,
+            keys,
+        };
+        let r = match postgres_db(server).await {
+            Ok((url, name)) => {
+                let r = hold_settle_run(&url, case, tasks, entries).await;
+                drop_postgres_db(server, &name).await;
+                r
+            }
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(r) => {
+                println!(
+                    "T6 hold+settle, PostgreSQL, {what}, {keys:>2} keys: {:>7.0} admissions+settlements/s ({entries} from {tasks} tasks in {:.2} s){}   (load {})",
+                    r.rate,
+                    r.elapsed.as_secs_f64(),
+                    if r.debited_ok { "" } else { "  !! spend or open holds do not match" },
+                    load()
+                );
+                if r.errors > 0 {
+                    println!(
+                        "    !! {} failed, first: {}",
+                        r.errors,
+                        r.first_error.as_deref().unwrap_or("?")
+                    );
+                }
+            }
+            Err(e) => println!("T6 hold+settle, PostgreSQL, {what}: FAILED: {e:#}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Memory of the real binary.
 
 fn rss_kb(pid: u32, field: &str) -> Option<u64> {
@@ -970,6 +1158,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
             None => println!(
                 "T5 ledger writer, PostgreSQL: not run (set SWITCHYARD_TEST_POSTGRES or pass --postgres URL)"
+            ),
+        }
+    }
+
+    if args.runs("t6") {
+        match args.postgres.as_deref().filter(|u| !u.is_empty()) {
+            Some(server) => t6(server, args.tasks, entries, args.keys).await,
+            None => println!(
+                "T6 hold+settle: not run (set SWITCHYARD_TEST_POSTGRES or pass --postgres URL)"
             ),
         }
     }

@@ -13,6 +13,7 @@ mod harness;
 mod holds;
 mod hostile_inputs;
 mod instances_feed;
+mod instances_four;
 mod instances_holds;
 mod instances_limits;
 mod ledger_conformance;
