@@ -385,8 +385,11 @@ impl Ledger {
         let shared = if instances == Instances::Shared {
             // Holds have their own connections, whose commits do not wait for the WAL flush
             // (`shared_holds`: 20 times the admissions per second on one key).
+            // Four are kept open from the start, so a first burst does not wait for connections
+            // (the hold's 2 s timeout includes that wait).
             let holds_pool = AnyPoolOptions::new()
                 .max_connections(16)
+                .min_connections(4)
                 .acquire_timeout(shared_holds::HOLD_TIMEOUT)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
