@@ -184,6 +184,15 @@ struct RawConfig {
     routing: Option<RawRouting>,
     auto: Option<RawAuto>,
     server: Option<RawServer>,
+    cors: Option<RawCors>,
+}
+
+/// `[cors]`: which web origins may call the gateway from a browser.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCors {
+    allowed_origins: Option<Vec<String>>,
+    admin_origins: Option<Vec<String>>,
 }
 
 /// `[server]`: the limits of the client-facing listener.
@@ -452,6 +461,51 @@ impl Default for ServerLimits {
     }
 }
 
+/// Which browser origins may call the gateway (`[cors]`). An entry is `"*"` (any origin) or an
+/// exact origin such as `"https://app.example.com"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorsConfig {
+    /// For the public API (`/v1`, `/api/v1`, `/v1/llm`) and the unauthenticated routes; default
+    /// any origin (`["*"]`): the API is authenticated by key, never by cookie.
+    pub allowed_origins: Vec<String>,
+    /// For `/admin`; default none (`[]`).
+    pub admin_origins: Vec<String>,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        CorsConfig {
+            allowed_origins: vec!["*".into()],
+            admin_origins: Vec::new(),
+        }
+    }
+}
+
+fn cors_config(r: RawCors) -> Result<CorsConfig, String> {
+    let d = CorsConfig::default();
+    let check = |key: &str, list: Vec<String>| -> Result<Vec<String>, String> {
+        for o in &list {
+            let ok = o == "*"
+                || ((o.starts_with("http://") || o.starts_with("https://"))
+                    && !o.ends_with('/')
+                    && o.bytes().all(|b| b.is_ascii_graphic()));
+            if !ok {
+                return Err(format!(
+                    "cors.{key}: \"{o}\" is not \"*\" or an origin like \"https://app.example.com\" (scheme and host, no path)"
+                ));
+            }
+        }
+        Ok(list)
+    };
+    Ok(CorsConfig {
+        allowed_origins: check(
+            "allowed_origins",
+            r.allowed_origins.unwrap_or(d.allowed_origins),
+        )?,
+        admin_origins: check("admin_origins", r.admin_origins.unwrap_or(d.admin_origins))?,
+    })
+}
+
 /// The smallest and largest `server.max_header_bytes` (the HTTP parser's buffer bounds it).
 const HEADER_BYTES_RANGE: std::ops::RangeInclusive<usize> = 1024..=256 * 1024;
 
@@ -543,6 +597,8 @@ pub struct Config {
     pub routing: RoutingConfig,
     /// The client-facing listener's limits (`[server]`).
     pub server: ServerLimits,
+    /// Which browser origins may call the gateway (`[cors]`).
+    pub cors: CorsConfig,
     /// Whether the in-process demo upstream must be started (the embedded default).
     pub embedded_demo: bool,
 }
@@ -794,6 +850,7 @@ impl Config {
         }
         let routing = routing_config(raw.routing.unwrap_or_default());
         let server = server_limits(raw.server.take().unwrap_or_default()).map_err(invalid)?;
+        let cors = cors_config(raw.cors.take().unwrap_or_default()).map_err(invalid)?;
         let demo_credits = match raw.demo_credits {
             Some(c) => Decimal::from_str(&c)
                 .map_err(|_| invalid(format!("demo_credits = \"{c}\" is not a decimal")))?,
@@ -832,6 +889,7 @@ impl Config {
             models,
             routing,
             server,
+            cors,
             embedded_demo: false,
         })
     }

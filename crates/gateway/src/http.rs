@@ -4,6 +4,7 @@
 
 mod admin;
 mod catch_panic;
+mod cors;
 mod errors;
 mod gzip;
 mod provider_health;
@@ -51,7 +52,9 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .fallback(|| async { ApiError::not_found_route() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() });
     catch_panic::catch_panics(app)
+        .layer(cors::layer(&gw.config.cors))
         .layer(middleware::from_fn_with_state(gw.clone(), header_limit))
+        .layer(middleware::from_fn(request_ids))
         .layer(middleware::from_fn(access_log))
         .with_state(gw)
 }
@@ -94,6 +97,47 @@ async fn openapi() -> Response {
     resp
 }
 
+/// The longest client `x-request-id` kept; a longer one, or one with other than printable ASCII,
+/// is replaced by a new id.
+const MAX_CLIENT_REQUEST_ID: usize = 128;
+
+/// The client's `x-request-id` when it is usable: 1 to 128 printable ASCII characters.
+fn client_request_id(headers: &HeaderMap) -> Option<HeaderValue> {
+    let v = headers.get("x-request-id")?;
+    let b = v.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= MAX_CLIENT_REQUEST_ID
+        && b.iter().all(|c| c.is_ascii_graphic() || *c == b' ');
+    ok.then(|| v.clone())
+}
+
+/// Every response carries `x-request-id`: the client's own when valid, else the id the handler
+/// gave the request (the ledger's), else a new one. When the client's id is echoed and the
+/// request has its own ledger id, that one is sent as `x-switchyard-request-id` (the id under
+/// which `/admin/requests` knows it): a client's id need not be unique, the ledger's must be.
+async fn request_ids(req: Request, next: Next) -> Response {
+    let client = client_request_id(req.headers());
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    match client {
+        Some(id) => {
+            if let Some(own) = h.insert("x-request-id", id.clone()) {
+                if own != id {
+                    h.insert("x-switchyard-request-id", own);
+                }
+            }
+        }
+        None => {
+            if !h.contains_key("x-request-id") {
+                if let Ok(v) = HeaderValue::from_str(&new_id("req_", 24)) {
+                    h.insert("x-request-id", v);
+                }
+            }
+        }
+    }
+    resp
+}
+
 /// One log line per request, at the edge. Never logs bodies or keys.
 async fn access_log(req: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -106,7 +150,10 @@ async fn access_log(req: Request, next: Next) -> Response {
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
-    if let Some(route) = telemetry::api_route(&path) {
+    // A CORS preflight is answered by the edge, not the API: it is not an API request.
+    if let Some(route) =
+        telemetry::api_route(&path).filter(|_| method != axum::http::Method::OPTIONS)
+    {
         let stream = resp
             .headers()
             .get(header::CONTENT_TYPE)
@@ -133,12 +180,26 @@ async fn metrics() -> Response {
     resp
 }
 
+/// `GET /readyz`: 200 when every configured dependency answers (the database, and Redis when
+/// `redis` is set), else 503 naming those that do not.
 async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
-    if gw.ledger.ping().await {
-        (StatusCode::OK, "ready").into_response()
-    } else {
-        ApiError::unavailable("The database is not reachable.").into_response()
+    let (db, redis) = tokio::join!(gw.ledger.ping(), gw.limits.redis_ready());
+    let mut down = Vec::new();
+    if !db {
+        down.push("the database");
     }
+    if redis == Some(false) {
+        down.push("Redis");
+    }
+    if down.is_empty() {
+        return (StatusCode::OK, "ready").into_response();
+    }
+    let verb = if down.len() == 1 { "is" } else { "are" };
+    ApiError::unavailable(&format!(
+        "Not ready: {} {verb} not reachable.",
+        down.join(" and ")
+    ))
+    .into_response()
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

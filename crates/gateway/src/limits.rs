@@ -194,6 +194,14 @@ struct Inner {
 }
 
 impl Limits {
+    /// `None` without Redis; otherwise whether Redis answers a `PING` now (for `/readyz`).
+    pub async fn redis_ready(&self) -> Option<bool> {
+        match &self.inner.redis {
+            Some(r) => Some(r.ping().await),
+            None => None,
+        }
+    }
+
     /// In-process limits, or shared ones in Redis when `redis_url` is set. Connects lazily.
     pub fn new(redis_url: Option<&str>, failure: RedisFailure) -> Result<Limits, LimitsError> {
         Ok(match redis_url {

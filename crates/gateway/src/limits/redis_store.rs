@@ -231,6 +231,36 @@ impl RedisLimits {
         }
     }
 
+    /// Whether Redis answers a `PING` now (for `/readyz`). Unlike the limits, this tries to
+    /// connect even during the reconnect back-off, so readiness shows the present state.
+    pub(super) async fn ping(&self) -> bool {
+        let conn = match self.connection().await {
+            Some(c) => Some(c),
+            None => {
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(TIMEOUT))
+                    .set_response_timeout(Some(TIMEOUT));
+                self.client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .ok()
+            }
+        };
+        let Some(mut conn) = conn else { return false };
+        let reply: Result<String, redis::RedisError> =
+            redis::cmd("PING").query_async(&mut conn).await;
+        match reply {
+            Ok(_) => {
+                self.answered();
+                true
+            }
+            Err(e) => {
+                self.failed(&e);
+                false
+            }
+        }
+    }
+
     /// A member naming one open request, unique across instances.
     pub(super) fn new_slot(&self) -> String {
         let n = self.next_slot.fetch_add(1, Ordering::Relaxed);

@@ -7,6 +7,7 @@ mod auth_cache;
 mod billing;
 mod chat;
 mod cli;
+mod cors;
 mod errors;
 mod failover;
 mod harness;
