@@ -49,6 +49,12 @@ async fn a_preflight_from_another_origin_with_the_sdks_headers_is_allowed_withou
         assert!(header(&resp, "access-control-allow-credentials").is_empty());
         assert!(!header(&resp, "x-request-id").is_empty(), "{path}");
     }
+    // Preflights are not API requests: the request counters do not move.
+    let metrics = crate::harness::get_text(gw.url("/metrics")).await;
+    assert!(
+        !metrics.contains("switchyard_requests_total{"),
+        "a preflight was counted as a request:\n{metrics}"
+    );
 }
 
 #[tokio::test]
