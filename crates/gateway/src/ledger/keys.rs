@@ -207,6 +207,7 @@ impl Ledger {
         id: &str,
         hash: &str,
         prefix: &str,
+        last4: &str,
         new: &NewKey,
     ) -> Result<KeyRecord, LedgerError> {
         if new.credits.0.unsigned_abs() > MAX_AMOUNT.0.unsigned_abs() {
@@ -214,8 +215,8 @@ impl Ledger {
         }
         let sql = format!(
             "INSERT INTO api_keys (id, name, key_hash, key_prefix, balance_nanos, rpm, tpm, models, \
-             budget_nanos, budget_period, expires_at, metadata, created_at, max_concurrent) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {KEY_COLUMNS}"
+             budget_nanos, budget_period, expires_at, metadata, created_at, max_concurrent, key_last4) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING {KEY_COLUMNS}"
         );
         let row = sqlx::query(&sql)
             .bind(id)
@@ -232,6 +233,7 @@ impl Ledger {
             .bind(new.metadata.as_ref().map(Value::to_string))
             .bind(now_ms())
             .bind(new.max_concurrent)
+            .bind(last4)
             .fetch_one(&self.pool)
             .await?;
         Ok(key_from_row(&row)?)

@@ -118,6 +118,7 @@ pub async fn create(
         started,
     )
     .await?;
+    settlement.meter.responses_api();
     let ctx = ResponseContext::new(
         new_id("resp_", 32),
         plan.model.clone(),

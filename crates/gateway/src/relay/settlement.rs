@@ -188,6 +188,29 @@ fn entry(a: &Admission, meter: &Meter, end: EndReason, settled: &Settled) -> Usa
         hold,
         over_hold: a.hold.is_some() && cost > hold,
         note: settled.note,
+        status: Some(match meter.failure() {
+            Some((status, _)) => *status,
+            // A client gone before its answer (or its stream's first token) began is logged as
+            // 499, as nginx does; one gone mid-stream had its 200.
+            None if end == EndReason::Cancelled
+                && (!a.stream || meter.first_token_at().is_none()) =>
+            {
+                499
+            }
+            None => 200,
+        }),
+        error_text: meter.failure().map(|(_, text)| text.clone()),
+        request_type: Some(request_type(meter.is_responses_api(), a.stream).to_owned()),
+    }
+}
+
+/// The request type in the event log.
+fn request_type(responses: bool, stream: bool) -> &'static str {
+    match (responses, stream) {
+        (false, false) => "chat",
+        (false, true) => "chat.stream",
+        (true, false) => "responses",
+        (true, true) => "responses.stream",
     }
 }
 

@@ -8,6 +8,7 @@ mod billing;
 mod chat;
 mod cli;
 mod errors;
+mod events;
 mod failover;
 mod harness;
 mod holds;
