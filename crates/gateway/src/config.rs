@@ -184,6 +184,15 @@ struct RawConfig {
     routing: Option<RawRouting>,
     auto: Option<RawAuto>,
     server: Option<RawServer>,
+    event_log: Option<RawEventLog>,
+}
+
+/// `[event_log]`: the request records as JSON lines.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEventLog {
+    /// `"stdout"` or a file path (appended to).
+    path: String,
 }
 
 /// `[server]`: the limits of the client-facing listener.
@@ -545,6 +554,8 @@ pub struct Config {
     pub server: ServerLimits,
     /// Whether the in-process demo upstream must be started (the embedded default).
     pub embedded_demo: bool,
+    /// `[event_log] path`: where each settled request's JSON line goes, if anywhere.
+    pub event_log: Option<crate::event_log::EventLogTarget>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -833,6 +844,16 @@ impl Config {
             routing,
             server,
             embedded_demo: false,
+            event_log: match raw.event_log.take().map(|e| e.path) {
+                None => None,
+                Some(p) if p == "stdout" => Some(crate::event_log::EventLogTarget::Stdout),
+                Some(p) if p.trim().is_empty() => {
+                    return Err(invalid(
+                        "event_log.path is empty: expected \"stdout\" or a file path".into(),
+                    ))
+                }
+                Some(p) => Some(crate::event_log::EventLogTarget::File(PathBuf::from(p))),
+            },
         })
     }
 

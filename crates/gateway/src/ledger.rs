@@ -31,7 +31,9 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use accounts::{Account, AccountView, Accounts, Hold, HoldRefused};
 pub use changes::{ChangeFeed, KeyChange};
-pub use entries::{RequestQuery, UsageEntryRow, UsageGroup, UsageQuery};
+pub use entries::{
+    latency_bucket, masked_key, RequestQuery, UsageEntryRow, UsageGroup, UsageQuery,
+};
 pub use keys::{Budget, KeyRecord, KeyUpdate, NewKey};
 pub use periods::BudgetPeriod;
 pub use prices::{parse_usd, AmountError, AmountRule, Cost, Nanos, Prices, MAX_AMOUNT, MAX_USD};

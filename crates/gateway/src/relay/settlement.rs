@@ -54,6 +54,9 @@ pub struct Admission {
     pub rate: Option<Reservation>,
     /// The same on the serving route's own quota (its provider's `rpm`/`tpm`), once served.
     pub route_rate: Option<Reservation>,
+    /// `[event_log]`, and the key's last four characters for its masked key there.
+    pub events: Option<crate::event_log::EventLog>,
+    pub key_last4: Option<String>,
 }
 
 /// The outcome of a settlement: what was counted and what it cost.
@@ -217,6 +220,9 @@ fn request_type(responses: bool, stream: bool) -> &'static str {
 /// Everything but the ledger write: metrics, the rate limiter's correction. Returns the hold,
 /// which goes to the writer with the entry.
 fn close(a: &mut Admission, e: &UsageEntry) -> Option<Hold> {
+    if let Some(events) = &a.events {
+        events.record(e, a.key_last4.as_deref());
+    }
     telemetry::record_settled(&telemetry::SettledRequest {
         model: &a.requested_model,
         provider: e.provider.as_deref(),

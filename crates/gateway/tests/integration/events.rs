@@ -164,3 +164,76 @@ async fn a_bad_status_filter_is_a_400_naming_it() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["param"], "status");
 }
+
+/// `[event_log] path = "…"`: one JSON line per settled request, with the masked key, and never
+/// the key, the prompt or the completion.
+#[tokio::test]
+async fn the_event_log_file_gets_one_line_per_request() {
+    let path = crate::harness::temp_db().with_extension("jsonl");
+    let extra = format!(
+        "[event_log]\npath = \"{}\"\n",
+        path.display().to_string().replace('\\', "/")
+    );
+    let (gw, mock) = start_with_mock_top(&format!("admin_key = \"{ADMIN}\""), &extra).await;
+    let masked = format!("sk-sy-…{}", &gw.key[gw.key.len() - 4..]);
+    let mut ids = Vec::new();
+    let mut completions = String::new();
+    for (opts, stream) in [
+        (json!({"tokens": 8}), true),
+        (json!({"tokens": 8}), false),
+        (json!({"tokens": 20, "error_after": 2}), true),
+    ] {
+        mock.set_options(opts).unwrap();
+        let resp = gw
+            .chat(json!({"model": "m", "stream": stream, "messages": user(PROMPT)}))
+            .send()
+            .await
+            .unwrap();
+        ids.push(request_id(&resp));
+        completions.push_str(&resp.text().await.unwrap());
+    }
+    let read = || std::fs::read_to_string(&path).unwrap_or_default();
+    crate::harness::until("three lines in the event log", WAIT, || {
+        read().lines().count() >= 3
+    })
+    .await;
+    let text = read();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let logged: Vec<&str> = lines
+        .iter()
+        .map(|l| l["request_id"].as_str().unwrap())
+        .collect();
+    for id in &ids {
+        assert_eq!(
+            logged.iter().filter(|l| *l == id).count(),
+            1,
+            "{id}: {text}"
+        );
+    }
+    for l in &lines {
+        assert_eq!(l["masked_key"], masked.as_str());
+        assert!(l["latency_bucket"].as_str().is_some());
+        assert!(l["cost"].as_str().is_some());
+    }
+    let failed = lines.iter().find(|l| l["request_id"] == ids[2]).unwrap();
+    assert_eq!(failed["end_reason"], "error");
+    assert!(failed["error_text"]
+        .as_str()
+        .unwrap()
+        .contains("mock upstream error"));
+    let plain = lines.iter().find(|l| l["request_id"] == ids[1]).unwrap();
+    assert_eq!(plain["request_type"], "chat");
+    assert_eq!(plain["status"], 200);
+    assert!(!text.contains(&gw.key));
+    assert!(!text.contains("nightingale"));
+    // The mock's answer ("the quick brown fox jumps over …") never reaches the log.
+    assert!(completions.contains("quick brown"));
+    assert!(
+        !text.contains("quick brown") && !text.contains("jumps over"),
+        "{text}"
+    );
+}
