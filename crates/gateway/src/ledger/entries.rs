@@ -259,3 +259,36 @@ impl Ledger {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_buckets_have_closed_lower_bounds() {
+        let b: Vec<_> = [0, 999, 1_000, 4_999, 5_000, 29_999, 30_000]
+            .into_iter()
+            .map(latency_bucket)
+            .collect();
+        assert_eq!(b, ["<1s", "<1s", "1-5s", "1-5s", "5-30s", "5-30s", ">30s"]);
+    }
+
+    #[test]
+    fn a_masked_key_shows_four_characters_at_most() {
+        assert_eq!(masked_key(Some("a1b2")), "sk-sy-…a1b2");
+        assert_eq!(masked_key(None), "sk-sy-…????");
+        assert_eq!(masked_key(Some("a-longer-text")), "sk-sy-…????");
+    }
+
+    #[test]
+    fn error_text_is_masked_and_bounded() {
+        let long = format!(
+            "upstream said sk-abcdefghijklmnopqrstuvwxyz012345 {}",
+            "é".repeat(900)
+        );
+        let t = crate::ledger::error_text(&long);
+        assert!(!t.contains("sk-abcdefghijklmnopqrstuvwxyz012345"), "{t}");
+        assert!(t.chars().count() <= crate::ledger::ERROR_TEXT_MAX + 1);
+        assert!(t.ends_with('…'));
+    }
+}
