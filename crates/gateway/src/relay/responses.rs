@@ -141,11 +141,12 @@ pub async fn create(
                 }),
                 Some(Err(e)) => Err(e),
                 None => {
-                    attempts::fail_settled(&mut settlement).await;
-                    Err(RelayError::UpstreamFailed(
+                    let e = RelayError::UpstreamFailed(
                         "the upstream's answer is not a chat completion".into(),
-                    )
-                    .into())
+                    );
+                    settlement.meter.failed(e.status(), &e.to_string());
+                    attempts::fail_settled(&mut settlement).await;
+                    Err(e.into())
                 }
             }
         }
