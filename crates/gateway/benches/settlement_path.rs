@@ -463,6 +463,9 @@ fn entry(run: &str, i: usize, key_id: &str) -> UsageEntry {
         over_hold: false,
         note: None,
         upstream_status: None,
+        status: None,
+        error_text: None,
+        request_type: None,
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod listener;
 
+use crate::event_log::EventLog;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -30,6 +31,8 @@ pub enum StartError {
     Demo(std::io::Error),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error("cannot open the event log: {0}")]
+    EventLog(std::io::Error),
 }
 
 /// Everything a request needs, shared by all of them.
@@ -46,6 +49,8 @@ pub struct Gateway {
     /// Cancelled when the shutdown grace is over: every stream still open ends with an error
     /// event and is settled.
     pub end_streams: CancellationToken,
+    /// `[event_log]`: each settled request as a JSON line.
+    pub events: Option<EventLog>,
     /// Keeps the in-process demo upstream alive for the embedded default.
     _demo: Option<MockUpstream>,
     /// Key changes made by other instances and the CLI, on PostgreSQL (`ledger::changes`).
@@ -119,7 +124,12 @@ impl Gateway {
             });
         let auth = Authenticator::load(ledger.clone()).await?;
         let changes = ledger.follow_changes(&config.database)?;
+        let events = match &config.event_log {
+            Some(target) => Some(EventLog::open(target).map_err(StartError::EventLog)?),
+            None => None,
+        };
         let gw = Gateway {
+            events,
             auth,
             ledger,
             routing: Routing::new(&config),

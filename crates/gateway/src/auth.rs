@@ -53,7 +53,7 @@ pub async fn create_key(ledger: &Ledger, new: &NewKey) -> Result<(KeyRecord, Str
     let id = new_id("key_", 16);
     let prefix = format!("{}…", &key[..KEY_PREFIX.len() + 4]);
     let record = ledger
-        .insert_key(&id, &hash_key(&key), &prefix, new)
+        .insert_key(&id, &hash_key(&key), &prefix, &key[key.len() - 4..], new)
         .await?;
     Ok((record, key))
 }

@@ -185,6 +185,7 @@ struct RawConfig {
     auto: Option<RawAuto>,
     server: Option<RawServer>,
     cors: Option<RawCors>,
+    event_log: Option<RawEventLog>,
 }
 
 /// `[cors]`: which web origins may call the gateway from a browser.
@@ -193,6 +194,14 @@ struct RawConfig {
 struct RawCors {
     allowed_origins: Option<Vec<String>>,
     admin_origins: Option<Vec<String>>,
+}
+
+/// `[event_log]`: the request records as JSON lines.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEventLog {
+    /// `"stdout"` or a file path (appended to).
+    path: String,
 }
 
 /// `[server]`: the limits of the client-facing listener.
@@ -601,6 +610,8 @@ pub struct Config {
     pub cors: CorsConfig,
     /// Whether the in-process demo upstream must be started (the embedded default).
     pub embedded_demo: bool,
+    /// `[event_log] path`: where each settled request's JSON line goes, if anywhere.
+    pub event_log: Option<crate::event_log::EventLogTarget>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -891,6 +902,16 @@ impl Config {
             server,
             cors,
             embedded_demo: false,
+            event_log: match raw.event_log.take().map(|e| e.path) {
+                None => None,
+                Some(p) if p == "stdout" => Some(crate::event_log::EventLogTarget::Stdout),
+                Some(p) if p.trim().is_empty() => {
+                    return Err(invalid(
+                        "event_log.path is empty: expected \"stdout\" or a file path".into(),
+                    ))
+                }
+                Some(p) => Some(crate::event_log::EventLogTarget::File(PathBuf::from(p))),
+            },
         })
     }
 

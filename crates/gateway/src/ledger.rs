@@ -31,7 +31,9 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use accounts::{Account, AccountView, Accounts, Hold, HoldRefused};
 pub use changes::{ChangeFeed, KeyChange};
-pub use entries::{RequestQuery, UsageEntryRow, UsageGroup, UsageQuery};
+pub use entries::{
+    latency_bucket, masked_key, RequestQuery, UsageEntryRow, UsageGroup, UsageQuery,
+};
 pub use keys::{Budget, KeyRecord, KeyUpdate, NewKey};
 pub use periods::BudgetPeriod;
 pub use prices::{parse_usd, AmountError, AmountRule, Cost, Nanos, Prices, MAX_AMOUNT, MAX_USD};
@@ -240,6 +242,28 @@ pub struct UsageEntry {
     /// it failed or refused), for operators; `None` without an answer (connection, timeout).
     #[serde(default)]
     pub upstream_status: Option<u16>,
+    /// The HTTP status its client got (200 once a stream began, whatever came after).
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// The error's own text when it failed (the upstream's or the gateway's), secrets masked and
+    /// at most `ERROR_TEXT_MAX` characters.
+    #[serde(default)]
+    pub error_text: Option<String>,
+    /// `chat`, `chat.stream`, `responses` or `responses.stream`.
+    #[serde(default)]
+    pub request_type: Option<String>,
+}
+
+/// The most characters of an error's text an entry keeps.
+pub const ERROR_TEXT_MAX: usize = 500;
+
+/// `text` with its secrets masked, cut to `ERROR_TEXT_MAX` characters.
+pub fn error_text(text: &str) -> String {
+    let masked = crate::redact::mask(text);
+    match masked.char_indices().nth(ERROR_TEXT_MAX) {
+        Some((i, _)) => format!("{}…", &masked[..i]),
+        None => masked.into_owned(),
+    }
 }
 
 /// How usage is grouped in a report.

@@ -7,6 +7,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod event_log;
 pub mod http;
 pub mod ledger;
 pub mod limits;

@@ -63,6 +63,26 @@ pub enum RelayError {
     NoHealthyUpstream { retry_after: Option<Duration> },
 }
 
+impl RelayError {
+    /// The HTTP status its client gets (the same as `http::errors` answers with), for the
+    /// request log.
+    pub fn status(&self) -> u16 {
+        match self {
+            RelayError::BadRequest(_) => 400,
+            RelayError::UnknownModel(_) => 404,
+            RelayError::ModelNotAllowed(_) => 403,
+            RelayError::InsufficientBalance | RelayError::BudgetExceeded(_) => 402,
+            RelayError::UpstreamRejected(r) => r.status,
+            RelayError::UpstreamRateLimited { .. } | RelayError::RateLimited(_) => 429,
+            RelayError::LedgerUnavailable
+            | RelayError::LimitsUnavailable
+            | RelayError::NoHealthyUpstream { .. } => 503,
+            RelayError::UpstreamTimeout => 504,
+            RelayError::UpstreamFailed(_) => 502,
+        }
+    }
+}
+
 /// An upstream's refusal of the request itself, passed on to the client.
 #[derive(Debug)]
 pub struct Rejected {
@@ -118,10 +138,12 @@ pub async fn chat(
             Some(Ok(body)) => Ok(ChatReply::Json { body, served }),
             Some(Err(e)) => Err(e),
             None => {
-                attempts::fail_settled(&mut settlement).await;
-                Err(RelayError::UpstreamFailed(
+                let e = RelayError::UpstreamFailed(
                     "the upstream's answer is not a chat completion".into(),
-                ))
+                );
+                settlement.meter.failed(e.status(), &e.to_string());
+                attempts::fail_settled(&mut settlement).await;
+                Err(e)
             }
         },
         Opened::Stream { upstream, served } => {

@@ -323,9 +323,10 @@ async fn usage(
     reply(result, StatusCode::OK)
 }
 
-/// `GET /admin/requests?since=…&until=…&key=…&model=…&end_reason=…&limit=…`: the request log,
-/// newest first. Each entry is what the ledger keeps (models, provider, attempts, tokens, cost, end
-/// reason, timings); never a prompt or a completion.
+/// `GET /admin/requests?since=…&until=…&key=…&model=…&end_reason=…&status=…&type=…&limit=…`:
+/// the operator's event log, newest first. Each entry is what the ledger keeps (masked key, models,
+/// provider, attempts, status, end reason, the error's text, tokens, cost, timings and latency
+/// bucket); never a prompt or a completion.
 async fn requests(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
@@ -353,6 +354,19 @@ async fn requests(
             key_id: params.get("key").map(str::to_owned),
             model: params.get("model").map(str::to_owned),
             end_reason: params.get("end_reason").map(str::to_owned),
+            status: match params.get("status") {
+                None => None,
+                Some(v) => match v.parse::<i64>() {
+                    Ok(n) if (100..=599).contains(&n) => Some(n),
+                    _ => {
+                        return Err(bad(
+                            "status",
+                            format!("status={v}: expected an HTTP status from 100 to 599."),
+                        ))
+                    }
+                },
+            },
+            request_type: params.get("type").map(str::to_owned),
             limit,
         };
         let rows = gw.ledger.requests(&query).await.map_err(ledger_error)?;

@@ -40,6 +40,34 @@ pub struct UsageEntryRow {
     /// The status of the last upstream answer (200 when served, the provider's error status when
     /// it failed or refused the request); null without one (connection error, timeout).
     pub upstream_status: Option<i64>,
+    /// The HTTP status the client got (200 for a stream that failed after it began; 499 for a
+    /// client gone before its answer); null for entries older than the event log.
+    pub status: Option<i64>,
+    /// The error's own text when the request failed (masked, at most 500 characters).
+    pub error_text: Option<String>,
+    /// `chat`, `chat.stream`, `responses` or `responses.stream`; null for older entries.
+    pub request_type: Option<String>,
+    /// The key as `sk-sy-…a1b2` (its last four characters; `…????` for keys made before they
+    /// were kept). Never the key itself.
+    pub masked_key: String,
+    /// `<1s`, `1-5s`, `5-30s` or `>30s`, from `duration_ms`.
+    pub latency_bucket: &'static str,
+}
+
+/// The bucket of a request's duration in the event log.
+pub fn latency_bucket(duration_ms: i64) -> &'static str {
+    match duration_ms {
+        ..1_000 => "<1s",
+        1_000..5_000 => "1-5s",
+        5_000..30_000 => "5-30s",
+        _ => ">30s",
+    }
+}
+
+/// A key shown in the event log: the key prefix, `…` and its last four characters.
+pub fn masked_key(last4: Option<&str>) -> String {
+    let last4 = last4.filter(|l| l.chars().count() == 4).unwrap_or("????");
+    format!("{}…{last4}", crate::auth::KEY_PREFIX)
 }
 
 /// One row of a usage report.
@@ -73,6 +101,10 @@ pub struct RequestQuery {
     pub key_id: Option<String>,
     pub model: Option<String>,
     pub end_reason: Option<String>,
+    /// One HTTP status the client got.
+    pub status: Option<i64>,
+    /// One request type (`chat.stream`, …).
+    pub request_type: Option<String>,
     pub limit: i64,
 }
 
@@ -83,7 +115,8 @@ fn as_usd<S: serde::Serializer>(n: &Nanos, s: S) -> Result<S::Ok, S::Error> {
 const ENTRY_COLUMNS: &str = "request_id, key_id, requested_model, served_model, provider, \
      attempts, prompt_tokens, completion_tokens, reasoning_tokens, cached_tokens, token_source, \
      cost_nanos, end_reason, ttft_ms, duration_ms, stream, started_at, finished_at, hold_nanos, \
-     over_hold, billing_note, upstream_status";
+     over_hold, billing_note, upstream_status, status, error_text, request_type, \
+     (SELECT key_last4 FROM api_keys WHERE api_keys.id = usage_entries.key_id) AS key_last4";
 
 fn entry_from_row(r: &sqlx::any::AnyRow) -> Result<UsageEntryRow, sqlx::Error> {
     Ok(UsageEntryRow {
@@ -109,6 +142,11 @@ fn entry_from_row(r: &sqlx::any::AnyRow) -> Result<UsageEntryRow, sqlx::Error> {
         over_hold: r.try_get::<i64, _>("over_hold")? != 0,
         billing_note: r.try_get("billing_note")?,
         upstream_status: r.try_get("upstream_status")?,
+        status: r.try_get("status")?,
+        error_text: r.try_get("error_text")?,
+        request_type: r.try_get("request_type")?,
+        masked_key: masked_key(r.try_get::<Option<String>, _>("key_last4")?.as_deref()),
+        latency_bucket: latency_bucket(r.try_get("duration_ms")?),
     })
 }
 
@@ -146,12 +184,17 @@ impl Ledger {
         let sql = format!(
             "SELECT {ENTRY_COLUMNS} FROM usage_entries WHERE created_at >= $1 AND created_at < $2 \
              AND ($3 = '' OR key_id = $4) AND ($5 = '' OR requested_model = $6) \
-             AND ($7 = '' OR end_reason = $8) ORDER BY created_at DESC, request_id LIMIT $9"
+             AND ($7 = '' OR end_reason = $8) AND ($9 < 0 OR status = $10) \
+             AND ($11 = '' OR request_type = $12) ORDER BY created_at DESC, request_id LIMIT $13"
         );
         let (key, model, end) = (
             q.key_id.as_deref().unwrap_or(""),
             q.model.as_deref().unwrap_or(""),
             q.end_reason.as_deref().unwrap_or(""),
+        );
+        let (status, kind) = (
+            q.status.unwrap_or(-1),
+            q.request_type.as_deref().unwrap_or(""),
         );
         let rows = sqlx::query(&sql)
             .bind(q.since_ms)
@@ -162,6 +205,10 @@ impl Ledger {
             .bind(model)
             .bind(end)
             .bind(end)
+            .bind(status)
+            .bind(status)
+            .bind(kind)
+            .bind(kind)
             .bind(q.limit)
             .fetch_all(&self.pool)
             .await?;
@@ -210,5 +257,38 @@ impl Ledger {
             });
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_buckets_have_closed_lower_bounds() {
+        let b: Vec<_> = [0, 999, 1_000, 4_999, 5_000, 29_999, 30_000]
+            .into_iter()
+            .map(latency_bucket)
+            .collect();
+        assert_eq!(b, ["<1s", "<1s", "1-5s", "1-5s", "5-30s", "5-30s", ">30s"]);
+    }
+
+    #[test]
+    fn a_masked_key_shows_four_characters_at_most() {
+        assert_eq!(masked_key(Some("a1b2")), "sk-sy-…a1b2");
+        assert_eq!(masked_key(None), "sk-sy-…????");
+        assert_eq!(masked_key(Some("a-longer-text")), "sk-sy-…????");
+    }
+
+    #[test]
+    fn error_text_is_masked_and_bounded() {
+        let long = format!(
+            "upstream said sk-abcdefghijklmnopqrstuvwxyz012345 {}",
+            "é".repeat(900)
+        );
+        let t = crate::ledger::error_text(&long);
+        assert!(!t.contains("sk-abcdefghijklmnopqrstuvwxyz012345"), "{t}");
+        assert!(t.chars().count() <= crate::ledger::ERROR_TEXT_MAX + 1);
+        assert!(t.ends_with('…'));
     }
 }

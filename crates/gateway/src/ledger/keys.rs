@@ -46,6 +46,9 @@ pub struct KeyRecord {
     /// The sum of the key's open holds in the database, whichever instance took them
     /// (`instances = "shared"`; always 0 otherwise, when holds live in each process).
     pub shared_reserved: Nanos,
+    /// The key's last four characters, for the event log's masked key; `None` for keys made
+    /// before they were kept.
+    pub last4: Option<String>,
 }
 
 impl KeyRecord {
@@ -145,7 +148,7 @@ pub struct KeyUpdate {
 pub(super) const KEY_COLUMNS: &str =
     "id, name, key_prefix, balance_nanos, spent_nanos, rpm, tpm, models, \
      budget_nanos, budget_period, expires_at, metadata, period_start, period_spent_nanos, version, \
-     created_at, revoked_at, max_concurrent, reserved_nanos";
+     created_at, revoked_at, max_concurrent, reserved_nanos, key_last4";
 
 pub(super) fn key_from_row(row: &sqlx::any::AnyRow) -> Result<KeyRecord, sqlx::Error> {
     let models: Option<String> = row.try_get("models")?;
@@ -182,6 +185,7 @@ pub(super) fn key_from_row(row: &sqlx::any::AnyRow) -> Result<KeyRecord, sqlx::E
         version: row.try_get("version")?,
         created_at: row.try_get("created_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        last4: row.try_get("key_last4")?,
     })
 }
 
@@ -207,6 +211,7 @@ impl Ledger {
         id: &str,
         hash: &str,
         prefix: &str,
+        last4: &str,
         new: &NewKey,
     ) -> Result<KeyRecord, LedgerError> {
         if new.credits.0.unsigned_abs() > MAX_AMOUNT.0.unsigned_abs() {
@@ -214,8 +219,8 @@ impl Ledger {
         }
         let sql = format!(
             "INSERT INTO api_keys (id, name, key_hash, key_prefix, balance_nanos, rpm, tpm, models, \
-             budget_nanos, budget_period, expires_at, metadata, created_at, max_concurrent) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING {KEY_COLUMNS}"
+             budget_nanos, budget_period, expires_at, metadata, created_at, max_concurrent, key_last4) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING {KEY_COLUMNS}"
         );
         let row = sqlx::query(&sql)
             .bind(id)
@@ -232,6 +237,7 @@ impl Ledger {
             .bind(new.metadata.as_ref().map(Value::to_string))
             .bind(now_ms())
             .bind(new.max_concurrent)
+            .bind(last4)
             .fetch_one(&self.pool)
             .await?;
         Ok(key_from_row(&row)?)

@@ -84,8 +84,8 @@ pub(super) struct WriterTask {
 const COLUMNS: &str = "request_id, key_id, requested_model, served_model, provider, \
      attempts, prompt_tokens, completion_tokens, reasoning_tokens, cached_tokens, token_source, \
      cost_nanos, end_reason, ttft_ms, duration_ms, stream, started_at, finished_at, created_at, \
-     hold_nanos, over_hold, billing_note, upstream_status";
-const COLUMN_COUNT: usize = 23;
+     hold_nanos, over_hold, billing_note, upstream_status, status, error_text, request_type";
+const COLUMN_COUNT: usize = 26;
 
 impl WriterTask {
     pub async fn run(self, mut rx: mpsc::Receiver<Msg>) {
@@ -287,7 +287,10 @@ pub(super) async fn write_batch(
                 .bind(e.hold.0)
                 .bind(i64::from(e.over_hold))
                 .bind(e.note.map(super::BillingNote::as_str))
-                .bind(e.upstream_status.map(i64::from));
+                .bind(e.upstream_status.map(i64::from))
+                .bind(e.status.map(i64::from))
+                .bind(&e.error_text)
+                .bind(&e.request_type);
         }
         for row in q.fetch_all(&mut *tx).await? {
             inserted.insert(row.try_get::<String, _>(0)?);

@@ -170,6 +170,8 @@ pub async fn admit(
         hold: Some(hold),
         rate,
         route_rate: None,
+        events: gw.events.clone(),
+        key_last4: caller.last4.clone(),
     });
     settlement.rate = quota;
     if let (Some(journal), Some(record)) = (gw.ledger.journal(), record) {

@@ -89,6 +89,9 @@ pub async fn open(
     started: Instant,
 ) -> Result<Opened, RelayError> {
     let result = open_inner(gw, model, req, settlement, started).await;
+    if let Err(e) = &result {
+        settlement.meter.failed(e.status(), &e.to_string());
+    }
     match &result {
         Err(RelayError::UpstreamTimeout) => {
             settle_unserved(settlement, EndReason::UpstreamTimeout).await

@@ -208,6 +208,8 @@ impl ChatStream {
             _ => ("upstream_error", 502),
         };
         let end = failure.end_reason();
+        // The stream had begun: its client got 200, then this error.
+        self.settlement.meter.failed(200, &message);
         if failure.is_route_fault() {
             upstream_pump::report_mid_stream(self.health.as_ref(), failure, &message);
         }

@@ -33,6 +33,10 @@ pub struct Meter {
     accepted: Arc<AtomicBool>,
     /// The status of the last upstream answer, for the request log.
     upstream_status: Option<u16>,
+    /// The HTTP status the client got and the error's text, once the request failed.
+    failure: Option<(u16, String)>,
+    /// `responses` for the Responses API; `chat` otherwise.
+    responses_api: bool,
 }
 
 impl Meter {
@@ -187,6 +191,27 @@ impl Meter {
     /// Notes the status of the latest upstream answer (`None`: the attempt got no answer).
     pub fn upstream_answered(&mut self, status: Option<u16>) {
         self.upstream_status = status;
+    }
+
+    /// The request failed: `status` is what its client got (200 once a stream had begun),
+    /// `message` the error's own text (masked and bounded in the entry). The first failure stays.
+    pub fn failed(&mut self, status: u16, message: &str) {
+        if self.failure.is_none() {
+            self.failure = Some((status, crate::ledger::error_text(message)));
+        }
+    }
+
+    pub fn failure(&self) -> Option<&(u16, String)> {
+        self.failure.as_ref()
+    }
+
+    /// The request came through the Responses API.
+    pub fn responses_api(&mut self) {
+        self.responses_api = true;
+    }
+
+    pub fn is_responses_api(&self) -> bool {
+        self.responses_api
     }
 
     pub fn upstream_status(&self) -> Option<u16> {

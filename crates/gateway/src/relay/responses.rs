@@ -118,6 +118,7 @@ pub async fn create(
         started,
     )
     .await?;
+    settlement.meter.responses_api();
     let ctx = ResponseContext::new(
         new_id("resp_", 32),
         plan.model.clone(),
@@ -140,11 +141,12 @@ pub async fn create(
                 }),
                 Some(Err(e)) => Err(e),
                 None => {
-                    attempts::fail_settled(&mut settlement).await;
-                    Err(RelayError::UpstreamFailed(
+                    let e = RelayError::UpstreamFailed(
                         "the upstream's answer is not a chat completion".into(),
-                    )
-                    .into())
+                    );
+                    settlement.meter.failed(e.status(), &e.to_string());
+                    attempts::fail_settled(&mut settlement).await;
+                    Err(e.into())
                 }
             }
         }

@@ -54,6 +54,9 @@ pub struct Admission {
     pub rate: Option<Reservation>,
     /// The same on the serving route's own quota (its provider's `rpm`/`tpm`), once served.
     pub route_rate: Option<Reservation>,
+    /// `[event_log]`, and the key's last four characters for its masked key there.
+    pub events: Option<crate::event_log::EventLog>,
+    pub key_last4: Option<String>,
 }
 
 /// The outcome of a settlement: what was counted and what it cost.
@@ -188,12 +191,38 @@ fn entry(a: &Admission, meter: &Meter, end: EndReason, settled: &Settled) -> Usa
         hold,
         over_hold: a.hold.is_some() && cost > hold,
         note: settled.note,
+        status: Some(match meter.failure() {
+            Some((status, _)) => *status,
+            // A client gone before its answer (or its stream's first token) began is logged as
+            // 499, as nginx does; one gone mid-stream had its 200.
+            None if end == EndReason::Cancelled
+                && (!a.stream || meter.first_token_at().is_none()) =>
+            {
+                499
+            }
+            None => 200,
+        }),
+        error_text: meter.failure().map(|(_, text)| text.clone()),
+        request_type: Some(request_type(meter.is_responses_api(), a.stream).to_owned()),
+    }
+}
+
+/// The request type in the event log.
+fn request_type(responses: bool, stream: bool) -> &'static str {
+    match (responses, stream) {
+        (false, false) => "chat",
+        (false, true) => "chat.stream",
+        (true, false) => "responses",
+        (true, true) => "responses.stream",
     }
 }
 
 /// Everything but the ledger write: metrics, the rate limiter's correction. Returns the hold,
 /// which goes to the writer with the entry.
 fn close(a: &mut Admission, e: &UsageEntry) -> Option<Hold> {
+    if let Some(events) = &a.events {
+        events.record(e, a.key_last4.as_deref());
+    }
     telemetry::record_settled(&telemetry::SettledRequest {
         model: &a.requested_model,
         provider: e.provider.as_deref(),

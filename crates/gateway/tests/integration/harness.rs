@@ -257,6 +257,8 @@ pub async fn books(
             key_id: Some(key_id.to_owned()),
             model: None,
             end_reason: None,
+            status: None,
+            request_type: None,
             limit: 1_000_000,
         })
         .await

@@ -177,6 +177,9 @@ fn entry(request_id: &str, key_id: &str, model: &str, cost: i64, at: i64) -> Usa
         over_hold: false,
         note: None,
         upstream_status: None,
+        status: None,
+        error_text: None,
+        request_type: None,
     }
 }
 

@@ -494,6 +494,8 @@ output_price = "10.00"
             key_id: None,
             model: None,
             end_reason: None,
+            status: None,
+            request_type: None,
             limit: 100,
         })
         .await

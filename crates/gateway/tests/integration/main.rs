@@ -9,6 +9,7 @@ mod chat;
 mod cli;
 mod cors;
 mod errors;
+mod events;
 mod failover;
 mod harness;
 mod holds;

@@ -498,6 +498,9 @@ fn entry(i: usize, key: &str, cost: i64, end: EndReason) -> UsageEntry {
         over_hold: false,
         note: None,
         upstream_status: None,
+        status: None,
+        error_text: None,
+        request_type: None,
     }
 }
 

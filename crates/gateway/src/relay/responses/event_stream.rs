@@ -184,6 +184,7 @@ impl ResponseStream {
             "server_error"
         };
         let end = failure.end_reason();
+        self.settlement.meter.failed(200, &message);
         if failure.is_route_fault() {
             upstream_pump::report_mid_stream(Some(&self.health), failure, &message);
         }
