@@ -90,14 +90,14 @@ fn digest(token: &str) -> Hash {
 }
 
 /// A key as found, unless it is revoked or has expired.
-fn live(caller: &Caller) -> Result<Caller, AuthError> {
+fn live(caller: Caller) -> Result<Caller, AuthError> {
     if caller.revoked_at.is_some() {
         return Err(AuthError::Invalid);
     }
     if caller.is_expired(now_ms()) {
         return Err(AuthError::Expired);
     }
-    Ok(caller.clone())
+    Ok(caller)
 }
 
 /// The keys this process knows, by hash and by id.
@@ -285,7 +285,7 @@ impl Shared {
                     .cloned()
                     .ok_or(AuthError::Invalid)?;
                 drop(known);
-                live(&caller)
+                live(caller)
             }
             None => {
                 let mut set = unknown();
@@ -308,7 +308,7 @@ impl Shared {
         };
         let held = self.read().by_hash.get(&hash).cloned();
         match (held, outcome) {
-            (Some(caller), _) => live(&caller),
+            (Some(caller), _) => live(caller),
             (None, Err(e)) => Err(AuthError::Ledger(LedgerError::Unavailable(e))),
             (None, Ok(())) => Err(AuthError::Invalid),
         }
@@ -347,7 +347,7 @@ impl Authenticator {
         let hash = digest(token);
         let held = self.shared.read().by_hash.get(&hash).cloned();
         match held {
-            Some(caller) => live(&caller),
+            Some(caller) => live(caller),
             None => self.shared.look_up(hash).await,
         }
     }

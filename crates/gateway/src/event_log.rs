@@ -74,32 +74,58 @@ impl EventLog {
     }
 }
 
+/// One request's line, borrowed from its entry (keys in alphabetical order, as before).
+#[derive(serde::Serialize)]
+struct Line<'a> {
+    attempts: u32,
+    cached_tokens: u64,
+    completion_tokens: u64,
+    cost: String,
+    duration_ms: i64,
+    end_reason: &'a str,
+    error_text: Option<&'a str>,
+    key_id: &'a str,
+    latency_bucket: &'static str,
+    masked_key: String,
+    model: &'a str,
+    prompt_tokens: u64,
+    provider: Option<&'a str>,
+    reasoning_tokens: u64,
+    request_id: &'a str,
+    request_type: Option<&'a str>,
+    served_model: Option<&'a str>,
+    status: Option<u16>,
+    ts: i64,
+    ttft_ms: Option<i64>,
+    upstream_status: Option<u16>,
+}
+
 /// One request's line.
 fn line(e: &UsageEntry, last4: Option<&str>) -> String {
-    serde_json::json!({
-        "ts": e.finished_at,
-        "request_id": e.request_id,
-        "key_id": e.key_id,
-        "masked_key": masked_key(last4),
-        "model": e.requested_model,
-        "served_model": e.served_model,
-        "provider": e.provider,
-        "attempts": e.attempts,
-        "status": e.status,
-        "upstream_status": e.upstream_status,
-        "end_reason": e.end_reason.as_str(),
-        "error_text": e.error_text,
-        "latency_bucket": latency_bucket(e.duration_ms),
-        "duration_ms": e.duration_ms,
-        "ttft_ms": e.ttft_ms,
-        "request_type": e.request_type,
-        "prompt_tokens": e.prompt_tokens,
-        "completion_tokens": e.completion_tokens,
-        "reasoning_tokens": e.reasoning_tokens,
-        "cached_tokens": e.cached_tokens,
-        "cost": e.cost.to_string(),
-    })
-    .to_string()
+    let line = Line {
+        attempts: e.attempts,
+        cached_tokens: e.cached_tokens,
+        completion_tokens: e.completion_tokens,
+        cost: e.cost.to_string(),
+        duration_ms: e.duration_ms,
+        end_reason: e.end_reason.as_str(),
+        error_text: e.error_text.as_deref(),
+        key_id: &e.key_id,
+        latency_bucket: latency_bucket(e.duration_ms),
+        masked_key: masked_key(last4),
+        model: &e.requested_model,
+        prompt_tokens: e.prompt_tokens,
+        provider: e.provider.as_deref(),
+        reasoning_tokens: e.reasoning_tokens,
+        request_id: &e.request_id,
+        request_type: e.request_type.as_deref(),
+        served_model: e.served_model.as_deref(),
+        status: e.status,
+        ts: e.finished_at,
+        ttft_ms: e.ttft_ms,
+        upstream_status: e.upstream_status,
+    };
+    serde_json::to_string(&line).unwrap_or_default()
 }
 
 fn write_lines(rx: Receiver<String>, mut out: Box<dyn Write + Send>) {

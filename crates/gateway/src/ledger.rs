@@ -612,28 +612,15 @@ impl Ledger {
                 let Some(key) = key else {
                     return Err(HoldError::NoSuchKey);
                 };
-                let reserved = self.shared_reserved(key_id).await.unwrap_or(Nanos::ZERO);
+                // The row carries the sum of every instance's holds (`reserved_nanos`).
                 match key.budget {
-                    Some(b) if key.balance.0.saturating_sub(reserved.0) >= amount.0 => {
+                    Some(b) if key.balance.0.saturating_sub(key.shared_reserved.0) >= amount.0 => {
                         Err(HoldError::Budget(b.period))
                     }
                     _ => Err(HoldError::Balance),
                 }
             }
         }
-    }
-
-    /// The sum of the open shared holds on `key_id`, whichever instance took them.
-    async fn shared_reserved(&self, key_id: &str) -> Result<Nanos, LedgerError> {
-        use sqlx::Row;
-        let row = sqlx::query("SELECT reserved_nanos FROM api_keys WHERE id = $1")
-            .bind(key_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(Nanos(match row {
-            Some(r) => r.try_get::<i64, _>(0)?,
-            None => 0,
-        }))
     }
 
     /// Whether holds are shared between instances through the database.
@@ -648,7 +635,7 @@ impl Ledger {
             .await?
             .ok_or_else(|| LedgerError::NoSuchKey(key_id.to_owned()))?;
         if self.shared.is_some() {
-            let reserved = self.shared_reserved(key_id).await?;
+            let reserved = key.shared_reserved;
             return Ok(AccountView { key, reserved });
         }
         match self.accounts.get(key_id) {

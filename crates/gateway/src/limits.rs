@@ -347,7 +347,7 @@ impl Limits {
 impl Reservation {
     /// Corrects the token reservation to the `used` tokens (prompt plus completion) and releases
     /// the open slot. With Redis this is sent in the background.
-    pub fn settle(mut self, _key_id: &str, used: u64) {
+    pub fn settle(mut self, used: u64) {
         let delta = self
             .tpm
             .map_or(0, |tpm| signed_interval(used, self.reserved, tpm));

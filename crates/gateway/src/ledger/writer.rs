@@ -328,33 +328,17 @@ pub(super) async fn write_batch(
     for key in release_only {
         debits.insert((key, day, month), 0);
     }
+    let debit_sql = debit_sql();
     let mut keys: Vec<KeyRecord> = Vec::with_capacity(debits.len());
     for ((key_id, day, month), amount) in debits {
         let release = released.remove(&key_id).unwrap_or(0);
         // The period is the key's budget period (days without a budget); a settlement in a new
         // period starts its spend afresh, one from an older period leaves it alone.
-        let p = |a: usize, b: usize| {
-            format!("(CASE WHEN budget_period = 'month' THEN ${a} ELSE ${b} END)")
-        };
         // Checked arithmetic in SQL: the debit is at most DEBIT_BOUND, and the balance stops at
         // -DEBIT_BOUND and the spends at DEBIT_BOUND instead of overflowing (PostgreSQL would fail
         // the batch for ever; SQLite would store a REAL and the key would stop working).
         let amount = amount.clamp(0, DEBIT_BOUND);
-        let sql = format!(
-            "UPDATE api_keys SET \
-             balance_nanos = CASE WHEN balance_nanos < $1 - {b} THEN -{b} ELSE balance_nanos - $1 END, \
-             spent_nanos = CASE WHEN spent_nanos > {b} - $1 THEN {b} ELSE spent_nanos + $1 END, \
-             period_spent_nanos = CASE WHEN period_start = {p1} THEN \
-                 (CASE WHEN period_spent_nanos > {b} - $1 THEN {b} ELSE period_spent_nanos + $1 END) \
-             WHEN period_start > {p1} THEN period_spent_nanos ELSE $1 END, \
-             period_start = CASE WHEN period_start > {p1} THEN period_start ELSE {p1} END, \
-             reserved_nanos = CASE WHEN reserved_nanos < $5 THEN 0 ELSE reserved_nanos - $5 END, \
-             version = version + 1 WHERE id = $4 RETURNING {cols}",
-            p1 = p(2, 3),
-            b = DEBIT_BOUND,
-            cols = super::keys::KEY_COLUMNS
-        );
-        let row = sqlx::query(&sql)
+        let row = sqlx::query(debit_sql)
             .bind(amount)
             .bind(month)
             .bind(day)
@@ -401,6 +385,30 @@ fn insert_sql(rows: usize) -> String {
     }
     sql.push_str(" ON CONFLICT (request_id) DO NOTHING RETURNING request_id");
     sql
+}
+
+/// The debit of one key in a batch ($1 amount, $2/$3 the month/day period start, $4 key id, $5 the
+/// shared holds released), built once per process. The period is the key's budget period (days
+/// without a budget); a settlement in a new period starts its spend afresh, one from an older
+/// period leaves it alone.
+fn debit_sql() -> &'static str {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let p1 = "(CASE WHEN budget_period = 'month' THEN $2 ELSE $3 END)";
+        format!(
+            "UPDATE api_keys SET \
+             balance_nanos = CASE WHEN balance_nanos < $1 - {b} THEN -{b} ELSE balance_nanos - $1 END, \
+             spent_nanos = CASE WHEN spent_nanos > {b} - $1 THEN {b} ELSE spent_nanos + $1 END, \
+             period_spent_nanos = CASE WHEN period_start = {p1} THEN \
+                 (CASE WHEN period_spent_nanos > {b} - $1 THEN {b} ELSE period_spent_nanos + $1 END) \
+             WHEN period_start > {p1} THEN period_spent_nanos ELSE $1 END, \
+             period_start = CASE WHEN period_start > {p1} THEN period_start ELSE {p1} END, \
+             reserved_nanos = CASE WHEN reserved_nanos < $5 THEN 0 ELSE reserved_nanos - $5 END, \
+             version = version + 1 WHERE id = $4 RETURNING {cols}",
+            b = DEBIT_BOUND,
+            cols = super::keys::KEY_COLUMNS
+        )
+    });
+    &SQL
 }
 
 #[cfg(test)]

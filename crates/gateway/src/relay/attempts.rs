@@ -212,7 +212,7 @@ async fn open_inner(
         let quota = match (&tried.result, quota) {
             (Ok(_), Some(q)) => Some(q),
             (Err(_), Some(q)) => {
-                q.settle("", 0);
+                q.settle(0);
                 None
             }
             (_, None) => None,

@@ -236,10 +236,10 @@ fn close(a: &mut Admission, e: &UsageEntry) -> Option<Hold> {
     });
     let used = e.prompt_tokens.saturating_add(e.completion_tokens);
     if let Some(rate) = a.rate.take() {
-        rate.settle(&a.key_id, used);
+        rate.settle(used);
     }
     if let Some(rate) = a.route_rate.take() {
-        rate.settle(&a.key_id, used);
+        rate.settle(used);
     }
     a.hold.take()
 }
