@@ -1,8 +1,12 @@
 //! The running gateway: its shared state (`Gateway`), how it is built from a `Config`, and how it
-//! is served on a listener (`listener`: connection limits, clocks and graceful shutdown). Tests
-//! start it exactly as `switchyard serve` does, on port 0.
+//! is served on a listener (`listener`: connection limits, clocks and graceful shutdown). A
+//! `Gateway` is one config generation; `reload` builds the next one and swaps it in (`Live`).
+//! Tests start it exactly as `switchyard serve` does, on port 0.
 
 pub mod listener;
+pub mod reload;
+
+pub use reload::{Live, ReloadError, Reloaded};
 
 use crate::event_log::EventLog;
 use std::net::SocketAddr;
@@ -35,11 +39,15 @@ pub enum StartError {
     EventLog(std::io::Error),
 }
 
-/// Everything a request needs, shared by all of them.
+/// Everything a request needs, shared by all of them: one config generation. A request keeps
+/// the generation it was admitted with (its own `Arc<Gateway>`) to its end; what must outlive a
+/// generation (ledger, keys, limits, the end of streams, the event log) is a handle shared by all.
 pub struct Gateway {
     pub config: Config,
+    /// 1 at startup, one more for every reload applied.
+    pub generation: u64,
     pub ledger: Ledger,
-    pub auth: Authenticator,
+    pub auth: Arc<Authenticator>,
     pub providers: Providers,
     /// Route health: breakers and time-to-first-token averages.
     pub routing: Routing,
@@ -51,7 +59,13 @@ pub struct Gateway {
     pub end_streams: CancellationToken,
     /// `[event_log]`: each settled request as a JSON line.
     pub events: Option<EventLog>,
-    /// Keeps the in-process demo upstream alive for the embedded default.
+    /// What runs for the whole process, whatever the generation.
+    lasting: Arc<Lasting>,
+}
+
+/// Kept alive as long as any generation is.
+struct Lasting {
+    /// The in-process demo upstream of the embedded default.
     _demo: Option<MockUpstream>,
     /// Key changes made by other instances and the CLI, on PostgreSQL (`ledger::changes`).
     _changes: Option<ChangeFeed>,
@@ -129,8 +143,9 @@ impl Gateway {
             None => None,
         };
         let gw = Gateway {
+            generation: 1,
             events,
-            auth,
+            auth: Arc::new(auth),
             ledger,
             routing: Routing::new(&config),
             limits,
@@ -138,8 +153,10 @@ impl Gateway {
             admin_key,
             end_streams: CancellationToken::new(),
             config,
-            _demo: demo,
-            _changes: changes,
+            lasting: Arc::new(Lasting {
+                _demo: demo,
+                _changes: changes,
+            }),
         };
         Ok((Arc::new(gw), first_key, problems))
     }
@@ -147,13 +164,54 @@ impl Gateway {
     /// Serves on `listener` under the `[server]` limits until `shutdown` resolves, then shuts
     /// down gracefully: open requests may finish for `server.shutdown_grace`, after which the
     /// streams still open end with an error event and are settled.
+    /// This generation can only be replaced through the reload endpoint if it was built from a
+    /// file: use [`Live::serve`] for that.
     pub async fn serve(
         self: Arc<Self>,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let limits = self.config.server.clone();
-        let end_streams = self.end_streams.clone();
+        Live::new(self, None, None).serve(listener, shutdown).await
+    }
+
+    /// The next generation: `config` (restart-only settings already kept) with the providers and
+    /// admin key given, and everything that outlives a generation shared with this one.
+    fn next(
+        &self,
+        config: Config,
+        providers: Providers,
+        routing: Routing,
+        admin_key: Option<String>,
+    ) -> Gateway {
+        Gateway {
+            config,
+            generation: self.generation + 1,
+            ledger: self.ledger.clone(),
+            auth: self.auth.clone(),
+            providers,
+            routing,
+            limits: self.limits.clone(),
+            admin_key,
+            end_streams: self.end_streams.clone(),
+            events: self.events.clone(),
+            lasting: self.lasting.clone(),
+        }
+    }
+}
+
+impl Live {
+    /// Serves on `listener` under the `[server]` limits until `shutdown` resolves, then shuts
+    /// down gracefully (see [`Gateway::serve`]). Every request is served by the generation current
+    /// when it arrived.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let gw = self.current();
+        let limits = gw.config.server.clone();
+        let end_streams = gw.end_streams.clone();
+        drop(gw);
         let service = hyper_util::service::TowerToHyperService::new(crate::http::router(self));
         listener::serve(listener, service, limits, shutdown, end_streams).await
     }

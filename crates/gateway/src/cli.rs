@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
-use crate::app::Gateway;
+use crate::app::{Gateway, Live};
 use crate::auth;
 use crate::config::{Config, DEFAULT_DATABASE};
 use crate::ledger::periods::{parse_duration, parse_instant};
@@ -74,7 +74,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Validate a config file and say exactly what is wrong, with the line.
+    /// Validate a config file as a reload would: what is wrong, with the line, and every
+    /// `env:`/`file:`/`cmd:` secret that does not resolve (by name, never its value).
     Check {
         #[arg(long)]
         config: PathBuf,
@@ -179,6 +180,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { db, listen } => serve(db, listen).await,
         Command::Check { config } => {
             let c = Config::load(&config)?;
+            let problems = c.unresolvable_secrets().await;
+            if !problems.is_empty() {
+                for p in &problems {
+                    eprintln!("{}: {p}", config.display());
+                }
+                bail!(
+                    "{}: {} secret(s) do not resolve",
+                    config.display(),
+                    problems.len()
+                );
+            }
             println!(
                 "{}: ok ({} providers, {} models)",
                 config.display(),
@@ -350,6 +362,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(db: DbArgs, listen: Option<String>) -> anyhow::Result<()> {
+    // Registered before anything else: from here on SIGHUP reloads instead of ending the process.
+    let hangups =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("SIGHUP")?;
     let config = db.config.as_deref().map(Config::load).transpose()?;
     let (gw, first_key, problems) = Gateway::build(config, db.database.clone()).await?;
     for p in &problems {
@@ -382,10 +397,22 @@ async fn serve(db: DbArgs, listen: Option<String>) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    gw.clone().serve(listener, shutdown_signal()).await?;
+    let live = Live::new(gw, db.config.clone(), db.database.clone());
+    let reloads = tokio::spawn(reload_on_hangup(hangups, live.clone()));
+    live.clone().serve(listener, shutdown_signal()).await?;
+    reloads.abort();
     // Every stream has ended and settled: make its entry durable and close the journal.
-    gw.ledger.shutdown().await;
+    live.current().ledger.shutdown().await;
     Ok(())
+}
+
+/// SIGHUP reloads the config file (`Live::reload` logs what changed, or why it was refused).
+async fn reload_on_hangup(mut hangups: tokio::signal::unix::Signal, live: Live) {
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the config");
+        // The outcome is logged by `reload` itself.
+        let _ = live.reload().await;
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM: the gateway then stops accepting and lets open streams finish,

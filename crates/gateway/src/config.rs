@@ -278,7 +278,7 @@ struct RawModel {
 }
 
 /// Per-provider time limits.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timeouts {
     pub connect: Duration,
     pub first_token: Duration,
@@ -320,7 +320,7 @@ impl Default for UpstreamLimits {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderConfig {
     pub name: String,
     pub kind: ProviderKind,
@@ -339,7 +339,7 @@ pub struct ProviderConfig {
 
 /// One place a model can be served from: a provider and the model's name there, with the time
 /// limits (the provider's, overridden by the model's) and the prices of the model it belongs to.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub provider: String,
     pub upstream_model: String,
@@ -366,7 +366,7 @@ pub enum AutoKind {
     Fastest { hedge_after: Option<Duration> },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelConfig {
     pub name: String,
     pub routes: Vec<Route>,
@@ -380,7 +380,7 @@ pub struct ModelConfig {
 }
 
 /// Retry, failover and circuit-breaker settings (`[routing]`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoutingConfig {
     /// Attempts per request, retries of the same route included; `None` = every route once plus
     /// one more try of the first.
@@ -400,7 +400,7 @@ pub struct RoutingConfig {
 /// When a route's breaker opens: `failures` failures in a row, or at least `error_percent` percent
 /// failures among its last `window` outcomes (once there are `min_requests` of them). It then stays
 /// open for `cooldown`, after which one request probes it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BreakerConfig {
     pub failures: u32,
     pub window: u32,
@@ -1145,6 +1145,100 @@ input_price = "3.00"
 output_price = "15.00"
 cached_input_price = "0.30"
 "#;
+
+/// A secret of the configuration that cannot be resolved: where it is configured, where it comes
+/// from (`env:NAME`, `file:PATH`, `cmd:…`) and why, never its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretProblem {
+    /// `providers.NAME.api_key` or `admin_key`.
+    pub setting: String,
+    /// The error, which names the reference and never the value.
+    pub message: String,
+}
+
+impl std::fmt::Display for SecretProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.setting, self.message)
+    }
+}
+
+impl Config {
+    /// Every secret of the configuration with the setting it belongs to and how long it may take
+    /// to resolve (a provider's `credential_timeout`, else the default).
+    pub fn secrets(&self) -> Vec<(String, &Secret, Duration)> {
+        let mut out: Vec<(String, &Secret, Duration)> = self
+            .providers
+            .values()
+            .filter_map(|p| {
+                p.api_key.as_ref().map(|s| {
+                    (
+                        format!("providers.{}.api_key", p.name),
+                        s,
+                        p.credential_timeout,
+                    )
+                })
+            })
+            .collect();
+        if let Some(s) = &self.admin_key {
+            out.push(("admin_key".to_owned(), s, DEFAULT_CREDENTIAL_TIMEOUT));
+        }
+        out
+    }
+
+    /// Resolves every secret at once (each `cmd:` within its timeout) and returns those that do
+    /// not resolve, by setting, in config order. What `switchyard check` and a reload verify.
+    pub async fn unresolvable_secrets(&self) -> Vec<SecretProblem> {
+        let checks = self
+            .secrets()
+            .into_iter()
+            .map(|(setting, secret, timeout)| async move {
+                secret
+                    .resolve_within(timeout)
+                    .await
+                    .err()
+                    .map(|e| SecretProblem {
+                        setting,
+                        message: e.to_string(),
+                    })
+            });
+        futures_util::future::join_all(checks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// For a reload: the settings that only a restart can change take `running`'s values here,
+    /// and their names are returned when the file asks for something else. Everything else
+    /// (providers, models, prices, routing, provider quotas, the admin key, `keep_alive_ms`,
+    /// `max_body_bytes`) is this config's own.
+    pub fn keep_restart_settings(&mut self, running: &Config) -> Vec<&'static str> {
+        let mut kept = Vec::new();
+        macro_rules! keep {
+            ($($field:ident),*) => {$(
+                if self.$field != running.$field {
+                    kept.push(stringify!($field));
+                    self.$field = running.$field.clone();
+                }
+            )*};
+        }
+        keep!(
+            listen,
+            database,
+            journal,
+            instances,
+            redis,
+            redis_failure,
+            server,
+            cors,
+            event_log,
+            embedded_demo
+        );
+        // Only used to fill a fresh database: nothing to apply, nothing to report.
+        self.demo_credits = running.demo_credits;
+        kept
+    }
+}
 
 fn toml_error(text: &str, e: &toml::de::Error) -> String {
     match e.span() {

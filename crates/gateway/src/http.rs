@@ -22,7 +22,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::json;
 
-use crate::app::Gateway;
+use crate::app::{Gateway, Live};
 use crate::auth::{new_id, Caller};
 use crate::relay::{self, ChatReply, Served};
 use crate::telemetry;
@@ -32,15 +32,24 @@ pub use errors::ApiError;
 /// Every public route is served under each of these prefixes (the seeds use all three).
 pub const PREFIXES: [&str; 3] = ["/v1", "/api/v1", "/v1/llm"];
 
+/// Every handler's `State<Arc<Gateway>>` is the generation current when it is extracted: the
+/// request (its stream included) keeps that one to its end, whatever reloads happen meanwhile.
+impl axum::extract::FromRef<Live> for Arc<Gateway> {
+    fn from_ref(live: &Live) -> Arc<Gateway> {
+        live.current()
+    }
+}
+
 /// The whole HTTP surface.
-pub fn router(gw: Arc<Gateway>) -> Router {
+pub fn router(live: Live) -> Router {
     telemetry::metrics();
+    let gw = live.current();
     let mut app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi));
-    app = admin::routes(app, &gw);
+    app = admin::routes(app, &live);
     for p in PREFIXES {
         app = app
             .route(&format!("{p}/chat/completions"), post(chat_completions))
@@ -53,10 +62,10 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() });
     catch_panic::catch_panics(app)
         .layer(cors::layer(&gw.config.cors))
-        .layer(middleware::from_fn_with_state(gw.clone(), header_limit))
+        .layer(middleware::from_fn_with_state(live.clone(), header_limit))
         .layer(middleware::from_fn(request_ids))
         .layer(middleware::from_fn(access_log))
-        .with_state(gw)
+        .with_state(live)
 }
 
 /// Refuses a request head over `max_header_bytes` with an OpenAI-shaped 431. The listener lets

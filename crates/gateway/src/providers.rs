@@ -354,6 +354,76 @@ impl Providers {
         )
     }
 
+    /// The providers of a reloaded `config`: a provider configured exactly as before keeps its
+    /// `Provider` (credential, refresh state); a new or changed one is built with its credential
+    /// resolved now. Connection pools are kept for the connect timeouts still in use. Returns the
+    /// names of the providers built anew, or, when any of their credentials does not resolve, why
+    /// (by setting and reference, never a value), and nothing changes.
+    pub async fn carry_over(
+        &self,
+        config: &Config,
+    ) -> Result<(Providers, Vec<String>), Vec<crate::config::SecretProblem>> {
+        let mut by_name = BTreeMap::new();
+        let mut rebuilt = Vec::new();
+        for (name, pc) in &config.providers {
+            match self.by_name.get(name) {
+                Some(old) if old.config == *pc => {
+                    by_name.insert(name.clone(), old.clone());
+                }
+                _ => {
+                    rebuilt.push(name.clone());
+                    by_name.insert(name.clone(), Arc::new(Provider::new(pc.clone())));
+                }
+            }
+        }
+        let resolved = futures_util::future::join_all(rebuilt.iter().map(|name| {
+            let p = &by_name[name];
+            async move { (name, p.refresh_credential().await) }
+        }))
+        .await;
+        let problems: Vec<_> = resolved
+            .into_iter()
+            .filter_map(|(name, r)| {
+                r.err().map(|e| crate::config::SecretProblem {
+                    setting: format!("providers.{name}.api_key"),
+                    message: match e {
+                        UpstreamError::Credential(why) => why,
+                        other => other.to_string(),
+                    },
+                })
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let mut clients = BTreeMap::new();
+        let connects = config.providers.values().map(|p| p.timeouts.connect).chain(
+            config
+                .models
+                .values()
+                .flat_map(|m| m.routes.iter().map(|r| r.timeouts.connect)),
+        );
+        for connect in connects {
+            let kept = self.clients.get(&connect).cloned();
+            clients
+                .entry(connect)
+                .or_insert_with(|| kept.unwrap_or_else(|| http_client(connect)));
+        }
+        let client = clients
+            .values()
+            .next_back()
+            .cloned()
+            .unwrap_or_else(|| self.client.clone());
+        Ok((
+            Providers {
+                client,
+                clients,
+                by_name,
+            },
+            rebuilt,
+        ))
+    }
+
     pub fn get(&self, name: &str) -> Option<&Arc<Provider>> {
         self.by_name.get(name)
     }

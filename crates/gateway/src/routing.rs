@@ -26,7 +26,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -211,17 +211,38 @@ pub struct Candidate {
     pub probe: bool,
 }
 
-/// The health of every route, shared by all requests.
+/// The health of every route, shared by all requests. The health itself outlives a config
+/// generation (`Routing::carry_over`); the breaker settings are the generation's own.
 pub struct Routing {
     breaker: BreakerConfig,
-    routes: Mutex<HashMap<String, RouteHealth>>,
+    routes: Arc<Mutex<HashMap<String, RouteHealth>>>,
 }
 
 impl Routing {
     pub fn new(config: &Config) -> Routing {
         Routing {
             breaker: config.routing.breaker.clone(),
-            routes: Mutex::new(HashMap::new()),
+            routes: Arc::default(),
+        }
+    }
+
+    /// The routing of a reloaded `config`: the same health for every route `config` still has,
+    /// unless its provider is one of `rebuilt` (a new base URL or credential is a new route);
+    /// the rest is forgotten. Requests of the previous generation still record into it.
+    pub fn carry_over(&self, config: &Config, rebuilt: &[String]) -> Routing {
+        let keep: std::collections::HashSet<String> = config
+            .models
+            .values()
+            .flat_map(|m| m.routes.iter())
+            .filter(|r| !rebuilt.contains(&r.provider))
+            .map(Route::key)
+            .collect();
+        if let Ok(mut routes) = self.routes.lock() {
+            routes.retain(|key, _| keep.contains(key));
+        }
+        Routing {
+            breaker: config.routing.breaker.clone(),
+            routes: self.routes.clone(),
         }
     }
 

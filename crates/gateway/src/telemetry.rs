@@ -223,6 +223,23 @@ pub fn record_limits_fail_open() {
     counter!("switchyard_limits_fail_open_total").increment(1);
 }
 
+/// One reload of the config (`POST /admin/reload`, SIGHUP): applied or refused, and the config
+/// generation now serving (`switchyard_config_generation`, 1 at startup).
+pub fn record_reload(applied: bool, generation: u64) {
+    let result = if applied { "ok" } else { "refused" };
+    counter!("switchyard_config_reloads_total", "result" => result).increment(1);
+    gauge!("switchyard_config_generation").set(generation as f64);
+}
+
+/// Makes the reload metrics appear in `/metrics` before the first reload.
+pub fn declare_reload_metrics(generation: u64) {
+    metrics();
+    for result in ["ok", "refused"] {
+        counter!("switchyard_config_reloads_total", "result" => result).increment(0);
+    }
+    gauge!("switchyard_config_generation").set(generation as f64);
+}
+
 /// Panics the HTTP edge caught in this process (the last line of defence; it should stay 0).
 static PANICS_CAUGHT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 

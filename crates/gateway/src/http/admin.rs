@@ -1,5 +1,5 @@
 //! Key management over HTTP: the `/admin/keys` and `/admin/usage` routes (admin key only) and
-//! `GET /v1/key`, where a caller sees its own key. With no `admin_key` configured the admin
+//! `GET /v1/key`, where a caller sees its own key; `POST /admin/reload` (the config file again). With no `admin_key` configured the admin
 //! routes answer 403; a wrong or missing admin key gets 401. Changes apply at once: the
 //! authenticator and the key's account adopt the new row.
 //!
@@ -16,11 +16,11 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Map, Value};
 
-use crate::app::Gateway;
+use crate::app::{Gateway, Live, ReloadError};
 use crate::ledger::periods::{parse_duration, parse_instant};
 use crate::ledger::{
     now_ms, parse_usd, AmountRule, Budget, BudgetPeriod, GroupBy, KeyRecord, KeyUpdate,
@@ -31,7 +31,7 @@ use super::ApiError;
 
 /// Adds the admin key routes and `GET {prefix}/key` to `app`. Every admin route is behind
 /// `admin_gate`: the admin key is checked before a byte of the body is read.
-pub fn routes(mut app: Router<Arc<Gateway>>, gw: &Arc<Gateway>) -> Router<Arc<Gateway>> {
+pub fn routes(mut app: Router<Live>, live: &Live) -> Router<Live> {
     let admin = Router::new()
         .route("/admin/keys", get(list_keys).post(create_key))
         .route(
@@ -41,12 +41,48 @@ pub fn routes(mut app: Router<Arc<Gateway>>, gw: &Arc<Gateway>) -> Router<Arc<Ga
         .route("/admin/usage", get(usage))
         .route("/admin/requests", get(requests))
         .route("/admin/providers", get(super::provider_health::providers))
-        .route_layer(axum::middleware::from_fn_with_state(gw.clone(), admin_gate));
+        .route("/admin/reload", post(reload))
+        .route_layer(axum::middleware::from_fn_with_state(
+            live.clone(),
+            admin_gate,
+        ));
     app = app.merge(admin);
     for p in super::PREFIXES {
         app = app.route(&format!("{p}/key"), get(own_key));
     }
     app
+}
+
+/// `POST /admin/reload`: reads the config file again and applies it (200: what changed, what
+/// needs a restart), or refuses it (400 with the reason and line; the current config stays).
+async fn reload(State(live): State<Live>) -> Response {
+    match live.reload().await {
+        Ok(r) => axum::Json(json!({
+            "object": "config.reload",
+            "generation": r.generation,
+            "changed": !r.nothing_changed(),
+            "providers": r.providers,
+            "models": r.models,
+            "routes": r.routes,
+            "settings": r.settings,
+            "needs_restart": r.needs_restart,
+        }))
+        .into_response(),
+        Err(e) => {
+            let code = match &e {
+                ReloadError::NoConfigFile => "no_config_file",
+                ReloadError::Config(_) => "invalid_config",
+                ReloadError::Secrets(_) => "unresolved_secret",
+            };
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                code,
+                format!("The config was not reloaded; the current one stays. {e}"),
+            )
+            .into_response()
+        }
+    }
 }
 
 /// In front of every admin route: refuses the request unless it carries the admin key, before
