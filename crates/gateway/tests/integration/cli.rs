@@ -113,9 +113,11 @@ async fn keys_amounts_are_exact_and_bounded_like_the_admin_api() {
 async fn check_accepts_good_configs_and_names_the_line_of_bad_ones() {
     let dir = std::env::temp_dir();
     let good = dir.join(format!("sy-good-{}.toml", std::process::id()));
+    let secret = dir.join(format!("sy-good-{}.key", std::process::id()));
+    std::fs::write(&secret, "upstream-key\n").unwrap();
     std::fs::write(
         &good,
-        "[providers.p]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\napi_key = \"env:X\"\n[models.m]\nroutes = [\"p/m\"]\ninput_price = \"1\"\noutput_price = \"2\"\n",
+        format!("[providers.p]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\napi_key = \"file:{}\"\n[models.m]\nroutes = [\"p/m\"]\ninput_price = \"1\"\noutput_price = \"2\"\n", secret.display()),
     )
     .unwrap();
     let (ok, out, err) = run(&["check", "--config", good.to_str().unwrap()]).await;
@@ -131,6 +133,7 @@ async fn check_accepts_good_configs_and_names_the_line_of_bad_ones() {
     assert!(err.contains("line 5") && err.contains("base_urll"), "{err}");
     let _ = std::fs::remove_file(good);
     let _ = std::fs::remove_file(bad);
+    let _ = std::fs::remove_file(secret);
 }
 
 /// Runs `switchyard serve` with the embedded default in `dir` on a free port; returns the process,

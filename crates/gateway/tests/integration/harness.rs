@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use mock_upstream::MockUpstream;
-use switchyard::app::Gateway;
+use switchyard::app::{Gateway, Live};
 use switchyard::config::Config;
 
 /// A running gateway with its first key.
@@ -15,7 +15,11 @@ pub struct TestGateway {
     pub addr: SocketAddr,
     pub key: String,
     pub key_id: String,
+    /// The generation it started with (the ledger and other lasting parts are the same in all).
     pub gw: Arc<Gateway>,
+    /// The generation serving now, and reloads.
+    #[allow(dead_code)] // used by the reload tests
+    pub live: Live,
     pub db_path: PathBuf,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
@@ -120,7 +124,17 @@ pub async fn start_embedded() -> TestGateway {
 async fn start_config(config: Option<Config>) -> TestGateway {
     let db_path = temp_db();
     let url = format!("sqlite://{}", db_path.display());
-    start_on(config, url, db_path).await
+    start_on(config, url, db_path, None).await
+}
+
+/// Starts a gateway from a config file, as `switchyard serve --config FILE` does: `POST
+/// /admin/reload` reads that file again.
+#[allow(dead_code)] // used by the reload tests
+pub async fn start_from_file(path: &std::path::Path) -> TestGateway {
+    let config = Config::load(path).expect("test config is valid");
+    let db_path = temp_db();
+    let url = format!("sqlite://{}", db_path.display());
+    start_on(Some(config), url, db_path, Some(path.to_owned())).await
 }
 
 /// Starts a gateway for a config text on the database at `database_url` (e.g. a PostgreSQL
@@ -132,11 +146,16 @@ pub async fn start_on_database(
     scratch: PathBuf,
 ) -> TestGateway {
     let config = Config::parse(config_text, "test.toml").expect("test config is valid");
-    start_on(Some(config), database_url.to_owned(), scratch).await
+    start_on(Some(config), database_url.to_owned(), scratch, None).await
 }
 
-async fn start_on(config: Option<Config>, database_url: String, db_path: PathBuf) -> TestGateway {
-    let (gw, first, problems) = Gateway::build(config, Some(database_url))
+async fn start_on(
+    config: Option<Config>,
+    database_url: String,
+    db_path: PathBuf,
+    source: Option<PathBuf>,
+) -> TestGateway {
+    let (gw, first, problems) = Gateway::build(config, Some(database_url.clone()))
         .await
         .expect("gateway builds");
     assert!(problems.is_empty(), "{problems:?}");
@@ -144,7 +163,8 @@ async fn start_on(config: Option<Config>, database_url: String, db_path: PathBuf
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(gw.clone().serve(listener, async {
+    let live = Live::new(gw.clone(), source, Some(database_url));
+    tokio::spawn(live.clone().serve(listener, async {
         let _ = rx.await;
     }));
     TestGateway {
@@ -152,6 +172,7 @@ async fn start_on(config: Option<Config>, database_url: String, db_path: PathBuf
         key: first.key,
         key_id: first.id,
         gw,
+        live,
         db_path,
         _shutdown: tx,
     }

@@ -24,6 +24,7 @@ mod limits;
 mod listener;
 mod metrics;
 mod openapi;
+mod reload;
 mod responses;
 mod responses_sdk;
 mod scenarios;
