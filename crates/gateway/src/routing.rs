@@ -227,14 +227,14 @@ impl Routing {
     }
 
     /// The routing of a reloaded `config`: the same health for every route `config` still has,
-    /// unless its provider is one of `rebuilt` (a new base URL or credential is a new route);
-    /// the rest is forgotten. Requests of the previous generation still record into it.
-    pub fn carry_over(&self, config: &Config, rebuilt: &[String]) -> Routing {
+    /// unless its provider is one of `moved` (now at another address: another upstream); the
+    /// rest is forgotten. Requests of the previous generation still record into it.
+    pub fn carry_over(&self, config: &Config, moved: &[String]) -> Routing {
         let keep: std::collections::HashSet<String> = config
             .models
             .values()
             .flat_map(|m| m.routes.iter())
-            .filter(|r| !rebuilt.contains(&r.provider))
+            .filter(|r| !moved.contains(&r.provider))
             .map(Route::key)
             .collect();
         if let Ok(mut routes) = self.routes.lock() {

@@ -171,9 +171,10 @@ impl Live {
         let old = &current.config;
         let needs_restart = config.keep_restart_settings(old);
 
+        // Resolved again even when its reference is the same: a reload rotates a `file:` or
+        // `cmd:` admin key.
         let admin = async {
             match &config.admin_key {
-                same if *same == old.admin_key => Ok(current.admin_key.clone()),
                 None => Ok(None),
                 Some(secret) => secret.resolve().await.map(Some).map_err(|e| SecretProblem {
                     setting: "admin_key".into(),
@@ -197,7 +198,7 @@ impl Live {
         if config.routing != old.routing {
             settings.push("routing");
         }
-        if config.admin_key != old.admin_key {
+        if admin_key != current.admin_key {
             settings.push("admin_key");
         }
         if config.keep_alive != old.keep_alive {
@@ -226,7 +227,19 @@ impl Live {
             settings,
             needs_restart,
         };
-        let routing = current.routing.carry_over(&config, &rebuilt);
+        // A provider at another address or speaking another dialect is another upstream: its
+        // routes start with fresh health. Other changes (quotas, time limits, credential) keep it.
+        let moved: Vec<String> = config
+            .providers
+            .iter()
+            .filter(|(name, p)| {
+                old.providers
+                    .get(*name)
+                    .is_some_and(|o| o.base_url != p.base_url || o.kind != p.kind)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        let routing = current.routing.carry_over(&config, &moved);
         let next = current.next(config, providers, routing, admin_key);
         Ok((Arc::new(next), reloaded))
     }

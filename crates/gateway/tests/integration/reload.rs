@@ -557,3 +557,49 @@ async fn check_names_the_secret_that_does_not_resolve_and_fails() {
     let _ = std::fs::remove_file(path);
     let _ = std::fs::remove_file(secret_file);
 }
+
+#[tokio::test]
+async fn an_unchanged_provider_keeps_its_credential_and_a_changed_one_resolves_it_again() {
+    let mock = MockUpstream::start().await.unwrap();
+    let path = config_file("cmd");
+    let runs = std::env::temp_dir().join(format!(
+        "sy-reload-runs-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let text = |connect_ms: u64| {
+        format!(
+            "admin_key = \"{ADMIN}\"\ndemo_credits = \"1\"\n[providers.p]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"cmd:echo run >> {}; echo upstream-secret-key\"\nconnect_timeout_ms = {connect_ms}\n[models.m]\nroutes = [\"p/m@tokens=2\"]\nfree = true\n",
+            mock.base_url(),
+            runs.display()
+        )
+    };
+    let gw = start_file(&path, &text(5000)).await;
+    let count = || {
+        std::fs::read_to_string(&runs)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    assert_eq!(count(), 1);
+    let (status, body) = reload(&gw).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(count(), 1, "the same provider keeps its credential");
+    std::fs::write(&path, text(6000)).unwrap();
+    let (status, body) = reload(&gw).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(strings(&body["providers"]["changed"]), ["p"]);
+    assert_eq!(
+        count(),
+        2,
+        "a changed provider resolves its credential again"
+    );
+    let resp = gw
+        .chat(json!({"model": "m", "messages": user("hi")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(runs);
+}
