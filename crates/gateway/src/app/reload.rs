@@ -52,6 +52,24 @@ pub struct Changes {
     pub changed: Vec<String>,
 }
 
+/// `+added -removed ~changed`, or `unchanged`: for the log line.
+impl std::fmt::Display for Changes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_empty() {
+            return f.write_str("unchanged");
+        }
+        let mut parts = Vec::new();
+        for (sign, names) in [
+            ("+", &self.added),
+            ("-", &self.removed),
+            ("~", &self.changed),
+        ] {
+            parts.extend(names.iter().map(|n| format!("{sign}{n}")));
+        }
+        f.write_str(&parts.join(" "))
+    }
+}
+
 impl Changes {
     fn between<V: PartialEq>(old: &BTreeMap<String, V>, new: &BTreeMap<String, V>) -> Changes {
         let mut c = Changes::default();
@@ -135,9 +153,9 @@ impl Live {
                 telemetry::record_reload(true, reloaded.generation);
                 tracing::info!(
                     generation = reloaded.generation,
-                    providers = ?reloaded.providers,
-                    models = ?reloaded.models,
-                    routes = ?reloaded.routes,
+                    providers = %reloaded.providers,
+                    models = %reloaded.models,
+                    routes = %reloaded.routes,
                     settings = ?reloaded.settings,
                     "config reloaded"
                 );

@@ -603,3 +603,27 @@ async fn an_unchanged_provider_keeps_its_credential_and_a_changed_one_resolves_i
     let _ = std::fs::remove_file(path);
     let _ = std::fs::remove_file(runs);
 }
+
+#[tokio::test]
+async fn a_provider_quota_changes_with_a_reload() {
+    let mock = MockUpstream::start().await.unwrap();
+    let path = config_file("quota");
+    let text = |rpm: u64| {
+        format!(
+            "admin_key = \"{ADMIN}\"\ndemo_credits = \"1\"\n[providers.p]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"upstream-secret-key\"\nrpm = {rpm}\n[models.m]\nroutes = [\"p/m@tokens=2\"]\nfree = true\n",
+            mock.base_url()
+        )
+    };
+    let gw = start_file(&path, &text(1)).await;
+    let ask = || gw.chat(json!({"model": "m", "messages": user("hi")}));
+    assert_eq!(ask().send().await.unwrap().status(), 200);
+    let refused = ask().send().await.unwrap();
+    assert_eq!(refused.status(), 429, "one request a minute");
+    std::fs::write(&path, text(1000)).unwrap();
+    let (status, body) = reload(&gw).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(strings(&body["providers"]["changed"]), ["p"]);
+    assert_eq!(ask().send().await.unwrap().status(), 200, "the new quota");
+    assert_eq!(mock.requests().len(), 2);
+    let _ = std::fs::remove_file(path);
+}
