@@ -69,7 +69,7 @@ export function drawUsageChart(container, days, rows) {
     }
   });
   const maxCostText = points.reduce((best, p) => (p.cost >= best.cost ? p : best), { cost: -1, costText: '0' }).costText;
-  root.append(svg('text', { x: left, y: 12 }, `max USD ${maxCostText} · ${maxTokens} tokens/day · ${total} requests`));
+  root.append(svg('text', { x: left, y: 12 }, `highest day: USD ${maxCostText}, ${maxTokens} tokens · ${total} requests in all`));
 
   const legend = document.createElement('p');
   legend.className = 'legend';

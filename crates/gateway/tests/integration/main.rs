@@ -8,6 +8,7 @@ mod billing;
 mod browser;
 mod chat;
 mod cli;
+mod console;
 mod cors;
 mod errors;
 mod events;
