@@ -111,6 +111,16 @@ async function scenario() {
     }
     await page.screenshot({ path: join(shots, 'playground-finished-light.png'), fullPage: true });
 
+    // --- failures, readably: an in-stream error after some text, then an HTTP error
+    for (const [model, name] of [['breaks-midway', 'midway'], ['down', 'down']]) {
+      await pg.getByLabel('Model', { exact: true }).selectOption(model);
+      await pg.getByRole('button', { name: 'Send', exact: true }).click();
+      await until(`${model} to fail`, async () => (await text(page, '#st-status')) === 'failed', 15000);
+      facts[name] = { error: await text(page, '#pg-error'), answer: await text(page, '#pg-answer'), status: await text(page, '#st-status') };
+      assert(await page.locator('#pg-error').isVisible(), 'the error is shown');
+    }
+    await page.screenshot({ path: join(shots, 'playground-error-light.png'), fullPage: true });
+
     // --- Usage: the stopped request and the whole one, with their cost (keyboard: focus + Enter)
     await page.locator('.tab[data-page="usage"]').focus();
     await page.keyboard.press('Enter');
@@ -174,6 +184,14 @@ async function scenario() {
     await row.getByLabel(/Top-up amount/).fill('2');
     await row.getByRole('button', { name: 'Top up' }).click();
     await until('the top-up', async () => (await row.textContent()).includes('$3.5'));
+    await row.getByRole('button', { name: 'Edit' }).click();
+    await keys.getByLabel('Budget (USD)').fill('2');
+    await keys.getByLabel('Budget period').selectOption('day');
+    await keys.getByLabel('Tokens/min').fill('5000');
+    await keys.getByRole('button', { name: 'Save changes' }).click();
+    await until('the edit', async () => (await row.textContent()).includes('of $2/day'));
+    facts.edited_row = await row.textContent();
+    assert(facts.edited_row.includes('tpm 5000') && facts.edited_row.includes('rpm 60'), `limits kept and changed: ${facts.edited_row}`);
     await row.getByRole('button', { name: 'Revoke' }).click();
     await row.getByRole('button', { name: /Confirm revoking/ }).click();
     await until('revoked', async () => (await row.textContent()).includes('revoked'));

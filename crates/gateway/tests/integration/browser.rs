@@ -24,6 +24,16 @@ output_price = "2.19"
 routes = ["mock/demo-chat@tokens=20,gap_ms=30"]
 input_price = "2.50"
 output_price = "10.00"
+
+[models."breaks-midway"]
+routes = ["mock/bm@tokens=10,error_after=3"]
+input_price = "2.50"
+output_price = "10.00"
+
+[models."down"]
+routes = ["mock/down@status=503"]
+input_price = "2.50"
+output_price = "10.00"
 "#;
 
 fn browser_dir() -> PathBuf {
@@ -130,10 +140,32 @@ async fn the_console_streams_stops_finds_the_cost_and_manages_keys() {
         "{facts}"
     );
 
+    // Failures are shown as the user's words: an in-stream error after some text, an HTTP error.
+    let midway = facts["midway"].as_object().unwrap();
+    assert!(
+        midway["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("The stream failed:"),
+        "{facts}"
+    );
+    assert!(!midway["answer"].as_str().unwrap().is_empty(), "{facts}");
+    assert_eq!(midway["status"], "failed");
+    let down = facts["down"].as_object().unwrap();
+    assert!(
+        down["error"].as_str().unwrap().starts_with("50"),
+        "an HTTP error shows its status: {facts}"
+    );
+    assert!(!down["error"].as_str().unwrap().contains('{'), "{facts}");
+
     // A key made in the console worked for its one model, and not once revoked.
     assert_eq!(facts["new_key_models_status"], 200, "{facts}");
     assert_eq!(facts["new_key_models"], serde_json::json!(["demo-chat"]));
     assert_eq!(facts["revoked_key_status"], 401, "{facts}");
+    assert!(
+        facts["edited_row"].as_str().unwrap().contains("of $2/day"),
+        "{facts}"
+    );
 
     assert!(facts["csp"]
         .as_str()
