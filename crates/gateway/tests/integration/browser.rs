@@ -2,6 +2,7 @@
 //! (`tests/browser/*.mjs`, installed by `./scripts/test`): a gateway with an admin key in front of
 //! the mock upstream, whose `demo-reasoner` streams slowly enough to watch it grow. Without
 //! Chromium or the node modules the tests skip loudly, or fail under `SWITCHYARD_REQUIRE_SDKS=1`.
+//! The console's SSE parser is also checked on its own, in Node.
 
 use std::path::{Path, PathBuf};
 
@@ -201,4 +202,17 @@ async fn the_seeds_fetch_readers_stream_from_another_origin() {
             "{facts}"
         );
     }
+}
+
+/// The console's SSE parser (`console/sse.js`) in Node: every split of an awkward stream (CRLF
+/// split between reads, CR-only lines, comments, multi-line data) gives the same events.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_consoles_sse_parser_survives_every_split() {
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(browser_dir().join("sse_parser.mjs"))
+        .current_dir(browser_dir());
+    let Some(facts) = run(cmd, "tests/browser/sse_parser.mjs", "sse_parser").await else {
+        return;
+    };
+    assert_eq!(facts["events"], 7, "{facts}");
 }
