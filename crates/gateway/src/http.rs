@@ -4,6 +4,7 @@
 
 mod admin;
 mod catch_panic;
+mod console;
 mod cors;
 mod errors;
 mod gzip;
@@ -50,6 +51,7 @@ pub fn router(live: Live) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi));
     app = admin::routes(app, &live);
+    app = console::routes(app);
     for p in PREFIXES {
         app = app
             .route(&format!("{p}/chat/completions"), post(chat_completions))

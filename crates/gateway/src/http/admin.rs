@@ -1,7 +1,9 @@
 //! Key management over HTTP: the `/admin/keys` and `/admin/usage` routes (admin key only) and
-//! `GET /v1/key`, where a caller sees its own key; `POST /admin/reload` (the config file again). With no `admin_key` configured the admin
-//! routes answer 403; a wrong or missing admin key gets 401. Changes apply at once: the
-//! authenticator and the key's account adopt the new row.
+//! `GET /v1/key`, where a caller sees its own key, with `/v1/key/usage` and `/v1/key/requests`
+//! (its own usage report and event log: the admin queries narrowed to the caller's key);
+//! `POST /admin/reload` (the config file again). With no `admin_key` configured the admin routes
+//! answer 403; a wrong or missing admin key gets 401. Changes apply at once: the authenticator and
+//! the key's account adopt the new row.
 //!
 //! Money in requests is a decimal string in USD (`"2.50"`; a JSON number is read by its decimal
 //! text, never as a float); money in responses is always a decimal string.
@@ -48,7 +50,10 @@ pub fn routes(mut app: Router<Live>, live: &Live) -> Router<Live> {
         ));
     app = app.merge(admin);
     for p in super::PREFIXES {
-        app = app.route(&format!("{p}/key"), get(own_key));
+        app = app
+            .route(&format!("{p}/key"), get(own_key))
+            .route(&format!("{p}/key/usage"), get(own_usage))
+            .route(&format!("{p}/key/requests"), get(own_requests));
     }
     app
 }
@@ -330,33 +335,44 @@ async fn usage(
     let result = async {
         require_admin(&gw, &headers)?;
         let params = Params(&q);
-        let by = params.get("group_by").unwrap_or("model");
-        let group_by = GroupBy::parse(by).ok_or_else(|| {
-            bad(
-                "group_by",
-                format!("group_by={by}: expected key, model or day."),
-            )
-        })?;
-        let now = now_ms();
-        let query = UsageQuery {
-            group_by,
-            since_ms: params.instant("since", now)?.unwrap_or(now - 86_400_000),
-            until_ms: params.instant("until", now)?,
-            key_id: params.get("key").map(str::to_owned),
-        };
-        let rows = gw.ledger.usage_report(&query).await.map_err(ledger_error)?;
-        let total = rows.iter().fold(Nanos::ZERO, |t, r| t + r.cost);
-        Ok(json!({
-            "object": "list",
-            "group_by": by,
-            "since": query.since_ms,
-            "until": query.until_ms,
-            "data": rows,
-            "total_cost": total.to_string(),
-        }))
+        let key = params.get("key").map(str::to_owned);
+        usage_report(&gw, &params, key).await
     }
     .await;
     reply(result, StatusCode::OK)
+}
+
+/// The usage report for `/admin/usage` and `{prefix}/key/usage`: `group_by`, `since`, `until`
+/// from the query; `key` is the one key to report on (all keys when `None`).
+async fn usage_report(
+    gw: &Gateway,
+    params: &Params<'_>,
+    key: Option<String>,
+) -> Result<Value, ApiError> {
+    let by = params.get("group_by").unwrap_or("model");
+    let group_by = GroupBy::parse(by).ok_or_else(|| {
+        bad(
+            "group_by",
+            format!("group_by={by}: expected key, model or day."),
+        )
+    })?;
+    let now = now_ms();
+    let query = UsageQuery {
+        group_by,
+        since_ms: params.instant("since", now)?.unwrap_or(now - 86_400_000),
+        until_ms: params.instant("until", now)?,
+        key_id: key,
+    };
+    let rows = gw.ledger.usage_report(&query).await.map_err(ledger_error)?;
+    let total = rows.iter().fold(Nanos::ZERO, |t, r| t + r.cost);
+    Ok(json!({
+        "object": "list",
+        "group_by": by,
+        "since": query.since_ms,
+        "until": query.until_ms,
+        "data": rows,
+        "total_cost": total.to_string(),
+    }))
 }
 
 /// `GET /admin/requests?since=…&until=…&key=…&model=…&end_reason=…&status=…&type=…&limit=…`:
@@ -371,42 +387,82 @@ async fn requests(
     let result = async {
         require_admin(&gw, &headers)?;
         let params = Params(&q);
-        let now = now_ms();
-        let limit = match params.get("limit") {
-            None => 100,
+        let key = params.get("key").map(str::to_owned);
+        request_log(&gw, &params, key).await
+    }
+    .await;
+    reply(result, StatusCode::OK)
+}
+
+/// The event log for `/admin/requests` and `{prefix}/key/requests`, filtered by the query;
+/// `key` is the one key whose entries are listed (all keys when `None`).
+async fn request_log(
+    gw: &Gateway,
+    params: &Params<'_>,
+    key: Option<String>,
+) -> Result<Value, ApiError> {
+    let now = now_ms();
+    let limit = match params.get("limit") {
+        None => 100,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => {
+                return Err(bad(
+                    "limit",
+                    format!("limit={v}: expected a number from 1 to 1000."),
+                ))
+            }
+        },
+    };
+    let query = RequestQuery {
+        since_ms: params.instant("since", now)?.unwrap_or(now - 86_400_000),
+        until_ms: params.instant("until", now)?,
+        key_id: key,
+        model: params.get("model").map(str::to_owned),
+        end_reason: params.get("end_reason").map(str::to_owned),
+        status: match params.get("status") {
+            None => None,
             Some(v) => match v.parse::<i64>() {
-                Ok(n) if (1..=1000).contains(&n) => n,
+                Ok(n) if (100..=599).contains(&n) => Some(n),
                 _ => {
                     return Err(bad(
-                        "limit",
-                        format!("limit={v}: expected a number from 1 to 1000."),
+                        "status",
+                        format!("status={v}: expected an HTTP status from 100 to 599."),
                     ))
                 }
             },
-        };
-        let query = RequestQuery {
-            since_ms: params.instant("since", now)?.unwrap_or(now - 86_400_000),
-            until_ms: params.instant("until", now)?,
-            key_id: params.get("key").map(str::to_owned),
-            model: params.get("model").map(str::to_owned),
-            end_reason: params.get("end_reason").map(str::to_owned),
-            status: match params.get("status") {
-                None => None,
-                Some(v) => match v.parse::<i64>() {
-                    Ok(n) if (100..=599).contains(&n) => Some(n),
-                    _ => {
-                        return Err(bad(
-                            "status",
-                            format!("status={v}: expected an HTTP status from 100 to 599."),
-                        ))
-                    }
-                },
-            },
-            request_type: params.get("type").map(str::to_owned),
-            limit,
-        };
-        let rows = gw.ledger.requests(&query).await.map_err(ledger_error)?;
-        Ok(json!({"object": "list", "data": rows}))
+        },
+        request_type: params.get("type").map(str::to_owned),
+        limit,
+    };
+    let rows = gw.ledger.requests(&query).await.map_err(ledger_error)?;
+    Ok(json!({"object": "list", "data": rows}))
+}
+
+/// `GET {prefix}/key/usage`: `/admin/usage` for the caller's own key only (a `key=` parameter
+/// cannot widen it: the caller's key id always replaces it).
+async fn own_usage(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Response {
+    let result = async {
+        let caller = super::caller(&gw, &headers).await?;
+        usage_report(&gw, &Params(&q), Some(caller.id.clone())).await
+    }
+    .await;
+    reply(result, StatusCode::OK)
+}
+
+/// `GET {prefix}/key/requests`: `/admin/requests` for the caller's own key only.
+async fn own_requests(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Response {
+    let result = async {
+        let caller = super::caller(&gw, &headers).await?;
+        request_log(&gw, &Params(&q), Some(caller.id.clone())).await
     }
     .await;
     reply(result, StatusCode::OK)

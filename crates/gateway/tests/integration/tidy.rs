@@ -1,8 +1,8 @@
 //! The house rules that reading the code can check, checked: every source file says what it is
 //! for, and each dependency with a boundary stays behind it (`sqlx` in `ledger`, `axum` in `http`
 //! and the server's entry, `redis::` in the Redis limit store, the environment in `config`, no
-//! tokio in `wire`), only the ledger writer writes usage entries, and every test RELIABILITY.md
-//! cites exists.
+//! tokio in `wire`), only the ledger writer writes usage entries, every test RELIABILITY.md
+//! cites exists, and every file of `console/` is embedded in the binary.
 
 use std::path::{Path, PathBuf};
 
@@ -142,4 +142,46 @@ fn every_test_reliability_md_cites_exists() {
         missing.is_empty(),
         "RELIABILITY.md cites tests that do not exist: {missing:#?}"
     );
+}
+
+/// Every file of the top-level `console/` folder is embedded by `http/console.rs` (a file left out
+/// would be a 404 in the served console), and every embedded name is a file there.
+#[test]
+fn every_console_file_is_embedded() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let console =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http/console.rs"))
+            .unwrap();
+    let mut files: Vec<String> = std::fs::read_dir(root.join("console"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "the console folder was read: {files:?}");
+    let embedded: Vec<String> = console
+        .match_indices("asset!(\"")
+        .map(|(at, m)| {
+            let rest = &console[at + m.len()..];
+            rest[..rest.find('"').unwrap()].to_owned()
+        })
+        .collect();
+    let missing: Vec<&String> = files.iter().filter(|f| !embedded.contains(f)).collect();
+    assert!(
+        missing.is_empty(),
+        "console files not embedded: {missing:?}"
+    );
+    let absent: Vec<&String> = embedded.iter().filter(|f| !files.contains(f)).collect();
+    assert!(
+        absent.is_empty(),
+        "embedded names without a file: {absent:?}"
+    );
+    // Each file says what it is for, like the Rust sources.
+    for f in &files {
+        let text = std::fs::read_to_string(root.join("console").join(f)).unwrap();
+        let head: String = text.lines().take(2).collect::<Vec<_>>().join("\n");
+        assert!(
+            head.contains("//") || head.contains("/*") || head.contains("<!--"),
+            "console/{f} does not start by saying what it is for"
+        );
+    }
 }
