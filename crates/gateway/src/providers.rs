@@ -237,10 +237,12 @@ impl Provider {
         body: Vec<u8>,
         stream: bool,
         deadline: tokio::time::Instant,
+        request_id: &str,
     ) -> Result<reqwest::Response, UpstreamError> {
         let mut req = client
             .post(self.chat_url())
             .header(http::header::CONTENT_TYPE, "application/json")
+            .header("x-request-id", request_id)
             .header(
                 http::header::ACCEPT,
                 if stream {

@@ -8,6 +8,7 @@ mod billing;
 mod chat;
 mod cli;
 mod cors;
+mod early_commit;
 mod errors;
 mod events;
 mod failover;
