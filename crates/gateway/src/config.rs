@@ -1336,6 +1336,20 @@ output_price = "10.00"
     }
 
     #[test]
+    fn commit_after_defaults_to_ten_seconds_a_model_may_override_it_and_zero_is_never() {
+        let c = Config::parse(GOOD, "t.toml").unwrap();
+        let m = &c.models["gpt-4o"];
+        assert_eq!(m.commit_after(&c.routing), Some(Duration::from_secs(10)));
+        let text = format!("{GOOD}commit_after_ms = 2500\n[routing]\ncommit_after_ms = 0\n");
+        let c = Config::parse(&text, "t.toml").unwrap();
+        let m = &c.models["gpt-4o"];
+        assert_eq!(m.commit_after(&c.routing), Some(Duration::from_millis(2500)));
+        let text = format!("{GOOD}commit_after_ms = 0\n[routing]\ncommit_after_ms = 700\n");
+        let c = Config::parse(&text, "t.toml").unwrap();
+        assert_eq!(c.models["gpt-4o"].commit_after(&c.routing), None);
+    }
+
+    #[test]
     fn model_timeouts_override_the_providers_and_auto_is_validated() {
         let text = format!(
             "{GOOD}first_token_timeout_ms = 250\n[providers.openai2]\nkind = \"openai\"\nbase_url = \"http://x/v1\"\nidle_timeout_ms = 7\n[auto]\nchain = [\"gpt-4o\"]\nhedge_after_ms = 90\n[routing]\nserved_headers = false\n"
