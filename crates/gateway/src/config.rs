@@ -1343,7 +1343,10 @@ output_price = "10.00"
         let text = format!("{GOOD}commit_after_ms = 2500\n[routing]\ncommit_after_ms = 0\n");
         let c = Config::parse(&text, "t.toml").unwrap();
         let m = &c.models["gpt-4o"];
-        assert_eq!(m.commit_after(&c.routing), Some(Duration::from_millis(2500)));
+        assert_eq!(
+            m.commit_after(&c.routing),
+            Some(Duration::from_millis(2500))
+        );
         let text = format!("{GOOD}commit_after_ms = 0\n[routing]\ncommit_after_ms = 700\n");
         let c = Config::parse(&text, "t.toml").unwrap();
         assert_eq!(c.models["gpt-4o"].commit_after(&c.routing), None);

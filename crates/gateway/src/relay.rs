@@ -25,7 +25,7 @@ use crate::auth::Caller;
 use crate::ledger::EndReason;
 use crate::relay::attempts::Opened;
 use crate::relay::chat_stream::ChatStream;
-use crate::relay::early_commit::Started;
+use crate::relay::early_commit::{Outcome, Started};
 use crate::relay::settlement::Settlement;
 
 /// Why a request could not be served. The HTTP edge turns each into its status and body.
@@ -259,12 +259,18 @@ pub async fn chat(
             served,
         }),
         Started::Committed(opening) => {
-            let then: early_commit::Then = Box::new(move |settlement, result| match result {
-                Ok((upstream, _)) => relay(settlement, upstream),
-                Err(e) => early_commit::single(early_commit::chat_error_ending(e.words())),
+            let then: early_commit::Then = Box::new(move |outcome| match outcome {
+                Outcome::Opened(settlement, Ok((upstream, _))) => relay(settlement, upstream),
+                Outcome::Opened(_, Err(e)) => {
+                    early_commit::single(early_commit::chat_error_ending(e.words()))
+                }
+                Outcome::Shutdown => early_commit::single(early_commit::chat_error_ending(
+                    early_commit::shutdown_words(),
+                )),
             });
+            let (keep_alive, end) = (gw.config.keep_alive, &gw.end_streams);
             Ok(ChatReply::Committed {
-                body: early_commit::body(opening, gw.config.keep_alive, then),
+                body: early_commit::body(opening, keep_alive, end, then),
                 rate,
             })
         }

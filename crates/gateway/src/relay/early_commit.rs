@@ -13,7 +13,9 @@
 //! `response.failed`. The ledger entry is the same one `attempts::open` writes on failure, with
 //! status 200 (what the client got). A client that leaves while waiting drops the opening future:
 //! the upstream request is dropped with it and the settlement guard settles it as cancelled.
-//! Non-streamed requests never commit early. Counted in `switchyard_streams_committed_early_total`.
+//! When the shutdown grace ends during the wait (`Gateway.end_streams`), the routes are given up
+//! and the stream ends with the shutdown's 503 error event, settled as cancelled. Non-streamed
+//! requests never commit early. Counted in `switchyard_streams_committed_early_total`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,6 +28,7 @@ use futures_util::{Stream, StreamExt};
 use serde_json::json;
 use switchyard_wire::openai::ChatRequest;
 use switchyard_wire::sse;
+use tokio_util::sync::CancellationToken;
 
 use crate::app::Gateway;
 use crate::config::ModelConfig;
@@ -100,10 +103,31 @@ pub async fn open_or_commit(
     }
 }
 
-/// What a committed stream becomes once its routes answered: the relay's own body, or, when
-/// every route failed, the in-stream ending for that error.
-pub type Then =
-    Box<dyn FnOnce(Settlement, Result<(UpstreamStream, Served), RelayError>) -> BodyStream + Send>;
+/// How the wait of a committed stream ended. Made once per request and taken apart at once.
+#[allow(clippy::large_enum_variant)]
+pub enum Outcome {
+    /// The routes answered, or every one failed (then the settlement is settled already).
+    Opened(Settlement, Result<(UpstreamStream, Served), RelayError>),
+    /// The shutdown grace ended first (`Gateway.end_streams`): the routes were given up and the
+    /// request is settled as cancelled, like a stream the shutdown ends.
+    Shutdown,
+}
+
+/// What a committed stream becomes once its wait ended: the relay's own body, or the in-stream
+/// ending for the error (every route failed, or the shutdown).
+pub type Then = Box<dyn FnOnce(Outcome) -> BodyStream + Send>;
+
+/// The words of a committed stream's ending when the shutdown grace ends during the wait: those
+/// of a stream the shutdown ends after its first event.
+pub fn shutdown_words() -> ErrorWords {
+    let failure = crate::relay::upstream_pump::Failure::Shutdown;
+    ErrorWords {
+        kind: "service_unavailable",
+        code: serde_json::Value::from(503),
+        param: None,
+        message: failure.message().to_owned(),
+    }
+}
 
 enum Phase {
     /// Waiting for the routes; `first` until the comment that goes out at once was sent.
@@ -116,46 +140,63 @@ enum Phase {
 }
 
 /// The body of a committed stream: `: keep-alive` at once and every `keep_alive` after while the
-/// routes are tried, then whatever `then` makes of their outcome.
-pub fn body(opening: Opening, keep_alive: Duration, then: Then) -> BodyStream {
+/// routes are tried, then whatever `then` makes of their outcome. When `end_streams` is cancelled
+/// first, the opening is dropped (its upstream request with it; the settlement guard settles it
+/// as cancelled) and `then` makes the shutdown ending.
+pub fn body(
+    opening: Opening,
+    keep_alive: Duration,
+    end_streams: &CancellationToken,
+    then: Then,
+) -> BodyStream {
+    let end = end_streams.child_token();
     let phase = Phase::Waiting {
         opening,
         then,
         first: true,
     };
-    let stream = futures_util::stream::unfold(phase, move |phase| async move {
-        match phase {
-            Phase::Waiting {
-                opening,
-                then,
-                first: true,
-            } => {
-                let phase = Phase::Waiting {
+    let stream = futures_util::stream::unfold(phase, move |phase| {
+        let end = end.clone();
+        async move {
+            match phase {
+                Phase::Waiting {
                     opening,
                     then,
-                    first: false,
-                };
-                Some((Bytes::from_static(sse::KEEP_ALIVE), phase))
-            }
-            Phase::Waiting {
-                mut opening, then, ..
-            } => {
-                tokio::select! {
-                    biased;
-                    (settlement, result) = &mut opening => {
-                        let mut relay = then(settlement, result);
-                        let frame = relay.next().await?;
-                        Some((frame, Phase::Relaying(relay)))
-                    }
-                    () = tokio::time::sleep(keep_alive) => {
-                        let phase = Phase::Waiting { opening, then, first: false };
-                        Some((Bytes::from_static(sse::KEEP_ALIVE), phase))
+                    first: true,
+                } => {
+                    let phase = Phase::Waiting {
+                        opening,
+                        then,
+                        first: false,
+                    };
+                    Some((Bytes::from_static(sse::KEEP_ALIVE), phase))
+                }
+                Phase::Waiting {
+                    mut opening, then, ..
+                } => {
+                    tokio::select! {
+                        biased;
+                        (settlement, result) = &mut opening => {
+                            let mut relay = then(Outcome::Opened(settlement, result));
+                            let frame = relay.next().await?;
+                            Some((frame, Phase::Relaying(relay)))
+                        }
+                        () = end.cancelled() => {
+                            drop(opening);
+                            let mut relay = then(Outcome::Shutdown);
+                            let frame = relay.next().await?;
+                            Some((frame, Phase::Relaying(relay)))
+                        }
+                        () = tokio::time::sleep(keep_alive) => {
+                            let phase = Phase::Waiting { opening, then, first: false };
+                            Some((Bytes::from_static(sse::KEEP_ALIVE), phase))
+                        }
                     }
                 }
-            }
-            Phase::Relaying(mut relay) => {
-                let frame = relay.next().await?;
-                Some((frame, Phase::Relaying(relay)))
+                Phase::Relaying(mut relay) => {
+                    let frame = relay.next().await?;
+                    Some((frame, Phase::Relaying(relay)))
+                }
             }
         }
     });

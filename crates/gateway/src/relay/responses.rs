@@ -23,7 +23,7 @@ use crate::auth::{new_id, Caller};
 use crate::ledger::responses::StoredResponse;
 use crate::ledger::{EndReason, Ledger, LedgerError};
 use crate::relay::attempts::{self, unix_now, Opened};
-use crate::relay::early_commit::{self, Started};
+use crate::relay::early_commit::{self, Outcome, Started};
 use crate::relay::responses::event_stream::ResponseStream;
 use crate::relay::settlement::Settlement;
 use crate::relay::{admission, ChatReply, RelayError, RequestIds};
@@ -180,19 +180,26 @@ pub async fn create(
         }
         Started::Committed(opening) => {
             let relay_gw = gw.clone();
-            let then: early_commit::Then = Box::new(move |settlement, result| match result {
-                Ok((upstream, _)) => {
-                    let stream = ResponseStream::new(upstream, settlement, ctx, keeper, relay_gw);
-                    Box::new(Box::pin(stream.into_body()))
-                }
-                Err(e) => {
-                    let words = early_commit::masked(e.words());
-                    let ending = event_stream::failed_before_start(ctx, keeper, words);
-                    Box::new(Box::pin(futures_util::stream::once(ending)))
-                }
+            let then: early_commit::Then = Box::new(move |outcome| {
+                let words = match outcome {
+                    Outcome::Opened(settlement, Ok((upstream, _))) => {
+                        let stream =
+                            ResponseStream::new(upstream, settlement, ctx, keeper, relay_gw);
+                        return Box::new(Box::pin(stream.into_body()));
+                    }
+                    Outcome::Opened(_, Err(e)) => early_commit::masked(e.words()),
+                    // As a Responses stream the shutdown ends after its first event says it.
+                    Outcome::Shutdown => crate::relay::ErrorWords {
+                        code: Value::String("server_error".into()),
+                        ..early_commit::shutdown_words()
+                    },
+                };
+                let ending = event_stream::failed_before_start(ctx, keeper, words);
+                Box::new(Box::pin(futures_util::stream::once(ending)))
             });
+            let (keep_alive, end) = (gw.config.keep_alive, &gw.end_streams);
             Ok(ChatReply::Committed {
-                body: early_commit::body(opening, gw.config.keep_alive, then),
+                body: early_commit::body(opening, keep_alive, end, then),
                 rate,
             })
         }

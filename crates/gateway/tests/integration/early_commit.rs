@@ -221,6 +221,49 @@ async fn a_client_leaving_during_the_wait_is_cancelled_and_the_upstream_request_
 }
 
 #[tokio::test]
+async fn the_shutdown_grace_ending_during_the_wait_ends_the_stream_with_a_503_event() {
+    let (gw, mock) = start().await;
+    let resp = gw
+        .chat(json!({"model": "stuck", "stream": true, "messages": user("hi")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = harness::request_id(&resp);
+    let mut frames = resp.bytes_stream();
+    assert_eq!(
+        &frames.next().await.unwrap().unwrap()[..],
+        b": keep-alive\n\n"
+    );
+    // What the listener does when shutdown_grace is over.
+    gw.gw.end_streams.cancel();
+    let mut rest = Vec::new();
+    while let Some(frame) = frames.next().await {
+        rest.extend_from_slice(&frame.unwrap());
+    }
+    let items = parse_sse(&String::from_utf8(rest).unwrap());
+    let events = data_events(&items);
+    assert_eq!(events.len(), 1, "{items:?}");
+    assert_eq!(events[0]["error"]["code"], 503);
+    assert_eq!(events[0]["error"]["type"], "service_unavailable");
+    assert_eq!(items.last(), Some(&Sse::Done));
+    assert!(mock.wait_stream_end(0).await.client_disconnected);
+    let ledger = gw.gw.ledger.clone();
+    let key = gw.key_id.clone();
+    let mut entry = None;
+    // Polls the ledger, with a deadline (10 s), until the entry is there.
+    for _ in 0..500 {
+        let (entries, _) = books(&ledger, &key).await;
+        if let Some(e) = entries.get(&id) {
+            entry = Some(e.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(entry.expect("settled").end_reason, "cancelled");
+}
+
+#[tokio::test]
 async fn a_responses_stream_commits_early_and_ends_normally_or_with_the_http_errors_words() {
     let (gw, _mock) = start().await;
     let (status, first, body, _) = stream(
