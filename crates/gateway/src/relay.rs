@@ -1,6 +1,7 @@
 //! One request end to end, as straight-line code: validate, admit, pick the routes, try each until
-//! one answers (failing over only before the first byte reaches the client), then stream or return
-//! the answer with its cost, and settle the ledger exactly once through the settlement guard.
+//! one answers (failing over only before any content reaches the client: at most keep-alive
+//! comments of an early commit, `early_commit`), then stream or return the answer with its cost,
+//! and settle the ledger exactly once through the settlement guard.
 
 pub mod admission;
 pub mod attempts;

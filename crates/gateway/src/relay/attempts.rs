@@ -1,6 +1,8 @@
 //! Trying a model's routes until one answers: translate the request into the route's dialect, send
 //! it, wait for the first upstream token, and on a failure of the route move on. Failover happens
-//! here and only here, always before the first byte reaches the client. What counts as a failure of
+//! here and only here, always before any content reaches the client (a stream that committed early,
+//! `relay::early_commit`, has sent keep-alive comments only). Every upstream request carries the
+//! `x-request-id` its client sees. What counts as a failure of
 //! the route, and what as the upstream refusing the request itself (passed to the caller as a 400,
 //! no other route tried, nothing held against the route), is `providers::cause`. Every body read
 //! here is bounded by the provider's limits; past them, the route failed.
