@@ -232,6 +232,7 @@ struct RawRouting {
     breaker_error_percent: Option<u32>,
     breaker_min_requests: Option<u32>,
     breaker_cooldown_ms: Option<u64>,
+    commit_after_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -275,6 +276,8 @@ struct RawModel {
     first_token_timeout_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
     total_timeout_ms: Option<u64>,
+    /// Overrides `[routing] commit_after_ms` for this model (0 = never commit early).
+    commit_after_ms: Option<u64>,
 }
 
 /// Per-provider time limits.
@@ -377,6 +380,16 @@ pub struct ModelConfig {
     pub max_output_tokens: u64,
     /// Set for the automatic models `auto` and `auto-fast`.
     pub auto: Option<AutoKind>,
+    /// The model's own `commit_after_ms`, overriding `[routing]`'s (`Some(ZERO)` = never).
+    pub commit_after: Option<Duration>,
+}
+
+impl ModelConfig {
+    /// How long a streamed request waits for its first upstream event before it commits (200 and
+    /// the SSE headers, then keep-alive comments); `None` = it never commits before that event.
+    pub fn commit_after(&self, routing: &RoutingConfig) -> Option<Duration> {
+        Some(self.commit_after.unwrap_or(routing.commit_after)).filter(|d| !d.is_zero())
+    }
 }
 
 /// Retry, failover and circuit-breaker settings (`[routing]`).
@@ -395,6 +408,12 @@ pub struct RoutingConfig {
     /// Whether `x-switchyard-provider` and `x-switchyard-attempts` are sent.
     pub served_headers: bool,
     pub breaker: BreakerConfig,
+    /// A streamed request with no first upstream event after this long commits: 200 and the SSE
+    /// headers go out, then `: keep-alive` comments, so that proxies (nginx's
+    /// `proxy_read_timeout`, a load balancer's idle timeout) do not cut a long prefill. Failover
+    /// goes on behind the comments; only when every route failed is the error an in-stream event.
+    /// `ZERO` = never (errors stay HTTP statuses).
+    pub commit_after: Duration,
 }
 
 /// When a route's breaker opens: `failures` failures in a row, or at least `error_percent` percent
@@ -418,6 +437,7 @@ impl Default for RoutingConfig {
             backoff_max: Duration::from_secs(2),
             max_retry_after: Duration::from_secs(10),
             served_headers: true,
+            commit_after: Duration::from_secs(10),
             breaker: BreakerConfig {
                 failures: 5,
                 window: 20,
@@ -842,6 +862,7 @@ impl Config {
                     prices,
                     max_output_tokens: m.max_output_tokens.unwrap_or(DEFAULT_MAX_OUTPUT),
                     auto: None,
+                    commit_after: m.commit_after_ms.map(Duration::from_millis),
                 }),
             );
         }
@@ -1027,6 +1048,8 @@ fn auto_model(name: &str, kind: AutoKind, members: &[Arc<ModelConfig>]) -> Model
             .max()
             .unwrap_or(0),
         auto: Some(kind),
+        // The chain's members may differ; an automatic model follows `[routing]`.
+        commit_after: None,
     }
 }
 
@@ -1061,6 +1084,7 @@ fn routing_config(r: RawRouting) -> RoutingConfig {
         backoff_max: ms(r.backoff_max_ms, d.backoff_max),
         max_retry_after: ms(r.max_retry_after_ms, d.max_retry_after),
         served_headers: r.served_headers.unwrap_or(d.served_headers),
+        commit_after: ms(r.commit_after_ms, d.commit_after),
         breaker: BreakerConfig {
             failures: r.breaker_failures.unwrap_or(d.breaker.failures).max(1),
             window: r.breaker_window.unwrap_or(d.breaker.window).max(1),
@@ -1403,6 +1427,23 @@ output_price = "10.00"
         assert!(e.contains("line 12") && e.contains("free"), "{e}");
         let not_free = format!("{unpriced}free = false\n");
         assert!(Config::parse(&not_free, "t.toml").is_err());
+    }
+
+    #[test]
+    fn commit_after_defaults_to_ten_seconds_a_model_may_override_it_and_zero_is_never() {
+        let c = Config::parse(GOOD, "t.toml").unwrap();
+        let m = &c.models["gpt-4o"];
+        assert_eq!(m.commit_after(&c.routing), Some(Duration::from_secs(10)));
+        let text = format!("{GOOD}commit_after_ms = 2500\n[routing]\ncommit_after_ms = 0\n");
+        let c = Config::parse(&text, "t.toml").unwrap();
+        let m = &c.models["gpt-4o"];
+        assert_eq!(
+            m.commit_after(&c.routing),
+            Some(Duration::from_millis(2500))
+        );
+        let text = format!("{GOOD}commit_after_ms = 0\n[routing]\ncommit_after_ms = 700\n");
+        let c = Config::parse(&text, "t.toml").unwrap();
+        assert_eq!(c.models["gpt-4o"].commit_after(&c.routing), None);
     }
 
     #[test]

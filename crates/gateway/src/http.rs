@@ -25,7 +25,7 @@ use serde_json::json;
 
 use crate::app::{Gateway, Live};
 use crate::auth::{new_id, Caller};
-use crate::relay::{self, ChatReply, Served};
+use crate::relay::{self, ChatReply, RequestIds, Served};
 use crate::telemetry;
 
 pub use errors::ApiError;
@@ -120,6 +120,17 @@ fn client_request_id(headers: &HeaderMap) -> Option<HeaderValue> {
         && b.len() <= MAX_CLIENT_REQUEST_ID
         && b.iter().all(|c| c.is_ascii_graphic() || *c == b' ');
     ok.then(|| v.clone())
+}
+
+/// The ids of a relayed request: a new ledger id, and the id its client will see on the response
+/// (`request_ids` below: the client's valid `x-request-id`, else the ledger id), which is also sent
+/// upstream.
+fn request_ids_for(headers: &HeaderMap) -> RequestIds {
+    let ledger = new_id("req_", 24);
+    let visible = client_request_id(headers)
+        .and_then(|v| v.to_str().ok().map(str::to_owned))
+        .unwrap_or_else(|| ledger.clone());
+    RequestIds { ledger, visible }
 }
 
 /// Every response carries `x-request-id`: the client's own when valid, else the id the handler
@@ -303,14 +314,15 @@ async fn chat_completions(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let request_id = new_id("req_", 24);
+    let ids = request_ids_for(&headers);
+    let request_id = ids.ledger.clone();
     let result = async {
         let caller = match caller(&gw, &headers).await {
             Ok(c) => c,
             Err(e) => return Err(refuse_unread(&headers, body, e).await),
         };
         let body = read_body(&gw, &headers, body).await?;
-        relay::chat(&gw, caller, request_id.clone(), body)
+        relay::chat(&gw, caller, ids, body)
             .await
             .map_err(ApiError::from)
     }
@@ -334,31 +346,47 @@ fn reply(
             resp
         }
         Ok(ChatReply::Stream { body, served }) => {
-            let mut resp = if gzip {
-                Response::new(Body::from_stream(gzip::GzipFrames::new(body)))
-            } else {
-                Response::new(Body::from_stream(futures_util::StreamExt::map(
-                    body,
-                    Ok::<_, std::convert::Infallible>,
-                )))
-            };
-            let h = resp.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
-            );
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-            if gzip {
-                h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            let mut resp = sse_response(body, gzip);
+            served_headers(resp.headers_mut(), &served, gw);
+            resp
+        }
+        Ok(ChatReply::Committed { body, rate }) => {
+            let mut resp = sse_response(body, gzip);
+            if let Some(q) = &rate {
+                errors::rate_headers(resp.headers_mut(), q);
             }
-            served_headers(h, &served, gw);
             resp
         }
         Err(e) => e.into_response(),
     };
     if let Ok(v) = HeaderValue::from_str(request_id) {
         resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+/// A streamed answer with the SSE headers (gzip, one sync-flushed frame per frame, when asked).
+fn sse_response(
+    body: Box<dyn futures_util::Stream<Item = bytes::Bytes> + Send + Unpin>,
+    gzip: bool,
+) -> Response {
+    let mut resp = if gzip {
+        Response::new(Body::from_stream(gzip::GzipFrames::new(body)))
+    } else {
+        Response::new(Body::from_stream(futures_util::StreamExt::map(
+            body,
+            Ok::<_, std::convert::Infallible>,
+        )))
+    };
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    if gzip {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     resp
 }

@@ -230,17 +230,21 @@ impl Provider {
 
     /// Sends a request body (already in this provider's dialect) to the chat endpoint and returns
     /// the response once its headers arrived with a success status, before `deadline`; any other
-    /// status is an error carrying the body.
+    /// status is an error carrying the body. Headers sent: content-type, accept, the credential
+    /// and `x-request-id` (the id the client sees: its own when valid, else the gateway's); no
+    /// other client header is ever forwarded.
     pub async fn send(
         &self,
         client: &reqwest::Client,
         body: Vec<u8>,
         stream: bool,
         deadline: tokio::time::Instant,
+        request_id: &str,
     ) -> Result<reqwest::Response, UpstreamError> {
         let mut req = client
             .post(self.chat_url())
             .header(http::header::CONTENT_TYPE, "application/json")
+            .header("x-request-id", request_id)
             .header(
                 http::header::ACCEPT,
                 if stream {

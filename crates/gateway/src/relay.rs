@@ -1,10 +1,12 @@
 //! One request end to end, as straight-line code: validate, admit, pick the routes, try each until
-//! one answers (failing over only before the first byte reaches the client), then stream or return
-//! the answer with its cost, and settle the ledger exactly once through the settlement guard.
+//! one answers (failing over only before any content reaches the client: at most keep-alive
+//! comments of an early commit, `early_commit`), then stream or return the answer with its cost,
+//! and settle the ledger exactly once through the settlement guard.
 
 pub mod admission;
 pub mod attempts;
 pub mod chat_stream;
+pub mod early_commit;
 pub mod meter;
 pub mod responses;
 pub mod settlement;
@@ -24,6 +26,7 @@ use crate::auth::Caller;
 use crate::ledger::EndReason;
 use crate::relay::attempts::Opened;
 use crate::relay::chat_stream::ChatStream;
+use crate::relay::early_commit::{Outcome, Started};
 use crate::relay::settlement::Settlement;
 
 /// Why a request could not be served. The HTTP edge turns each into its status and body.
@@ -83,6 +86,64 @@ impl RelayError {
     }
 }
 
+/// An error as its client reads it: the OpenAI error object's `type`, `code`, `param` and
+/// `message`. The same words whether they come as an HTTP error body (`http::errors` adds the
+/// status and headers) or, once a stream committed early, as an in-stream error event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorWords {
+    pub kind: &'static str,
+    pub code: Value,
+    pub param: Option<String>,
+    pub message: String,
+}
+
+impl RelayError {
+    /// What the client is told (see `ErrorWords`).
+    pub fn words(self) -> ErrorWords {
+        let message = self.to_string();
+        let words = |kind: &'static str, code: &str, param: Option<&str>| ErrorWords {
+            kind,
+            code: Value::String(code.to_owned()),
+            param: param.map(str::to_owned),
+            message: message.clone(),
+        };
+        match self {
+            RelayError::BadRequest(r) => ErrorWords {
+                kind: "invalid_request_error",
+                code: Value::Null,
+                param: r.param,
+                message: r.message,
+            },
+            RelayError::UnknownModel(_) => {
+                words("invalid_request_error", "model_not_found", Some("model"))
+            }
+            RelayError::ModelNotAllowed(_) => {
+                words("permission_error", "model_not_allowed", Some("model"))
+            }
+            RelayError::InsufficientBalance | RelayError::BudgetExceeded(_) => {
+                words("insufficient_quota", "insufficient_quota", None)
+            }
+            RelayError::UpstreamRejected(r) => ErrorWords {
+                kind: "invalid_request_error",
+                code: r.code,
+                param: r.param,
+                message: r.message,
+            },
+            RelayError::UpstreamRateLimited { .. } | RelayError::RateLimited(_) => {
+                words("rate_limit_error", "rate_limit_exceeded", None)
+            }
+            RelayError::LedgerUnavailable | RelayError::LimitsUnavailable => {
+                words("service_unavailable", "service_unavailable", None)
+            }
+            RelayError::UpstreamTimeout => words("timeout_error", "upstream_timeout", None),
+            RelayError::UpstreamFailed(_) => words("upstream_error", "upstream_error", None),
+            RelayError::NoHealthyUpstream { .. } => {
+                words("service_unavailable", "no_healthy_upstream", None)
+            }
+        }
+    }
+}
+
 /// An upstream's refusal of the request itself, passed on to the client.
 #[derive(Debug)]
 pub struct Rejected {
@@ -111,13 +172,27 @@ pub enum ChatReply {
         body: Box<dyn Stream<Item = Bytes> + Send + Unpin>,
         served: Served,
     },
+    /// A stream that committed before its first upstream event (`early_commit`): the route that
+    /// will serve it is not known yet, so only the key's rate limits go out as headers.
+    Committed {
+        body: Box<dyn Stream<Item = Bytes> + Send + Unpin>,
+        rate: Option<crate::limits::Quota>,
+    },
+}
+
+/// The ids of one request: `ledger` is the gateway's own unique id (the ledger's), `visible` the
+/// one its client sees as `x-request-id` (the client's valid id, else `ledger`), sent upstream.
+#[derive(Debug, Clone)]
+pub struct RequestIds {
+    pub ledger: String,
+    pub visible: String,
 }
 
 /// Serves `POST /chat/completions` for `caller`.
 pub async fn chat(
     gw: &Arc<Gateway>,
     caller: Caller,
-    request_id: String,
+    ids: RequestIds,
     body: Bytes,
 ) -> Result<ChatReply, RelayError> {
     let started = Instant::now();
@@ -127,36 +202,77 @@ pub async fn chat(
         gw,
         &caller,
         &model,
-        request_id,
+        ids.ledger,
         req.clone(),
         req.stream,
         started,
     )
     .await?;
-    match attempts::open(gw, &model, &req, &mut settlement, started).await? {
-        Opened::Json { body, served } => match complete_json(&body, &mut settlement).await {
-            Some(Ok(body)) => Ok(ChatReply::Json { body, served }),
-            Some(Err(e)) => Err(e),
-            None => {
-                let e = RelayError::UpstreamFailed(
-                    "the upstream's answer is not a chat completion".into(),
-                );
-                settlement.meter.failed(e.status(), &e.to_string());
-                attempts::fail_settled(&mut settlement).await;
-                Err(e)
-            }
-        },
-        Opened::Stream { upstream, served } => {
+    if !req.stream {
+        return match attempts::open(gw, &model, &req, &mut settlement, started, &ids.visible)
+            .await?
+        {
+            Opened::Json { body, served } => match complete_json(&body, &mut settlement).await {
+                Some(Ok(body)) => Ok(ChatReply::Json { body, served }),
+                Some(Err(e)) => Err(e),
+                None => {
+                    let e = RelayError::UpstreamFailed(
+                        "the upstream's answer is not a chat completion".into(),
+                    );
+                    settlement.meter.failed(e.status(), &e.to_string());
+                    attempts::fail_settled(&mut settlement).await;
+                    Err(e)
+                }
+            },
+            Opened::Stream { .. } => Err(RelayError::UpstreamFailed(
+                "the upstream answered with a stream".into(),
+            )),
+        };
+    }
+    let (rate, committed) = (settlement.rate, settlement.meter.committed_flag());
+    let commit_after = model.commit_after(&gw.config.routing);
+    let opening = early_commit::opening(
+        gw.clone(),
+        model,
+        req.clone(),
+        settlement,
+        started,
+        ids.visible,
+    );
+    let include_usage = req.include_usage;
+    let relay = {
+        let gw = gw.clone();
+        move |settlement, upstream| -> early_commit::BodyStream {
             let stream = ChatStream::new(
                 upstream,
                 settlement,
-                req.include_usage,
+                include_usage,
                 gw.config.keep_alive,
                 Some(gw.clone()),
             );
-            Ok(ChatReply::Stream {
-                body: Box::new(Box::pin(stream.into_body())),
-                served,
+            Box::new(Box::pin(stream.into_body()))
+        }
+    };
+    match early_commit::open_or_commit(opening, commit_after, committed).await {
+        Started::Now(_, Err(e)) => Err(e),
+        Started::Now(settlement, Ok((upstream, served))) => Ok(ChatReply::Stream {
+            body: relay(settlement, upstream),
+            served,
+        }),
+        Started::Committed(opening) => {
+            let then: early_commit::Then = Box::new(move |outcome| match outcome {
+                Outcome::Opened(settlement, Ok((upstream, _))) => relay(settlement, upstream),
+                Outcome::Opened(_, Err(e)) => {
+                    early_commit::single(early_commit::chat_error_ending(e.words()))
+                }
+                Outcome::Shutdown => early_commit::single(early_commit::chat_error_ending(
+                    early_commit::shutdown_words(),
+                )),
+            });
+            let (keep_alive, end) = (gw.config.keep_alive, &gw.end_streams);
+            Ok(ChatReply::Committed {
+                body: early_commit::body(opening, keep_alive, end, then),
+                rate,
             })
         }
     }

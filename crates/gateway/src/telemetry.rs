@@ -259,3 +259,9 @@ pub fn declare_panic_counter() {
 pub fn panics_caught() -> u64 {
     PANICS_CAUGHT.load(std::sync::atomic::Ordering::Relaxed)
 }
+
+/// A streamed request that committed (200 and headers, then keep-alive comments) before its first
+/// upstream event, because `commit_after` passed (`relay::early_commit`).
+pub fn record_committed_early() {
+    counter!("switchyard_streams_committed_early_total").increment(1);
+}

@@ -123,99 +123,39 @@ impl From<AuthError> for ApiError {
 }
 
 impl From<RelayError> for ApiError {
+    /// The status and headers here; the words (type, code, param, message) are the relay's own
+    /// (`RelayError::words`), so that an in-stream error after an early commit says the same.
     fn from(e: RelayError) -> Self {
-        let message = e.to_string();
-        match e {
-            RelayError::BadRequest(r) => ApiError {
-                param: r.param,
-                code: Value::Null,
-                ..ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request_error",
-                    "",
-                    r.message,
-                )
-            },
-            RelayError::UnknownModel(_) => ApiError {
-                param: Some("model".into()),
-                ..ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "invalid_request_error",
-                    "model_not_found",
-                    message,
-                )
-            },
-            RelayError::ModelNotAllowed(_) => ApiError {
-                param: Some("model".into()),
-                ..ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "permission_error",
-                    "model_not_allowed",
-                    message,
-                )
-            },
-            RelayError::InsufficientBalance | RelayError::BudgetExceeded(_) => ApiError {
-                final_answer: true,
-                ..ApiError::new(
-                    StatusCode::PAYMENT_REQUIRED,
-                    "insufficient_quota",
-                    "insufficient_quota",
-                    message,
-                )
-            },
-            RelayError::UpstreamRejected(r) => ApiError {
-                status: StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST),
-                message: r.message,
-                kind: "invalid_request_error",
-                param: r.param,
-                code: r.code,
-                retry_after: None,
-                final_answer: false,
-                rate: None,
-            },
-            RelayError::UpstreamRateLimited { retry_after } => ApiError {
-                retry_after: Some(retry_after.map_or(1, |d| d.as_secs().clamp(1, 60))),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limit_error",
-                    "rate_limit_exceeded",
-                    message,
-                )
-            },
-            RelayError::RateLimited(r) => ApiError {
-                retry_after: Some(r.retry_after.as_secs_f64().ceil().clamp(1.0, 60.0) as u64),
-                rate: Some(r.quota),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limit_error",
-                    "rate_limit_exceeded",
-                    message,
-                )
-            },
-            RelayError::LedgerUnavailable | RelayError::LimitsUnavailable => {
-                ApiError::unavailable(&message)
-            }
-            RelayError::UpstreamTimeout => ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "timeout_error",
-                "upstream_timeout",
-                message,
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        let (retry_after, final_answer, rate) = match &e {
+            RelayError::InsufficientBalance | RelayError::BudgetExceeded(_) => (None, true, None),
+            RelayError::UpstreamRateLimited { retry_after } => (
+                Some(retry_after.map_or(1, |d| d.as_secs().clamp(1, 60))),
+                false,
+                None,
             ),
-            RelayError::UpstreamFailed(_) => ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "upstream_error",
-                "upstream_error",
-                message,
+            RelayError::RateLimited(r) => (
+                Some(r.retry_after.as_secs_f64().ceil().clamp(1.0, 60.0) as u64),
+                false,
+                Some(r.quota),
             ),
-            RelayError::NoHealthyUpstream { retry_after } => ApiError {
-                retry_after: Some(retry_after.map_or(1, |d| d.as_secs().clamp(1, 300))),
-                ..ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "service_unavailable",
-                    "no_healthy_upstream",
-                    message,
-                )
-            },
+            RelayError::NoHealthyUpstream { retry_after } => (
+                Some(retry_after.map_or(1, |d| d.as_secs().clamp(1, 300))),
+                false,
+                None,
+            ),
+            _ => (None, false, None),
+        };
+        let w = e.words();
+        ApiError {
+            status,
+            message: w.message,
+            kind: w.kind,
+            param: w.param,
+            code: w.code,
+            retry_after,
+            final_answer,
+            rate,
         }
     }
 }

@@ -13,7 +13,6 @@ use serde_json::Value;
 
 use super::{caller, read_body, ApiError};
 use crate::app::Gateway;
-use crate::auth::new_id;
 use crate::relay::responses::{self, ResponsesError};
 
 impl From<ResponsesError> for ApiError {
@@ -46,14 +45,15 @@ impl From<ResponsesError> for ApiError {
 
 /// `POST /responses`.
 pub async fn create(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
-    let request_id = new_id("req_", 24);
+    let ids = super::request_ids_for(&headers);
+    let request_id = ids.ledger.clone();
     let result = async {
         let caller = match caller(&gw, &headers).await {
             Ok(c) => c,
             Err(e) => return Err(super::refuse_unread(&headers, body, e).await),
         };
         let body = read_body(&gw, &headers, body).await?;
-        responses::create(&gw, caller, request_id.clone(), body)
+        responses::create(&gw, caller, ids, body)
             .await
             .map_err(ApiError::from)
     }

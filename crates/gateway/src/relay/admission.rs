@@ -425,6 +425,7 @@ mod tests {
             prices: p,
             max_output_tokens: 1000,
             auto: None,
+            commit_after: None,
         };
         (providers, model)
     }

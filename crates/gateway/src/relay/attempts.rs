@@ -1,6 +1,8 @@
 //! Trying a model's routes until one answers: translate the request into the route's dialect, send
 //! it, wait for the first upstream token, and on a failure of the route move on. Failover happens
-//! here and only here, always before the first byte reaches the client. What counts as a failure of
+//! here and only here, always before any content reaches the client (a stream that committed early,
+//! `relay::early_commit`, has sent keep-alive comments only). Every upstream request carries the
+//! `x-request-id` its client sees. What counts as a failure of
 //! the route, and what as the upstream refusing the request itself (passed to the caller as a 400,
 //! no other route tried, nothing held against the route), is `providers::cause`. Every body read
 //! here is bounded by the provider's limits; past them, the route failed.
@@ -79,7 +81,8 @@ struct Tried {
 /// The default `max_tokens` sent to Anthropic when the caller gave none (Anthropic requires one).
 pub(crate) const ANTHROPIC_DEFAULT_MAX_TOKENS: u64 = 4096;
 
-/// Tries `model`'s routes for `req`. On success the settlement knows the provider, the served
+/// Tries `model`'s routes for `req`; every upstream request carries `x-request-id: request_id`
+/// (the id the client sees on its response). On success the settlement knows the provider, the served
 /// model, its prices and the number of attempts; on failure it has been settled at no cost.
 pub async fn open(
     gw: &Gateway,
@@ -87,8 +90,9 @@ pub async fn open(
     req: &ChatRequest,
     settlement: &mut Settlement,
     started: Instant,
+    request_id: &str,
 ) -> Result<Opened, RelayError> {
-    let result = open_inner(gw, model, req, settlement, started).await;
+    let result = open_inner(gw, model, req, settlement, started, request_id).await;
     if let Err(e) = &result {
         settlement.meter.failed(e.status(), &e.to_string());
     }
@@ -108,6 +112,7 @@ async fn open_inner(
     req: &ChatRequest,
     settlement: &mut Settlement,
     started: Instant,
+    request_id: &str,
 ) -> Result<Opened, RelayError> {
     let policy = &gw.config.routing;
     let accepted = settlement.meter.accepted_flag();
@@ -135,7 +140,7 @@ async fn open_inner(
     {
         if n >= 2 && max_attempts >= 2 {
             let (first, second) = (&candidates[0], &candidates[1]);
-            let hedged = hedge(gw, first, second, req, delay, accepted, caller).await?;
+            let hedged = hedge(gw, first, second, req, delay, accepted, caller, request_id).await?;
             attempts += hedged.sends;
             for (i, outcome) in hedged.failures {
                 settlement
@@ -207,7 +212,16 @@ async fn open_inner(
             }
         };
         let body = upstream_body(gw, &cand.route, req)?;
-        let tried = attempt(gw, &cand.route, body, req.stream, accepted, caller).await;
+        let tried = attempt(
+            gw,
+            &cand.route,
+            body,
+            req.stream,
+            accepted,
+            caller,
+            request_id,
+        )
+        .await;
         attempts += tried.sends;
         let quota = match (&tried.result, quota) {
             (Ok(_), Some(q)) => Some(q),
@@ -386,6 +400,7 @@ async fn hedge(
     delay: Duration,
     accepted: &AtomicBool,
     caller: &str,
+    request_id: &str,
 ) -> Result<Hedged, RelayError> {
     let mut out = Hedged {
         winner: None,
@@ -393,7 +408,15 @@ async fn hedge(
         sends: 0,
     };
     let body = upstream_body(gw, &first.route, req)?;
-    let a = attempt(gw, &first.route, body, req.stream, accepted, caller);
+    let a = attempt(
+        gw,
+        &first.route,
+        body,
+        req.stream,
+        accepted,
+        caller,
+        request_id,
+    );
     tokio::pin!(a);
     let early = tokio::select! {
         t = &mut a => Some(t),
@@ -419,14 +442,31 @@ async fn hedge(
         let body = upstream_body(gw, &second.route, req)?;
         take(
             1,
-            attempt(gw, &second.route, body, req.stream, accepted, caller).await,
+            attempt(
+                gw,
+                &second.route,
+                body,
+                req.stream,
+                accepted,
+                caller,
+                request_id,
+            )
+            .await,
             &mut out,
         );
         return Ok(out);
     }
     let hedge_started = Instant::now();
     let body = upstream_body(gw, &second.route, req)?;
-    let b = attempt(gw, &second.route, body, req.stream, accepted, caller);
+    let b = attempt(
+        gw,
+        &second.route,
+        body,
+        req.stream,
+        accepted,
+        caller,
+        request_id,
+    );
     tokio::pin!(b);
     tokio::select! {
         t = &mut a => {
@@ -474,8 +514,9 @@ async fn attempt(
     stream: bool,
     accepted: &AtomicBool,
     caller: &str,
+    request_id: &str,
 ) -> Tried {
-    let tried = try_route(gw, route, body, stream, accepted, caller).await;
+    let tried = try_route(gw, route, body, stream, accepted, caller, request_id).await;
     let outcome = match &tried.result {
         Ok(_) => AttemptOutcome::Ok,
         Err(e) if e.is_retryable() => AttemptOutcome::Retryable,
@@ -495,6 +536,7 @@ async fn try_route(
     stream: bool,
     accepted: &AtomicBool,
     caller: &str,
+    request_id: &str,
 ) -> Tried {
     let started = Instant::now();
     let mut sends = 0;
@@ -521,7 +563,10 @@ async fn try_route(
     let resp = loop {
         let generation = provider.credential_generation();
         sends += 1;
-        match provider.send(client, body.clone(), stream, deadline).await {
+        match provider
+            .send(client, body.clone(), stream, deadline, request_id)
+            .await
+        {
             Err(UpstreamError::Status { status: 401, .. })
                 if !refreshed && provider.config.api_key.is_some() =>
             {

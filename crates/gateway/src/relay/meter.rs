@@ -33,6 +33,9 @@ pub struct Meter {
     accepted: Arc<AtomicBool>,
     /// The status of the last upstream answer, for the request log.
     upstream_status: Option<u16>,
+    /// Set once a streamed response committed (200 and headers sent) before its first event:
+    /// from then on the client has a 200, whatever fails.
+    committed: Arc<AtomicBool>,
     /// The HTTP status the client got and the error's text, once the request failed.
     failure: Option<(u16, String)>,
     /// `responses` for the Responses API; `chat` otherwise.
@@ -160,6 +163,11 @@ impl Meter {
         self.accepted.clone()
     }
 
+    /// The flag the early commit sets once the client has its 200 (see `relay::early_commit`).
+    pub fn committed_flag(&self) -> Arc<AtomicBool> {
+        self.committed.clone()
+    }
+
     pub fn is_accepted(&self) -> bool {
         self.accepted.load(Ordering::Relaxed)
     }
@@ -196,6 +204,11 @@ impl Meter {
     /// The request failed: `status` is what its client got (200 once a stream had begun),
     /// `message` the error's own text (masked and bounded in the entry). The first failure stays.
     pub fn failed(&mut self, status: u16, message: &str) {
+        let status = if self.committed.load(Ordering::Relaxed) {
+            200
+        } else {
+            status
+        };
         if self.failure.is_none() {
             self.failure = Some((status, crate::ledger::error_text(message)));
         }

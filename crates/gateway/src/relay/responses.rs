@@ -23,9 +23,10 @@ use crate::auth::{new_id, Caller};
 use crate::ledger::responses::StoredResponse;
 use crate::ledger::{EndReason, Ledger, LedgerError};
 use crate::relay::attempts::{self, unix_now, Opened};
+use crate::relay::early_commit::{self, Outcome, Started};
 use crate::relay::responses::event_stream::ResponseStream;
 use crate::relay::settlement::Settlement;
-use crate::relay::{admission, ChatReply, RelayError};
+use crate::relay::{admission, ChatReply, RelayError, RequestIds};
 
 /// Why a Responses request could not be served.
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +84,7 @@ impl Keeper {
 pub async fn create(
     gw: &Arc<Gateway>,
     caller: Caller,
-    request_id: String,
+    ids: RequestIds,
     body: Bytes,
 ) -> Result<ChatReply, ResponsesError> {
     let started = Instant::now();
@@ -112,7 +113,7 @@ pub async fn create(
         gw,
         &caller,
         &model,
-        request_id,
+        ids.ledger,
         req.clone(),
         req.stream,
         started,
@@ -132,29 +133,74 @@ pub async fn create(
         messages: plan.messages().to_vec(),
         store: plan.store,
     };
-    match attempts::open(gw, &model, &req, &mut settlement, started).await? {
-        Opened::Json { body, served } => {
-            match complete_json(&body, ctx, &mut settlement, &keeper).await {
-                Some(Ok(response)) => Ok(ChatReply::Json {
-                    body: serde_json::to_vec(&response).unwrap_or_default(),
-                    served,
-                }),
-                Some(Err(e)) => Err(e),
-                None => {
-                    let e = RelayError::UpstreamFailed(
-                        "the upstream's answer is not a chat completion".into(),
-                    );
-                    settlement.meter.failed(e.status(), &e.to_string());
-                    attempts::fail_settled(&mut settlement).await;
-                    Err(e.into())
+    if !req.stream {
+        return match attempts::open(gw, &model, &req, &mut settlement, started, &ids.visible)
+            .await?
+        {
+            Opened::Json { body, served } => {
+                match complete_json(&body, ctx, &mut settlement, &keeper).await {
+                    Some(Ok(response)) => Ok(ChatReply::Json {
+                        body: serde_json::to_vec(&response).unwrap_or_default(),
+                        served,
+                    }),
+                    Some(Err(e)) => Err(e),
+                    None => {
+                        let e = RelayError::UpstreamFailed(
+                            "the upstream's answer is not a chat completion".into(),
+                        );
+                        settlement.meter.failed(e.status(), &e.to_string());
+                        attempts::fail_settled(&mut settlement).await;
+                        Err(e.into())
+                    }
                 }
             }
-        }
-        Opened::Stream { upstream, served } => {
+            Opened::Stream { .. } => {
+                Err(RelayError::UpstreamFailed("the upstream answered with a stream".into()).into())
+            }
+        };
+    }
+    let (rate, committed) = (settlement.rate, settlement.meter.committed_flag());
+    let commit_after = model.commit_after(&gw.config.routing);
+    let opening = early_commit::opening(
+        gw.clone(),
+        model,
+        req.clone(),
+        settlement,
+        started,
+        ids.visible,
+    );
+    match early_commit::open_or_commit(opening, commit_after, committed).await {
+        Started::Now(_, Err(e)) => Err(e.into()),
+        Started::Now(settlement, Ok((upstream, served))) => {
             let stream = ResponseStream::new(upstream, settlement, ctx, keeper, gw.clone());
             Ok(ChatReply::Stream {
                 body: Box::new(Box::pin(stream.into_body())),
                 served,
+            })
+        }
+        Started::Committed(opening) => {
+            let relay_gw = gw.clone();
+            let then: early_commit::Then = Box::new(move |outcome| {
+                let words = match outcome {
+                    Outcome::Opened(settlement, Ok((upstream, _))) => {
+                        let stream =
+                            ResponseStream::new(upstream, settlement, ctx, keeper, relay_gw);
+                        return Box::new(Box::pin(stream.into_body()));
+                    }
+                    Outcome::Opened(_, Err(e)) => early_commit::masked(e.words()),
+                    // As a Responses stream the shutdown ends after its first event says it.
+                    Outcome::Shutdown => crate::relay::ErrorWords {
+                        code: Value::String("server_error".into()),
+                        ..early_commit::shutdown_words()
+                    },
+                };
+                let ending = event_stream::failed_before_start(ctx, keeper, words);
+                Box::new(Box::pin(futures_util::stream::once(ending)))
+            });
+            let (keep_alive, end) = (gw.config.keep_alive, &gw.end_streams);
+            Ok(ChatReply::Committed {
+                body: early_commit::body(opening, keep_alive, end, then),
+                rate,
             })
         }
     }

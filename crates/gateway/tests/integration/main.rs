@@ -10,6 +10,7 @@ mod chat;
 mod cli;
 mod console;
 mod cors;
+mod early_commit;
 mod errors;
 mod events;
 mod failover;

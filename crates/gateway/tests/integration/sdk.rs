@@ -130,6 +130,29 @@ async fn node_stream_error() {
     stream_error(Lang::Node).await;
 }
 
+/// A stream that committed early (`[routing] commit_after_ms`): the SDK reads the keep-alive
+/// comments before the first chunk and then the whole answer, as from any stream.
+#[tokio::test(flavor = "multi_thread")]
+async fn python_reads_a_stream_committed_before_its_first_token() {
+    let (gw, mock) = crate::harness::start_with_mock_top(
+        "keep_alive_ms = 50",
+        "[routing]\ncommit_after_ms = 20\n",
+    )
+    .await;
+    mock.set_options(json!({"ttft_ms": 400})).unwrap();
+    let Some(facts) = run(Lang::Python, "stream_text", &gw).await else {
+        return;
+    };
+    assert_eq!(facts["text"], expected_text(), "{facts}");
+    let metrics = crate::harness::get_text(gw.url("/metrics")).await;
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("switchyard_streams_committed_early_total") && !l.ends_with(" 0")
+        ),
+        "{metrics}"
+    );
+}
+
 /// The client reads 3 chunks and goes away (Node: `AbortController`, Python: `stream.close()` / the
 /// `with` block); the gateway must drop the upstream request at once.
 async fn abort(lang: Lang) {

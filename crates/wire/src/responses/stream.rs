@@ -315,6 +315,20 @@ impl StreamBuilder {
     /// Closes any open item (status `incomplete`), then emits an `error` event and
     /// `response.failed` with `error: {code, message}`, as OpenAI does for a failure mid-stream.
     pub fn fail(&mut self, code: &str, message: &str, out: &mut Vec<Event>) {
+        self.fail_as(None, &Value::String(code.to_owned()), None, message, out);
+    }
+
+    /// `fail` with every word of an error the client would otherwise have had as an HTTP error
+    /// body: its `type` (`kind`, in the nested `error` object), `code` (a string or null), `param`
+    /// and `message`.
+    pub fn fail_as(
+        &mut self,
+        kind: Option<&str>,
+        code: &Value,
+        param: Option<&str>,
+        message: &str,
+        out: &mut Vec<Event>,
+    ) {
         if self.phase == Phase::Done {
             return;
         }
@@ -323,15 +337,16 @@ impl StreamBuilder {
         self.status = "failed";
         self.error = json!({"code": code, "message": message});
         self.phase = Phase::Done;
+        let mut nested = json!({"code": code, "message": message, "param": param});
+        if let Some(kind) = kind {
+            nested["type"] = Value::String(kind.to_owned());
+        }
         self.emit(
             out,
             "error",
             // The spec puts the fields at the top level; OpenAI's live streams nest them under
             // `error`. Both are sent so that either reading works.
-            json!({
-                "code": code, "message": message, "param": null,
-                "error": {"code": code, "message": message, "param": null},
-            }),
+            json!({"code": code, "message": message, "param": param, "error": nested}),
         );
         let response = self.response();
         self.emit(out, "response.failed", json!({"response": response}));

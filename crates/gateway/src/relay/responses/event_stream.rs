@@ -205,6 +205,32 @@ impl ResponseStream {
     }
 }
 
+/// The ending of a committed stream whose every route failed before its first event
+/// (`relay::early_commit`): `response.created`, `response.in_progress`, then `error` (with the
+/// words the HTTP error would have had) and `response.failed`. The failed response is stored like
+/// one that failed mid-stream; the ledger entry was written when the routes failed.
+pub async fn failed_before_start(
+    ctx: ResponseContext,
+    keeper: Keeper,
+    words: crate::relay::ErrorWords,
+) -> Bytes {
+    let mut builder = StreamBuilder::new(ctx);
+    let mut events = Vec::with_capacity(4);
+    builder.fail_as(
+        Some(words.kind),
+        &words.code,
+        words.param.as_deref(),
+        &words.message,
+        &mut events,
+    );
+    keeper.keep(&builder.response()).await;
+    let mut encoded = Vec::with_capacity(1024);
+    for event in &events {
+        encode_sse(event, &mut encoded);
+    }
+    Bytes::from(encoded)
+}
+
 impl PumpedRelay for ResponseStream {
     fn pump(&mut self) -> &mut Pump {
         &mut self.pump

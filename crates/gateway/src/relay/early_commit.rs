@@ -1,0 +1,242 @@
+//! Committing a streamed answer before its first upstream event, so that a long prefill (a
+//! reasoning model thinking for a minute) does not look like a dead connection to nginx or a load
+//! balancer. Normally a stream's headers wait for the first upstream event, so failover stays
+//! invisible and every error is an HTTP status. With `commit_after` set (`[routing]
+//! commit_after_ms`, or the model's own), a streamed request with no first event by then commits:
+//! 200 and the SSE headers go out with a `: keep-alive` comment at once, then one every keep-alive
+//! interval until the first event.
+//!
+//! Behind the comments `attempts::open` goes on as before: a dead first route still fails over,
+//! invisibly, because only comments have gone out. Only when every route has failed does the
+//! client get the error, as an in-stream ending with the very words (`RelayError::words`) the HTTP
+//! error would have had: chat `data: {"error":…}` + `[DONE]`, Responses `error` +
+//! `response.failed`. The ledger entry is the same one `attempts::open` writes on failure, with
+//! status 200 (what the client got). A client that leaves while waiting drops the opening future:
+//! the upstream request is dropped with it and the settlement guard settles it as cancelled.
+//! When the shutdown grace ends during the wait (`Gateway.end_streams`), the routes are given up
+//! and the stream ends with the shutdown's 503 error event, settled as cancelled. Non-streamed
+//! requests never commit early. Counted in `switchyard_streams_committed_early_total`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use serde_json::json;
+use switchyard_wire::openai::ChatRequest;
+use switchyard_wire::sse;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::Gateway;
+use crate::config::ModelConfig;
+use crate::relay::attempts::{self, Opened, UpstreamStream};
+use crate::relay::settlement::Settlement;
+use crate::relay::{ErrorWords, RelayError, Served};
+
+/// A relay's body, as the HTTP layer takes it.
+pub type BodyStream = Box<dyn Stream<Item = Bytes> + Send + Unpin>;
+
+/// A streamed request's routes being tried: the settlement comes back with the outcome (on an
+/// error it has been settled already, by `attempts::open`).
+pub type Opening = Pin<
+    Box<dyn Future<Output = (Settlement, Result<(UpstreamStream, Served), RelayError>)> + Send>,
+>;
+
+/// How a streamed request started. Built once per request and taken apart at once, so the size
+/// of the first variant does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Started {
+    /// The routes answered (or all failed) before the commit: as without an early commit.
+    Now(Settlement, Result<(UpstreamStream, Served), RelayError>),
+    /// The commit came first; the routes are still being tried.
+    Committed(Opening),
+}
+
+/// Tries `model`'s routes for a streamed `req` (see `attempts::open`), as an owned future.
+pub fn opening(
+    gw: Arc<Gateway>,
+    model: Arc<ModelConfig>,
+    req: Arc<ChatRequest>,
+    mut settlement: Settlement,
+    started: Instant,
+    request_id: String,
+) -> Opening {
+    Box::pin(async move {
+        let result = attempts::open(&gw, &model, &req, &mut settlement, started, &request_id).await;
+        let result = match result {
+            Ok(Opened::Stream { upstream, served }) => Ok((upstream, served)),
+            Ok(Opened::Json { .. }) => {
+                // A streamed request is always opened as a stream; kept total all the same.
+                let e = RelayError::UpstreamFailed("the upstream's answer is not a stream".into());
+                settlement.meter.failed(e.status(), &e.to_string());
+                attempts::fail_settled(&mut settlement).await;
+                Err(e)
+            }
+            Err(e) => Err(e),
+        };
+        (settlement, result)
+    })
+}
+
+/// Runs `opening` until it finishes, or until `after` passes without it finishing: then the
+/// stream commits (`committed` is the meter's flag: from now on the client has a 200).
+pub async fn open_or_commit(
+    mut opening: Opening,
+    after: Option<Duration>,
+    committed: Arc<std::sync::atomic::AtomicBool>,
+) -> Started {
+    let Some(after) = after else {
+        let (settlement, result) = opening.await;
+        return Started::Now(settlement, result);
+    };
+    tokio::select! {
+        biased;
+        (settlement, result) = &mut opening => Started::Now(settlement, result),
+        () = tokio::time::sleep(after) => {
+            committed.store(true, Ordering::Relaxed);
+            crate::telemetry::record_committed_early();
+            Started::Committed(opening)
+        }
+    }
+}
+
+/// How the wait of a committed stream ended. Made once per request and taken apart at once.
+#[allow(clippy::large_enum_variant)]
+pub enum Outcome {
+    /// The routes answered, or every one failed (then the settlement is settled already).
+    Opened(Settlement, Result<(UpstreamStream, Served), RelayError>),
+    /// The shutdown grace ended first (`Gateway.end_streams`): the routes were given up and the
+    /// request is settled as cancelled, like a stream the shutdown ends.
+    Shutdown,
+}
+
+/// What a committed stream becomes once its wait ended: the relay's own body, or the in-stream
+/// ending for the error (every route failed, or the shutdown).
+pub type Then = Box<dyn FnOnce(Outcome) -> BodyStream + Send>;
+
+/// The words of a committed stream's ending when the shutdown grace ends during the wait: those
+/// of a stream the shutdown ends after its first event.
+pub fn shutdown_words() -> ErrorWords {
+    let failure = crate::relay::upstream_pump::Failure::Shutdown;
+    ErrorWords {
+        kind: "service_unavailable",
+        code: serde_json::Value::from(503),
+        param: None,
+        message: failure.message().to_owned(),
+    }
+}
+
+enum Phase {
+    /// Waiting for the routes; `first` until the comment that goes out at once was sent.
+    Waiting {
+        opening: Opening,
+        then: Then,
+        first: bool,
+    },
+    Relaying(BodyStream),
+}
+
+/// The body of a committed stream: `: keep-alive` at once and every `keep_alive` after while the
+/// routes are tried, then whatever `then` makes of their outcome. When `end_streams` is cancelled
+/// first, the opening is dropped (its upstream request with it; the settlement guard settles it
+/// as cancelled) and `then` makes the shutdown ending.
+pub fn body(
+    opening: Opening,
+    keep_alive: Duration,
+    end_streams: &CancellationToken,
+    then: Then,
+) -> BodyStream {
+    let end = end_streams.child_token();
+    let phase = Phase::Waiting {
+        opening,
+        then,
+        first: true,
+    };
+    let stream = futures_util::stream::unfold(phase, move |phase| {
+        let end = end.clone();
+        async move {
+            match phase {
+                Phase::Waiting {
+                    opening,
+                    then,
+                    first: true,
+                } => {
+                    let phase = Phase::Waiting {
+                        opening,
+                        then,
+                        first: false,
+                    };
+                    Some((Bytes::from_static(sse::KEEP_ALIVE), phase))
+                }
+                Phase::Waiting {
+                    mut opening, then, ..
+                } => {
+                    tokio::select! {
+                        biased;
+                        (settlement, result) = &mut opening => {
+                            let mut relay = then(Outcome::Opened(settlement, result));
+                            let frame = relay.next().await?;
+                            Some((frame, Phase::Relaying(relay)))
+                        }
+                        () = end.cancelled() => {
+                            drop(opening);
+                            let mut relay = then(Outcome::Shutdown);
+                            let frame = relay.next().await?;
+                            Some((frame, Phase::Relaying(relay)))
+                        }
+                        () = tokio::time::sleep(keep_alive) => {
+                            let phase = Phase::Waiting { opening, then, first: false };
+                            Some((Bytes::from_static(sse::KEEP_ALIVE), phase))
+                        }
+                    }
+                }
+                Phase::Relaying(mut relay) => {
+                    let frame = relay.next().await?;
+                    Some((frame, Phase::Relaying(relay)))
+                }
+            }
+        }
+    });
+    Box::new(Box::pin(stream))
+}
+
+/// A one-frame body.
+pub fn single(frame: Bytes) -> BodyStream {
+    Box::new(futures_util::stream::iter([frame]))
+}
+
+/// The chat ending when every route failed after the commit: the error object the HTTP error
+/// body would have carried, as an event, then `[DONE]`.
+pub fn chat_error_ending(words: ErrorWords) -> Bytes {
+    let mut out = BytesMut::with_capacity(256);
+    let event = json!({"error": error_object(&words)});
+    sse::write_data(&mut out, &serde_json::to_vec(&event).unwrap_or_default());
+    out.extend_from_slice(sse::DONE);
+    out.freeze()
+}
+
+/// `{"message","type","param","code"}`, masked as the HTTP error body is.
+fn error_object(w: &ErrorWords) -> serde_json::Value {
+    let code = match &w.code {
+        serde_json::Value::String(c) => {
+            serde_json::Value::String(crate::redact::mask(c).into_owned())
+        }
+        other => other.clone(),
+    };
+    json!({"message": crate::redact::mask(&w.message), "type": w.kind, "param": w.param,
+           "code": code})
+}
+
+/// `words`, masked as the HTTP error body is.
+pub fn masked(w: ErrorWords) -> ErrorWords {
+    let v = error_object(&w);
+    ErrorWords {
+        kind: w.kind,
+        code: v["code"].clone(),
+        param: w.param,
+        message: v["message"].as_str().unwrap_or_default().to_owned(),
+    }
+}
