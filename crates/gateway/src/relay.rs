@@ -5,6 +5,7 @@
 pub mod admission;
 pub mod attempts;
 pub mod chat_stream;
+pub mod embeddings;
 pub mod meter;
 pub mod responses;
 pub mod settlement;
