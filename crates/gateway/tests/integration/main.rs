@@ -32,6 +32,7 @@ mod responses_store;
 mod scenarios;
 mod schema_fuzz;
 mod sdk;
+mod sdk_api;
 mod sdk_runner;
 mod secrets;
 mod settlement_path;
