@@ -1568,5 +1568,58 @@ output_price = "10.00"
         for (name, _) in SEED_MODEL_NAMES {
             assert!(c.models.contains_key(*name), "{name}");
         }
+        assert_eq!(c.models["demo-embed"].kind, ModelKind::Embedding);
+        assert!(c.models["demo-reasoner"].reasoning);
+    }
+
+    #[test]
+    fn embedding_models_need_only_an_input_price_and_stay_out_of_auto() {
+        let embed = format!(
+            "{GOOD}\n[models.e]\nkind = \"embedding\"\nroutes = [\"openai/text-embedding-3-small\"]\ninput_price = \"0.02\"\n"
+        );
+        let c = Config::parse(&embed, "t.toml").unwrap();
+        let e = &c.models["e"];
+        assert_eq!(
+            (e.kind, e.prices.output),
+            (ModelKind::Embedding, Decimal::ZERO)
+        );
+        assert_eq!(e.context_length, DEFAULT_EMBEDDING_CONTEXT_LENGTH);
+        assert_eq!(e.modalities.output, ["embeddings"]);
+        // A chat model still needs both prices.
+        let chat = embed.replace("kind = \"embedding\"\n", "");
+        let err = Config::parse(&chat, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("has no output_price"), "{err}");
+        let auto = format!("{embed}\n[auto]\nchain = [\"gpt-4o\", \"e\"]\n");
+        let err = Config::parse(&auto, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("an embedding model"), "{err}");
+    }
+
+    #[test]
+    fn model_capabilities_have_defaults_and_are_checked() {
+        let c = Config::parse(GOOD, "t.toml").unwrap();
+        let m = &c.models["gpt-4o"];
+        assert_eq!(
+            (m.kind, m.context_length, m.reasoning),
+            (ModelKind::Chat, DEFAULT_CONTEXT_LENGTH, false)
+        );
+        assert_eq!(m.modalities, Modalities::default_for(ModelKind::Chat));
+        let set = GOOD.replace(
+            "output_price = \"10.00\"\n",
+            "output_price = \"10.00\"\ncontext_length = 1000\nreasoning = true\nmodalities = { input = [\"text\", \"image\"], output = [\"text\"] }\n",
+        );
+        let m = Config::parse(&set, "t.toml").unwrap().models["gpt-4o"].clone();
+        assert_eq!((m.context_length, m.reasoning), (1000, true));
+        assert_eq!(m.modalities.input, ["text", "image"]);
+        for bad in [
+            "context_length = 0\n",
+            "modalities = { input = [], output = [\"text\"] }\n",
+            "kind = \"audio\"\n",
+        ] {
+            let text = GOOD.replace(
+                "output_price = \"10.00\"\n",
+                &format!("output_price = \"10.00\"\n{bad}"),
+            );
+            assert!(Config::parse(&text, "t.toml").is_err(), "{bad}");
+        }
     }
 }
