@@ -276,9 +276,67 @@ struct RawModel {
     first_token_timeout_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
     total_timeout_ms: Option<u64>,
+    /// `"chat"` (the default) or `"embedding"` (served by `/v1/embeddings`, priced per input token).
+    kind: Option<ModelKind>,
+    /// What `/v1/models` says the model offers.
+    context_length: Option<u64>,
+    modalities: Option<RawModalities>,
+    reasoning: Option<bool>,
     /// Overrides `[routing] commit_after_ms` for this model (0 = never commit early).
     commit_after_ms: Option<u64>,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModalities {
+    input: Vec<String>,
+    output: Vec<String>,
+}
+
+/// What a model serves: chat-like requests (chat completions, Responses) or embeddings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    #[default]
+    Chat,
+    Embedding,
+}
+
+impl ModelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::Chat => "chat",
+            ModelKind::Embedding => "embedding",
+        }
+    }
+}
+
+/// What a model takes in and gives out, as `/v1/models` lists it (`text`, `image`, `audio`, `file`,
+/// `embeddings`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Modalities {
+    pub input: Vec<String>,
+    pub output: Vec<String>,
+}
+
+impl Modalities {
+    /// Text in, and text (chat) or vectors (embedding) out.
+    pub fn default_for(kind: ModelKind) -> Modalities {
+        let out = match kind {
+            ModelKind::Chat => "text",
+            ModelKind::Embedding => "embeddings",
+        };
+        Modalities {
+            input: vec!["text".into()],
+            output: vec![out.into()],
+        }
+    }
+}
+
+/// The context length `/v1/models` reports for a model that does not set `context_length`.
+pub const DEFAULT_CONTEXT_LENGTH: u64 = 128_000;
+/// The same for an embedding model.
+pub const DEFAULT_EMBEDDING_CONTEXT_LENGTH: u64 = 8_192;
 
 /// Per-provider time limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -380,6 +438,13 @@ pub struct ModelConfig {
     pub max_output_tokens: u64,
     /// Set for the automatic models `auto` and `auto-fast`.
     pub auto: Option<AutoKind>,
+    /// Chat-like or embedding.
+    pub kind: ModelKind,
+    /// The model's context window in tokens, for `/v1/models`.
+    pub context_length: u64,
+    pub modalities: Modalities,
+    /// Whether the model reasons (thinks before it answers), for `/v1/models`.
+    pub reasoning: bool,
     /// The model's own `commit_after_ms`, overriding `[routing]`'s (`Some(ZERO)` = never).
     pub commit_after: Option<Duration>,
 }
@@ -691,6 +756,11 @@ fn model_prices(
         message: format!("line {line}: models.\"{name}\" {message}"),
     };
     let free = m.free.as_ref().is_some_and(|f| *f.get_ref());
+    // An embedding model is priced per input token only: no output price needed.
+    let output = match (m.kind, output) {
+        (Some(ModelKind::Embedding), None) if input.is_some() => Some(Decimal::ZERO),
+        (_, output) => output,
+    };
     match (free, input, output) {
         (true, None, None) if cached_input.is_none() => Ok(Prices::default()),
         (true, ..) => Err(invalid(
@@ -834,6 +904,26 @@ impl Config {
                     "models.\"{name}\": the name is reserved for the automatic model; configure it with [auto]"
                 )));
             }
+            let kind = m.kind.unwrap_or_default();
+            let modalities = match &m.modalities {
+                None => Modalities::default_for(kind),
+                Some(RawModalities { input, output }) => {
+                    if input.is_empty() || output.is_empty() {
+                        return Err(invalid(format!(
+                            "models.\"{name}\".modalities: input and output must each name at least one modality (e.g. [\"text\"])"
+                        )));
+                    }
+                    Modalities {
+                        input: input.clone(),
+                        output: output.clone(),
+                    }
+                }
+            };
+            if m.context_length == Some(0) {
+                return Err(invalid(format!(
+                    "models.\"{name}\".context_length must be above 0"
+                )));
+            }
             let routes = routes
                 .into_iter()
                 .map(|(provider, upstream_model)| {
@@ -862,6 +952,13 @@ impl Config {
                     prices,
                     max_output_tokens: m.max_output_tokens.unwrap_or(DEFAULT_MAX_OUTPUT),
                     auto: None,
+                    kind,
+                    context_length: m.context_length.unwrap_or(match kind {
+                        ModelKind::Chat => DEFAULT_CONTEXT_LENGTH,
+                        ModelKind::Embedding => DEFAULT_EMBEDDING_CONTEXT_LENGTH,
+                    }),
+                    modalities,
+                    reasoning: m.reasoning.unwrap_or(false),
                     commit_after: m.commit_after_ms.map(Duration::from_millis),
                 }),
             );
@@ -937,7 +1034,7 @@ impl Config {
     }
 
     /// The configuration used when no file is given: the in-process demo upstream serving
-    /// `demo-chat` and `demo-reasoner`, plus every real provider whose usual key variable is set.
+    /// `demo-chat`, `demo-reasoner` and the embedding model `demo-embed`, plus every real provider whose usual key variable is set.
     pub fn embedded(demo_base_url: &str) -> Config {
         let mut text = format!(
             r#"
@@ -954,6 +1051,12 @@ output_price = "1.50"
 routes = ["{DEMO_PROVIDER}/{DEMO_REASONER_ROUTE}"]
 input_price = "0.55"
 output_price = "2.19"
+reasoning = true
+
+[models."demo-embed"]
+kind = "embedding"
+routes = ["{DEMO_PROVIDER}/demo-embed"]
+input_price = "0.02"
 "#
         );
         let mut chain = Vec::new();
@@ -1014,6 +1117,13 @@ fn auto_chain(
     names
         .iter()
         .map(|n| {
+            if let Some(m) = models.get(n.get_ref()).filter(|m| m.kind != ModelKind::Chat) {
+                return Err(invalid(format!(
+                    "line {}: auto.{field} names model \"{}\", an embedding model; the chain takes chat models only",
+                    line_of(text, n.span().start),
+                    m.name
+                )));
+            }
             models.get(n.get_ref()).cloned().ok_or_else(|| {
                 invalid(format!(
                     "line {}: auto.{field} names model \"{}\", which is not defined (known: {})",
@@ -1048,6 +1158,14 @@ fn auto_model(name: &str, kind: AutoKind, members: &[Arc<ModelConfig>]) -> Model
             .max()
             .unwrap_or(0),
         auto: Some(kind),
+        kind: ModelKind::Chat,
+        context_length: members
+            .iter()
+            .map(|m| m.context_length)
+            .min()
+            .unwrap_or(DEFAULT_CONTEXT_LENGTH),
+        modalities: Modalities::default_for(ModelKind::Chat),
+        reasoning: members.iter().any(|m| m.reasoning),
         // The chain's members may differ; an automatic model follows `[routing]`.
         commit_after: None,
     }
@@ -1584,6 +1702,59 @@ output_price = "10.00"
         // Every model name the seeds' examples use is served, by a real provider or the demo.
         for (name, _) in SEED_MODEL_NAMES {
             assert!(c.models.contains_key(*name), "{name}");
+        }
+        assert_eq!(c.models["demo-embed"].kind, ModelKind::Embedding);
+        assert!(c.models["demo-reasoner"].reasoning);
+    }
+
+    #[test]
+    fn embedding_models_need_only_an_input_price_and_stay_out_of_auto() {
+        let embed = format!(
+            "{GOOD}\n[models.e]\nkind = \"embedding\"\nroutes = [\"openai/text-embedding-3-small\"]\ninput_price = \"0.02\"\n"
+        );
+        let c = Config::parse(&embed, "t.toml").unwrap();
+        let e = &c.models["e"];
+        assert_eq!(
+            (e.kind, e.prices.output),
+            (ModelKind::Embedding, Decimal::ZERO)
+        );
+        assert_eq!(e.context_length, DEFAULT_EMBEDDING_CONTEXT_LENGTH);
+        assert_eq!(e.modalities.output, ["embeddings"]);
+        // A chat model still needs both prices.
+        let chat = embed.replace("kind = \"embedding\"\n", "");
+        let err = Config::parse(&chat, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("has no output_price"), "{err}");
+        let auto = format!("{embed}\n[auto]\nchain = [\"gpt-4o\", \"e\"]\n");
+        let err = Config::parse(&auto, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("an embedding model"), "{err}");
+    }
+
+    #[test]
+    fn model_capabilities_have_defaults_and_are_checked() {
+        let c = Config::parse(GOOD, "t.toml").unwrap();
+        let m = &c.models["gpt-4o"];
+        assert_eq!(
+            (m.kind, m.context_length, m.reasoning),
+            (ModelKind::Chat, DEFAULT_CONTEXT_LENGTH, false)
+        );
+        assert_eq!(m.modalities, Modalities::default_for(ModelKind::Chat));
+        let set = GOOD.replace(
+            "output_price = \"10.00\"\n",
+            "output_price = \"10.00\"\ncontext_length = 1000\nreasoning = true\nmodalities = { input = [\"text\", \"image\"], output = [\"text\"] }\n",
+        );
+        let m = Config::parse(&set, "t.toml").unwrap().models["gpt-4o"].clone();
+        assert_eq!((m.context_length, m.reasoning), (1000, true));
+        assert_eq!(m.modalities.input, ["text", "image"]);
+        for bad in [
+            "context_length = 0\n",
+            "modalities = { input = [], output = [\"text\"] }\n",
+            "kind = \"audio\"\n",
+        ] {
+            let text = GOOD.replace(
+                "output_price = \"10.00\"\n",
+                &format!("output_price = \"10.00\"\n{bad}"),
+            );
+            assert!(Config::parse(&text, "t.toml").is_err(), "{bad}");
         }
     }
 }

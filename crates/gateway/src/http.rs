@@ -8,6 +8,7 @@ mod console;
 mod cors;
 mod errors;
 mod gzip;
+mod models;
 mod provider_health;
 mod responses;
 
@@ -21,7 +22,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use serde_json::json;
 
 use crate::app::{Gateway, Live};
 use crate::auth::{new_id, Caller};
@@ -55,9 +55,18 @@ pub fn router(live: Live) -> Router {
     for p in PREFIXES {
         app = app
             .route(&format!("{p}/chat/completions"), post(chat_completions))
-            .route(&format!("{p}/models"), get(models))
+            .route(&format!("{p}/embeddings"), post(embeddings))
+            .route(&format!("{p}/models"), get(models::list))
+            .route(&format!("{p}/models/{{id}}"), get(models::retrieve))
             .route(&format!("{p}/responses"), post(responses::create))
-            .route(&format!("{p}/responses/{{id}}"), get(responses::retrieve));
+            .route(
+                &format!("{p}/responses/{{id}}"),
+                get(responses::retrieve).delete(responses::delete),
+            )
+            .route(
+                &format!("{p}/responses/{{id}}/input_items"),
+                get(responses::input_items),
+            );
     }
     let app = app
         .fallback(|| async { ApiError::not_found_route() })
@@ -330,6 +339,24 @@ async fn chat_completions(
     reply(&gw, &headers, &request_id, result)
 }
 
+/// `POST /embeddings`.
+async fn embeddings(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
+    let ids = request_ids_for(&headers);
+    let request_id = ids.ledger.clone();
+    let result = async {
+        let caller = match caller(&gw, &headers).await {
+            Ok(c) => c,
+            Err(e) => return Err(refuse_unread(&headers, body, e).await),
+        };
+        let body = read_body(&gw, &headers, body).await?;
+        relay::embeddings::create(&gw, caller, ids, body)
+            .await
+            .map_err(ApiError::from)
+    }
+    .await;
+    reply(&gw, &headers, &request_id, result)
+}
+
 /// The HTTP response for a relay's answer (JSON, or an SSE stream with its headers, gzip when
 /// asked), or for its error; every response carries `x-request-id`.
 fn reply(
@@ -422,24 +449,4 @@ fn json_response(body: Vec<u8>, gzip: bool) -> Response {
             .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     resp
-}
-
-async fn models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
-    let caller = match caller(&gw, &headers).await {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
-    };
-    let data: Vec<_> = gw
-        .config
-        .models
-        .keys()
-        .filter(|m| {
-            caller
-                .models
-                .as_ref()
-                .is_none_or(|allowed| allowed.contains(m))
-        })
-        .map(|m| json!({"id": m, "object": "model", "created": 0, "owned_by": "switchyard"}))
-        .collect();
-    axum::Json(json!({"object": "list", "data": data})).into_response()
 }

@@ -228,6 +228,25 @@ impl Provider {
         }
     }
 
+    /// The endpoint for an embeddings request (OpenAI dialect; `None` for Anthropic, which has no
+    /// embeddings API).
+    pub fn embeddings_url(&self) -> Option<String> {
+        match self.config.kind {
+            ProviderKind::OpenAi | ProviderKind::DeepSeek => {
+                Some(format!("{}/embeddings", self.config.base_url))
+            }
+            ProviderKind::Anthropic => None,
+        }
+    }
+
+    /// Whether this provider can serve `endpoint`.
+    pub fn serves(&self, endpoint: Endpoint) -> bool {
+        match endpoint {
+            Endpoint::Chat => true,
+            Endpoint::Embeddings => self.embeddings_url().is_some(),
+        }
+    }
+
     /// Sends a request body (already in this provider's dialect) to the chat endpoint and returns
     /// the response once its headers arrived with a success status, before `deadline`; any other
     /// status is an error carrying the body. Headers sent: content-type, accept, the credential
@@ -241,8 +260,28 @@ impl Provider {
         deadline: tokio::time::Instant,
         request_id: &str,
     ) -> Result<reqwest::Response, UpstreamError> {
+        self.send_to(client, Endpoint::Chat, body, stream, deadline, request_id)
+            .await
+    }
+
+    /// `send`, to `endpoint`.
+    pub async fn send_to(
+        &self,
+        client: &reqwest::Client,
+        endpoint: Endpoint,
+        body: Vec<u8>,
+        stream: bool,
+        deadline: tokio::time::Instant,
+        request_id: &str,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let url = match endpoint {
+            Endpoint::Chat => self.chat_url(),
+            Endpoint::Embeddings => self.embeddings_url().ok_or_else(|| {
+                UpstreamError::Connect("this provider has no embeddings API".into())
+            })?,
+        };
         let mut req = client
-            .post(self.chat_url())
+            .post(url)
             .header(http::header::CONTENT_TYPE, "application/json")
             .header("x-request-id", request_id)
             .header(
@@ -292,6 +331,15 @@ impl Provider {
             retry_after,
         })
     }
+}
+
+/// Which upstream API a request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// Chat completions (or Anthropic Messages).
+    Chat,
+    /// OpenAI-dialect embeddings.
+    Embeddings,
 }
 
 /// All providers and the shared HTTP clients (one connection pool per connect timeout in use).

@@ -7,6 +7,7 @@ pub mod admission;
 pub mod attempts;
 pub mod chat_stream;
 pub mod early_commit;
+pub mod embeddings;
 pub mod meter;
 pub mod responses;
 pub mod settlement;

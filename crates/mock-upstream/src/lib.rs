@@ -30,6 +30,7 @@
 
 mod anthropic_format;
 mod completion;
+mod embedding_format;
 mod openai_format;
 mod options;
 mod playback;
@@ -42,6 +43,7 @@ use std::sync::Arc;
 use axum::serve::ListenerExt;
 
 pub use completion::{CONTENT_WORDS, REASONING_WORDS};
+pub use embedding_format::{vector_of_text, DEFAULT_DIMENSIONS as EMBEDDING_DIMENSIONS};
 pub use options::{OptionError, Steering, OPTION_NAMES};
 pub use recording::{Dialect, RecordedRequest, StreamRecord};
 pub use routes::router;

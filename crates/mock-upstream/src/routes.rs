@@ -1,5 +1,5 @@
 //! The HTTP surface of the mock: `POST /v1/chat/completions` (OpenAI or DeepSeek dialect),
-//! `POST /v1/messages` (Anthropic), `GET /v1/models`, and a vendor-shaped 404 for anything else. Each
+//! `POST /v1/messages` (Anthropic), `POST /v1/embeddings` (OpenAI shape), `GET /v1/models`, and a vendor-shaped 404 for anything else. Each
 //! handler records the request, checks the credential, resolves the behaviour, applies the requested
 //! failure, then answers with a whole body or a paced stream.
 
@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use crate::anthropic_format::{self, MessageContext};
 use crate::completion::Completion;
+use crate::embedding_format;
 use crate::openai_format::{self, ChatContext};
 use crate::options::{self, Behaviour, DEFAULT_FAIL_STATUS};
 use crate::playback::{self, Step};
@@ -43,6 +44,8 @@ pub fn router(state: MockState) -> Router {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/chat/completions", post(chat_completions))
         .route("/v1/messages", post(messages))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/embeddings", post(embeddings))
         .route("/v1/models", get(models))
         .route("/models", get(models))
         .fallback(not_found)
@@ -329,6 +332,83 @@ async fn chat_completions(
     let mut resp = json_response(200, &Value::Null, request_id);
     *resp.body_mut() = Body::from(body);
     resp
+}
+
+/// `POST /v1/embeddings`: deterministic vectors (`embedding_format`), with the same credential
+/// check, recording, delays and failures as chat.
+async fn embeddings(
+    State(state): State<MockState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let shared = &state.shared;
+    let (index, request) = shared.record_request(&method, &uri, &headers, &body);
+    let request_id = (
+        "x-request-id",
+        format!("req_mock{:08x}{index:08x}", shared.salt()),
+    );
+    let model = request
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let (base_model, _) = options::split_model(&model);
+    let error = |status: u16| {
+        json_response(
+            status,
+            &openai_format::error_body(Dialect::OpenAi, status, base_model),
+            request_id.clone(),
+        )
+    };
+    let bad_request = |message: String, param: Option<&str>| {
+        json_response(
+            400,
+            &openai_format::invalid_request(message, "invalid_request_error", param, Value::Null),
+            request_id.clone(),
+        )
+    };
+    if let Some(expected) = shared.expected_key() {
+        if bearer(&headers) != Some(expected.as_str()) {
+            return error(401);
+        }
+    }
+    if !request.is_object() || model.is_empty() {
+        return bad_request("you must provide a model parameter".into(), None);
+    }
+    let behaviour = match options::resolve(
+        &model,
+        false,
+        &headers,
+        &request,
+        &shared.server_options(),
+        shared.steering(),
+    ) {
+        Ok(b) => b,
+        Err(e) => return bad_request(e.to_string(), Some("mock")),
+    };
+    if !delay(shared, behaviour.headers_delay_ms).await {
+        return error(503);
+    }
+    if let Some(status) = failure_status(shared, &behaviour) {
+        let default = openai_format::error_body(Dialect::OpenAi, status, base_model);
+        return failure_response(status, default, &behaviour, request_id);
+    }
+    if !delay(shared, behaviour.ttft_ms).await {
+        return error(503);
+    }
+    match embedding_format::body(&request, base_model) {
+        Ok(mut answer) => {
+            if behaviour.usage == Some(false) {
+                if let Some(o) = answer.as_object_mut() {
+                    o.remove("usage");
+                }
+            }
+            json_response(200, &answer, request_id)
+        }
+        Err((message, param)) => bad_request(message, Some(param)),
+    }
 }
 
 /// DeepSeek ids are UUIDs.

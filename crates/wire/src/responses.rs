@@ -15,12 +15,14 @@
 //! 4. if `plan.store`, keep the final Response object and
 //!    `conversation_after(plan.messages(), &response)` under the response id.
 
+mod input_items;
 mod request;
 mod stream;
 
 #[cfg(test)]
 mod tests;
 
+pub use input_items::input_items;
 pub use request::{conversation_after, request_to_chat, ChatPlan, RequestEcho, RequestError};
 pub use stream::{chat_completion_to_response, usage_from_chat, ResponseContext, StreamBuilder};
 

@@ -14,6 +14,9 @@ const API_KEY = process.env.SWITCHYARD_API_KEY;
 const EXPECT_TEXT = process.env.SWITCHYARD_EXPECT_TEXT;
 const MODEL = process.env.SWITCHYARD_MODEL ?? 'm';
 const REASONING_MODEL = process.env.SWITCHYARD_REASONING_MODEL ?? 'deepseek-r';
+const EMBED_MODEL = process.env.SWITCHYARD_EMBED_MODEL ?? 'e';
+// A key without balance, for the 402 scenario.
+const POOR_KEY = process.env.SWITCHYARD_POOR_KEY;
 
 // A money amount as Switchyard writes it in JSON: a decimal string in USD.
 const DECIMAL = /^[0-9]+(\.[0-9]+)?$/;
@@ -337,7 +340,69 @@ async function include_usage() {
   return { text, cost, usage: last.usage };
 }
 
+const TEXTS = ['the quick brown fox', 'jumps over', 'the lazy dog today'];
+
+async function embeddings() {
+  // float, as asked for; the SDK's own default asks for base64 and decodes it.
+  const floats = await client.embeddings.create({ model: EMBED_MODEL, input: TEXTS, encoding_format: 'float' });
+  const decoded = await client.embeddings.create({ model: EMBED_MODEL, input: TEXTS });
+  check(floats.data.length === 3 && floats.data.every((d, i) => d.index === i), 'data is not three vectors in order');
+  check(floats.data[0].embedding.every((x) => typeof x === 'number'), 'float vectors are not numbers');
+  const same = floats.data.every((d, i) => {
+    const other = Array.from(decoded.data[i].embedding);
+    return other.length === d.embedding.length && other.every((x, j) => x === d.embedding[j]);
+  });
+  check(same, 'base64-decoded vectors differ from the float ones');
+  const one = await client.embeddings.create({ model: EMBED_MODEL, input: 'hello world', dimensions: 4 });
+  check(one.data.length === 1 && one.data[0].embedding.length === 4, 'dimensions was not honoured');
+  const tokens = await client.embeddings.create({ model: EMBED_MODEL, input: [[1, 2, 3], [4, 5]], encoding_format: 'float' });
+  check(tokens.data.length === 2, 'token arrays did not give two vectors');
+  const usages = [];
+  for (const r of [floats, decoded, one, tokens]) {
+    check(typeof r.usage.cost === 'string' && DECIMAL.test(r.usage.cost), `usage.cost is ${r.usage.cost}`);
+    check(r.usage.total_tokens === r.usage.prompt_tokens, `usage is ${JSON.stringify(r.usage)}`);
+    usages.push({ prompt_tokens: r.usage.prompt_tokens, cost: r.usage.cost });
+  }
+  return { vector: floats.data[0].embedding, usages };
+}
+
+async function embeddings_no_balance() {
+  const poor = new OpenAI({ apiKey: POOR_KEY, baseURL: BASE_URL, maxRetries: 0 });
+  try {
+    await poor.embeddings.create({ model: EMBED_MODEL, input: 'hello' });
+  } catch (e) {
+    check(e instanceof OpenAI.APIError && e.status === 402, `raised ${e?.constructor?.name} ${e?.status}`);
+    return { status: e.status, code: e.code };
+  }
+  throw new Failed('a key without balance got embeddings');
+}
+
+async function models() {
+  const listed = {};
+  for await (const m of client.models.list()) listed[m.id] = m;
+  check(listed[EMBED_MODEL] && listed[MODEL], `models are ${Object.keys(listed)}`);
+  const m = await client.models.retrieve(MODEL);
+  check(m.id === MODEL && m.object === 'model', `retrieved ${JSON.stringify(m)}`);
+  const e = await client.models.retrieve(EMBED_MODEL);
+  check(e.kind === 'embedding', `embedding model is ${JSON.stringify(e)}`);
+  let missingCode;
+  try {
+    await client.models.retrieve('no-such-model');
+    throw new Failed('an unknown model was retrieved');
+  } catch (err) {
+    if (err instanceof Failed) throw err;
+    check(err instanceof OpenAI.NotFoundError, `raised ${err?.constructor?.name}`);
+    missingCode = err.code;
+  }
+  const { id, object, created, owned_by, ...chat } = m;
+  const { id: _i, object: _o, created: _c, owned_by: _b, ...embedding } = e;
+  return { ids: Object.keys(listed).sort(), chat, embedding, missing_code: missingCode };
+}
+
 const SCENARIOS = {
+  embeddings,
+  embeddings_no_balance,
+  models,
   stream_text,
   reasoning,
   non_stream,

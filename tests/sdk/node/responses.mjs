@@ -1,7 +1,8 @@
 // Responses API scenarios for Switchyard with the official `openai` Node SDK: streaming with
 // `responses.create({stream: true})` and the `responses.stream()` helper (whose accumulator throws on
 // any event out of order or of an unknown type), a function call round trip, a reasoning model,
-// `previous_response_id` chaining and `max_output_tokens`.
+// `previous_response_id` chaining, `max_output_tokens`, and the stored responses'
+// `inputItems.list` (paginated) and `delete`.
 // Usage: node responses.mjs SCENARIO, with SWITCHYARD_BASE_URL (http://HOST:PORT/v1), SWITCHYARD_API_KEY
 // and the models SWITCHYARD_MODEL (plain answer), SWITCHYARD_REASONING_MODEL (thinks first) and
 // SWITCHYARD_TOOLS_MODEL (calls a function) set; SWITCHYARD_EXPECT_TEXT and SWITCHYARD_EXPECT_REASONING,
@@ -189,7 +190,60 @@ async function incomplete() {
   return { status: last.response.status };
 }
 
-const SCENARIOS = { create_stream, stream_helper, function_call, reasoning, chain, incomplete };
+const INPUT = [
+  { role: 'developer', content: 'Answer briefly.' },
+  { role: 'user', content: 'first question' },
+  { role: 'assistant', content: 'first answer' },
+  { role: 'user', content: 'second question' },
+];
+
+async function input_items() {
+  const r = await client.responses.create({ model: MODEL, input: INPUT });
+  checkText(r.output_text);
+  // One item a page: the SDK follows `after` itself until `has_more` is false.
+  const newestFirst = [];
+  for await (const item of client.responses.inputItems.list(r.id, { limit: 1 })) {
+    newestFirst.push(item.content[0].text);
+  }
+  const want = INPUT.map((m) => m.content);
+  check(JSON.stringify(newestFirst) === JSON.stringify([...want].reverse()), `desc items are ${newestFirst}`);
+  const page = await client.responses.inputItems.list(r.id, { order: 'asc', limit: 2 });
+  check(page.has_more === true, 'the first page of two says it is the last');
+  check(JSON.stringify(page.data.map((i) => i.content[0].text)) === JSON.stringify(want.slice(0, 2)), 'asc page differs');
+  const ids = [];
+  const roles = [];
+  for await (const item of client.responses.inputItems.list(r.id, { order: 'asc' })) {
+    ids.push(item.id);
+    roles.push(item.role);
+  }
+  check(new Set(ids).size === 4 && ids.every(Boolean), `item ids are ${ids}`);
+  return { items: newestFirst, roles, ids };
+}
+
+async function expectNotFound(promise, what) {
+  try {
+    await promise;
+  } catch (e) {
+    check(e instanceof OpenAI.NotFoundError, `${what}: ${e?.constructor?.name} ${e?.message}`);
+    return e;
+  }
+  throw new Failed(`${what} succeeded`);
+}
+
+async function delete_() {
+  const r = await client.responses.create({ model: MODEL, input: 'Remember me.' });
+  check((await client.responses.retrieve(r.id)).id === r.id, 'the new response cannot be retrieved');
+  await client.responses.delete(r.id);
+  await expectNotFound(client.responses.retrieve(r.id), 'retrieving a deleted response');
+  const e = await expectNotFound(
+    client.responses.create({ model: MODEL, input: 'Still there?', previous_response_id: r.id }),
+    'continuing a deleted response',
+  );
+  await expectNotFound(client.responses.delete(r.id), 'deleting a deleted response');
+  return { deleted: r.id, previous_code: e.code ?? null };
+}
+
+const SCENARIOS = { create_stream, stream_helper, function_call, reasoning, chain, incomplete, input_items, delete: delete_ };
 
 const name = process.argv[2];
 if (!Object.hasOwn(SCENARIOS, name)) {

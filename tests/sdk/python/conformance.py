@@ -19,6 +19,9 @@ API_KEY = os.environ.get("SWITCHYARD_API_KEY")
 EXPECT_TEXT = os.environ.get("SWITCHYARD_EXPECT_TEXT")
 MODEL = os.environ.get("SWITCHYARD_MODEL", "m")
 REASONING_MODEL = os.environ.get("SWITCHYARD_REASONING_MODEL", "deepseek-r")
+EMBED_MODEL = os.environ.get("SWITCHYARD_EMBED_MODEL", "e")
+# A key without balance, for the 402 scenario.
+POOR_KEY = os.environ.get("SWITCHYARD_POOR_KEY")
 
 # A money amount as Switchyard writes it in JSON: a decimal string in USD.
 DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
@@ -204,9 +207,75 @@ def include_usage():
     return {"text": text, "cost": cost, "usage": last.usage.model_dump()}
 
 
+TEXTS = ["the quick brown fox", "jumps over", "the lazy dog today"]
+
+
+def embeddings():
+    c = client()
+    # float, as asked for; the SDK's own default asks for base64 and decodes it.
+    floats = c.embeddings.create(model=EMBED_MODEL, input=TEXTS, encoding_format="float")
+    decoded = c.embeddings.create(model=EMBED_MODEL, input=TEXTS)
+    check(len(floats.data) == 3 and [d.index for d in floats.data] == [0, 1, 2], f"data is {floats.data}")
+    check(all(isinstance(x, float) for x in floats.data[0].embedding), "float vectors are not floats")
+    check(
+        [d.embedding for d in floats.data] == [d.embedding for d in decoded.data],
+        "base64-decoded vectors differ from the float ones",
+    )
+    one = c.embeddings.create(model=EMBED_MODEL, input="hello world", dimensions=4)
+    check(len(one.data) == 1 and len(one.data[0].embedding) == 4, "dimensions was not honoured")
+    tokens = c.embeddings.create(model=EMBED_MODEL, input=[[1, 2, 3], [4, 5]], encoding_format="float")
+    check(len(tokens.data) == 2, "token arrays did not give two vectors")
+    costs = []
+    for r in [floats, decoded, one, tokens]:
+        cost = getattr(r.usage, "cost", None)
+        check(isinstance(cost, str) and DECIMAL.match(cost), f"usage.cost is {cost!r}")
+        check(r.usage.total_tokens == r.usage.prompt_tokens, f"usage is {r.usage}")
+        costs.append({"prompt_tokens": r.usage.prompt_tokens, "cost": cost})
+    return {"vector": floats.data[0].embedding, "usages": costs}
+
+
+def embeddings_no_balance():
+    poor = OpenAI(api_key=POOR_KEY, base_url=BASE_URL, max_retries=0)
+    try:
+        poor.embeddings.create(model=EMBED_MODEL, input="hello")
+    except openai.APIStatusError as e:
+        check(e.status_code == 402, f"status {e.status_code}")
+        return {"status": e.status_code, "code": e.code}
+    raise Failed("a key without balance got embeddings")
+
+
+def models():
+    c = client()
+    listed = {m.id: m for m in c.models.list()}
+    check(EMBED_MODEL in listed and MODEL in listed, f"models are {sorted(listed)}")
+    m = c.models.retrieve(MODEL)
+    check(m.id == MODEL and m.object == "model", f"retrieved {m}")
+    e = c.models.retrieve(EMBED_MODEL)
+    extra = e.model_extra or {}
+    check(extra.get("kind") == "embedding", f"embedding model extra is {extra}")
+    try:
+        c.models.retrieve("no-such-model")
+        raise Failed("an unknown model was retrieved")
+    except openai.NotFoundError as err:
+        code = err.code
+    return {"ids": sorted(listed), "chat": m.model_extra, "embedding": extra, "missing_code": code}
+
+
 SCENARIOS = {
     f.__name__: f
-    for f in [stream_text, reasoning, non_stream, abort, bad_key, stream_error, stream_helper, include_usage]
+    for f in [
+        stream_text,
+        reasoning,
+        non_stream,
+        abort,
+        bad_key,
+        stream_error,
+        stream_helper,
+        include_usage,
+        embeddings,
+        embeddings_no_balance,
+        models,
+    ]
 }
 
 

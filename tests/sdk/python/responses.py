@@ -1,7 +1,7 @@
 # Responses API scenarios for Switchyard with the official `openai` Python SDK: streaming with
 # `responses.create(stream=True)` and the `responses.stream()` helper (which checks the event order),
-# a function call round trip, a reasoning model, `previous_response_id` chaining and
-# `max_output_tokens`. Usage: responses.py SCENARIO, with SWITCHYARD_BASE_URL (http://HOST:PORT/v1),
+# a function call round trip, a reasoning model, `previous_response_id` chaining,
+# `max_output_tokens`, and the stored responses' `input_items.list` (paginated) and `delete`. Usage: responses.py SCENARIO, with SWITCHYARD_BASE_URL (http://HOST:PORT/v1),
 # SWITCHYARD_API_KEY and the models SWITCHYARD_MODEL (plain answer), SWITCHYARD_REASONING_MODEL
 # (thinks first) and SWITCHYARD_TOOLS_MODEL (calls a function) set; SWITCHYARD_EXPECT_TEXT and
 # SWITCHYARD_EXPECT_REASONING, when set, are the exact texts the mock produces.
@@ -188,7 +188,62 @@ def incomplete():
     return {"text": last.response.output_text, "status": last.response.status}
 
 
-SCENARIOS = {f.__name__: f for f in [create_stream, stream_helper, function_call, reasoning, chain, incomplete]}
+INPUT = [
+    {"role": "developer", "content": "Answer briefly."},
+    {"role": "user", "content": "first question"},
+    {"role": "assistant", "content": "first answer"},
+    {"role": "user", "content": "second question"},
+]
+
+
+def item_text(item):
+    return item.content[0].text
+
+
+def input_items():
+    c = client()
+    r = c.responses.create(model=MODEL, input=INPUT)
+    check_text(r.output_text)
+    # One item a page: the SDK follows `after` itself until `has_more` is false.
+    newest_first = [item_text(i) for i in c.responses.input_items.list(r.id, limit=1)]
+    want = [m["content"] for m in INPUT]
+    check(newest_first == want[::-1], f"desc items are {newest_first}")
+    page = c.responses.input_items.list(r.id, order="asc", limit=2)
+    check(page.has_more is True, "the first page of two says it is the last")
+    check([item_text(i) for i in page.data] == want[:2], f"asc page is {page.data}")
+    ids = [i.id for i in c.responses.input_items.list(r.id, order="asc")]
+    check(len(set(ids)) == 4 and all(ids), f"item ids are {ids}")
+    roles = [i.role for i in c.responses.input_items.list(r.id, order="asc")]
+    return {"items": newest_first, "roles": roles, "ids": ids}
+
+
+def delete():
+    c = client()
+    r = c.responses.create(model=MODEL, input="Remember me.")
+    check(c.responses.retrieve(r.id).id == r.id, "the new response cannot be retrieved")
+    c.responses.delete(r.id)
+    try:
+        c.responses.retrieve(r.id)
+        raise Failed("a deleted response was retrieved")
+    except openai.NotFoundError:
+        pass
+    try:
+        c.responses.create(model=MODEL, input="Still there?", previous_response_id=r.id)
+        raise Failed("a deleted response was continued")
+    except openai.NotFoundError as e:
+        code = e.body.get("code") if isinstance(e.body, dict) else None
+    try:
+        c.responses.delete(r.id)
+        raise Failed("a deleted response was deleted again")
+    except openai.NotFoundError:
+        pass
+    return {"deleted": r.id, "previous_code": code}
+
+
+SCENARIOS = {
+    f.__name__: f
+    for f in [create_stream, stream_helper, function_call, reasoning, chain, incomplete, input_items, delete]
+}
 
 
 def main():

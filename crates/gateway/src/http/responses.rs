@@ -1,12 +1,15 @@
 //! The Responses API handlers: `POST /responses` (a Response object, or a stream of Responses
-//! events with the same SSE headers as chat) and `GET /responses/{id}` (a stored Response, for the
-//! key that created it only). The work is in `relay::responses`; this maps its errors to statuses.
+//! events with the same SSE headers as chat), `GET /responses/{id}` (a stored Response, for the
+//! key that created it only), `DELETE /responses/{id}` and `GET /responses/{id}/input_items`
+//! (the same key only). The work is in `relay::responses`; this maps its errors to statuses.
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use std::collections::HashMap;
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
@@ -77,6 +80,61 @@ pub async fn retrieve(
     .await;
     match result {
         Ok(response) => axum::Json::<Value>(response).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `DELETE /responses/{id}`.
+pub async fn delete(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let result = async {
+        let caller = caller(&gw, &headers).await?;
+        let id = super::path_id(id)?;
+        responses::delete(&gw, &caller, &id)
+            .await
+            .map_err(ApiError::from)
+    }
+    .await;
+    match result {
+        Ok(deleted) => axum::Json::<Value>(deleted).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /responses/{id}/input_items?limit=&order=&after=`.
+pub async fn input_items(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Response {
+    let result = async {
+        let caller = caller(&gw, &headers).await?;
+        let id = super::path_id(id)?;
+        let Query(mut q) = query.map_err(|_| ApiError {
+            param: Some("query".into()),
+            ..ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_value",
+                "The query string is not valid.",
+            )
+        })?;
+        let page = responses::ItemsPage {
+            limit: q.remove("limit"),
+            order: q.remove("order"),
+            after: q.remove("after"),
+        };
+        responses::input_items(&gw, &caller, &id, &page)
+            .await
+            .map_err(ApiError::from)
+    }
+    .await;
+    match result {
+        Ok(list) => axum::Json::<Value>(list).into_response(),
         Err(e) => e.into_response(),
     }
 }

@@ -1,7 +1,8 @@
 //! Stored Responses API objects: the final Response a key created (served again by
-//! `GET /v1/responses/{id}`) and the chat conversation behind it (continued by a later request's
-//! `previous_response_id`). A stored response is only ever read back for the key that created it;
-//! for any other key it does not exist.
+//! `GET /v1/responses/{id}`), its input items (`GET /v1/responses/{id}/input_items`) and the chat
+//! conversation behind it (continued by a later request's `previous_response_id`). A stored
+//! response is only ever read back, or deleted (`DELETE /v1/responses/{id}`), for the key that
+//! created it; for any other key it does not exist.
 
 use serde_json::Value;
 use sqlx::Row;
@@ -21,6 +22,9 @@ pub struct StoredResponse {
     pub response: Value,
     /// The chat messages a follow-up turn starts from (see `switchyard_wire::responses::conversation_after`).
     pub conversation: Vec<Value>,
+    /// The request's `input` as Responses items, each with an id (empty for responses stored
+    /// before migration 0012).
+    pub input_items: Vec<Value>,
 }
 
 impl Ledger {
@@ -28,9 +32,11 @@ impl Ledger {
     pub async fn store_response(&self, r: &StoredResponse) -> Result<(), LedgerError> {
         let response = serde_json::to_string(&r.response).unwrap_or_else(|_| "{}".into());
         let conversation = serde_json::to_string(&r.conversation).unwrap_or_else(|_| "[]".into());
+        let input_items = serde_json::to_string(&r.input_items).unwrap_or_else(|_| "[]".into());
         sqlx::query(
-            "INSERT INTO responses (id, key_id, model, status, response, conversation, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO responses \
+             (id, key_id, model, status, response, conversation, created_at, input_items) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
         )
         .bind(&r.id)
         .bind(&r.key_id)
@@ -39,6 +45,7 @@ impl Ledger {
         .bind(response)
         .bind(conversation)
         .bind(now_ms())
+        .bind(input_items)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -51,8 +58,8 @@ impl Ledger {
         key_id: &str,
     ) -> Result<Option<StoredResponse>, LedgerError> {
         let row = sqlx::query(
-            "SELECT id, key_id, model, status, response, conversation FROM responses \
-             WHERE id = $1 AND key_id = $2",
+            "SELECT id, key_id, model, status, response, conversation, input_items \
+             FROM responses WHERE id = $1 AND key_id = $2",
         )
         .bind(id)
         .bind(key_id)
@@ -61,6 +68,7 @@ impl Ledger {
         let Some(row) = row else { return Ok(None) };
         let response: String = row.try_get("response")?;
         let conversation: String = row.try_get("conversation")?;
+        let input_items: Option<String> = row.try_get("input_items")?;
         Ok(Some(StoredResponse {
             id: row.try_get("id")?,
             key_id: row.try_get("key_id")?,
@@ -68,6 +76,20 @@ impl Ledger {
             status: row.try_get("status")?,
             response: serde_json::from_str(&response).unwrap_or(Value::Null),
             conversation: serde_json::from_str(&conversation).unwrap_or_default(),
+            input_items: input_items
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default(),
         }))
+    }
+
+    /// Deletes the response `id` if `key_id` created it; `false` for an unknown id or another
+    /// key's response (nothing is deleted then).
+    pub async fn delete_response(&self, id: &str, key_id: &str) -> Result<bool, LedgerError> {
+        let done = sqlx::query("DELETE FROM responses WHERE id = $1 AND key_id = $2")
+            .bind(id)
+            .bind(key_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 }

@@ -30,20 +30,38 @@ use std::time::Instant;
 use serde_json::Value;
 use switchyard_wire::anthropic::upstream_max_tokens;
 use switchyard_wire::media_tokens::{self, ImageRule, IMAGE_RULES};
-use switchyard_wire::openai::ChatRequest;
+use switchyard_wire::openai::{ChatRequest, RequestError};
 
 use crate::app::Gateway;
 use crate::auth::Caller;
-use crate::config::{ModelConfig, ProviderConfig, ProviderKind};
+use crate::config::{ModelConfig, ModelKind, ProviderConfig, ProviderKind};
 use crate::ledger::journal::AdmitRecord;
 use crate::ledger::{now_ms, HoldError, Nanos};
 use crate::limits::{KeyLimits, NotAdmitted};
 use crate::relay::attempts::ANTHROPIC_DEFAULT_MAX_TOKENS;
 use crate::relay::settlement::{Admission, Settlement};
+use crate::relay::tokens::PromptSource;
 use crate::relay::RelayError;
 
-/// The configured model `name`, if it exists and `caller` may use it.
+/// The configured chat model `name`, if it exists and `caller` may use it. An embedding model is
+/// the caller's 400: it answers `/v1/embeddings` only.
 pub fn model_for(
+    gw: &Gateway,
+    caller: &Caller,
+    name: &str,
+) -> Result<Arc<ModelConfig>, RelayError> {
+    let model = any_model_for(gw, caller, name)?;
+    if model.kind != ModelKind::Chat {
+        return Err(RelayError::BadRequest(RequestError::new(
+            "model",
+            format!("The model '{name}' is an embedding model; it serves /v1/embeddings only."),
+        )));
+    }
+    Ok(model)
+}
+
+/// The configured model `name` of any kind, if it exists and `caller` may use it.
+pub fn any_model_for(
     gw: &Gateway,
     caller: &Caller,
     name: &str,
@@ -120,6 +138,22 @@ pub async fn admit(
     started: Instant,
 ) -> Result<Settlement, RelayError> {
     let bound = worst_case(&gw.config.providers, model, &req);
+    admit_bound(gw, caller, model, request_id, bound, req, stream, started).await
+}
+
+/// Admits a request whose worst case is `bound` (see `admit`); `prompt` gives the token estimate
+/// when the upstream reports no usage.
+#[allow(clippy::too_many_arguments)]
+pub async fn admit_bound(
+    gw: &Gateway,
+    caller: &Caller,
+    model: &ModelConfig,
+    request_id: String,
+    bound: Bound,
+    prompt: Arc<dyn PromptSource + Send + Sync>,
+    stream: bool,
+    started: Instant,
+) -> Result<Settlement, RelayError> {
     let amount = bound.cost;
     let now = now_ms();
     let hold = gw
@@ -163,7 +197,7 @@ pub async fn admit(
         key_id: caller.id.clone(),
         requested_model: model.name.clone(),
         prices: model.prices.clone(),
-        prompt: req,
+        prompt,
         stream,
         started_at_ms,
         started,
@@ -425,6 +459,10 @@ mod tests {
             prices: p,
             max_output_tokens: 1000,
             auto: None,
+            kind: crate::config::ModelKind::Chat,
+            context_length: 1000,
+            modalities: crate::config::Modalities::default_for(crate::config::ModelKind::Chat),
+            reasoning: false,
             commit_after: None,
         };
         (providers, model)

@@ -22,6 +22,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::Value;
 use switchyard_wire::anthropic;
+use switchyard_wire::embeddings::EmbeddingsRequest;
 use switchyard_wire::openai::{ChatRequest, ChunkView, RequestError};
 use switchyard_wire::sse;
 
@@ -29,7 +30,7 @@ use crate::app::Gateway;
 use crate::config::{AutoKind, ModelConfig, ProviderKind, Route};
 use crate::ledger::EndReason;
 use crate::providers::cause::{Blame, Cause, ErrorText, Refusal};
-use crate::providers::{read_bounded, without_url, UpstreamError};
+use crate::providers::{read_bounded, without_url, Endpoint, UpstreamError};
 use crate::relay::chat_stream::ByteStream;
 use crate::relay::settlement::{Settled, Settlement};
 use crate::relay::{Rejected, RelayError, Served};
@@ -81,6 +82,30 @@ struct Tried {
 /// The default `max_tokens` sent to Anthropic when the caller gave none (Anthropic requires one).
 pub(crate) const ANTHROPIC_DEFAULT_MAX_TOKENS: u64 = 4096;
 
+/// What is asked of every route: a chat request (in the route's dialect), or an embeddings
+/// request (OpenAI-dialect routes only; the others are skipped).
+#[derive(Clone, Copy)]
+pub enum Job<'a> {
+    Chat(&'a ChatRequest),
+    Embeddings(&'a EmbeddingsRequest),
+}
+
+impl Job<'_> {
+    fn stream(self) -> bool {
+        match self {
+            Job::Chat(req) => req.stream,
+            Job::Embeddings(_) => false,
+        }
+    }
+
+    fn endpoint(self) -> Endpoint {
+        match self {
+            Job::Chat(_) => Endpoint::Chat,
+            Job::Embeddings(_) => Endpoint::Embeddings,
+        }
+    }
+}
+
 /// Tries `model`'s routes for `req`; every upstream request carries `x-request-id: request_id`
 /// (the id the client sees on its response). On success the settlement knows the provider, the served
 /// model, its prices and the number of attempts; on failure it has been settled at no cost.
@@ -92,7 +117,39 @@ pub async fn open(
     started: Instant,
     request_id: &str,
 ) -> Result<Opened, RelayError> {
-    let result = open_inner(gw, model, req, settlement, started, request_id).await;
+    open_job(gw, model, Job::Chat(req), settlement, started, request_id).await
+}
+
+/// `open` for an embeddings request: the answer is always `Opened::Json`, the upstream's
+/// embeddings list.
+pub async fn open_embeddings(
+    gw: &Gateway,
+    model: &ModelConfig,
+    req: &EmbeddingsRequest,
+    settlement: &mut Settlement,
+    started: Instant,
+    request_id: &str,
+) -> Result<Opened, RelayError> {
+    open_job(
+        gw,
+        model,
+        Job::Embeddings(req),
+        settlement,
+        started,
+        request_id,
+    )
+    .await
+}
+
+async fn open_job(
+    gw: &Gateway,
+    model: &ModelConfig,
+    job: Job<'_>,
+    settlement: &mut Settlement,
+    started: Instant,
+    request_id: &str,
+) -> Result<Opened, RelayError> {
+    let result = open_inner(gw, model, job, settlement, started, request_id).await;
     if let Err(e) = &result {
         settlement.meter.failed(e.status(), &e.to_string());
     }
@@ -109,7 +166,7 @@ pub async fn open(
 async fn open_inner(
     gw: &Gateway,
     model: &ModelConfig,
-    req: &ChatRequest,
+    job: Job<'_>,
     settlement: &mut Settlement,
     started: Instant,
     request_id: &str,
@@ -140,7 +197,7 @@ async fn open_inner(
     {
         if n >= 2 && max_attempts >= 2 {
             let (first, second) = (&candidates[0], &candidates[1]);
-            let hedged = hedge(gw, first, second, req, delay, accepted, caller, request_id).await?;
+            let hedged = hedge(gw, first, second, job, delay, accepted, caller, request_id).await?;
             attempts += hedged.sends;
             for (i, outcome) in hedged.failures {
                 settlement
@@ -183,6 +240,11 @@ async fn open_inner(
         next = p + 1;
         let (i, round) = (p % n, p / n);
         let cand = &candidates[i];
+        if !serves(gw, &cand.route, job.endpoint()) {
+            // An Anthropic route has no embeddings API: not a failure of the route.
+            retry_at[i] = None;
+            continue;
+        }
         if round > 0 {
             let wait_until =
                 backoff_until(policy, round as u32).max(retry_at[i].unwrap_or(started));
@@ -196,7 +258,7 @@ async fn open_inner(
         }
         // The route's own quota (its provider's `rpm`/`tpm`): past it the route is skipped
         // until it refills, without counting against its health.
-        let quota = match route_quota(gw, &cand.route, model, req).await {
+        let quota = match route_quota(gw, &cand.route, model, job).await {
             Ok(q) => q,
             Err(wait) => {
                 retry_at[i] = Some(Instant::now() + wait);
@@ -211,17 +273,8 @@ async fn open_inner(
                 continue;
             }
         };
-        let body = upstream_body(gw, &cand.route, req)?;
-        let tried = attempt(
-            gw,
-            &cand.route,
-            body,
-            req.stream,
-            accepted,
-            caller,
-            request_id,
-        )
-        .await;
+        let body = upstream_body(gw, &cand.route, job)?;
+        let tried = attempt(gw, &cand.route, body, job, accepted, caller, request_id).await;
         attempts += tried.sends;
         let quota = match (&tried.result, quota) {
             (Ok(_), Some(q)) => Some(q),
@@ -256,6 +309,9 @@ async fn open_inner(
     settlement.meter.attempts(attempts);
     Err(match last_error {
         Some((e, kind)) => final_error(e, kind),
+        None if job.endpoint() == Endpoint::Embeddings => RelayError::UpstreamFailed(
+            "no route of this model serves embeddings (Anthropic has no embeddings API)".into(),
+        ),
         None => RelayError::UpstreamFailed("no provider is configured for this model".into()),
     })
 }
@@ -267,7 +323,7 @@ async fn route_quota(
     gw: &Gateway,
     route: &Route,
     model: &ModelConfig,
-    req: &ChatRequest,
+    job: Job<'_>,
 ) -> Result<Option<crate::limits::Reservation>, Duration> {
     let Some(p) = gw.config.providers.get(&route.provider) else {
         return Ok(None);
@@ -276,7 +332,12 @@ async fn route_quota(
         return Ok(None);
     }
     let tokens = if p.tpm.is_some() {
-        crate::relay::admission::worst_case(&gw.config.providers, model, req).tokens
+        match job {
+            Job::Chat(req) => {
+                crate::relay::admission::worst_case(&gw.config.providers, model, req).tokens
+            }
+            Job::Embeddings(req) => req.token_bound,
+        }
     } else {
         0
     };
@@ -340,6 +401,13 @@ fn backoff_until(policy: &crate::config::RoutingConfig, round: u32) -> Instant {
     Instant::now() + Duration::from_millis(jittered)
 }
 
+/// Whether `route`'s provider can serve `endpoint`.
+fn serves(gw: &Gateway, route: &Route, endpoint: Endpoint) -> bool {
+    gw.providers
+        .get(&route.provider)
+        .is_some_and(|p| p.serves(endpoint))
+}
+
 fn kind_of(gw: &Gateway, route: &Route) -> ProviderKind {
     gw.providers
         .get(&route.provider)
@@ -396,7 +464,7 @@ async fn hedge(
     gw: &Gateway,
     first: &Candidate,
     second: &Candidate,
-    req: &ChatRequest,
+    job: Job<'_>,
     delay: Duration,
     accepted: &AtomicBool,
     caller: &str,
@@ -407,16 +475,8 @@ async fn hedge(
         failures: Vec::new(),
         sends: 0,
     };
-    let body = upstream_body(gw, &first.route, req)?;
-    let a = attempt(
-        gw,
-        &first.route,
-        body,
-        req.stream,
-        accepted,
-        caller,
-        request_id,
-    );
+    let body = upstream_body(gw, &first.route, job)?;
+    let a = attempt(gw, &first.route, body, job, accepted, caller, request_id);
     tokio::pin!(a);
     let early = tokio::select! {
         t = &mut a => Some(t),
@@ -439,34 +499,17 @@ async fn hedge(
         if take(0, t, &mut out) || !out.failures.iter().all(|(_, e)| e.is_retryable()) {
             return Ok(out);
         }
-        let body = upstream_body(gw, &second.route, req)?;
+        let body = upstream_body(gw, &second.route, job)?;
         take(
             1,
-            attempt(
-                gw,
-                &second.route,
-                body,
-                req.stream,
-                accepted,
-                caller,
-                request_id,
-            )
-            .await,
+            attempt(gw, &second.route, body, job, accepted, caller, request_id).await,
             &mut out,
         );
         return Ok(out);
     }
     let hedge_started = Instant::now();
-    let body = upstream_body(gw, &second.route, req)?;
-    let b = attempt(
-        gw,
-        &second.route,
-        body,
-        req.stream,
-        accepted,
-        caller,
-        request_id,
-    );
+    let body = upstream_body(gw, &second.route, job)?;
+    let b = attempt(gw, &second.route, body, job, accepted, caller, request_id);
     tokio::pin!(b);
     tokio::select! {
         t = &mut a => {
@@ -491,7 +534,11 @@ async fn hedge(
 
 /// The request body in the route's dialect. A request Anthropic cannot express is the caller's
 /// error (400, naming the field).
-fn upstream_body(gw: &Gateway, route: &Route, req: &ChatRequest) -> Result<Vec<u8>, RelayError> {
+fn upstream_body(gw: &Gateway, route: &Route, job: Job<'_>) -> Result<Vec<u8>, RelayError> {
+    let req = match job {
+        Job::Chat(req) => req,
+        Job::Embeddings(req) => return Ok(req.upstream_body(&route.upstream_model)),
+    };
     match kind_of(gw, route) {
         ProviderKind::OpenAi | ProviderKind::DeepSeek => {
             Ok(req.upstream_body(&route.upstream_model))
@@ -511,12 +558,12 @@ async fn attempt(
     gw: &Gateway,
     route: &Route,
     body: Vec<u8>,
-    stream: bool,
+    job: Job<'_>,
     accepted: &AtomicBool,
     caller: &str,
     request_id: &str,
 ) -> Tried {
-    let tried = try_route(gw, route, body, stream, accepted, caller, request_id).await;
+    let tried = try_route(gw, route, body, job, accepted, caller, request_id).await;
     let outcome = match &tried.result {
         Ok(_) => AttemptOutcome::Ok,
         Err(e) if e.is_retryable() => AttemptOutcome::Retryable,
@@ -533,11 +580,12 @@ async fn try_route(
     gw: &Gateway,
     route: &Route,
     body: Vec<u8>,
-    stream: bool,
+    job: Job<'_>,
     accepted: &AtomicBool,
     caller: &str,
     request_id: &str,
 ) -> Tried {
+    let stream = job.stream();
     let started = Instant::now();
     let mut sends = 0;
     let Some(provider) = gw.providers.get(&route.provider) else {
@@ -564,7 +612,14 @@ async fn try_route(
         let generation = provider.credential_generation();
         sends += 1;
         match provider
-            .send(client, body.clone(), stream, deadline, request_id)
+            .send_to(
+                client,
+                job.endpoint(),
+                body.clone(),
+                stream,
+                deadline,
+                request_id,
+            )
             .await
         {
             Err(UpstreamError::Status { status: 401, .. })
@@ -589,6 +644,9 @@ async fn try_route(
     }
     let result = match resp {
         Err(e) => Err(e),
+        Ok(resp) if job.endpoint() == Endpoint::Embeddings => {
+            embeddings_answer(resp, deadline, limits.response).await
+        }
         Ok(resp) if !stream => whole_answer(resp, dialect, deadline, limits.response).await,
         Ok(resp) => {
             let mut bytes: ByteStream =
@@ -647,6 +705,26 @@ async fn whole_answer(
                 serde_json::to_vec(&chat).unwrap_or_default(),
             )))
         }
+    }
+}
+
+/// Reads an embeddings answer (at most `limit` bytes): a `list` whose `data` is an array. Anything
+/// else fails the route.
+async fn embeddings_answer(
+    resp: reqwest::Response,
+    deadline: tokio::time::Instant,
+    limit: usize,
+) -> Result<Answer, UpstreamError> {
+    let body = read_bounded(resp, limit, deadline, "answer").await?;
+    let v: Value = serde_json::from_slice(&body).map_err(|_| {
+        UpstreamError::Body("the upstream's answer is not an embeddings list".into())
+    })?;
+    if v.get("data").is_some_and(Value::is_array) {
+        Ok(Answer::Json(body))
+    } else {
+        Err(UpstreamError::Body(
+            "the upstream's answer is not an embeddings list".into(),
+        ))
     }
 }
 

@@ -40,6 +40,8 @@ pub struct Meter {
     failure: Option<(u16, String)>,
     /// `responses` for the Responses API; `chat` otherwise.
     responses_api: bool,
+    /// `embeddings` for `/v1/embeddings`.
+    embeddings_api: bool,
 }
 
 impl Meter {
@@ -225,6 +227,15 @@ impl Meter {
 
     pub fn is_responses_api(&self) -> bool {
         self.responses_api
+    }
+
+    /// The request came through `/v1/embeddings`.
+    pub fn embeddings_api(&mut self) {
+        self.embeddings_api = true;
+    }
+
+    pub fn is_embeddings_api(&self) -> bool {
+        self.embeddings_api
     }
 
     pub fn upstream_status(&self) -> Option<u16> {

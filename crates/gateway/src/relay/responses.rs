@@ -1,4 +1,5 @@
-//! The Responses API (`POST /v1/responses`, `GET /v1/responses/{id}`) on the same relay as chat:
+//! The Responses API (`POST /v1/responses`, `GET` and `DELETE /v1/responses/{id}`,
+//! `GET /v1/responses/{id}/input_items`) on the same relay as chat:
 //! the request is translated into a chat request (`switchyard_wire::responses::request_to_chat`,
 //! with the stored conversation of `previous_response_id` in front of the new input), admitted,
 //! billed, limited and failed over exactly like `POST /chat/completions`, and the upstream's answer,
@@ -53,6 +54,8 @@ pub struct Keeper {
     model: String,
     /// The chat messages sent upstream (history + new input), for `conversation_after`.
     messages: Vec<Value>,
+    /// The request's input as Responses items, for `input_items`.
+    input_items: Vec<Value>,
     store: bool,
 }
 
@@ -73,6 +76,7 @@ impl Keeper {
                 .to_owned(),
             conversation: switchyard_wire::responses::conversation_after(&self.messages, response),
             response: response.clone(),
+            input_items: self.input_items.clone(),
         };
         if let Err(e) = self.ledger.store_response(&stored).await {
             tracing::warn!(response_id = %stored.id, error = %e, "response could not be stored");
@@ -131,6 +135,11 @@ pub async fn create(
         key_id: caller.id.clone(),
         model: plan.model.clone(),
         messages: plan.messages().to_vec(),
+        input_items: if plan.store {
+            switchyard_wire::responses::input_items(&raw, &mut |p| new_id(p, 32))
+        } else {
+            Vec::new()
+        },
         store: plan.store,
     };
     if !req.stream {
@@ -213,6 +222,88 @@ pub async fn retrieve(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, 
         Ok(None) => Err(ResponsesError::NotFound(id.to_owned())),
         Err(e) => Err(ResponsesError::Store(e)),
     }
+}
+
+/// Serves `DELETE /responses/{id}`: deletes the stored response of the key that created it; for
+/// any other key, or an unknown id, `NotFound`. A later `previous_response_id` naming it is a 404.
+pub async fn delete(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, ResponsesError> {
+    match gw.ledger.delete_response(id, &caller.id).await {
+        Ok(true) => {
+            Ok(serde_json::json!({"id": id, "object": "response.deleted", "deleted": true}))
+        }
+        Ok(false) => Err(ResponsesError::NotFound(id.to_owned())),
+        Err(e) => Err(ResponsesError::Store(e)),
+    }
+}
+
+/// One page of `GET /responses/{id}/input_items`.
+#[derive(Debug, Clone, Default)]
+pub struct ItemsPage {
+    /// 1 to 100; 20 when not given.
+    pub limit: Option<String>,
+    /// `asc` or `desc` (the default, as OpenAI's).
+    pub order: Option<String>,
+    /// The id of the item the page starts after.
+    pub after: Option<String>,
+}
+
+/// Serves `GET /responses/{id}/input_items`: the stored input items of the key's response, as an
+/// OpenAI list (`data`, `first_id`, `last_id`, `has_more`), `limit` at a time, in `order`,
+/// starting after the item `after`.
+pub async fn input_items(
+    gw: &Gateway,
+    caller: &Caller,
+    id: &str,
+    page: &ItemsPage,
+) -> Result<Value, ResponsesError> {
+    let limit = match page.limit.as_deref() {
+        None => 20,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=100).contains(&n) => n,
+            _ => {
+                return Err(bad_request(
+                    "limit",
+                    "'limit' must be an integer from 1 to 100.",
+                ))
+            }
+        },
+    };
+    let desc = match page.order.as_deref() {
+        None | Some("desc") => true,
+        Some("asc") => false,
+        Some(_) => return Err(bad_request("order", "'order' must be 'asc' or 'desc'.")),
+    };
+    let stored = match gw.ledger.stored_response(id, &caller.id).await {
+        Ok(Some(stored)) => stored,
+        Ok(None) => return Err(ResponsesError::NotFound(id.to_owned())),
+        Err(e) => return Err(ResponsesError::Store(e)),
+    };
+    let mut items = stored.input_items;
+    if desc {
+        items.reverse();
+    }
+    let start = match page.after.as_deref() {
+        None | Some("") => 0,
+        Some(after) => match items.iter().position(|i| i["id"] == after) {
+            Some(p) => p + 1,
+            None => {
+                return Err(bad_request(
+                    "after",
+                    format!("No input item with id '{after}' in this response."),
+                ))
+            }
+        },
+    };
+    let rest = items.len().saturating_sub(start);
+    let data: Vec<Value> = items.into_iter().skip(start).take(limit).collect();
+    let id_of = |i: Option<&Value>| i.map_or(Value::Null, |i| i["id"].clone());
+    Ok(serde_json::json!({
+        "object": "list",
+        "first_id": id_of(data.first()),
+        "last_id": id_of(data.last()),
+        "has_more": rest > data.len(),
+        "data": data,
+    }))
 }
 
 /// A non-streamed answer: bills it, settles, stores it and returns the Response object (with

@@ -203,13 +203,16 @@ fn entry(a: &Admission, meter: &Meter, end: EndReason, settled: &Settled) -> Usa
             None => 200,
         }),
         error_text: meter.failure().map(|(_, text)| text.clone()),
-        request_type: Some(request_type(meter.is_responses_api(), a.stream).to_owned()),
+        request_type: Some(request_type(meter, a.stream).to_owned()),
     }
 }
 
 /// The request type in the event log.
-fn request_type(responses: bool, stream: bool) -> &'static str {
-    match (responses, stream) {
+fn request_type(meter: &Meter, stream: bool) -> &'static str {
+    if meter.is_embeddings_api() {
+        return "embeddings";
+    }
+    match (meter.is_responses_api(), stream) {
         (false, false) => "chat",
         (false, true) => "chat.stream",
         (true, false) => "responses",

@@ -70,6 +70,8 @@ sdk_scenarios! {
     reasoning_model: "reasoning";
     previous_response_id_chain: "chain";
     max_output_tokens_incomplete: "incomplete";
+    stored_input_items: "input_items";
+    stored_delete: "delete";
 }
 
 /// Seed 002's `curl` command for the Responses stream, as written apart from URL, key and model.

@@ -1,0 +1,163 @@
+//! The rest of the stored-responses API, as a client sees it: `DELETE /v1/responses/{id}` and
+//! `GET /v1/responses/{id}/input_items` (OpenAI list shape, `limit` / `order` / `after`
+//! pagination) under every prefix, for the key that created the response only; a deleted response
+//! is gone for `GET` and for a later `previous_response_id`.
+
+use serde_json::{json, Value};
+use switchyard::auth;
+use switchyard::ledger::{Nanos, NewKey};
+
+use crate::harness::{self, start_with_mock, TestGateway};
+
+async fn create(gw: &TestGateway, body: Value) -> Value {
+    let resp = harness::client()
+        .post(gw.url("/v1/responses"))
+        .bearer_auth(&gw.key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+async fn call(method: reqwest::Method, gw: &TestGateway, key: &str, path: &str) -> (u16, Value) {
+    let resp = harness::client()
+        .request(method, gw.url(path))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+async fn get(gw: &TestGateway, path: String) -> (u16, Value) {
+    call(reqwest::Method::GET, gw, &gw.key, &path).await
+}
+
+async fn other_key(gw: &TestGateway) -> String {
+    auth::create_key(
+        &gw.gw.ledger,
+        &NewKey {
+            name: "other".into(),
+            credits: Nanos::from_usd("1".parse().unwrap()).unwrap(),
+            ..NewKey::default()
+        },
+    )
+    .await
+    .unwrap()
+    .1
+}
+
+#[tokio::test]
+async fn input_items_list_the_input_with_ids_and_paginate() {
+    let (gw, _mock) = start_with_mock("").await;
+    let input = json!([
+        {"role": "developer", "content": "be brief"},
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": [{"type": "input_text", "text": "second"}]},
+    ]);
+    let r = create(&gw, json!({"model": "m", "input": input})).await;
+    let id = r["id"].as_str().unwrap();
+    // Default: newest first, all four.
+    let (status, all) = get(&gw, format!("/v1/responses/{id}/input_items")).await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(all["object"], "list");
+    assert_eq!(all["has_more"], false);
+    let data = all["data"].as_array().unwrap();
+    assert_eq!(data.len(), 4);
+    assert_eq!(
+        data[0]["content"],
+        json!([{"type": "input_text", "text": "second"}])
+    );
+    assert_eq!(data[3]["role"], "developer");
+    assert_eq!(data[1]["content"][0]["type"], "output_text");
+    assert!(data
+        .iter()
+        .all(|i| i["type"] == "message" && i["id"].is_string()));
+    assert_eq!(all["first_id"], data[0]["id"]);
+    assert_eq!(all["last_id"], data[3]["id"]);
+    // Ascending, two at a time, following `after`.
+    let (_, page1) = get(
+        &gw,
+        format!("/api/v1/responses/{id}/input_items?order=asc&limit=2"),
+    )
+    .await;
+    assert_eq!(page1["has_more"], true);
+    assert_eq!(
+        page1["data"][0]["content"],
+        json!([{"type": "input_text", "text": "be brief"}])
+    );
+    let after = page1["last_id"].as_str().unwrap();
+    let (_, page2) = get(
+        &gw,
+        format!("/v1/llm/responses/{id}/input_items?order=asc&limit=2&after={after}"),
+    )
+    .await;
+    assert_eq!(page2["has_more"], false);
+    assert_eq!(page2["data"].as_array().unwrap().len(), 2);
+    assert_eq!(page2["last_id"], data[0]["id"]);
+    for bad in ["limit=0", "limit=101", "order=up", "after=msg_nope"] {
+        let (status, v) = get(&gw, format!("/v1/responses/{id}/input_items?{bad}")).await;
+        assert_eq!(status, 400, "{bad}: {v}");
+        assert!(v["error"]["param"].is_string(), "{v}");
+    }
+    // A string input is one user message.
+    let r = create(&gw, json!({"model": "m", "input": "hello"})).await;
+    let (_, one) = get(
+        &gw,
+        format!("/v1/responses/{}/input_items", r["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(one["data"].as_array().unwrap().len(), 1);
+    assert_eq!(one["data"][0]["role"], "user");
+    assert_eq!(
+        one["data"][0]["content"],
+        json!([{"type": "input_text", "text": "hello"}])
+    );
+}
+
+#[tokio::test]
+async fn only_the_creating_key_reads_or_deletes_and_deleted_is_gone() {
+    let (gw, _mock) = start_with_mock("").await;
+    let r = create(&gw, json!({"model": "m", "input": "hello"})).await;
+    let id = r["id"].as_str().unwrap().to_owned();
+    let other = other_key(&gw).await;
+    let items = format!("/v1/responses/{id}/input_items");
+    let one = format!("/v1/responses/{id}");
+    for (method, path) in [
+        (reqwest::Method::GET, &items),
+        (reqwest::Method::DELETE, &one),
+        (reqwest::Method::GET, &one),
+    ] {
+        let (status, v) = call(method, &gw, &other, path).await;
+        assert_eq!(status, 404, "{v}");
+        assert_eq!(v["error"]["code"], "response_not_found");
+    }
+    let (status, v) = call(reqwest::Method::DELETE, &gw, &gw.key, &one).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v,
+        json!({"id": id, "object": "response.deleted", "deleted": true})
+    );
+    for path in [&one, &items] {
+        let (status, v) = call(reqwest::Method::GET, &gw, &gw.key, path).await;
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (404, Some("response_not_found"))
+        );
+    }
+    let (status, _) = call(reqwest::Method::DELETE, &gw, &gw.key, &one).await;
+    assert_eq!(status, 404);
+    let resp = harness::client()
+        .post(gw.url("/v1/responses"))
+        .bearer_auth(&gw.key)
+        .json(&json!({"model": "m", "input": "again", "previous_response_id": id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["param"], "previous_response_id");
+}
