@@ -51,6 +51,8 @@ pub struct Gateway {
     pub end_streams: CancellationToken,
     /// `[event_log]`: each settled request as a JSON line.
     pub events: Option<EventLog>,
+    /// Per-key capture of prompt and completion text (`crate::capture`): writer and purge.
+    pub captures: crate::capture::Captures,
     /// Keeps the in-process demo upstream alive for the embedded default.
     _demo: Option<MockUpstream>,
     /// Key changes made by other instances and the CLI, on PostgreSQL (`ledger::changes`).
@@ -128,8 +130,10 @@ impl Gateway {
             Some(target) => Some(EventLog::open(target).map_err(StartError::EventLog)?),
             None => None,
         };
+        let captures = crate::capture::Captures::start(ledger.clone(), &config.capture);
         let gw = Gateway {
             events,
+            captures,
             auth,
             ledger,
             routing: Routing::new(&config),

@@ -186,6 +186,17 @@ struct RawConfig {
     server: Option<RawServer>,
     cors: Option<RawCors>,
     event_log: Option<RawEventLog>,
+    capture: Option<RawCapture>,
+}
+
+/// `[capture]`: how captured prompt and completion text is kept (capture itself is per key).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCapture {
+    max_bytes: Option<usize>,
+    default_retention_hours: Option<i64>,
+    max_retention_hours: Option<i64>,
+    redact: Option<Vec<String>>,
 }
 
 /// `[cors]`: which web origins may call the gateway from a browser.
@@ -612,6 +623,80 @@ pub struct Config {
     pub embedded_demo: bool,
     /// `[event_log] path`: where each settled request's JSON line goes, if anywhere.
     pub event_log: Option<crate::event_log::EventLogTarget>,
+    /// `[capture]`: limits and redaction of per-key capture.
+    pub capture: CaptureConfig,
+}
+
+/// `[capture]`: the bounds of captured text. Capture is off for every key until an operator turns
+/// it on for one (`PATCH /admin/keys/{id}` with `"capture"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureConfig {
+    /// The most bytes kept of a request's messages, and of its completion (each; cut at a
+    /// character boundary after redaction).
+    pub max_bytes: usize,
+    /// The retention of a key's captures when its capture is turned on without one.
+    pub default_retention_hours: i64,
+    /// The longest retention a key may have; older captures are purged whatever the key says.
+    pub max_retention_hours: i64,
+    /// Regular expressions whose matches are redacted, besides secrets and key-shaped tokens
+    /// (which always are). Default: email addresses and card-number-like digit runs.
+    pub redact: Vec<String>,
+}
+
+/// Email addresses.
+pub const REDACT_EMAIL: &str = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}";
+/// 13 to 19 digits, optionally grouped by spaces or dashes (card numbers).
+pub const REDACT_CARD: &str = r"\b\d(?:[ -]?\d){12,18}\b";
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            max_bytes: 64 * 1024,
+            default_retention_hours: 7 * 24,
+            max_retention_hours: 30 * 24,
+            redact: vec![REDACT_EMAIL.into(), REDACT_CARD.into()],
+        }
+    }
+}
+
+fn capture_config(r: RawCapture) -> Result<CaptureConfig, String> {
+    let d = CaptureConfig::default();
+    let max_retention_hours = r.max_retention_hours.unwrap_or(d.max_retention_hours);
+    if !(1..=24 * 3660).contains(&max_retention_hours) {
+        return Err(format!(
+            "capture.max_retention_hours = {max_retention_hours}: expected 1 to 87840 (10 years)"
+        ));
+    }
+    let default_retention_hours = r
+        .default_retention_hours
+        .unwrap_or(d.default_retention_hours.min(max_retention_hours));
+    if !(1..=max_retention_hours).contains(&default_retention_hours) {
+        return Err(format!(
+            "capture.default_retention_hours = {default_retention_hours}: expected 1 to max_retention_hours ({max_retention_hours})"
+        ));
+    }
+    let max_bytes = r.max_bytes.unwrap_or(d.max_bytes);
+    if !(256..=16 * 1024 * 1024).contains(&max_bytes) {
+        return Err(format!(
+            "capture.max_bytes = {max_bytes}: expected 256 to 16777216"
+        ));
+    }
+    let redact = r.redact.unwrap_or(d.redact);
+    for p in &redact {
+        if let Err(e) = regex::Regex::new(p) {
+            let first = e.to_string();
+            let first = first.lines().last().unwrap_or("").trim();
+            return Err(format!(
+                "capture.redact: \"{p}\" is not a regular expression ({first})"
+            ));
+        }
+    }
+    Ok(CaptureConfig {
+        max_bytes,
+        default_retention_hours,
+        max_retention_hours,
+        redact,
+    })
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -862,6 +947,7 @@ impl Config {
         let routing = routing_config(raw.routing.unwrap_or_default());
         let server = server_limits(raw.server.take().unwrap_or_default()).map_err(invalid)?;
         let cors = cors_config(raw.cors.take().unwrap_or_default()).map_err(invalid)?;
+        let capture = capture_config(raw.capture.take().unwrap_or_default()).map_err(invalid)?;
         let demo_credits = match raw.demo_credits {
             Some(c) => Decimal::from_str(&c)
                 .map_err(|_| invalid(format!("demo_credits = \"{c}\" is not a decimal")))?,
@@ -901,6 +987,7 @@ impl Config {
             routing,
             server,
             cors,
+            capture,
             embedded_demo: false,
             event_log: match raw.event_log.take().map(|e| e.path) {
                 None => None,

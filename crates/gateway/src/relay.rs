@@ -215,4 +215,8 @@ impl tokens::PromptSource for ChatRequest {
     fn max_output_tokens(&self) -> Option<u64> {
         self.max_tokens
     }
+
+    fn messages(&self) -> Value {
+        self.body.get("messages").cloned().unwrap_or(Value::Null)
+    }
 }

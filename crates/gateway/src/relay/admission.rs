@@ -172,6 +172,7 @@ pub async fn admit(
         route_rate: None,
         events: gw.events.clone(),
         key_last4: caller.last4.clone(),
+        capture: gw.captures.ticket(caller.capture_hours),
     });
     settlement.rate = quota;
     if let (Some(journal), Some(record)) = (gw.ledger.journal(), record) {

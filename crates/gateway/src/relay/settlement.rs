@@ -57,6 +57,8 @@ pub struct Admission {
     /// `[event_log]`, and the key's last four characters for its masked key there.
     pub events: Option<crate::event_log::EventLog>,
     pub key_last4: Option<String>,
+    /// Set when the key's capture is on: the messages and delivered text go to `crate::capture`.
+    pub capture: Option<crate::capture::Ticket>,
 }
 
 /// The outcome of a settlement: what was counted and what it cost.
@@ -219,9 +221,18 @@ fn request_type(responses: bool, stream: bool) -> &'static str {
 
 /// Everything but the ledger write: metrics, the rate limiter's correction. Returns the hold,
 /// which goes to the writer with the entry.
-fn close(a: &mut Admission, e: &UsageEntry) -> Option<Hold> {
+fn close(a: &mut Admission, meter: &Meter, e: &UsageEntry) -> Option<Hold> {
     if let Some(events) = &a.events {
         events.record(e, a.key_last4.as_deref());
+    }
+    if let Some(ticket) = a.capture.take() {
+        ticket.send(
+            &a.request_id,
+            &a.key_id,
+            e.finished_at,
+            a.prompt.messages(),
+            meter.delivered(),
+        );
     }
     telemetry::record_settled(&telemetry::SettledRequest {
         model: &a.requested_model,
@@ -362,7 +373,7 @@ impl Settlement {
             return Ok(Durable::Database);
         };
         let e = entry(&a, &self.meter, end, settled);
-        let hold = close(&mut a, &e);
+        let hold = close(&mut a, &self.meter, &e);
         slot.send(e, hold).durable().await
     }
 }
@@ -383,7 +394,7 @@ impl Drop for Settlement {
                     let mut a = a;
                     let settled = measure(&a, &meter, prompt_only).await;
                     let e = entry(&a, &meter, EndReason::Cancelled, &settled);
-                    let hold = close(&mut a, &e);
+                    let hold = close(&mut a, &meter, &e);
                     a.ledger.settle_detached(e, hold);
                 });
             }

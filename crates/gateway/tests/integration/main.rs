@@ -5,6 +5,7 @@ mod admin;
 mod anthropic;
 mod auth_cache;
 mod billing;
+mod capture;
 mod chat;
 mod cli;
 mod cors;
