@@ -394,3 +394,52 @@ async fn capture_settings_are_checked() {
         json!({"enabled": true, "retention_hours": 168})
     );
 }
+
+/// The same storage, redaction and purge on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capture_works_on_postgres() {
+    let Some(server) = crate::ledger_conformance::postgres_url() else {
+        return;
+    };
+    let db = crate::ledger_conformance::TestDb::postgres(&server).await;
+    let mock = mock_upstream::MockUpstream::start().await.unwrap();
+    mock.set_options(json!({"tokens": 6})).unwrap();
+    let scratch = crate::harness::temp_db();
+    let mut journal = scratch.clone().into_os_string();
+    journal.push(".journal");
+    let config = format!(
+        "admin_key = \"{ADMIN}\"\njournal = {journal:?}\n{}",
+        crate::harness::mock_config(&mock, "")
+    );
+    let gw = crate::harness::start_on_database(&config, &db.url, scratch).await;
+    let (status, body) = admin(
+        reqwest::Method::PATCH,
+        &gw,
+        &format!("/admin/keys/{}", gw.key_id),
+        Some(json!({"capture": {"retention_hours": 2}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (id, completion) = chat(&gw, &gw.key, true).await;
+    let detail = captured(&gw, &id).await;
+    assert_redacted(detail["capture"]["request"].as_str().unwrap());
+    assert_eq!(detail["capture"]["completion"], completion.as_str());
+    let created = detail["capture"]["created_at"].as_i64().unwrap();
+    let ledger = &gw.gw.ledger;
+    assert_eq!(
+        ledger
+            .purge_captures(created + 3_600_000, i64::MAX / 2)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        ledger
+            .purge_captures(created + 7_200_000, i64::MAX / 2)
+            .await
+            .unwrap(),
+        1
+    );
+    drop(gw);
+    db.drop_db().await;
+}
