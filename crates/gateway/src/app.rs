@@ -53,6 +53,8 @@ pub struct Gateway {
     pub events: Option<EventLog>,
     /// Per-key capture of prompt and completion text (`crate::capture`): writer and purge.
     pub captures: crate::capture::Captures,
+    /// `[otlp]`: one span per request, exported in the background; `None` when not configured.
+    pub otlp: Option<Arc<crate::otlp::Otlp>>,
     /// Keeps the in-process demo upstream alive for the embedded default.
     _demo: Option<MockUpstream>,
     /// Key changes made by other instances and the CLI, on PostgreSQL (`ledger::changes`).
@@ -131,9 +133,33 @@ impl Gateway {
             None => None,
         };
         let captures = crate::capture::Captures::start(ledger.clone(), &config.capture);
+        let otlp = match &config.otlp {
+            Some(o) => {
+                let mut headers = std::collections::HashMap::new();
+                for (name, secret) in &o.headers {
+                    match secret.resolve().await {
+                        Ok(v) => {
+                            crate::redact::remember(v.trim());
+                            headers.insert(name.clone(), v.trim().to_owned());
+                        }
+                        Err(e) => problems.push(format!("otlp.headers.{name}: {e}")),
+                    }
+                }
+                // The SDK builds its blocking HTTP client on a thread of its own.
+                match crate::otlp::Otlp::start(o, headers, &config) {
+                    Ok(x) => Some(Arc::new(x)),
+                    Err(e) => {
+                        problems.push(e);
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
         let gw = Gateway {
             events,
             captures,
+            otlp,
             auth,
             ledger,
             routing: Routing::new(&config),

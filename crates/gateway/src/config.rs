@@ -187,6 +187,68 @@ struct RawConfig {
     cors: Option<RawCors>,
     event_log: Option<RawEventLog>,
     capture: Option<RawCapture>,
+    otlp: Option<RawOtlp>,
+}
+
+/// `[otlp]`: trace export (off unless `endpoint` is set).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOtlp {
+    endpoint: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    service_name: Option<String>,
+    sample_ratio: Option<f64>,
+}
+
+/// `[otlp]`: where request spans go (OTLP over HTTP, protobuf), with the OpenTelemetry GenAI
+/// attributes. Off unless configured: no exporter, no thread, nothing per request.
+#[derive(Debug, Clone)]
+pub struct OtlpConfig {
+    /// The collector's base URL (`http://collector:4318`); spans go to `{endpoint}/v1/traces`
+    /// unless it already names that path.
+    pub endpoint: String,
+    /// Extra request headers (an API key for a hosted collector): values may be env:/file:/cmd:.
+    pub headers: BTreeMap<String, Secret>,
+    pub service_name: String,
+    /// The share of traces exported, 0.0 to 1.0 (a client's sampled `traceparent` flag wins).
+    pub sample_ratio: f64,
+}
+
+fn otlp_config(r: RawOtlp) -> Result<OtlpConfig, String> {
+    let endpoint = r.endpoint.trim().trim_end_matches('/').to_owned();
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        || endpoint.parse::<http::Uri>().is_err()
+    {
+        return Err(format!(
+            "otlp.endpoint = \"{}\": expected an http(s) URL such as \"http://collector:4318\"",
+            r.endpoint
+        ));
+    }
+    let sample_ratio = r.sample_ratio.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&sample_ratio) {
+        return Err(format!(
+            "otlp.sample_ratio = {sample_ratio}: expected 0.0 to 1.0"
+        ));
+    }
+    for name in r.headers.keys() {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(format!("otlp.headers: \"{name}\" is not a header name"));
+        }
+    }
+    Ok(OtlpConfig {
+        endpoint,
+        headers: r
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), Secret::parse(v)))
+            .collect(),
+        service_name: r
+            .service_name
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| "switchyard".into()),
+        sample_ratio,
+    })
 }
 
 /// `[capture]`: how captured prompt and completion text is kept (capture itself is per key).
@@ -625,6 +687,8 @@ pub struct Config {
     pub event_log: Option<crate::event_log::EventLogTarget>,
     /// `[capture]`: limits and redaction of per-key capture.
     pub capture: CaptureConfig,
+    /// `[otlp]`: trace export, when configured.
+    pub otlp: Option<OtlpConfig>,
 }
 
 /// `[capture]`: the bounds of captured text. Capture is off for every key until an operator turns
@@ -948,6 +1012,12 @@ impl Config {
         let server = server_limits(raw.server.take().unwrap_or_default()).map_err(invalid)?;
         let cors = cors_config(raw.cors.take().unwrap_or_default()).map_err(invalid)?;
         let capture = capture_config(raw.capture.take().unwrap_or_default()).map_err(invalid)?;
+        let otlp = raw
+            .otlp
+            .take()
+            .map(otlp_config)
+            .transpose()
+            .map_err(invalid)?;
         let demo_credits = match raw.demo_credits {
             Some(c) => Decimal::from_str(&c)
                 .map_err(|_| invalid(format!("demo_credits = \"{c}\" is not a decimal")))?,
@@ -988,6 +1058,7 @@ impl Config {
             server,
             cors,
             capture,
+            otlp,
             embedded_demo: false,
             event_log: match raw.event_log.take().map(|e| e.path) {
                 None => None,

@@ -202,6 +202,14 @@ async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
     .into_response()
 }
 
+/// A client's W3C `traceparent` header, for the request's span under `[otlp]` (parsed there).
+fn traceparent(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 128)
+}
+
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
@@ -299,7 +307,7 @@ async fn chat_completions(
             Err(e) => return Err(refuse_unread(&headers, body, e).await),
         };
         let body = read_body(&gw, &headers, body).await?;
-        relay::chat(&gw, caller, request_id.clone(), body)
+        relay::chat(&gw, caller, request_id.clone(), traceparent(&headers), body)
             .await
             .map_err(ApiError::from)
     }

@@ -12,6 +12,7 @@ pub mod event_log;
 pub mod http;
 pub mod ledger;
 pub mod limits;
+pub mod otlp;
 pub mod providers;
 pub mod redact;
 pub mod relay;

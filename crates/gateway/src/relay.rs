@@ -118,6 +118,7 @@ pub async fn chat(
     gw: &Arc<Gateway>,
     caller: Caller,
     request_id: String,
+    traceparent: Option<&str>,
     body: Bytes,
 ) -> Result<ChatReply, RelayError> {
     let started = Instant::now();
@@ -133,6 +134,7 @@ pub async fn chat(
         started,
     )
     .await?;
+    settlement.traced(gw.otlp.as_ref(), traceparent, &req, false);
     match attempts::open(gw, &model, &req, &mut settlement, started).await? {
         Opened::Json { body, served } => match complete_json(&body, &mut settlement).await {
             Some(Ok(body)) => Ok(ChatReply::Json { body, served }),

@@ -53,9 +53,15 @@ pub async fn create(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bo
             Err(e) => return Err(super::refuse_unread(&headers, body, e).await),
         };
         let body = read_body(&gw, &headers, body).await?;
-        responses::create(&gw, caller, request_id.clone(), body)
-            .await
-            .map_err(ApiError::from)
+        responses::create(
+            &gw,
+            caller,
+            request_id.clone(),
+            super::traceparent(&headers),
+            body,
+        )
+        .await
+        .map_err(ApiError::from)
     }
     .await;
     super::reply(&gw, &headers, &request_id, result)

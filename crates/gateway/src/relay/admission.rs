@@ -173,6 +173,7 @@ pub async fn admit(
         events: gw.events.clone(),
         key_last4: caller.last4.clone(),
         capture: gw.captures.ticket(caller.capture_hours),
+        trace: None,
     });
     settlement.rate = quota;
     if let (Some(journal), Some(record)) = (gw.ledger.journal(), record) {

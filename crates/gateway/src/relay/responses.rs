@@ -84,6 +84,7 @@ pub async fn create(
     gw: &Arc<Gateway>,
     caller: Caller,
     request_id: String,
+    traceparent: Option<&str>,
     body: Bytes,
 ) -> Result<ChatReply, ResponsesError> {
     let started = Instant::now();
@@ -119,6 +120,7 @@ pub async fn create(
     )
     .await?;
     settlement.meter.responses_api();
+    settlement.traced(gw.otlp.as_ref(), traceparent, &req, true);
     let ctx = ResponseContext::new(
         new_id("resp_", 32),
         plan.model.clone(),

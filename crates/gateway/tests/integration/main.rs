@@ -25,6 +25,7 @@ mod limits;
 mod listener;
 mod metrics;
 mod openapi;
+mod otlp;
 mod responses;
 mod responses_sdk;
 mod scenarios;
