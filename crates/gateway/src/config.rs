@@ -1329,6 +1329,47 @@ output_price = "10.00"
 "#;
 
     #[test]
+    fn capture_and_otlp_are_off_or_bounded() {
+        let c = Config::parse(GOOD, "t.toml").unwrap();
+        assert!(c.otlp.is_none());
+        assert_eq!(c.capture, CaptureConfig::default());
+        let with = |extra: &str| Config::parse(&format!("{GOOD}\n{extra}"), "t.toml");
+        let c = with(
+            "[capture]\nmax_bytes = 1024\nredact = [\"secret-\\\\d+\"]\n\
+             [otlp]\nendpoint = \"http://collector:4318/\"\nsample_ratio = 0.5\n\
+             headers = { \"x-token\" = \"env:OTLP_TOKEN\" }",
+        )
+        .unwrap();
+        assert_eq!(c.capture.max_bytes, 1024);
+        assert_eq!(c.capture.redact, vec![r"secret-\d+".to_owned()]);
+        let o = c.otlp.unwrap();
+        assert_eq!(o.endpoint, "http://collector:4318");
+        assert_eq!(o.service_name, "switchyard");
+        assert_eq!(o.headers["x-token"].describe(), "env:OTLP_TOKEN");
+        for (bad, says) in [
+            ("[capture]\nredact = [\"(\"]", "capture.redact"),
+            ("[capture]\nmax_retention_hours = 0", "max_retention_hours"),
+            (
+                "[capture]\nmax_retention_hours = 24\ndefault_retention_hours = 48",
+                "default_retention_hours",
+            ),
+            ("[capture]\nmax_bytes = 10", "capture.max_bytes"),
+            ("[otlp]\nendpoint = \"collector:4318\"", "otlp.endpoint"),
+            (
+                "[otlp]\nendpoint = \"http://c:4318\"\nsample_ratio = 2.0",
+                "sample_ratio",
+            ),
+            (
+                "[otlp]\nendpoint = \"http://c:4318\"\nprotocol = \"grpc\"",
+                "protocol",
+            ),
+        ] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn parses_a_good_config() {
         let c = Config::parse(GOOD, "t.toml").unwrap();
         assert_eq!(c.listen.port(), 9000);

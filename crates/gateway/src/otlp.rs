@@ -161,7 +161,7 @@ pub fn request_attributes(
 
 impl Pending {
     /// Ends the span with what the settlement knows, and queues it for export.
-    pub fn end(self, otlp: &Otlp, e: &UsageEntry) {
+    pub fn end(self, otlp: &Otlp, e: &UsageEntry, response_id: Option<&str>) {
         let provider = e
             .provider
             .as_deref()
@@ -173,6 +173,9 @@ impl Pending {
         }
         if let Some(m) = &e.served_model {
             attrs.push(KeyValue::new("gen_ai.response.model", m.clone()));
+        }
+        if let Some(id) = response_id {
+            attrs.push(KeyValue::new("gen_ai.response.id", id.to_owned()));
         }
         attrs.extend([
             KeyValue::new(

@@ -228,7 +228,7 @@ fn close(a: &mut Admission, meter: &Meter, e: &UsageEntry) -> Option<Hold> {
         events.record(e, a.key_last4.as_deref());
     }
     if let Some((otlp, span)) = a.trace.take() {
-        span.end(&otlp, e);
+        span.end(&otlp, e, meter.response_id());
     }
     if let Some(ticket) = a.capture.take() {
         ticket.send(

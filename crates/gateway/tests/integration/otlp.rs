@@ -190,6 +190,7 @@ async fn each_request_is_one_span_with_the_genai_attributes() {
     assert_eq!(text(s, "gen_ai.system"), "openai");
     assert_eq!(text(s, "gen_ai.request.model"), "m");
     assert_eq!(text(s, "gen_ai.response.model"), "m");
+    assert!(text(s, "gen_ai.response.id").starts_with("chatcmpl-"));
     assert_eq!(int(s, "gen_ai.request.max_tokens"), 50);
     assert_eq!(
         attr(s, "gen_ai.request.temperature"),
@@ -214,6 +215,7 @@ async fn each_request_is_one_span_with_the_genai_attributes() {
     assert_ne!(hex(&s.trace_id), TRACE, "no parent: a trace of its own");
     assert!(s.parent_span_id.is_empty());
     assert!(attr(s, "gen_ai.request.max_tokens").is_none());
+    assert!(text(s, "gen_ai.response.id").starts_with("chatcmpl-"));
 
     let s = by_id(&failed);
     assert!(
