@@ -41,7 +41,8 @@ pub enum StartError {
 
 /// Everything a request needs, shared by all of them: one config generation. A request keeps
 /// the generation it was admitted with (its own `Arc<Gateway>`) to its end; what must outlive a
-/// generation (ledger, keys, limits, the end of streams, the event log) is a handle shared by all.
+/// generation (ledger, keys, limits, the end of streams, the event log, capture, OTLP export) is a
+/// handle shared by all.
 pub struct Gateway {
     pub config: Config,
     /// 1 at startup, one more for every reload applied.
@@ -59,6 +60,10 @@ pub struct Gateway {
     pub end_streams: CancellationToken,
     /// `[event_log]`: each settled request as a JSON line.
     pub events: Option<EventLog>,
+    /// Per-key capture of prompt and completion text (`crate::capture`): writer and purge.
+    pub captures: crate::capture::Captures,
+    /// `[otlp]`: one span per request, exported in the background; `None` when not configured.
+    pub otlp: Option<Arc<crate::otlp::Otlp>>,
     /// What runs for the whole process, whatever the generation.
     lasting: Arc<Lasting>,
 }
@@ -142,9 +147,35 @@ impl Gateway {
             Some(target) => Some(EventLog::open(target).map_err(StartError::EventLog)?),
             None => None,
         };
+        let captures = crate::capture::Captures::start(ledger.clone(), &config.capture);
+        let otlp = match &config.otlp {
+            Some(o) => {
+                let mut headers = std::collections::HashMap::new();
+                for (name, secret) in &o.headers {
+                    match secret.resolve().await {
+                        Ok(v) => {
+                            crate::redact::remember(v.trim());
+                            headers.insert(name.clone(), v.trim().to_owned());
+                        }
+                        Err(e) => problems.push(format!("otlp.headers.{name}: {e}")),
+                    }
+                }
+                // The SDK builds its blocking HTTP client on a thread of its own.
+                match crate::otlp::Otlp::start(o, headers, &config) {
+                    Ok(x) => Some(Arc::new(x)),
+                    Err(e) => {
+                        problems.push(e);
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
         let gw = Gateway {
             generation: 1,
             events,
+            captures,
+            otlp,
             auth: Arc::new(auth),
             ledger,
             routing: Routing::new(&config),
@@ -194,6 +225,8 @@ impl Gateway {
             admin_key,
             end_streams: self.end_streams.clone(),
             events: self.events.clone(),
+            captures: self.captures.clone(),
+            otlp: self.otlp.clone(),
             lasting: self.lasting.clone(),
         }
     }

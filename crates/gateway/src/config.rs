@@ -186,6 +186,79 @@ struct RawConfig {
     server: Option<RawServer>,
     cors: Option<RawCors>,
     event_log: Option<RawEventLog>,
+    capture: Option<RawCapture>,
+    otlp: Option<RawOtlp>,
+}
+
+/// `[otlp]`: trace export (off unless `endpoint` is set).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOtlp {
+    endpoint: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    service_name: Option<String>,
+    sample_ratio: Option<f64>,
+}
+
+/// `[otlp]`: where request spans go (OTLP over HTTP, protobuf), with the OpenTelemetry GenAI
+/// attributes. Off unless configured: no exporter, no thread, nothing per request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtlpConfig {
+    /// The collector's base URL (`http://collector:4318`); spans go to `{endpoint}/v1/traces`
+    /// unless it already names that path.
+    pub endpoint: String,
+    /// Extra request headers (an API key for a hosted collector): values may be env:/file:/cmd:.
+    pub headers: BTreeMap<String, Secret>,
+    pub service_name: String,
+    /// The share of traces exported, 0.0 to 1.0 (a client's sampled `traceparent` flag wins).
+    pub sample_ratio: f64,
+}
+
+fn otlp_config(r: RawOtlp) -> Result<OtlpConfig, String> {
+    let endpoint = r.endpoint.trim().trim_end_matches('/').to_owned();
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        || endpoint.parse::<http::Uri>().is_err()
+    {
+        return Err(format!(
+            "otlp.endpoint = \"{}\": expected an http(s) URL such as \"http://collector:4318\"",
+            r.endpoint
+        ));
+    }
+    let sample_ratio = r.sample_ratio.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&sample_ratio) {
+        return Err(format!(
+            "otlp.sample_ratio = {sample_ratio}: expected 0.0 to 1.0"
+        ));
+    }
+    for name in r.headers.keys() {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(format!("otlp.headers: \"{name}\" is not a header name"));
+        }
+    }
+    Ok(OtlpConfig {
+        endpoint,
+        headers: r
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), Secret::parse(v)))
+            .collect(),
+        service_name: r
+            .service_name
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| "switchyard".into()),
+        sample_ratio,
+    })
+}
+
+/// `[capture]`: how captured prompt and completion text is kept (capture itself is per key).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCapture {
+    max_bytes: Option<usize>,
+    default_retention_hours: Option<i64>,
+    max_retention_hours: Option<i64>,
+    redact: Option<Vec<String>>,
 }
 
 /// `[cors]`: which web origins may call the gateway from a browser.
@@ -697,6 +770,82 @@ pub struct Config {
     pub embedded_demo: bool,
     /// `[event_log] path`: where each settled request's JSON line goes, if anywhere.
     pub event_log: Option<crate::event_log::EventLogTarget>,
+    /// `[capture]`: limits and redaction of per-key capture.
+    pub capture: CaptureConfig,
+    /// `[otlp]`: trace export, when configured.
+    pub otlp: Option<OtlpConfig>,
+}
+
+/// `[capture]`: the bounds of captured text. Capture is off for every key until an operator turns
+/// it on for one (`PATCH /admin/keys/{id}` with `"capture"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureConfig {
+    /// The most bytes kept of a request's messages, and of its completion (each; cut at a
+    /// character boundary after redaction).
+    pub max_bytes: usize,
+    /// The retention of a key's captures when its capture is turned on without one.
+    pub default_retention_hours: i64,
+    /// The longest retention a key may have; older captures are purged whatever the key says.
+    pub max_retention_hours: i64,
+    /// Regular expressions whose matches are redacted, besides secrets and key-shaped tokens
+    /// (which always are). Default: email addresses and card-number-like digit runs.
+    pub redact: Vec<String>,
+}
+
+/// Email addresses.
+pub const REDACT_EMAIL: &str = r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}";
+/// 13 to 19 digits, optionally grouped by spaces or dashes (card numbers).
+pub const REDACT_CARD: &str = r"\b\d(?:[ -]?\d){12,18}\b";
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            max_bytes: 64 * 1024,
+            default_retention_hours: 7 * 24,
+            max_retention_hours: 30 * 24,
+            redact: vec![REDACT_EMAIL.into(), REDACT_CARD.into()],
+        }
+    }
+}
+
+fn capture_config(r: RawCapture) -> Result<CaptureConfig, String> {
+    let d = CaptureConfig::default();
+    let max_retention_hours = r.max_retention_hours.unwrap_or(d.max_retention_hours);
+    if !(1..=24 * 3660).contains(&max_retention_hours) {
+        return Err(format!(
+            "capture.max_retention_hours = {max_retention_hours}: expected 1 to 87840 (10 years)"
+        ));
+    }
+    let default_retention_hours = r
+        .default_retention_hours
+        .unwrap_or(d.default_retention_hours.min(max_retention_hours));
+    if !(1..=max_retention_hours).contains(&default_retention_hours) {
+        return Err(format!(
+            "capture.default_retention_hours = {default_retention_hours}: expected 1 to max_retention_hours ({max_retention_hours})"
+        ));
+    }
+    let max_bytes = r.max_bytes.unwrap_or(d.max_bytes);
+    if !(256..=16 * 1024 * 1024).contains(&max_bytes) {
+        return Err(format!(
+            "capture.max_bytes = {max_bytes}: expected 256 to 16777216"
+        ));
+    }
+    let redact = r.redact.unwrap_or(d.redact);
+    for p in &redact {
+        if let Err(e) = regex::Regex::new(p) {
+            let first = e.to_string();
+            let first = first.lines().last().unwrap_or("").trim();
+            return Err(format!(
+                "capture.redact: \"{p}\" is not a regular expression ({first})"
+            ));
+        }
+    }
+    Ok(CaptureConfig {
+        max_bytes,
+        default_retention_hours,
+        max_retention_hours,
+        redact,
+    })
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -980,6 +1129,13 @@ impl Config {
         let routing = routing_config(raw.routing.unwrap_or_default());
         let server = server_limits(raw.server.take().unwrap_or_default()).map_err(invalid)?;
         let cors = cors_config(raw.cors.take().unwrap_or_default()).map_err(invalid)?;
+        let capture = capture_config(raw.capture.take().unwrap_or_default()).map_err(invalid)?;
+        let otlp = raw
+            .otlp
+            .take()
+            .map(otlp_config)
+            .transpose()
+            .map_err(invalid)?;
         let demo_credits = match raw.demo_credits {
             Some(c) => Decimal::from_str(&c)
                 .map_err(|_| invalid(format!("demo_credits = \"{c}\" is not a decimal")))?,
@@ -1019,6 +1175,8 @@ impl Config {
             routing,
             server,
             cors,
+            capture,
+            otlp,
             embedded_demo: false,
             event_log: match raw.event_log.take().map(|e| e.path) {
                 None => None,
@@ -1374,6 +1532,8 @@ impl Config {
             server,
             cors,
             event_log,
+            capture,
+            otlp,
             embedded_demo
         );
         // Only used to fill a fresh database: nothing to apply, nothing to report.
@@ -1405,6 +1565,47 @@ routes = ["openai/gpt-4o"]
 input_price = "2.50"
 output_price = "10.00"
 "#;
+
+    #[test]
+    fn capture_and_otlp_are_off_or_bounded() {
+        let c = Config::parse(GOOD, "t.toml").unwrap();
+        assert!(c.otlp.is_none());
+        assert_eq!(c.capture, CaptureConfig::default());
+        let with = |extra: &str| Config::parse(&format!("{GOOD}\n{extra}"), "t.toml");
+        let c = with(
+            "[capture]\nmax_bytes = 1024\nredact = [\"secret-\\\\d+\"]\n\
+             [otlp]\nendpoint = \"http://collector:4318/\"\nsample_ratio = 0.5\n\
+             headers = { \"x-token\" = \"env:OTLP_TOKEN\" }",
+        )
+        .unwrap();
+        assert_eq!(c.capture.max_bytes, 1024);
+        assert_eq!(c.capture.redact, vec![r"secret-\d+".to_owned()]);
+        let o = c.otlp.unwrap();
+        assert_eq!(o.endpoint, "http://collector:4318");
+        assert_eq!(o.service_name, "switchyard");
+        assert_eq!(o.headers["x-token"].describe(), "env:OTLP_TOKEN");
+        for (bad, says) in [
+            ("[capture]\nredact = [\"(\"]", "capture.redact"),
+            ("[capture]\nmax_retention_hours = 0", "max_retention_hours"),
+            (
+                "[capture]\nmax_retention_hours = 24\ndefault_retention_hours = 48",
+                "default_retention_hours",
+            ),
+            ("[capture]\nmax_bytes = 10", "capture.max_bytes"),
+            ("[otlp]\nendpoint = \"collector:4318\"", "otlp.endpoint"),
+            (
+                "[otlp]\nendpoint = \"http://c:4318\"\nsample_ratio = 2.0",
+                "sample_ratio",
+            ),
+            (
+                "[otlp]\nendpoint = \"http://c:4318\"\nprotocol = \"grpc\"",
+                "protocol",
+            ),
+        ] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn parses_a_good_config() {

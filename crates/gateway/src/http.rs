@@ -139,7 +139,11 @@ fn request_ids_for(headers: &HeaderMap) -> RequestIds {
     let visible = client_request_id(headers)
         .and_then(|v| v.to_str().ok().map(str::to_owned))
         .unwrap_or_else(|| ledger.clone());
-    RequestIds { ledger, visible }
+    RequestIds {
+        ledger,
+        visible,
+        traceparent: traceparent(headers).map(str::to_owned),
+    }
 }
 
 /// Every response carries `x-request-id`: the client's own when valid, else the id the handler
@@ -231,6 +235,14 @@ async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
         down.join(" and ")
     ))
     .into_response()
+}
+
+/// A client's W3C `traceparent` header, for the request's span under `[otlp]` (parsed there).
+fn traceparent(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 128)
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

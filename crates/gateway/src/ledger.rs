@@ -10,6 +10,7 @@
 //! adopts (see `accounts`).
 
 pub mod accounts;
+pub mod captures;
 pub mod changes;
 mod entries;
 pub mod journal;

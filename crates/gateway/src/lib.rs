@@ -5,12 +5,14 @@
 
 pub mod app;
 pub mod auth;
+pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod event_log;
 pub mod http;
 pub mod ledger;
 pub mod limits;
+pub mod otlp;
 pub mod providers;
 pub mod redact;
 pub mod relay;

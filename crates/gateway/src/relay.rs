@@ -187,6 +187,8 @@ pub enum ChatReply {
 pub struct RequestIds {
     pub ledger: String,
     pub visible: String,
+    /// The client's W3C `traceparent`, the parent of the request's span when OTLP export is on.
+    pub traceparent: Option<String>,
 }
 
 /// Serves `POST /chat/completions` for `caller`.
@@ -209,6 +211,7 @@ pub async fn chat(
         started,
     )
     .await?;
+    settlement.traced(gw.otlp.as_ref(), ids.traceparent.as_deref(), &req, false);
     if !req.stream {
         return match attempts::open(gw, &model, &req, &mut settlement, started, &ids.visible)
             .await?
@@ -331,5 +334,9 @@ impl tokens::PromptSource for ChatRequest {
 
     fn max_output_tokens(&self) -> Option<u64> {
         self.max_tokens
+    }
+
+    fn messages(&self) -> Value {
+        self.body.get("messages").cloned().unwrap_or(Value::Null)
     }
 }

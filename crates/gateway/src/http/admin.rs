@@ -23,6 +23,7 @@ use axum::Router;
 use serde_json::{json, Map, Value};
 
 use crate::app::{Gateway, Live, ReloadError};
+use crate::config::CaptureConfig;
 use crate::ledger::periods::{parse_duration, parse_instant};
 use crate::ledger::{
     now_ms, parse_usd, AmountRule, Budget, BudgetPeriod, GroupBy, KeyRecord, KeyUpdate,
@@ -42,6 +43,11 @@ pub fn routes(mut app: Router<Live>, live: &Live) -> Router<Live> {
         )
         .route("/admin/usage", get(usage))
         .route("/admin/requests", get(requests))
+        .route("/admin/requests/{id}", get(request_detail))
+        .route(
+            "/admin/requests/{id}/capture",
+            axum::routing::delete(delete_capture),
+        )
         .route("/admin/providers", get(super::provider_health::providers))
         .route("/admin/reload", post(reload))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -229,7 +235,7 @@ async fn create_key(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bo
             None | Some(Value::Null) => return Err(bad("name", "A key needs a 'name'.")),
             Some(_) => return Err(bad("name", "'name' must be a non-empty string.")),
         };
-        let update = parse_update(&fields, true)?;
+        let update = parse_update(&fields, true, &gw.config.capture)?;
         let new = NewKey {
             name,
             credits: update.set_credits.unwrap_or(Nanos::ZERO),
@@ -263,7 +269,7 @@ async fn update_key(
         };
         let body = super::read_body(&gw, &headers, body).await?;
         let fields = object(&body)?;
-        let update = parse_update(&fields, false)?;
+        let update = parse_update(&fields, false, &gw.config.capture)?;
         let key = gw
             .ledger
             .update_key(&id, &update)
@@ -282,7 +288,17 @@ async fn update_key(
                 e => ledger_error(e),
             })?;
         gw.auth.key_changed(&key);
-        Ok(key_body(&gw, &key))
+        let mut body = key_body(&gw, &key);
+        if update.capture_hours == Some(None) {
+            // Capture off: the key's captured text goes at once.
+            let purged = gw
+                .ledger
+                .delete_key_captures(&key.id)
+                .await
+                .map_err(ledger_error)?;
+            body["capture"]["purged"] = json!(purged);
+        }
+        Ok(body)
     }
     .await;
     reply(result, StatusCode::OK)
@@ -468,6 +484,70 @@ async fn own_requests(
     reply(result, StatusCode::OK)
 }
 
+fn no_such_request(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        "request_not_found",
+        format!("No request with id '{id}'."),
+    )
+}
+
+/// `GET /admin/requests/{id}`: one request's event record, plus its captured text (redacted) when
+/// its key's capture was on; `"capture": null` otherwise.
+async fn request_detail(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let result = async {
+        require_admin(&gw, &headers)?;
+        let id = super::path_id(id)?;
+        let entry = gw.ledger.entry(&id).await.map_err(ledger_error)?;
+        let capture = gw.ledger.capture(&id).await.map_err(ledger_error)?;
+        let Some(entry) = entry else {
+            return Err(no_such_request(&id));
+        };
+        let mut body = serde_json::to_value(&entry).unwrap_or_default();
+        body["capture"] = match capture {
+            Some(c) => json!({
+                "request": c.request,
+                "completion": c.completion,
+                "truncated": c.truncated,
+                "created_at": c.created_at,
+                "expires_at": c.expires_at,
+            }),
+            None => Value::Null,
+        };
+        Ok(body)
+    }
+    .await;
+    reply(result, StatusCode::OK)
+}
+
+/// `DELETE /admin/requests/{id}/capture`: deletes one request's captured text (404 when none).
+async fn delete_capture(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let result = async {
+        require_admin(&gw, &headers)?;
+        let id = super::path_id(id)?;
+        if !gw.ledger.delete_capture(&id).await.map_err(ledger_error)? {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "capture_not_found",
+                format!("No capture for request '{id}'."),
+            ));
+        }
+        Ok(json!({"request_id": id, "object": "capture", "deleted": true}))
+    }
+    .await;
+    reply(result, StatusCode::OK)
+}
+
 /// `GET /v1/key`: the caller's own key, with its live balance and open holds.
 async fn own_key(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
     let result = async {
@@ -566,8 +646,9 @@ fn limit(name: &'static str) -> impl Fn(&Value) -> Result<i64, ApiError> {
     }
 }
 
-const KNOWN_FIELDS: [&str; 15] = [
+const KNOWN_FIELDS: [&str; 16] = [
     "name",
+    "capture",
     "credits",
     "top_up",
     "rpm",
@@ -584,13 +665,62 @@ const KNOWN_FIELDS: [&str; 15] = [
     "key",
 ];
 
+/// `"capture"`: `{"enabled": true, "retention_hours": 24}` (hours default to
+/// `[capture] default_retention_hours`, at most `max_retention_hours`), `{"enabled": false}`,
+/// `true`, `false` or `null`. `Some(h)` is on, `None` off.
+fn capture_setting(v: &Value, config: &CaptureConfig) -> Result<Option<i64>, ApiError> {
+    let shape = || {
+        bad(
+            "capture",
+            "'capture' must be {\"enabled\": true|false, \"retention_hours\": N}, true, false or null.",
+        )
+    };
+    let (enabled, hours) = match v {
+        Value::Null | Value::Bool(false) => (false, None),
+        Value::Bool(true) => (true, None),
+        Value::Object(m) => {
+            if m.keys().any(|k| k != "enabled" && k != "retention_hours") {
+                return Err(shape());
+            }
+            let enabled = match m.get("enabled") {
+                Some(Value::Bool(b)) => *b,
+                None => m.contains_key("retention_hours"),
+                Some(_) => return Err(shape()),
+            };
+            let hours = match m.get("retention_hours") {
+                None | Some(Value::Null) => None,
+                Some(h) => Some(
+                    h.as_i64()
+                        .filter(|h| (1..=config.max_retention_hours).contains(h))
+                        .ok_or_else(|| {
+                            bad(
+                                "capture.retention_hours",
+                                format!(
+                                    "'capture.retention_hours' must be a whole number of hours from 1 to {} ([capture] max_retention_hours).",
+                                    config.max_retention_hours
+                                ),
+                            )
+                        })?,
+                ),
+            };
+            (enabled, hours)
+        }
+        _ => return Err(shape()),
+    };
+    Ok(enabled.then(|| hours.unwrap_or(config.default_retention_hours)))
+}
+
 /// The fields of a create (`credits` = the starting balance) or a PATCH (`credits` sets the
 /// balance, `top_up` adds to it; `null` clears a limit, the model list, the budget or the expiry).
-fn parse_update(fields: &Map<String, Value>, creating: bool) -> Result<KeyUpdate, ApiError> {
+fn parse_update(
+    fields: &Map<String, Value>,
+    creating: bool,
+    capture: &CaptureConfig,
+) -> Result<KeyUpdate, ApiError> {
     if let Some(unknown) = fields.keys().find(|k| !KNOWN_FIELDS.contains(&k.as_str())) {
         return Err(bad(
             unknown,
-            format!("Unknown field '{unknown}'. Known: name, credits, top_up, rpm, tpm, max_concurrent, models, budget, budget_period, expires_at, expires_in, metadata."),
+            format!("Unknown field '{unknown}'. Known: name, credits, top_up, rpm, tpm, max_concurrent, models, budget, budget_period, expires_at, expires_in, metadata, capture."),
         ));
     }
     if fields.contains_key("key") {
@@ -706,5 +836,14 @@ fn parse_update(fields: &Map<String, Value>, creating: bool) -> Result<KeyUpdate
         };
     }
     u.metadata = nullable(fields, "metadata", |v| Ok(v.clone()))?;
+    if let Some(v) = fields.get("capture") {
+        if creating {
+            return Err(bad(
+                "capture",
+                "Turn capture on with PATCH /admin/keys/{id} once the key exists.",
+            ));
+        }
+        u.capture_hours = Some(capture_setting(v, capture)?);
+    }
     Ok(u)
 }

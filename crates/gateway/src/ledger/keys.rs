@@ -49,6 +49,8 @@ pub struct KeyRecord {
     /// The key's last four characters, for the event log's masked key; `None` for keys made
     /// before they were kept.
     pub last4: Option<String>,
+    /// Capture of prompt and completion text: how many hours each capture is kept; `None` is off.
+    pub capture_hours: Option<i64>,
 }
 
 impl KeyRecord {
@@ -110,6 +112,10 @@ impl KeyRecord {
             "created_at": self.created_at,
             "revoked_at": self.revoked_at,
             "revoked": self.revoked_at.is_some(),
+            "capture": {
+                "enabled": self.capture_hours.is_some(),
+                "retention_hours": self.capture_hours,
+            },
         })
     }
 }
@@ -143,12 +149,14 @@ pub struct KeyUpdate {
     pub budget: Option<Option<Budget>>,
     pub expires_at: Option<Option<i64>>,
     pub metadata: Option<Option<Value>>,
+    /// Capture on for this many hours of retention (`Some(Some(h))`) or off (`Some(None)`).
+    pub capture_hours: Option<Option<i64>>,
 }
 
 pub(super) const KEY_COLUMNS: &str =
     "id, name, key_prefix, balance_nanos, spent_nanos, rpm, tpm, models, \
      budget_nanos, budget_period, expires_at, metadata, period_start, period_spent_nanos, version, \
-     created_at, revoked_at, max_concurrent, reserved_nanos, key_last4";
+     created_at, revoked_at, max_concurrent, reserved_nanos, key_last4, capture_hours";
 
 pub(super) fn key_from_row(row: &sqlx::any::AnyRow) -> Result<KeyRecord, sqlx::Error> {
     let models: Option<String> = row.try_get("models")?;
@@ -186,6 +194,7 @@ pub(super) fn key_from_row(row: &sqlx::any::AnyRow) -> Result<KeyRecord, sqlx::E
         created_at: row.try_get("created_at")?,
         revoked_at: row.try_get("revoked_at")?,
         last4: row.try_get("key_last4")?,
+        capture_hours: row.try_get("capture_hours")?,
     })
 }
 
@@ -388,6 +397,9 @@ impl Ledger {
         if let Some(v) = &update.metadata {
             next.metadata = v.clone();
         }
+        if let Some(v) = update.capture_hours {
+            next.capture_hours = v;
+        }
         let now = now_ms();
         let period = next.period_of(now);
         let sql = format!(
@@ -397,7 +409,7 @@ impl Ledger {
              period_start = $12, \
              period_spent_nanos = (SELECT CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) \
                  FROM usage_entries WHERE key_id = $13 AND created_at >= $14), \
-             version = version + 1, max_concurrent = $17 \
+             version = version + 1, max_concurrent = $17, capture_hours = $18 \
              WHERE id = $15 AND (($9 = 0 AND $11 = 0) \
                  OR CASE WHEN $9 = 1 THEN $10 ELSE balance_nanos END <= $16 - $11) \
              RETURNING {KEY_COLUMNS}"
@@ -420,6 +432,7 @@ impl Ledger {
             .bind(id)
             .bind(MAX_AMOUNT.0)
             .bind(next.max_concurrent)
+            .bind(next.capture_hours)
             .fetch_optional(&self.pool)
             .await?;
         match row {

@@ -206,6 +206,8 @@ pub async fn admit_bound(
         route_rate: None,
         events: gw.events.clone(),
         key_last4: caller.last4.clone(),
+        capture: gw.captures.ticket(caller.capture_hours),
+        trace: None,
     });
     settlement.rate = quota;
     if let (Some(journal), Some(record)) = (gw.ledger.journal(), record) {

@@ -42,12 +42,17 @@ pub struct Meter {
     responses_api: bool,
     /// `embeddings` for `/v1/embeddings`.
     embeddings_api: bool,
+    /// The upstream's id of its answer (`chatcmpl-…`), from the first chunk that has one.
+    response_id: Option<String>,
 }
 
 impl Meter {
     /// A streamed chunk in the OpenAI dialect, borrowed. Returns its finish reason as OpenAI
     /// names it, if it carries one.
     pub fn chunk(&mut self, view: &ChunkView<'_>) -> Option<&'static str> {
+        if self.response_id.is_none() {
+            self.response_id = view.id.as_deref().map(str::to_owned);
+        }
         let before = self.delivered.len();
         view.for_each_text(|t| self.delivered.push_str(t));
         self.note_text(before);
@@ -63,6 +68,9 @@ impl Meter {
     /// non-streamed answer): the text of every choice's `delta` or `message`, its usage, and its
     /// finish reason (as OpenAI names it), which is returned.
     pub fn chat_value(&mut self, v: &Value) -> Option<&'static str> {
+        if self.response_id.is_none() {
+            self.response_id = v.get("id").and_then(Value::as_str).map(str::to_owned);
+        }
         let before = self.delivered.len();
         let mut finish = None;
         for choice in v
@@ -223,6 +231,11 @@ impl Meter {
     /// The request came through the Responses API.
     pub fn responses_api(&mut self) {
         self.responses_api = true;
+    }
+
+    /// The upstream's id of its answer, if it gave one.
+    pub fn response_id(&self) -> Option<&str> {
+        self.response_id.as_deref()
     }
 
     pub fn is_responses_api(&self) -> bool {

@@ -124,6 +124,7 @@ pub async fn create(
     )
     .await?;
     settlement.meter.responses_api();
+    settlement.traced(gw.otlp.as_ref(), ids.traceparent.as_deref(), &req, true);
     let ctx = ResponseContext::new(
         new_id("resp_", 32),
         plan.model.clone(),

@@ -57,6 +57,10 @@ pub struct Admission {
     /// `[event_log]`, and the key's last four characters for its masked key there.
     pub events: Option<crate::event_log::EventLog>,
     pub key_last4: Option<String>,
+    /// Set when the key's capture is on: the messages and delivered text go to `crate::capture`.
+    pub capture: Option<crate::capture::Ticket>,
+    /// Set when `[otlp]` is on: the request's span, ended at settlement.
+    pub trace: Option<(Arc<crate::otlp::Otlp>, crate::otlp::Pending)>,
 }
 
 /// The outcome of a settlement: what was counted and what it cost.
@@ -222,9 +226,21 @@ fn request_type(meter: &Meter, stream: bool) -> &'static str {
 
 /// Everything but the ledger write: metrics, the rate limiter's correction. Returns the hold,
 /// which goes to the writer with the entry.
-fn close(a: &mut Admission, e: &UsageEntry) -> Option<Hold> {
+fn close(a: &mut Admission, meter: &Meter, e: &UsageEntry) -> Option<Hold> {
     if let Some(events) = &a.events {
         events.record(e, a.key_last4.as_deref());
+    }
+    if let Some((otlp, span)) = a.trace.take() {
+        span.end(&otlp, e, meter.response_id());
+    }
+    if let Some(ticket) = a.capture.take() {
+        ticket.send(
+            &a.request_id,
+            &a.key_id,
+            e.finished_at,
+            a.prompt.messages(),
+            meter.delivered(),
+        );
     }
     telemetry::record_settled(&telemetry::SettledRequest {
         model: &a.requested_model,
@@ -268,6 +284,34 @@ impl Settlement {
         if let Some(a) = self.admission.as_mut() {
             a.route_rate = Some(reservation);
         }
+    }
+
+    /// With `[otlp]` on: notes the request's span (parent from the client's `traceparent`, start,
+    /// request attributes), built and exported when the request is settled.
+    pub fn traced(
+        &mut self,
+        otlp: Option<&Arc<crate::otlp::Otlp>>,
+        traceparent: Option<&str>,
+        req: &switchyard_wire::openai::ChatRequest,
+        responses_api: bool,
+    ) {
+        let (Some(otlp), Some(a)) = (otlp, self.admission.as_mut()) else {
+            return;
+        };
+        let started = std::time::SystemTime::now()
+            .checked_sub(a.started.elapsed())
+            .unwrap_or_else(std::time::SystemTime::now);
+        let temperature = req
+            .body
+            .get("temperature")
+            .and_then(serde_json::Value::as_f64);
+        let attrs = crate::otlp::request_attributes(
+            &a.requested_model,
+            req.max_tokens,
+            temperature,
+            responses_api,
+        );
+        a.trace = Some((otlp.clone(), otlp.begin(traceparent, started, attrs)));
     }
 
     /// The id of the key the request was admitted for (empty once settled).
@@ -365,7 +409,7 @@ impl Settlement {
             return Ok(Durable::Database);
         };
         let e = entry(&a, &self.meter, end, settled);
-        let hold = close(&mut a, &e);
+        let hold = close(&mut a, &self.meter, &e);
         slot.send(e, hold).durable().await
     }
 }
@@ -386,7 +430,7 @@ impl Drop for Settlement {
                     let mut a = a;
                     let settled = measure(&a, &meter, prompt_only).await;
                     let e = entry(&a, &meter, EndReason::Cancelled, &settled);
-                    let hold = close(&mut a, &e);
+                    let hold = close(&mut a, &meter, &e);
                     a.ledger.settle_detached(e, hold);
                 });
             }

@@ -31,6 +31,11 @@ pub trait PromptSource {
     fn max_output_tokens(&self) -> Option<u64> {
         None
     }
+
+    /// The messages as the client sent them, for a key whose capture is on (`crate::capture`).
+    fn messages(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
 }
 
 /// OpenAI's per-message framing overhead in the chat format.
