@@ -55,6 +55,7 @@ pub fn router(live: Live) -> Router {
     for p in PREFIXES {
         app = app
             .route(&format!("{p}/chat/completions"), post(chat_completions))
+            .route(&format!("{p}/completions"), post(completions))
             .route(&format!("{p}/embeddings"), post(embeddings))
             .route(&format!("{p}/models"), get(models::list))
             .route(&format!("{p}/models/{{id}}"), get(models::retrieve))
@@ -344,6 +345,24 @@ async fn chat_completions(
         };
         let body = read_body(&gw, &headers, body).await?;
         relay::chat(&gw, caller, ids, body)
+            .await
+            .map_err(ApiError::from)
+    }
+    .await;
+    reply(&gw, &headers, &request_id, result)
+}
+
+/// `POST /completions` (legacy text completions, served over chat).
+async fn completions(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
+    let ids = request_ids_for(&headers);
+    let request_id = ids.ledger.clone();
+    let result = async {
+        let caller = match caller(&gw, &headers).await {
+            Ok(c) => c,
+            Err(e) => return Err(refuse_unread(&headers, body, e).await),
+        };
+        let body = read_body(&gw, &headers, body).await?;
+        relay::completions::create(&gw, caller, ids, body)
             .await
             .map_err(ApiError::from)
     }

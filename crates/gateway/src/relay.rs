@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod attempts;
 pub mod chat_stream;
+pub mod completions;
 pub mod early_commit;
 pub mod embeddings;
 pub mod meter;
@@ -200,6 +201,19 @@ pub async fn chat(
 ) -> Result<ChatReply, RelayError> {
     let started = Instant::now();
     let req = Arc::new(ChatRequest::parse(&body).map_err(RelayError::BadRequest)?);
+    chat_parsed(gw, caller, ids, req, started, false).await
+}
+
+/// Serves a parsed chat request: `completions` marks it as a legacy completion (`/completions`,
+/// served over chat) for the request log.
+pub(crate) async fn chat_parsed(
+    gw: &Arc<Gateway>,
+    caller: Caller,
+    ids: RequestIds,
+    req: Arc<ChatRequest>,
+    started: Instant,
+    completions: bool,
+) -> Result<ChatReply, RelayError> {
     let model = admission::model_for(gw, &caller, &req.model)?;
     let mut settlement = admission::admit(
         gw,
@@ -211,6 +225,9 @@ pub async fn chat(
         started,
     )
     .await?;
+    if completions {
+        settlement.meter.completions_api();
+    }
     settlement.traced(gw.otlp.as_ref(), ids.traceparent.as_deref(), &req, false);
     if !req.stream {
         return match attempts::open(gw, &model, &req, &mut settlement, started, &ids.visible)

@@ -68,6 +68,8 @@ pub fn api_route(path: &str) -> Option<&'static str> {
         Some("chat")
     } else if path.ends_with("/responses") || path.contains("/responses/") {
         Some("responses")
+    } else if path.ends_with("/completions") {
+        Some("completions")
     } else if path.ends_with("/embeddings") {
         Some("embeddings")
     } else {

@@ -42,6 +42,8 @@ pub struct Meter {
     responses_api: bool,
     /// `embeddings` for `/v1/embeddings`.
     embeddings_api: bool,
+    /// `completions` for `/v1/completions` (served over chat).
+    completions_api: bool,
     /// The upstream's id of its answer (`chatcmpl-…`), from the first chunk that has one.
     response_id: Option<String>,
 }
@@ -249,6 +251,15 @@ impl Meter {
 
     pub fn is_embeddings_api(&self) -> bool {
         self.embeddings_api
+    }
+
+    /// The request came through `/v1/completions`.
+    pub fn completions_api(&mut self) {
+        self.completions_api = true;
+    }
+
+    pub fn is_completions_api(&self) -> bool {
+        self.completions_api
     }
 
     pub fn upstream_status(&self) -> Option<u16> {

@@ -216,6 +216,13 @@ fn request_type(meter: &Meter, stream: bool) -> &'static str {
     if meter.is_embeddings_api() {
         return "embeddings";
     }
+    if meter.is_completions_api() {
+        return if stream {
+            "completions.stream"
+        } else {
+            "completions"
+        };
+    }
     match (meter.is_responses_api(), stream) {
         (false, false) => "chat",
         (false, true) => "chat.stream",

@@ -1,0 +1,126 @@
+//! `POST /v1/completions` (legacy text completions) served over chat: the request becomes a chat
+//! request (`switchyard_wire::completions`: the prompt as one user message, `max_tokens` 16 when
+//! absent) and goes through the chat relay unchanged (admission and holds, limits, attempts with
+//! failover, early commit, cancellation, settlement exactly once; the request log says
+//! `completions[.stream]`), for every route dialect (OpenAI-compatible and Anthropic alike). Its
+//! answer is rewritten on the way out: the body as a `text_completion`, each streamed chunk as a
+//! `text_completion` chunk; `usage` with `cost`, `[DONE]` and the cost comment pass as chat
+//! writes them.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
+use serde_json::Value;
+use switchyard_wire::completions::{self, CompletionsRequest};
+use switchyard_wire::openai::ChatRequest;
+
+use crate::app::Gateway;
+use crate::auth::Caller;
+use crate::relay::{ChatReply, RelayError, RequestIds};
+
+/// Serves `POST /completions` for `caller`.
+pub async fn create(
+    gw: &Arc<Gateway>,
+    caller: Caller,
+    ids: RequestIds,
+    body: Bytes,
+) -> Result<ChatReply, RelayError> {
+    let started = Instant::now();
+    let req = CompletionsRequest::parse(&body).map_err(RelayError::BadRequest)?;
+    let chat = Arc::new(ChatRequest::parse(&req.chat_body).map_err(RelayError::BadRequest)?);
+    let echo = req.echo;
+    Ok(
+        match super::chat_parsed(gw, caller, ids, chat, started, true).await? {
+            ChatReply::Json { body, served } => ChatReply::Json {
+                body: match serde_json::from_slice::<Value>(&body) {
+                    Ok(v) => serde_json::to_vec(&completions::from_chat(&v, echo.as_deref()))
+                        .unwrap_or(body),
+                    Err(_) => body,
+                },
+                served,
+            },
+            ChatReply::Stream { body, served } => ChatReply::Stream {
+                body: Box::new(TextChunks::new(body, echo)),
+                served,
+            },
+            ChatReply::Committed { body, rate } => ChatReply::Committed {
+                body: Box::new(TextChunks::new(body, echo)),
+                rate,
+            },
+        },
+    )
+}
+
+/// The chat relay's SSE body with each `data:` chunk rewritten as a `text_completion` chunk;
+/// comments, `[DONE]` and error events pass unchanged. An event split across writes is kept
+/// until its end arrives.
+struct TextChunks {
+    inner: Box<dyn Stream<Item = Bytes> + Send + Unpin>,
+    pending: BytesMut,
+    echo: Option<String>,
+}
+
+impl TextChunks {
+    fn new(inner: Box<dyn Stream<Item = Bytes> + Send + Unpin>, echo: Option<String>) -> Self {
+        Self {
+            inner,
+            pending: BytesMut::new(),
+            echo,
+        }
+    }
+
+    /// The complete events in `pending`, rewritten; the unfinished rest stays.
+    fn rewrite(&mut self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.pending.len() + 64);
+        while let Some(end) = self.pending.windows(2).position(|w| w == b"\n\n") {
+            let event = self.pending.split_to(end + 2);
+            self.rewrite_event(&event, &mut out);
+        }
+        out.freeze()
+    }
+
+    fn rewrite_event(&self, event: &[u8], out: &mut BytesMut) {
+        let chunk = event
+            .strip_prefix(b"data: ")
+            .filter(|d| d.first() == Some(&b'{'))
+            .and_then(|d| serde_json::from_slice::<Value>(d).ok())
+            .filter(|v| v.get("error").is_none() && v.get("choices").is_some());
+        match chunk {
+            Some(v) => {
+                let text = completions::chunk_from_chat(&v, self.echo.as_deref());
+                out.extend_from_slice(b"data: ");
+                out.extend_from_slice(&serde_json::to_vec(&text).unwrap_or_default());
+                out.extend_from_slice(b"\n\n");
+            }
+            None => out.extend_from_slice(event),
+        }
+    }
+}
+
+impl Stream for TextChunks {
+    type Item = Bytes;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        loop {
+            match Pin::new(&mut self.inner).poll_next(cx) {
+                Poll::Ready(Some(bytes)) => {
+                    self.pending.extend_from_slice(&bytes);
+                    let out = self.rewrite();
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(out));
+                    }
+                }
+                Poll::Ready(None) if !self.pending.is_empty() => {
+                    let rest = self.pending.split().freeze();
+                    return Poll::Ready(Some(rest));
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
