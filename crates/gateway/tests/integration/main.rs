@@ -9,6 +9,7 @@ mod browser;
 mod capture;
 mod chat;
 mod cli;
+mod completions;
 mod console;
 mod cors;
 mod early_commit;
