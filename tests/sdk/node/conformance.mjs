@@ -399,9 +399,43 @@ async function models() {
   return { ids: Object.keys(listed).sort(), chat, embedding, missing_code: missingCode };
 }
 
+async function completions() {
+  const one = await client.completions.create({ model: MODEL, prompt: 'Say this is a test', max_tokens: 40 });
+  check(one.object === 'text_completion', `object is ${one.object}`);
+  check(one.choices.length === 1 && one.choices[0].index === 0, 'choices are not one');
+  check(typeof one.usage?.cost === 'string' && DECIMAL.test(one.usage.cost), `usage.cost is ${one.usage?.cost}`);
+  const stream = await client.completions.create({
+    model: MODEL, prompt: 'Say this is a test', max_tokens: 40, stream: true,
+    stream_options: { include_usage: true },
+  });
+  const texts = [];
+  const objects = new Set();
+  const finish = [];
+  let usage = null;
+  for await (const chunk of stream) {
+    objects.add(chunk.object);
+    for (const ch of chunk.choices) {
+      texts.push(ch.text);
+      if (ch.finish_reason) finish.push(ch.finish_reason);
+    }
+    if (chunk.usage) usage = chunk.usage;
+  }
+  check(objects.size === 1 && objects.has('text_completion'), `chunk objects are ${[...objects]}`);
+  check(usage && typeof usage.cost === 'string' && DECIMAL.test(usage.cost), `stream usage is ${JSON.stringify(usage)}`);
+  return {
+    text: one.choices[0].text,
+    finish_reason: one.choices[0].finish_reason,
+    usage: { prompt_tokens: one.usage.prompt_tokens, completion_tokens: one.usage.completion_tokens, cost: one.usage.cost },
+    stream_text: texts.join(''),
+    stream_finish: finish,
+    stream_usage: { prompt_tokens: usage.prompt_tokens, completion_tokens: usage.completion_tokens, cost: usage.cost },
+  };
+}
+
 const SCENARIOS = {
   embeddings,
   embeddings_no_balance,
+  completions,
   models,
   stream_text,
   reasoning,

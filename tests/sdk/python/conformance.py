@@ -261,6 +261,38 @@ def models():
     return {"ids": sorted(listed), "chat": m.model_extra, "embedding": extra, "missing_code": code}
 
 
+def completions():
+    c = client()
+    one = c.completions.create(model=MODEL, prompt="Say this is a test", max_tokens=40)
+    check(one.object == "text_completion", f"object is {one.object}")
+    check(len(one.choices) == 1 and one.choices[0].index == 0, f"choices are {one.choices}")
+    cost = getattr(one.usage, "cost", None)
+    check(isinstance(cost, str) and DECIMAL.match(cost), f"usage.cost is {cost!r}")
+    stream = c.completions.create(
+        model=MODEL, prompt="Say this is a test", max_tokens=40, stream=True,
+        stream_options={"include_usage": True},
+    )
+    texts, objects, finish, usage = [], set(), [], None
+    for chunk in stream:
+        objects.add(chunk.object)
+        for ch in chunk.choices:
+            texts.append(ch.text)
+            if ch.finish_reason:
+                finish.append(ch.finish_reason)
+        if chunk.usage is not None:
+            usage = chunk.usage
+    check(objects == {"text_completion"}, f"chunk objects are {objects}")
+    check(usage is not None and DECIMAL.match(getattr(usage, "cost", "") or ""), f"stream usage is {usage}")
+    return {
+        "text": one.choices[0].text,
+        "finish_reason": one.choices[0].finish_reason,
+        "usage": {"prompt_tokens": one.usage.prompt_tokens, "completion_tokens": one.usage.completion_tokens, "cost": cost},
+        "stream_text": "".join(texts),
+        "stream_finish": finish,
+        "stream_usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens, "cost": usage.cost},
+    }
+
+
 SCENARIOS = {
     f.__name__: f
     for f in [
@@ -274,6 +306,7 @@ SCENARIOS = {
         include_usage,
         embeddings,
         embeddings_no_balance,
+        completions,
         models,
     ]
 }

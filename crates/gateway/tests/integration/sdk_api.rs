@@ -3,7 +3,8 @@
 //! `tests/sdk/python/conformance.py` and `tests/sdk/node/conformance.mjs`. Float and base64
 //! (the SDKs' default, decoded by them) vectors, batches, token arrays and `dimensions`; every
 //! answer's `usage.cost`, every ledger entry and the balance equal input tokens × price exactly;
-//! a key without balance gets a 402; `models.list()` / `models.retrieve()` with the extra fields.
+//! a key without balance gets a 402; `models.list()` / `models.retrieve()` with the extra fields;
+//! scenario `completions`: `client.completions.create`, streamed and not, billed exactly.
 
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -152,4 +153,65 @@ async fn python_models_list_and_retrieve() {
 #[tokio::test(flavor = "multi_thread")]
 async fn node_models_list_and_retrieve() {
     models(Lang::Node).await;
+}
+
+/// `client.completions.create`, non-streamed then streamed with usage: `text_completion`
+/// objects and chunks, the mock's words as text, `usage.cost` equal to the ledger's two entries
+/// (request types `completions` and `completions.stream`) and to the balance taken.
+async fn completions(lang: Lang) {
+    let (gw, mock, poor) = start().await;
+    mock.set_options(serde_json::json!({"tokens": 9})).unwrap();
+    let (_, before) = harness::books(&gw.gw.ledger, &gw.key_id).await;
+    let Some(facts) = run(lang, "completions", &gw, &poor).await else {
+        return;
+    };
+    for (text, usage) in [("text", "usage"), ("stream_text", "stream_usage")] {
+        let words = facts[text].as_str().unwrap().split_whitespace().count();
+        assert_eq!(words, 9, "{facts}");
+        assert_eq!(facts[usage]["completion_tokens"], 9, "{facts}");
+    }
+    assert_eq!(facts["finish_reason"], "stop", "{facts}");
+    assert_eq!(
+        facts["stream_finish"],
+        serde_json::json!(["stop"]),
+        "{facts}"
+    );
+    let sent: Vec<_> = mock.requests().iter().map(|r| r.body.clone()).collect();
+    assert_eq!(sent.len(), 2);
+    assert!(sent
+        .iter()
+        .all(|b| b["messages"][0]["content"] == "Say this is a test"));
+    harness::released(&gw).await;
+    let (rows, after) = harness::books(&gw.gw.ledger, &gw.key_id).await;
+    let mut billed: Vec<(String, String)> = rows
+        .values()
+        .map(|r| {
+            (
+                r.request_type.clone().unwrap_or_default(),
+                r.cost.to_string(),
+            )
+        })
+        .collect();
+    billed.sort();
+    let costs = |u: &str| facts[u]["cost"].as_str().unwrap().to_owned();
+    assert_eq!(
+        billed,
+        [
+            ("completions".to_owned(), costs("usage")),
+            ("completions.stream".to_owned(), costs("stream_usage")),
+        ]
+    );
+    let total: i64 = rows.values().map(|r| r.cost.0).sum();
+    assert!(total > 0);
+    assert_eq!(before.0 - after.0, total);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_completions_stream_and_not_billed_exactly() {
+    completions(Lang::Python).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn node_completions_stream_and_not_billed_exactly() {
+    completions(Lang::Node).await;
 }
