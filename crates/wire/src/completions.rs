@@ -9,6 +9,11 @@
 //! honour them: token-id prompts, several prompts, `logprobs` above 0, `best_of` other than `n`,
 //! a non-empty `suffix`. Other fields are not forwarded.
 
+use std::borrow::Cow;
+
+use bytes::{BufMut, BytesMut};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::openai::RequestError;
@@ -262,33 +267,108 @@ pub fn from_chat(v: &Value, echo: Option<&str>) -> Value {
     text_completion(v, choices)
 }
 
-/// A streamed chat chunk as a `text_completion` chunk (text from `delta.content`; a usage-only
-/// chunk keeps `choices: []`). `echo` goes before the text of each choice's first chunk: pass it
-/// for the chunks that open a choice (no role seen yet), `None` after.
-pub fn chunk_from_chat(v: &Value, echo: Option<&str>) -> Value {
-    let choices = v
-        .get("choices")
-        .and_then(Value::as_array)
-        .map(|cs| {
-            cs.iter()
-                .map(|c| {
-                    let delta = c.get("delta");
-                    let text = delta
-                        .and_then(|d| d.get("content"))
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
-                    let opens = delta.and_then(|d| d.get("role")).is_some();
-                    let text = match echo.filter(|_| opens) {
-                        Some(p) => format!("{p}{text}"),
-                        None => text.to_owned(),
-                    };
-                    let index = c.get("index").cloned().unwrap_or(Value::from(0));
-                    choice(&index, text, c.get("finish_reason").unwrap_or(&Value::Null))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    text_completion(v, choices)
+/// What a streamed chat chunk carries that a `text_completion` chunk keeps, borrowed.
+#[derive(Deserialize)]
+struct ChatChunk<'a> {
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    created: Option<u64>,
+    #[serde(borrow)]
+    choices: Vec<ChatChunkChoice<'a>>,
+    #[serde(default, borrow)]
+    usage: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    system_fingerprint: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct ChatChunkChoice<'a> {
+    #[serde(default)]
+    index: u64,
+    #[serde(default, borrow)]
+    delta: Option<ChatDelta<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct ChatDelta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    role: Option<Cow<'a, str>>,
+}
+
+fn number(out: &mut BytesMut, n: u64) {
+    use std::io::Write;
+    // Writing into a BytesMut cannot fail.
+    let _ = write!(out.writer(), "{n}");
+}
+
+fn json_str(out: &mut BytesMut, s: &str) {
+    // Writing a string into a BytesMut cannot fail.
+    let _ = serde_json::to_writer(out.writer(), s);
+}
+
+/// Writes the `text_completion` chunk for one chat chunk's data as an SSE event
+/// (`data: {…}\n\n`) into `out`, borrowing from `data` (nothing is built but the bytes written).
+/// `echo` goes before the text of a choice's opening chunk (the one with a role). `false`, and
+/// nothing written, when `data` is not a chat chunk (an error event, say).
+pub fn write_chunk(data: &[u8], echo: Option<&str>, out: &mut BytesMut) -> bool {
+    let Ok(chunk) = serde_json::from_slice::<ChatChunk<'_>>(data) else {
+        return false;
+    };
+    out.reserve(data.len() + 32);
+    out.extend_from_slice(b"data: {\"id\":");
+    let id = chunk.id.as_deref().unwrap_or_default();
+    match id.strip_prefix("chatcmpl-") {
+        Some(rest) if !rest.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) => {
+            out.extend_from_slice(b"\"cmpl-");
+            out.extend_from_slice(rest.as_bytes());
+            out.extend_from_slice(b"\"");
+        }
+        Some(rest) => json_str(out, &format!("cmpl-{rest}")),
+        None => json_str(out, id),
+    }
+    out.extend_from_slice(b",\"object\":\"text_completion\",\"created\":");
+    number(out, chunk.created.unwrap_or(0));
+    out.extend_from_slice(b",\"model\":");
+    json_str(out, chunk.model.as_deref().unwrap_or_default());
+    out.extend_from_slice(b",\"choices\":[");
+    for (i, c) in chunk.choices.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b",");
+        }
+        let delta = c.delta.as_ref();
+        let text = delta.and_then(|d| d.content.as_deref()).unwrap_or_default();
+        out.extend_from_slice(b"{\"text\":");
+        match echo.filter(|_| delta.is_some_and(|d| d.role.is_some())) {
+            Some(prompt) => json_str(out, &format!("{prompt}{text}")),
+            None => json_str(out, text),
+        }
+        out.extend_from_slice(b",\"index\":");
+        number(out, c.index);
+        out.extend_from_slice(b",\"logprobs\":null,\"finish_reason\":");
+        match c.finish_reason.as_deref() {
+            Some(f) => json_str(out, f),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b"}");
+    }
+    out.extend_from_slice(b"]");
+    if let Some(u) = chunk.usage.filter(|u| u.get() != "null") {
+        out.extend_from_slice(b",\"usage\":");
+        out.extend_from_slice(u.get().as_bytes());
+    }
+    if let Some(f) = chunk.system_fingerprint.as_deref() {
+        out.extend_from_slice(b",\"system_fingerprint\":");
+        json_str(out, f);
+    }
+    out.extend_from_slice(b"}\n\n");
+    true
 }
 
 #[cfg(test)]
@@ -343,10 +423,22 @@ mod tests {
         assert_eq!(t["choices"][0]["text"], "Say: Hi");
         assert_eq!(t["choices"][0]["logprobs"], Value::Null);
         assert_eq!(t["usage"]["total_tokens"], 3);
-        let chunk = json!({"id":"chatcmpl-1","created":5,"model":"m",
-            "choices":[{"index":0,"delta":{"content":"lo"},"finish_reason":null}]});
-        let c = chunk_from_chat(&chunk, None);
-        assert_eq!(c["choices"][0]["text"], "lo");
-        assert!(c.get("usage").is_none());
+        let mut out = BytesMut::new();
+        let data = br#"{"id":"chatcmpl-x\"1","created":5,"model":"m","choices":[{"index":1,"delta":{"role":"assistant","content":"a\"b"},"finish_reason":null}],"usage":{"prompt_tokens":1}}"#;
+        assert!(write_chunk(data, Some("P "), &mut out));
+        let text = std::str::from_utf8(&out).unwrap();
+        let v: Value =
+            serde_json::from_str(text.strip_prefix("data: ").unwrap().trim_end()).unwrap();
+        assert_eq!(
+            v,
+            json!({"id":"cmpl-x\"1","object":"text_completion","created":5,"model":"m",
+                "choices":[{"text":"P a\"b","index":1,"logprobs":null,"finish_reason":null}],
+                "usage":{"prompt_tokens":1}})
+        );
+        assert!(!write_chunk(
+            br#"{"error":{"message":"x"}}"#,
+            None,
+            &mut out
+        ));
     }
 }

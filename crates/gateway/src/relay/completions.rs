@@ -55,12 +55,14 @@ pub async fn create(
     )
 }
 
-/// The chat relay's SSE body with each `data:` chunk rewritten as a `text_completion` chunk;
+/// The chat relay's SSE body with each `data:` chunk rewritten as a `text_completion` chunk
+/// (`completions::write_chunk`: read borrowed, written straight into one reused buffer);
 /// comments, `[DONE]` and error events pass unchanged. An event split across writes is kept
 /// until its end arrives.
 struct TextChunks {
     inner: Box<dyn Stream<Item = Bytes> + Send + Unpin>,
     pending: BytesMut,
+    out: BytesMut,
     echo: Option<String>,
 }
 
@@ -69,35 +71,26 @@ impl TextChunks {
         Self {
             inner,
             pending: BytesMut::new(),
+            out: BytesMut::new(),
             echo,
         }
     }
 
-    /// The complete events in `pending`, rewritten; the unfinished rest stays.
+    /// The complete events in `pending`, rewritten into `out`; the unfinished rest stays.
     fn rewrite(&mut self) -> Bytes {
-        let mut out = BytesMut::with_capacity(self.pending.len() + 64);
         while let Some(end) = self.pending.windows(2).position(|w| w == b"\n\n") {
             let event = self.pending.split_to(end + 2);
-            self.rewrite_event(&event, &mut out);
-        }
-        out.freeze()
-    }
-
-    fn rewrite_event(&self, event: &[u8], out: &mut BytesMut) {
-        let chunk = event
-            .strip_prefix(b"data: ")
-            .filter(|d| d.first() == Some(&b'{'))
-            .and_then(|d| serde_json::from_slice::<Value>(d).ok())
-            .filter(|v| v.get("error").is_none() && v.get("choices").is_some());
-        match chunk {
-            Some(v) => {
-                let text = completions::chunk_from_chat(&v, self.echo.as_deref());
-                out.extend_from_slice(b"data: ");
-                out.extend_from_slice(&serde_json::to_vec(&text).unwrap_or_default());
-                out.extend_from_slice(b"\n\n");
+            let chunk = event
+                .strip_prefix(b"data: {")
+                .map(|_| &event[6..end])
+                .is_some_and(|data| {
+                    completions::write_chunk(data, self.echo.as_deref(), &mut self.out)
+                });
+            if !chunk {
+                self.out.extend_from_slice(&event);
             }
-            None => out.extend_from_slice(event),
         }
+        self.out.split().freeze()
     }
 }
 
