@@ -8,6 +8,7 @@ pub mod attempts;
 pub mod chat_stream;
 pub mod early_commit;
 pub mod embeddings;
+pub mod messages;
 pub mod meter;
 pub mod responses;
 pub mod settlement;
@@ -198,6 +199,18 @@ pub async fn chat(
     ids: RequestIds,
     body: Bytes,
 ) -> Result<ChatReply, RelayError> {
+    chat_for(gw, caller, ids, body, false).await
+}
+
+/// Serves a chat request; `messages_api` when it is an Anthropic Messages request translated to
+/// chat (`relay::messages`), which the event log files as `messages[.stream]`.
+pub(crate) async fn chat_for(
+    gw: &Arc<Gateway>,
+    caller: Caller,
+    ids: RequestIds,
+    body: Bytes,
+    messages_api: bool,
+) -> Result<ChatReply, RelayError> {
     let started = Instant::now();
     let req = Arc::new(ChatRequest::parse(&body).map_err(RelayError::BadRequest)?);
     let model = admission::model_for(gw, &caller, &req.model)?;
@@ -211,6 +224,9 @@ pub async fn chat(
         started,
     )
     .await?;
+    if messages_api {
+        settlement.meter.messages_api();
+    }
     settlement.traced(gw.otlp.as_ref(), ids.traceparent.as_deref(), &req, false);
     if !req.stream {
         return match attempts::open(gw, &model, &req, &mut settlement, started, &ids.visible)

@@ -216,6 +216,9 @@ fn request_type(meter: &Meter, stream: bool) -> &'static str {
     if meter.is_embeddings_api() {
         return "embeddings";
     }
+    if meter.is_messages_api() {
+        return if stream { "messages.stream" } else { "messages" };
+    }
     match (meter.is_responses_api(), stream) {
         (false, false) => "chat",
         (false, true) => "chat.stream",

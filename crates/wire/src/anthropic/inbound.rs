@@ -696,6 +696,10 @@ impl MessagesStream {
         );
     }
 
+    pub fn is_started(&self) -> bool {
+        self.started
+    }
+
     pub fn is_ended(&self) -> bool {
         self.ended
     }
