@@ -78,7 +78,13 @@ async fn anthropic_shaped(resp: Response) -> Response {
     let message = serde_json::from_slice::<Value>(&bytes)
         .ok()
         .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| parts.status.canonical_reason().unwrap_or("error").to_owned());
+        .unwrap_or_else(|| {
+            parts
+                .status
+                .canonical_reason()
+                .unwrap_or("error")
+                .to_owned()
+        });
     let body = error_body(error_type_for_status(parts.status.as_u16()), &message);
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.remove(header::CONTENT_ENCODING);

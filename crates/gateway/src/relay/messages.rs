@@ -37,7 +37,8 @@ fn plan(body: &[u8], count_only: bool) -> Result<ChatPlan, RelayError> {
             o.remove("stream");
         }
     }
-    messages_to_chat(&raw).map_err(|e| RelayError::BadRequest(RequestError::new(e.param, e.message)))
+    messages_to_chat(&raw)
+        .map_err(|e| RelayError::BadRequest(RequestError::new(e.param, e.message)))
 }
 
 /// Serves `POST /messages` for `caller`: a Messages object, or a stream of Messages events.

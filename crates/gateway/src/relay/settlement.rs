@@ -217,7 +217,11 @@ fn request_type(meter: &Meter, stream: bool) -> &'static str {
         return "embeddings";
     }
     if meter.is_messages_api() {
-        return if stream { "messages.stream" } else { "messages" };
+        return if stream {
+            "messages.stream"
+        } else {
+            "messages"
+        };
     }
     match (meter.is_responses_api(), stream) {
         (false, false) => "chat",
