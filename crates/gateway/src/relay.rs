@@ -199,20 +199,24 @@ pub async fn chat(
     ids: RequestIds,
     body: Bytes,
 ) -> Result<ChatReply, RelayError> {
-    chat_for(gw, caller, ids, body, false).await
+    chat_for(gw, caller, ids, body, None).await
 }
 
-/// Serves a chat request; `messages_api` when it is an Anthropic Messages request translated to
-/// chat (`relay::messages`), which the event log files as `messages[.stream]`.
+/// Serves a chat request; `messages_body` is the client's Anthropic Messages request when `body`
+/// is its translation to chat (`relay::messages`): the event log files it as
+/// `messages[.stream]`, and Anthropic-dialect routes are sent it as it came.
 pub(crate) async fn chat_for(
     gw: &Arc<Gateway>,
     caller: Caller,
     ids: RequestIds,
     body: Bytes,
-    messages_api: bool,
+    messages_body: Option<Value>,
 ) -> Result<ChatReply, RelayError> {
     let started = Instant::now();
-    let req = Arc::new(ChatRequest::parse(&body).map_err(RelayError::BadRequest)?);
+    let messages_api = messages_body.is_some();
+    let mut req = ChatRequest::parse(&body).map_err(RelayError::BadRequest)?;
+    req.messages_body = messages_body;
+    let req = Arc::new(req);
     let model = admission::model_for(gw, &caller, &req.model)?;
     let mut settlement = admission::admit(
         gw,

@@ -2,7 +2,9 @@
 //! same relay as chat: the request is translated to chat (`switchyard_wire::anthropic::inbound`),
 //! admitted, limited, failed over and settled exactly as `POST /chat/completions` (whatever the
 //! route's dialect), and the chat answer is turned back into a Messages object, or the chat stream
-//! into the Messages event sequence (keep-alive comments become `ping`, a chat error event an
+//! into the Messages event sequence. An Anthropic-dialect route is sent the client's request as it
+//! came (model name replaced: cache_control and every block kept); its answer comes back through
+//! the same chat decoding (keep-alive comments become `ping`, a chat error event an
 //! Anthropic `event: error`). The stream ends (`message_stop`) only after the entry is durable,
 //! because the chat relay writes `[DONE]` only then.
 
@@ -23,7 +25,7 @@ use crate::auth::{new_id, Caller};
 use crate::relay::tokens::{self, PromptSource};
 use crate::relay::{admission, chat_for, ChatReply, RelayError, RequestIds};
 
-fn plan(body: &[u8], count_only: bool) -> Result<ChatPlan, RelayError> {
+fn plan(body: &[u8], count_only: bool) -> Result<(ChatPlan, Value), RelayError> {
     let mut raw: Value = serde_json::from_slice(body).map_err(|e| {
         RelayError::BadRequest(RequestError::new(
             "body",
@@ -37,8 +39,9 @@ fn plan(body: &[u8], count_only: bool) -> Result<ChatPlan, RelayError> {
             o.remove("stream");
         }
     }
-    messages_to_chat(&raw)
-        .map_err(|e| RelayError::BadRequest(RequestError::new(e.param, e.message)))
+    let plan = messages_to_chat(&raw)
+        .map_err(|e| RelayError::BadRequest(RequestError::new(e.param, e.message)))?;
+    Ok((plan, raw))
 }
 
 /// Serves `POST /messages` for `caller`: a Messages object, or a stream of Messages events.
@@ -48,10 +51,10 @@ pub async fn create(
     ids: RequestIds,
     body: Bytes,
 ) -> Result<ChatReply, RelayError> {
-    let plan = plan(&body, false)?;
+    let (plan, raw) = plan(&body, false)?;
     let chat_body = Bytes::from(serde_json::to_vec(&plan.body).unwrap_or_default());
     let id = new_id("msg_", 24);
-    match chat_for(gw, caller, ids, chat_body, true).await? {
+    match chat_for(gw, caller, ids, chat_body, Some(raw)).await? {
         ChatReply::Json { body, served } => {
             let completion: Value = serde_json::from_slice(&body).map_err(|_| {
                 RelayError::UpstreamFailed("the answer is not a chat completion".into())
@@ -81,7 +84,7 @@ pub async fn count_tokens(
     caller: &Caller,
     body: Bytes,
 ) -> Result<Value, RelayError> {
-    let plan = plan(&body, true)?;
+    let (plan, _) = plan(&body, true)?;
     admission::model_for(gw, caller, &plan.model)?;
     let chat_body = serde_json::to_vec(&plan.body).unwrap_or_default();
     let req = ChatRequest::parse(&chat_body).map_err(RelayError::BadRequest)?;

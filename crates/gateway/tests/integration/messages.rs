@@ -187,6 +187,20 @@ async fn a_claude_code_conversation_replays_on_both_dialects() {
         let sent_text = sent.body.to_string();
         assert!(sent_text.contains("command-line coding assistant"), "{d:?}");
         assert!(sent_text.contains("src/config.rs"), "{d:?}");
+        match d {
+            // An Anthropic route gets the request as the client sent it, prompt caching included.
+            Dialect::Anthropic => {
+                let mut expected = body.clone();
+                expected["model"] = sent.body["model"].clone();
+                assert_ne!(sent.body["model"], body["model"]);
+                assert_eq!(sent.body, expected);
+                assert_eq!(sent.body["system"][1]["cache_control"]["type"], "ephemeral");
+            }
+            Dialect::OpenAi => {
+                assert_eq!(sent.body["messages"][0]["role"], "system");
+                assert_eq!(sent.body["messages"][3]["role"], "tool");
+            }
+        }
     }
 }
 

@@ -404,6 +404,18 @@ fn image_part(b: &Value, at: &str) -> Result<Value, TranslateError> {
     Ok(json!({"type": "image_url", "image_url": {"url": url}}))
 }
 
+/// The body an Anthropic-dialect route is sent for a client's Messages request: the request as
+/// the client sent it (cache_control, system blocks, every content block kept), with the route's
+/// model name, without the gateway's own `mock` field.
+pub fn passthrough_body(original: &Value, upstream_model: &str) -> Vec<u8> {
+    let mut body = original.clone();
+    if let Some(o) = body.as_object_mut() {
+        o.insert("model".into(), Value::String(upstream_model.to_owned()));
+        o.remove("mock");
+    }
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
 /// Chat `finish_reason` → Messages `stop_reason`.
 pub fn stop_reason(finish: Option<&str>, stopped_by_sequence: bool) -> &'static str {
     match finish {
