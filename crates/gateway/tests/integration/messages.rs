@@ -262,3 +262,46 @@ async fn an_upstream_failure_mid_stream_is_an_anthropic_error_event() {
         assert!(!names(&ev).contains(&"message_stop"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_stream_drops_the_upstream_and_settles_once_as_cancelled() {
+    use futures_util::StreamExt;
+    let (gw, mock) = start("").await;
+    for (n, d) in [Dialect::OpenAi, Dialect::Anthropic]
+        .into_iter()
+        .enumerate()
+    {
+        let resp = post(
+            &gw,
+            &json!({"model": d.model("long"), "max_tokens": 4000, "stream": true,
+                    "messages": [{"role": "user", "content": "Write a long essay."}]}),
+        )
+        .await;
+        let request_id = harness::request_id(&resp);
+        let mut body = resp.bytes_stream();
+        let mut seen = String::new();
+        while seen.matches("\"text_delta\"").count() < 3 {
+            let frame = body.next().await.unwrap().unwrap();
+            seen.push_str(&String::from_utf8_lossy(&frame));
+        }
+        drop(body);
+        let record = tokio::time::timeout(Duration::from_secs(10), mock.wait_stream_end(n))
+            .await
+            .expect("the upstream stream never ended");
+        assert!(record.client_disconnected, "{d:?} {record:?}");
+        let entry = gw
+            .gw
+            .ledger
+            .wait_for_entry(&request_id, WAIT)
+            .await
+            .unwrap()
+            .expect("the cancelled request was settled");
+        assert_eq!(entry.end_reason, "cancelled", "{d:?}");
+        assert_eq!(entry.request_type.as_deref(), Some("messages.stream"));
+        assert!(
+            entry.completion_tokens >= 3 && entry.completion_tokens < 500,
+            "{entry:?}"
+        );
+    }
+    harness::released(&gw).await;
+}
