@@ -8,6 +8,7 @@ mod console;
 mod cors;
 mod errors;
 mod gzip;
+mod messages;
 mod models;
 mod provider_health;
 mod responses;
@@ -60,6 +61,11 @@ pub fn router(live: Live) -> Router {
             .route(&format!("{p}/models"), get(models::list))
             .route(&format!("{p}/models/{{id}}"), get(models::retrieve))
             .route(&format!("{p}/responses"), post(responses::create))
+            .route(&format!("{p}/messages"), post(messages::create))
+            .route(
+                &format!("{p}/messages/count_tokens"),
+                post(messages::count_tokens),
+            )
             .route(
                 &format!("{p}/responses/{{id}}"),
                 get(responses::retrieve).delete(responses::delete),

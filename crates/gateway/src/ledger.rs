@@ -250,7 +250,7 @@ pub struct UsageEntry {
     /// at most `ERROR_TEXT_MAX` characters.
     #[serde(default)]
     pub error_text: Option<String>,
-    /// `chat`, `chat.stream`, `responses` or `responses.stream`.
+    /// `chat`, `chat.stream`, `responses`, `responses.stream`, `messages`, `messages.stream` or `embeddings`.
     #[serde(default)]
     pub request_type: Option<String>,
 }

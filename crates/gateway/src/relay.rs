@@ -9,6 +9,7 @@ pub mod chat_stream;
 pub mod completions;
 pub mod early_commit;
 pub mod embeddings;
+pub mod messages;
 pub mod meter;
 pub mod responses;
 pub mod settlement;
@@ -199,13 +200,27 @@ pub async fn chat(
     ids: RequestIds,
     body: Bytes,
 ) -> Result<ChatReply, RelayError> {
+    chat_for(gw, caller, ids, body, None).await
+}
+
+/// Serves a chat request; `messages_body` is the client's Anthropic Messages request when `body`
+/// is its translation to chat (`relay::messages`): the event log files it as
+/// `messages[.stream]`, and Anthropic-dialect routes are sent it as it came.
+pub(crate) async fn chat_for(
+    gw: &Arc<Gateway>,
+    caller: Caller,
+    ids: RequestIds,
+    body: Bytes,
+    messages_body: Option<Value>,
+) -> Result<ChatReply, RelayError> {
     let started = Instant::now();
-    let req = Arc::new(ChatRequest::parse(&body).map_err(RelayError::BadRequest)?);
-    chat_parsed(gw, caller, ids, req, started, false).await
+    let mut req = ChatRequest::parse(&body).map_err(RelayError::BadRequest)?;
+    req.messages_body = messages_body;
+    chat_parsed(gw, caller, ids, Arc::new(req), started, false).await
 }
 
 /// Serves a parsed chat request: `completions` marks it as a legacy completion (`/completions`,
-/// served over chat) for the request log.
+/// served over chat) for the request log; a request with `messages_body` is filed as `messages`.
 pub(crate) async fn chat_parsed(
     gw: &Arc<Gateway>,
     caller: Caller,
@@ -214,6 +229,7 @@ pub(crate) async fn chat_parsed(
     started: Instant,
     completions: bool,
 ) -> Result<ChatReply, RelayError> {
+    let messages_api = req.messages_body.is_some();
     let model = admission::model_for(gw, &caller, &req.model)?;
     let mut settlement = admission::admit(
         gw,
@@ -227,6 +243,9 @@ pub(crate) async fn chat_parsed(
     .await?;
     if completions {
         settlement.meter.completions_api();
+    }
+    if messages_api {
+        settlement.meter.messages_api();
     }
     settlement.traced(gw.otlp.as_ref(), ids.traceparent.as_deref(), &req, false);
     if !req.stream {

@@ -20,6 +20,7 @@
 //! Mapping tables (stop reasons, usage, error types) follow `reference/wire-formats.md` §6.4.
 
 mod error;
+pub mod inbound;
 mod request;
 mod response;
 mod stream;

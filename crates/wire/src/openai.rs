@@ -57,6 +57,10 @@ pub struct ChatRequest {
     pub include_usage: bool,
     /// `max_completion_tokens`, else `max_tokens`.
     pub max_tokens: Option<u64>,
+    /// When this chat request is the translation of an Anthropic Messages request (the gateway's
+    /// `POST /messages`): that request as the client sent it, which an Anthropic-dialect route is
+    /// sent instead of a translation back (`anthropic::inbound::passthrough_body`).
+    pub messages_body: Option<Value>,
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -218,6 +222,7 @@ impl ChatRequest {
             include_usage: stream && include_usage,
             max_tokens: max_completion.or(max_tokens),
             body,
+            messages_body: None,
         })
     }
 

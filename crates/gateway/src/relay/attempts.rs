@@ -544,6 +544,12 @@ fn upstream_body(gw: &Gateway, route: &Route, job: Job<'_>) -> Result<Vec<u8>, R
             Ok(req.upstream_body(&route.upstream_model))
         }
         ProviderKind::Anthropic => {
+            if let Some(original) = &req.messages_body {
+                return Ok(anthropic::inbound::passthrough_body(
+                    original,
+                    &route.upstream_model,
+                ));
+            }
             let body = Value::Object(req.body.clone());
             let max = u32::try_from(ANTHROPIC_DEFAULT_MAX_TOKENS).unwrap_or(u32::MAX);
             let out = anthropic::chat_request_to_messages(&body, &route.upstream_model, max)

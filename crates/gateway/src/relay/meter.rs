@@ -40,6 +40,8 @@ pub struct Meter {
     failure: Option<(u16, String)>,
     /// `responses` for the Responses API; `chat` otherwise.
     responses_api: bool,
+    /// An Anthropic Messages request served as chat (`relay::messages`).
+    messages_api: bool,
     /// `embeddings` for `/v1/embeddings`.
     embeddings_api: bool,
     /// `completions` for `/v1/completions` (served over chat).
@@ -238,6 +240,14 @@ impl Meter {
     /// The upstream's id of its answer, if it gave one.
     pub fn response_id(&self) -> Option<&str> {
         self.response_id.as_deref()
+    }
+
+    pub fn messages_api(&mut self) {
+        self.messages_api = true;
+    }
+
+    pub fn is_messages_api(&self) -> bool {
+        self.messages_api
     }
 
     pub fn is_responses_api(&self) -> bool {

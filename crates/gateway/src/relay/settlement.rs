@@ -223,6 +223,13 @@ fn request_type(meter: &Meter, stream: bool) -> &'static str {
             "completions"
         };
     }
+    if meter.is_messages_api() {
+        return if stream {
+            "messages.stream"
+        } else {
+            "messages"
+        };
+    }
     match (meter.is_responses_api(), stream) {
         (false, false) => "chat",
         (false, true) => "chat.stream",

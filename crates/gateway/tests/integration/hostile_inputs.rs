@@ -2,7 +2,7 @@
 //! route under all three prefixes, every admin route), with the right key, a wrong one and none:
 //! broken and deeply nested JSON, wrong types, absurd numbers and amounts, invalid UTF-8, odd
 //! headers, undecodable path ids and query values. No answer is a 500 or any 5xx the mock upstream
-//! cannot explain, every error is OpenAI-shaped, and nothing reaches the panic layer.
+//! cannot explain, every error is OpenAI-shaped (Anthropic-shaped on `/messages`), and nothing reaches the panic layer.
 
 use serde_json::Value;
 
@@ -200,7 +200,10 @@ output_price = "10.00"
                     } else if status >= 400 {
                         let shaped = json
                             && serde_json::from_str::<Value>(&text).is_ok_and(|v| {
-                                v["error"]["message"].is_string() && v["error"]["type"].is_string()
+                                v["error"]["message"].is_string()
+                                    && v["error"]["type"].is_string()
+                                    // The Messages routes answer in Anthropic's shape.
+                                    && (!path.contains("/messages") || v["type"] == "error")
                             });
                         if !shaped {
                             failures.push(format!("{method} {target} {shown:?}: {status} not OpenAI-shaped: {text:.200}"));

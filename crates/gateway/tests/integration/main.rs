@@ -28,6 +28,7 @@ mod ledger_conformance;
 mod ledger_outage;
 mod limits;
 mod listener;
+mod messages;
 mod metrics;
 mod models;
 mod openapi;

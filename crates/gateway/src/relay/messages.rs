@@ -1,0 +1,186 @@
+//! The Anthropic Messages API (`POST /v1/messages`, `POST /v1/messages/count_tokens`) on the
+//! same relay as chat: the request is translated to chat (`switchyard_wire::anthropic::inbound`),
+//! admitted, limited, failed over and settled exactly as `POST /chat/completions` (whatever the
+//! route's dialect), and the chat answer is turned back into a Messages object, or the chat stream
+//! into the Messages event sequence. An Anthropic-dialect route is sent the client's request as it
+//! came (model name replaced: cache_control and every block kept); its answer comes back through
+//! the same chat decoding (keep-alive comments become `ping`, a chat error event an
+//! Anthropic `event: error`). The stream ends (`message_stop`) only after the entry is durable,
+//! because the chat relay writes `[DONE]` only then.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
+use serde_json::Value;
+use switchyard_wire::anthropic::inbound::{
+    completion_to_message, messages_to_chat, ChatPlan, MessagesStream,
+};
+use switchyard_wire::openai::{ChatRequest, RequestError};
+
+use crate::app::Gateway;
+use crate::auth::{new_id, Caller};
+use crate::relay::tokens::{self, PromptSource};
+use crate::relay::{admission, chat_for, ChatReply, RelayError, RequestIds};
+
+fn plan(body: &[u8], count_only: bool) -> Result<(ChatPlan, Value), RelayError> {
+    let mut raw: Value = serde_json::from_slice(body).map_err(|e| {
+        RelayError::BadRequest(RequestError::new(
+            "body",
+            format!("The request body is not valid JSON ({e})."),
+        ))
+    })?;
+    if count_only {
+        // count_tokens takes no max_tokens and never streams.
+        if let Some(o) = raw.as_object_mut() {
+            o.insert("max_tokens".into(), Value::from(1));
+            o.remove("stream");
+        }
+    }
+    let plan = messages_to_chat(&raw)
+        .map_err(|e| RelayError::BadRequest(RequestError::new(e.param, e.message)))?;
+    Ok((plan, raw))
+}
+
+/// Serves `POST /messages` for `caller`: a Messages object, or a stream of Messages events.
+pub async fn create(
+    gw: &Arc<Gateway>,
+    caller: Caller,
+    ids: RequestIds,
+    body: Bytes,
+) -> Result<ChatReply, RelayError> {
+    let (plan, raw) = plan(&body, false)?;
+    let chat_body = Bytes::from(serde_json::to_vec(&plan.body).unwrap_or_default());
+    let id = new_id("msg_", 24);
+    match chat_for(gw, caller, ids, chat_body, Some(raw)).await? {
+        ChatReply::Json { body, served } => {
+            let completion: Value = serde_json::from_slice(&body).map_err(|_| {
+                RelayError::UpstreamFailed("the answer is not a chat completion".into())
+            })?;
+            let message = completion_to_message(&completion, &id, &plan.model);
+            Ok(ChatReply::Json {
+                body: serde_json::to_vec(&message).unwrap_or_default(),
+                served,
+            })
+        }
+        ChatReply::Stream { body, served } => Ok(ChatReply::Stream {
+            body: Box::new(MessagesBody::new(body, id, plan.model)),
+            served,
+        }),
+        ChatReply::Committed { body, rate } => Ok(ChatReply::Committed {
+            body: Box::new(MessagesBody::new(body, id, plan.model)),
+            rate,
+        }),
+    }
+}
+
+/// Serves `POST /messages/count_tokens`: the tokenizer's estimate of the request's prompt as
+/// translated to chat (system, turns, tool results; tool schemas are not counted by the chat
+/// estimate). The model must exist and be allowed for the key.
+pub async fn count_tokens(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    body: Bytes,
+) -> Result<Value, RelayError> {
+    let (plan, _) = plan(&body, true)?;
+    admission::model_for(gw, caller, &plan.model)?;
+    let chat_body = serde_json::to_vec(&plan.body).unwrap_or_default();
+    let req = ChatRequest::parse(&chat_body).map_err(RelayError::BadRequest)?;
+    let prompt = req.prompt();
+    let model = plan.model.clone();
+    let n = tokio::task::spawn_blocking(move || tokens::prompt_tokens(&model, &prompt))
+        .await
+        .map_err(|_| RelayError::UpstreamFailed("the token count failed".into()))?;
+    Ok(serde_json::json!({ "input_tokens": n }))
+}
+
+/// The chat relay's SSE body as the Messages event stream.
+struct MessagesBody {
+    inner: Box<dyn Stream<Item = Bytes> + Send + Unpin>,
+    /// Bytes of the chat stream not yet ending in a whole frame.
+    pending: BytesMut,
+    out: BytesMut,
+    events: MessagesStream,
+    finished: bool,
+}
+
+impl MessagesBody {
+    fn new(
+        inner: Box<dyn Stream<Item = Bytes> + Send + Unpin>,
+        id: String,
+        model: String,
+    ) -> MessagesBody {
+        MessagesBody {
+            inner,
+            pending: BytesMut::new(),
+            out: BytesMut::with_capacity(1024),
+            events: MessagesStream::new(id, model),
+            finished: false,
+        }
+    }
+
+    /// Translates every whole frame in `pending` (the chat relay writes `data: …\n\n` and
+    /// `: comment\n\n` frames only).
+    fn translate(&mut self) {
+        while let Some(end) = self.pending.windows(2).position(|w| w == b"\n\n") {
+            let frame = self.pending.split_to(end + 2);
+            if self.events.is_ended() {
+                continue;
+            }
+            let frame = &frame[..end];
+            if frame.starts_with(b":") {
+                if frame.starts_with(b": keep-alive") {
+                    if self.events.is_started() {
+                        MessagesStream::ping(&mut self.out);
+                    } else {
+                        self.events.start(&mut self.out);
+                    }
+                }
+                continue;
+            }
+            let Some(data) = frame.strip_prefix(b"data: ") else {
+                continue;
+            };
+            if data == b"[DONE]" {
+                self.events.finish(&mut self.out);
+                continue;
+            }
+            if let Ok(v) = serde_json::from_slice::<Value>(data) {
+                self.events.chunk(&v, &mut self.out);
+            }
+        }
+    }
+}
+
+impl Stream for MessagesBody {
+    type Item = Bytes;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let this = &mut *self;
+        loop {
+            if !this.out.is_empty() {
+                return Poll::Ready(Some(this.out.split().freeze()));
+            }
+            if this.finished {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.inner).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(bytes)) => {
+                    this.pending.extend_from_slice(&bytes);
+                    this.translate();
+                }
+                Poll::Ready(None) => {
+                    this.finished = true;
+                    if !this.events.is_ended() {
+                        let e = serde_json::json!({"type": "api_error",
+                            "message": "The stream ended before its end."});
+                        this.events.error(&e, &mut this.out);
+                    }
+                }
+            }
+        }
+    }
+}
