@@ -11,7 +11,8 @@
 //! - the output: `max_completion_tokens` / `max_tokens`, capped by the model's `max_output_tokens`
 //!   (that limit when the client set none), reasoning included, times the choices asked for (`n`,
 //!   `best_of`); on an Anthropic route, the `max_tokens` the translation sends, which includes the
-//!   thinking budget (`thinking.budget_tokens` or `reasoning_effort`).
+//!   thinking budget (`thinking.budget_tokens` or `reasoning_effort`); on a Gemini route, the
+//!   `maxOutputTokens` the translation sends (thinking budget included) times `n`.
 //!
 //! One walk over the parsed body, then a few multiplications per route; no allocation. The hold is
 //! taken in memory, under the key's account lock, so concurrent requests on one key can never
@@ -29,6 +30,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 use switchyard_wire::anthropic::upstream_max_tokens;
+use switchyard_wire::gemini::upstream_max_output_tokens;
 use switchyard_wire::media_tokens::{self, ImageRule, IMAGE_RULES};
 use switchyard_wire::openai::{ChatRequest, RequestError};
 
@@ -347,6 +349,20 @@ impl PromptShape {
                     0
                 };
                 (ImageRule::Anthropic, tools, output)
+            }
+            // `maxOutputTokens` as sent (thinking budget included; Gemini counts thoughts in it)
+            // per candidate, within the model's limit plus the budget, times `n`.
+            ProviderKind::Gemini => {
+                let default = u32::try_from(ANTHROPIC_DEFAULT_MAX_TOKENS).unwrap_or(u32::MAX);
+                let output = match upstream_max_output_tokens(&req.body, default) {
+                    Ok(sent) => {
+                        let asked = req.max_tokens.unwrap_or(ANTHROPIC_DEFAULT_MAX_TOKENS);
+                        let room = sent.saturating_sub(asked);
+                        sent.min(model.max_output_tokens.saturating_add(room))
+                    }
+                    Err(_) => max_output(model, req),
+                };
+                (ImageRule::Gemini, 0, output.saturating_mul(self.choices))
             }
         };
         (self.prompt_tokens(rule).saturating_add(tools), output)
