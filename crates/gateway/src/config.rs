@@ -1637,6 +1637,19 @@ output_price = "10.00"
     }
 
     #[test]
+    fn a_gemini_provider_needs_no_base_url_and_others_do() {
+        let gemini = "[providers.g]\nkind = \"gemini\"\napi_key = \"env:GEMINI_API_KEY\"\n\
+            [models.flash]\nroutes = [\"g/gemini-2.5-flash\"]\ninput_price = \"0.30\"\noutput_price = \"2.50\"\n";
+        let c = Config::parse(gemini, "t.toml").unwrap();
+        let p = &c.providers["g"];
+        assert_eq!(p.kind, ProviderKind::Gemini);
+        assert_eq!(p.base_url, GEMINI_BASE_URL);
+        let openai = gemini.replace("\"gemini\"", "\"openai\"");
+        let e = Config::parse(&openai, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("providers.g.base_url is required"), "{e}");
+    }
+
+    #[test]
     fn parses_a_good_config() {
         let c = Config::parse(GOOD, "t.toml").unwrap();
         assert_eq!(c.listen.port(), 9000);
@@ -1725,7 +1738,7 @@ output_price = "10.00"
             .unwrap_err()
             .to_string();
         assert!(e.contains("line 10") && e.contains("cheap"), "{e}");
-        let e = Config::parse(&GOOD.replace("\"openai\"\n", "\"gemini\"\n"), "t.toml")
+        let e = Config::parse(&GOOD.replace("\"openai\"\n", "\"palm\"\n"), "t.toml")
             .unwrap_err()
             .to_string();
         assert!(e.contains("line 4"), "{e}");

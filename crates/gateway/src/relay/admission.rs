@@ -533,6 +533,45 @@ mod tests {
     }
 
     #[test]
+    fn gemini_holds_cover_the_thinking_budget_and_every_candidate() {
+        const GEMINI: &[(&str, ProviderKind)] = &[("g", ProviderKind::Gemini)];
+        let body = |extra: serde_json::Value| {
+            let mut b = serde_json::json!({"model": "m", "max_tokens": 100,
+                "messages": [{"role": "user", "content": "x"}]});
+            b.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            b
+        };
+        let plain = bound(GEMINI, prices(0, 10), body(serde_json::json!({})));
+        assert_eq!(plain.cost, Nanos(1_000_000));
+        // 100 + 2048 output tokens (Gemini counts thoughts in maxOutputTokens).
+        let effort = bound(
+            GEMINI,
+            prices(0, 10),
+            body(serde_json::json!({"reasoning_effort": "low"})),
+        );
+        assert_eq!(effort.cost, Nanos((100 + 2048) * 10_000));
+        let budget = bound(
+            GEMINI,
+            prices(0, 10),
+            body(
+                serde_json::json!({"thinking": {"type": "enabled", "budget_tokens": 5000}, "n": 2}),
+            ),
+        );
+        assert_eq!(budget.cost, Nanos(2 * 5100 * 10_000));
+        // Without max_tokens: the 4096 the translation sends, capped by the model's 1000.
+        let none =
+            serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
+        assert_eq!(bound(GEMINI, prices(0, 10), none).cost, Nanos(10_000_000));
+        // An image of unknown size is held at Gemini's largest figure.
+        let image = serde_json::json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user",
+            "content": [{"type": "image_url", "image_url": {"url": "https://example.com/a.jpg"}}]}]});
+        let held = bound(GEMINI, prices(1_000_000, 0), image).cost;
+        assert!(held.0 >= 4128 * 1_000_000_000, "{held:?}");
+    }
+
+    #[test]
     fn anthropic_thinking_adds_the_budget_to_the_output() {
         let plain = serde_json::json!({"model": "m", "max_tokens": 100,
             "messages": [{"role": "user", "content": "x"}]});
