@@ -143,3 +143,85 @@ pub(crate) fn error_body(status: u16, model: &str) -> Value {
     }
     json!({ "error": e })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::{Behaviour, FinishOption};
+
+    fn ctx() -> GenerateContext {
+        GenerateContext {
+            id: "r1".into(),
+            model: "gemini-x".into(),
+            send_usage: true,
+        }
+    }
+
+    fn events(steps: &[Step]) -> Vec<Value> {
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Send { bytes, .. } => {
+                    let text = std::str::from_utf8(bytes).unwrap();
+                    Some(serde_json::from_str(text.strip_prefix("data: ")?.trim_end()).unwrap())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_stream_has_thoughts_text_calls_cumulative_usage_and_a_last_finish() {
+        let mut b = Behaviour::for_model("gemini-x", true);
+        b.tokens = 3;
+        let c = Completion::plan(
+            &b,
+            &json!({"contents": [{"role": "user", "parts": [{"text": "hi there"}]}]}),
+        );
+        let ev = events(&stream_steps(&ctx(), &c));
+        let thoughts = ev
+            .iter()
+            .filter(|e| e.pointer("/candidates/0/content/parts/0/thought") == Some(&json!(true)))
+            .count();
+        assert_eq!(thoughts as u32, c.reasoning_tokens());
+        let last = ev.last().unwrap();
+        assert_eq!(last["candidates"][0]["finishReason"], "STOP");
+        assert_eq!(last["usageMetadata"]["candidatesTokenCount"], 3);
+        assert_eq!(
+            last["usageMetadata"]["thoughtsTokenCount"],
+            c.reasoning_tokens()
+        );
+        assert_eq!(last["usageMetadata"]["promptTokenCount"], 4 + 2);
+
+        b.reasoning = 0;
+        b.tool_calls = 1;
+        let c = Completion::plan(
+            &b,
+            &json!({"contents": [], "tools": [{"functionDeclarations": [
+            {"name": "lookup", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}]}]}),
+        );
+        let ev = events(&stream_steps(&ctx(), &c));
+        assert_eq!(
+            ev[0]["candidates"][0]["content"]["parts"][0]["functionCall"],
+            json!({"name": "lookup", "args": {"q": "Paris"}})
+        );
+        assert_eq!(ev.last().unwrap()["candidates"][0]["finishReason"], "STOP");
+
+        b.tool_calls = 0;
+        b.finish = FinishOption::ContentFilter;
+        let c = Completion::plan(&b, &json!({"contents": []}));
+        assert_eq!(body(&ctx(), &c)["candidates"][0]["finishReason"], "SAFETY");
+    }
+
+    #[test]
+    fn errors_are_google_shaped() {
+        let key = error_body(401, "m");
+        assert_eq!(key["error"]["code"], 400);
+        assert_eq!(key["error"]["details"][0]["reason"], "API_KEY_INVALID");
+        assert_eq!(
+            error_body(429, "m")["error"]["status"],
+            "RESOURCE_EXHAUSTED"
+        );
+        assert_eq!(error_body(404, "m")["error"]["status"], "NOT_FOUND");
+    }
+}

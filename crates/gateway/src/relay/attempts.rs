@@ -630,8 +630,10 @@ async fn try_route(
             )
             .await
         {
-            Err(UpstreamError::Status { status: 401, .. })
-                if !refreshed && provider.config.api_key.is_some() =>
+            Err(UpstreamError::Status { status, body, .. })
+                if !refreshed
+                    && provider.config.api_key.is_some()
+                    && credential_refused(provider.kind(), status, &body) =>
             {
                 refreshed = true;
                 if let Err(e) = provider.refresh_after_rejection(generation).await {
@@ -682,6 +684,15 @@ async fn try_route(
         sends,
         ttft: started.elapsed(),
     }
+}
+
+/// Whether an error status says the credential was refused: 401, or Gemini's 400 with the reason
+/// `API_KEY_INVALID` (Google answers a bad key that way).
+fn credential_refused(kind: ProviderKind, status: u16, body: &[u8]) -> bool {
+    status == 401
+        || (kind == ProviderKind::Gemini
+            && status == 400
+            && ErrorText::parse(body).code.as_deref() == Some("API_KEY_INVALID"))
 }
 
 /// Reads a non-streamed answer (at most `limit` bytes) and returns it as an OpenAI chat

@@ -430,3 +430,49 @@ output_price = "2.50"
     assert_eq!(facts["finish_reason"], "tool_calls");
     assert!(mock.requests()[0].path.contains(":streamGenerateContent"));
 }
+
+#[tokio::test]
+async fn a_key_google_calls_invalid_is_read_again_once() {
+    let mock = MockUpstream::start().await.unwrap();
+    let dir = std::env::temp_dir().join(format!("sy-gemini-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("key");
+    std::fs::write(&file, "old-key").unwrap();
+    let text = format!(
+        r#"
+demo_credits = "100"
+[providers.gem]
+kind = "gemini"
+base_url = "{}"
+api_key = "file:{}"
+[models.g]
+routes = ["gem/gemini-2.5-flash"]
+input_price = "0.30"
+output_price = "2.50"
+"#,
+        mock.base_url(),
+        file.display()
+    );
+    let gw = harness::start(&text).await;
+    // The key was rotated: Google answers 400 API_KEY_INVALID to the old one.
+    mock.set_expected_key(Some("new-key".into()));
+    std::fs::write(&file, "new-key").unwrap();
+    let resp = gw
+        .chat(json!({"model": "g", "messages": user("hi")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let keys: Vec<String> = mock
+        .requests()
+        .iter()
+        .filter_map(|r| {
+            r.headers
+                .iter()
+                .find(|(k, _)| k == "x-goog-api-key")
+                .map(|(_, v)| v.clone())
+        })
+        .collect();
+    assert_eq!(keys, ["old-key", "new-key"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
