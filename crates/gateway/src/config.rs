@@ -152,6 +152,8 @@ pub enum ProviderKind {
     Anthropic,
     #[serde(rename = "deepseek")]
     DeepSeek,
+    /// Google's Gemini API (`generateContent`), translated.
+    Gemini,
 }
 
 impl ProviderKind {
@@ -160,9 +162,27 @@ impl ProviderKind {
             ProviderKind::OpenAi => "openai",
             ProviderKind::Anthropic => "anthropic",
             ProviderKind::DeepSeek => "deepseek",
+            ProviderKind::Gemini => "gemini",
+        }
+    }
+
+    /// Whether the upstream speaks OpenAI's chat dialect (its chunks are forwarded as they are);
+    /// every other kind is translated.
+    pub fn speaks_openai(self) -> bool {
+        matches!(self, ProviderKind::OpenAi | ProviderKind::DeepSeek)
+    }
+
+    /// The base URL used when a provider of this kind configures none (Gemini only).
+    pub fn default_base_url(self) -> Option<&'static str> {
+        match self {
+            ProviderKind::Gemini => Some(GEMINI_BASE_URL),
+            _ => None,
         }
     }
 }
+
+/// Gemini's API root, the default `base_url` of a `kind = "gemini"` provider.
+pub const GEMINI_BASE_URL: &str = "https://generativelanguage.googleapis.com/v1beta";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -320,7 +340,7 @@ struct RawAuto {
 #[serde(deny_unknown_fields)]
 struct RawProvider {
     kind: ProviderKind,
-    base_url: String,
+    base_url: Option<String>,
     api_key: Option<String>,
     connect_timeout_ms: Option<u64>,
     first_token_timeout_ms: Option<u64>,
@@ -975,10 +995,19 @@ impl Config {
         for (name, p) in std::mem::take(&mut raw.providers) {
             let defaults = Timeouts::default();
             let ms = |v: Option<u64>, d: Duration| v.map(Duration::from_millis).unwrap_or(d);
-            if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
+            let Some(base_url) = p
+                .base_url
+                .clone()
+                .or_else(|| p.kind.default_base_url().map(str::to_owned))
+            else {
                 return Err(invalid(format!(
-                    "providers.{name}.base_url = \"{}\" must start with http:// or https://",
-                    p.base_url
+                    "providers.{name}.base_url is required for kind = \"{}\"",
+                    p.kind.as_str()
+                )));
+            };
+            if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+                return Err(invalid(format!(
+                    "providers.{name}.base_url = \"{base_url}\" must start with http:// or https://"
                 )));
             }
             let limits = provider_limits(&name, &p).map_err(invalid)?;
@@ -1000,7 +1029,7 @@ impl Config {
                 Arc::new(ProviderConfig {
                     name,
                     kind: p.kind,
-                    base_url: p.base_url.trim_end_matches('/').to_owned(),
+                    base_url: base_url.trim_end_matches('/').to_owned(),
                     api_key: p.api_key.as_deref().map(Secret::parse),
                     timeouts: Timeouts {
                         connect: ms(p.connect_timeout_ms, defaults.connect),
@@ -1608,6 +1637,19 @@ output_price = "10.00"
     }
 
     #[test]
+    fn a_gemini_provider_needs_no_base_url_and_others_do() {
+        let gemini = "[providers.g]\nkind = \"gemini\"\napi_key = \"env:GEMINI_API_KEY\"\n\
+            [models.flash]\nroutes = [\"g/gemini-2.5-flash\"]\ninput_price = \"0.30\"\noutput_price = \"2.50\"\n";
+        let c = Config::parse(gemini, "t.toml").unwrap();
+        let p = &c.providers["g"];
+        assert_eq!(p.kind, ProviderKind::Gemini);
+        assert_eq!(p.base_url, GEMINI_BASE_URL);
+        let openai = gemini.replace("\"gemini\"", "\"openai\"");
+        let e = Config::parse(&openai, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("providers.g.base_url is required"), "{e}");
+    }
+
+    #[test]
     fn parses_a_good_config() {
         let c = Config::parse(GOOD, "t.toml").unwrap();
         assert_eq!(c.listen.port(), 9000);
@@ -1696,7 +1738,7 @@ output_price = "10.00"
             .unwrap_err()
             .to_string();
         assert!(e.contains("line 10") && e.contains("cheap"), "{e}");
-        let e = Config::parse(&GOOD.replace("\"openai\"\n", "\"gemini\"\n"), "t.toml")
+        let e = Config::parse(&GOOD.replace("\"openai\"\n", "\"palm\"\n"), "t.toml")
             .unwrap_err()
             .to_string();
         assert!(e.contains("line 4"), "{e}");

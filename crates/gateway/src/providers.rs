@@ -218,13 +218,24 @@ impl Provider {
         self.credential.read().ok().and_then(|c| c.clone())
     }
 
-    /// The endpoint for a chat request in this provider's dialect.
-    pub fn chat_url(&self) -> String {
+    /// The endpoint for a chat request in this provider's dialect (Gemini names the model and
+    /// whether the answer streams in the URL).
+    pub fn chat_url(&self, model: &str, stream: bool) -> String {
         match self.config.kind {
             ProviderKind::OpenAi | ProviderKind::DeepSeek => {
                 format!("{}/chat/completions", self.config.base_url)
             }
             ProviderKind::Anthropic => format!("{}/messages", self.config.base_url),
+            ProviderKind::Gemini if stream => format!(
+                "{}/models/{}:streamGenerateContent?alt=sse",
+                self.config.base_url,
+                model_path(model)
+            ),
+            ProviderKind::Gemini => format!(
+                "{}/models/{}:generateContent",
+                self.config.base_url,
+                model_path(model)
+            ),
         }
     }
 
@@ -235,7 +246,7 @@ impl Provider {
             ProviderKind::OpenAi | ProviderKind::DeepSeek => {
                 Some(format!("{}/embeddings", self.config.base_url))
             }
-            ProviderKind::Anthropic => None,
+            ProviderKind::Anthropic | ProviderKind::Gemini => None,
         }
     }
 
@@ -251,31 +262,44 @@ impl Provider {
     /// the response once its headers arrived with a success status, before `deadline`; any other
     /// status is an error carrying the body. Headers sent: content-type, accept, the credential
     /// and `x-request-id` (the id the client sees: its own when valid, else the gateway's); no
-    /// other client header is ever forwarded.
+    /// other client header is ever forwarded. `model` is the upstream's name for the model (Gemini
+    /// puts it in the URL).
+    #[allow(clippy::too_many_arguments)]
     pub async fn send(
         &self,
         client: &reqwest::Client,
+        model: &str,
         body: Vec<u8>,
         stream: bool,
         deadline: tokio::time::Instant,
         request_id: &str,
     ) -> Result<reqwest::Response, UpstreamError> {
-        self.send_to(client, Endpoint::Chat, body, stream, deadline, request_id)
-            .await
+        self.send_to(
+            client,
+            Endpoint::Chat,
+            model,
+            body,
+            stream,
+            deadline,
+            request_id,
+        )
+        .await
     }
 
     /// `send`, to `endpoint`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn send_to(
         &self,
         client: &reqwest::Client,
         endpoint: Endpoint,
+        model: &str,
         body: Vec<u8>,
         stream: bool,
         deadline: tokio::time::Instant,
         request_id: &str,
     ) -> Result<reqwest::Response, UpstreamError> {
         let url = match endpoint {
-            Endpoint::Chat => self.chat_url(),
+            Endpoint::Chat => self.chat_url(model, stream),
             Endpoint::Embeddings => self.embeddings_url().ok_or_else(|| {
                 UpstreamError::Connect("this provider has no embeddings API".into())
             })?,
@@ -299,6 +323,8 @@ impl Provider {
                 .header("x-api-key", key)
                 .header("anthropic-version", ANTHROPIC_VERSION),
             (ProviderKind::Anthropic, None) => req.header("anthropic-version", ANTHROPIC_VERSION),
+            (ProviderKind::Gemini, Some(key)) => req.header("x-goog-api-key", key),
+            (ProviderKind::Gemini, None) => req,
             (_, Some(key)) => req.bearer_auth(key),
             (_, None) => req,
         };
@@ -331,6 +357,21 @@ impl Provider {
             retry_after,
         })
     }
+}
+
+/// A model name as one URL path segment: characters outside the unreserved set and `.` are
+/// percent-encoded, so a configured name can never change the path or add a query.
+fn model_path(model: &str) -> String {
+    let model = model.strip_prefix("models/").unwrap_or(model);
+    let mut out = String::with_capacity(model.len());
+    for b in model.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Which upstream API a request goes to.

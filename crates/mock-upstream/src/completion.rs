@@ -31,6 +31,8 @@ pub(crate) enum Finish {
     Stop,
     Length,
     ToolCalls,
+    /// A safety stop (`finish = "content_filter"`).
+    ContentFilter,
 }
 
 /// One tool call: its name and its JSON arguments split into the fragments a stream sends.
@@ -89,6 +91,9 @@ impl Completion {
         if behaviour.finish == FinishOption::Length {
             finish = Finish::Length;
         }
+        if behaviour.finish == FinishOption::ContentFilter {
+            finish = Finish::ContentFilter;
+        }
         let content = (0..content_tokens as usize)
             .map(|i| CONTENT_WORDS[i % CONTENT_WORDS.len()])
             .collect();
@@ -124,11 +129,17 @@ impl Completion {
     }
 }
 
-/// The request's output limit: `max_completion_tokens`, else `max_tokens`.
+/// The request's output limit: `max_completion_tokens`, else `max_tokens`, else Gemini's
+/// `generationConfig.maxOutputTokens`.
 fn max_tokens(request: &Value) -> Option<u32> {
     ["max_completion_tokens", "max_tokens"]
         .iter()
         .find_map(|k| request.get(*k).and_then(Value::as_u64))
+        .or_else(|| {
+            request
+                .pointer("/generationConfig/maxOutputTokens")
+                .and_then(Value::as_u64)
+        })
         .map(|v| v.min(u64::from(u32::MAX)) as u32)
 }
 
@@ -137,7 +148,8 @@ fn max_tokens(request: &Value) -> Option<u32> {
 /// `location` argument.
 fn tool_call(request: &Value, k: usize) -> ToolCall {
     let tools = request
-        .get("tools")
+        .pointer("/tools/0/functionDeclarations")
+        .or_else(|| request.get("tools"))
         .and_then(Value::as_array)
         .filter(|t| !t.is_empty());
     let (name, property) = match tools {
@@ -185,6 +197,15 @@ pub(crate) fn estimate_prompt_tokens(request: &Value) -> u32 {
     if let Some(messages) = request.get("messages").and_then(Value::as_array) {
         for m in messages {
             total += 4 + m.get("content").map(words).unwrap_or(0);
+        }
+    }
+    // Gemini: `systemInstruction.parts` and `contents[].parts`.
+    if let Some(system) = request.pointer("/systemInstruction/parts") {
+        total += 4 + words(system);
+    }
+    if let Some(contents) = request.get("contents").and_then(Value::as_array) {
+        for c in contents {
+            total += 4 + c.get("parts").map(words).unwrap_or(0);
         }
     }
     total.min(u32::MAX as usize) as u32

@@ -31,6 +31,7 @@
 mod anthropic_format;
 mod completion;
 mod embedding_format;
+mod gemini_format;
 mod openai_format;
 mod options;
 mod playback;

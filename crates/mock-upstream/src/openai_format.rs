@@ -85,6 +85,7 @@ fn finish_reason(f: Finish) -> &'static str {
         Finish::Stop => "stop",
         Finish::Length => "length",
         Finish::ToolCalls => "tool_calls",
+        Finish::ContentFilter => "content_filter",
     }
 }
 

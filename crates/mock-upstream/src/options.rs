@@ -21,6 +21,7 @@ pub(crate) const DEFAULT_FAIL_STATUS: u16 = 503;
 pub(crate) enum FinishOption {
     Stop,
     Length,
+    ContentFilter,
 }
 
 /// Everything that shapes one response. Built by [`resolve`].
@@ -217,7 +218,8 @@ impl Behaviour {
                 self.finish = match text.as_deref() {
                     Some("stop") => FinishOption::Stop,
                     Some("length") => FinishOption::Length,
-                    _ => return Err(invalid("`stop` or `length`")),
+                    Some("content_filter") => FinishOption::ContentFilter,
+                    _ => return Err(invalid("`stop`, `length` or `content_filter`")),
                 }
             }
             "prompt_tokens" => self.prompt_tokens = Some(u32v()?),

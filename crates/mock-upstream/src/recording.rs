@@ -23,6 +23,8 @@ pub enum Dialect {
     DeepSeek,
     /// Anthropic Messages.
     Anthropic,
+    /// Google Gemini `generateContent`.
+    Gemini,
 }
 
 /// One request as the mock received it.

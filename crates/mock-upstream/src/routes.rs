@@ -1,5 +1,6 @@
 //! The HTTP surface of the mock: `POST /v1/chat/completions` (OpenAI or DeepSeek dialect),
-//! `POST /v1/messages` (Anthropic), `POST /v1/embeddings` (OpenAI shape), `GET /v1/models`, and a vendor-shaped 404 for anything else. Each
+//! `POST /v1/messages` (Anthropic), `POST /v1/models/{model}:generateContent` and
+//! `:streamGenerateContent?alt=sse` (Gemini, also under `/v1beta`), `POST /v1/embeddings` (OpenAI shape), `GET /v1/models`, and a vendor-shaped 404 for anything else. Each
 //! handler records the request, checks the credential, resolves the behaviour, applies the requested
 //! failure, then answers with a whole body or a paced stream.
 
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,6 +18,7 @@ use serde_json::{json, Value};
 use crate::anthropic_format::{self, MessageContext};
 use crate::completion::Completion;
 use crate::embedding_format;
+use crate::gemini_format::{self, GenerateContext};
 use crate::openai_format::{self, ChatContext};
 use crate::options::{self, Behaviour, DEFAULT_FAIL_STATUS};
 use crate::playback::{self, Step};
@@ -47,6 +49,8 @@ pub fn router(state: MockState) -> Router {
         .route("/v1/embeddings", post(embeddings))
         .route("/embeddings", post(embeddings))
         .route("/v1/models", get(models))
+        .route("/v1/models/{*method}", post(generate_content))
+        .route("/v1beta/models/{*method}", post(generate_content))
         .route("/models", get(models))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -524,6 +528,110 @@ async fn messages(
         return error(529);
     }
     let mut resp = json_response(200, &Value::Null, ("request-id", request_id));
+    *resp.body_mut() = broken_body(shared, &behaviour, body.clone()).unwrap_or(Body::from(body));
+    resp
+}
+
+/// `POST /v1beta/models/{model}:generateContent` and `…:streamGenerateContent?alt=sse`: the
+/// model (with its steering suffix) comes from the path, the credential from `x-goog-api-key`.
+async fn generate_content(
+    State(state): State<MockState>,
+    Path(method_path): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let shared = &state.shared;
+    let (index, request) = shared.record_request(&method, &uri, &headers, &body);
+    let request_id = (
+        "x-request-id",
+        format!("req_mock{:08x}{index:08x}", shared.salt()),
+    );
+    let (model, verb) = method_path
+        .rsplit_once(':')
+        .map_or((method_path.as_str(), ""), |(m, v)| (m, v));
+    let model = model.to_string();
+    let (base_model, _) = options::split_model(&model);
+    let error = |status: u16| {
+        json_response(
+            if status == 401 { 400 } else { status },
+            &gemini_format::error_body(status, base_model),
+            request_id.clone(),
+        )
+    };
+    let stream = match verb {
+        "streamGenerateContent" => true,
+        "generateContent" => false,
+        _ => return error(404),
+    };
+    if let Some(expected) = shared.expected_key() {
+        let given = headers.get("x-goog-api-key").and_then(|v| v.to_str().ok());
+        if given != Some(expected.as_str()) {
+            return error(401);
+        }
+    }
+    let bad_request = |message: String| {
+        json_response(
+            400,
+            &json!({"error": {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}}),
+            request_id.clone(),
+        )
+    };
+    if !request.get("contents").is_some_and(Value::is_array) {
+        return bad_request("* GenerateContentRequest.contents: contents is not specified".into());
+    }
+    let thinking = request
+        .pointer("/generationConfig/thinkingConfig/includeThoughts")
+        .and_then(Value::as_bool)
+        == Some(true);
+    let behaviour = match options::resolve(
+        &model,
+        thinking,
+        &headers,
+        &request,
+        &shared.server_options(),
+        shared.steering(),
+    ) {
+        Ok(b) => b,
+        Err(e) => return bad_request(e.to_string()),
+    };
+    if stalls(&behaviour, &body) {
+        delay(shared, STALL_MS).await;
+    }
+    if !delay(shared, behaviour.headers_delay_ms).await {
+        return error(503);
+    }
+    if let Some(status) = failure_status(shared, &behaviour) {
+        let default = gemini_format::error_body(status, base_model);
+        return failure_response(status, default, &behaviour, request_id);
+    }
+    let completion = Completion::plan(&behaviour, &request);
+    let ctx = GenerateContext {
+        id: format!("mockresp{:08x}{index:08x}", shared.salt()),
+        model: base_model.to_string(),
+        send_usage: behaviour.usage.unwrap_or(true),
+    };
+    if stream {
+        let mut steps = gemini_format::stream_steps(&ctx, &completion);
+        playback::pace(&mut steps, &behaviour);
+        playback::inject_faults(
+            &mut steps,
+            &behaviour,
+            Bytes::from_static(gemini_format::STREAM_ERROR_EVENT.as_bytes()),
+        );
+        let tracker = StreamTracker::start(Arc::clone(shared), index, Dialect::Gemini);
+        let body = playback::body(steps, Some(tracker), shared.shutdown_signal());
+        return sse_response(body, request_id);
+    }
+    let body = padded(
+        gemini_format::body(&ctx, &completion).to_string(),
+        &behaviour,
+    );
+    if !delay(shared, generation_time(&behaviour, &completion)).await {
+        return error(503);
+    }
+    let mut resp = json_response(200, &Value::Null, request_id);
     *resp.body_mut() = broken_body(shared, &behaviour, body.clone()).unwrap_or(Body::from(body));
     resp
 }

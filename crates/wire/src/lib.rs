@@ -1,5 +1,5 @@
 //! Switchyard's wire formats and pure translations between them: OpenAI chat, DeepSeek reasoning,
-//! Anthropic Messages, the Responses API, Server-Sent Events framing and token usage.
+//! Anthropic Messages, Google Gemini, the Responses API, Server-Sent Events framing and token usage.
 //!
 //! Nothing in this crate does IO or knows about tokio: every function takes bytes or values and
 //! returns bytes or values, so each translation can be tested on recorded transcripts alone.
@@ -7,6 +7,7 @@
 pub mod anthropic;
 pub mod completions;
 pub mod embeddings;
+pub mod gemini;
 pub mod media_tokens;
 pub mod openai;
 pub mod responses;

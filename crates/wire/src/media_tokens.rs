@@ -24,10 +24,18 @@ pub enum ImageRule {
     /// about 1,600 tokens at most up to Claude 4.6, about 3.75 megapixels (2,576 px on the long
     /// edge, ≈ 4,784 patches) for Claude Opus 4.7. [`ANTHROPIC_IMAGE_MAX`] at most.
     Anthropic,
+    /// Gemini's token guide: an image with both sides up to 384 px is 258 tokens; a larger one is
+    /// cut into 768×768 tiles of 258 tokens each. Gemini 3's `media_resolution` spends up to 1,120
+    /// per image, whatever its size, so that is the floor; [`GEMINI_IMAGE_MAX`] at most (16 tiles,
+    /// 3,072 × 3,072 px, past which images are scaled down), and when the size is unknown.
+    Gemini,
 }
 
+/// The most one image costs on a Gemini route (see [`ImageRule::Gemini`]).
+pub const GEMINI_IMAGE_MAX: u64 = 16 * 258;
+
 /// Every rule, so that one walk over a request can total its images under each.
-pub const IMAGE_RULES: [ImageRule; 4] = [
+pub const IMAGE_RULES: [ImageRule; 5] = [
     ImageRule::Tiles {
         base: TILE_BASE,
         tile: TILE_TOKENS,
@@ -38,6 +46,7 @@ pub const IMAGE_RULES: [ImageRule; 4] = [
     },
     ImageRule::OpenAiOther,
     ImageRule::Anthropic,
+    ImageRule::Gemini,
 ];
 
 /// The most one image costs on an Anthropic route (see [`ImageRule::Anthropic`]), rounded up.
@@ -94,6 +103,10 @@ impl ImageRule {
                     .div_ceil(750)
                     .max(w.div_ceil(28) * h.div_ceil(28))
                     .min(ANTHROPIC_IMAGE_MAX)
+            }),
+            ImageRule::Gemini => size.map_or(GEMINI_IMAGE_MAX, |(w, h)| {
+                let tiles = u64::from(w).div_ceil(768) * u64::from(h).div_ceil(768);
+                (tiles * 258).clamp(1_120, GEMINI_IMAGE_MAX)
             }),
         }
     }
@@ -220,6 +233,16 @@ mod tests {
         for rule in IMAGE_RULES {
             assert_eq!(IMAGE_RULES[rule.index()], rule);
         }
+    }
+
+    #[test]
+    fn gemini_images_are_258_per_tile_within_the_floor_and_the_cap() {
+        let g = ImageRule::Gemini;
+        assert_eq!(g.tokens(false, None), GEMINI_IMAGE_MAX);
+        assert_eq!(g.tokens(true, Some((300, 300))), 1_120);
+        assert_eq!(g.tokens(false, Some((3072, 3072))), 16 * 258);
+        assert_eq!(g.tokens(false, Some((8000, 8000))), GEMINI_IMAGE_MAX);
+        assert!(g.tokens(false, Some((1536, 1536))) >= 4 * 258);
     }
 
     #[test]

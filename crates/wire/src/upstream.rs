@@ -17,6 +17,11 @@
 //!   cumulative [`UpstreamEvent::Usage`] (the usage `message_start` gives is partial and is not
 //!   reported on its own); `message_stop` ends with [`UpstreamEvent::Done`], an `error` event with
 //!   [`UpstreamEvent::Error`].
+//! - Gemini dialect: each `data:` object goes through [`gemini::StreamTranslator`]; its chunks
+//!   come out as [`Chunk::Translated`]; the event with the last `finishReason` also yields
+//!   [`UpstreamEvent::Finish`], the cumulative [`UpstreamEvent::Usage`] and, after its chunks,
+//!   [`UpstreamEvent::Done`] (Gemini sends no end marker); an `error` object is
+//!   [`UpstreamEvent::Error`].
 //!
 //! Nothing follows `Done` or `Error`. Data that is not an event of the dialect is [`Malformed`].
 
@@ -25,6 +30,7 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use crate::anthropic::{self, StreamTranslator};
+use crate::gemini;
 use crate::openai::ChunkView;
 use crate::sse;
 use crate::usage::Usage;
@@ -34,6 +40,7 @@ use crate::usage::Usage;
 pub enum Dialect {
     OpenAi,
     Anthropic,
+    Gemini,
 }
 
 /// What translated chunks are stamped with: the gateway's id, the model name the client asked
@@ -150,6 +157,18 @@ impl UpstreamProblem {
         }
     }
 
+    /// From a Gemini error object.
+    pub fn from_gemini(error: &gemini::GeminiError) -> UpstreamProblem {
+        UpstreamProblem {
+            message: if error.message.is_empty() {
+                Self::NO_MESSAGE.to_owned()
+            } else {
+                error.message.clone()
+            },
+            rate_limited: error.rate_limited(),
+        }
+    }
+
     /// From an Anthropic `error` event (its message has credentials masked already).
     pub fn from_anthropic(error: &anthropic::UpstreamError) -> UpstreamProblem {
         UpstreamProblem {
@@ -175,6 +194,8 @@ impl std::error::Error for Malformed {}
 pub struct UpstreamDecoder {
     /// Set for the Anthropic dialect.
     translator: Option<Box<StreamTranslator>>,
+    /// Set for the Gemini dialect.
+    gemini: Option<Box<gemini::StreamTranslator>>,
     /// OpenAI chunks are parsed into values rather than borrowed.
     values: bool,
     /// The events of one Anthropic event, reused from one event to the next.
@@ -186,10 +207,18 @@ pub struct UpstreamDecoder {
 impl UpstreamDecoder {
     /// A decoder for `dialect`; translated chunks carry `stamp`.
     pub fn new(dialect: Dialect, stamp: Stamp) -> UpstreamDecoder {
+        let gemini = (dialect == Dialect::Gemini).then(|| {
+            Box::new(gemini::StreamTranslator::new(
+                stamp.id.clone(),
+                stamp.model.clone(),
+                stamp.created,
+            ))
+        });
         let translator = (dialect == Dialect::Anthropic)
             .then(|| Box::new(StreamTranslator::new(stamp.id, stamp.model, stamp.created)));
         UpstreamDecoder {
             translator,
+            gemini,
             values: false,
             queue: Vec::new(),
             finish_sent: false,
@@ -212,6 +241,9 @@ impl UpstreamDecoder {
             None
         } else if self.translator.is_some() {
             self.push_anthropic(event)?;
+            None
+        } else if self.gemini.is_some() {
+            self.push_gemini(event)?;
             None
         } else {
             let e = self.push_openai(event)?;
@@ -284,6 +316,43 @@ impl UpstreamDecoder {
                 if let (Some(u), Some(chunk)) = (t.usage(), t.usage_chunk()) {
                     self.queue.push(UpstreamEvent::Usage {
                         usage: Some(billed(&u)),
+                        chunk: Chunk::Translated(chunk),
+                    });
+                }
+            }
+        }
+        self.queue.extend(
+            t.drain()
+                .map(|c| UpstreamEvent::Chunk(Chunk::Translated(c))),
+        );
+        if t.is_done() {
+            self.queue.push(UpstreamEvent::Done);
+            self.ended = true;
+        }
+        Ok(())
+    }
+}
+
+impl UpstreamDecoder {
+    fn push_gemini(&mut self, event: &sse::Event) -> Result<(), Malformed> {
+        let Some(t) = self.gemini.as_mut() else {
+            return Ok(());
+        };
+        let data = std::str::from_utf8(&event.data).map_err(|_| Malformed)?;
+        t.push(data).map_err(|_| Malformed)?;
+        if let Some(err) = t.error() {
+            self.queue
+                .push(UpstreamEvent::Error(UpstreamProblem::from_gemini(err)));
+            self.ended = true;
+            return Ok(());
+        }
+        if !self.finish_sent && t.is_done() {
+            if let Some(reason) = t.finish_reason() {
+                self.finish_sent = true;
+                self.queue.push(UpstreamEvent::Finish(reason));
+                if let (Some(u), Some(chunk)) = (t.usage(), t.usage_chunk()) {
+                    self.queue.push(UpstreamEvent::Usage {
+                        usage: Some(u),
                         chunk: Chunk::Translated(chunk),
                     });
                 }

@@ -3,7 +3,9 @@
 //! request's own (invalid, over the model's context length, refused by a content policy), to be
 //! passed to the caller and counted against nothing. Error bodies are read in the OpenAI, DeepSeek
 //! and Anthropic shapes (`{"error":{"message","type","code","param"}}`, Anthropic's
-//! `{"type":"error","error":{"type","message"}}`, or the bare inner object).
+//! `{"type":"error","error":{"type","message"}}`, or the bare inner object), and Gemini's
+//! (`{"error":{"code": 400,"message","status":"INVALID_ARGUMENT","details":[{"reason"}]}}`: its
+//! `status` is read as the type, an `ErrorInfo` reason such as `API_KEY_INVALID` as the code).
 //!
 //! Some route failures may still be caused by one caller's requests alone: a timeout (a huge
 //! prompt that never reaches its first token), a per-request size or token limit (413, OpenAI's
@@ -79,10 +81,21 @@ impl ErrorText {
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
         };
+        let reason = || {
+            inner
+                .get("details")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .find_map(|d| d.get("reason").and_then(Value::as_str))
+                .map(str::to_owned)
+        };
         ErrorText {
             message: text("message").map(|m| mask_credentials(&m)),
-            kind: text("type").filter(|t| t != "error"),
-            code: text("code"),
+            kind: text("type")
+                .filter(|t| t != "error")
+                .or_else(|| text("status")),
+            code: text("code").or_else(reason),
             param: text("param"),
         }
     }
@@ -118,6 +131,17 @@ impl ErrorText {
             "overloaded_error",
             "api_error",
             "server_error",
+            // Gemini's canonical statuses and reasons that concern the account or the model.
+            "API_KEY_INVALID",
+            "API_KEY_SERVICE_BLOCKED",
+            "UNAUTHENTICATED",
+            "PERMISSION_DENIED",
+            "RESOURCE_EXHAUSTED",
+            "NOT_FOUND",
+            "FAILED_PRECONDITION",
+            "UNAVAILABLE",
+            "INTERNAL",
+            "DEADLINE_EXCEEDED",
         ]) || self.says(&[
             "api key",
             "api_key",
@@ -140,6 +164,7 @@ impl ErrorText {
                 "exceed context limit",
                 "too many tokens",
                 "reduce the length of the messages",
+                "exceeds the maximum number of tokens",
             ])
     }
 
@@ -262,6 +287,32 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn gemini_statuses_are_classified() {
+        let key = fixture("google/error-400-api-key-invalid.json").unwrap_or_else(|| {
+            br#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID"}]}}"#.to_vec()
+        });
+        assert_eq!(of_status(400, &key), Cause::Route(Blame::Route));
+        assert_eq!(
+            ErrorText::parse(&key).code.as_deref(),
+            Some("API_KEY_INVALID")
+        );
+        let model = fixture("google/error-404-model-not-found.json").unwrap_or_else(|| {
+            br#"{"error":{"code":404,"message":"models/x is not found for API version v1beta","status":"NOT_FOUND"}}"#.to_vec()
+        });
+        assert_eq!(of_status(404, &model), Cause::Route(Blame::Route));
+        let invalid = br#"{"error":{"code":400,"message":"Invalid value at 'generation_config.temperature' (TYPE_FLOAT), \"hot\"","status":"INVALID_ARGUMENT"}}"#;
+        assert_eq!(of_status(400, invalid), Cause::Request(Refusal::Invalid));
+        let long = br#"{"error":{"code":400,"message":"The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).","status":"INVALID_ARGUMENT"}}"#;
+        assert_eq!(of_status(400, long), Cause::Request(Refusal::ContextLength));
+        let quota = br#"{"error":{"code":429,"message":"You exceeded your current quota.","status":"RESOURCE_EXHAUSTED"}}"#;
+        assert_eq!(of_status(429, quota), Cause::Route(Blame::Route));
+        let region = br#"{"error":{"code":400,"message":"User location is not supported for the API use.","status":"FAILED_PRECONDITION"}}"#;
+        assert_eq!(of_status(400, region), Cause::Route(Blame::Route));
+        let overloaded = br#"{"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}"#;
+        assert_eq!(of_status(503, overloaded), Cause::Route(Blame::Route));
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! - the output: `max_completion_tokens` / `max_tokens`, capped by the model's `max_output_tokens`
 //!   (that limit when the client set none), reasoning included, times the choices asked for (`n`,
 //!   `best_of`); on an Anthropic route, the `max_tokens` the translation sends, which includes the
-//!   thinking budget (`thinking.budget_tokens` or `reasoning_effort`).
+//!   thinking budget (`thinking.budget_tokens` or `reasoning_effort`); on a Gemini route, the
+//!   `maxOutputTokens` the translation sends (thinking budget included) times `n`.
 //!
 //! One walk over the parsed body, then a few multiplications per route; no allocation. The hold is
 //! taken in memory, under the key's account lock, so concurrent requests on one key can never
@@ -29,6 +30,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 use switchyard_wire::anthropic::upstream_max_tokens;
+use switchyard_wire::gemini::upstream_max_output_tokens;
 use switchyard_wire::media_tokens::{self, ImageRule, IMAGE_RULES};
 use switchyard_wire::openai::{ChatRequest, RequestError};
 
@@ -348,6 +350,20 @@ impl PromptShape {
                 };
                 (ImageRule::Anthropic, tools, output)
             }
+            // `maxOutputTokens` as sent (thinking budget included; Gemini counts thoughts in it)
+            // per candidate, within the model's limit plus the budget, times `n`.
+            ProviderKind::Gemini => {
+                let default = u32::try_from(ANTHROPIC_DEFAULT_MAX_TOKENS).unwrap_or(u32::MAX);
+                let output = match upstream_max_output_tokens(&req.body, default) {
+                    Ok(sent) => {
+                        let asked = req.max_tokens.unwrap_or(ANTHROPIC_DEFAULT_MAX_TOKENS);
+                        let room = sent.saturating_sub(asked);
+                        sent.min(model.max_output_tokens.saturating_add(room))
+                    }
+                    Err(_) => max_output(model, req),
+                };
+                (ImageRule::Gemini, 0, output.saturating_mul(self.choices))
+            }
         };
         (self.prompt_tokens(rule).saturating_add(tools), output)
     }
@@ -514,6 +530,45 @@ mod tests {
         assert_eq!(best.cost, Nanos(3_000_000));
         // The rate limiter reserves the same bound: prompt plus every choice's output.
         assert_eq!(four.tokens - one.tokens, 300);
+    }
+
+    #[test]
+    fn gemini_holds_cover_the_thinking_budget_and_every_candidate() {
+        const GEMINI: &[(&str, ProviderKind)] = &[("g", ProviderKind::Gemini)];
+        let body = |extra: serde_json::Value| {
+            let mut b = serde_json::json!({"model": "m", "max_tokens": 100,
+                "messages": [{"role": "user", "content": "x"}]});
+            b.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            b
+        };
+        let plain = bound(GEMINI, prices(0, 10), body(serde_json::json!({})));
+        assert_eq!(plain.cost, Nanos(1_000_000));
+        // 100 + 2048 output tokens (Gemini counts thoughts in maxOutputTokens).
+        let effort = bound(
+            GEMINI,
+            prices(0, 10),
+            body(serde_json::json!({"reasoning_effort": "low"})),
+        );
+        assert_eq!(effort.cost, Nanos((100 + 2048) * 10_000));
+        let budget = bound(
+            GEMINI,
+            prices(0, 10),
+            body(
+                serde_json::json!({"thinking": {"type": "enabled", "budget_tokens": 5000}, "n": 2}),
+            ),
+        );
+        assert_eq!(budget.cost, Nanos(2 * 5100 * 10_000));
+        // Without max_tokens: the 4096 the translation sends, capped by the model's 1000.
+        let none =
+            serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
+        assert_eq!(bound(GEMINI, prices(0, 10), none).cost, Nanos(10_000_000));
+        // An image of unknown size is held at Gemini's largest figure.
+        let image = serde_json::json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user",
+            "content": [{"type": "image_url", "image_url": {"url": "https://example.com/a.jpg"}}]}]});
+        let held = bound(GEMINI, prices(1_000_000, 0), image).cost;
+        assert!(held.0 >= 4128 * 1_000_000_000, "{held:?}");
     }
 
     #[test]

@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::Value;
-use switchyard_wire::anthropic;
 use switchyard_wire::embeddings::EmbeddingsRequest;
 use switchyard_wire::openai::{ChatRequest, ChunkView, RequestError};
 use switchyard_wire::sse;
+use switchyard_wire::{anthropic, gemini};
 
 use crate::app::Gateway;
 use crate::config::{AutoKind, ModelConfig, ProviderKind, Route};
@@ -241,7 +241,7 @@ async fn open_inner(
         let (i, round) = (p % n, p / n);
         let cand = &candidates[i];
         if !serves(gw, &cand.route, job.endpoint()) {
-            // An Anthropic route has no embeddings API: not a failure of the route.
+            // An Anthropic or Gemini route has no embeddings API: not a failure of the route.
             retry_at[i] = None;
             continue;
         }
@@ -556,6 +556,13 @@ fn upstream_body(gw: &Gateway, route: &Route, job: Job<'_>) -> Result<Vec<u8>, R
                 .map_err(|e| RelayError::BadRequest(RequestError::new(e.param, e.message)))?;
             Ok(serde_json::to_vec(&out).unwrap_or_default())
         }
+        ProviderKind::Gemini => {
+            let body = Value::Object(req.body.clone());
+            let max = u32::try_from(ANTHROPIC_DEFAULT_MAX_TOKENS).unwrap_or(u32::MAX);
+            let out = gemini::chat_request_to_gemini(&body, max)
+                .map_err(|e| RelayError::BadRequest(RequestError::new(e.param, e.message)))?;
+            Ok(serde_json::to_vec(&out).unwrap_or_default())
+        }
     }
 }
 
@@ -621,6 +628,7 @@ async fn try_route(
             .send_to(
                 client,
                 job.endpoint(),
+                &route.upstream_model,
                 body.clone(),
                 stream,
                 deadline,
@@ -628,8 +636,10 @@ async fn try_route(
             )
             .await
         {
-            Err(UpstreamError::Status { status: 401, .. })
-                if !refreshed && provider.config.api_key.is_some() =>
+            Err(UpstreamError::Status { status, body, .. })
+                if !refreshed
+                    && provider.config.api_key.is_some()
+                    && credential_refused(provider.kind(), status, &body) =>
             {
                 refreshed = true;
                 if let Err(e) = provider.refresh_after_rejection(generation).await {
@@ -682,6 +692,15 @@ async fn try_route(
     }
 }
 
+/// Whether an error status says the credential was refused: 401, or Gemini's 400 with the reason
+/// `API_KEY_INVALID` (Google answers a bad key that way).
+fn credential_refused(kind: ProviderKind, status: u16, body: &[u8]) -> bool {
+    status == 401
+        || (kind == ProviderKind::Gemini
+            && status == 400
+            && ErrorText::parse(body).code.as_deref() == Some("API_KEY_INVALID"))
+}
+
 /// Reads a non-streamed answer (at most `limit` bytes) and returns it as an OpenAI chat
 /// completion body. A body that is cut off, too large or not a completion fails the route
 /// (another may answer).
@@ -706,6 +725,18 @@ async fn whole_answer(
             let model = v.get("model").and_then(Value::as_str).unwrap_or_default();
             let id = crate::auth::new_id("chatcmpl-", 24);
             let chat = anthropic::message_to_chat_completion(&v, &id, model, unix_now())
+                .map_err(|_| not_completion())?;
+            Ok(Answer::Json(Bytes::from(
+                serde_json::to_vec(&chat).unwrap_or_default(),
+            )))
+        }
+        ProviderKind::Gemini => {
+            let model = v
+                .get("modelVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let id = crate::auth::new_id("chatcmpl-", 24);
+            let chat = gemini::response_to_chat_completion(&v, &id, model, unix_now())
                 .map_err(|_| not_completion())?;
             Ok(Answer::Json(Bytes::from(
                 serde_json::to_vec(&chat).unwrap_or_default(),
@@ -835,6 +866,29 @@ fn classify_first(event: &sse::Event, dialect: ProviderKind) -> Result<FirstEven
                 "content_block_delta" | "message_delta" | "message_stop" => Ok(FirstEvent::Token),
                 _ => Ok(FirstEvent::Preamble(None)),
             }
+        }
+        ProviderKind::Gemini => {
+            let v: Value = serde_json::from_slice(&event.data).map_err(|_| malformed())?;
+            if !v.is_object() {
+                return Err(malformed());
+            }
+            if let Some(err) = gemini::GeminiError::from_value(&v) {
+                return Err(UpstreamError::Status {
+                    status: if err.code >= 400 { err.code } else { 500 },
+                    body: Bytes::from(event.data.to_vec()),
+                    retry_after: None,
+                });
+            }
+            let says_something = v
+                .get("candidates")
+                .and_then(Value::as_array)
+                .is_some_and(|c| !c.is_empty())
+                || v.pointer("/promptFeedback/blockReason").is_some();
+            Ok(if says_something {
+                FirstEvent::Token
+            } else {
+                FirstEvent::Preamble(None)
+            })
         }
     }
 }

@@ -24,7 +24,6 @@ use switchyard_wire::sse;
 use switchyard_wire::upstream::{Chunk, Stamp, UpstreamEvent, UpstreamProblem};
 
 use crate::app::Gateway;
-use crate::config::ProviderKind;
 use crate::ledger::{Durable, EndReason, LedgerError};
 use crate::relay::attempts::{unix_now, UpstreamStream};
 use crate::relay::settlement::{Settled, Settlement};
@@ -69,7 +68,7 @@ impl ChatStream {
         gw: Option<Arc<Gateway>>,
     ) -> ChatStream {
         // A translated stream carries the gateway's own id; the upstream's chunks carry theirs.
-        let translated = upstream.dialect == ProviderKind::Anthropic;
+        let translated = !upstream.dialect.speaks_openai();
         let stamp = if translated {
             Stamp {
                 id: crate::auth::new_id("chatcmpl-", 24),

@@ -67,11 +67,11 @@ pub async fn create(
         .iter()
         .filter_map(|r| gw.config.providers.get(&r.provider).map(|p| p.kind))
         .collect();
-    if !dialects.iter().any(|k| *k != ProviderKind::Anthropic) {
+    if !dialects.iter().any(|k| k.speaks_openai()) {
         return Err(RelayError::BadRequest(RequestError::new(
             "model",
             format!(
-                "No route of the model '{}' serves embeddings (Anthropic has no embeddings API).",
+                "No route of the model '{}' serves embeddings (Anthropic and Gemini routes have no OpenAI embeddings API).",
                 req.model
             ),
         )));
@@ -84,7 +84,7 @@ pub async fn create(
             gw.config
                 .providers
                 .get(&r.provider)
-                .is_some_and(|p| p.kind != ProviderKind::Anthropic)
+                .is_some_and(|p| p.kind.speaks_openai())
         })
         .map(|r| r.prices.worst_case(req.token_bound, 0))
         .max()

@@ -133,6 +133,7 @@ pub fn meter_chunk(meter: &mut Meter, chunk: &Chunk<'_>) -> Option<&'static str>
 pub fn decoder(kind: ProviderKind, stamp: Stamp) -> UpstreamDecoder {
     let dialect = match kind {
         ProviderKind::Anthropic => Dialect::Anthropic,
+        ProviderKind::Gemini => Dialect::Gemini,
         ProviderKind::OpenAi | ProviderKind::DeepSeek => Dialect::OpenAi,
     };
     UpstreamDecoder::new(dialect, stamp)

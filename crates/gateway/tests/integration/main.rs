@@ -17,6 +17,7 @@ mod embeddings;
 mod errors;
 mod events;
 mod failover;
+mod gemini;
 mod harness;
 mod holds;
 mod hostile_inputs;

@@ -20,7 +20,6 @@ use switchyard_wire::sse;
 use switchyard_wire::upstream::{Stamp, UpstreamEvent, UpstreamProblem};
 
 use crate::app::Gateway;
-use crate::config::ProviderKind;
 use crate::ledger::EndReason;
 use crate::relay::attempts::{unix_now, UpstreamStream};
 use crate::relay::responses::Keeper;
@@ -62,7 +61,7 @@ impl ResponseStream {
         keeper: Keeper,
         gw: Arc<Gateway>,
     ) -> ResponseStream {
-        let translated = upstream.dialect == ProviderKind::Anthropic;
+        let translated = !upstream.dialect.speaks_openai();
         let stamp = Stamp {
             id: ctx.id.clone(),
             model: ctx.model.clone(),
