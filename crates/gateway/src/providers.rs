@@ -258,35 +258,12 @@ impl Provider {
         }
     }
 
-    /// Sends a request body (already in this provider's dialect) to the chat endpoint and returns
+    /// Sends a request body (already in this provider's dialect) to `endpoint` and returns
     /// the response once its headers arrived with a success status, before `deadline`; any other
     /// status is an error carrying the body. Headers sent: content-type, accept, the credential
     /// and `x-request-id` (the id the client sees: its own when valid, else the gateway's); no
     /// other client header is ever forwarded. `model` is the upstream's name for the model (Gemini
     /// puts it in the URL).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn send(
-        &self,
-        client: &reqwest::Client,
-        model: &str,
-        body: Vec<u8>,
-        stream: bool,
-        deadline: tokio::time::Instant,
-        request_id: &str,
-    ) -> Result<reqwest::Response, UpstreamError> {
-        self.send_to(
-            client,
-            Endpoint::Chat,
-            model,
-            body,
-            stream,
-            deadline,
-            request_id,
-        )
-        .await
-    }
-
-    /// `send`, to `endpoint`.
     #[allow(clippy::too_many_arguments)]
     pub async fn send_to(
         &self,
