@@ -1,6 +1,11 @@
-//! The `switchyard` binary: parses the command line and runs it (see `cli.rs`).
+//! The `switchyard` binary: parses the command line and runs it (see `cli.rs`), on mimalloc
+//! (measured: a quarter less CPU per request than the system allocator, and less memory per
+//! open stream; `docs/benchmarks.md`).
 
 use clap::Parser;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

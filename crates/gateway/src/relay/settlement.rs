@@ -350,7 +350,7 @@ impl Settlement {
 
     /// Journals the request's progress when the last checkpoint is a second old: the tokens so
     /// far (the upstream's report, or the prompt and the text delivered since the last checkpoint
-    /// counted on a blocking thread). Cheap when not due: one clock read.
+    /// counted on the checkpoint-counting thread). Cheap when not due: one clock read.
     pub fn checkpoint(&mut self) {
         let now = Instant::now();
         if now < self.checkpoints.next_at {
@@ -386,6 +386,7 @@ impl Settlement {
             return;
         }
         let fresh = m.delivered()[self.checkpoints.counted_len..].to_owned();
+        let counted_before = self.checkpoints.counted_len;
         self.checkpoints.counted_len = m.delivered().len();
         let counts = self.checkpoints.counts.clone();
         let prompt = a.prompt.clone();
@@ -393,7 +394,7 @@ impl Settlement {
             .served_model_name()
             .unwrap_or(&a.requested_model)
             .to_owned();
-        tokio::task::spawn_blocking(move || {
+        let queued = tokens::in_background(move || {
             let mut p = counts.prompt.load(Ordering::Relaxed);
             if p == 0 {
                 p = tokens::prompt_tokens(&model, &prompt.prompt());
@@ -404,6 +405,10 @@ impl Settlement {
             rec.completion_tokens = counts.completion.fetch_add(c, Ordering::Relaxed) + c;
             journal.progress(rec);
         });
+        if !queued {
+            // The counting thread is behind: this text is counted with the next checkpoint.
+            self.checkpoints.counted_len = counted_before;
+        }
     }
 
     /// Writes the ledger entry now and waits until it is durable (committed, or journaled when
