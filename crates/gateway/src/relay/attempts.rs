@@ -712,16 +712,22 @@ async fn whole_answer(
 ) -> Result<Answer, UpstreamError> {
     let body = read_bounded(resp, limit, deadline, "answer").await?;
     let not_completion = || UpstreamError::Body("the upstream's answer is not a completion".into());
-    let v: Value = serde_json::from_slice(&body).map_err(|_| not_completion())?;
+    let parse = || serde_json::from_slice::<Value>(&body).map_err(|_| not_completion());
     match dialect {
         ProviderKind::OpenAi | ProviderKind::DeepSeek => {
-            if v.get("choices").is_some_and(Value::is_array) {
-                Ok(Answer::Json(body))
-            } else {
-                Err(not_completion())
+            // Checked without building a tree: the relay parses the body once, after this.
+            #[derive(serde::Deserialize)]
+            struct Completion {
+                #[allow(dead_code)]
+                choices: Vec<serde::de::IgnoredAny>,
+            }
+            match serde_json::from_slice::<Completion>(&body) {
+                Ok(_) => Ok(Answer::Json(body)),
+                Err(_) => Err(not_completion()),
             }
         }
         ProviderKind::Anthropic => {
+            let v = parse()?;
             let model = v.get("model").and_then(Value::as_str).unwrap_or_default();
             let id = crate::auth::new_id("chatcmpl-", 24);
             let chat = anthropic::message_to_chat_completion(&v, &id, model, unix_now())
@@ -731,6 +737,7 @@ async fn whole_answer(
             )))
         }
         ProviderKind::Gemini => {
+            let v = parse()?;
             let model = v
                 .get("modelVersion")
                 .and_then(Value::as_str)
