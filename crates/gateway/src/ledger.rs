@@ -66,6 +66,10 @@ pub enum LedgerError {
     Shared(Arc<LedgerError>),
     #[error("instances = \"shared\" needs a PostgreSQL database (postgres://…)")]
     SharedNeedsPostgres,
+    /// Every connection to `sqlite::memory:` is a database of its own: the writer would write
+    /// where no table exists and every request would fail.
+    #[error("an in-memory SQLite database cannot be shared by the ledger's connections; use a file (sqlite://switchyard.db)")]
+    InMemorySqlite,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -388,6 +392,9 @@ impl Ledger {
     ) -> Result<Ledger, LedgerError> {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
+        if sqlite && url.contains(":memory:") {
+            return Err(LedgerError::InMemorySqlite);
+        }
         let url = if sqlite && !url.contains("mode=") && !url.contains(":memory:") {
             let sep = if url.contains('?') { '&' } else { '?' };
             format!("{url}{sep}mode=rwc")

@@ -619,3 +619,14 @@ async fn balance_arithmetic_is_checked(ledger: Ledger) {
     // The key still reads back as integers in every listing.
     assert!(ledger.keys().await.unwrap().iter().any(|k| k.id == id));
 }
+
+/// `sqlite::memory:` gives every pooled connection a database of its own: it used to start, then
+/// answer every request with 503 (the writer's connection had no tables). It is refused up front.
+#[tokio::test]
+async fn an_in_memory_sqlite_database_is_refused_with_advice() {
+    for url in ["sqlite::memory:", "sqlite://:memory:"] {
+        let err = Ledger::connect(url).await.err().expect("refused");
+        assert!(matches!(err, LedgerError::InMemorySqlite), "{url}: {err}");
+        assert!(err.to_string().contains("use a file"), "{err}");
+    }
+}
