@@ -9,6 +9,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    switchyard::telemetry::init();
+    // Held to the end: dropping it flushes the log lines still queued.
+    let _logs = switchyard::telemetry::init();
     switchyard::cli::run(switchyard::cli::Cli::parse()).await
 }

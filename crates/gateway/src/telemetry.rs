@@ -11,13 +11,22 @@ use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber once; later calls do nothing.
-pub fn init() {
+/// Installs the global subscriber once; later calls do nothing (and return `None`). Lines are
+/// written to stderr by a thread of their own (tracing-appender), so a request's access-log line
+/// costs its runtime thread a queue push, not a write to the terminal or pipe; if that thread
+/// falls 128,000 lines behind, lines are dropped rather than requests slowed. Keep the guard
+/// until the process ends: dropping it flushes what is queued.
+pub fn init() -> Option<tracing_appender::non_blocking::WorkerGuard> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        // Colour codes only for a terminal, not into a log file or a collector.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(writer)
+        .try_init()
+        .ok()
+        .map(|_| guard)
 }
 
 /// Histogram buckets (seconds) for time to first token and request duration.
