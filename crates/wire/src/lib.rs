@@ -5,6 +5,7 @@
 //! returns bytes or values, so each translation can be tested on recorded transcripts alone.
 
 pub mod anthropic;
+mod borrowed;
 pub mod completions;
 pub mod embeddings;
 pub mod gemini;

@@ -336,12 +336,13 @@ fn check_message(i: usize, m: &Value) -> Result<(), RequestError> {
     }
 }
 
-/// What the relay reads from one streamed chunk, borrowed from its bytes.
+/// What the relay reads from one streamed chunk, borrowed from its bytes: a string without
+/// escapes is a slice of the chunk; only one with escapes (`\n`, `\"`, …) is copied.
 #[derive(Debug, Deserialize, Default)]
 pub struct ChunkView<'a> {
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "crate::borrowed::nullable_str")]
     pub id: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "crate::borrowed::nullable_str")]
     pub model: Option<Cow<'a, str>>,
     #[serde(default)]
     pub created: Option<u64>,
@@ -357,35 +358,42 @@ pub struct ChunkView<'a> {
 pub struct ChoiceView<'a> {
     #[serde(default, borrow)]
     pub delta: DeltaView<'a>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "crate::borrowed::nullable_str")]
     pub finish_reason: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
 pub struct DeltaView<'a> {
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "crate::borrowed::nullable_str")]
     pub content: Option<Cow<'a, str>>,
     /// DeepSeek's name for reasoning text.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "crate::borrowed::nullable_str")]
     pub reasoning_content: Option<Cow<'a, str>>,
     /// The name OpenRouter and vLLM use for the same thing.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "crate::borrowed::nullable_str")]
     pub reasoning: Option<Cow<'a, str>>,
+    /// The signature of an Anthropic thinking block (the gateway's own extension).
+    #[serde(default, borrow, deserialize_with = "crate::borrowed::nullable_str")]
+    pub reasoning_signature: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     pub tool_calls: Vec<ToolCallView<'a>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
 pub struct ToolCallView<'a> {
+    #[serde(default)]
+    pub index: Option<u64>,
+    #[serde(default, borrow, deserialize_with = "crate::borrowed::nullable_str")]
+    pub id: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     pub function: FunctionView<'a>,
 }
 
 #[derive(Debug, Deserialize, Default)]
 pub struct FunctionView<'a> {
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "crate::borrowed::nullable_str")]
     pub name: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "crate::borrowed::nullable_str")]
     pub arguments: Option<Cow<'a, str>>,
 }
 
@@ -444,6 +452,22 @@ mod tests {
 
     fn err(body: &str) -> RequestError {
         ChatRequest::parse(body.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn a_chunk_view_borrows_plain_strings_and_unescapes_the_others() {
+        let data = br#"{"id":"c1","model":"m","choices":[{"index":0,"delta":{"content":"a\"b\n","reasoning_signature":"sig","tool_calls":[{"index":2,"id":"t","function":{"name":"f","arguments":null}}]},"finish_reason":null}]}"#;
+        let v = ChunkView::parse(data).unwrap();
+        assert!(matches!(v.id, Some(Cow::Borrowed("c1"))));
+        assert!(matches!(v.model, Some(Cow::Borrowed("m"))));
+        let d = &v.choices[0].delta;
+        assert_eq!(d.content.as_deref(), Some("a\"b\n"));
+        assert!(matches!(d.reasoning_signature, Some(Cow::Borrowed("sig"))));
+        let call = &d.tool_calls[0];
+        assert_eq!((call.index, call.id.as_deref()), (Some(2), Some("t")));
+        assert!(matches!(call.function.name, Some(Cow::Borrowed("f"))));
+        assert!(call.function.arguments.is_none() && v.choices[0].finish_reason.is_none());
+        assert!(ChunkView::parse(br#"{"choices":[{"delta":{"content":5}}]}"#).is_none());
     }
 
     #[test]

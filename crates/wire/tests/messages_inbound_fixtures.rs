@@ -92,11 +92,11 @@ fn recorded_anthropic_streams_round_trip_through_chat_into_the_same_messages_str
         for (n, v) in &recorded {
             up.push(n, &v.to_string()).unwrap();
             for chunk in up.drain() {
-                inbound.chunk(&chunk, &mut out);
+                inbound.chunk_data(chunk.to_string().as_bytes(), &mut out);
             }
         }
         if let Some(u) = up.usage_chunk() {
-            inbound.chunk(&u, &mut out);
+            inbound.chunk_data(u.to_string().as_bytes(), &mut out);
         }
         inbound.finish(&mut out);
         let ours = events(&out);

@@ -101,6 +101,8 @@ struct MessagesBody {
     inner: Box<dyn Stream<Item = Bytes> + Send + Unpin>,
     /// Bytes of the chat stream not yet ending in a whole frame.
     pending: BytesMut,
+    /// `pending[..scanned]` holds no frame end: the next search resumes there.
+    scanned: usize,
     out: BytesMut,
     events: MessagesStream,
     finished: bool,
@@ -115,6 +117,7 @@ impl MessagesBody {
         MessagesBody {
             inner,
             pending: BytesMut::new(),
+            scanned: 0,
             out: BytesMut::with_capacity(1024),
             events: MessagesStream::new(id, model),
             finished: false,
@@ -122,9 +125,17 @@ impl MessagesBody {
     }
 
     /// Translates every whole frame in `pending` (the chat relay writes `data: …\n\n` and
-    /// `: comment\n\n` frames only).
+    /// `: comment\n\n` frames only). The search for a frame's end resumes where the last one
+    /// stopped; each chunk is read through its borrowed view.
     fn translate(&mut self) {
-        while let Some(end) = self.pending.windows(2).position(|w| w == b"\n\n") {
+        loop {
+            // One byte back: the "\n\n" may straddle two reads.
+            let from = self.scanned.saturating_sub(1);
+            let Some(end) = frame_end(&self.pending[from..]).map(|at| from + at) else {
+                self.scanned = self.pending.len();
+                return;
+            };
+            self.scanned = 0;
             let frame = self.pending.split_to(end + 2);
             if self.events.is_ended() {
                 continue;
@@ -147,11 +158,23 @@ impl MessagesBody {
                 self.events.finish(&mut self.out);
                 continue;
             }
-            if let Ok(v) = serde_json::from_slice::<Value>(data) {
-                self.events.chunk(&v, &mut self.out);
-            }
+            self.events.chunk_data(data, &mut self.out);
         }
     }
+}
+
+/// Where the first `\n\n` in `bytes` starts.
+fn frame_end(bytes: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(at) = bytes[from..].iter().position(|&b| b == b'\n') {
+        let i = from + at;
+        match bytes.get(i + 1) {
+            Some(b'\n') => return Some(i),
+            Some(_) => from = i + 1,
+            None => return None,
+        }
+    }
+    None
 }
 
 impl Stream for MessagesBody {

@@ -4,10 +4,12 @@
 //! ([`MessagesStream`]: `message_start`, `ping`, `content_block_start/delta/stop` for thinking,
 //! text and tool_use, `message_delta`, `message_stop`; errors as `event: error`). Pure, no IO.
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::TranslateError;
+use crate::openai::ChunkView;
 use crate::sse;
 
 /// A Messages request as the chat request the relay serves.
@@ -497,7 +499,9 @@ enum Block {
 }
 
 /// Chat chunks (as the gateway's chat relay writes them: the usage and cost arrive on the last
-/// chunks) → the Messages event sequence, written as SSE into the caller's buffer.
+/// chunks) → the Messages event sequence, written as SSE into the caller's buffer. A chunk is read
+/// through its borrowed [`ChunkView`] and every event is serialised straight into the buffer: per
+/// chunk nothing is allocated but the view's vectors (the usage is kept once, at the end).
 #[derive(Debug)]
 pub struct MessagesStream {
     id: String,
@@ -510,6 +514,66 @@ pub struct MessagesStream {
     signature: Option<String>,
     finish: Option<String>,
     usage: Option<Value>,
+}
+
+/// `{"type": "content_block_delta", "index": …, "delta": …}`.
+#[derive(Serialize)]
+struct BlockDelta<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    index: u64,
+    delta: DeltaOut<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type")]
+enum DeltaOut<'a> {
+    #[serde(rename = "thinking_delta")]
+    Thinking { thinking: &'a str },
+    #[serde(rename = "text_delta")]
+    Text { text: &'a str },
+    #[serde(rename = "input_json_delta")]
+    InputJson { partial_json: &'a str },
+    #[serde(rename = "signature_delta")]
+    Signature { signature: &'a str },
+}
+
+/// `{"type": "content_block_start", "index": …, "content_block": …}`.
+#[derive(Serialize)]
+struct BlockStart<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    index: u64,
+    content_block: BlockOut<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum BlockOut<'a> {
+    Thinking {
+        thinking: &'static str,
+        signature: &'static str,
+    },
+    Text {
+        text: &'static str,
+    },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        input: Empty,
+    },
+}
+
+/// `{}`.
+#[derive(Serialize)]
+struct Empty {}
+
+/// `{"type": "content_block_stop", "index": …}`.
+#[derive(Serialize)]
+struct BlockStop {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    index: u64,
 }
 
 impl MessagesStream {
@@ -527,8 +591,17 @@ impl MessagesStream {
         }
     }
 
-    fn event(out: &mut BytesMut, name: &str, v: &Value) {
-        sse::write_named(out, name, v.to_string().as_bytes());
+    /// `event: <name>\ndata: <v as compact JSON>\n\n`, serialised into `out` directly.
+    fn event(out: &mut BytesMut, name: &str, v: &impl Serialize) {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\ndata: ");
+        // Serialising these shapes into memory cannot fail (no IO, string keys only); compact
+        // JSON has no raw newline, so the payload stays on one `data:` line.
+        if serde_json::to_writer(out.writer(), v).is_err() {
+            out.extend_from_slice(b"{}");
+        }
+        out.extend_from_slice(b"\n\n");
     }
 
     /// `message_start` and the first `ping`, once.
@@ -551,7 +624,7 @@ impl MessagesStream {
 
     /// A keep-alive.
     pub fn ping(out: &mut BytesMut) {
-        Self::event(out, "ping", &json!({"type": "ping"}));
+        sse::write_named(out, "ping", br#"{"type":"ping"}"#);
     }
 
     fn close_block(&mut self, out: &mut BytesMut) {
@@ -561,22 +634,26 @@ impl MessagesStream {
         let index = self.next_index - 1;
         if self.block == Block::Thinking {
             let signature = self.signature.take().unwrap_or_default();
-            Self::event(
+            Self::delta(
                 out,
-                "content_block_delta",
-                &json!({"type": "content_block_delta", "index": index,
-                        "delta": {"type": "signature_delta", "signature": signature}}),
+                index,
+                DeltaOut::Signature {
+                    signature: &signature,
+                },
             );
         }
         Self::event(
             out,
             "content_block_stop",
-            &json!({"type": "content_block_stop", "index": index}),
+            &BlockStop {
+                kind: "content_block_stop",
+                index,
+            },
         );
         self.block = Block::None;
     }
 
-    fn open_block(&mut self, out: &mut BytesMut, block: Block, content_block: Value) -> u64 {
+    fn open_block(&mut self, out: &mut BytesMut, block: Block, content_block: BlockOut<'_>) {
         self.close_block(out);
         let index = self.next_index;
         self.next_index += 1;
@@ -584,88 +661,102 @@ impl MessagesStream {
         Self::event(
             out,
             "content_block_start",
-            &json!({"type": "content_block_start", "index": index, "content_block": content_block}),
+            &BlockStart {
+                kind: "content_block_start",
+                index,
+                content_block,
+            },
         );
-        index
     }
 
-    fn delta(out: &mut BytesMut, index: u64, delta: Value) {
+    fn delta(out: &mut BytesMut, index: u64, delta: DeltaOut<'_>) {
         Self::event(
             out,
             "content_block_delta",
-            &json!({"type": "content_block_delta", "index": index, "delta": delta}),
+            &BlockDelta {
+                kind: "content_block_delta",
+                index,
+                delta,
+            },
         );
     }
 
+    /// One chat chunk's data, parsed as a [`ChunkView`] (data that is not a chunk is skipped).
+    pub fn chunk_data(&mut self, data: &[u8], out: &mut BytesMut) {
+        if let Some(view) = ChunkView::parse(data) {
+            self.chunk(&view, out);
+        }
+    }
+
     /// One chat chunk (or a chat error event `{"error":{…}}`).
-    pub fn chunk(&mut self, chunk: &Value, out: &mut BytesMut) {
-        if let Some(e) = chunk.get("error").filter(|e| e.is_object()) {
-            self.error(e, out);
-            return;
+    pub fn chunk(&mut self, chunk: &ChunkView<'_>, out: &mut BytesMut) {
+        if let Some(e) = chunk.error {
+            if let Ok(e @ Value::Object(_)) = serde_json::from_str::<Value>(e.get()) {
+                self.error(&e, out);
+                return;
+            }
         }
         self.start(out);
-        if let Some(u) = chunk.get("usage").filter(|u| u.is_object()) {
-            self.usage = Some(u.clone());
+        if let Some(u) = chunk.usage {
+            if let Ok(u @ Value::Object(_)) = serde_json::from_str::<Value>(u.get()) {
+                self.usage = Some(u);
+            }
         }
-        let Some(choice) = chunk["choices"].get(0) else {
+        let Some(choice) = chunk.choices.first() else {
             return;
         };
-        let d = &choice["delta"];
-        let reasoning = d["reasoning_content"]
-            .as_str()
-            .or(d["reasoning"].as_str())
+        let d = &choice.delta;
+        let reasoning = d
+            .reasoning_content
+            .as_deref()
+            .or(d.reasoning.as_deref())
             .filter(|r| !r.is_empty());
         if let Some(r) = reasoning {
             if self.block != Block::Thinking {
                 self.open_block(
                     out,
                     Block::Thinking,
-                    json!({"type": "thinking", "thinking": "", "signature": ""}),
+                    BlockOut::Thinking {
+                        thinking: "",
+                        signature: "",
+                    },
                 );
             }
-            Self::delta(
-                out,
-                self.next_index - 1,
-                json!({"type": "thinking_delta", "thinking": r}),
-            );
+            Self::delta(out, self.next_index - 1, DeltaOut::Thinking { thinking: r });
         }
-        if let Some(s) = d["reasoning_signature"].as_str() {
-            self.signature = Some(s.to_owned());
+        if let Some(s) = d.reasoning_signature.as_deref() {
+            let kept = self.signature.get_or_insert_with(String::new);
+            kept.clear();
+            kept.push_str(s);
         }
-        if let Some(t) = d["content"].as_str().filter(|t| !t.is_empty()) {
+        if let Some(t) = d.content.as_deref().filter(|t| !t.is_empty()) {
             if self.block != Block::Text {
-                self.open_block(out, Block::Text, json!({"type": "text", "text": ""}));
+                self.open_block(out, Block::Text, BlockOut::Text { text: "" });
             }
-            Self::delta(
-                out,
-                self.next_index - 1,
-                json!({"type": "text_delta", "text": t}),
-            );
+            Self::delta(out, self.next_index - 1, DeltaOut::Text { text: t });
         }
-        for call in d["tool_calls"].as_array().into_iter().flatten() {
-            let n = call["index"].as_u64().unwrap_or(0);
+        for call in &d.tool_calls {
+            let n = call.index.unwrap_or(0);
             if self.block != Block::Tool(n) {
                 self.open_block(
                     out,
                     Block::Tool(n),
-                    json!({"type": "tool_use",
-                           "id": call["id"].as_str().unwrap_or_default(),
-                           "name": call["function"]["name"].as_str().unwrap_or_default(),
-                           "input": {}}),
+                    BlockOut::ToolUse {
+                        id: call.id.as_deref().unwrap_or_default(),
+                        name: call.function.name.as_deref().unwrap_or_default(),
+                        input: Empty {},
+                    },
                 );
             }
-            if let Some(a) = call["function"]["arguments"]
-                .as_str()
-                .filter(|a| !a.is_empty())
-            {
+            if let Some(a) = call.function.arguments.as_deref().filter(|a| !a.is_empty()) {
                 Self::delta(
                     out,
                     self.next_index - 1,
-                    json!({"type": "input_json_delta", "partial_json": a}),
+                    DeltaOut::InputJson { partial_json: a },
                 );
             }
         }
-        if let Some(f) = choice["finish_reason"].as_str() {
+        if let Some(f) = choice.finish_reason.as_deref() {
             self.finish = Some(f.to_owned());
         }
     }
@@ -834,7 +925,7 @@ mod tests {
             json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": ":1}"}}]}, "finish_reason": "tool_calls"}],
                    "usage": {"prompt_tokens": 10, "completion_tokens": 5, "cost": "0.1"}}),
         ] {
-            s.chunk(&c, &mut out);
+            s.chunk_data(c.to_string().as_bytes(), &mut out);
         }
         s.finish(&mut out);
         let ev = events(&out);

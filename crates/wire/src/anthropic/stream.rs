@@ -6,7 +6,10 @@
 //! `usage`, the optional `choices: []` usage chunk ([`StreamTranslator::usage_chunk`]) and `data: [DONE]`.
 
 use super::{finish_reason, TranslateError, UpstreamError, Usage};
+use crate::borrowed::nullable_str;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// What the translator remembers about one Anthropic content block, keyed by the block's `index`.
@@ -95,6 +98,13 @@ impl StreamTranslator {
         };
         if name.is_some_and(|n| !is_known(n)) {
             return Ok(()); // ping, and event types added after this was written
+        }
+        // The hot event, read borrowed; any other shape takes the general path below.
+        if name == Some("content_block_delta") {
+            if let Ok(e) = serde_json::from_str::<DeltaEvent<'_>>(data) {
+                self.delta(e.index.unwrap_or(u64::MAX), &e.delta);
+                return Ok(());
+            }
         }
         let data: Value = serde_json::from_str(data).map_err(|e| {
             TranslateError::new(
@@ -288,14 +298,29 @@ impl StreamTranslator {
     fn block_delta(&mut self, data: &Value) {
         let index = data["index"].as_u64().unwrap_or(u64::MAX);
         let delta = &data["delta"];
-        match delta["type"].as_str().unwrap_or_default() {
+        let text = |k: &str| delta[k].as_str().map(Cow::Borrowed);
+        let view = DeltaView {
+            kind: text("type"),
+            text: text("text"),
+            thinking: text("thinking"),
+            signature: text("signature"),
+            partial_json: text("partial_json"),
+        };
+        self.delta(index, &view);
+    }
+
+    fn delta(&mut self, index: u64, delta: &DeltaView<'_>) {
+        fn text<'t>(t: &'t Option<Cow<'_, str>>) -> Option<&'t str> {
+            t.as_deref().filter(|t| !t.is_empty())
+        }
+        match delta.kind.as_deref().unwrap_or_default() {
             "text_delta" => {
-                if let Some(text) = delta["text"].as_str().filter(|t| !t.is_empty()) {
+                if let Some(text) = text(&delta.text) {
                     self.emit_field("content", json!(text));
                 }
             }
             "thinking_delta" => {
-                if let Some(text) = delta["thinking"].as_str().filter(|t| !t.is_empty()) {
+                if let Some(text) = text(&delta.thinking) {
                     if let Some(Block::Thinking { text: acc, .. }) = self.block_mut(index) {
                         acc.push_str(text);
                     }
@@ -303,7 +328,7 @@ impl StreamTranslator {
                 }
             }
             "signature_delta" => {
-                if let Some(sig) = delta["signature"].as_str().filter(|s| !s.is_empty()) {
+                if let Some(sig) = text(&delta.signature) {
                     if let Some(Block::Thinking { signature, .. }) = self.block_mut(index) {
                         signature.push_str(sig);
                     }
@@ -312,7 +337,7 @@ impl StreamTranslator {
                 }
             }
             "input_json_delta" => {
-                let Some(part) = delta["partial_json"].as_str().filter(|p| !p.is_empty()) else {
+                let Some(part) = text(&delta.partial_json) else {
                     return;
                 };
                 let Some(Block::Tool {
@@ -374,6 +399,30 @@ impl StreamTranslator {
     }
 }
 
+/// A `content_block_delta` event, borrowed from its data.
+#[derive(Deserialize)]
+struct DeltaEvent<'a> {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(borrow)]
+    delta: DeltaView<'a>,
+}
+
+/// A content block's delta: its `type` and whichever text field that type carries.
+#[derive(Deserialize)]
+struct DeltaView<'a> {
+    #[serde(rename = "type", default, borrow, deserialize_with = "nullable_str")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "nullable_str")]
+    text: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "nullable_str")]
+    thinking: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "nullable_str")]
+    signature: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "nullable_str")]
+    partial_json: Option<Cow<'a, str>>,
+}
+
 fn is_known(event: &str) -> bool {
     matches!(
         event,
@@ -413,6 +462,78 @@ mod tests {
         r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"model":"claude-3","stop_reason":null,"usage":{"input_tokens":11,"output_tokens":1,"cache_read_input_tokens":5,"cache_creation_input_tokens":2}}}"#,
     );
     const STOP: (&str, &str) = ("message_stop", r#"{"type":"message_stop"}"#);
+
+    #[test]
+    fn named_deltas_read_borrowed_translate_like_the_general_path() {
+        let events = [
+            START,
+            (
+                "content_block_start",
+                r#"{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"a \"quoted\"\nline"}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"c2ln"}}"#,
+            ),
+            (
+                "content_block_stop",
+                r#"{"type":"content_block_stop","index":0}"#,
+            ),
+            (
+                "content_block_start",
+                r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"t1","name":"f","input":{}}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"a\":"}}"#,
+            ),
+            // Shapes the borrowed read refuses go the general way: a text that is not a string,
+            // an index that is not a count.
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":7}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":-1,"delta":{"type":"text_delta","text":"x"}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"1}"}}"#,
+            ),
+            (
+                "content_block_stop",
+                r#"{"type":"content_block_stop","index":1}"#,
+            ),
+            STOP,
+        ];
+        let (named, borrowed) = run(&events);
+        let unnamed: Vec<(&str, &str)> = events.iter().map(|(_, d)| ("", *d)).collect();
+        let (general_t, general) = run(&unnamed);
+        assert_eq!(borrowed, general);
+        assert_eq!(named.thinking_blocks(), general_t.thinking_blocks());
+        assert_eq!(named.thinking_blocks()[0]["thinking"], "a \"quoted\"\nline");
+        let args: String = deltas(&borrowed)
+            .iter()
+            .filter_map(|d| {
+                d["tool_calls"][0]["function"]["arguments"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .collect();
+        assert_eq!(args, "{\"a\":1}");
+        assert_eq!(
+            deltas(&borrowed)
+                .iter()
+                .filter(|d| d["content"] == "x")
+                .count(),
+            1
+        );
+    }
 
     #[test]
     fn text_stream_becomes_role_content_and_finish_chunks() {
