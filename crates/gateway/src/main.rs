@@ -7,9 +7,8 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     // Held to the end: dropping it flushes the log lines still queued.
     let _logs = switchyard::telemetry::init();
-    switchyard::cli::run(switchyard::cli::Cli::parse()).await
+    switchyard::cli::main(switchyard::cli::Cli::parse())
 }
