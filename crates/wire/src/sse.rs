@@ -301,6 +301,29 @@ pub fn write_named(out: &mut BytesMut, name: &str, payload: &[u8]) {
     write_data(out, payload);
 }
 
+/// Writes `event` back as SSE: its `event:` line when it had a name, one `data:` line per line
+/// of its data, then the blank line. For an event framed as `event: <name>\ndata: <json>\n\n`
+/// (every real provider's framing) these are the bytes that were received.
+pub fn write_event(out: &mut BytesMut, event: &Event) {
+    if let Some(name) = &event.name {
+        out.reserve(name.len() + event.data.len() + 16);
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name);
+        out.extend_from_slice(b"\n");
+    }
+    for line in event.data.split(|&b| b == b'\n') {
+        write_data_line(out, line);
+    }
+    out.extend_from_slice(b"\n");
+}
+
+fn write_data_line(out: &mut BytesMut, line: &[u8]) {
+    out.reserve(line.len() + 7);
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(line);
+    out.extend_from_slice(b"\n");
+}
+
 /// Writes a comment line `: <text>\n\n`. The text must not contain a line break.
 pub fn write_comment(out: &mut BytesMut, text: &[u8]) {
     out.reserve(text.len() + 4);
@@ -361,6 +384,17 @@ mod tests {
         assert_eq!(events.len(), 2);
         assert_eq!(&events[0].data[..], b"a\nb");
         assert_eq!(&events[1].data[..], b"");
+    }
+
+    #[test]
+    fn a_decoded_event_is_written_back_as_it_came() {
+        let stream: &[u8] =
+            b"event: message_delta\ndata: {\"a\":1}\n\ndata: x\ndata: y\n\nevent: ping\ndata: {\"type\": \"ping\"}\n\n";
+        let mut out = BytesMut::new();
+        for e in all(&[stream]) {
+            write_event(&mut out, &e);
+        }
+        assert_eq!(&out[..], stream);
     }
 
     #[test]
