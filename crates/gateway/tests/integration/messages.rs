@@ -401,7 +401,15 @@ async fn a_stream_from_an_anthropic_route_is_the_upstreams_bytes_plus_the_cost()
     .await;
     assert_eq!(resp.status(), 200);
     let id = harness::request_id(&resp);
-    let client = resp.text().await.unwrap();
+    // message_stop comes only once the entry is durable: the moment it arrives, the entry is there.
+    let mut frames = resp.bytes_stream();
+    let mut client = String::new();
+    while let Some(frame) = futures_util::StreamExt::next(&mut frames).await {
+        client.push_str(std::str::from_utf8(&frame.unwrap()).unwrap());
+        if client.contains("event: message_stop") {
+            assert!(gw.gw.ledger.entry(&id).await.unwrap().is_some());
+        }
+    }
     let record = mock.wait_stream_end(0).await;
     assert!(record.completed, "{record:?}");
     let upstream = String::from_utf8(record.bytes_written).unwrap();
@@ -578,14 +586,103 @@ async fn recorded_anthropic_transcripts_pass_through_byte_for_byte() {
     harness::released(&gw).await;
 }
 
+/// A gateway with the models of `responses::config_extra`, plus `models` (name, routes) and the
+/// tables of `more`; top-level keys `top`.
+async fn start_with(
+    top: &str,
+    models: &[(&str, &str)],
+    more: &str,
+) -> (TestGateway, mock_upstream::MockUpstream) {
+    let mock = mock_upstream::MockUpstream::start().await.unwrap();
+    let mut extra = crate::responses::config_extra(&mock);
+    for (name, routes) in models {
+        extra.push_str(&format!(
+            "\n[models.\"{name}\"]\nroutes = [{routes}]\ninput_price = \"3.00\"\noutput_price = \"15.00\"\n"
+        ));
+    }
+    extra.push_str(more);
+    let gw = harness::start(&format!("{top}\n{}", harness::mock_config(&mock, &extra))).await;
+    (gw, mock)
+}
+
+/// The gateway's own `ping` (the mock's, like Anthropic's, has a space after the colon).
+const OUR_PING: &str = "event: ping\ndata: {\"type\":\"ping\"}\n\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_early_commit_pings_until_a_route_answers_then_passes_it_through_or_translates() {
+    let failing = r#""anthropic/mock-claude@headers_delay_ms=400,status=503""#;
+    let (gw, mock) = start_with(
+        "keep_alive_ms = 100",
+        &[
+            (
+                "claude-late",
+                &format!(r#"{failing}, "anthropic/mock-claude@tokens=4,gap_ms=250""#),
+            ),
+            (
+                "claude-late-to-openai",
+                &format!(r#"{failing}, "mock/m@tokens=4""#),
+            ),
+        ],
+        "[routing]\ncommit_after_ms = 30\nmax_attempts = 2\n",
+    )
+    .await;
+    for model in ["claude-late", "claude-late-to-openai"] {
+        let resp = post(
+            &gw,
+            &json!({"model": model, "max_tokens": 100, "stream": true,
+                    "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+        assert_eq!(resp.status(), 200);
+        let id = harness::request_id(&resp);
+        let client = resp.text().await.unwrap();
+        let ev = events(&client);
+        let n = names(&ev);
+        // The commit's keep-alives are pings: nothing of our own a passthrough would repeat.
+        let first = n.iter().position(|n| *n != "ping").unwrap();
+        assert!(first >= 2, "{model}: {n:?}");
+        assert_eq!(n[first], "message_start", "{model}");
+        assert_eq!(n.iter().filter(|n| **n == "message_start").count(), 1);
+        assert_eq!(n.last(), Some(&"message_stop"), "{model}");
+        let message_id = ev[first].1["message"]["id"].as_str().unwrap();
+        let row = gw
+            .gw
+            .ledger
+            .wait_for_entry(&id, WAIT)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.attempts, 2, "{model}");
+        if model == "claude-late" {
+            assert!(message_id.starts_with("msg_mock"), "{message_id}");
+            // Between the upstream's words (250 ms apart) the gateway pings every 100 ms; apart
+            // from the pings, the client got the upstream's bytes.
+            let upstream = String::from_utf8(mock.wait_stream_end(0).await.bytes_written).unwrap();
+            let ours_after_start = client[client.find("event: message_start").unwrap()..]
+                .matches(OUR_PING)
+                .count();
+            assert!(ours_after_start >= 2, "{client}");
+            assert_passed_through(&upstream, &client.replace(OUR_PING, ""), model);
+            assert_eq!(row.provider.as_deref(), Some("anthropic"));
+        } else {
+            assert!(!message_id.starts_with("msg_mock"), "{message_id}");
+            assert_eq!(row.provider.as_deref(), Some("mock"));
+        }
+    }
+    harness::released(&gw).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn failing_over_from_an_anthropic_route_to_an_openai_route_translates() {
-    let mock = mock_upstream::MockUpstream::start().await.unwrap();
-    let extra = format!(
-        "{}\n[models.\"claude-to-openai\"]\nroutes = [\"anthropic/mock-claude@status=500\", \"mock/m\"]\ninput_price = \"3.00\"\noutput_price = \"15.00\"\n",
-        crate::responses::config_extra(&mock)
-    );
-    let gw = harness::start(&harness::mock_config(&mock, &extra)).await;
+    let (gw, _mock) = start_with(
+        "",
+        &[(
+            "claude-to-openai",
+            r#""anthropic/mock-claude@status=500", "mock/m""#,
+        )],
+        "",
+    )
+    .await;
     for stream in [true, false] {
         let resp = post(
             &gw,
