@@ -9,9 +9,9 @@
 //! and its `event: error` becomes the same error event.
 //!
 //! A Messages request (`relay::messages`) served by an Anthropic route passes through
-//! (`ChatStream::passthrough`): every upstream event goes to the client as it came (re-framed
-//! from its decoded name and data lines: the same bytes for `event:` + `data:` framing), while
-//! the same decoding feeds the meter. Two events differ, as the finish chunk does in chat:
+//! (`ChatStream::passthrough`): every upstream event goes to the client as it came (the decoder's
+//! `raw` bytes of the event, copied once into the output), while the same decoding feeds the
+//! meter. Two events differ, as the finish chunk does in chat:
 //! `message_delta`'s `usage` gains `cost` (the delta is held until then, and anything after it
 //! with it), and `message_stop` waits until the entry is durable, followed by the cost comment.
 //! The upstream's `error` event is not forwarded: the failure writes the gateway's own
@@ -78,7 +78,7 @@ struct Native {
     delta: Option<Bytes>,
     /// The events that came after `message_delta`, sent after it.
     tail: BytesMut,
-    /// `message_stop`'s data, until the entry is durable.
+    /// `message_stop` as received, until the entry is durable.
     stop: Option<Bytes>,
 }
 
@@ -204,10 +204,10 @@ impl ChatStream {
         };
         match event.name_str() {
             "error" => {}
-            "message_stop" => native.stop = Some(event.data.clone()),
+            "message_stop" => native.stop = Some(event.raw.clone()),
             "message_delta" if native.delta.is_none() => native.delta = Some(event.data.clone()),
-            _ if native.delta.is_some() => sse::write_event(&mut native.tail, event),
-            _ => sse::write_event(&mut self.out, event),
+            _ if native.delta.is_some() => native.tail.extend_from_slice(&event.raw),
+            _ => self.out.extend_from_slice(&event.raw),
         }
     }
 
@@ -316,8 +316,14 @@ impl ChatStream {
         match durable {
             Ok(_) => {
                 if finished {
-                    let stop = stop.as_deref().unwrap_or(br#"{"type":"message_stop"}"#);
-                    sse::write_named(&mut self.out, "message_stop", stop);
+                    match stop {
+                        Some(raw) => self.out.extend_from_slice(&raw),
+                        None => sse::write_named(
+                            &mut self.out,
+                            "message_stop",
+                            br#"{"type":"message_stop"}"#,
+                        ),
+                    }
                 }
                 sse::write_comment(&mut self.out, settled.cost_comment().as_bytes());
             }
