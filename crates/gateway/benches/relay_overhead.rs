@@ -1,6 +1,7 @@
 //! What the gateway adds to latency, measured in one run against the same mock upstream:
 //! direct-to-mock versus through Switchyard, for a non-streamed request, the first streamed
-//! token, and a long stream's total time. Run with `cargo bench -p switchyard --bench relay_overhead`
+//! token, and a long stream's total time; and an Anthropic Messages stream passed through
+//! (`POST /v1/messages` to an Anthropic route) against the same request to the mock. Run with `cargo bench -p switchyard --bench relay_overhead`
 //! (optionally `-- <iterations>`). Prints medians, p90s, the added time and the ratio.
 
 use std::time::{Duration, Instant};
@@ -102,6 +103,40 @@ async fn stream(
     (first.expect("a content token"), started.elapsed())
 }
 
+/// A whole Anthropic Messages stream of `tokens` words: direct to the mock (`model` its route's
+/// upstream name) or through the gateway's passthrough.
+async fn messages_stream(
+    client: &reqwest::Client,
+    mock: &MockUpstream,
+    url: &str,
+    key: &str,
+    model: &str,
+    tokens: u32,
+) -> Duration {
+    answer_tokens(mock, tokens);
+    let started = Instant::now();
+    let resp = client
+        .post(url)
+        .header("x-api-key", key)
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": model, "max_tokens": 4096, "stream": true,
+                      "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("request");
+    assert!(resp.status().is_success());
+    let mut body = resp.bytes_stream();
+    let mut stopped = false;
+    while let Some(frame) = body.next().await {
+        stopped |= frame
+            .expect("frame")
+            .windows(12)
+            .any(|w| w == b"message_stop");
+    }
+    assert!(stopped, "the stream ended with message_stop");
+    started.elapsed()
+}
+
 fn main() {
     let iterations: usize = std::env::args()
         .skip(1)
@@ -116,7 +151,7 @@ fn main() {
         mock.set_recording(false);
         let db = std::env::temp_dir().join(format!("switchyard-bench-{}.db", std::process::id()));
         let text = format!(
-            "demo_credits = \"1000000\"\n[providers.mock]\nkind = \"openai\"\nbase_url = \"{}\"\n[models.m]\nroutes = [\"mock/m\"]\ninput_price = \"1\"\noutput_price = \"2\"\n",
+            "demo_credits = \"1000000\"\n[providers.mock]\nkind = \"openai\"\nbase_url = \"{0}\"\n[models.m]\nroutes = [\"mock/m\"]\ninput_price = \"1\"\noutput_price = \"2\"\n[providers.anthropic]\nkind = \"anthropic\"\nbase_url = \"{0}\"\napi_key = \"x\"\n[models.claude]\nroutes = [\"anthropic/mock-claude\"]\ninput_price = \"1\"\noutput_price = \"2\"\n",
             mock.base_url()
         );
         let config = Config::parse(&text, "bench").expect("config");
@@ -160,6 +195,23 @@ fn main() {
             g.push(stream(&client, &mock, &gateway_url, &key, 1000).await.1);
         }
         report("whole 1000-token stream", d, g);
+        let direct_messages = format!("{}/messages", mock.base_url());
+        let gateway_messages = format!("http://{addr}/v1/messages");
+        for _ in 0..20 {
+            messages_stream(&client, &mock, &gateway_messages, &key, "claude", 20).await;
+        }
+        let (mut d, mut g) = (vec![], vec![]);
+        for _ in 0..iterations {
+            d.push(messages_stream(&client, &mock, &direct_messages, "x", "mock-claude", 20).await);
+            g.push(messages_stream(&client, &mock, &gateway_messages, &key, "claude", 20).await);
+        }
+        report("messages passthrough, 20 tokens", d, g);
+        let (mut d, mut g) = (vec![], vec![]);
+        for _ in 0..(iterations / 10).max(10) {
+            d.push(messages_stream(&client, &mock, &direct_messages, "x", "mock-claude", 1000).await);
+            g.push(messages_stream(&client, &mock, &gateway_messages, &key, "claude", 1000).await);
+        }
+        report("messages passthrough, 1000 tokens", d, g);
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
         }

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::Stream;
 use serde_json::Value;
+use switchyard_wire::anthropic;
 use switchyard_wire::openai::{normalize_finish_reason, ChatRequest, RequestError};
 
 use crate::app::Gateway;
@@ -203,24 +204,29 @@ pub async fn chat(
     chat_for(gw, caller, ids, body, None).await
 }
 
-/// Serves a chat request; `messages_body` is the client's Anthropic Messages request when `body`
-/// is its translation to chat (`relay::messages`): the event log files it as
-/// `messages[.stream]`, and Anthropic-dialect routes are sent it as it came.
+/// Serves a chat request; `messages` is the client's Anthropic Messages request when `body` is
+/// its translation to chat (`relay::messages`): the event log files it as `messages[.stream]`,
+/// Anthropic-dialect routes are sent it as it came, and when one of them serves it, its flag is
+/// set and the reply is the upstream's own Messages body or events (`relay::messages::Native`).
 pub(crate) async fn chat_for(
     gw: &Arc<Gateway>,
     caller: Caller,
     ids: RequestIds,
     body: Bytes,
-    messages_body: Option<Value>,
+    messages: Option<(Value, messages::Native)>,
 ) -> Result<ChatReply, RelayError> {
     let started = Instant::now();
     let mut req = ChatRequest::parse(&body).map_err(RelayError::BadRequest)?;
-    req.messages_body = messages_body;
-    chat_parsed(gw, caller, ids, Arc::new(req), started, false).await
+    let native = messages.map(|(body, native)| {
+        req.messages_body = Some(body);
+        native
+    });
+    chat_parsed(gw, caller, ids, Arc::new(req), started, false, native).await
 }
 
 /// Serves a parsed chat request: `completions` marks it as a legacy completion (`/completions`,
-/// served over chat) for the request log; a request with `messages_body` is filed as `messages`.
+/// served over chat) for the request log; a request with `messages_body` is filed as `messages`,
+/// and `native` is set when an Anthropic-dialect route serves it (its answer then passes through).
 pub(crate) async fn chat_parsed(
     gw: &Arc<Gateway>,
     caller: Caller,
@@ -228,6 +234,7 @@ pub(crate) async fn chat_parsed(
     req: Arc<ChatRequest>,
     started: Instant,
     completions: bool,
+    native: Option<messages::Native>,
 ) -> Result<ChatReply, RelayError> {
     let messages_api = req.messages_body.is_some();
     let model = admission::model_for(gw, &caller, &req.model)?;
@@ -252,8 +259,17 @@ pub(crate) async fn chat_parsed(
         return match attempts::open(gw, &model, &req, &mut settlement, started, &ids.visible)
             .await?
         {
-            Opened::Json { body, served } => match complete_json(&body, &mut settlement).await {
-                Some(Ok(body)) => Ok(ChatReply::Json { body, served }),
+            Opened::Json {
+                body,
+                native: upstream_native,
+                served,
+            } => match complete_json(&body, upstream_native.as_deref(), &mut settlement).await {
+                Some(Ok(body)) => {
+                    if let (Some(flag), Some(_)) = (&native, &upstream_native) {
+                        flag.set();
+                    }
+                    Ok(ChatReply::Json { body, served })
+                }
                 Some(Err(e)) => Err(e),
                 None => {
                     let e = RelayError::UpstreamFailed(
@@ -282,7 +298,14 @@ pub(crate) async fn chat_parsed(
     let include_usage = req.include_usage;
     let relay = {
         let gw = gw.clone();
-        move |settlement, upstream| -> early_commit::BodyStream {
+        move |settlement, upstream: attempts::UpstreamStream| -> early_commit::BodyStream {
+            let passthrough = match &native {
+                Some(flag) if upstream.dialect == crate::config::ProviderKind::Anthropic => {
+                    flag.set();
+                    true
+                }
+                _ => false,
+            };
             let stream = ChatStream::new(
                 upstream,
                 settlement,
@@ -290,6 +313,11 @@ pub(crate) async fn chat_parsed(
                 gw.config.keep_alive,
                 Some(gw.clone()),
             );
+            let stream = if passthrough {
+                stream.passthrough()
+            } else {
+                stream
+            };
             Box::new(Box::pin(stream.into_body()))
         }
     };
@@ -319,9 +347,12 @@ pub(crate) async fn chat_parsed(
 }
 
 /// A non-streamed answer: adds `usage.cost`, settles, and returns the body to send once its
-/// entry is durable. `Err` when the entry could not be made durable.
+/// entry is durable. `Err` when the entry could not be made durable. With `native` (an
+/// Anthropic route's own Messages object for a Messages request) `body` is still what is
+/// metered, but the body sent is `native` as it came, its `usage` gaining the cost.
 async fn complete_json(
     body: &[u8],
+    native: Option<&[u8]>,
     settlement: &mut Settlement,
 ) -> Option<Result<Vec<u8>, RelayError>> {
     let mut v: Value = serde_json::from_slice(body).ok()?;
@@ -349,8 +380,9 @@ async fn complete_json(
         Some(u) if u.is_object() => settled.usage.merge_into(u, Some(&cost)),
         _ => v["usage"] = settled.usage.to_openai(Some(&cost)),
     }
+    let native = native.and_then(|n| anthropic::inbound::with_usage_cost(n, &cost));
     Some(match settlement.settle(end, &settled).await {
-        Ok(_) => Ok(serde_json::to_vec(&v).unwrap_or_default()),
+        Ok(_) => Ok(native.unwrap_or_else(|| serde_json::to_vec(&v).unwrap_or_default())),
         Err(_) => Err(RelayError::LedgerUnavailable),
     })
 }

@@ -1,7 +1,10 @@
 //! Writes a [`Completion`] in the Anthropic Messages wire format: `event: <type>` + `data: <json>`
 //! events (message_start, content_block_start/delta/stop for thinking, text and tool_use blocks, a
 //! `ping` after the first block starts, message_delta with stop_reason and cumulative usage,
-//! message_stop), the non-streaming Message body, and Anthropic-shaped errors. Like the real API, some
+//! message_stop), the non-streaming Message body, and Anthropic-shaped errors. On request it adds
+//! what only Anthropic says: a `redacted_thinking` block first, a stop on a stop sequence
+//! (`stop_reason: "stop_sequence"` with the sequence) and prompt tokens written to the cache
+//! (`cache_creation_input_tokens`); or it plays a recorded transcript as it is ([`transcript_steps`]). Like the real API, some
 //! data lines carry spaces before their closing brace, so consumers must not rely on compact JSON.
 
 use serde_json::{json, Map, Value};
@@ -18,6 +21,62 @@ pub(crate) struct MessageContext {
     pub id: String,
     pub model: String,
     pub send_usage: bool,
+    /// An answer that ends by itself ends on this stop sequence.
+    pub stop_sequence: Option<String>,
+    /// Prompt tokens reported as written to the cache (not part of `input_tokens`).
+    pub cache_creation_tokens: u32,
+    /// A `redacted_thinking` block comes first.
+    pub redacted_thinking: bool,
+}
+
+/// The opaque data of the mock's `redacted_thinking` block.
+pub(crate) const REDACTED_THINKING_DATA: &str = "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpPkNRj2YfWXGmKDxH4mPnZ5sQ7vB5URj/6ObTWIzJZdfmKYT/vKhPR";
+
+/// The stop reason and stop sequence the answer ends with.
+fn ending(ctx: &MessageContext, c: &Completion) -> (&'static str, Value) {
+    match (&ctx.stop_sequence, c.finish) {
+        (Some(seq), Finish::Stop) => ("stop_sequence", json!(seq)),
+        _ => (stop_reason(c.finish), Value::Null),
+    }
+}
+
+/// The usage the answer reports, `output_tokens` as given.
+fn usage(ctx: &MessageContext, c: &Completion, output_tokens: u32) -> Value {
+    let written = ctx
+        .cache_creation_tokens
+        .min(c.prompt_tokens - c.cached_tokens);
+    json!({
+        "input_tokens": c.prompt_tokens - c.cached_tokens - written,
+        "cache_creation_input_tokens": written,
+        "cache_read_input_tokens": c.cached_tokens,
+        "cache_creation": {"ephemeral_5m_input_tokens": written, "ephemeral_1h_input_tokens": 0},
+        "output_tokens": output_tokens,
+        "service_tier": "standard"
+    })
+}
+
+/// A recorded transcript played as it is: each event (up to and including its blank line) one
+/// frame; the content, thinking and tool-argument deltas count as tokens for the stream record.
+pub(crate) fn transcript_steps(transcript: &str) -> Vec<Step> {
+    transcript
+        .split_inclusive("\n\n")
+        .map(|event| {
+            let token = if event.contains("\"text_delta\"") {
+                Some(TokenKind::Content(""))
+            } else if event.contains("\"thinking_delta\"") {
+                Some(TokenKind::Reasoning(""))
+            } else if event.contains("\"input_json_delta\"") {
+                Some(TokenKind::ToolArguments)
+            } else {
+                None
+            };
+            let bytes = bytes::Bytes::copy_from_slice(event.as_bytes());
+            match token {
+                Some(t) => Step::token(bytes, t),
+                None => Step::frame(bytes),
+            }
+        })
+        .collect()
 }
 
 fn stop_reason(f: Finish) -> &'static str {
@@ -51,17 +110,6 @@ fn event(kind: &str, data: &Value, seq: usize) -> String {
         json.push('}');
     }
     format!("event: {kind}\ndata: {json}\n\n")
-}
-
-fn full_usage(c: &Completion, output_tokens: u32) -> Value {
-    json!({
-        "input_tokens": c.prompt_tokens - c.cached_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": c.cached_tokens,
-        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
-        "output_tokens": output_tokens,
-        "service_tier": "standard"
-    })
 }
 
 /// Accumulates the events of one stream, numbering them for the padding.
@@ -129,7 +177,7 @@ pub(crate) fn stream_steps(ctx: &MessageContext, c: &Completion) -> Vec<Step> {
     message.insert("stop_reason".into(), Value::Null);
     message.insert("stop_sequence".into(), Value::Null);
     if ctx.send_usage {
-        message.insert("usage".into(), full_usage(c, 1));
+        message.insert("usage".into(), usage(ctx, c, 1));
     }
     w.event(
         "message_start",
@@ -138,6 +186,14 @@ pub(crate) fn stream_steps(ctx: &MessageContext, c: &Completion) -> Vec<Step> {
     );
 
     let mut index = 0usize;
+    if ctx.redacted_thinking {
+        w.start_block(
+            index,
+            json!({"type": "redacted_thinking", "data": REDACTED_THINKING_DATA}),
+        );
+        w.stop_block(index);
+        index += 1;
+    }
     if !c.reasoning.is_empty() {
         w.start_block(
             index,
@@ -193,20 +249,19 @@ pub(crate) fn stream_steps(ctx: &MessageContext, c: &Completion) -> Vec<Step> {
 
     let mut message_delta = Map::new();
     message_delta.insert("type".into(), json!("message_delta"));
+    let (reason, sequence) = ending(ctx, c);
     message_delta.insert(
         "delta".into(),
-        json!({"stop_reason": stop_reason(c.finish), "stop_sequence": null}),
+        json!({"stop_reason": reason, "stop_sequence": sequence}),
     );
     if ctx.send_usage {
-        message_delta.insert(
-            "usage".into(),
-            json!({
-                "input_tokens": c.prompt_tokens - c.cached_tokens,
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": c.cached_tokens,
-                "output_tokens": c.completion_tokens()
-            }),
-        );
+        let mut u = usage(ctx, c, c.completion_tokens());
+        if let Some(u) = u.as_object_mut() {
+            // message_delta's usage carries the counts only.
+            u.remove("cache_creation");
+            u.remove("service_tier");
+        }
+        message_delta.insert("usage".into(), u);
     }
     w.event("message_delta", Value::Object(message_delta), None);
     w.event("message_stop", json!({"type": "message_stop"}), None);
@@ -216,6 +271,9 @@ pub(crate) fn stream_steps(ctx: &MessageContext, c: &Completion) -> Vec<Step> {
 /// The non-streaming Message body.
 pub(crate) fn body(ctx: &MessageContext, c: &Completion) -> Value {
     let mut content = Vec::new();
+    if ctx.redacted_thinking {
+        content.push(json!({"type": "redacted_thinking", "data": REDACTED_THINKING_DATA}));
+    }
     if !c.reasoning.is_empty() {
         content.push(json!({"type": "thinking", "thinking": c.reasoning_text(), "signature": signature(ctx)}));
     }
@@ -232,10 +290,11 @@ pub(crate) fn body(ctx: &MessageContext, c: &Completion) -> Value {
     m.insert("type".into(), json!("message"));
     m.insert("role".into(), json!("assistant"));
     m.insert("content".into(), Value::Array(content));
-    m.insert("stop_reason".into(), json!(stop_reason(c.finish)));
-    m.insert("stop_sequence".into(), Value::Null);
+    let (reason, sequence) = ending(ctx, c);
+    m.insert("stop_reason".into(), json!(reason));
+    m.insert("stop_sequence".into(), sequence);
     if ctx.send_usage {
-        m.insert("usage".into(), full_usage(c, c.completion_tokens()));
+        m.insert("usage".into(), usage(ctx, c, c.completion_tokens()));
     }
     Value::Object(m)
 }

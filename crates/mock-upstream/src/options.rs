@@ -54,6 +54,15 @@ pub(crate) struct Behaviour {
     /// A request whose body contains this text gets no answer (not even headers) until the
     /// client leaves: a prompt too big to reach its first token.
     pub stall_if_contains: Option<String>,
+    /// Anthropic: the answer stops on this stop sequence (`stop_reason: "stop_sequence"`).
+    pub stop_sequence: Option<String>,
+    /// Anthropic: prompt tokens reported as written to the cache (`cache_creation_input_tokens`).
+    pub cache_creation_tokens: u32,
+    /// Anthropic: a `redacted_thinking` block comes first.
+    pub redacted_thinking: bool,
+    /// Anthropic: this whole body is the answer, played as it is (a stream one event per frame),
+    /// in place of the planned one: a recorded transcript played back.
+    pub transcript: Option<String>,
 }
 
 /// Who may shape the responses of a server.
@@ -84,7 +93,7 @@ pub enum OptionError {
 }
 
 /// The names accepted in every source, for documentation and error messages.
-pub const OPTION_NAMES: [&str; 22] = [
+pub const OPTION_NAMES: [&str; 26] = [
     "tokens",
     "reasoning",
     "ttft_ms",
@@ -107,6 +116,10 @@ pub const OPTION_NAMES: [&str; 22] = [
     "body_bytes",
     "error_body",
     "stall_if_contains",
+    "stop_sequence",
+    "cache_creation_tokens",
+    "redacted_thinking",
+    "transcript",
 ];
 
 /// One option value as found in its source: header and model-suffix values are text, body values JSON.
@@ -166,6 +179,10 @@ impl Behaviour {
             body_bytes: None,
             error_body: None,
             stall_if_contains: None,
+            stop_sequence: None,
+            cache_creation_tokens: 0,
+            redacted_thinking: false,
+            transcript: None,
         }
     }
 
@@ -183,6 +200,13 @@ impl Behaviour {
         };
         let u32v = || -> Result<u32, OptionError> {
             uint().and_then(|v| u32::try_from(v).map_err(|_| invalid("an integer below 2^32")))
+        };
+        let flag = || -> Result<bool, OptionError> {
+            match text.as_deref() {
+                Some("true" | "1" | "yes" | "on") => Ok(true),
+                Some("false" | "0" | "no" | "off") => Ok(false),
+                _ => Err(invalid("true or false")),
+            }
         };
         match name {
             "tokens" => self.tokens = u32v()?,
@@ -232,6 +256,17 @@ impl Behaviour {
             "stall_if_contains" => {
                 self.stall_if_contains = Some(text.ok_or_else(|| invalid("a string"))?);
             }
+            "stop_sequence" => {
+                self.stop_sequence = Some(text.ok_or_else(|| invalid("a string"))?);
+            }
+            "cache_creation_tokens" => self.cache_creation_tokens = u32v()?,
+            "redacted_thinking" => self.redacted_thinking = flag()?,
+            "transcript" => match &value {
+                // Kept exactly: `as_text` would trim the blank line that ends the last event.
+                RawValue::Json(Value::String(s)) => self.transcript = Some(s.clone()),
+                RawValue::Text(t) => self.transcript = Some((*t).to_owned()),
+                RawValue::Json(_) => return Err(invalid("a string")),
+            },
             other => return Err(OptionError::Unknown(other.to_string())),
         }
         Ok(())

@@ -172,8 +172,8 @@ impl Player {
                         () = wait_for_shutdown(&mut self.shutdown) => return Some(self.shutdown_error()),
                     }
                 }
-                if let (Some(kind), Some(tracker)) = (token, &self.tracker) {
-                    tracker.token(&kind);
+                if let Some(tracker) = &self.tracker {
+                    tracker.sent(&bytes, token.as_ref());
                 }
                 Some(Ok(bytes))
             }

@@ -60,6 +60,9 @@ pub struct StreamRecord {
     /// When the stream ended; for a stream still running, the time of the snapshot.
     pub ended_at: Instant,
     pub last_token_at: Option<Instant>,
+    /// Every byte of the body handed to the connection, in order (the planned frames; an endless
+    /// line is not kept).
+    pub bytes_written: Vec<u8>,
 }
 
 struct StreamSlot {
@@ -286,6 +289,7 @@ impl StreamTracker {
                     started_at: now,
                     ended_at: now,
                     last_token_at: None,
+                    bytes_written: Vec::new(),
                 },
                 ended: false,
             });
@@ -306,11 +310,15 @@ impl StreamTracker {
         }
     }
 
-    /// A token chunk is being handed to the connection.
-    pub(crate) fn token(&self, kind: &TokenKind) {
+    /// A frame is being handed to the connection; `token` when it is a token chunk.
+    pub(crate) fn sent(&self, bytes: &[u8], token: Option<&TokenKind>) {
         let now = Instant::now();
         self.update(|s| {
             let r = &mut s.record;
+            r.bytes_written.extend_from_slice(bytes);
+            let Some(kind) = token else {
+                return;
+            };
             r.tokens_written += 1;
             r.last_token_at = Some(now);
             match kind {

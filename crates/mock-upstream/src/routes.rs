@@ -506,9 +506,15 @@ async fn messages(
         id: format!("msg_mock{:08x}{index:016x}", shared.salt()),
         model: base_model.to_string(),
         send_usage: behaviour.usage.unwrap_or(true),
+        stop_sequence: behaviour.stop_sequence.clone(),
+        cache_creation_tokens: behaviour.cache_creation_tokens,
+        redacted_thinking: behaviour.redacted_thinking,
     };
     if request.get("stream").and_then(Value::as_bool) == Some(true) {
-        let mut steps = anthropic_format::stream_steps(&ctx, &completion);
+        let mut steps = match &behaviour.transcript {
+            Some(t) => anthropic_format::transcript_steps(t),
+            None => anthropic_format::stream_steps(&ctx, &completion),
+        };
         playback::pace(&mut steps, &behaviour);
         playback::inject_faults(
             &mut steps,
@@ -520,10 +526,13 @@ async fn messages(
         return sse_response(body, ("request-id", request_id));
     }
 
-    let body = padded(
-        anthropic_format::body(&ctx, &completion).to_string(),
-        &behaviour,
-    );
+    let body = match &behaviour.transcript {
+        Some(t) => t.clone(),
+        None => padded(
+            anthropic_format::body(&ctx, &completion).to_string(),
+            &behaviour,
+        ),
+    };
     if !delay(shared, generation_time(&behaviour, &completion)).await {
         return error(529);
     }

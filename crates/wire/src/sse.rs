@@ -3,19 +3,25 @@
 //!
 //! The decoder is fed network chunks as they arrive and hands out complete events. An event with a
 //! single `data:` line (the case for every real provider) is returned as a slice of the received
-//! bytes, without copying. Its work is linear in its input: the search for a line end resumes where
+//! bytes, without copying, and so is every event's `raw` text: its lines exactly as they came
+//! (comments, CRLF and all), through the blank line that ended it, for a relay that forwards the
+//! upstream's events as they are. Its work is linear in its input: the search for a line end resumes where
 //! the last one stopped, so a line that arrives one byte at a time is scanned once. It is bounded:
 //! a line longer than [`Limits::max_line`], or an event whose lines together exceed
-//! [`Limits::max_event`], is a [`LimitExceeded`] error, after which the decoder keeps nothing and
+//! [`Limits::max_event`] (the values of its `data:` and `event:` lines, and every other line of it
+//! whole), is a [`LimitExceeded`] error, after which the decoder keeps nothing and
 //! yields nothing.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
-/// One dispatched event: its `event:` name, if any, and its data (lines joined with `\n`).
+/// One dispatched event: its `event:` name, if any, its data (lines joined with `\n`), and its
+/// bytes as received (`raw`: every line since the previous event, terminators included, through
+/// the blank line that dispatched it; empty for an event made by hand).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub name: Option<Bytes>,
     pub data: Bytes,
+    pub raw: Bytes,
 }
 
 impl Event {
@@ -38,7 +44,8 @@ impl Event {
 pub struct Limits {
     /// The longest line (its terminator excluded).
     pub max_line: usize,
-    /// The most the `data:` and `event:` values of one event may add up to.
+    /// The most one event's lines may add up to: the values of its `data:` and `event:` lines,
+    /// and its other lines (comments, `id:`, unknown fields) whole.
     pub max_event: usize,
 }
 
@@ -85,14 +92,18 @@ impl std::error::Error for LimitExceeded {}
 /// [`Decoder::try_next_event`] (or [`Decoder::next_event`], which does not say why it stopped).
 #[derive(Debug, Default)]
 pub struct Decoder {
+    /// The lines of the event being read (`..consumed`), then what is not a whole line yet.
     buf: BytesMut,
-    /// `buf[..scanned]` holds no line terminator: the next search starts there.
+    /// `buf[..consumed]` are the event's lines read so far, terminators included: its raw bytes.
+    consumed: usize,
+    /// `buf[consumed..scanned]` holds no line terminator: the next search starts there.
     scanned: usize,
-    name: Option<Bytes>,
-    data: Option<Bytes>,
+    /// Where in `buf` the `event:` value and the first `data:` value are.
+    name: Option<(usize, usize)>,
+    data: Option<(usize, usize)>,
     /// Set when an event has more than one data line; the lines are joined here.
     joined: Option<BytesMut>,
-    /// The bytes of the event being read so far (its data and name values).
+    /// The bytes of the event being read so far, as the limit counts them.
     event_len: usize,
     /// A CR ended the previous line; an LF at the start of the next chunk belongs to it.
     skip_lf: bool,
@@ -153,19 +164,19 @@ impl Decoder {
             if let Some(e) = self.failed {
                 return Err(e);
             }
-            let Some(line) = self.next_line() else {
+            let Some((start, end)) = self.next_line() else {
                 return match self.failed {
                     Some(e) => Err(e),
                     None => Ok(None),
                 };
             };
-            if line.is_empty() {
+            if start == end {
                 if let Some(event) = self.dispatch() {
                     return Ok(Some(event));
                 }
                 continue;
             }
-            self.field(line);
+            self.field(start, end);
         }
     }
 
@@ -173,30 +184,34 @@ impl Decoder {
     fn fail(&mut self, e: LimitExceeded) {
         self.failed = Some(e);
         self.buf = BytesMut::new();
+        self.consumed = 0;
         self.scanned = 0;
         self.name = None;
         self.data = None;
         self.joined = None;
     }
 
-    fn next_line(&mut self) -> Option<Bytes> {
-        if self.skip_lf && !self.buf.is_empty() {
-            if self.buf[0] == b'\n' {
-                self.buf.advance(1);
+    /// The next whole line, as its range in `buf` (terminator excluded); the line and its
+    /// terminator join the event's raw bytes.
+    fn next_line(&mut self) -> Option<(usize, usize)> {
+        if self.skip_lf && self.buf.len() > self.consumed {
+            if self.buf[self.consumed] == b'\n' {
+                self.consumed += 1;
             }
             self.skip_lf = false;
         }
-        let from = self.scanned.min(self.buf.len());
+        let from = self.scanned.max(self.consumed).min(self.buf.len());
         #[cfg(test)]
         {
             self.examined += self.buf.len() - from;
         }
+        let start = self.consumed;
         let Some(at) = self.buf[from..]
             .iter()
             .position(|&b| b == b'\n' || b == b'\r')
         else {
             self.scanned = self.buf.len();
-            if self.buf.len() > self.limits.max_line {
+            if self.buf.len() - start > self.limits.max_line {
                 self.fail(LimitExceeded::Line {
                     limit: self.limits.max_line,
                 });
@@ -204,78 +219,105 @@ impl Decoder {
             return None;
         };
         let end = from + at;
-        self.scanned = 0;
-        if end > self.limits.max_line {
+        if end - start > self.limits.max_line {
             self.fail(LimitExceeded::Line {
                 limit: self.limits.max_line,
             });
             return None;
         }
-        let line = self.buf.split_to(end).freeze();
-        let terminator = self.buf[0];
-        self.buf.advance(1);
-        if terminator == b'\r' {
-            if self.buf.is_empty() {
+        let mut next = end + 1;
+        if self.buf[end] == b'\r' {
+            if next == self.buf.len() {
                 self.skip_lf = true;
-            } else if self.buf[0] == b'\n' {
-                self.buf.advance(1);
+            } else if self.buf[next] == b'\n' {
+                next += 1;
             }
         }
-        Some(line)
+        self.consumed = next;
+        self.scanned = next;
+        Some((start, end))
     }
 
-    fn field(&mut self, line: Bytes) {
-        if line[0] == b':' {
-            return; // comment
+    /// Counts `n` bytes against the event limit; false (and the decoder failed) past it.
+    fn count(&mut self, n: usize) -> bool {
+        self.event_len = self.event_len.saturating_add(n);
+        if self.event_len > self.limits.max_event {
+            self.fail(LimitExceeded::Event {
+                limit: self.limits.max_event,
+            });
+            return false;
         }
-        let (field, value) = match line.iter().position(|&b| b == b':') {
-            Some(i) => {
-                let mut value = line.slice(i + 1..);
-                if value.first() == Some(&b' ') {
-                    value.advance(1);
-                }
-                (line.slice(..i), value)
-            }
-            None => (line.clone(), Bytes::new()),
-        };
-        if matches!(&field[..], b"data" | b"event") {
-            self.event_len = self.event_len.saturating_add(value.len() + 1);
-            if self.event_len > self.limits.max_event {
-                self.fail(LimitExceeded::Event {
-                    limit: self.limits.max_event,
-                });
+        true
+    }
+
+    fn field(&mut self, start: usize, end: usize) {
+        let line = &self.buf[start..end];
+        let colon = line.iter().position(|&b| b == b':');
+        let (field_end, value_start) = match colon {
+            Some(0) => {
+                self.count(end - start + 1); // a comment: kept in the raw bytes only
                 return;
             }
-        }
-        match &field[..] {
-            b"data" => match (&mut self.joined, &self.data) {
-                (Some(joined), _) => {
-                    joined.extend_from_slice(b"\n");
-                    joined.extend_from_slice(&value);
+            Some(i) => {
+                let v = start + i + 1;
+                (
+                    start + i,
+                    if self.buf.get(v) == Some(&b' ') && v < end {
+                        v + 1
+                    } else {
+                        v
+                    },
+                )
+            }
+            None => (end, end),
+        };
+        let value = (value_start, end);
+        match &self.buf[start..field_end] {
+            b"data" => {
+                if !self.count(end - value_start + 1) {
+                    return;
                 }
-                (None, Some(first)) => {
-                    let mut joined = BytesMut::with_capacity(first.len() + value.len() + 1);
-                    joined.extend_from_slice(first);
-                    joined.extend_from_slice(b"\n");
-                    joined.extend_from_slice(&value);
-                    self.joined = Some(joined);
+                match (&mut self.joined, self.data) {
+                    (Some(joined), _) => {
+                        joined.extend_from_slice(b"\n");
+                        joined.extend_from_slice(&self.buf[value_start..end]);
+                    }
+                    (None, Some((fs, fe))) => {
+                        let mut joined = BytesMut::with_capacity(fe - fs + end - value_start + 1);
+                        joined.extend_from_slice(&self.buf[fs..fe]);
+                        joined.extend_from_slice(b"\n");
+                        joined.extend_from_slice(&self.buf[value_start..end]);
+                        self.joined = Some(joined);
+                    }
+                    (None, None) => self.data = Some(value),
                 }
-                (None, None) => self.data = Some(value),
-            },
-            b"event" => self.name = Some(value),
-            _ => {} // id, retry and unknown fields carry nothing the gateway uses
+            }
+            b"event" => {
+                if self.count(end - value_start + 1) {
+                    self.name = Some(value);
+                }
+            }
+            // id, retry and unknown fields carry nothing the gateway uses
+            _ => {
+                self.count(end - start + 1);
+            }
         }
     }
 
     fn dispatch(&mut self) -> Option<Event> {
         self.event_len = 0;
-        let name = self.name.take();
+        let raw = self.buf.split_to(self.consumed).freeze();
+        self.consumed = 0;
+        self.scanned = 0;
+        let name = self.name.take().map(|(s, e)| raw.slice(s..e));
         let data = match (self.joined.take(), self.data.take()) {
             (Some(joined), _) => joined.freeze(),
-            (None, Some(data)) => data,
+            (None, Some((s, e))) => raw.slice(s..e),
+            // Lines without data (comments, a stray blank line): nothing to dispatch, and
+            // nothing of them is kept.
             (None, None) => return None,
         };
-        Some(Event { name, data })
+        Some(Event { name, data, raw })
     }
 }
 
@@ -361,6 +403,51 @@ mod tests {
         assert_eq!(events.len(), 2);
         assert_eq!(&events[0].data[..], b"a\nb");
         assert_eq!(&events[1].data[..], b"");
+    }
+
+    #[test]
+    fn every_event_keeps_its_bytes_as_received_at_every_split() {
+        let raws: [&[u8]; 3] = [
+            b"event: message_delta\ndata: {\"a\":1}\n\n",
+            b": note\r\ndata: x\r\ndata:y\r\n\r\n",
+            b"event: ping\rid: 7\rdata: {\"type\": \"ping\"}\r\r",
+        ];
+        // Stray blank lines between the first and second event belong to neither.
+        let stream = [raws[0], b"\n\n", raws[1], raws[2]].concat();
+        let events = all(&[&stream]);
+        assert_eq!(events.len(), 3);
+        for (e, raw) in events.iter().zip(raws) {
+            assert_eq!(&e.raw[..], raw);
+        }
+        assert_eq!(&events[1].data[..], b"x\ny");
+        assert_eq!(events[2].name_str(), "ping");
+        for cut in 0..stream.len() {
+            let events = all(&[&stream[..cut], &stream[cut..]]);
+            assert_eq!(events.len(), 3, "cut at {cut}");
+            // A CRLF split between two reads may end one event at its CR and start the next
+            // with its LF; written one after the other, they are still the bytes received.
+            let joined: Vec<u8> = events.iter().flat_map(|e| e.raw.to_vec()).collect();
+            assert_eq!(joined, raws.concat(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn comments_count_against_the_event_limit() {
+        let mut d = Decoder::with_limits(SMALL);
+        for _ in 0..5 {
+            d.push(b": 01234567890123456789012345\n");
+        }
+        assert_eq!(d.try_next_event(), Err(LimitExceeded::Event { limit: 100 }));
+        // Comments alone between events are dropped with their blank line.
+        let mut d = Decoder::with_limits(SMALL);
+        for _ in 0..50 {
+            d.push(b": 0123456789\n\ndata: 0123456789\n\n");
+            assert_eq!(
+                &d.try_next_event().unwrap().unwrap().raw[..],
+                b"data: 0123456789\n\n"
+            );
+            assert_eq!(d.pending_len(), 0);
+        }
     }
 
     #[test]

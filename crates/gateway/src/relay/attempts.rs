@@ -56,8 +56,14 @@ pub struct UpstreamStream {
 /// size of the stream variant does not matter.
 #[allow(clippy::large_enum_variant)]
 pub enum Opened {
-    /// A complete non-streamed answer, as an OpenAI chat completion body.
-    Json { body: Bytes, served: Served },
+    /// A complete non-streamed answer, as an OpenAI chat completion body; `native` is the
+    /// upstream's own Messages object when an Anthropic route answered a Messages request
+    /// (`ChatRequest.messages_body`), which its client gets as it came.
+    Json {
+        body: Bytes,
+        native: Option<Bytes>,
+        served: Served,
+    },
     Stream {
         upstream: UpstreamStream,
         served: Served,
@@ -67,7 +73,8 @@ pub enum Opened {
 /// What one route produced.
 #[allow(clippy::large_enum_variant)]
 enum Answer {
-    Json(Bytes),
+    /// A chat completion body, and the upstream's own Messages object (see `Opened::Json`).
+    Json(Bytes, Option<Bytes>),
     Stream(UpstreamStream),
 }
 
@@ -442,7 +449,11 @@ fn opened(
         attempts,
     );
     match answer {
-        Answer::Json(body) => Opened::Json { body, served },
+        Answer::Json(body, native) => Opened::Json {
+            body,
+            native,
+            served,
+        },
         Answer::Stream(upstream) => {
             settlement.stream_opened();
             Opened::Stream { upstream, served }
@@ -663,7 +674,10 @@ async fn try_route(
         Ok(resp) if job.endpoint() == Endpoint::Embeddings => {
             embeddings_answer(resp, deadline, limits.response).await
         }
-        Ok(resp) if !stream => whole_answer(resp, dialect, deadline, limits.response).await,
+        Ok(resp) if !stream => {
+            let native = matches!(job, Job::Chat(req) if req.messages_body.is_some());
+            whole_answer(resp, dialect, native, deadline, limits.response).await
+        }
         Ok(resp) => {
             let mut bytes: ByteStream =
                 Box::pin(resp.bytes_stream().map(|r| r.map_err(|e| without_url(&e))));
@@ -702,11 +716,12 @@ fn credential_refused(kind: ProviderKind, status: u16, body: &[u8]) -> bool {
 }
 
 /// Reads a non-streamed answer (at most `limit` bytes) and returns it as an OpenAI chat
-/// completion body. A body that is cut off, too large or not a completion fails the route
-/// (another may answer).
+/// completion body, with the Anthropic body itself when `native` (a Messages request). A body
+/// that is cut off, too large or not a completion fails the route (another may answer).
 async fn whole_answer(
     resp: reqwest::Response,
     dialect: ProviderKind,
+    native: bool,
     deadline: tokio::time::Instant,
     limit: usize,
 ) -> Result<Answer, UpstreamError> {
@@ -722,7 +737,7 @@ async fn whole_answer(
                 choices: Vec<serde::de::IgnoredAny>,
             }
             match serde_json::from_slice::<Completion>(&body) {
-                Ok(_) => Ok(Answer::Json(body)),
+                Ok(_) => Ok(Answer::Json(body, None)),
                 Err(_) => Err(not_completion()),
             }
         }
@@ -732,9 +747,10 @@ async fn whole_answer(
             let id = crate::auth::new_id("chatcmpl-", 24);
             let chat = anthropic::message_to_chat_completion(&v, &id, model, unix_now())
                 .map_err(|_| not_completion())?;
-            Ok(Answer::Json(Bytes::from(
-                serde_json::to_vec(&chat).unwrap_or_default(),
-            )))
+            Ok(Answer::Json(
+                Bytes::from(serde_json::to_vec(&chat).unwrap_or_default()),
+                native.then_some(body),
+            ))
         }
         ProviderKind::Gemini => {
             let v = parse()?;
@@ -745,9 +761,10 @@ async fn whole_answer(
             let id = crate::auth::new_id("chatcmpl-", 24);
             let chat = gemini::response_to_chat_completion(&v, &id, model, unix_now())
                 .map_err(|_| not_completion())?;
-            Ok(Answer::Json(Bytes::from(
-                serde_json::to_vec(&chat).unwrap_or_default(),
-            )))
+            Ok(Answer::Json(
+                Bytes::from(serde_json::to_vec(&chat).unwrap_or_default()),
+                None,
+            ))
         }
     }
 }
@@ -764,7 +781,7 @@ async fn embeddings_answer(
         UpstreamError::Body("the upstream's answer is not an embeddings list".into())
     })?;
     if v.get("data").is_some_and(Value::is_array) {
-        Ok(Answer::Json(body))
+        Ok(Answer::Json(body, None))
     } else {
         Err(UpstreamError::Body(
             "the upstream's answer is not an embeddings list".into(),

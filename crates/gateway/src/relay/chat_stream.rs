@@ -8,6 +8,15 @@
 //! whatever its dialect: an Anthropic upstream's come out as OpenAI chunks with the same ending,
 //! and its `event: error` becomes the same error event.
 //!
+//! A Messages request (`relay::messages`) served by an Anthropic route passes through
+//! (`ChatStream::passthrough`): every upstream event goes to the client as it came (the decoder's
+//! `raw` bytes of the event, copied once into the output), while the same decoding feeds the
+//! meter. Two events differ, as the finish chunk does in chat:
+//! `message_delta`'s `usage` gains `cost` (the delta is held until then, and anything after it
+//! with it), and `message_stop` waits until the entry is durable, followed by the cost comment.
+//! The upstream's `error` event is not forwarded: the failure writes the gateway's own
+//! Anthropic `event: error` (masked, as every error). Keep-alives are `ping` events.
+//!
 //! Per chunk the OpenAI-dialect hot path does one borrowed JSON parse, one copy into the output
 //! buffer and an append of the generated text to the tally; timers are only re-armed when they
 //! fire. A mid-stream failure is also reported to the route's health (`routing`).
@@ -19,6 +28,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use serde_json::{json, Value};
+use switchyard_wire::anthropic::inbound::{
+    anthropic_error_type, error_body, with_usage_cost, MessagesStream,
+};
 use switchyard_wire::openai::normalize_finish_reason;
 use switchyard_wire::sse;
 use switchyard_wire::upstream::{Chunk, Stamp, UpstreamEvent, UpstreamProblem};
@@ -55,6 +67,19 @@ pub struct ChatStream {
     model: String,
     created: u64,
     phase: Phase,
+    /// Set when the upstream's own Anthropic events go to the client (`passthrough`).
+    native: Option<Box<Native>>,
+}
+
+/// What a passthrough stream holds back (see the module documentation).
+#[derive(Default)]
+struct Native {
+    /// `message_delta`'s data, until the cost that joins its usage is known.
+    delta: Option<Bytes>,
+    /// The events that came after `message_delta`, sent after it.
+    tail: BytesMut,
+    /// `message_stop` as received, until the entry is durable.
+    stop: Option<Bytes>,
 }
 
 impl ChatStream {
@@ -95,11 +120,19 @@ impl ChatStream {
             model: stamp.model,
             created: stamp.created,
             phase: Phase::Streaming,
+            native: None,
         };
         if translated {
             stream.settlement.meter.served_model(&stream.model);
         }
         stream
+    }
+
+    /// The upstream (Anthropic) answers a Messages request: its own events go to the client,
+    /// not chat chunks (see the module documentation).
+    pub fn passthrough(mut self) -> ChatStream {
+        self.native = Some(Box::default());
+        self
     }
 
     /// The stream of frames for the HTTP body.
@@ -112,6 +145,19 @@ impl ChatStream {
     /// is known; the usage-only chunk is kept to be re-sent with the cost.
     fn on_upstream(&mut self, event: UpstreamEvent<'_>) {
         let meter = &mut self.settlement.meter;
+        if self.native.is_some() {
+            // The client gets the upstream's own events (`on_raw`); these are only metered.
+            match event {
+                UpstreamEvent::Chunk(chunk) => {
+                    upstream_pump::meter_chunk(meter, &chunk);
+                }
+                UpstreamEvent::Usage { usage: Some(u), .. } => meter.usage(u),
+                UpstreamEvent::Finish(reason) => meter.finish(EndReason::from_finish(reason)),
+                _ => {}
+            }
+            self.settlement.checkpoint();
+            return;
+        }
         match event {
             UpstreamEvent::Chunk(chunk) => {
                 if self.id.is_empty() {
@@ -126,7 +172,7 @@ impl ChatStream {
                 let renamed = chunk
                     .finish_reason()
                     .is_some_and(|r| normalize_finish_reason(r).is_some());
-                self.flush_held();
+                self.flush_held(None);
                 match (finish, chunk) {
                     (Some(reason), chunk) => {
                         let mut chunk = chunk.into_value();
@@ -151,8 +197,32 @@ impl ChatStream {
         self.settlement.checkpoint();
     }
 
-    /// A finish chunk for an earlier choice (n > 1) goes out as it was once another arrives.
-    fn flush_held(&mut self) {
+    /// A passthrough stream's upstream event, forwarded as it came unless held back.
+    fn on_raw(&mut self, event: &sse::Event) {
+        let Some(native) = self.native.as_deref_mut() else {
+            return;
+        };
+        match event.name_str() {
+            "error" => {}
+            "message_stop" => native.stop = Some(event.raw.clone()),
+            "message_delta" if native.delta.is_none() => native.delta = Some(event.data.clone()),
+            _ if native.delta.is_some() => native.tail.extend_from_slice(&event.raw),
+            _ => self.out.extend_from_slice(&event.raw),
+        }
+    }
+
+    /// A finish chunk for an earlier choice (n > 1) goes out as it was once another arrives; in
+    /// a passthrough stream, the held `message_delta` (with `cost` when given) and what followed.
+    fn flush_held(&mut self, cost: Option<&str>) {
+        if let Some(native) = self.native.as_deref_mut() {
+            if let Some(delta) = native.delta.take() {
+                let with_cost = cost.and_then(|c| with_usage_cost(&delta, c));
+                let data = with_cost.as_deref().unwrap_or(&delta);
+                sse::write_named(&mut self.out, "message_delta", data);
+            }
+            self.out.extend_from_slice(&native.tail);
+            native.tail.clear();
+        }
         if let Some(chunk) = self.held_finish.take() {
             write_json(&mut self.out, &chunk);
         }
@@ -165,6 +235,11 @@ impl ChatStream {
         };
         let settled = self.settlement.measure().await;
         let cost = settled.cost.total().to_string();
+        if self.native.is_some() {
+            self.flush_held(Some(&cost));
+            let durable = self.settlement.settle(end, &settled).await;
+            return self.end_native(&settled, durable, true);
+        }
         let mut last = self
             .held_finish
             .take()
@@ -198,7 +273,7 @@ impl ChatStream {
     /// Ends the stream after the first byte went out: an error event, the ledger entry for what
     /// was delivered, `[DONE]` and the cost comment.
     pub async fn fail(&mut self, failure: Failure, problem: Option<UpstreamProblem>) {
-        self.flush_held();
+        self.flush_held(None);
         let (message, rate_limited) = failure.describe(problem);
         let (kind, code) = match failure {
             _ if rate_limited => ("rate_limit_error", 502),
@@ -212,12 +287,52 @@ impl ChatStream {
         if failure.is_route_fault() {
             upstream_pump::report_mid_stream(self.health.as_ref(), failure, &message);
         }
-        let event =
-            json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
-        write_json(&mut self.out, &event);
+        if self.native.is_some() {
+            let event = error_body(anthropic_error_type(kind), &message);
+            sse::write_named(&mut self.out, "error", event.to_string().as_bytes());
+        } else {
+            let event =
+                json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
+            write_json(&mut self.out, &event);
+        }
         let settled = self.settlement.measure().await;
         let durable = self.settlement.settle(end, &settled).await;
+        if self.native.is_some() {
+            return self.end_native(&settled, durable, false);
+        }
         self.end_with_done(&settled, durable);
+    }
+
+    /// A passthrough stream's ending once its entry is settled: when it `finished`, the held
+    /// `message_stop` (the upstream's, or ours when its body ended without one), then the cost
+    /// comment; if the entry could not be made durable, an Anthropic error event instead.
+    fn end_native(
+        &mut self,
+        settled: &Settled,
+        durable: Result<Durable, LedgerError>,
+        finished: bool,
+    ) {
+        let stop = self.native.as_deref_mut().and_then(|n| n.stop.take());
+        match durable {
+            Ok(_) => {
+                if finished {
+                    match stop {
+                        Some(raw) => self.out.extend_from_slice(&raw),
+                        None => sse::write_named(
+                            &mut self.out,
+                            "message_stop",
+                            br#"{"type":"message_stop"}"#,
+                        ),
+                    }
+                }
+                sse::write_comment(&mut self.out, settled.cost_comment().as_bytes());
+            }
+            Err(_) => {
+                let event = error_body("api_error", crate::relay::settlement::UNRECORDED);
+                sse::write_named(&mut self.out, "error", event.to_string().as_bytes());
+            }
+        }
+        self.phase = Phase::Done;
     }
 
     /// `[DONE]` and the cost comment once the entry is durable; if it could not be made durable
@@ -274,6 +389,18 @@ impl PumpedRelay for ChatStream {
 
     fn on_upstream(&mut self, event: UpstreamEvent<'_>) {
         ChatStream::on_upstream(self, event)
+    }
+
+    fn on_raw(&mut self, event: &sse::Event) {
+        ChatStream::on_raw(self, event)
+    }
+
+    fn keep_alive(&mut self) {
+        if self.native.is_some() {
+            MessagesStream::ping(&mut self.out);
+        } else {
+            self.out.extend_from_slice(sse::KEEP_ALIVE);
+        }
     }
 
     async fn finish(&mut self) {

@@ -34,7 +34,7 @@ pub async fn create(
     let chat = Arc::new(ChatRequest::parse(&req.chat_body).map_err(RelayError::BadRequest)?);
     let echo = req.echo;
     Ok(
-        match super::chat_parsed(gw, caller, ids, chat, started, true).await? {
+        match super::chat_parsed(gw, caller, ids, chat, started, true, None).await? {
             ChatReply::Json { body, served } => ChatReply::Json {
                 body: match serde_json::from_slice::<Value>(&body) {
                     Ok(v) => serde_json::to_vec(&completions::from_chat(&v, echo.as_deref()))

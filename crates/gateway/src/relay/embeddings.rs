@@ -99,7 +99,7 @@ pub async fn create(
     )
     .await?;
     settlement.meter.embeddings_api();
-    let Opened::Json { body, served } =
+    let Opened::Json { body, served, .. } =
         attempts::open_embeddings(gw, &model, &req, &mut settlement, started, &ids.visible).await?
     else {
         let e =

@@ -2,13 +2,17 @@
 //! same relay as chat: the request is translated to chat (`switchyard_wire::anthropic::inbound`),
 //! admitted, limited, failed over and settled exactly as `POST /chat/completions` (whatever the
 //! route's dialect), and the chat answer is turned back into a Messages object, or the chat stream
-//! into the Messages event sequence. An Anthropic-dialect route is sent the client's request as it
-//! came (model name replaced: cache_control and every block kept); its answer comes back through
-//! the same chat decoding (keep-alive comments become `ping`, a chat error event an
-//! Anthropic `event: error`). The stream ends (`message_stop`) only after the entry is durable,
-//! because the chat relay writes `[DONE]` only then.
+//! into the Messages event sequence (keep-alive comments become `ping`, a chat error event an
+//! Anthropic `event: error`). An Anthropic-dialect route is sent the client's request as it came
+//! (model name replaced: cache_control and every block kept), and when one serves the request
+//! (known only once `attempts::open` chose it: failover may change the dialect) its answer passes
+//! through: the upstream's own Message object, or its own events, as it wrote them, with
+//! `usage.cost` added (`ChatStream::passthrough`, `relay::complete_json`); the chat decoding then
+//! only feeds the meter. The stream ends (`message_stop`) only after the entry is durable, because
+//! the chat relay writes `[DONE]`, or the passthrough its `message_stop`, only then.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -24,6 +28,22 @@ use crate::app::Gateway;
 use crate::auth::{new_id, Caller};
 use crate::relay::tokens::{self, PromptSource};
 use crate::relay::{admission, chat_for, ChatReply, RelayError, RequestIds};
+
+/// Set once an Anthropic-dialect route serves the Messages request: its reply is then the
+/// upstream's own Messages body or events (with the cost added), not a chat answer to translate.
+/// Set by the chat relay before the first byte of that route's answer reaches the body.
+#[derive(Debug, Clone, Default)]
+pub struct Native(Arc<AtomicBool>);
+
+impl Native {
+    pub fn set(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
 
 fn plan(body: &[u8], count_only: bool) -> Result<(ChatPlan, Value), RelayError> {
     let mut raw: Value = serde_json::from_slice(body).map_err(|e| {
@@ -54,7 +74,9 @@ pub async fn create(
     let (plan, raw) = plan(&body, false)?;
     let chat_body = Bytes::from(serde_json::to_vec(&plan.body).unwrap_or_default());
     let id = new_id("msg_", 24);
-    match chat_for(gw, caller, ids, chat_body, Some(raw)).await? {
+    let native = Native::default();
+    match chat_for(gw, caller, ids, chat_body, Some((raw, native.clone()))).await? {
+        ChatReply::Json { body, served } if native.is_set() => Ok(ChatReply::Json { body, served }),
         ChatReply::Json { body, served } => {
             let completion: Value = serde_json::from_slice(&body).map_err(|_| {
                 RelayError::UpstreamFailed("the answer is not a chat completion".into())
@@ -66,11 +88,11 @@ pub async fn create(
             })
         }
         ChatReply::Stream { body, served } => Ok(ChatReply::Stream {
-            body: Box::new(MessagesBody::new(body, id, plan.model)),
+            body: Box::new(MessagesBody::new(body, id, plan.model, native)),
             served,
         }),
         ChatReply::Committed { body, rate } => Ok(ChatReply::Committed {
-            body: Box::new(MessagesBody::new(body, id, plan.model)),
+            body: Box::new(MessagesBody::new(body, id, plan.model, native)),
             rate,
         }),
     }
@@ -96,9 +118,13 @@ pub async fn count_tokens(
     Ok(serde_json::json!({ "input_tokens": n }))
 }
 
-/// The chat relay's SSE body as the Messages event stream.
+/// The chat relay's SSE body as the Messages event stream; once `native` is set, the relay's
+/// frames are the upstream's own events and pass as they are. Keep-alive comments (an early
+/// commit's, before the serving route is known) become `ping` events, never a `message_start`
+/// of our own, which a passthrough would then repeat.
 struct MessagesBody {
     inner: Box<dyn Stream<Item = Bytes> + Send + Unpin>,
+    native: Native,
     /// Bytes of the chat stream not yet ending in a whole frame.
     pending: BytesMut,
     /// `pending[..scanned]` holds no frame end: the next search resumes there.
@@ -113,9 +139,11 @@ impl MessagesBody {
         inner: Box<dyn Stream<Item = Bytes> + Send + Unpin>,
         id: String,
         model: String,
+        native: Native,
     ) -> MessagesBody {
         MessagesBody {
             inner,
+            native,
             pending: BytesMut::new(),
             scanned: 0,
             out: BytesMut::with_capacity(1024),
@@ -143,11 +171,7 @@ impl MessagesBody {
             let frame = &frame[..end];
             if frame.starts_with(b":") {
                 if frame.starts_with(b": keep-alive") {
-                    if self.events.is_started() {
-                        MessagesStream::ping(&mut self.out);
-                    } else {
-                        self.events.start(&mut self.out);
-                    }
+                    MessagesStream::ping(&mut self.out);
                 }
                 continue;
             }
@@ -191,13 +215,16 @@ impl Stream for MessagesBody {
             }
             match Pin::new(&mut this.inner).poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(bytes)) if this.native.is_set() => {
+                    return Poll::Ready(Some(bytes));
+                }
                 Poll::Ready(Some(bytes)) => {
                     this.pending.extend_from_slice(&bytes);
                     this.translate();
                 }
                 Poll::Ready(None) => {
                     this.finished = true;
-                    if !this.events.is_ended() {
+                    if !this.events.is_ended() && !this.native.is_set() {
                         let e = serde_json::json!({"type": "api_error",
                             "message": "The stream ended before its end."});
                         this.events.error(&e, &mut this.out);

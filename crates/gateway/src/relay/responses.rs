@@ -147,7 +147,7 @@ pub async fn create(
         return match attempts::open(gw, &model, &req, &mut settlement, started, &ids.visible)
             .await?
         {
-            Opened::Json { body, served } => {
+            Opened::Json { body, served, .. } => {
                 match complete_json(&body, ctx, &mut settlement, &keeper).await {
                     Some(Ok(response)) => Ok(ChatReply::Json {
                         body: serde_json::to_vec(&response).unwrap_or_default(),

@@ -262,6 +262,13 @@ pub trait PumpedRelay: Send + Sized + 'static {
     fn is_done(&self) -> bool;
     /// A chunk, usage or finish reason (never `Done` or `Error`).
     fn on_upstream(&mut self, event: UpstreamEvent<'_>);
+    /// The SSE event itself, once the decoder took it and before its typed events are handed
+    /// over (a relay that forwards the upstream's own events reads it here).
+    fn on_raw(&mut self, _event: &sse::Event) {}
+    /// Nothing went to the client for the keep-alive interval.
+    fn keep_alive(&mut self) {
+        self.out().extend_from_slice(sse::KEEP_ALIVE);
+    }
     fn finish(&mut self) -> impl Future<Output = ()> + Send;
     fn fail(
         &mut self,
@@ -285,6 +292,7 @@ async fn on_event<R: PumpedRelay>(r: &mut R, event: sse::Event) {
     match decoder.push(&event) {
         Err(_) => ending = Some(Ending::Failed(Failure::Garbage, None)),
         Ok(events) => {
+            r.on_raw(&event);
             for e in events {
                 match e {
                     UpstreamEvent::Done => ending = Some(Ending::Done),
@@ -332,7 +340,7 @@ async fn next_frame<R: PumpedRelay>(r: &mut R) -> Option<Bytes> {
         }
         match r.pump().wait().await {
             Wake::Received | Wake::Nothing => {}
-            Wake::KeepAlive => r.out().extend_from_slice(sse::KEEP_ALIVE),
+            Wake::KeepAlive => r.keep_alive(),
             Wake::Ended => r.finish().await,
             Wake::Failed(failure) => r.fail(failure, None).await,
         }

@@ -418,6 +418,43 @@ pub fn passthrough_body(original: &Value, upstream_model: &str) -> Vec<u8> {
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
+/// An Anthropic object (a Message, or a `message_delta` event's data) as the upstream sent it,
+/// with `"cost":"<cost>"` added as the last member of its top-level `usage` (a `usage` holding
+/// only the cost is added when it has none). Nothing else is touched: the text around the
+/// insertion is copied as it came. `None` when `json` is not a JSON object.
+pub fn with_usage_cost(json: &[u8], cost: &str) -> Option<Vec<u8>> {
+    #[derive(serde::Deserialize)]
+    struct Outer<'a> {
+        #[serde(borrow, default)]
+        usage: Option<&'a serde_json::value::RawValue>,
+    }
+    let outer: Outer<'_> = serde_json::from_slice(json).ok()?;
+    let cost = serde_json::to_string(cost).ok()?;
+    let object_end = |text: &[u8]| text.iter().rposition(|b| !b.is_ascii_whitespace());
+    let (at, empty, member) = match outer.usage.filter(|u| u.get().starts_with('{')) {
+        Some(usage) => {
+            let start = (usage.get().as_ptr() as usize).checked_sub(json.as_ptr() as usize)?;
+            let raw = usage.get().as_bytes();
+            let close = start + raw.len() - 1;
+            let empty = raw[1..raw.len() - 1].iter().all(u8::is_ascii_whitespace);
+            (close, empty, format!("\"cost\":{cost}"))
+        }
+        None => {
+            let close = object_end(json).filter(|&i| json[i] == b'}')?;
+            let empty = object_end(&json[..close]).is_some_and(|i| json[i] == b'{');
+            (close, empty, format!("\"usage\":{{\"cost\":{cost}}}"))
+        }
+    };
+    let mut out = Vec::with_capacity(json.len() + member.len() + 1);
+    out.extend_from_slice(&json[..at]);
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(member.as_bytes());
+    out.extend_from_slice(&json[at..]);
+    Some(out)
+}
+
 /// Chat `finish_reason` → Messages `stop_reason`.
 pub fn stop_reason(finish: Option<&str>, stopped_by_sequence: bool) -> &'static str {
     match finish {
@@ -847,6 +884,24 @@ pub fn error_body(kind: &str, message: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cost_joins_the_usage_and_nothing_else_moves() {
+        let delta = br#"{"type":"message_delta","delta":{"stop_reason":"stop_sequence","stop_sequence":"END"},"usage":{"output_tokens":7, "cache_read_input_tokens":3 }  }"#;
+        let out = with_usage_cost(delta, "0.0012").unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"type":"message_delta","delta":{"stop_reason":"stop_sequence","stop_sequence":"END"},"usage":{"output_tokens":7, "cache_read_input_tokens":3 ,"cost":"0.0012"}  }"#
+        );
+        let out = with_usage_cost(br#"{"usage":{ }}"#, "1").unwrap();
+        assert_eq!(&out[..], br#"{"usage":{ "cost":"1"}}"#);
+        let out = with_usage_cost(br#"{"type":"x"}"#, "1").unwrap();
+        assert_eq!(&out[..], br#"{"type":"x","usage":{"cost":"1"}}"#);
+        let out = with_usage_cost(b"{ }", "1").unwrap();
+        assert_eq!(&out[..], br#"{ "usage":{"cost":"1"}}"#);
+        assert!(with_usage_cost(b"[1]", "1").is_none());
+        assert!(with_usage_cost(b"{", "1").is_none());
+    }
 
     fn events(out: &BytesMut) -> Vec<(String, Value)> {
         let mut d = sse::Decoder::new();

@@ -13,6 +13,7 @@ fn event(name: Option<&str>, data: &str) -> sse::Event {
     sse::Event {
         name: name.map(|n| Bytes::copy_from_slice(n.as_bytes())),
         data: Bytes::copy_from_slice(data.as_bytes()),
+        raw: Bytes::new(),
     }
 }
 
