@@ -1,5 +1,7 @@
 //! The `switchyard` command line: argument definitions and what each shell command does
-//! (`serve`, `keys`, `usage`, `check`). `main.rs` only parses and calls `run`.
+//! (`serve`, `keys`, `usage`, `check`; `bench` and `bench-target` are `loadgen`'s). `main.rs` only
+//! parses and calls `main`, which gives the gateway's commands the tokio runtime and lets the
+//! bench size its own.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -80,6 +82,12 @@ pub enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Load-test an OpenAI-compatible endpoint (ours or anyone's): requests/s, latency, time to
+    /// first token and gaps between chunks, errors by status.
+    Bench(crate::loadgen::BenchArgs),
+    /// A trivial server answering every request with a fixed completion, to measure `bench` itself.
+    #[command(hide = true)]
+    BenchTarget(crate::loadgen::TargetArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,9 +182,26 @@ fn key_status(k: &KeyRecord) -> &'static str {
     }
 }
 
-/// Runs one command to completion.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs one command to completion: the load tool on runtimes of its own, every other command on a
+/// multi-threaded tokio runtime.
+pub fn main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Bench(args) => crate::loadgen::bench(args),
+        Command::BenchTarget(args) => crate::loadgen::target(args),
+        command => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the runtime")?
+            .block_on(run(command)),
+    }
+}
+
+/// Runs one of the gateway's commands to completion (inside a runtime).
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Bench(_) | Command::BenchTarget(_) => {
+            bail!("bench and bench-target start their own runtimes: run them through cli::main")
+        }
         Command::Serve { db, listen } => serve(db, listen).await,
         Command::Check { config } => {
             let c = Config::load(&config)?;
@@ -365,6 +390,8 @@ async fn serve(db: DbArgs, listen: Option<String>) -> anyhow::Result<()> {
     // Registered before anything else: from here on SIGHUP reloads instead of ending the process.
     let hangups =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("SIGHUP")?;
+    // Thousands of concurrent streams need as many descriptors as the system allows us.
+    crate::nofile::raise_nofile_limit();
     let config = db.config.as_deref().map(Config::load).transpose()?;
     let (gw, first_key, problems) = Gateway::build(config, db.database.clone()).await?;
     for p in &problems {

@@ -12,6 +12,8 @@ pub mod event_log;
 pub mod http;
 pub mod ledger;
 pub mod limits;
+pub mod loadgen;
+pub mod nofile;
 pub mod otlp;
 pub mod providers;
 pub mod redact;

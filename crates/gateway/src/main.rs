@@ -2,8 +2,7 @@
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     switchyard::telemetry::init();
-    switchyard::cli::run(switchyard::cli::Cli::parse()).await
+    switchyard::cli::main(switchyard::cli::Cli::parse())
 }

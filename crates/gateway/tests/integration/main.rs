@@ -4,6 +4,7 @@
 mod admin;
 mod anthropic;
 mod auth_cache;
+mod bench_cli;
 mod billing;
 mod browser;
 mod capture;
