@@ -55,10 +55,17 @@ pub async fn run(shared: Rc<Shared>) {
     let mut conn: Option<Conn> = None;
     let mut scan = SseScan::default();
     while let Some(slot) = shared.schedule.next() {
-        if let Some(at) = slot.at {
-            tokio::time::sleep_until(at.into()).await;
-        }
-        let from = slot.at.unwrap_or_else(Instant::now);
+        // Open loop: a request that waited for a busy connection counts from its scheduled
+        // start (queueing is the server's); one whose idle connection slept until then counts
+        // from the wake-up, since tokio's timer is coarse (1 ms) and its lateness is ours.
+        let from = match slot.at {
+            Some(at) if at > Instant::now() => {
+                tokio::time::sleep_until(at.into()).await;
+                Instant::now()
+            }
+            Some(at) => at,
+            None => Instant::now(),
+        };
         scan.reset();
         let outcome = match tokio::time::timeout(
             shared.timeout,

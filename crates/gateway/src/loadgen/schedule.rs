@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 /// One request to send.
 #[derive(Debug, Clone, Copy)]
 pub struct Slot {
-    /// When it should start (`None`: now, closed loop). Latency and TTFT count from this time.
+    /// When it should start (`None`: now, closed loop). Latency and TTFT count from this time
+    /// when the request had to wait for a busy connection (see `client::run`).
     pub at: Option<Instant>,
     /// False during the warmup: its results are discarded.
     pub measured: bool,
