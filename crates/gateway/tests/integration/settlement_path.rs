@@ -353,8 +353,11 @@ async fn kill_9_during_300_open_streams_bills_every_request_exactly_once() {
     std::fs::create_dir_all(&dir).unwrap();
     let mock = MockUpstream::start().await.unwrap();
     mock.set_recording(false);
-    // Each stream lasts 200 s, so none ends (and leaves the journal) before all 300 are open.
-    mock.set_options(json!({"tokens": 10_000, "gap_ms": 20}))
+    // Each stream lasts 400 s, so none ends (and leaves the journal) before all 300 are open and
+    // checkpointed. Few tokens, far apart: the mock builds a stream's every chunk before its first
+    // byte, and 300 × 10,000 chunks built by an unoptimised mock on a loaded 2-core machine kept
+    // some streams from their first token past the 120 s first-token limit.
+    mock.set_options(json!({"tokens": 2_000, "gap_ms": 200}))
         .unwrap();
     // 300 connections opened at once on a loaded 2-core machine can take longer than the default
     // 10 s connect limit: this test is about the journal, not about connect times.
@@ -420,6 +423,8 @@ async fn kill_9_during_300_open_streams_bills_every_request_exactly_once() {
     // second; reading it whole every poll would starve the server on a 2-core machine).
     let mut seen = std::collections::HashSet::<String>::new();
     let mut read_to = 0usize;
+    // Fails with the count of streams seen, a moment before `until` would fail without it.
+    let checkpoints_by = std::time::Instant::now() + Duration::from_secs(175);
     until(
         "a checkpoint for every stream",
         Duration::from_secs(180),
@@ -441,6 +446,11 @@ async fn kill_9_during_300_open_streams_bills_every_request_exactly_once() {
                     .filter_map(|l| serde_json::from_str::<Value>(l).ok())
                     .filter(|v| v["k"] == "progress" && v["completion_tokens"].as_u64() > Some(0))
                     .filter_map(|v| v["id"].as_str().map(str::to_owned)),
+            );
+            assert!(
+                seen.len() >= STREAMS || std::time::Instant::now() < checkpoints_by,
+                "{} of {STREAMS} streams have a checkpoint that counts tokens",
+                seen.len()
             );
             seen.len() >= STREAMS
         },
