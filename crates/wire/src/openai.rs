@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 
+use crate::compact_json;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -229,18 +230,44 @@ impl ChatRequest {
     /// The body to send upstream: the client's body with the upstream model name, and when
     /// streaming, `stream_options.include_usage` set so that the upstream reports usage.
     pub fn upstream_body(&self, upstream_model: &str) -> Vec<u8> {
-        let mut body = self.body.clone();
-        body.insert("model".into(), Value::String(upstream_model.to_owned()));
-        if self.stream {
-            let opts = body
-                .entry("stream_options")
-                .or_insert_with(|| Value::Object(Map::new()));
-            if !opts.is_object() {
-                *opts = Value::Object(Map::new());
+        // Written straight from `body` (no clone of the prompt), as serde_json would write the
+        // body with `model` replaced and, for a stream, `stream_options.include_usage` set: keys
+        // that exist keep their place, new ones go last.
+        let mut out = Vec::with_capacity(compact_json::size_hint_object(&self.body) + 64);
+        out.push(b'{');
+        let mut first = true;
+        let mut key = |out: &mut Vec<u8>, k: &str| {
+            if !std::mem::take(&mut first) {
+                out.push(b',');
             }
-            opts["include_usage"] = Value::Bool(true);
+            compact_json::write_str(out, k);
+            out.push(b':');
+        };
+        for (k, v) in &self.body {
+            key(&mut out, k);
+            match (k.as_str(), v) {
+                ("model", _) => compact_json::write_str(&mut out, upstream_model),
+                ("stream_options", Value::Object(opts)) if self.stream => {
+                    let mut opts = opts.clone();
+                    opts.insert("include_usage".into(), Value::Bool(true));
+                    compact_json::write_object(&mut out, &opts);
+                }
+                ("stream_options", _) if self.stream => {
+                    out.extend_from_slice(br#"{"include_usage":true}"#);
+                }
+                _ => compact_json::write_value(&mut out, v),
+            }
         }
-        serde_json::to_vec(&body).unwrap_or_default()
+        if !self.body.contains_key("model") {
+            key(&mut out, "model");
+            compact_json::write_str(&mut out, upstream_model);
+        }
+        if self.stream && !self.body.contains_key("stream_options") {
+            key(&mut out, "stream_options");
+            out.extend_from_slice(br#"{"include_usage":true}"#);
+        }
+        out.push(b'}');
+        out
     }
 
     /// All the text of the prompt, for estimating its token count when the upstream reports none.
@@ -496,6 +523,44 @@ mod tests {
         let up = String::from_utf8(r.upstream_body("up-m")).unwrap();
         assert!(!up.contains("mock") && !up.contains("4000000000"), "{up}");
         assert!(up.contains("\"x_custom\":1"), "{up}");
+    }
+
+    /// The upstream body as it was built before `compact_json`: a clone of the body, edited,
+    /// then serialised by serde_json. The writer must produce the same bytes.
+    fn upstream_body_by_clone(r: &ChatRequest, upstream_model: &str) -> Vec<u8> {
+        let mut body = r.body.clone();
+        body.insert("model".into(), Value::String(upstream_model.to_owned()));
+        if r.stream {
+            let opts = body
+                .entry("stream_options")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !opts.is_object() {
+                *opts = Value::Object(Map::new());
+            }
+            opts["include_usage"] = Value::Bool(true);
+        }
+        serde_json::to_vec(&body).unwrap()
+    }
+
+    #[test]
+    fn the_upstream_body_is_the_body_edited_byte_for_byte() {
+        let bodies = [
+            r#"{"model":"m","messages":[{"role":"user","content":"hi \"x\"\n\u0001 é"}]}"#,
+            r#"{"messages":[{"role":"user","content":"x"}],"model":"m","stream":true}"#,
+            r#"{"model":"m","stream":true,"stream_options":{"include_usage":false,"other":1},"messages":[{"role":"user","content":"x"}]}"#,
+            r#"{"model":"m","stream":true,"stream_options":{"other":[1,2.5]},"messages":[{"role":"user","content":"x"}],"n":2}"#,
+            r#"{"model":"m","stream":true,"stream_options":null,"messages":[{"role":"user","content":"x"}]}"#,
+            r#"{"model":"m","stream":false,"stream_options":{"include_usage":false},"messages":[{"role":"user","content":"x"}],"mock":{"tokens":3}}"#,
+            r#"{"model":"m","temperature":0.25,"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"messages":[{"role":"user","content":[{"type":"text","text":"t"}]}]}"#,
+        ];
+        for b in bodies {
+            let r = ChatRequest::parse(b.as_bytes()).unwrap();
+            assert_eq!(
+                String::from_utf8(r.upstream_body("up/m\"")).unwrap(),
+                String::from_utf8(upstream_body_by_clone(&r, "up/m\"")).unwrap(),
+                "{b}"
+            );
+        }
     }
 
     #[test]
