@@ -6,6 +6,7 @@
 
 pub mod anthropic;
 mod borrowed;
+pub mod chat_chunk;
 pub mod completions;
 pub mod embeddings;
 pub mod gemini;
