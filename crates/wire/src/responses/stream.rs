@@ -101,7 +101,7 @@ struct ResponseSnapshot<'a> {
     model: &'a str,
     /// Always `null`.
     moderation: (),
-    output: Vec<Value>,
+    output: &'a [Item],
     parallel_tool_calls: bool,
     presence_penalty: f64,
     previous_response_id: Option<&'a str>,
@@ -252,12 +252,6 @@ struct Item {
     /// `in_progress` while open, then `completed` or `incomplete`.
     status: &'static str,
     body: ItemBody,
-}
-
-impl Item {
-    fn to_json(&self) -> Value {
-        serde_json::to_value(self).unwrap_or(Value::Null)
-    }
 }
 
 /// An item as the Responses API shows it; an open (`in_progress`) item is announced without its
@@ -785,11 +779,7 @@ impl StreamBuilder {
             model: &self.ctx.model,
             moderation: (),
             // Lifecycle snapshots carry no output and no usage, as OpenAI's do.
-            output: if done {
-                self.items.iter().map(Item::to_json).collect()
-            } else {
-                Vec::new()
-            },
+            output: if done { &self.items } else { &[] },
             parallel_tool_calls: e.parallel_tool_calls,
             presence_penalty: 0.0,
             previous_response_id: e.previous_response_id.as_deref(),
