@@ -346,7 +346,7 @@ fn translate(c: &mut Criterion, name: &str, dialect: Dialect, body: &[u8]) {
                 for ev in evs {
                     if let UpstreamEvent::Chunk(chunk) = ev {
                         scratch.clear();
-                        let _ = serde_json::to_writer(&mut scratch, &*chunk.value());
+                        chunk.write_json(&mut scratch);
                         sse::write_data(&mut out, &scratch);
                     }
                 }
@@ -391,14 +391,24 @@ fn inbound_benches(c: &mut Criterion) {
     );
     let mut events = Vec::with_capacity(256);
     let mut encoded = Vec::with_capacity(64 * 1024);
-    // As the Responses relay runs it: one Value per chunk, the builder, every event encoded.
+    // As the Responses relay runs it: each chunk read borrowed (a Value only for what the view
+    // cannot read) and its events written straight to bytes; the terminal event as a value (the
+    // relay adds the cost to it), then encoded.
     g.bench_function("chat_to_responses", |b| {
         b.iter(|| {
             encoded.clear();
             let mut builder = StreamBuilder::new(ctx.clone());
+            builder.start_sse(&mut encoded);
             for data in &chunks {
-                if let Ok(v) = serde_json::from_slice::<Value>(data) {
-                    builder.push_chunk(&v, &mut events);
+                match ChunkView::parse(data) {
+                    Some(view) if !view.has_message() => {
+                        builder.push_chunk_view(&view, &mut encoded)
+                    }
+                    _ => {
+                        if let Ok(v) = serde_json::from_slice::<Value>(data) {
+                            builder.push_chunk(&v, &mut events);
+                        }
+                    }
                 }
                 for e in events.drain(..) {
                     encode_sse(&e, &mut encoded);

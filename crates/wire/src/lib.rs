@@ -6,6 +6,7 @@
 
 pub mod anthropic;
 mod borrowed;
+pub mod chat_chunk;
 pub mod compact_json;
 pub mod completions;
 pub mod embeddings;

@@ -383,8 +383,14 @@ pub struct ChunkView<'a> {
 
 #[derive(Debug, Deserialize, Default)]
 pub struct ChoiceView<'a> {
+    /// The choice's `index` when it is a count (`None` when absent or not one).
+    #[serde(default, deserialize_with = "crate::borrowed::lenient_u64")]
+    pub index: Option<u64>,
     #[serde(default, borrow)]
     pub delta: DeltaView<'a>,
+    /// A whole `message` in a streamed choice (non-standard; only its presence is kept).
+    #[serde(default, borrow)]
+    pub message: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "crate::borrowed::nullable_str")]
     pub finish_reason: Option<Cow<'a, str>>,
 }
@@ -402,6 +408,9 @@ pub struct DeltaView<'a> {
     /// The signature of an Anthropic thinking block (the gateway's own extension).
     #[serde(default, borrow, deserialize_with = "crate::borrowed::nullable_str")]
     pub reasoning_signature: Option<Cow<'a, str>>,
+    /// Read only when it is a string: it is not metered, and must not make a chunk unreadable.
+    #[serde(default, borrow, deserialize_with = "crate::borrowed::lenient_str")]
+    pub refusal: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     pub tool_calls: Vec<ToolCallView<'a>>,
 }
@@ -428,6 +437,12 @@ impl<'a> ChunkView<'a> {
     /// Parses a chunk's data. `None` for anything that is not a JSON object of this shape.
     pub fn parse(data: &'a [u8]) -> Option<ChunkView<'a>> {
         serde_json::from_slice(data).ok()
+    }
+
+    /// Whether a choice carries a `message` (read from a `Value` by the Responses builder, which
+    /// takes it for the delta when there is none).
+    pub fn has_message(&self) -> bool {
+        self.choices.iter().any(|c| c.message.is_some())
     }
 
     /// The first finish reason in the chunk, if any.

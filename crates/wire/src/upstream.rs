@@ -13,7 +13,7 @@
 //!   them ([`ChunkView`]); [`UpstreamDecoder::with_values`] parses it into a `Value` instead, for
 //!   a relay that needs the whole object anyway.
 //! - Anthropic dialect: each event goes through [`StreamTranslator`]; its chat chunks come out as
-//!   [`Chunk::Translated`]; `message_delta` also yields [`UpstreamEvent::Finish`] and the final,
+//!   [`Chunk::Typed`] (written straight to bytes, no `Value` per chunk); `message_delta` also yields [`UpstreamEvent::Finish`] and the final,
 //!   cumulative [`UpstreamEvent::Usage`] (the usage `message_start` gives is partial and is not
 //!   reported on its own); `message_stop` ends with [`UpstreamEvent::Done`], an `error` event with
 //!   [`UpstreamEvent::Error`].
@@ -30,6 +30,7 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use crate::anthropic::{self, StreamTranslator};
+use crate::chat_chunk::ChatChunk;
 use crate::gemini;
 use crate::openai::ChunkView;
 use crate::sse;
@@ -43,14 +44,8 @@ pub enum Dialect {
     Gemini,
 }
 
-/// What translated chunks are stamped with: the gateway's id, the model name the client asked
-/// for, and the creation time (unix seconds). Unused for the OpenAI dialect.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stamp {
-    pub id: String,
-    pub model: String,
-    pub created: u64,
-}
+/// What translated chunks are stamped with (unused for the OpenAI dialect).
+pub use crate::chat_chunk::Stamp;
 
 /// One thing the upstream said.
 #[derive(Debug)]
@@ -83,6 +78,9 @@ pub enum Chunk<'e> {
     Upstream(Value),
     /// A chunk translated from another dialect, carrying the decoder's [`Stamp`].
     Translated(Value),
+    /// A chunk translated from another dialect (Anthropic), typed: the hot path writes it with
+    /// [`Chunk::write_json`] and meters it with [`ChatChunk::for_each_text`], no `Value` built.
+    Typed(ChatChunk),
 }
 
 impl Chunk<'_> {
@@ -93,6 +91,7 @@ impl Chunk<'_> {
                 Cow::Owned(serde_json::from_slice(data).unwrap_or(Value::Null))
             }
             Chunk::Upstream(v) | Chunk::Translated(v) => Cow::Borrowed(v),
+            Chunk::Typed(c) => Cow::Owned(c.to_value()),
         }
     }
 
@@ -101,6 +100,22 @@ impl Chunk<'_> {
         match self {
             Chunk::Borrowed { data, .. } => serde_json::from_slice(data).unwrap_or(Value::Null),
             Chunk::Upstream(v) | Chunk::Translated(v) => v,
+            Chunk::Typed(c) => c.to_value(),
+        }
+    }
+
+    /// Appends the chunk's JSON to `out`, as it goes on the wire after `data: `: a borrowed
+    /// chunk's own bytes, the others serialised.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        match self {
+            Chunk::Borrowed { data, .. } => out.extend_from_slice(data),
+            Chunk::Upstream(v) | Chunk::Translated(v) => {
+                // Serialising a `Value` into a Vec cannot fail (no IO, string keys only).
+                if serde_json::to_writer(&mut *out, v).is_err() {
+                    out.extend_from_slice(b"null");
+                }
+            }
+            Chunk::Typed(c) => c.write_json(out),
         }
     }
 
@@ -110,7 +125,7 @@ impl Chunk<'_> {
         match self {
             Chunk::Borrowed { view, .. } => view.model.as_deref(),
             Chunk::Upstream(v) => v.get("model").and_then(Value::as_str),
-            Chunk::Translated(_) => None,
+            Chunk::Translated(_) | Chunk::Typed(_) => None,
         }
     }
 
@@ -123,6 +138,7 @@ impl Chunk<'_> {
                 .and_then(Value::as_array)?
                 .iter()
                 .find_map(|c| c.get("finish_reason").and_then(Value::as_str)),
+            Chunk::Typed(c) => c.finish_reason,
         }
     }
 }
@@ -198,6 +214,9 @@ pub struct UpstreamDecoder {
     gemini: Option<Box<gemini::StreamTranslator>>,
     /// OpenAI chunks are parsed into values rather than borrowed.
     values: bool,
+    /// OpenAI chunks that do not read as a [`ChunkView`] are parsed into values rather than
+    /// refused.
+    value_fallback: bool,
     /// The events of one Anthropic event, reused from one event to the next.
     queue: Vec<UpstreamEvent<'static>>,
     finish_sent: bool,
@@ -220,6 +239,7 @@ impl UpstreamDecoder {
             translator,
             gemini,
             values: false,
+            value_fallback: false,
             queue: Vec::new(),
             finish_sent: false,
             ended: false,
@@ -230,6 +250,15 @@ impl UpstreamDecoder {
     /// instead of borrowed views.
     pub fn with_values(mut self) -> UpstreamDecoder {
         self.values = true;
+        self
+    }
+
+    /// OpenAI-dialect chunks are borrowed where they read as a [`ChunkView`], and come out as
+    /// [`Chunk::Upstream`] values where they do not (a field of an unexpected type), as any JSON
+    /// object does for [`Self::with_values`]: for a relay that must read every chunk the values
+    /// decoder reads, at the borrowed decoder's cost.
+    pub fn with_value_fallback(mut self) -> UpstreamDecoder {
+        self.value_fallback = true;
         self
     }
 
@@ -262,26 +291,15 @@ impl UpstreamDecoder {
         }
         let data: &'e [u8] = &event.data;
         if self.values {
-            let v: Value = match serde_json::from_slice(data) {
-                Ok(v @ Value::Object(_)) => v,
-                _ => return Err(Malformed),
-            };
-            if let Some(error) = v.get("error").filter(|e| !e.is_null()) {
-                return Ok(UpstreamEvent::Error(UpstreamProblem::from_openai(error)));
-            }
-            let no_choices = v
-                .get("choices")
-                .and_then(Value::as_array)
-                .is_none_or(|c| c.is_empty());
-            return Ok(match v.get("usage").filter(|u| !u.is_null()) {
-                Some(u) if no_choices => UpstreamEvent::Usage {
-                    usage: Usage::from_openai(u),
-                    chunk: Chunk::Upstream(v),
-                },
-                _ => UpstreamEvent::Chunk(Chunk::Upstream(v)),
-            });
+            return openai_value(data);
         }
-        let view = ChunkView::parse(data).ok_or(Malformed)?;
+        let Some(view) = ChunkView::parse(data) else {
+            return if self.value_fallback {
+                openai_value(data)
+            } else {
+                Err(Malformed)
+            };
+        };
         if let Some(error) = view.error {
             let error: Value = serde_json::from_str(error.get()).unwrap_or(Value::Null);
             return Ok(UpstreamEvent::Error(UpstreamProblem::from_openai(&error)));
@@ -322,8 +340,8 @@ impl UpstreamDecoder {
             }
         }
         self.queue.extend(
-            t.drain()
-                .map(|c| UpstreamEvent::Chunk(Chunk::Translated(c))),
+            t.drain_chunks()
+                .map(|c| UpstreamEvent::Chunk(Chunk::Typed(c))),
         );
         if t.is_done() {
             self.queue.push(UpstreamEvent::Done);
@@ -368,6 +386,28 @@ impl UpstreamDecoder {
         }
         Ok(())
     }
+}
+
+/// An OpenAI-dialect event parsed into a value: any JSON object is a chunk.
+fn openai_value<'e>(data: &[u8]) -> Result<UpstreamEvent<'e>, Malformed> {
+    let v: Value = match serde_json::from_slice(data) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => return Err(Malformed),
+    };
+    if let Some(error) = v.get("error").filter(|e| !e.is_null()) {
+        return Ok(UpstreamEvent::Error(UpstreamProblem::from_openai(error)));
+    }
+    let no_choices = v
+        .get("choices")
+        .and_then(Value::as_array)
+        .is_none_or(|c| c.is_empty());
+    Ok(match v.get("usage").filter(|u| !u.is_null()) {
+        Some(u) if no_choices => UpstreamEvent::Usage {
+            usage: Usage::from_openai(u),
+            chunk: Chunk::Upstream(v),
+        },
+        _ => UpstreamEvent::Chunk(Chunk::Upstream(v)),
+    })
 }
 
 /// Anthropic's usage as billed (cache reads and writes are part of the prompt).

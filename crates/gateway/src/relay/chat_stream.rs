@@ -182,7 +182,12 @@ impl ChatStream {
                         self.held_finish = Some(chunk);
                     }
                     (None, Chunk::Borrowed { data, .. }) => sse::write_data(&mut self.out, data),
-                    (None, chunk) => write_json(&mut self.out, &chunk.value()),
+                    (None, chunk) => {
+                        // A typed (translated) chunk is serialised straight to bytes, no `Value`.
+                        let mut json = Vec::with_capacity(256);
+                        chunk.write_json(&mut json);
+                        sse::write_data(&mut self.out, &json);
+                    }
                 }
             }
             UpstreamEvent::Usage { usage, chunk } => {

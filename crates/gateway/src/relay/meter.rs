@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::Value;
+use switchyard_wire::chat_chunk::ChatChunk;
 use switchyard_wire::openai::{normalize_finish_reason, ChunkView};
 use switchyard_wire::usage::Usage;
 
@@ -66,6 +67,18 @@ impl Meter {
             }
         }
         view.finish_reason().map(|r| self.finish_str(r))
+    }
+
+    /// A chat chunk the gateway translated, typed (the same reading as [`Self::chat_value`]
+    /// of its JSON, without building it).
+    pub fn chat_chunk(&mut self, c: &ChatChunk) -> Option<&'static str> {
+        if self.response_id.is_none() {
+            self.response_id = Some(c.stamp.id.clone());
+        }
+        let before = self.delivered.len();
+        c.for_each_text(|t| self.delivered.push_str(t));
+        self.note_text(before);
+        c.finish_reason.map(|r| self.finish_str(r))
     }
 
     /// A chat chunk or a whole chat completion as a JSON value (a translated chunk, a

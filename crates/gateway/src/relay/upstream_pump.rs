@@ -126,6 +126,7 @@ pub fn meter_chunk(meter: &mut Meter, chunk: &Chunk<'_>) -> Option<&'static str>
     match chunk {
         Chunk::Borrowed { view, .. } => meter.chunk(view),
         Chunk::Upstream(v) | Chunk::Translated(v) => meter.chat_value(v),
+        Chunk::Typed(c) => meter.chat_chunk(c),
     }
 }
 

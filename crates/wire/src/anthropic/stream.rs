@@ -2,15 +2,18 @@
 //!
 //! The caller splits the upstream body into SSE events (name + data) and hands each to
 //! [`StreamTranslator::push`]; the chunks it produces wait in an internal queue that
-//! [`StreamTranslator::drain`] empties, in order. The caller serialises them (`data: <json>\n\n`) and adds
+//! [`StreamTranslator::drain_chunks`] empties, in order, typed ([`ChatChunk`], written straight
+//! to bytes; [`StreamTranslator::drain`] gives them as values). The caller serialises them (`data: <json>\n\n`) and adds
 //! `usage`, the optional `choices: []` usage chunk ([`StreamTranslator::usage_chunk`]) and `data: [DONE]`.
 
 use super::{finish_reason, TranslateError, UpstreamError, Usage};
 use crate::borrowed::nullable_str;
+use crate::chat_chunk::{ChatChunk, Delta, Stamp};
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// What the translator remembers about one Anthropic content block, keyed by the block's `index`.
 enum Block {
@@ -45,10 +48,8 @@ enum Block {
 /// - `ping` and unknown event types are ignored; an `error` event ends the stream with
 ///   [`StreamTranslator::error`] set and emits nothing.
 pub struct StreamTranslator {
-    id: String,
-    model: String,
-    created: u64,
-    out: Vec<Value>,
+    stamp: Arc<Stamp>,
+    out: Vec<ChatChunk>,
     role_sent: bool,
     /// The open blocks by index (a block is forgotten at its stop, so that lookups stay O(1) and
     /// memory bounded by the blocks open at once, whatever an upstream sends).
@@ -68,9 +69,7 @@ impl StreamTranslator {
     /// client asked for, not Anthropic's).
     pub fn new(id: String, model: String, created: u64) -> Self {
         StreamTranslator {
-            id,
-            model,
-            created,
+            stamp: Arc::new(Stamp { id, model, created }),
             out: Vec::new(),
             role_sent: false,
             blocks: HashMap::new(),
@@ -137,8 +136,14 @@ impl StreamTranslator {
     }
 
     /// Takes the chunks produced so far, oldest first.
-    pub fn drain(&mut self) -> std::vec::Drain<'_, Value> {
+    pub fn drain_chunks(&mut self) -> std::vec::Drain<'_, ChatChunk> {
         self.out.drain(..)
+    }
+
+    /// Takes the chunks produced so far, oldest first, as JSON values (for callers that edit
+    /// them; [`Self::drain_chunks`] is the cheap way).
+    pub fn drain(&mut self) -> impl Iterator<Item = Value> + '_ {
+        self.out.drain(..).map(|c| c.to_value())
     }
 
     /// True once `message_stop` or an `error` event has been seen.
@@ -170,10 +175,10 @@ impl StreamTranslator {
     pub fn usage_chunk(&self) -> Option<Value> {
         let usage = self.usage_json()?;
         Some(json!({
-            "id": self.id,
+            "id": self.stamp.id,
             "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
+            "created": self.stamp.created,
+            "model": self.stamp.model,
             "choices": [],
             "usage": usage,
         }))
@@ -209,30 +214,19 @@ impl StreamTranslator {
             .collect()
     }
 
-    fn emit(&mut self, delta: Map<String, Value>, finish: Option<&str>) {
-        let mut full = Map::new();
-        if !self.role_sent {
-            full.insert("role".into(), json!("assistant"));
-            self.role_sent = true;
-        }
-        full.extend(delta);
-        self.out.push(json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{
-                "index": 0,
-                "delta": Value::Object(full),
-                "logprobs": null,
-                "finish_reason": finish,
-            }],
-        }));
+    /// Queues a chunk; the first one also carries the role.
+    fn emit(&mut self, delta: Delta, finish: Option<&'static str>) {
+        let role = !self.role_sent;
+        self.role_sent = true;
+        self.out.push(ChatChunk {
+            stamp: Arc::clone(&self.stamp),
+            role,
+            delta,
+            finish_reason: finish,
+        });
     }
 
-    fn emit_field(&mut self, key: &str, value: Value) {
-        let mut delta = Map::new();
-        delta.insert(key.into(), value);
+    fn emit_delta(&mut self, delta: Delta) {
         self.emit(delta, None);
     }
 
@@ -247,7 +241,7 @@ impl StreamTranslator {
             self.usage = Some(Usage::from_anthropic(&message["usage"]));
         }
         if !self.role_sent {
-            self.emit_field("content", json!(""));
+            self.emit_delta(Delta::Content(String::new()));
         }
     }
 
@@ -257,14 +251,14 @@ impl StreamTranslator {
         let state = match block["type"].as_str().unwrap_or_default() {
             "text" => {
                 if let Some(text) = block["text"].as_str().filter(|t| !t.is_empty()) {
-                    self.emit_field("content", json!(text));
+                    self.emit_delta(Delta::Content(text.to_owned()));
                 }
                 Block::Text
             }
             "thinking" => {
                 let text = block["thinking"].as_str().unwrap_or_default().to_string();
                 if !text.is_empty() {
-                    self.emit_field("reasoning_content", json!(text));
+                    self.emit_delta(Delta::ReasoningContent(text.clone()));
                 }
                 let signature = block["signature"].as_str().unwrap_or_default().to_string();
                 Block::Thinking { text, signature }
@@ -278,13 +272,11 @@ impl StreamTranslator {
             "tool_use" => {
                 let k = self.next_tool_index;
                 self.next_tool_index += 1;
-                let call = json!([{
-                    "index": k,
-                    "id": block["id"].as_str().unwrap_or_default(),
-                    "type": "function",
-                    "function": {"name": block["name"].as_str().unwrap_or_default(), "arguments": ""},
-                }]);
-                self.emit_field("tool_calls", call);
+                self.emit_delta(Delta::ToolCallStart {
+                    index: k,
+                    id: block["id"].as_str().unwrap_or_default().to_owned(),
+                    name: block["name"].as_str().unwrap_or_default().to_owned(),
+                });
                 Block::Tool {
                     index: k,
                     sent_arguments: false,
@@ -316,7 +308,7 @@ impl StreamTranslator {
         match delta.kind.as_deref().unwrap_or_default() {
             "text_delta" => {
                 if let Some(text) = text(&delta.text) {
-                    self.emit_field("content", json!(text));
+                    self.emit_delta(Delta::Content(text.to_owned()));
                 }
             }
             "thinking_delta" => {
@@ -324,7 +316,7 @@ impl StreamTranslator {
                     if let Some(Block::Thinking { text: acc, .. }) = self.block_mut(index) {
                         acc.push_str(text);
                     }
-                    self.emit_field("reasoning_content", json!(text));
+                    self.emit_delta(Delta::ReasoningContent(text.to_owned()));
                 }
             }
             "signature_delta" => {
@@ -333,7 +325,7 @@ impl StreamTranslator {
                         signature.push_str(sig);
                     }
                     self.signature = Some(sig.to_string());
-                    self.emit_field("reasoning_signature", json!(sig));
+                    self.emit_delta(Delta::ReasoningSignature(sig.to_owned()));
                 }
             }
             "input_json_delta" => {
@@ -349,10 +341,10 @@ impl StreamTranslator {
                 };
                 *sent_arguments = true;
                 let k = *k;
-                self.emit_field(
-                    "tool_calls",
-                    json!([{"index": k, "function": {"arguments": part}}]),
-                );
+                self.emit_delta(Delta::ToolCallArguments {
+                    index: k,
+                    arguments: part.to_owned(),
+                });
             }
             _ => {}
         }
@@ -368,10 +360,10 @@ impl StreamTranslator {
                 index: k,
                 sent_arguments: false,
             } => {
-                self.emit_field(
-                    "tool_calls",
-                    json!([{"index": k, "function": {"arguments": "{}"}}]),
-                );
+                self.emit_delta(Delta::ToolCallArguments {
+                    index: k,
+                    arguments: "{}".to_owned(),
+                });
             }
             Block::Thinking { text, signature } => {
                 let block = json!({"type": "thinking", "thinking": text, "signature": signature});
@@ -393,8 +385,8 @@ impl StreamTranslator {
     }
 
     fn message_stop(&mut self) {
-        let finish = self.finish_reason().unwrap_or("stop").to_string();
-        self.emit(Map::new(), Some(&finish));
+        let finish = self.stop_reason.as_deref().map_or("stop", finish_reason);
+        self.emit(Delta::Empty, Some(finish));
         self.done = true;
     }
 }

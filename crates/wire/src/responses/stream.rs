@@ -15,12 +15,175 @@
 //! `call_id` is the chat tool call id. A new kind of output closes the open item. `finish_reason`
 //! `length` (and DeepSeek's `insufficient_system_resource`) → `response.incomplete` with reason
 //! `max_output_tokens`; `content_filter` → reason `content_filter`; anything else → completed.
+//!
+//! Input and output come in two forms. The general one: a chunk as a `Value`
+//! ([`StreamBuilder::push_chunk`]) and events as [`Event`] values. The streaming hot path: a
+//! borrowed [`ChunkView`] or a typed [`ChatChunk`] ([`StreamBuilder::push_chunk_view`],
+//! [`StreamBuilder::push_chat_chunk`]), with the events written straight into SSE bytes, the
+//! per-delta ones from typed structs; building a `Value` per chunk and per event was most of the
+//! cost (issue 13, M9). Both forms run the same state machine and give the same bytes.
 
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 
 use super::request::RequestEcho;
 use super::Event;
+use crate::chat_chunk::{ChatChunk, Delta};
+use crate::openai::ChunkView;
+
+/// Where the builder's events go: [`Event`] values, or SSE frames appended to a buffer (the
+/// bytes [`super::encode_sse`] would write for the same events).
+enum Sink<'o> {
+    Events(&'o mut Vec<Event>),
+    Sse(&'o mut Vec<u8>),
+}
+
+/// An event's payload: its type and sequence number first, then its own fields, in order.
+#[derive(Serialize)]
+struct Envelope<T> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    sequence_number: u64,
+    #[serde(flatten)]
+    fields: T,
+}
+
+/// Numbers the event and hands it to the sink. A free function over the builder's counter, so
+/// that the fields may borrow the builder's items while it runs.
+fn emit<T: Serialize>(seq: &mut u64, out: &mut Sink<'_>, kind: &'static str, fields: T) {
+    let envelope = Envelope {
+        kind,
+        sequence_number: *seq,
+        fields,
+    };
+    *seq += 1;
+    match out {
+        Sink::Events(events) => events.push(Event {
+            kind: kind.to_string(),
+            // Strings, integers and `Value`s only: converting cannot fail.
+            data: serde_json::to_value(&envelope).unwrap_or(Value::Null),
+        }),
+        Sink::Sse(buf) => {
+            buf.extend_from_slice(b"event: ");
+            buf.extend_from_slice(kind.as_bytes());
+            buf.extend_from_slice(b"\ndata: ");
+            // As in `encode_sse`: writing into a Vec cannot fail; compact JSON has no newline.
+            if serde_json::to_writer(&mut **buf, &envelope).is_err() {
+                buf.extend_from_slice(b"{}");
+            }
+            buf.extend_from_slice(b"\n\n");
+        }
+    }
+}
+
+/// The fields of the lifecycle events: the Response object as it stands.
+#[derive(Serialize)]
+struct Snapshot<'a> {
+    response: ResponseSnapshot<'a>,
+}
+
+/// The Response object, borrowed from the builder; field order is the order on the wire.
+#[derive(Serialize)]
+struct ResponseSnapshot<'a> {
+    id: &'a str,
+    object: &'static str,
+    created_at: u64,
+    status: &'static str,
+    background: bool,
+    completed_at: Option<u64>,
+    error: &'a Value,
+    frequency_penalty: f64,
+    incomplete_details: &'a Value,
+    instructions: &'a Value,
+    max_output_tokens: Option<u64>,
+    max_tool_calls: &'a Value,
+    model: &'a str,
+    /// Always `null`.
+    moderation: (),
+    output: &'a [Item],
+    parallel_tool_calls: bool,
+    presence_penalty: f64,
+    previous_response_id: Option<&'a str>,
+    prompt_cache_key: &'a Value,
+    prompt_cache_retention: &'a Value,
+    reasoning: &'a Value,
+    safety_identifier: &'a Value,
+    service_tier: &'a Value,
+    store: bool,
+    temperature: &'a Value,
+    text: &'a Value,
+    tool_choice: &'a Value,
+    tools: &'a Value,
+    top_logprobs: &'a Value,
+    top_p: &'a Value,
+    truncation: &'a Value,
+    usage: Option<Value>,
+    user: &'a Value,
+    metadata: &'a Value,
+}
+
+/// `response.reasoning_summary_text.delta`'s fields.
+#[derive(Serialize)]
+struct SummaryTextDelta<'a> {
+    item_id: &'a str,
+    output_index: usize,
+    summary_index: u64,
+    delta: &'a str,
+}
+
+/// `response.output_text.delta`'s fields.
+#[derive(Serialize)]
+struct OutputTextDelta<'a> {
+    item_id: &'a str,
+    output_index: usize,
+    content_index: usize,
+    delta: &'a str,
+    /// Always `[]`.
+    logprobs: [u8; 0],
+}
+
+/// `response.refusal.delta`'s fields.
+#[derive(Serialize)]
+struct RefusalDelta<'a> {
+    item_id: &'a str,
+    output_index: usize,
+    content_index: usize,
+    delta: &'a str,
+}
+
+/// `response.function_call_arguments.delta`'s fields.
+#[derive(Serialize)]
+struct ArgumentsDelta<'a> {
+    item_id: &'a str,
+    output_index: usize,
+    delta: &'a str,
+}
+
+/// What the builder reads from a chunk's choice 0, whatever form the chunk came in.
+#[derive(Default)]
+struct ChoiceParts<'a> {
+    /// Each of these is non-empty when set.
+    reasoning: Option<&'a str>,
+    content: Option<&'a str>,
+    refusal: Option<&'a str>,
+    tool_calls: Vec<CallParts<'a>>,
+    finish_reason: Option<&'a str>,
+}
+
+/// One `delta.tool_calls[]` entry.
+struct CallParts<'a> {
+    index: Option<u64>,
+    /// Non-empty when set.
+    id: Option<&'a str>,
+    /// Non-empty when set.
+    name: Option<&'a str>,
+    arguments: &'a str,
+}
+
+fn non_empty_str(s: Option<&str>) -> Option<&str> {
+    s.filter(|s| !s.is_empty())
+}
 
 /// What a Response object says about itself that the translation cannot know: its id, the model
 /// name to report, timestamps, and the request fields it echoes.
@@ -91,56 +254,158 @@ struct Item {
     body: ItemBody,
 }
 
-impl Item {
-    fn to_json(&self) -> Value {
+/// An item as the Responses API shows it; an open (`in_progress`) item is announced without its
+/// content, as OpenAI does (it arrives through the events). Field order is the order on the wire.
+impl Serialize for Item {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let open = self.status == "in_progress";
+        let none: [u8; 0] = [];
         match &self.body {
             ItemBody::Reasoning { text } => {
-                let summary = if self.status == "in_progress" {
-                    // Announced empty, as OpenAI does; the summary arrives through its events.
-                    Vec::new()
+                let mut m = s.serialize_struct("Item", 3)?;
+                m.serialize_field("id", &self.id)?;
+                m.serialize_field("type", "reasoning")?;
+                if open {
+                    m.serialize_field("summary", &none)?;
                 } else {
-                    vec![json!({"type": "summary_text", "text": text})]
-                };
-                json!({"id": self.id, "type": "reasoning", "summary": summary})
+                    m.serialize_field("summary", &[SummaryPart::new(text)])?;
+                }
+                m.end()
             }
             ItemBody::Message { parts, .. } => {
-                let content: Vec<Value> = if self.status == "in_progress" {
-                    Vec::new()
+                let mut m = s.serialize_struct("Item", 5)?;
+                m.serialize_field("id", &self.id)?;
+                m.serialize_field("type", "message")?;
+                m.serialize_field("status", self.status)?;
+                if open {
+                    m.serialize_field("content", &none)?;
                 } else {
-                    parts.iter().map(part_json).collect()
-                };
-                json!({
-                    "id": self.id,
-                    "type": "message",
-                    "status": self.status,
-                    "content": content,
-                    "role": "assistant",
-                })
+                    m.serialize_field("content", parts)?;
+                }
+                m.serialize_field("role", "assistant")?;
+                m.end()
             }
             ItemBody::FunctionCall {
                 call_id,
                 name,
                 arguments,
-                ..
-            } => json!({
-                "id": self.id,
-                "type": "function_call",
-                "status": self.status,
-                "arguments": if self.status == "in_progress" { "" } else { arguments.as_str() },
-                "call_id": call_id,
-                "name": name,
-            }),
+            } => {
+                let mut m = s.serialize_struct("Item", 6)?;
+                m.serialize_field("id", &self.id)?;
+                m.serialize_field("type", "function_call")?;
+                m.serialize_field("status", self.status)?;
+                m.serialize_field("arguments", if open { "" } else { arguments.as_str() })?;
+                m.serialize_field("call_id", call_id)?;
+                m.serialize_field("name", name)?;
+                m.end()
+            }
         }
     }
 }
 
-fn part_json(part: &Part) -> Value {
-    match part.kind {
-        PartKind::Text => {
-            json!({"type": "output_text", "annotations": [], "logprobs": [], "text": part.text})
+/// A message content part: `output_text` (with its empty annotations and logprobs) or `refusal`.
+impl Serialize for Part {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let none: [u8; 0] = [];
+        match self.kind {
+            PartKind::Text => {
+                let mut m = s.serialize_struct("Part", 4)?;
+                m.serialize_field("type", "output_text")?;
+                m.serialize_field("annotations", &none)?;
+                m.serialize_field("logprobs", &none)?;
+                m.serialize_field("text", &self.text)?;
+                m.end()
+            }
+            PartKind::Refusal => {
+                let mut m = s.serialize_struct("Part", 2)?;
+                m.serialize_field("type", "refusal")?;
+                m.serialize_field("refusal", &self.text)?;
+                m.end()
+            }
         }
-        PartKind::Refusal => json!({"type": "refusal", "refusal": part.text}),
     }
+}
+
+/// A reasoning item's one summary part.
+#[derive(Serialize)]
+struct SummaryPart<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: &'a str,
+}
+
+impl<'a> SummaryPart<'a> {
+    fn new(text: &'a str) -> Self {
+        SummaryPart {
+            kind: "summary_text",
+            text,
+        }
+    }
+}
+
+/// `response.output_item.added` / `.done`'s fields.
+#[derive(Serialize)]
+struct ItemEvent<'a> {
+    output_index: usize,
+    item: &'a Item,
+}
+
+/// `response.reasoning_summary_part.added` / `.done`'s fields.
+#[derive(Serialize)]
+struct SummaryPartEvent<'a> {
+    item_id: &'a str,
+    output_index: usize,
+    summary_index: u64,
+    part: SummaryPart<'a>,
+}
+
+/// `response.reasoning_summary_text.done`'s fields.
+#[derive(Serialize)]
+struct SummaryTextDone<'a> {
+    item_id: &'a str,
+    output_index: usize,
+    summary_index: u64,
+    text: &'a str,
+}
+
+/// `response.function_call_arguments.done`'s fields.
+#[derive(Serialize)]
+struct ArgumentsDone<'a> {
+    item_id: &'a str,
+    output_index: usize,
+    name: &'a str,
+    arguments: &'a str,
+}
+
+/// `response.output_text.done`'s fields.
+#[derive(Serialize)]
+struct OutputTextDone<'a> {
+    item_id: &'a str,
+    output_index: usize,
+    content_index: usize,
+    text: &'a str,
+    /// Always `[]`.
+    logprobs: [u8; 0],
+}
+
+/// `response.refusal.done`'s fields.
+#[derive(Serialize)]
+struct RefusalDone<'a> {
+    item_id: &'a str,
+    output_index: usize,
+    content_index: usize,
+    refusal: &'a str,
+}
+
+/// `response.content_part.added` / `.done`'s fields.
+#[derive(Serialize)]
+struct PartEvent<'a> {
+    item_id: &'a str,
+    output_index: usize,
+    content_index: usize,
+    part: &'a Part,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,39 +477,34 @@ impl StreamBuilder {
     /// Emits `response.created` and `response.in_progress`. Called implicitly by the other
     /// methods when the caller has not; a second call does nothing.
     pub fn start(&mut self, out: &mut Vec<Event>) {
+        self.start_into(&mut Sink::Events(out));
+    }
+
+    /// [`Self::start`], the two events written as SSE frames into `out` (the snapshots are
+    /// serialised from the builder, never built as values).
+    pub fn start_sse(&mut self, out: &mut Vec<u8>) {
+        self.start_into(&mut Sink::Sse(out));
+    }
+
+    fn start_into(&mut self, out: &mut Sink<'_>) {
         if self.phase != Phase::New {
             return;
         }
         self.phase = Phase::Streaming;
-        let snapshot = self.response();
-        self.emit(out, "response.created", json!({"response": snapshot}));
-        let snapshot = self.response();
-        self.emit(out, "response.in_progress", json!({"response": snapshot}));
+        // The counter is copied out: the snapshot borrows the whole builder while it is written.
+        let mut seq = self.seq;
+        for kind in ["response.created", "response.in_progress"] {
+            let response = self.snapshot();
+            emit(&mut seq, out, kind, Snapshot { response });
+        }
+        self.seq = seq;
     }
 
     /// Feeds one parsed `chat.completion.chunk`. A chunk carrying an `error` object (an upstream
     /// error frame) fails the response.
     pub fn push_chunk(&mut self, chunk: &Value, out: &mut Vec<Event>) {
-        if self.phase == Phase::Done {
-            return;
-        }
-        self.start(out);
-        if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
-            self.chat_usage = Some(usage.clone());
-        }
-        if let Some(err) = chunk.get("error").filter(|e| e.is_object()) {
-            let code = err
-                .get("code")
-                .and_then(Value::as_str)
-                .or_else(|| err.get("type").and_then(Value::as_str))
-                .unwrap_or("server_error")
-                .to_string();
-            let message = err
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("The upstream provider reported an error.")
-                .to_string();
-            self.fail(&code, &message, out);
+        let out = &mut Sink::Events(out);
+        if !self.begin_chunk(chunk.get("usage").cloned(), chunk.get("error"), out) {
             return;
         }
         let Some(choice) = chunk
@@ -257,25 +517,151 @@ impl StreamBuilder {
         else {
             return;
         };
+        let mut parts = ChoiceParts {
+            finish_reason: choice.get("finish_reason").and_then(Value::as_str),
+            ..ChoiceParts::default()
+        };
         if let Some(delta) = choice.get("delta").or_else(|| choice.get("message")) {
-            let reasoning = non_empty(delta.get("reasoning_content"))
+            parts.reasoning = non_empty(delta.get("reasoning_content"))
                 .or_else(|| non_empty(delta.get("reasoning")));
-            if let Some(r) = reasoning {
-                self.reasoning_delta(r, out);
-            }
-            if let Some(text) = non_empty(delta.get("content")) {
-                self.message_delta(PartKind::Text, text, out);
-            }
-            if let Some(text) = non_empty(delta.get("refusal")) {
-                self.message_delta(PartKind::Refusal, text, out);
-            }
+            parts.content = non_empty(delta.get("content"));
+            parts.refusal = non_empty(delta.get("refusal"));
             if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
-                for (pos, call) in calls.iter().enumerate() {
-                    self.tool_call_delta(pos as u64, call, out);
-                }
+                parts.tool_calls = calls
+                    .iter()
+                    .map(|call| {
+                        let function = call.get("function");
+                        let text =
+                            |k: &str| function.and_then(|f| f.get(k)).and_then(Value::as_str);
+                        CallParts {
+                            index: call.get("index").and_then(Value::as_u64),
+                            id: non_empty(call.get("id")),
+                            name: non_empty_str(text("name")),
+                            arguments: text("arguments").unwrap_or(""),
+                        }
+                    })
+                    .collect();
             }
         }
-        if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+        self.push_choice(parts, out);
+    }
+
+    /// [`Self::push_chunk`] for a chunk read borrowed, its events written as SSE frames into
+    /// `out`. Reads what `push_chunk` reads, with one exception the caller must route to
+    /// `push_chunk`: a choice that carries a `message` (see [`ChunkView::has_message`]).
+    pub fn push_chunk_view(&mut self, chunk: &ChunkView<'_>, out: &mut Vec<u8>) {
+        let out = &mut Sink::Sse(out);
+        let parse = |raw: Option<&serde_json::value::RawValue>| {
+            raw.and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
+        };
+        let error = parse(chunk.error);
+        if !self.begin_chunk(parse(chunk.usage), error.as_ref(), out) {
+            return;
+        }
+        let Some(choice) = chunk.choices.iter().find(|c| c.index.unwrap_or(0) == 0) else {
+            return;
+        };
+        let d = &choice.delta;
+        let parts = ChoiceParts {
+            reasoning: non_empty_str(d.reasoning_content.as_deref())
+                .or_else(|| non_empty_str(d.reasoning.as_deref())),
+            content: non_empty_str(d.content.as_deref()),
+            refusal: non_empty_str(d.refusal.as_deref()),
+            tool_calls: d
+                .tool_calls
+                .iter()
+                .map(|call| CallParts {
+                    index: call.index,
+                    id: non_empty_str(call.id.as_deref()),
+                    name: non_empty_str(call.function.name.as_deref()),
+                    arguments: call.function.arguments.as_deref().unwrap_or(""),
+                })
+                .collect(),
+            finish_reason: choice.finish_reason.as_deref(),
+        };
+        self.push_choice(parts, out);
+    }
+
+    /// [`Self::push_chunk`] for a typed translated chunk, its events written as SSE frames into
+    /// `out`.
+    pub fn push_chat_chunk(&mut self, chunk: &ChatChunk, out: &mut Vec<u8>) {
+        let out = &mut Sink::Sse(out);
+        if !self.begin_chunk(None, None, out) {
+            return;
+        }
+        let mut parts = ChoiceParts {
+            finish_reason: chunk.finish_reason,
+            ..ChoiceParts::default()
+        };
+        match &chunk.delta {
+            Delta::Empty | Delta::ReasoningSignature(_) => {}
+            Delta::Content(t) => parts.content = non_empty_str(Some(t)),
+            Delta::ReasoningContent(t) => parts.reasoning = non_empty_str(Some(t)),
+            Delta::ToolCallStart { index, id, name } => parts.tool_calls.push(CallParts {
+                index: Some(*index),
+                id: non_empty_str(Some(id)),
+                name: non_empty_str(Some(name)),
+                arguments: "",
+            }),
+            Delta::ToolCallArguments { index, arguments } => parts.tool_calls.push(CallParts {
+                index: Some(*index),
+                id: None,
+                name: None,
+                arguments,
+            }),
+        }
+        self.push_choice(parts, out);
+    }
+
+    /// What every chunk does first: start the stream, keep its usage, fail on its error. False
+    /// when nothing more is to be read from it.
+    fn begin_chunk(
+        &mut self,
+        usage: Option<Value>,
+        error: Option<&Value>,
+        out: &mut Sink<'_>,
+    ) -> bool {
+        if self.phase == Phase::Done {
+            return false;
+        }
+        self.start_into(out);
+        if let Some(usage) = usage.filter(|u| u.is_object()) {
+            self.chat_usage = Some(usage);
+        }
+        if let Some(err) = error.filter(|e| e.is_object()) {
+            let code = err
+                .get("code")
+                .and_then(Value::as_str)
+                .or_else(|| err.get("type").and_then(Value::as_str))
+                .unwrap_or("server_error")
+                .to_string();
+            let message = err
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("The upstream provider reported an error.")
+                .to_string();
+            self.fail_into(None, &Value::String(code), None, &message, out);
+            return false;
+        }
+        true
+    }
+
+    /// Choice 0 of a chunk: its deltas in order (reasoning, text, refusal, tool calls), then its
+    /// finish reason.
+    fn push_choice(&mut self, parts: ChoiceParts<'_>, out: &mut Sink<'_>) {
+        if let Some(r) = parts.reasoning {
+            self.reasoning_delta(r, out);
+        }
+        if let Some(text) = parts.content {
+            self.message_delta(PartKind::Text, text, out);
+        }
+        if let Some(text) = parts.refusal {
+            self.message_delta(PartKind::Refusal, text, out);
+        }
+        for (pos, call) in parts.tool_calls.iter().enumerate() {
+            self.tool_call_delta(pos as u64, call, out);
+        }
+        if let Some(reason) = parts.finish_reason {
             self.finish_reason = Some(reason.to_string());
             // Close the last item now, so its done events do not wait for the usage chunk.
             let status = match self.terminal() {
@@ -290,10 +676,11 @@ impl StreamBuilder {
     /// `response.incomplete` when the upstream stopped on `length` / `content_filter`. `usage` is
     /// a chat `usage` object; without it the last usage seen in a chunk is used.
     pub fn finish(&mut self, usage: Option<&Value>, out: &mut Vec<Event>) {
+        let out = &mut Sink::Events(out);
         if self.phase == Phase::Done {
             return;
         }
-        self.start(out);
+        self.start_into(out);
         if let Some(u) = usage.filter(|u| u.is_object()) {
             self.chat_usage = Some(u.clone());
         }
@@ -329,10 +716,21 @@ impl StreamBuilder {
         message: &str,
         out: &mut Vec<Event>,
     ) {
+        self.fail_into(kind, code, param, message, &mut Sink::Events(out));
+    }
+
+    fn fail_into(
+        &mut self,
+        kind: Option<&str>,
+        code: &Value,
+        param: Option<&str>,
+        message: &str,
+        out: &mut Sink<'_>,
+    ) {
         if self.phase == Phase::Done {
             return;
         }
-        self.start(out);
+        self.start_into(out);
         self.close_item("incomplete", out);
         self.status = "failed";
         self.error = json!({"code": code, "message": message});
@@ -355,64 +753,57 @@ impl StreamBuilder {
     /// The Response object as it stands: the final one after a terminal event (for storage,
     /// `GET /v1/responses/{id}` and non-streaming replies), an `in_progress` snapshot before.
     pub fn response(&self) -> Value {
+        serde_json::to_value(self.snapshot()).unwrap_or(Value::Null)
+    }
+
+    /// [`Self::response`] borrowed from the builder, for writing it without building it.
+    fn snapshot(&self) -> ResponseSnapshot<'_> {
+        let done = self.phase == Phase::Done;
         let e = &self.ctx.echo;
-        let output: Vec<Value> = if self.phase == Phase::Done {
-            self.items.iter().map(Item::to_json).collect()
-        } else {
-            // Lifecycle snapshots carry no output, as OpenAI's do.
-            Vec::new()
-        };
-        let usage = if self.phase == Phase::Done {
-            self.chat_usage
-                .as_ref()
-                .map(usage_from_chat)
-                .unwrap_or(Value::Null)
-        } else {
-            Value::Null
-        };
-        let completed_at = match (self.status, self.ctx.completed_at) {
-            ("completed", Some(t)) => json!(t),
-            _ => Value::Null,
-        };
-        let mut r = Map::new();
-        r.insert("id".into(), json!(self.ctx.id));
-        r.insert("object".into(), json!("response"));
-        r.insert("created_at".into(), json!(self.ctx.created_at));
-        r.insert("status".into(), json!(self.status));
-        r.insert("background".into(), json!(false));
-        r.insert("completed_at".into(), completed_at);
-        r.insert("error".into(), self.error.clone());
-        r.insert("frequency_penalty".into(), json!(0.0));
-        r.insert("incomplete_details".into(), self.incomplete_details.clone());
-        r.insert("instructions".into(), e.instructions.clone());
-        r.insert("max_output_tokens".into(), json!(e.max_output_tokens));
-        r.insert("max_tool_calls".into(), e.max_tool_calls.clone());
-        r.insert("model".into(), json!(self.ctx.model));
-        r.insert("moderation".into(), Value::Null);
-        r.insert("output".into(), Value::Array(output));
-        r.insert("parallel_tool_calls".into(), json!(e.parallel_tool_calls));
-        r.insert("presence_penalty".into(), json!(0.0));
-        r.insert("previous_response_id".into(), json!(e.previous_response_id));
-        r.insert("prompt_cache_key".into(), e.prompt_cache_key.clone());
-        r.insert(
-            "prompt_cache_retention".into(),
-            e.prompt_cache_retention.clone(),
-        );
-        r.insert("reasoning".into(), e.reasoning.clone());
-        r.insert("safety_identifier".into(), e.safety_identifier.clone());
-        r.insert("service_tier".into(), e.service_tier.clone());
-        r.insert("store".into(), json!(e.store));
-        r.insert("temperature".into(), e.temperature.clone());
-        r.insert("text".into(), e.text.clone());
-        r.insert("tool_choice".into(), e.tool_choice.clone());
-        r.insert("tools".into(), e.tools.clone());
-        r.insert("top_logprobs".into(), e.top_logprobs.clone());
-        r.insert("top_p".into(), e.top_p.clone());
-        r.insert("truncation".into(), e.truncation.clone());
-        r.insert("usage".into(), usage);
-        r.insert("user".into(), e.user.clone());
-        r.insert("metadata".into(), e.metadata.clone());
-        Value::Object(r)
+        ResponseSnapshot {
+            id: &self.ctx.id,
+            object: "response",
+            created_at: self.ctx.created_at,
+            status: self.status,
+            background: false,
+            completed_at: match (self.status, self.ctx.completed_at) {
+                ("completed", Some(t)) => Some(t),
+                _ => None,
+            },
+            error: &self.error,
+            frequency_penalty: 0.0,
+            incomplete_details: &self.incomplete_details,
+            instructions: &e.instructions,
+            max_output_tokens: e.max_output_tokens,
+            max_tool_calls: &e.max_tool_calls,
+            model: &self.ctx.model,
+            moderation: (),
+            // Lifecycle snapshots carry no output and no usage, as OpenAI's do.
+            output: if done { &self.items } else { &[] },
+            parallel_tool_calls: e.parallel_tool_calls,
+            presence_penalty: 0.0,
+            previous_response_id: e.previous_response_id.as_deref(),
+            prompt_cache_key: &e.prompt_cache_key,
+            prompt_cache_retention: &e.prompt_cache_retention,
+            reasoning: &e.reasoning,
+            safety_identifier: &e.safety_identifier,
+            service_tier: &e.service_tier,
+            store: e.store,
+            temperature: &e.temperature,
+            text: &e.text,
+            tool_choice: &e.tool_choice,
+            tools: &e.tools,
+            top_logprobs: &e.top_logprobs,
+            top_p: &e.top_p,
+            truncation: &e.truncation,
+            usage: if done {
+                self.chat_usage.as_ref().map(usage_from_chat)
+            } else {
+                None
+            },
+            user: &e.user,
+            metadata: &e.metadata,
+        }
     }
 
     fn terminal(&self) -> Terminal {
@@ -425,86 +816,112 @@ impl StreamBuilder {
         }
     }
 
-    fn emit(&mut self, out: &mut Vec<Event>, kind: &'static str, fields: Value) {
-        let mut data = Map::new();
-        data.insert("type".into(), json!(kind));
-        data.insert("sequence_number".into(), json!(self.seq));
-        if let Value::Object(f) = fields {
-            data.extend(f);
+    /// Emits an event whose fields are a JSON object (the events that are not per delta). As a
+    /// value, the object becomes the payload in place (type and number first) rather than being
+    /// copied through the serialiser.
+    fn emit(&mut self, out: &mut Sink<'_>, kind: &'static str, fields: Value) {
+        match (&mut *out, fields) {
+            (Sink::Events(events), Value::Object(fields)) => {
+                let mut data = Map::with_capacity(fields.len() + 2);
+                data.insert("type".into(), Value::String(kind.to_owned()));
+                data.insert("sequence_number".into(), Value::from(self.seq));
+                self.seq += 1;
+                data.extend(fields);
+                events.push(Event {
+                    kind: kind.to_string(),
+                    data: Value::Object(data),
+                });
+            }
+            (_, fields) => emit(&mut self.seq, out, kind, fields),
         }
-        self.seq += 1;
-        out.push(Event {
-            kind: kind.to_string(),
-            data: Value::Object(data),
-        });
     }
 
-    fn open_item(&mut self, prefix: &str, body: ItemBody, out: &mut Vec<Event>) {
+    fn open_item(&mut self, prefix: &str, body: ItemBody, out: &mut Sink<'_>) {
         let index = self.items.len();
         let item = Item {
             id: format!("{prefix}_{}{index:02}", self.id_stem),
             status: "in_progress",
             body,
         };
-        let json_item = item.to_json();
         self.items.push(item);
         self.item_open = true;
-        self.emit(
+        emit(
+            &mut self.seq,
             out,
             "response.output_item.added",
-            json!({"output_index": index, "item": json_item}),
+            ItemEvent {
+                output_index: index,
+                item: &self.items[index],
+            },
         );
     }
 
     /// Closes the open item, if any: its part's done events, then `response.output_item.done`.
-    fn close_item(&mut self, status: &'static str, out: &mut Vec<Event>) {
+    fn close_item(&mut self, status: &'static str, out: &mut Sink<'_>) {
         if !self.item_open {
             return;
         }
         self.close_part(out);
         let index = self.items.len() - 1;
-        let item = &mut self.items[index];
-        item.status = status;
-        let id = item.id.clone();
-        let json_item = item.to_json();
-        let body = item.body.clone();
+        self.items[index].status = status;
         self.item_open = false;
-        match body {
+        let item = &self.items[index];
+        let seq = &mut self.seq;
+        match &item.body {
             ItemBody::Reasoning { text } => {
-                self.emit(
+                emit(
+                    seq,
                     out,
                     "response.reasoning_summary_text.done",
-                    json!({"item_id": id, "output_index": index, "summary_index": 0, "text": text}),
+                    SummaryTextDone {
+                        item_id: &item.id,
+                        output_index: index,
+                        summary_index: 0,
+                        text,
+                    },
                 );
-                self.emit(
+                emit(
+                    seq,
                     out,
                     "response.reasoning_summary_part.done",
-                    json!({
-                        "item_id": id, "output_index": index, "summary_index": 0,
-                        "part": {"type": "summary_text", "text": text},
-                    }),
+                    SummaryPartEvent {
+                        item_id: &item.id,
+                        output_index: index,
+                        summary_index: 0,
+                        part: SummaryPart::new(text),
+                    },
                 );
             }
             ItemBody::FunctionCall {
                 name, arguments, ..
             } => {
-                self.emit(
+                emit(
+                    seq,
                     out,
                     "response.function_call_arguments.done",
-                    json!({"item_id": id, "output_index": index, "name": name, "arguments": arguments}),
+                    ArgumentsDone {
+                        item_id: &item.id,
+                        output_index: index,
+                        name,
+                        arguments,
+                    },
                 );
             }
             ItemBody::Message { .. } => {}
         }
-        self.emit(
+        emit(
+            seq,
             out,
             "response.output_item.done",
-            json!({"output_index": index, "item": json_item}),
+            ItemEvent {
+                output_index: index,
+                item,
+            },
         );
     }
 
     /// Closes the open content part of the open message item, if any.
-    fn close_part(&mut self, out: &mut Vec<Event>) {
+    fn close_part(&mut self, out: &mut Sink<'_>) {
         let index = self.items.len().wrapping_sub(1);
         let Some(Item {
             id,
@@ -518,38 +935,48 @@ impl StreamBuilder {
             return;
         }
         *part_open = false;
-        let id = id.clone();
         let content_index = parts.len() - 1;
-        let part = parts[content_index].clone();
+        let part = &parts[content_index];
+        let seq = &mut self.seq;
         match part.kind {
-            PartKind::Text => self.emit(
+            PartKind::Text => emit(
+                seq,
                 out,
                 "response.output_text.done",
-                json!({
-                    "item_id": id, "output_index": index, "content_index": content_index,
-                    "text": part.text, "logprobs": [],
-                }),
+                OutputTextDone {
+                    item_id: id,
+                    output_index: index,
+                    content_index,
+                    text: &part.text,
+                    logprobs: [],
+                },
             ),
-            PartKind::Refusal => self.emit(
+            PartKind::Refusal => emit(
+                seq,
                 out,
                 "response.refusal.done",
-                json!({
-                    "item_id": id, "output_index": index, "content_index": content_index,
-                    "refusal": part.text,
-                }),
+                RefusalDone {
+                    item_id: id,
+                    output_index: index,
+                    content_index,
+                    refusal: &part.text,
+                },
             ),
         }
-        self.emit(
+        emit(
+            seq,
             out,
             "response.content_part.done",
-            json!({
-                "item_id": id, "output_index": index, "content_index": content_index,
-                "part": part_json(&part),
-            }),
+            PartEvent {
+                item_id: id,
+                output_index: index,
+                content_index,
+                part,
+            },
         );
     }
 
-    fn reasoning_delta(&mut self, delta: &str, out: &mut Vec<Event>) {
+    fn reasoning_delta(&mut self, delta: &str, out: &mut Sink<'_>) {
         let open_reasoning = self.item_open
             && matches!(
                 self.items.last().map(|i| &i.body),
@@ -565,14 +992,16 @@ impl StreamBuilder {
                 out,
             );
             let index = self.items.len() - 1;
-            let id = self.items[index].id.clone();
-            self.emit(
+            emit(
+                &mut self.seq,
                 out,
                 "response.reasoning_summary_part.added",
-                json!({
-                    "item_id": id, "output_index": index, "summary_index": 0,
-                    "part": {"type": "summary_text", "text": ""},
-                }),
+                SummaryPartEvent {
+                    item_id: &self.items[index].id,
+                    output_index: index,
+                    summary_index: 0,
+                    part: SummaryPart::new(""),
+                },
             );
         }
         let index = self.items.len() - 1;
@@ -580,15 +1009,20 @@ impl StreamBuilder {
         if let ItemBody::Reasoning { text } = &mut item.body {
             text.push_str(delta);
         }
-        let id = item.id.clone();
-        self.emit(
+        emit(
+            &mut self.seq,
             out,
             "response.reasoning_summary_text.delta",
-            json!({"item_id": id, "output_index": index, "summary_index": 0, "delta": delta}),
+            SummaryTextDelta {
+                item_id: &item.id,
+                output_index: index,
+                summary_index: 0,
+                delta,
+            },
         );
     }
 
-    fn message_delta(&mut self, kind: PartKind, delta: &str, out: &mut Vec<Event>) {
+    fn message_delta(&mut self, kind: PartKind, delta: &str, out: &mut Sink<'_>) {
         let open_message = self.item_open
             && matches!(
                 self.items.last().map(|i| &i.body),
@@ -615,65 +1049,64 @@ impl StreamBuilder {
         if needs_part {
             self.close_part(out);
             let item = &mut self.items[index];
-            let id = item.id.clone();
-            let mut content_index = 0;
             if let ItemBody::Message { parts, part_open } = &mut item.body {
                 parts.push(Part {
                     kind,
                     text: String::new(),
                 });
                 *part_open = true;
-                content_index = parts.len() - 1;
+                let content_index = parts.len() - 1;
+                // The part as added: still empty.
+                emit(
+                    &mut self.seq,
+                    out,
+                    "response.content_part.added",
+                    PartEvent {
+                        item_id: &item.id,
+                        output_index: index,
+                        content_index,
+                        part: &parts[content_index],
+                    },
+                );
             }
-            let part = part_json(&Part {
-                kind,
-                text: String::new(),
-            });
-            self.emit(
-                out,
-                "response.content_part.added",
-                json!({"item_id": id, "output_index": index, "content_index": content_index, "part": part}),
-            );
         }
         let item = &mut self.items[index];
-        let id = item.id.clone();
         let mut content_index = 0;
         if let ItemBody::Message { parts, .. } = &mut item.body {
             content_index = parts.len() - 1;
             parts[content_index].text.push_str(delta);
         }
+        let item_id = item.id.as_str();
         match kind {
-            PartKind::Text => self.emit(
+            PartKind::Text => emit(
+                &mut self.seq,
                 out,
                 "response.output_text.delta",
-                json!({
-                    "item_id": id, "output_index": index, "content_index": content_index,
-                    "delta": delta, "logprobs": [],
-                }),
+                OutputTextDelta {
+                    item_id,
+                    output_index: index,
+                    content_index,
+                    delta,
+                    logprobs: [],
+                },
             ),
-            PartKind::Refusal => self.emit(
+            PartKind::Refusal => emit(
+                &mut self.seq,
                 out,
                 "response.refusal.delta",
-                json!({"item_id": id, "output_index": index, "content_index": content_index, "delta": delta}),
+                RefusalDelta {
+                    item_id,
+                    output_index: index,
+                    content_index,
+                    delta,
+                },
             ),
         }
     }
 
-    fn tool_call_delta(&mut self, pos: u64, call: &Value, out: &mut Vec<Event>) {
-        let chat_index = call.get("index").and_then(Value::as_u64).unwrap_or(pos);
-        let id = call
-            .get("id")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty());
-        let function = call.get("function");
-        let name = function
-            .and_then(|f| f.get("name"))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty());
-        let args = function
-            .and_then(|f| f.get("arguments"))
-            .and_then(Value::as_str)
-            .unwrap_or("");
+    fn tool_call_delta(&mut self, pos: u64, call: &CallParts<'_>, out: &mut Sink<'_>) {
+        let chat_index = call.index.unwrap_or(pos);
+        let (id, name, args) = (call.id, call.name, call.arguments);
 
         // The item this delta continues: the latest function call with the same chat index,
         // unless the delta names a different call id (a new call reusing the index).
@@ -729,11 +1162,15 @@ impl StreamBuilder {
         if let ItemBody::FunctionCall { arguments, .. } = &mut item.body {
             arguments.push_str(args);
         }
-        let item_id = item.id.clone();
-        self.emit(
+        emit(
+            &mut self.seq,
             out,
             "response.function_call_arguments.delta",
-            json!({"item_id": item_id, "output_index": index, "delta": args}),
+            ArgumentsDelta {
+                item_id: &item.id,
+                output_index: index,
+                delta: args,
+            },
         );
     }
 }

@@ -799,3 +799,163 @@ fn tool_call_fragments_find_their_call_by_index_and_id() {
     assert_eq!(output[1_000]["call_id"], "call_again");
     assert_eq!(output[1_000]["arguments"], "[]");
 }
+
+/// The bytes a stream of chunks gives through the value path: `push_chunk` and `encode_sse`.
+fn value_path_bytes(chunks: &[Value]) -> Vec<u8> {
+    let mut b = StreamBuilder::new(ctx());
+    let mut events = Vec::new();
+    b.start(&mut events);
+    for c in chunks {
+        b.push_chunk(c, &mut events);
+    }
+    b.finish(None, &mut events);
+    let mut bytes = Vec::new();
+    for e in &events {
+        encode_sse(e, &mut bytes);
+    }
+    bytes
+}
+
+/// The same through the relay's hot path: the lifecycle events and each chunk's events written
+/// straight to bytes, the chunk read as a `ChunkView` (a `Value` only where the view cannot read the chunk).
+/// Returns the bytes and how many chunks took the borrowed path.
+fn view_path_bytes(chunks: &[Value]) -> (Vec<u8>, usize) {
+    let mut b = StreamBuilder::new(ctx());
+    let mut events = Vec::new();
+    let mut bytes = Vec::new();
+    let mut borrowed = 0;
+    b.start_sse(&mut bytes);
+    for c in chunks {
+        for e in events.drain(..) {
+            encode_sse(&e, &mut bytes);
+        }
+        let data = serde_json::to_vec(c).unwrap();
+        match crate::openai::ChunkView::parse(&data) {
+            Some(view) if !view.has_message() => {
+                borrowed += 1;
+                b.push_chunk_view(&view, &mut bytes);
+            }
+            _ => b.push_chunk(c, &mut events),
+        }
+    }
+    b.finish(None, &mut events);
+    for e in events.drain(..) {
+        encode_sse(&e, &mut bytes);
+    }
+    (bytes, borrowed)
+}
+
+/// The borrowed and typed inputs run the machine the value input runs: same events, same bytes,
+/// on every shape the value path reads (escapes, both reasoning names, refusals, several tool
+/// calls per chunk, a reused index, late fragments, usage, an error frame, odd field types).
+#[test]
+fn borrowed_and_typed_chunks_write_the_bytes_of_the_value_path() {
+    let streams: Vec<Vec<Value>> = vec![
+        vec![
+            chunk(json!({"role": "assistant", "content": ""}), None),
+            chunk(json!({"reasoning_content": "think \"hard\"\n"}), None),
+            chunk(json!({"reasoning": "more"}), None),
+            chunk(json!({"content": "Hé \u{1F600} <b>"}), None),
+            chunk(json!({"refusal": "no"}), None),
+            chunk(json!({"content": "back"}), None),
+            chunk(
+                json!({"tool_calls": [
+                    {"index": 0, "id": "call_a", "type": "function",
+                     "function": {"name": "f", "arguments": "{\"x\":"}},
+                    {"index": 1, "id": "call_b", "type": "function",
+                     "function": {"name": "g", "arguments": ""}}]}),
+                None,
+            ),
+            chunk(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": "1}"}}]}),
+                None,
+            ),
+            chunk(
+                json!({"tool_calls": [{"index": 1, "function": {"arguments": "{}"}}]}),
+                None,
+            ),
+            chunk(
+                json!({"tool_calls": [{"index": 1, "id": "call_c", "function": {"name": "h"}}]}),
+                None,
+            ),
+            chunk(json!({}), Some("length")),
+            usage_chunk(),
+        ],
+        vec![
+            // No choice index (read as 0); choice 1 before choice 0; a refusal that is not a
+            // string; content that is not a string (only the value path reads that chunk).
+            json!({"choices": [{"delta": {"content": "a"}}]}),
+            json!({"choices": [{"index": 1, "delta": {"content": "other"}},
+                               {"index": 0, "delta": {"content": "b", "refusal": {"x": 1}}}]}),
+            json!({"choices": [{"index": 0, "delta": {"content": ["not", "text"]}}]}),
+            json!({"choices": [{"index": "0", "delta": {"content": "c"}}]}),
+            json!({"choices": [{"index": 0, "message": {"content": "whole"}}]}),
+            chunk(json!({}), Some("stop")),
+        ],
+        vec![
+            chunk(json!({"content": "partial"}), None),
+            json!({"error": {"message": "Overloaded", "type": "overloaded_error"}}),
+            chunk(json!({"content": "after"}), None),
+        ],
+    ];
+    for chunks in &streams {
+        let (bytes, borrowed) = view_path_bytes(chunks);
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            String::from_utf8(value_path_bytes(chunks)).unwrap()
+        );
+        assert!(
+            borrowed + 2 >= chunks.len(),
+            "{borrowed} of {}",
+            chunks.len()
+        );
+    }
+
+    // Typed chunks, as the Anthropic translation yields them.
+    use crate::chat_chunk::{ChatChunk, Delta, Stamp};
+    let stamp = std::sync::Arc::new(Stamp::default());
+    let typed = |delta: Delta, finish: Option<&'static str>| ChatChunk {
+        stamp: stamp.clone(),
+        role: false,
+        delta,
+        finish_reason: finish,
+    };
+    let typed_chunks = [
+        typed(Delta::Content(String::new()), None),
+        typed(Delta::ReasoningContent("r".into()), None),
+        typed(Delta::ReasoningSignature("sig".into()), None),
+        typed(Delta::Content("t".into()), None),
+        typed(
+            Delta::ToolCallStart {
+                index: 0,
+                id: "toolu_1".into(),
+                name: "f".into(),
+            },
+            None,
+        ),
+        typed(
+            Delta::ToolCallArguments {
+                index: 0,
+                arguments: "{}".into(),
+            },
+            None,
+        ),
+        typed(Delta::Empty, Some("tool_calls")),
+    ];
+    let values: Vec<Value> = typed_chunks.iter().map(ChatChunk::to_value).collect();
+    let mut b = StreamBuilder::new(ctx());
+    let mut events = Vec::new();
+    let mut bytes = Vec::new();
+    b.start_sse(&mut bytes);
+    for c in &typed_chunks {
+        b.push_chat_chunk(c, &mut bytes);
+    }
+    b.finish(None, &mut events);
+    for e in events.drain(..) {
+        encode_sse(&e, &mut bytes);
+    }
+    assert_eq!(
+        String::from_utf8(bytes).unwrap(),
+        String::from_utf8(value_path_bytes(&values)).unwrap()
+    );
+}

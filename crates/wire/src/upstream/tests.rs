@@ -42,7 +42,7 @@ fn run(decoder: &mut UpstreamDecoder, events: &[sse::Event]) -> Result<Seen, Mal
                             "chunk".into()
                         }
                         Chunk::Upstream(_) => "value".into(),
-                        Chunk::Translated(_) => "translated".into(),
+                        Chunk::Translated(_) | Chunk::Typed(_) => "translated".into(),
                     });
                     seen.chunks.push(c.into_value());
                 }

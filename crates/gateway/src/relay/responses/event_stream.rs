@@ -17,7 +17,7 @@ use futures_util::Stream;
 use serde_json::Value;
 use switchyard_wire::responses::{encode_sse, Event, ResponseContext, StreamBuilder};
 use switchyard_wire::sse;
-use switchyard_wire::upstream::{Stamp, UpstreamEvent, UpstreamProblem};
+use switchyard_wire::upstream::{Chunk, Stamp, UpstreamEvent, UpstreamProblem};
 
 use crate::app::Gateway;
 use crate::ledger::EndReason;
@@ -67,7 +67,7 @@ impl ResponseStream {
             model: ctx.model.clone(),
             created: ctx.created_at,
         };
-        let decoder = upstream_pump::decoder(upstream.dialect, stamp).with_values();
+        let decoder = upstream_pump::decoder(upstream.dialect, stamp).with_value_fallback();
         let keep_alive = gw.config.keep_alive;
         let mut stream = ResponseStream {
             pump: Pump::new(&mut upstream, keep_alive, decoder, &gw.end_streams),
@@ -84,7 +84,7 @@ impl ResponseStream {
         if translated {
             stream.settlement.meter.served_model(&upstream.model);
         }
-        stream.builder.start(&mut stream.events);
+        stream.builder.start_sse(&mut stream.encoded);
         stream.write_events();
         stream
     }
@@ -108,13 +108,13 @@ impl ResponseStream {
                 {
                     self.finish = Some(finish);
                 }
-                self.builder.push_chunk(&chunk.value(), &mut self.events);
+                self.push_chunk(&chunk);
             }
             UpstreamEvent::Usage { usage, chunk } => {
                 if let Some(u) = usage {
                     self.settlement.meter.usage(u);
                 }
-                self.builder.push_chunk(&chunk.value(), &mut self.events);
+                self.push_chunk(&chunk);
             }
             UpstreamEvent::Finish(reason) => {
                 self.settlement.meter.finish(EndReason::from_finish(reason));
@@ -125,12 +125,26 @@ impl ResponseStream {
         self.write_events();
     }
 
+    /// Feeds a chunk to the builder: a borrowed or typed one is read in place and its events
+    /// written straight into `encoded`; any other (a value, or a choice with a whole `message`,
+    /// which only the value reading takes) goes through a `Value` and `events`.
+    fn push_chunk(&mut self, chunk: &Chunk<'_>) {
+        match chunk {
+            Chunk::Borrowed { view, .. } if !view.has_message() => {
+                self.builder.push_chunk_view(view, &mut self.encoded);
+            }
+            Chunk::Typed(c) => self.builder.push_chat_chunk(c, &mut self.encoded),
+            other => self.builder.push_chunk(&other.value(), &mut self.events),
+        }
+    }
+
     /// Whether nothing generated has been seen yet (the served model is taken from these chunks).
     fn before_first_token(&self) -> bool {
         self.settlement.meter.first_token_at().is_none() && self.finish.is_none()
     }
 
-    /// Encodes the pending events into the output buffer.
+    /// Encodes the pending events into the output buffer, after the frames already written into
+    /// `encoded` (one chunk's events go to one of the two, so the order holds).
     fn write_events(&mut self) {
         for event in self.events.drain(..) {
             encode_sse(&event, &mut self.encoded);
