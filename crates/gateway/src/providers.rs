@@ -270,7 +270,7 @@ impl Provider {
         client: &reqwest::Client,
         endpoint: Endpoint,
         model: &str,
-        body: Vec<u8>,
+        body: Bytes,
         stream: bool,
         deadline: tokio::time::Instant,
         request_id: &str,

@@ -94,7 +94,9 @@ impl EmbeddingsRequest {
     pub fn upstream_body(&self, upstream_model: &str) -> Vec<u8> {
         let mut body = self.body.clone();
         body.insert("model".into(), Value::String(upstream_model.to_owned()));
-        serde_json::to_vec(&body).unwrap_or_default()
+        let mut out = Vec::with_capacity(crate::compact_json::size_hint_object(&body));
+        crate::compact_json::write_object(&mut out, &body);
+        out
     }
 
     /// The texts of the input and the number of tokens given as token ids, for a count with the

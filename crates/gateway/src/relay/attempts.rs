@@ -565,14 +565,14 @@ fn upstream_body(gw: &Gateway, route: &Route, job: Job<'_>) -> Result<Vec<u8>, R
             let max = u32::try_from(ANTHROPIC_DEFAULT_MAX_TOKENS).unwrap_or(u32::MAX);
             let out = anthropic::chat_request_to_messages(&body, &route.upstream_model, max)
                 .map_err(|e| RelayError::BadRequest(RequestError::new(e.param, e.message)))?;
-            Ok(serde_json::to_vec(&out).unwrap_or_default())
+            Ok(switchyard_wire::compact_json::to_vec(&out))
         }
         ProviderKind::Gemini => {
             let body = Value::Object(req.body.clone());
             let max = u32::try_from(ANTHROPIC_DEFAULT_MAX_TOKENS).unwrap_or(u32::MAX);
             let out = gemini::chat_request_to_gemini(&body, max)
                 .map_err(|e| RelayError::BadRequest(RequestError::new(e.param, e.message)))?;
-            Ok(serde_json::to_vec(&out).unwrap_or_default())
+            Ok(switchyard_wire::compact_json::to_vec(&out))
         }
     }
 }
@@ -631,6 +631,8 @@ async fn try_route(
         total_by
     };
     let deadline = tokio::time::Instant::from_std(answer_by);
+    // Sent again after a credential refresh: shared, not copied (a prompt can be megabytes).
+    let body = Bytes::from(body);
     let mut refreshed = false;
     let resp = loop {
         let generation = provider.credential_generation();

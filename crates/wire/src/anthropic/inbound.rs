@@ -415,7 +415,7 @@ pub fn passthrough_body(original: &Value, upstream_model: &str) -> Vec<u8> {
         o.insert("model".into(), Value::String(upstream_model.to_owned()));
         o.remove("mock");
     }
-    serde_json::to_vec(&body).unwrap_or_default()
+    crate::compact_json::to_vec(&body)
 }
 
 /// An Anthropic object (a Message, or a `message_delta` event's data) as the upstream sent it,
