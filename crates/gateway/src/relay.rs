@@ -16,6 +16,7 @@ pub mod settlement;
 pub mod tokens;
 pub mod upstream_pump;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,9 @@ use bytes::Bytes;
 use futures_util::Stream;
 use serde_json::Value;
 use switchyard_wire::anthropic;
-use switchyard_wire::openai::{normalize_finish_reason, ChatRequest, RequestError};
+use switchyard_wire::openai::{
+    normalize_finish_reason, ChatRequest, NativeBody, NativeDialect, RequestError,
+};
 
 use crate::app::Gateway;
 use crate::auth::Caller;
@@ -194,6 +197,38 @@ pub struct RequestIds {
     pub traceparent: Option<String>,
 }
 
+/// Set once a route of the client's own dialect serves a request that came in another dialect
+/// than chat (`ChatRequest::native`): its reply is then the upstream's own body or events (with
+/// the gateway's additions), not a chat answer to translate. Set by the chat relay before the
+/// first byte of that route's answer reaches the body.
+#[derive(Debug, Clone, Default)]
+pub struct Native(Arc<AtomicBool>);
+
+impl Native {
+    pub fn set(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Whether a route of `dialect` speaks `native` (the client's own dialect), so that the client's
+/// body goes up as it came and the answer comes back as it was sent.
+pub(crate) fn speaks_natively(
+    dialect: crate::config::ProviderKind,
+    native_responses: bool,
+    native: NativeDialect,
+) -> bool {
+    use crate::config::ProviderKind as K;
+    match native {
+        NativeDialect::Messages => dialect == K::Anthropic,
+        NativeDialect::Gemini => dialect == K::Gemini,
+        NativeDialect::Responses => native_responses && dialect == K::OpenAi,
+    }
+}
+
 /// Serves `POST /chat/completions` for `caller`.
 pub async fn chat(
     gw: &Arc<Gateway>,
@@ -204,29 +239,29 @@ pub async fn chat(
     chat_for(gw, caller, ids, body, None).await
 }
 
-/// Serves a chat request; `messages` is the client's Anthropic Messages request when `body` is
-/// its translation to chat (`relay::messages`): the event log files it as `messages[.stream]`,
-/// Anthropic-dialect routes are sent it as it came, and when one of them serves it, its flag is
-/// set and the reply is the upstream's own Messages body or events (`relay::messages::Native`).
+/// Serves a chat request; `native` is the client's own request when `body` is its translation
+/// to chat (`relay::messages`, `relay::gemini`): the event log files it by its dialect, routes of
+/// that dialect are sent it as it came, and when one of them serves it, the flag is set and the
+/// reply is the upstream's own body or events (`Native`).
 pub(crate) async fn chat_for(
     gw: &Arc<Gateway>,
     caller: Caller,
     ids: RequestIds,
     body: Bytes,
-    messages: Option<(Value, messages::Native)>,
+    native: Option<(NativeBody, Native)>,
 ) -> Result<ChatReply, RelayError> {
     let started = Instant::now();
     let mut req = ChatRequest::parse(&body).map_err(RelayError::BadRequest)?;
-    let native = messages.map(|(body, native)| {
-        req.messages_body = Some(body);
+    let native = native.map(|(body, native)| {
+        req.native = Some(body);
         native
     });
     chat_parsed(gw, caller, ids, Arc::new(req), started, false, native).await
 }
 
 /// Serves a parsed chat request: `completions` marks it as a legacy completion (`/completions`,
-/// served over chat) for the request log; a request with `messages_body` is filed as `messages`,
-/// and `native` is set when an Anthropic-dialect route serves it (its answer then passes through).
+/// served over chat) for the request log; a request with a `native` body is filed by its dialect,
+/// and `native` is set when a route of that dialect serves it (its answer then passes through).
 pub(crate) async fn chat_parsed(
     gw: &Arc<Gateway>,
     caller: Caller,
@@ -234,9 +269,9 @@ pub(crate) async fn chat_parsed(
     req: Arc<ChatRequest>,
     started: Instant,
     completions: bool,
-    native: Option<messages::Native>,
+    native: Option<Native>,
 ) -> Result<ChatReply, RelayError> {
-    let messages_api = req.messages_body.is_some();
+    let client_dialect = req.native.as_ref().map(|n| n.dialect);
     let model = admission::model_for(gw, &caller, &req.model)?;
     let mut settlement = admission::admit(
         gw,
@@ -251,8 +286,11 @@ pub(crate) async fn chat_parsed(
     if completions {
         settlement.meter.completions_api();
     }
-    if messages_api {
-        settlement.meter.messages_api();
+    match client_dialect {
+        Some(NativeDialect::Messages) => settlement.meter.messages_api(),
+        Some(NativeDialect::Gemini) => settlement.meter.gemini_api(),
+        Some(NativeDialect::Responses) => settlement.meter.responses_api(),
+        None => {}
     }
     settlement.traced(gw.otlp.as_ref(), ids.traceparent.as_deref(), &req, false);
     if !req.stream {
@@ -263,7 +301,13 @@ pub(crate) async fn chat_parsed(
                 body,
                 native: upstream_native,
                 served,
-            } => match complete_json(&body, upstream_native.as_deref(), &mut settlement).await {
+            } => match complete_json(
+                &body,
+                upstream_native.as_deref().zip(client_dialect),
+                &mut settlement,
+            )
+            .await
+            {
                 Some(Ok(body)) => {
                     if let (Some(flag), Some(_)) = (&native, &upstream_native) {
                         flag.set();
@@ -299,12 +343,12 @@ pub(crate) async fn chat_parsed(
     let relay = {
         let gw = gw.clone();
         move |settlement, upstream: attempts::UpstreamStream| -> early_commit::BodyStream {
-            let passthrough = match &native {
-                Some(flag) if upstream.dialect == crate::config::ProviderKind::Anthropic => {
+            let passthrough = match (&native, client_dialect) {
+                (Some(flag), Some(dialect)) if upstream.native => {
                     flag.set();
-                    true
+                    Some(dialect)
                 }
-                _ => false,
+                _ => None,
             };
             let stream = ChatStream::new(
                 upstream,
@@ -313,10 +357,9 @@ pub(crate) async fn chat_parsed(
                 gw.config.keep_alive,
                 Some(gw.clone()),
             );
-            let stream = if passthrough {
-                stream.passthrough()
-            } else {
-                stream
+            let stream = match passthrough {
+                Some(dialect) => stream.passthrough(dialect),
+                None => stream,
             };
             Box::new(Box::pin(stream.into_body()))
         }
@@ -347,12 +390,12 @@ pub(crate) async fn chat_parsed(
 }
 
 /// A non-streamed answer: adds `usage.cost`, settles, and returns the body to send once its
-/// entry is durable. `Err` when the entry could not be made durable. With `native` (an
-/// Anthropic route's own Messages object for a Messages request) `body` is still what is
-/// metered, but the body sent is `native` as it came, its `usage` gaining the cost.
+/// entry is durable. `Err` when the entry could not be made durable. With `native` (a route's
+/// own answer in the client's dialect, e.g. an Anthropic Message for a Messages request) `body`
+/// is still what is metered, but the body sent is `native` as it came, its usage gaining the cost.
 async fn complete_json(
     body: &[u8],
-    native: Option<&[u8]>,
+    native: Option<(&[u8], NativeDialect)>,
     settlement: &mut Settlement,
 ) -> Option<Result<Vec<u8>, RelayError>> {
     let mut v: Value = serde_json::from_slice(body).ok()?;
@@ -380,7 +423,11 @@ async fn complete_json(
         Some(u) if u.is_object() => settled.usage.merge_into(u, Some(&cost)),
         _ => v["usage"] = settled.usage.to_openai(Some(&cost)),
     }
-    let native = native.and_then(|n| anthropic::inbound::with_usage_cost(n, &cost));
+    let native = native.and_then(|(n, dialect)| match dialect {
+        NativeDialect::Messages => anthropic::inbound::with_usage_cost(n, &cost),
+        NativeDialect::Gemini => switchyard_wire::usage::with_cost_in(n, "usageMetadata", &cost),
+        NativeDialect::Responses => switchyard_wire::usage::with_cost_in(n, "usage", &cost),
+    });
     Some(match settlement.settle(end, &settled).await {
         Ok(_) => Ok(native.unwrap_or_else(|| serde_json::to_vec(&v).unwrap_or_default())),
         Err(_) => Err(RelayError::LedgerUnavailable),

@@ -364,6 +364,35 @@ pub fn response_to_chat_completion(
     }))
 }
 
+/// Google's error object for an HTTP `code`: `{"error": {"code", "message", "status"}}`, the
+/// status named as Google names it (`INVALID_ARGUMENT`, `UNAUTHENTICATED`, …).
+pub fn error_body(code: u16, message: &str) -> Value {
+    let status = match code {
+        400 | 413 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        402 | 403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        408 | 504 => "DEADLINE_EXCEEDED",
+        409 => "ABORTED",
+        429 => "RESOURCE_EXHAUSTED",
+        499 => "CANCELLED",
+        501 => "UNIMPLEMENTED",
+        503 => "UNAVAILABLE",
+        _ => "INTERNAL",
+    };
+    json!({"error": {"code": code, "message": message, "status": status}})
+}
+
+/// A Gemini client's own `generateContent` body, for a Gemini route (the model is in the URL):
+/// as it came, without the gateway's `mock` field.
+pub fn inbound_passthrough_body(original: &Value) -> Vec<u8> {
+    let mut body = original.clone();
+    if let Some(o) = body.as_object_mut() {
+        o.remove("mock");
+    }
+    crate::compact_json::to_vec(&body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -58,10 +58,29 @@ pub struct ChatRequest {
     pub include_usage: bool,
     /// `max_completion_tokens`, else `max_tokens`.
     pub max_tokens: Option<u64>,
-    /// When this chat request is the translation of an Anthropic Messages request (the gateway's
-    /// `POST /messages`): that request as the client sent it, which an Anthropic-dialect route is
-    /// sent instead of a translation back (`anthropic::inbound::passthrough_body`).
-    pub messages_body: Option<Value>,
+    /// When this chat request is the translation of another client dialect's request (Anthropic
+    /// Messages, Gemini, Responses): that request as the client sent it, which a route of the
+    /// same dialect is sent instead of a translation back (model replaced), and whose answer
+    /// passes through.
+    pub native: Option<NativeBody>,
+}
+
+/// A client dialect the gateway can pass through to a route that speaks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NativeDialect {
+    /// Anthropic Messages (`POST /v1/messages`), native on Anthropic-dialect routes.
+    Messages,
+    /// Google's `generateContent` (`POST /v1beta/models/{model}:…`), native on Gemini routes.
+    Gemini,
+    /// OpenAI Responses (`POST /v1/responses`), native on routes whose provider serves it.
+    Responses,
+}
+
+/// A client's own request body, kept beside its chat translation (see [`ChatRequest::native`]).
+#[derive(Debug, Clone)]
+pub struct NativeBody {
+    pub dialect: NativeDialect,
+    pub body: Value,
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -223,7 +242,7 @@ impl ChatRequest {
             include_usage: stream && include_usage,
             max_tokens: max_completion.or(max_tokens),
             body,
-            messages_body: None,
+            native: None,
         })
     }
 

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::Value;
 use switchyard_wire::embeddings::EmbeddingsRequest;
-use switchyard_wire::openai::{ChatRequest, ChunkView, RequestError};
+use switchyard_wire::openai::{ChatRequest, ChunkView, NativeDialect, RequestError};
 use switchyard_wire::sse;
 use switchyard_wire::{anthropic, gemini};
 
@@ -50,6 +50,9 @@ pub struct UpstreamStream {
     pub model: String,
     /// Where the stream's outcome is reported for the route's health (`routing`).
     pub health: HealthKey,
+    /// The route speaks the client's own dialect (`ChatRequest::native`): it was sent the
+    /// client's body, and its events go to the client as they came.
+    pub native: bool,
 }
 
 /// What a successful attempt produced. Built once per request and taken apart at once, so the
@@ -57,8 +60,8 @@ pub struct UpstreamStream {
 #[allow(clippy::large_enum_variant)]
 pub enum Opened {
     /// A complete non-streamed answer, as an OpenAI chat completion body; `native` is the
-    /// upstream's own Messages object when an Anthropic route answered a Messages request
-    /// (`ChatRequest.messages_body`), which its client gets as it came.
+    /// upstream's own answer when a route of the client's own dialect answered
+    /// (`ChatRequest::native`), which its client gets as it came.
     Json {
         body: Bytes,
         native: Option<Bytes>,
@@ -421,6 +424,15 @@ fn kind_of(gw: &Gateway, route: &Route) -> ProviderKind {
         .map_or(ProviderKind::OpenAi, |p| p.kind())
 }
 
+/// Whether `route` speaks the dialect `req` came in, so it is sent the client's own body.
+fn is_native(gw: &Gateway, route: &Route, req: &ChatRequest) -> bool {
+    let Some(native) = &req.native else {
+        return false;
+    };
+    let native_responses = false;
+    crate::relay::speaks_natively(kind_of(gw, route), native_responses, native.dialect)
+}
+
 /// Records the winner on the settlement and the route's health, and builds what `open` returns.
 fn opened(
     gw: &Gateway,
@@ -550,17 +562,18 @@ fn upstream_body(gw: &Gateway, route: &Route, job: Job<'_>) -> Result<Vec<u8>, R
         Job::Chat(req) => req,
         Job::Embeddings(req) => return Ok(req.upstream_body(&route.upstream_model)),
     };
+    if let Some(original) = req.native.as_ref().filter(|_| is_native(gw, route, req)) {
+        return Ok(match original.dialect {
+            // Google names the model in the URL; its body has no model to replace.
+            NativeDialect::Gemini => gemini::inbound_passthrough_body(&original.body),
+            _ => anthropic::inbound::passthrough_body(&original.body, &route.upstream_model),
+        });
+    }
     match kind_of(gw, route) {
         ProviderKind::OpenAi | ProviderKind::DeepSeek => {
             Ok(req.upstream_body(&route.upstream_model))
         }
         ProviderKind::Anthropic => {
-            if let Some(original) = &req.messages_body {
-                return Ok(anthropic::inbound::passthrough_body(
-                    original,
-                    &route.upstream_model,
-                ));
-            }
             let body = Value::Object(req.body.clone());
             let max = u32::try_from(ANTHROPIC_DEFAULT_MAX_TOKENS).unwrap_or(u32::MAX);
             let out = anthropic::chat_request_to_messages(&body, &route.upstream_model, max)
@@ -677,7 +690,7 @@ async fn try_route(
             embeddings_answer(resp, deadline, limits.response).await
         }
         Ok(resp) if !stream => {
-            let native = matches!(job, Job::Chat(req) if req.messages_body.is_some());
+            let native = matches!(job, Job::Chat(req) if is_native(gw, route, req));
             whole_answer(resp, dialect, native, deadline, limits.response).await
         }
         Ok(resp) => {
@@ -696,6 +709,7 @@ async fn try_route(
                         route: route.key(),
                         caller: caller.to_owned(),
                     },
+                    native: matches!(job, Job::Chat(req) if is_native(gw, route, req)),
                 })),
                 Err(e) => Err(e),
             }
@@ -765,7 +779,7 @@ async fn whole_answer(
                 .map_err(|_| not_completion())?;
             Ok(Answer::Json(
                 Bytes::from(serde_json::to_vec(&chat).unwrap_or_default()),
-                None,
+                native.then_some(body),
             ))
         }
     }

@@ -16,6 +16,9 @@
 //! with it), and `message_stop` waits until the entry is durable, followed by the cost comment.
 //! The upstream's `error` event is not forwarded: the failure writes the gateway's own
 //! Anthropic `event: error` (masked, as every error). Keep-alives are `ping` events.
+//! A Gemini request (`relay::gemini`) served by a Gemini route passes through the same way: every
+//! event as it came (Google's stream has no end marker; the body ends once the entry is durable,
+//! after the cost comment); a failure writes Google's own error event (`data: {"error":…}`).
 //!
 //! Per chunk the OpenAI-dialect hot path does one borrowed JSON parse, one copy into the output
 //! buffer and an append of the generated text to the tally; timers are only re-armed when they
@@ -31,7 +34,7 @@ use serde_json::{json, Value};
 use switchyard_wire::anthropic::inbound::{
     anthropic_error_type, error_body, with_usage_cost, MessagesStream,
 };
-use switchyard_wire::openai::normalize_finish_reason;
+use switchyard_wire::openai::{normalize_finish_reason, NativeDialect};
 use switchyard_wire::sse;
 use switchyard_wire::upstream::{Chunk, Stamp, UpstreamEvent, UpstreamProblem};
 
@@ -72,8 +75,9 @@ pub struct ChatStream {
 }
 
 /// What a passthrough stream holds back (see the module documentation).
-#[derive(Default)]
 struct Native {
+    /// The client's (and the route's) dialect.
+    dialect: NativeDialect,
     /// `message_delta`'s data, until the cost that joins its usage is known.
     delta: Option<Bytes>,
     /// The events that came after `message_delta`, sent after it.
@@ -128,10 +132,16 @@ impl ChatStream {
         stream
     }
 
-    /// The upstream (Anthropic) answers a Messages request: its own events go to the client,
-    /// not chat chunks (see the module documentation).
-    pub fn passthrough(mut self) -> ChatStream {
-        self.native = Some(Box::default());
+    /// The upstream speaks the client's own `dialect` (an Anthropic route answers a Messages
+    /// request, a Gemini route a Gemini one): its own events go to the client, not chat chunks
+    /// (see the module documentation).
+    pub fn passthrough(mut self, dialect: NativeDialect) -> ChatStream {
+        self.native = Some(Box::new(Native {
+            dialect,
+            delta: None,
+            tail: BytesMut::new(),
+            stop: None,
+        }));
         self
     }
 
@@ -207,6 +217,13 @@ impl ChatStream {
         let Some(native) = self.native.as_deref_mut() else {
             return;
         };
+        if native.dialect != NativeDialect::Messages {
+            // Google's error is a data event of its own; the failure writes ours instead.
+            if !event.data.trim_ascii_start().starts_with(b"{\"error\"") {
+                self.out.extend_from_slice(&event.raw);
+            }
+            return;
+        }
         match event.name_str() {
             "error" => {}
             "message_stop" => native.stop = Some(event.raw.clone()),
@@ -292,9 +309,8 @@ impl ChatStream {
         if failure.is_route_fault() {
             upstream_pump::report_mid_stream(self.health.as_ref(), failure, &message);
         }
-        if self.native.is_some() {
-            let event = error_body(anthropic_error_type(kind), &message);
-            sse::write_named(&mut self.out, "error", event.to_string().as_bytes());
+        if let Some(dialect) = self.native.as_deref().map(|n| n.dialect) {
+            native_error(&mut self.out, dialect, kind, code, &message);
         } else {
             let event =
                 json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
@@ -318,9 +334,13 @@ impl ChatStream {
         finished: bool,
     ) {
         let stop = self.native.as_deref_mut().and_then(|n| n.stop.take());
+        let dialect = self
+            .native
+            .as_deref()
+            .map_or(NativeDialect::Messages, |n| n.dialect);
         match durable {
             Ok(_) => {
-                if finished {
+                if finished && dialect == NativeDialect::Messages {
                     match stop {
                         Some(raw) => self.out.extend_from_slice(&raw),
                         None => sse::write_named(
@@ -332,10 +352,13 @@ impl ChatStream {
                 }
                 sse::write_comment(&mut self.out, settled.cost_comment().as_bytes());
             }
-            Err(_) => {
-                let event = error_body("api_error", crate::relay::settlement::UNRECORDED);
-                sse::write_named(&mut self.out, "error", event.to_string().as_bytes());
-            }
+            Err(_) => native_error(
+                &mut self.out,
+                dialect,
+                "server_error",
+                503,
+                crate::relay::settlement::UNRECORDED,
+            ),
         }
         self.phase = Phase::Done;
     }
@@ -355,6 +378,26 @@ impl ChatStream {
             }
         }
         self.phase = Phase::Done;
+    }
+}
+
+/// An in-stream error in a passthrough stream's own dialect: Anthropic's `event: error`, or
+/// Google's `data: {"error": {code, message, status}}`.
+fn native_error(out: &mut BytesMut, dialect: NativeDialect, kind: &str, code: u16, message: &str) {
+    match dialect {
+        NativeDialect::Messages => {
+            let kind = if kind == "server_error" {
+                "api_error"
+            } else {
+                anthropic_error_type(kind)
+            };
+            let event = error_body(kind, message);
+            sse::write_named(out, "error", event.to_string().as_bytes());
+        }
+        NativeDialect::Gemini | NativeDialect::Responses => {
+            let event = switchyard_wire::gemini::error_body(code, message);
+            write_json(out, &event);
+        }
     }
 }
 
@@ -401,7 +444,11 @@ impl PumpedRelay for ChatStream {
     }
 
     fn keep_alive(&mut self) {
-        if self.native.is_some() {
+        if self
+            .native
+            .as_deref()
+            .is_some_and(|n| n.dialect == NativeDialect::Messages)
+        {
             MessagesStream::ping(&mut self.out);
         } else {
             self.out.extend_from_slice(sse::KEEP_ALIVE);

@@ -12,7 +12,6 @@
 //! the chat relay writes `[DONE]`, or the passthrough its `message_stop`, only then.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -22,28 +21,12 @@ use serde_json::Value;
 use switchyard_wire::anthropic::inbound::{
     completion_to_message, messages_to_chat, ChatPlan, MessagesStream,
 };
-use switchyard_wire::openai::{ChatRequest, RequestError};
+use switchyard_wire::openai::{ChatRequest, NativeBody, NativeDialect, RequestError};
 
 use crate::app::Gateway;
 use crate::auth::{new_id, Caller};
 use crate::relay::tokens::{self, PromptSource};
-use crate::relay::{admission, chat_for, ChatReply, RelayError, RequestIds};
-
-/// Set once an Anthropic-dialect route serves the Messages request: its reply is then the
-/// upstream's own Messages body or events (with the cost added), not a chat answer to translate.
-/// Set by the chat relay before the first byte of that route's answer reaches the body.
-#[derive(Debug, Clone, Default)]
-pub struct Native(Arc<AtomicBool>);
-
-impl Native {
-    pub fn set(&self) {
-        self.0.store(true, Ordering::Release);
-    }
-
-    pub fn is_set(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
-}
+use crate::relay::{admission, chat_for, ChatReply, Native, RelayError, RequestIds};
 
 fn plan(body: &[u8], count_only: bool) -> Result<(ChatPlan, Value), RelayError> {
     let mut raw: Value = serde_json::from_slice(body).map_err(|e| {
@@ -75,6 +58,10 @@ pub async fn create(
     let chat_body = Bytes::from(serde_json::to_vec(&plan.body).unwrap_or_default());
     let id = new_id("msg_", 24);
     let native = Native::default();
+    let raw = NativeBody {
+        dialect: NativeDialect::Messages,
+        body: raw,
+    };
     match chat_for(gw, caller, ids, chat_body, Some((raw, native.clone()))).await? {
         ChatReply::Json { body, served } if native.is_set() => Ok(ChatReply::Json { body, served }),
         ChatReply::Json { body, served } => {

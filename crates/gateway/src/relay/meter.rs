@@ -43,6 +43,8 @@ pub struct Meter {
     responses_api: bool,
     /// An Anthropic Messages request served as chat (`relay::messages`).
     messages_api: bool,
+    /// A Gemini `generateContent` request served over chat (`relay::gemini`).
+    gemini_api: bool,
     /// `embeddings` for `/v1/embeddings`.
     embeddings_api: bool,
     /// `completions` for `/v1/completions` (served over chat).
@@ -261,6 +263,15 @@ impl Meter {
 
     pub fn is_messages_api(&self) -> bool {
         self.messages_api
+    }
+
+    /// The request came through Google's own API (`/v1beta/models/{model}:generateContent`).
+    pub fn gemini_api(&mut self) {
+        self.gemini_api = true;
+    }
+
+    pub fn is_gemini_api(&self) -> bool {
+        self.gemini_api
     }
 
     pub fn is_responses_api(&self) -> bool {

@@ -230,6 +230,9 @@ fn request_type(meter: &Meter, stream: bool) -> &'static str {
             "messages"
         };
     }
+    if meter.is_gemini_api() {
+        return if stream { "gemini.stream" } else { "gemini" };
+    }
     match (meter.is_responses_api(), stream) {
         (false, false) => "chat",
         (false, true) => "chat.stream",

@@ -423,36 +423,7 @@ pub fn passthrough_body(original: &Value, upstream_model: &str) -> Vec<u8> {
 /// only the cost is added when it has none). Nothing else is touched: the text around the
 /// insertion is copied as it came. `None` when `json` is not a JSON object.
 pub fn with_usage_cost(json: &[u8], cost: &str) -> Option<Vec<u8>> {
-    #[derive(serde::Deserialize)]
-    struct Outer<'a> {
-        #[serde(borrow, default)]
-        usage: Option<&'a serde_json::value::RawValue>,
-    }
-    let outer: Outer<'_> = serde_json::from_slice(json).ok()?;
-    let cost = serde_json::to_string(cost).ok()?;
-    let object_end = |text: &[u8]| text.iter().rposition(|b| !b.is_ascii_whitespace());
-    let (at, empty, member) = match outer.usage.filter(|u| u.get().starts_with('{')) {
-        Some(usage) => {
-            let start = (usage.get().as_ptr() as usize).checked_sub(json.as_ptr() as usize)?;
-            let raw = usage.get().as_bytes();
-            let close = start + raw.len() - 1;
-            let empty = raw[1..raw.len() - 1].iter().all(u8::is_ascii_whitespace);
-            (close, empty, format!("\"cost\":{cost}"))
-        }
-        None => {
-            let close = object_end(json).filter(|&i| json[i] == b'}')?;
-            let empty = object_end(&json[..close]).is_some_and(|i| json[i] == b'{');
-            (close, empty, format!("\"usage\":{{\"cost\":{cost}}}"))
-        }
-    };
-    let mut out = Vec::with_capacity(json.len() + member.len() + 1);
-    out.extend_from_slice(&json[..at]);
-    if !empty {
-        out.push(b',');
-    }
-    out.extend_from_slice(member.as_bytes());
-    out.extend_from_slice(&json[at..]);
-    Some(out)
+    crate::usage::with_cost_in(json, "usage", cost)
 }
 
 /// Chat `finish_reason` → Messages `stop_reason`.
