@@ -353,6 +353,10 @@ struct RawProvider {
     credential_timeout_ms: Option<u64>,
     rpm: Option<u64>,
     tpm: Option<u64>,
+    /// The header that carries the request id upstream ("" = none); see `RequestIdHeader`.
+    request_id_header: Option<String>,
+    /// Send the request id as a UUID (derived from the gateway's id when it is not one).
+    request_id_uuid: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -489,6 +493,39 @@ pub struct ProviderConfig {
     /// together (shared through Redis by every instance): a route past it is skipped.
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
+    /// How the request id reaches this upstream, if at all.
+    pub request_id: Option<RequestIdHeader>,
+}
+
+/// The header that carries a request's id upstream, in a form the upstream accepts. Defaults:
+/// OpenAI's own API takes `x-client-request-id` as it is; other OpenAI-compatible servers
+/// `x-request-id` as a UUID (some, like llama-cpp-python's, refuse anything else); Anthropic and
+/// Gemini take none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestIdHeader {
+    pub name: String,
+    pub uuid: bool,
+}
+
+impl RequestIdHeader {
+    fn for_provider(
+        kind: ProviderKind,
+        base_url: &str,
+        name: Option<&str>,
+        uuid: Option<bool>,
+    ) -> Option<RequestIdHeader> {
+        let openai_itself = kind == ProviderKind::OpenAi && base_url.contains("api.openai.com");
+        let default = match kind {
+            ProviderKind::Anthropic | ProviderKind::Gemini => None,
+            _ if openai_itself => Some("x-client-request-id"),
+            _ => Some("x-request-id"),
+        };
+        let name = name.or(default).filter(|n| !n.is_empty())?;
+        Some(RequestIdHeader {
+            name: name.to_ascii_lowercase(),
+            uuid: uuid.unwrap_or(!openai_itself),
+        })
+    }
 }
 
 /// One place a model can be served from: a provider and the model's name there, with the time
@@ -1041,6 +1078,12 @@ impl Config {
                     credential_timeout,
                     rpm: p.rpm,
                     tpm: p.tpm,
+                    request_id: RequestIdHeader::for_provider(
+                        p.kind,
+                        &base_url,
+                        p.request_id_header.as_deref(),
+                        p.request_id_uuid,
+                    ),
                 }),
             );
         }

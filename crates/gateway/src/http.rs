@@ -468,6 +468,11 @@ fn served_headers(h: &mut HeaderMap, served: &Served, gw: &Gateway) {
         h.insert("x-switchyard-provider", v);
     }
     h.insert("x-switchyard-attempts", HeaderValue::from(served.attempts));
+    if !served.dropped.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&served.dropped.join(", ")) {
+            h.insert("x-switchyard-dropped", v);
+        }
+    }
 }
 
 fn json_response(body: Vec<u8>, gzip: bool) -> Response {

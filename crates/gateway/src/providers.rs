@@ -261,7 +261,8 @@ impl Provider {
     /// Sends a request body (already in this provider's dialect) to `endpoint` and returns
     /// the response once its headers arrived with a success status, before `deadline`; any other
     /// status is an error carrying the body. Headers sent: content-type, accept, the credential
-    /// and `x-request-id` (the id the client sees: its own when valid, else the gateway's); no
+    /// and, where the provider takes one, the request id (the id the client sees: its own when
+    /// valid, else the gateway's) in the header and form it accepts (`RequestIdHeader`); no
     /// other client header is ever forwarded. `model` is the upstream's name for the model (Gemini
     /// puts it in the URL).
     #[allow(clippy::too_many_arguments)]
@@ -284,7 +285,6 @@ impl Provider {
         let mut req = client
             .post(url)
             .header(http::header::CONTENT_TYPE, "application/json")
-            .header("x-request-id", request_id)
             .header(
                 http::header::ACCEPT,
                 if stream {
@@ -294,6 +294,13 @@ impl Provider {
                 },
             )
             .body(body);
+        if let Some(h) = &self.config.request_id {
+            req = if h.uuid {
+                req.header(h.name.as_str(), as_uuid(request_id))
+            } else {
+                req.header(h.name.as_str(), request_id)
+            };
+        }
         let key = self.credential();
         req = match (self.config.kind, key) {
             (ProviderKind::Anthropic, Some(key)) => req
@@ -507,6 +514,34 @@ impl Providers {
     pub fn client_for(&self, connect: Duration) -> &reqwest::Client {
         self.clients.get(&connect).unwrap_or(&self.client)
     }
+}
+
+/// `id` as a UUID: itself when it is one, else a UUID made from its SHA-256 (version 8, the
+/// RFC 9562 form for names hashed another way), the same for the same id every time.
+fn as_uuid(id: &str) -> String {
+    let is_uuid = id.len() == 36
+        && id.char_indices().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => c == '-',
+            _ => c.is_ascii_hexdigit(),
+        });
+    if is_uuid {
+        return id.to_owned();
+    }
+    use sha2::Digest;
+    let mut b: [u8; 16] = sha2::Sha256::digest(id.as_bytes())[..16]
+        .try_into()
+        .unwrap_or_default();
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 #[cfg(test)]

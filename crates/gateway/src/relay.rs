@@ -167,6 +167,9 @@ pub struct Served {
     pub attempts: u32,
     /// The key's rate limits after this request, when it has any.
     pub rate: Option<crate::limits::Quota>,
+    /// What the serving route's dialect could not carry and the translation left out (sent as
+    /// `x-switchyard-dropped`), e.g. `tools.4:web_search`.
+    pub dropped: Vec<String>,
 }
 
 /// A successful answer.

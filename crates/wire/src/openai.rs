@@ -81,6 +81,9 @@ pub enum NativeDialect {
 pub struct NativeBody {
     pub dialect: NativeDialect,
     pub body: Value,
+    /// What the chat translation of `body` left out because chat cannot express it (e.g.
+    /// `tools.4:web_search`): a route of another dialect is served without these.
+    pub dropped: Vec<String>,
 }
 
 fn type_name(v: &Value) -> &'static str {

@@ -11,7 +11,7 @@ use crate::config::CorsConfig;
 
 /// Response headers a page may read: the request id, the rate-limit and retry headers, and the
 /// served-route headers.
-const EXPOSED: [&str; 11] = [
+const EXPOSED: [&str; 12] = [
     "x-request-id",
     "x-switchyard-request-id",
     "retry-after",
@@ -22,6 +22,7 @@ const EXPOSED: [&str; 11] = [
     "x-ratelimit-remaining-tokens",
     "x-ratelimit-reset-tokens",
     "x-switchyard-provider",
+    "x-switchyard-dropped",
     "x-switchyard-attempts",
 ];
 

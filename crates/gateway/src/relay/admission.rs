@@ -461,6 +461,7 @@ mod tests {
                     credential_timeout: crate::config::DEFAULT_CREDENTIAL_TIMEOUT,
                     rpm: None,
                     tpm: None,
+                    request_id: None,
                 }),
             );
             model_routes.push(Route {

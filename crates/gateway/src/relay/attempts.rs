@@ -233,7 +233,7 @@ async fn open_inner(
                     settlement,
                     &candidates[i],
                     caller,
-                    answer,
+                    (job, answer),
                     ttft,
                     attempts,
                 ));
@@ -300,7 +300,13 @@ async fn open_inner(
                     settlement.route_reserved(q);
                 }
                 return Ok(opened(
-                    gw, settlement, cand, caller, answer, tried.ttft, attempts,
+                    gw,
+                    settlement,
+                    cand,
+                    caller,
+                    (job, answer),
+                    tried.ttft,
+                    attempts,
                 ));
             }
             Err(e) if !e.is_retryable() => {
@@ -434,12 +440,14 @@ fn is_native(gw: &Gateway, route: &Route, req: &ChatRequest) -> bool {
 }
 
 /// Records the winner on the settlement and the route's health, and builds what `open` returns.
+/// A route that does not speak the client's own dialect was sent a translation: what that left
+/// out is reported (`Served::dropped`, and a log line).
 fn opened(
     gw: &Gateway,
     settlement: &mut Settlement,
     cand: &Candidate,
     caller: &str,
-    answer: Answer,
+    (job, answer): (Job<'_>, Answer),
     ttft: Duration,
     attempts: u32,
 ) -> Opened {
@@ -449,10 +457,26 @@ fn opened(
     };
     gw.routing.record_success(&key, Some(ttft));
     settlement.meter.upstream_answered(Some(200));
+    let dropped = match job {
+        Job::Chat(req) if !is_native(gw, &cand.route, req) => req
+            .native
+            .as_ref()
+            .map(|n| n.dropped.clone())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    if !dropped.is_empty() {
+        tracing::info!(
+            route = %cand.key,
+            dropped = %dropped.join(","),
+            "the route's dialect cannot carry parts of the request; served without them"
+        );
+    }
     let served = Served {
         provider: cand.route.provider.clone(),
         attempts,
         rate: settlement.rate,
+        dropped,
     };
     settlement.meter.served(
         &served.provider,

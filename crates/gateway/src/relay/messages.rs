@@ -61,6 +61,7 @@ pub async fn create(
     let raw = NativeBody {
         dialect: NativeDialect::Messages,
         body: raw,
+        dropped: plan.dropped.clone(),
     };
     match chat_for(gw, caller, ids, chat_body, Some((raw, native.clone()))).await? {
         ChatReply::Json { body, served } if native.is_set() => Ok(ChatReply::Json { body, served }),

@@ -36,6 +36,7 @@ mod models;
 mod openapi;
 mod otlp;
 mod reload;
+mod request_id_upstream;
 mod responses;
 mod responses_sdk;
 mod responses_store;

@@ -731,3 +731,63 @@ async fn failing_over_from_an_anthropic_route_to_an_openai_route_translates() {
     }
     harness::released(&gw).await;
 }
+
+/// Claude Code 2.1's shape: a `system` message between turns, a server tool, adaptive thinking
+/// with `display`, `context_management`, and a block type chat has no word for. An Anthropic
+/// route gets it as it came; an OpenAI route gets the translation without what chat cannot
+/// carry, and the answer names what was left out (`x-switchyard-dropped`).
+#[tokio::test(flavor = "multi_thread")]
+async fn claude_code_2_1_system_messages_and_server_tools_are_served_on_both_dialects() {
+    let (gw, mock) = start("").await;
+    for d in [Dialect::OpenAi, Dialect::Anthropic] {
+        let body = json!({
+            "model": d.model(""), "max_tokens": 32000, "stream": true,
+            "system": [{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}],
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "Read notes.txt"}]},
+                {"role": "system", "content": "gitStatus: clean"},
+                {"role": "user", "content": [{"type": "search_result", "source": "s", "title": "t",
+                                              "content": [{"type": "text", "text": "x"}]},
+                                             {"type": "text", "text": "and quote it"}]},
+            ],
+            "tools": [{"name": "Read", "description": "Reads a file",
+                       "input_schema": {"$schema": "https://json-schema.org/draft/2020-12/schema",
+                                        "type": "object", "properties": {"file_path": {"type": "string"}}}},
+                      {"type": "web_search_20250305", "name": "web_search", "max_uses": 5}],
+            "metadata": {"user_id": "{\"device_id\":\"d\"}"},
+            "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        });
+        let resp = post(&gw, &body).await;
+        assert_eq!(resp.status(), 200, "{d:?}");
+        let dropped = resp
+            .headers()
+            .get("x-switchyard-dropped")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let ev = events(&resp.text().await.unwrap());
+        assert_eq!(names(&ev).last(), Some(&"message_stop"), "{d:?}");
+        let sent = mock.requests().last().unwrap().clone();
+        match d {
+            Dialect::Anthropic => {
+                assert_eq!(dropped, None);
+                assert_eq!(sent.body["messages"][1]["role"], "system");
+                assert_eq!(sent.body["tools"][1]["type"], "web_search_20250305");
+                assert_eq!(sent.body["context_management"], body["context_management"]);
+            }
+            Dialect::OpenAi => {
+                assert_eq!(
+                    dropped.as_deref(),
+                    Some("messages.2.content.0:search_result, tools.1:web_search_20250305")
+                );
+                let roles: Vec<&str> = sent.body["messages"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m["role"].as_str().unwrap())
+                    .collect();
+                assert_eq!(roles, ["system", "user", "system", "user"]);
+                assert_eq!(sent.body["tools"].as_array().unwrap().len(), 1);
+                assert!(sent.body.get("context_management").is_none());
+            }
+        }
+    }
+}

@@ -20,13 +20,19 @@ pub struct ChatPlan {
     pub stream: bool,
     /// The chat request body.
     pub body: Value,
+    /// What the chat translation had to leave out (e.g. `tools.3:web_search_20250305`): an
+    /// Anthropic route gets the request as it came, every other route goes on without these.
+    pub dropped: Vec<String>,
 }
 
 fn err(param: &str, message: impl Into<String>) -> TranslateError {
     TranslateError::new(param, message)
 }
 
-/// Validates a Messages request and translates it into a chat request.
+/// Validates what the gateway needs of a Messages request (model, max_tokens, stream, the
+/// messages array) and translates it into a chat request. Tolerant as Anthropic is: `system`
+/// messages inside `messages`, unknown fields, and blocks or tools chat cannot express are not
+/// refused: they are left out of the translation and named in [`ChatPlan::dropped`].
 pub fn messages_to_chat(raw: &Value) -> Result<ChatPlan, TranslateError> {
     let req = raw
         .as_object()
@@ -50,29 +56,12 @@ pub fn messages_to_chat(raw: &Value) -> Result<ChatPlan, TranslateError> {
         Some(_) => return Err(err("stream", "stream: must be a boolean.")),
     };
     let mut messages = Vec::new();
+    let mut dropped = Vec::new();
     match req.get("system") {
         None | Some(Value::Null) => {}
         Some(Value::String(s)) => messages.push(json!({"role": "system", "content": s})),
         Some(Value::Array(blocks)) => {
-            let mut text = String::new();
-            for (i, b) in blocks.iter().enumerate() {
-                match (b["type"].as_str(), b["text"].as_str()) {
-                    (Some("text"), Some(t)) => {
-                        if !text.is_empty() {
-                            text.push('\n');
-                        }
-                        text.push_str(t);
-                    }
-                    _ => {
-                        return Err(err(
-                            &format!("system.{i}"),
-                            format!(
-                                "system.{i}: only text blocks are accepted in the system prompt."
-                            ),
-                        ))
-                    }
-                }
-            }
+            let text = system_text(blocks, "system", &mut dropped);
             messages.push(json!({"role": "system", "content": text}));
         }
         Some(_) => {
@@ -93,7 +82,7 @@ pub fn messages_to_chat(raw: &Value) -> Result<ChatPlan, TranslateError> {
         _ => return Err(err("messages", "messages: Field required (an array).")),
     };
     for (i, turn) in turns.iter().enumerate() {
-        translate_turn(i, turn, &mut messages)?;
+        translate_turn(i, turn, &mut messages, &mut dropped)?;
     }
     let mut body = Map::new();
     body.insert("model".into(), Value::String(model.clone()));
@@ -148,11 +137,12 @@ pub fn messages_to_chat(raw: &Value) -> Result<ChatPlan, TranslateError> {
         body.insert("user".into(), Value::String(user.to_owned()));
     }
     translate_thinking(req, &mut body)?;
-    translate_tools(req, &mut body)?;
+    translate_tools(req, &mut body, &mut dropped)?;
     Ok(ChatPlan {
         model,
         stream,
         body: Value::Object(body),
+        dropped,
     })
 }
 
@@ -167,16 +157,18 @@ fn translate_thinking(
     };
     match t["type"].as_str() {
         Some("disabled") => Ok(()),
+        // Adaptive thinking: the model decides how much to think.
+        Some("adaptive") => {
+            body.insert("reasoning_effort".into(), Value::String("medium".into()));
+            Ok(())
+        }
         Some("enabled") => {
-            let budget = t["budget_tokens"]
-                .as_u64()
-                .filter(|b| *b >= 1024)
-                .ok_or_else(|| {
-                    err(
-                        "thinking.budget_tokens",
-                        "thinking.budget_tokens: must be an integer of at least 1024.",
-                    )
-                })?;
+            let budget = t["budget_tokens"].as_u64().ok_or_else(|| {
+                err(
+                    "thinking.budget_tokens",
+                    "thinking.budget_tokens: must be an integer.",
+                )
+            })?;
             let effort = match budget {
                 0..=4095 => "low",
                 4096..=16383 => "medium",
@@ -191,27 +183,49 @@ fn translate_thinking(
         }
         _ => Err(err(
             "thinking.type",
-            "thinking.type: must be 'enabled' or 'disabled'.",
+            "thinking.type: must be 'enabled', 'adaptive' or 'disabled'.",
         )),
     }
+}
+
+/// The text of `system` blocks (or a `system` message's blocks), joined by newlines; blocks
+/// without text are named in `dropped`.
+fn system_text(blocks: &[Value], at: &str, dropped: &mut Vec<String>) -> String {
+    let mut text = String::new();
+    for (i, b) in blocks.iter().enumerate() {
+        match b["text"].as_str() {
+            Some(t) => {
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                text.push_str(t);
+            }
+            None => dropped.push(format!(
+                "{at}.{i}:{}",
+                b["type"].as_str().unwrap_or("block")
+            )),
+        }
+    }
+    text
 }
 
 fn translate_tools(
     req: &Map<String, Value>,
     body: &mut Map<String, Value>,
+    dropped: &mut Vec<String>,
 ) -> Result<(), TranslateError> {
     match req.get("tools") {
         None | Some(Value::Null) => {}
         Some(Value::Array(tools)) => {
             let mut out = Vec::with_capacity(tools.len());
             for (i, t) in tools.iter().enumerate() {
-                let custom = matches!(t.get("type").and_then(Value::as_str), None | Some("custom"));
+                let kind = t.get("type").and_then(Value::as_str);
+                let custom = matches!(kind, None | Some("custom"));
                 let name = t["name"].as_str().filter(|n| !n.is_empty());
                 let (true, Some(name)) = (custom, name) else {
-                    return Err(err(
-                        &format!("tools.{i}"),
-                        format!("tools.{i}: only custom tools (name, description, input_schema) are supported."),
-                    ));
+                    // A server tool (web search, code execution, …) only Anthropic runs.
+                    dropped.push(format!("tools.{i}:{}", kind.unwrap_or("tool")));
+                    continue;
                 };
                 let mut function = json!({
                     "name": name,
@@ -248,6 +262,10 @@ fn translate_tools(
                     ))
                 }
             };
+            if !body.contains_key("tools") {
+                // Every tool was a server tool the translation left out: nothing to choose.
+                return Ok(());
+            }
             if c["disable_parallel_tool_use"] == true && body.contains_key("tools") {
                 body.insert("parallel_tool_calls".into(), Value::Bool(false));
             }
@@ -259,7 +277,12 @@ fn translate_tools(
 
 /// One Messages turn as chat messages (a user turn's `tool_result` blocks become `tool` messages
 /// first, as chat requires them right after the assistant's calls).
-fn translate_turn(i: usize, turn: &Value, out: &mut Vec<Value>) -> Result<(), TranslateError> {
+fn translate_turn(
+    i: usize,
+    turn: &Value,
+    out: &mut Vec<Value>,
+    dropped: &mut Vec<String>,
+) -> Result<(), TranslateError> {
     let role = turn["role"].as_str();
     let blocks: Vec<Value> = match &turn["content"] {
         Value::String(s) => vec![json!({"type": "text", "text": s})],
@@ -280,9 +303,9 @@ fn translate_turn(i: usize, turn: &Value, out: &mut Vec<Value>) -> Result<(), Tr
                     Some("text") => parts.push(json!({"type": "text", "text": text_of(b, &at)?})),
                     Some("image") => parts.push(image_part(b, &at)?),
                     Some("tool_result") => {
-                        let id = b["tool_use_id"].as_str().ok_or_else(|| {
-                            err(&at, format!("{at}.tool_use_id: Field required"))
-                        })?;
+                        let id = b["tool_use_id"]
+                            .as_str()
+                            .ok_or_else(|| err(&at, format!("{at}.tool_use_id: Field required")))?;
                         let mut content = match &b["content"] {
                             Value::String(s) => s.clone(),
                             Value::Array(inner) => inner
@@ -297,12 +320,12 @@ fn translate_turn(i: usize, turn: &Value, out: &mut Vec<Value>) -> Result<(), Tr
                         }
                         out.push(json!({"role": "tool", "tool_call_id": id, "content": content}));
                     }
-                    _ => {
-                        return Err(err(
-                            &at,
-                            format!("{at}: this block type is not supported in a user turn (text, image, tool_result)."),
-                        ))
+                    Some("document") if b["source"]["type"] == "text" => {
+                        let text = b["source"]["data"].as_str().unwrap_or_default();
+                        parts.push(json!({"type": "text", "text": text}));
                     }
+                    // Search results, documents, server tool results…: Anthropic's own.
+                    other => dropped.push(format!("{at}:{}", other.unwrap_or("block"))),
                 }
             }
             if !parts.is_empty() {
@@ -341,12 +364,7 @@ fn translate_turn(i: usize, turn: &Value, out: &mut Vec<Value>) -> Result<(), Tr
                         }
                     }
                     Some("redacted_thinking") => thinking_blocks.push(b.clone()),
-                    _ => {
-                        return Err(err(
-                            &at,
-                            format!("{at}: this block type is not supported in an assistant turn (text, tool_use, thinking)."),
-                        ))
-                    }
+                    other => dropped.push(format!("{at}:{}", other.unwrap_or("block"))),
                 }
             }
             let mut m = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { Value::String(text) }});
@@ -364,10 +382,16 @@ fn translate_turn(i: usize, turn: &Value, out: &mut Vec<Value>) -> Result<(), Tr
             }
             out.push(m);
         }
+        // Claude Code sends notes about its environment as `system` messages between turns;
+        // chat takes a system message anywhere.
+        Some("system") => {
+            let text = system_text(&blocks, &format!("messages.{i}.content"), dropped);
+            out.push(json!({"role": "system", "content": text}));
+        }
         _ => {
             return Err(err(
                 &format!("messages.{i}.role"),
-                format!("messages.{i}.role: must be 'user' or 'assistant'."),
+                format!("messages.{i}.role: must be 'user', 'assistant' or 'system'."),
             ))
         }
     }
@@ -936,8 +960,45 @@ mod tests {
     fn missing_fields_are_refused_with_their_name() {
         let e = messages_to_chat(&json!({"model": "m", "messages": []})).unwrap_err();
         assert_eq!(e.param, "max_tokens");
-        let e = messages_to_chat(&json!({"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]})).unwrap_err();
+        let e = messages_to_chat(&json!({"model": "m", "max_tokens": 5, "messages": [{"role": "robot", "content": "x"}]})).unwrap_err();
         assert_eq!(e.param, "messages.0.role");
+    }
+
+    #[test]
+    fn claude_codes_system_messages_and_server_tools_are_carried_or_named() {
+        // Claude Code 2.1: environment notes as `system` messages between turns, a server tool,
+        // adaptive thinking, a search-result block chat has no word for.
+        let plan = messages_to_chat(&json!({
+            "model": "m", "max_tokens": 5,
+            "system": [{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}],
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "system", "content": [{"type": "text", "text": "cwd: /repo"}]},
+                {"role": "user", "content": [{"type": "search_result", "source": "s", "title": "t", "content": []},
+                                              {"type": "text", "text": "go"}]},
+            ],
+            "tools": [{"name": "Read", "input_schema": {"type": "object"}},
+                      {"type": "web_search_20250305", "name": "web_search"}],
+            "thinking": {"type": "adaptive"},
+            "context_management": {"edits": []},
+        }))
+        .unwrap();
+        let m = &plan.body["messages"];
+        assert_eq!(
+            m[0],
+            json!({"role": "system", "content": "You are Claude Code."})
+        );
+        assert_eq!(m[2], json!({"role": "system", "content": "cwd: /repo"}));
+        assert_eq!(m[3], json!({"role": "user", "content": "go"}));
+        assert_eq!(plan.body["tools"].as_array().map(Vec::len), Some(1));
+        assert_eq!(plan.body["reasoning_effort"], "medium");
+        assert_eq!(
+            plan.dropped,
+            [
+                "messages.2.content.0:search_result",
+                "tools.1:web_search_20250305"
+            ]
+        );
     }
 
     #[test]
