@@ -3,7 +3,10 @@
 //! OpenRouter's list says it: `kind` (`chat` | `embedding`), `context_length`, `max_output_tokens`
 //! (chat models), `pricing` (USD per token as decimal strings, `prompt` / `completion` /
 //! `input_cache_read`, and the configured per-million prices), `modalities` (input / output) and
-//! `reasoning`. A model the key may not use does not exist for it (404 `model_not_found`).
+//! `reasoning`, plus `capabilities` (tools, vision, reasoning, streaming) that agents read. A request
+//! that carries `anthropic-version` (Claude Code, the Anthropic SDKs) gets Anthropic's shape
+//! (`type: "model"`, `display_name`, `created_at`, `has_more`, with `max_input_tokens` and
+//! `max_tokens`). A model the key may not use does not exist for it (404 `model_not_found`).
 
 use std::sync::Arc;
 
@@ -43,6 +46,7 @@ fn entry(model: &ModelConfig) -> Value {
         ModelKind::Chat => json!(model.max_output_tokens),
         ModelKind::Embedding => Value::Null,
     };
+    let chat = model.kind == ModelKind::Chat;
     json!({
         "id": model.name,
         "object": "model",
@@ -54,7 +58,30 @@ fn entry(model: &ModelConfig) -> Value {
         "pricing": pricing,
         "modalities": {"input": model.modalities.input, "output": model.modalities.output},
         "reasoning": model.reasoning,
+        "capabilities": {
+            "chat": chat,
+            "streaming": chat,
+            "tools": chat,
+            "reasoning": model.reasoning,
+            "vision": model.modalities.input.iter().any(|m| m == "image"),
+        },
     })
+}
+
+/// The entry of `model` in Anthropic's shape (`GET /v1/models` with `anthropic-version`).
+fn anthropic_entry(model: &ModelConfig) -> Value {
+    json!({
+        "type": "model",
+        "id": model.name,
+        "display_name": model.name,
+        "created_at": "1970-01-01T00:00:00Z",
+        "max_input_tokens": model.context_length,
+        "max_tokens": model.max_output_tokens,
+    })
+}
+
+fn wants_anthropic(headers: &HeaderMap) -> bool {
+    headers.contains_key("anthropic-version")
 }
 
 fn allowed(caller: &Caller, name: &str) -> bool {
@@ -70,13 +97,19 @@ pub async fn list(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Respons
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
-    let data: Vec<Value> = gw
-        .config
-        .models
-        .values()
-        .filter(|m| allowed(&caller, &m.name))
-        .map(|m| entry(m))
-        .collect();
+    let models = gw.config.models.values().filter(|m| {
+        allowed(&caller, &m.name) && !(wants_anthropic(&headers) && m.kind != ModelKind::Chat)
+    });
+    if wants_anthropic(&headers) {
+        let data: Vec<Value> = models.map(|m| anthropic_entry(m)).collect();
+        let first = data.first().map(|m| m["id"].clone()).unwrap_or(Value::Null);
+        let last = data.last().map(|m| m["id"].clone()).unwrap_or(Value::Null);
+        return axum::Json(
+            json!({"data": data, "has_more": false, "first_id": first, "last_id": last}),
+        )
+        .into_response();
+    }
+    let data: Vec<Value> = models.map(|m| entry(m)).collect();
     axum::Json(json!({"object": "list", "data": data})).into_response()
 }
 
@@ -90,6 +123,7 @@ pub async fn retrieve(
         let caller = caller(&gw, &headers).await?;
         let id = super::path_id(id)?;
         match gw.config.models.get(&id) {
+            Some(m) if allowed(&caller, &id) && wants_anthropic(&headers) => Ok(anthropic_entry(m)),
             Some(m) if allowed(&caller, &id) => Ok(entry(m)),
             _ => Err(ApiError {
                 param: Some("model".into()),

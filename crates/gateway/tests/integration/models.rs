@@ -65,6 +65,8 @@ async fn entries_say_what_each_model_offers() {
                 },
                 "modalities": {"input": ["text", "image"], "output": ["text"]},
                 "reasoning": true,
+                "capabilities": {"chat": true, "streaming": true, "tools": true,
+                                 "reasoning": true, "vision": true},
             })
         );
     }
@@ -112,4 +114,55 @@ async fn unknown_and_not_allowed_models_are_404() {
     }
     let (status, _) = get(&gw, "sk-sy-wrong", "/v1/models/m").await;
     assert_eq!(status, 401);
+}
+
+/// Agents read a model's window from the list: Claude Code asks in Anthropic's shape (it sends
+/// `anthropic-version` and `x-api-key`), Codex and other OpenAI clients get OpenAI's with the
+/// window, output limit, prices and capabilities.
+#[tokio::test]
+async fn agents_find_the_window_in_their_own_shape() {
+    let (gw, _mock) = start_with_mock(EXTRA).await;
+    let anthropic = |path: &str| {
+        harness::client()
+            .get(gw.url(path))
+            .header("x-api-key", &gw.key)
+            .header("anthropic-version", "2023-06-01")
+            .send()
+    };
+    let list: Value = anthropic("/v1/models").await.unwrap().json().await.unwrap();
+    assert_eq!(list["has_more"], false);
+    let vision = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "vision")
+        .unwrap();
+    assert_eq!(vision["type"], "model");
+    assert_eq!(vision["display_name"], "vision");
+    assert_eq!(vision["max_input_tokens"], 200000);
+    assert_eq!(vision["max_tokens"], 16384);
+    assert!(
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["id"] != "e"),
+        "embedding models are not Messages models"
+    );
+    let one: Value = anthropic("/v1/models/vision")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["type"], "model");
+
+    let (status, openai) = get(&gw, &gw.key, "/v1/models/vision").await;
+    assert_eq!(status, 200);
+    assert_eq!(openai["object"], "model");
+    assert_eq!(openai["context_length"], 200000);
+    assert_eq!(
+        openai["capabilities"],
+        json!({"chat": true, "streaming": true, "tools": true, "reasoning": true, "vision": true})
+    );
 }
