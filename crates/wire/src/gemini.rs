@@ -9,7 +9,11 @@
 //! - [`GeminiError`]: Gemini's error body `{"error":{"code","message","status","details"}}`.
 //!
 //! Thought parts (`"thought": true`) become `reasoning_content`; function calls become `tool_calls`
-//! with ids the translator makes (Gemini's calls have none); `thoughtSignature`s are not carried.
+//! with ids the translator makes (Gemini's calls have none). A call's `thoughtSignature` rides in
+//! its id (`call_…_gts_<signature, base64url>`, [`with_signature`]): every client dialect sends a
+//! call's id back with the next turn, and Gemini refuses a function-call turn without the signature
+//! it issued, so the request translation puts it back on the `functionCall` part
+//! ([`split_signature`]).
 //! Usage ([`usage`]): `promptTokenCount` (+ `toolUsePromptTokenCount`) is the prompt, cached ones
 //! (`cachedContentTokenCount`) included; `candidatesTokenCount + thoughtsTokenCount` the completion,
 //! thoughts as reasoning.
@@ -102,6 +106,49 @@ impl GeminiError {
 fn call_id(id: &str, n: usize) -> String {
     let tail = id.rsplit('-').next().unwrap_or(id);
     format!("call_{tail}_{n}")
+}
+
+/// Where a tool call's id carries its Gemini `thoughtSignature`.
+const SIGNATURE_MARK: &str = "_gts_";
+
+/// The id of a call whose part carried `thoughtSignature` (base64): `id` + `_gts_` + the signature
+/// as base64url without padding (ids must be `[A-Za-z0-9_-]` for Anthropic-dialect clients).
+pub fn with_signature(id: String, part: &Value) -> String {
+    match part.get("thoughtSignature").and_then(Value::as_str) {
+        Some(sig) if !sig.is_empty() => {
+            let url: String = sig
+                .chars()
+                .filter(|c| *c != '=')
+                .map(|c| match c {
+                    '+' => '-',
+                    '/' => '_',
+                    c => c,
+                })
+                .collect();
+            format!("{id}{SIGNATURE_MARK}{url}")
+        }
+        _ => id,
+    }
+}
+
+/// A tool call id made by [`with_signature`] split into the id and the signature (base64, padded
+/// again), or the id as it is with no signature.
+pub fn split_signature(id: &str) -> (&str, Option<String>) {
+    let Some((head, url)) = id.split_once(SIGNATURE_MARK) else {
+        return (id, None);
+    };
+    let mut sig: String = url
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
+    while !sig.len().is_multiple_of(4) {
+        sig.push('=');
+    }
+    (head, Some(sig))
 }
 
 /// Streamed Gemini → OpenAI chunks, one SSE `data:` object at a time.
@@ -205,6 +252,7 @@ impl StreamTranslator {
                         .and_then(Value::as_str)
                         .map(str::to_owned)
                         .unwrap_or_else(|| call_id(&self.id, self.calls));
+                    let id = with_signature(id, part);
                     self.calls += 1;
                     let args = call.get("args").cloned().unwrap_or_else(|| json!({}));
                     let delta = json!({"tool_calls": [{
@@ -309,6 +357,7 @@ pub fn response_to_chat_completion(
                     .and_then(Value::as_str)
                     .map(str::to_owned)
                     .unwrap_or_else(|| call_id(id, calls));
+                let cid = with_signature(cid, part);
                 calls += 1;
                 tool_calls.push(json!({"id": cid, "type": "function", "function": {
                     "name": call.get("name").cloned().unwrap_or(Value::Null),
@@ -396,6 +445,39 @@ pub fn inbound_passthrough_body(original: &Value) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_thought_signature_rides_in_the_call_id_and_goes_back_on_the_function_call() {
+        let sig = "CiQB0e2Kb+/x9Q==";
+        let part = json!({"functionCall": {"name": "read_file", "args": {"file_path": "a"}},
+                          "thoughtSignature": sig});
+        let answer = json!({"candidates": [{"content": {"role": "model", "parts": [part]},
+                                            "finishReason": "STOP"}],
+                            "modelVersion": "gemini-3-pro"});
+        let chat = response_to_chat_completion(&answer, "chatcmpl-abc", "gemini-3-pro", 1).unwrap();
+        let call = &chat["choices"][0]["message"]["tool_calls"][0];
+        let id = call["id"].as_str().unwrap();
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+            "{id}"
+        );
+        assert_eq!(split_signature(id).1.as_deref(), Some(sig));
+        // The client sends the call back with the result; Gemini gets its signature again.
+        let next = json!({"model": "g", "messages": [
+            {"role": "user", "content": "read a"},
+            {"role": "assistant", "content": null, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": id, "content": "hello"},
+        ]});
+        let body = chat_request_to_gemini(&next, 1024).unwrap();
+        assert_eq!(body["contents"][1]["parts"][0]["thoughtSignature"], sig);
+        assert_eq!(
+            body["contents"][2]["parts"][0]["functionResponse"]["name"],
+            "read_file"
+        );
+        // A call without a signature keeps its plain id.
+        assert_eq!(split_signature("call_1"), ("call_1", None));
+    }
 
     #[test]
     fn finish_reasons_map_to_openai() {

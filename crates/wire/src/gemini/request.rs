@@ -126,10 +126,15 @@ pub fn chat_request_to_gemini(
                                     )
                                 })?,
                         };
+                        let mut part = json!({"functionCall": {"name": name, "args": args}});
                         if let Some(id) = call.get("id").and_then(Value::as_str) {
                             call_names.push((id.to_owned(), name.to_owned()));
+                            // The signature Gemini issued with this call, back where it wants it.
+                            if let (_, Some(sig)) = super::split_signature(id) {
+                                part["thoughtSignature"] = Value::String(sig);
+                            }
                         }
-                        parts.push(json!({"functionCall": {"name": name, "args": args}}));
+                        parts.push(part);
                     }
                 }
                 if !parts.is_empty() {
