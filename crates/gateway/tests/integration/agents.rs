@@ -258,7 +258,7 @@ struct Run {
     stderr: String,
 }
 
-/// A unique scratch directory with `home/` and `work/notes.txt`.
+/// A unique scratch directory with `home/`, `tmp/` and `work/notes.txt`.
 fn scratch(agent: Agent, upstream: Upstream) -> (PathBuf, String) {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -269,6 +269,7 @@ fn scratch(agent: Agent, upstream: Upstream) -> (PathBuf, String) {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("home")).unwrap();
     std::fs::create_dir_all(dir.join("work")).unwrap();
+    std::fs::create_dir_all(dir.join("tmp")).unwrap();
     let sentence = format!(
         "The lighthouse keeper {} counts {} gulls at dawn.",
         std::process::id(),
@@ -278,7 +279,7 @@ fn scratch(agent: Agent, upstream: Upstream) -> (PathBuf, String) {
     (dir, sentence)
 }
 
-/// Runs `agent` against the gateway root `base` with `key`, in `dir` (home/ and work/), killed
+/// Runs `agent` against the gateway root `base` with `key`, in `dir` (home/, work/, tmp/), killed
 /// (with everything it started) after `AGENT_TIMEOUT`.
 async fn run_agent(bin: &Path, agent: Agent, dir: &Path, base: &str, key: &str) -> Run {
     let home = dir.join("home");
@@ -288,7 +289,8 @@ async fn run_agent(bin: &Path, agent: Agent, dir: &Path, base: &str, key: &str) 
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", &home)
-        .env("TMPDIR", std::env::temp_dir())
+        // Its error reports and scratch files stay in the test's own directory.
+        .env("TMPDIR", dir.join("tmp"))
         .env("LANG", "C.UTF-8")
         .env("NO_COLOR", "1")
         .current_dir(&work)
