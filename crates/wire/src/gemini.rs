@@ -17,7 +17,11 @@
 //! Usage ([`usage`]): `promptTokenCount` (+ `toolUsePromptTokenCount`) is the prompt, cached ones
 //! (`cachedContentTokenCount`) included; `candidatesTokenCount + thoughtsTokenCount` the completion,
 //! thoughts as reasoning.
+//!
+//! [`inbound`]: the other direction, Google's API as a client dialect (a Gemini request → chat,
+//! chat answers and chunks → Gemini's).
 
+pub mod inbound;
 mod request;
 
 pub use request::{chat_request_to_gemini, thinking_budget, upstream_max_output_tokens};
