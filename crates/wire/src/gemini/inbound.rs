@@ -2,7 +2,8 @@
 //! `streamGenerateContent` body becomes a chat request ([`gemini_to_chat`]), a chat completion
 //! becomes a `GenerateContentResponse` ([`completion_to_gemini`]), and chat chunks become Gemini's
 //! stream ([`GeminiStream`]: `data: {GenerateContentResponse}` events, or the JSON array Google
-//! sends without `alt=sse`); errors in Google's shape ([`error_body`]). Pure, no IO.
+//! sends without `alt=sse`); errors in Google's shape ([`super::error_body`], [`status_name`]).
+//! Pure, no IO.
 //!
 //! Tolerant in: unknown fields are ignored, snake_case spellings (`system_instruction`,
 //! `function_call`, `max_output_tokens`…) are read like the camelCase ones, as Google's JSON
@@ -27,8 +28,8 @@ pub struct ChatPlan {
     pub include_thoughts: bool,
     /// The chat request body.
     pub body: Value,
-    /// What the translation left out because chat cannot carry it (`googleSearch`,
-    /// `codeExecution`, `cachedContent`…), in request order, each named once.
+    /// What the translation left out because chat cannot carry it (`tools.0:googleSearch`,
+    /// `tools.1:codeExecution`, `cachedContent`…), in request order, each named once.
     pub dropped: Vec<String>,
 }
 
@@ -573,7 +574,7 @@ fn translate_tools(
         let tool_value = Value::Object(tool.clone());
         for kind in GOOGLE_TOOLS {
             if field(&tool_value, kind).is_some() {
-                drop_once(dropped, kind);
+                drop_once(dropped, &format!("tools.{i}:{kind}"));
             }
         }
         let declarations = match field(&tool_value, "functionDeclarations") {
@@ -731,7 +732,7 @@ fn call_args(arguments: &str) -> Value {
         .unwrap_or_else(|| json!({}))
 }
 
-/// An HTTP status → Google's canonical status name.
+/// An HTTP status → Google's canonical status name (the `status` of [`super::error_body`]).
 pub fn status_name(code: u16) -> &'static str {
     match code {
         400 | 413 | 422 => "INVALID_ARGUMENT",
@@ -748,11 +749,6 @@ pub fn status_name(code: u16) -> &'static str {
         c if (400..500).contains(&c) => "FAILED_PRECONDITION",
         _ => "INTERNAL",
     }
-}
-
-/// Google's error body: `{"error":{"code","message","status"}}`.
-pub fn error_body(code: u16, message: &str) -> Value {
-    json!({"error": {"code": code, "message": message, "status": status_name(code)}})
 }
 
 /// The HTTP status a chat error object (`{"message","type","code"}`, as the gateway writes it in
@@ -1082,9 +1078,36 @@ impl GeminiStream {
         }
         self.ended = true;
         let message = e["message"].as_str().unwrap_or("error");
-        let body = error_body(chat_error_status(e), message);
+        let body = super::error_body(chat_error_status(e), message);
         self.element(out, &body);
         self.close(out);
+    }
+
+    /// One element as the upstream wrote it (`json`, a Gemini route's own event data, when the
+    /// answer passes through): a `data:` event, or the array's next element.
+    pub fn raw_element(&mut self, json: &[u8], out: &mut BytesMut) {
+        if self.ended {
+            return;
+        }
+        self.start(out);
+        match self.framing {
+            Framing::Sse => out.extend_from_slice(b"data: "),
+            Framing::JsonArray if self.written => out.extend_from_slice(b"\n,\r\n"),
+            Framing::JsonArray => {}
+        }
+        self.written = true;
+        out.extend_from_slice(json);
+        if self.framing == Framing::Sse {
+            out.extend_from_slice(b"\n\n");
+        }
+    }
+
+    /// The end of a passed-through stream: the array's `]` (nothing for SSE).
+    pub fn end(&mut self, out: &mut BytesMut) {
+        if !self.ended {
+            self.ended = true;
+            self.close(out);
+        }
     }
 
     fn close(&mut self, out: &mut BytesMut) {
@@ -1096,6 +1119,10 @@ impl GeminiStream {
 
     pub fn is_ended(&self) -> bool {
         self.ended
+    }
+
+    pub fn framing(&self) -> Framing {
+        self.framing
     }
 }
 
@@ -1148,7 +1175,14 @@ mod tests {
         let plan = gemini_to_chat(&raw, "g", true).unwrap();
         let b = &plan.body;
         assert!(plan.stream && plan.include_thoughts);
-        assert_eq!(plan.dropped, ["googleSearch", "codeExecution"]);
+        assert_eq!(
+            plan.dropped,
+            [
+                "tools.1:googleSearch",
+                "tools.2:codeExecution",
+                "tools.3:googleSearch"
+            ]
+        );
         let m = b["messages"].as_array().unwrap();
         assert_eq!(
             m[0],
