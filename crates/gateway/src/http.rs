@@ -7,6 +7,7 @@ mod catch_panic;
 mod console;
 mod cors;
 mod errors;
+mod gemini;
 mod gzip;
 mod messages;
 mod models;
@@ -75,6 +76,11 @@ pub fn router(live: Live) -> Router {
                 get(responses::input_items),
             );
     }
+    // Google's API at the root, as Google serves it (a model name may hold '/').
+    app = app.route("/v1beta/models", get(gemini::list)).route(
+        "/v1beta/models/{*id}",
+        get(gemini::retrieve).post(gemini::action),
+    );
     let app = app
         .fallback(|| async { ApiError::not_found_route() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() });

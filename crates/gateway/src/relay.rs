@@ -9,6 +9,7 @@ pub mod chat_stream;
 pub mod completions;
 pub mod early_commit;
 pub mod embeddings;
+pub mod gemini;
 pub mod messages;
 pub mod meter;
 pub mod responses;

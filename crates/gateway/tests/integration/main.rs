@@ -19,6 +19,7 @@ mod errors;
 mod events;
 mod failover;
 mod gemini;
+mod gemini_inbound;
 mod harness;
 mod holds;
 mod hostile_inputs;
