@@ -4,7 +4,9 @@
 //! passed through: the mock's own events), billed once as `gemini[.stream]`; a tool call and its
 //! answer; the recorded Gemini CLI request (`wire/tests/fixtures/gemini_cli_request.json`) on
 //! every dialect; `countTokens`; the model list; each way to send the key; Google-shaped 400, 401,
-//! 404 and in-stream errors; `x-switchyard-dropped` for Google's own tools.
+//! 404 and in-stream errors; `x-switchyard-dropped` for Google's own tools. And the official
+//! `@google/genai` Node SDK, the version Gemini CLI ships (tests/sdk/node/gemini.mjs: create,
+//! stream, thinking, tools, errors), against each dialect.
 
 use std::time::Duration;
 
@@ -13,6 +15,7 @@ use serde_json::{json, Value};
 
 use crate::harness::{self, TestGateway};
 use crate::responses::config_extra;
+use crate::sdk_runner::{command, run as run_script, Lang};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -46,6 +49,62 @@ output_price = "10.00"
     );
     let text = harness::mock_config(&mock, &format!("{}{gemini}", config_extra(&mock)));
     (harness::start(&text).await, mock)
+}
+
+/// Runs `scenario` of tests/sdk/node/gemini.mjs against the models whose names start with
+/// `base` (`m`, `claude` or `g`).
+async fn sdk(scenario: &str, base: &str) -> Option<Value> {
+    let (gw, _mock) = start().await;
+    let mut cmd = command(Lang::Node, "gemini", scenario)?;
+    cmd.env("SWITCHYARD_BASE_URL", gw.base_url())
+        .env("SWITCHYARD_API_KEY", &gw.key)
+        .env("SWITCHYARD_MODEL", base)
+        .env("SWITCHYARD_REASONING_MODEL", format!("{base}-think"))
+        .env("SWITCHYARD_TOOLS_MODEL", format!("{base}-tools"))
+        .env("SWITCHYARD_EXPECT_TEXT", CONTENT_WORDS.concat())
+        .env("SWITCHYARD_EXPECT_REASONING", REASONING_WORDS[..6].concat())
+        .env_remove("GEMINI_API_KEY")
+        .env_remove("GOOGLE_API_KEY")
+        .env_remove("GOOGLE_GEMINI_BASE_URL");
+    run_script(
+        cmd,
+        &format!("@google/genai {scenario} on {base}"),
+        scenario,
+    )
+    .await
+}
+
+macro_rules! sdk_scenarios {
+    ($($test:ident: $name:literal;)*) => {
+        $(
+            mod $test {
+                use super::sdk;
+
+                #[tokio::test(flavor = "multi_thread")]
+                async fn openai_route() {
+                    sdk($name, "m").await;
+                }
+
+                #[tokio::test(flavor = "multi_thread")]
+                async fn anthropic_route() {
+                    sdk($name, "claude").await;
+                }
+
+                #[tokio::test(flavor = "multi_thread")]
+                async fn gemini_route() {
+                    sdk($name, "g").await;
+                }
+            }
+        )*
+    };
+}
+
+sdk_scenarios! {
+    sdk_create: "create";
+    sdk_stream: "stream";
+    sdk_thinking: "thinking";
+    sdk_tools: "tools";
+    sdk_errors: "errors";
 }
 
 fn post(gw: &TestGateway, path: &str) -> reqwest::RequestBuilder {
