@@ -536,6 +536,9 @@ async fn count_tokens_models_and_every_way_to_send_the_key() {
         .await
         .unwrap();
     assert_eq!(v["name"], "models/m");
+    // Counted as the Gemini API at the edge.
+    let metrics = harness::get_text(gw.url("/metrics")).await;
+    assert!(metrics.contains("route=\"gemini\""), "{metrics}");
 }
 
 /// A Google error body with this status.
