@@ -4,7 +4,8 @@
 //! passed through: the mock's own events), billed once as `gemini[.stream]`; a tool call and its
 //! answer; the recorded Gemini CLI request (`wire/tests/fixtures/gemini_cli_request.json`) on
 //! every dialect; `countTokens`; the model list; each way to send the key; Google-shaped 400, 401,
-//! 404 and in-stream errors; `x-switchyard-dropped` for Google's own tools. And the official
+//! 404 and in-stream errors; `x-switchyard-dropped` for Google's own tools; an early commit whose
+//! keep-alives never reach the client. And the official
 //! `@google/genai` Node SDK, the version Gemini CLI ships (tests/sdk/node/gemini.mjs: create,
 //! stream, thinking, tools, errors), against each dialect.
 
@@ -22,6 +23,11 @@ const WAIT: Duration = Duration::from_secs(20);
 /// The models of `responses::config_extra` (`m*` OpenAI/DeepSeek, `claude*` Anthropic) and
 /// `g`, `g-tools`, `g-think`, `g-fail` on a Gemini-dialect provider, all on one mock.
 async fn start() -> (TestGateway, MockUpstream) {
+    start_with("", "").await
+}
+
+/// [`start`] with top-level config `top` and more tables `more`.
+async fn start_with(top: &str, more: &str) -> (TestGateway, MockUpstream) {
     let mock = MockUpstream::start().await.unwrap();
     let gemini = format!(
         r#"
@@ -47,8 +53,8 @@ output_price = "10.00"
 "#,
         base = mock.base_url()
     );
-    let text = harness::mock_config(&mock, &format!("{}{gemini}", config_extra(&mock)));
-    (harness::start(&text).await, mock)
+    let text = harness::mock_config(&mock, &format!("{}{gemini}{more}", config_extra(&mock)));
+    (harness::start(&format!("{top}\n{text}")).await, mock)
 }
 
 /// Runs `scenario` of tests/sdk/node/gemini.mjs against the models whose names start with
@@ -663,4 +669,57 @@ async fn googles_own_tools_are_dropped_and_named_off_gemini_routes() {
     assert_eq!(resp.status(), 200);
     assert!(!resp.headers().contains_key("x-switchyard-dropped"));
     assert_eq!(&mock.requests().last().unwrap().body, &body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_early_commit_sends_no_comment_then_passes_through_or_translates() {
+    let failing = r#""gem/gemini-2.5-flash@headers_delay_ms=400,status=503""#;
+    let more = format!(
+        r#"
+[models."g-late"]
+routes = [{failing}, "gem/gemini-2.5-flash@tokens=4,gap_ms=250"]
+input_price = "0.30"
+output_price = "2.50"
+
+[models."g-late-to-openai"]
+routes = [{failing}, "mock/m@tokens=4"]
+input_price = "0.30"
+output_price = "2.50"
+
+[routing]
+commit_after_ms = 30
+max_attempts = 2
+"#
+    );
+    let (gw, _mock) = start_with("keep_alive_ms = 100", &more).await;
+    for model in ["g-late", "g-late-to-openai"] {
+        for alt in ["?alt=sse", ""] {
+            let resp = post(
+                &gw,
+                &format!("/v1beta/models/{model}:streamGenerateContent{alt}"),
+            )
+            .json(&hello())
+            .send()
+            .await
+            .unwrap();
+            assert_eq!(resp.status(), 200);
+            let id = harness::request_id(&resp);
+            let text = resp.text().await.unwrap();
+            // The keep-alives (of the commit, and between the passed-through words) never reach
+            // the client: a parser that wants `data:` at the head of its buffer would stop there.
+            assert!(!text.contains("keep-alive"), "{model}{alt}: {text}");
+            let ev = match alt {
+                "" => serde_json::from_str::<Vec<Value>>(&text)
+                    .unwrap_or_else(|e| panic!("{model}: {e}: {text}")),
+                _ => sse_events(&text),
+            };
+            let s = said(&ev);
+            assert_eq!(s.text, CONTENT_WORDS[..4].concat(), "{model}{alt}");
+            assert_eq!(s.finish.as_deref(), Some("STOP"), "{model}{alt}");
+            let row = entry(&gw, &id).await;
+            assert_eq!(row.attempts, 2, "{model}{alt}");
+            assert_eq!(row.request_type.as_deref(), Some("gemini.stream"));
+        }
+    }
+    harness::released(&gw).await;
 }
