@@ -1,6 +1,7 @@
 //! The HTTP edge, and the only module that knows axum and status codes: the routes under the
-//! three public prefixes, bearer-key extraction, body limits, and the one place where every error
-//! becomes an OpenAI-shaped response. It also writes the one log line per request.
+//! three public prefixes (and Google's Gemini API at the root, `gemini.rs`), bearer-key extraction,
+//! body limits, and the one place where every error becomes an OpenAI-shaped response (re-shaped
+//! for the Messages and Gemini routes by their own modules). It also writes the one log line per request.
 
 mod admin;
 mod catch_panic;
