@@ -50,6 +50,11 @@ output_price = "2.50"
 routes = ["gem/gemini-2.5-pro@reasoning=6"]
 input_price = "1.25"
 output_price = "10.00"
+
+[models."g-fail"]
+routes = ["gem/gemini-2.5-flash@error_after=2"]
+input_price = "0.30"
+output_price = "2.50"
 "#,
         base = mock.base_url()
     );
@@ -627,18 +632,30 @@ async fn errors_are_google_shaped() {
         .unwrap();
     let message = google_error(resp, 404, "NOT_FOUND").await;
     assert!(message.starts_with("models/nope is not found"), "{message}");
-    // An upstream failure after the first bytes: Google's error event ends the stream.
-    let resp = post(&gw, "/v1beta/models/m-fail:streamGenerateContent?alt=sse")
+    // An upstream failure after the first bytes: Google's error event ends the stream, translated
+    // or passed through (the upstream's own error event is replaced by the gateway's, masked).
+    for model in ["m-fail", "claude-fail", "g-fail"] {
+        let resp = post(
+            &gw,
+            &format!("/v1beta/models/{model}:streamGenerateContent?alt=sse"),
+        )
         .json(&hello())
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 200);
-    let ev = sse_events(&resp.text().await.unwrap());
-    let last = ev.last().unwrap();
-    assert!(last["error"]["code"].as_u64().unwrap() >= 500, "{last}");
-    assert!(last["error"]["status"].is_string(), "{last}");
-    assert!(last["error"]["message"].is_string(), "{last}");
+        assert_eq!(resp.status(), 200);
+        let ev = sse_events(&resp.text().await.unwrap());
+        let text: String = said(&ev[..ev.len() - 1]).text;
+        assert_eq!(text, CONTENT_WORDS[..2].concat(), "{model}");
+        let last = ev.last().unwrap();
+        assert!(
+            last["error"]["code"].as_u64().unwrap() >= 500,
+            "{model}: {last}"
+        );
+        assert!(last["error"]["status"].is_string(), "{model}: {last}");
+        assert!(last["error"]["message"].is_string(), "{model}: {last}");
+        assert_eq!(ev.iter().filter(|e| e.get("error").is_some()).count(), 1);
+    }
     harness::released(&gw).await;
 }
 
