@@ -17,8 +17,9 @@
 //! The upstream's `error` event is not forwarded: the failure writes the gateway's own
 //! Anthropic `event: error` (masked, as every error). Keep-alives are `ping` events.
 //! A Gemini request (`relay::gemini`) served by a Gemini route passes through the same way: every
-//! event as it came (Google's stream has no end marker; the body ends once the entry is durable,
-//! after the cost comment); a failure writes Google's own error event (`data: {"error":…}`).
+//! event as it came (Google's stream has no end marker; the body ends once the entry is durable);
+//! its finishing event (`finishReason`, the whole usage) waits for the
+//! cost, which joins its `usageMetadata`; a failure writes Google's own error event.
 //!
 //! Per chunk the OpenAI-dialect hot path does one borrowed JSON parse, one copy into the output
 //! buffer and an append of the generated text to the tally; timers are only re-armed when they
@@ -77,7 +78,8 @@ pub struct ChatStream {
     encoder: Encoder,
 }
 
-/// What a passthrough stream holds back (see the module documentation).
+/// What a passthrough stream holds back (see the module documentation): Anthropic's
+/// `message_delta` and `message_stop`, Gemini's finishing event.
 struct Native {
     /// The client's (and the route's) dialect.
     dialect: NativeDialect,
@@ -235,9 +237,17 @@ impl ChatStream {
             return;
         };
         if native.dialect != NativeDialect::Messages {
-            // Google's error is a data event of its own; the failure writes ours instead.
-            if !event.data.trim_ascii_start().starts_with(b"{\"error\"") {
-                self.encoder.raw(&event.raw, &event.data, &mut self.out);
+            let data = &event.data;
+            if data.trim_ascii_start().starts_with(b"{\"error\"") {
+                // Google's error is a data event of its own; the failure writes ours instead.
+            } else if native.delta.is_some() {
+                self.encoder.raw(&event.raw, data, &mut native.tail);
+            } else if memchr_finish(data) {
+                // The finishing event carries the whole usage: it gains the cost, as Anthropic's
+                // `message_delta` does, and waits for it.
+                native.delta = Some(data.clone());
+            } else {
+                self.encoder.raw(&event.raw, data, &mut self.out);
             }
             return;
         }
@@ -255,9 +265,17 @@ impl ChatStream {
     fn flush_held(&mut self, cost: Option<&str>) {
         if let Some(native) = self.native.as_deref_mut() {
             if let Some(delta) = native.delta.take() {
-                let with_cost = cost.and_then(|c| with_usage_cost(&delta, c));
-                let data = with_cost.as_deref().unwrap_or(&delta);
-                sse::write_named(&mut self.out, "message_delta", data);
+                if native.dialect == NativeDialect::Messages {
+                    let with_cost = cost.and_then(|c| with_usage_cost(&delta, c));
+                    let data = with_cost.as_deref().unwrap_or(&delta);
+                    sse::write_named(&mut self.out, "message_delta", data);
+                } else {
+                    let with_cost = cost.and_then(|c| {
+                        switchyard_wire::usage::with_cost_in(&delta, "usageMetadata", c)
+                    });
+                    let data = with_cost.as_deref().unwrap_or(&delta);
+                    self.encoder.raw(&[], data, &mut self.out);
+                }
             }
             self.out.extend_from_slice(&native.tail);
             native.tail.clear();
@@ -420,6 +438,11 @@ impl ChatStream {
         }
         self.phase = Phase::Done;
     }
+}
+
+/// Whether a Gemini event's data carries a `finishReason` (its last event does).
+fn memchr_finish(data: &[u8]) -> bool {
+    data.windows(14).any(|w| w == b"\"finishReason\"")
 }
 
 /// The in-stream error when a finished answer's ledger entry could not be made durable.
