@@ -209,9 +209,14 @@ fn translate_content(
         "model" | "assistant" => {
             let mut text = String::new();
             let mut tool_calls = Vec::new();
+            let mut signed = None;
             for p in parts {
                 if field(p, "thought").and_then(Value::as_bool) == Some(true) {
                     continue;
+                }
+                // Signed thinking the gateway carried for an Anthropic route, going back to it.
+                if let Some(carried) = field(p, "thoughtSignature").and_then(Value::as_str) {
+                    signed = signed.or_else(|| crate::reasoning_carrier::unpack(carried));
                 }
                 if let Some(call) = field(p, "functionCall") {
                     let name = field(call, "name")
@@ -232,6 +237,10 @@ fn translate_content(
                 "content": if text.is_empty() { Value::Null } else { Value::String(text) }});
             if !tool_calls.is_empty() {
                 m["tool_calls"] = Value::Array(tool_calls);
+            }
+            if let Some((thinking, signature)) = signed {
+                m["reasoning_content"] = Value::String(thinking);
+                m["reasoning_signature"] = Value::String(signature);
             }
             out.push(m);
         }
@@ -698,6 +707,14 @@ pub fn completion_to_gemini(
         if let Some(t) = msg["content"].as_str().filter(|t| !t.is_empty()) {
             parts.push(json!({"text": t}));
         }
+        // An Anthropic route's signed thinking rides back on the first call.
+        let mut signed = msg["reasoning_signature"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(|sig| {
+                let thinking = msg["reasoning_content"].as_str().unwrap_or_default();
+                crate::reasoning_carrier::pack(thinking, sig)
+            });
         for call in msg["tool_calls"].as_array().into_iter().flatten() {
             let args = call_args(call["function"]["arguments"].as_str().unwrap_or(""));
             let mut fc = json!({"name": call["function"]["name"].as_str().unwrap_or_default(),
@@ -705,7 +722,11 @@ pub fn completion_to_gemini(
             if let Some(cid) = call["id"].as_str().filter(|c| !c.is_empty()) {
                 fc["id"] = Value::String(cid.to_owned());
             }
-            parts.push(json!({"functionCall": fc}));
+            let mut part = json!({"functionCall": fc});
+            if let Some(sig) = signed.take() {
+                part["thoughtSignature"] = Value::String(sig);
+            }
+            parts.push(part);
         }
         if parts.is_empty() {
             parts.push(json!({"text": ""}));
@@ -814,6 +835,9 @@ pub struct GeminiStream {
     /// Per choice index that finished, its chat finish reason.
     finish: Vec<(u64, String)>,
     usage: Option<Value>,
+    /// Per choice, the reasoning so far and its signature (an Anthropic route's signed thinking),
+    /// which the choice's first call carries back as its `thoughtSignature` (`reasoning_carrier`).
+    signed: Vec<(u64, String, Option<String>)>,
 }
 
 #[derive(Serialize)]
@@ -848,6 +872,8 @@ enum PartOut<'a> {
     Call {
         #[serde(rename = "functionCall")]
         function_call: CallOut<'a>,
+        #[serde(rename = "thoughtSignature", skip_serializing_if = "Option::is_none")]
+        thought_signature: Option<String>,
     },
 }
 
@@ -873,6 +899,7 @@ impl GeminiStream {
             calls: Vec::new(),
             finish: Vec::new(),
             usage: None,
+            signed: Vec::new(),
         }
     }
 
@@ -921,6 +948,34 @@ impl GeminiStream {
         self.id = id;
     }
 
+    /// The signed reasoning of `choice`, once, as the carrier its first call takes back.
+    fn take_signed(&mut self, choice: u64) -> Option<String> {
+        let at = self
+            .signed
+            .iter()
+            .position(|(k, _, sig)| *k == choice && sig.is_some())?;
+        let (_, thinking, sig) = self.signed.swap_remove(at);
+        Some(crate::reasoning_carrier::pack(&thinking, &sig?))
+    }
+
+    /// Keeps `choice`'s reasoning text and signature as they stream.
+    fn keep_signed(&mut self, choice: u64, text: Option<&str>, signature: Option<&str>) {
+        let at = match self.signed.iter().position(|(k, _, _)| *k == choice) {
+            Some(at) => at,
+            None => {
+                self.signed.push((choice, String::new(), None));
+                self.signed.len() - 1
+            }
+        };
+        let kept = &mut self.signed[at];
+        if let Some(t) = text {
+            kept.1.push_str(t);
+        }
+        if let Some(s) = signature.filter(|s| !s.is_empty()) {
+            kept.2 = Some(s.to_owned());
+        }
+    }
+
     /// Sends the open calls of `choice` (every choice when `None`) whole, in order.
     fn flush_calls(&mut self, out: &mut BytesMut, choice: Option<u64>) {
         if self.calls.is_empty() {
@@ -933,6 +988,7 @@ impl GeminiStream {
         self.calls = keep;
         for c in send {
             let args = call_args(&c.args);
+            let thought_signature = self.take_signed(c.choice);
             self.part(
                 out,
                 c.choice,
@@ -942,6 +998,7 @@ impl GeminiStream {
                         args: &args,
                         id: &c.id,
                     },
+                    thought_signature,
                 },
             );
         }
@@ -978,6 +1035,9 @@ impl GeminiStream {
                 .as_deref()
                 .or(d.reasoning.as_deref())
                 .filter(|r| !r.is_empty());
+            if reasoning.is_some() || d.reasoning_signature.is_some() {
+                self.keep_signed(k, reasoning, d.reasoning_signature.as_deref());
+            }
             if let Some(r) = reasoning.filter(|_| self.include_thoughts) {
                 self.flush_calls(out, Some(k));
                 self.part(
@@ -1135,6 +1195,65 @@ impl GeminiStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_anthropic_routes_signed_thinking_rides_on_the_call_and_comes_back() {
+        // Streamed: thinking, its signature, then a call (as the Anthropic translation writes them).
+        let mut g = GeminiStream::new(Framing::Sse, "m".into(), "r".into(), false);
+        let mut out = BytesMut::new();
+        for c in [
+            json!({"choices": [{"index": 0, "delta": {"reasoning_content": "Read it."}}]}),
+            json!({"choices": [{"index": 0, "delta": {"reasoning_signature": "SIG=="}}]}),
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "toolu_1",
+                "function": {"name": "read_file", "arguments": "{\"file_path\":\"a\"}"}}]}}]}),
+            json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}),
+        ] {
+            g.chunk_data(c.to_string().as_bytes(), &mut out);
+        }
+        g.finish(&mut out);
+        let events = sse_events(&out);
+        let part = events
+            .iter()
+            .map(|e| &e["candidates"][0]["content"]["parts"][0])
+            .find(|p| p.get("functionCall").is_some())
+            .unwrap()
+            .clone();
+        let carried = part["thoughtSignature"].as_str().unwrap();
+        assert_eq!(
+            crate::reasoning_carrier::unpack(carried),
+            Some(("Read it.".into(), "SIG==".into()))
+        );
+        // Whole: the same carrier on the first call.
+        let whole = completion_to_gemini(
+            &json!({"choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                "role": "assistant", "content": null, "reasoning_content": "Read it.",
+                "reasoning_signature": "SIG==",
+                "tool_calls": [{"id": "toolu_1", "type": "function",
+                                "function": {"name": "read_file", "arguments": "{}"}}]}}]}),
+            "m",
+            "r",
+            false,
+        );
+        assert_eq!(
+            whole["candidates"][0]["content"]["parts"][0]["thoughtSignature"],
+            part["thoughtSignature"]
+        );
+        // Gemini CLI sends the call back with it: the chat turn has the signed thinking again.
+        let plan = gemini_to_chat(
+            &json!({"contents": [
+                {"role": "user", "parts": [{"text": "read a"}]},
+                {"role": "model", "parts": [part]},
+                {"role": "user", "parts": [{"functionResponse": {"id": "toolu_1", "name": "read_file",
+                                                                "response": {"output": "hello"}}}]},
+            ]}),
+            "m",
+            true,
+        )
+        .unwrap();
+        let assistant = &plan.body["messages"][1];
+        assert_eq!(assistant["reasoning_content"], "Read it.");
+        assert_eq!(assistant["reasoning_signature"], "SIG==");
+    }
 
     fn sse_events(out: &[u8]) -> Vec<Value> {
         let text = std::str::from_utf8(out).unwrap();
