@@ -742,9 +742,10 @@ async fn bad_requests_are_openai_shaped_with_param() {
         (json!({"input": "hi"}), 400, Some("model")),
         (json!({"model": "m", "input": 42}), 400, Some("input")),
         (
-            json!({"model": "m", "input": "hi", "tools": [{"type": "web_search"}]}),
+            json!({"model": "m", "input": "hi", "tools": [{"type": "web_search"}],
+                "tool_choice": {"type": "web_search"}}),
             400,
-            Some("tools"),
+            Some("tool_choice"),
         ),
         (
             json!({"model": "m", "input": "hi", "metadata": {"n": 1}}),
