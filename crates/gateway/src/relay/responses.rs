@@ -84,13 +84,38 @@ impl Keeper {
     }
 }
 
+/// What `POST /responses` answers: the reply, and what the translation to chat left out (one
+/// note each, `tools[8]:web_search`), which the HTTP edge reports as `x-switchyard-dropped`.
+pub struct Created {
+    pub reply: ChatReply,
+    pub dropped: Vec<String>,
+}
+
 /// Serves `POST /responses` for `caller`: a Response object, or a stream of Responses events.
 pub async fn create(
     gw: &Arc<Gateway>,
     caller: Caller,
     ids: RequestIds,
     body: Bytes,
-) -> Result<ChatReply, ResponsesError> {
+) -> Result<Created, ResponsesError> {
+    let ledger_id = ids.ledger.clone();
+    let (reply, dropped) = create_reply(gw, caller, ids, body).await?;
+    if !dropped.is_empty() {
+        tracing::info!(
+            request_id = %ledger_id,
+            dropped = %dropped.join(","),
+            "responses: left out what the chat route cannot carry"
+        );
+    }
+    Ok(Created { reply, dropped })
+}
+
+async fn create_reply(
+    gw: &Arc<Gateway>,
+    caller: Caller,
+    ids: RequestIds,
+    body: Bytes,
+) -> Result<(ChatReply, Vec<String>), ResponsesError> {
     let started = Instant::now();
     let raw: Value = serde_json::from_slice(&body).map_err(|e| {
         bad_request(
@@ -109,7 +134,8 @@ pub async fn create(
         }
         _ => Vec::new(),
     };
-    let plan = request_to_chat(&raw, &history).map_err(|e| bad_request(&e.param, e.message))?;
+    let mut plan = request_to_chat(&raw, &history).map_err(|e| bad_request(&e.param, e.message))?;
+    let dropped = std::mem::take(&mut plan.dropped);
     let model = admission::model_for(gw, &caller, &plan.model)?;
     let chat_body = serde_json::to_vec(&plan.body).unwrap_or_default();
     let req = Arc::new(ChatRequest::parse(&chat_body).map_err(RelayError::BadRequest)?);
@@ -149,10 +175,13 @@ pub async fn create(
         {
             Opened::Json { body, served, .. } => {
                 match complete_json(&body, ctx, &mut settlement, &keeper).await {
-                    Some(Ok(response)) => Ok(ChatReply::Json {
-                        body: serde_json::to_vec(&response).unwrap_or_default(),
-                        served,
-                    }),
+                    Some(Ok(response)) => Ok((
+                        ChatReply::Json {
+                            body: serde_json::to_vec(&response).unwrap_or_default(),
+                            served,
+                        },
+                        dropped,
+                    )),
                     Some(Err(e)) => Err(e),
                     None => {
                         let e = RelayError::UpstreamFailed(
@@ -183,10 +212,13 @@ pub async fn create(
         Started::Now(_, Err(e)) => Err(e.into()),
         Started::Now(settlement, Ok((upstream, served))) => {
             let stream = ResponseStream::new(upstream, settlement, ctx, keeper, gw.clone());
-            Ok(ChatReply::Stream {
-                body: Box::new(Box::pin(stream.into_body())),
-                served,
-            })
+            Ok((
+                ChatReply::Stream {
+                    body: Box::new(Box::pin(stream.into_body())),
+                    served,
+                },
+                dropped,
+            ))
         }
         Started::Committed(opening) => {
             let relay_gw = gw.clone();
@@ -208,10 +240,13 @@ pub async fn create(
                 Box::new(Box::pin(futures_util::stream::once(ending)))
             });
             let (keep_alive, end) = (gw.config.keep_alive, &gw.end_streams);
-            Ok(ChatReply::Committed {
-                body: early_commit::body(opening, keep_alive, end, then),
-                rate,
-            })
+            Ok((
+                ChatReply::Committed {
+                    body: early_commit::body(opening, keep_alive, end, then),
+                    rate,
+                },
+                dropped,
+            ))
         }
     }
 }
