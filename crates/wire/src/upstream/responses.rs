@@ -1,0 +1,158 @@
+//! The Responses dialect of an upstream's stream (`POST {base_url}/responses`, streamed), read for
+//! what the meter needs while the events themselves pass through to the client untouched:
+//! generated text as typed chat chunks (`response.output_text.delta` and `response.refusal.delta`
+//! → content, `response.reasoning_summary_text.delta` and `response.reasoning_text.delta` →
+//! reasoning, a `function_call`/`custom_tool_call` item's start → a tool call's name, its
+//! `…arguments.delta`/`…input.delta` → its arguments), then at the terminal event the finish
+//! reason, the usage and the end: `response.completed` → `stop` (`tool_calls` when the answer
+//! called a tool), `response.incomplete` → `length` (`content_filter` when that was the reason);
+//! `response.failed` and `error` are the upstream's error. Every other event (lifecycle, `…done`,
+//! hosted tools' progress) yields nothing.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{Chunk, Malformed, UpstreamEvent, UpstreamProblem};
+use crate::chat_chunk::{ChatChunk, Delta, Stamp};
+use crate::usage::Usage;
+
+/// The fields a Responses event is read for; everything else is skipped unparsed.
+#[derive(Deserialize)]
+struct EventHead<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    delta: Option<Cow<'a, str>>,
+    #[serde(default)]
+    output_index: Option<u64>,
+    #[serde(default)]
+    item: Option<ItemHead>,
+}
+
+/// An output item as `response.output_item.added` announces it.
+#[derive(Deserialize)]
+struct ItemHead {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    call_id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// Reads a Responses event stream (see the module documentation).
+pub(super) struct ResponsesReader {
+    stamp: Arc<Stamp>,
+    /// Whether the first chunk (which carries the role) was made.
+    started: bool,
+    /// Whether the answer called a tool.
+    called: bool,
+}
+
+impl ResponsesReader {
+    pub(super) fn new(stamp: Stamp) -> ResponsesReader {
+        ResponsesReader {
+            stamp: Arc::new(stamp),
+            started: false,
+            called: false,
+        }
+    }
+
+    fn chunk(&mut self, delta: Delta) -> UpstreamEvent<'static> {
+        let role = !self.started;
+        self.started = true;
+        UpstreamEvent::Chunk(Chunk::Typed(ChatChunk {
+            stamp: self.stamp.clone(),
+            role,
+            delta,
+            finish_reason: None,
+        }))
+    }
+
+    /// The events one upstream event carries, appended to `out`; true when the stream ended.
+    pub(super) fn push(
+        &mut self,
+        data: &[u8],
+        out: &mut Vec<UpstreamEvent<'static>>,
+    ) -> Result<bool, Malformed> {
+        if data == b"[DONE]" {
+            out.push(UpstreamEvent::Done);
+            return Ok(true);
+        }
+        let head: EventHead<'_> = serde_json::from_slice(data).map_err(|_| Malformed)?;
+        let text = || head.delta.as_deref().unwrap_or_default().to_owned();
+        let index = head.output_index.unwrap_or(0);
+        match head.kind.as_ref() {
+            "response.output_text.delta" | "response.refusal.delta" => {
+                let event = self.chunk(Delta::Content(text()));
+                out.push(event);
+            }
+            "response.reasoning_summary_text.delta" | "response.reasoning_text.delta" => {
+                let event = self.chunk(Delta::ReasoningContent(text()));
+                out.push(event);
+            }
+            "response.output_item.added" => {
+                if let Some(item) = head
+                    .item
+                    .filter(|i| matches!(i.kind.as_str(), "function_call" | "custom_tool_call"))
+                {
+                    self.called = true;
+                    let event = self.chunk(Delta::ToolCallStart {
+                        index,
+                        id: item.call_id.unwrap_or_default(),
+                        name: item.name.unwrap_or_default(),
+                    });
+                    out.push(event);
+                }
+            }
+            "response.function_call_arguments.delta" | "response.custom_tool_call_input.delta" => {
+                let event = self.chunk(Delta::ToolCallArguments {
+                    index,
+                    arguments: text(),
+                });
+                out.push(event);
+            }
+            "response.completed" | "response.incomplete" => {
+                let whole: Value = serde_json::from_slice(data).map_err(|_| Malformed)?;
+                let response = &whole["response"];
+                let reason = match (
+                    head.kind.as_ref(),
+                    response["incomplete_details"]["reason"].as_str(),
+                ) {
+                    ("response.incomplete", Some("content_filter")) => "content_filter",
+                    ("response.incomplete", _) => "length",
+                    _ if self.called => "tool_calls",
+                    _ => "stop",
+                };
+                out.push(UpstreamEvent::Finish(reason));
+                if let Some(usage) = Usage::from_responses(&response["usage"]) {
+                    let chunk = json!({
+                        "id": self.stamp.id, "object": "chat.completion.chunk",
+                        "created": self.stamp.created, "model": self.stamp.model,
+                        "choices": [], "usage": usage.to_openai(None),
+                    });
+                    out.push(UpstreamEvent::Usage {
+                        usage: Some(usage),
+                        chunk: Chunk::Translated(chunk),
+                    });
+                }
+                out.push(UpstreamEvent::Done);
+                return Ok(true);
+            }
+            "response.failed" | "error" => {
+                let whole: Value = serde_json::from_slice(data).map_err(|_| Malformed)?;
+                let error = match head.kind.as_ref() {
+                    "error" => whole,
+                    _ => whole["response"]["error"].clone(),
+                };
+                out.push(UpstreamEvent::Error(UpstreamProblem::from_openai(&error)));
+                return Ok(true);
+            }
+            _ => {}
+        }
+        Ok(false)
+    }
+}
