@@ -453,5 +453,7 @@ impl<'e> Iterator for Events<'_, 'e> {
 
 mod responses;
 
+pub use responses::{response_to_chat_completion, terminal_with_cost};
+
 #[cfg(test)]
 mod tests;

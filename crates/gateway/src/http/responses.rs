@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
@@ -50,54 +50,18 @@ impl From<ResponsesError> for ApiError {
 pub async fn create(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
     let ids = super::request_ids_for(&headers);
     let request_id = ids.ledger.clone();
-    let mut dropped = Vec::new();
     let result = async {
         let caller = match caller(&gw, &headers).await {
             Ok(c) => c,
             Err(e) => return Err(super::refuse_unread(&headers, body, e).await),
         };
         let body = read_body(&gw, &headers, body).await?;
-        let created = responses::create(&gw, caller, ids, body)
+        responses::create(&gw, caller, ids, body)
             .await
-            .map_err(ApiError::from)?;
-        dropped = created.dropped;
-        Ok(created.reply)
+            .map_err(ApiError::from)
     }
     .await;
-    let mut resp = super::reply(&gw, &headers, &request_id, result);
-    if let Some(v) = dropped_header(&dropped) {
-        resp.headers_mut().insert(DROPPED, v);
-    }
-    resp
-}
-
-/// The header that lists what a chat route could not carry of a Responses request.
-pub const DROPPED: &str = "x-switchyard-dropped";
-
-/// `tools[8]:web_search, input[3]:web_search_call`: printable ASCII only (the notes hold the
-/// client's type names), at most 2 KiB, cut at a note's end with `, …` when longer.
-fn dropped_header(dropped: &[String]) -> Option<HeaderValue> {
-    const MAX: usize = 2048;
-    let mut value = String::new();
-    for note in dropped {
-        let clean: String = note
-            .chars()
-            .filter(|c| c.is_ascii_graphic())
-            .take(200)
-            .collect();
-        if value.len() + clean.len() + 2 > MAX {
-            value.push_str(", ...");
-            break;
-        }
-        if !value.is_empty() {
-            value.push_str(", ");
-        }
-        value.push_str(&clean);
-    }
-    if value.is_empty() {
-        return None;
-    }
-    HeaderValue::from_str(&value).ok()
+    super::reply(&gw, &headers, &request_id, result)
 }
 
 /// `GET /responses/{id}`.

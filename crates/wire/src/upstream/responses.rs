@@ -156,3 +156,91 @@ impl ResponsesReader {
         Ok(false)
     }
 }
+
+/// A Response object (an upstream's non-streamed `/responses` answer) as the chat completion the
+/// meter reads: its text, reasoning summary and tool calls in one assistant message, the finish
+/// reason its status says, its usage in OpenAI's shape. `None` when it is not a Response, or a
+/// failed one.
+pub fn response_to_chat_completion(response: &Value) -> Option<Value> {
+    let output = response.get("output")?.as_array()?;
+    let status = response
+        .get("status")
+        .and_then(Value::as_str)
+        .unwrap_or("completed");
+    if status == "failed" || response.get("error").is_some_and(|e| !e.is_null()) {
+        return None;
+    }
+    let (mut content, mut reasoning, mut calls) = (String::new(), String::new(), Vec::new());
+    for item in output {
+        let texts = |key: &str| -> String {
+            item.get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.get("text").or_else(|| p.get("refusal")))
+                .filter_map(Value::as_str)
+                .collect()
+        };
+        match item.get("type").and_then(Value::as_str) {
+            Some("message") => content.push_str(&texts("content")),
+            Some("reasoning") => reasoning.push_str(&texts("summary")),
+            Some(kind @ ("function_call" | "custom_tool_call")) => {
+                let field = |k: &str| item.get(k).and_then(Value::as_str).unwrap_or_default();
+                let arguments = if kind == "function_call" {
+                    field("arguments")
+                } else {
+                    field("input")
+                };
+                calls.push(json!({"id": field("call_id"), "type": "function",
+                    "function": {"name": field("name"), "arguments": arguments}}));
+            }
+            _ => {}
+        }
+    }
+    let finish = match (
+        status,
+        response
+            .pointer("/incomplete_details/reason")
+            .and_then(Value::as_str),
+    ) {
+        ("incomplete", Some("content_filter")) => "content_filter",
+        ("incomplete", _) => "length",
+        _ if !calls.is_empty() => "tool_calls",
+        _ => "stop",
+    };
+    let mut message = json!({"role": "assistant", "content": content});
+    if !reasoning.is_empty() {
+        message["reasoning_content"] = Value::String(reasoning);
+    }
+    if !calls.is_empty() {
+        message["tool_calls"] = Value::Array(calls);
+    }
+    let mut chat = json!({
+        "id": response.get("id").cloned().unwrap_or(Value::Null),
+        "object": "chat.completion",
+        "created": response.get("created_at").cloned().unwrap_or(json!(0)),
+        "model": response.get("model").cloned().unwrap_or(Value::Null),
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+    });
+    if let Some(u) = response.get("usage").and_then(Usage::from_responses) {
+        chat["usage"] = u.to_openai(None);
+    }
+    Some(chat)
+}
+
+/// A terminal Responses event's data (`response.completed`, `response.incomplete`) as the
+/// upstream wrote it, with `"cost":"<cost>"` added as the last member of `response.usage`.
+/// Nothing else is touched. `None` when the data has no `response` object.
+pub fn terminal_with_cost(data: &[u8], cost: &str) -> Option<Vec<u8>> {
+    let outer: std::collections::HashMap<String, &serde_json::value::RawValue> =
+        serde_json::from_slice(data).ok()?;
+    let response = outer.get("response").filter(|r| r.get().starts_with('{'))?;
+    let raw = response.get().as_bytes();
+    let start = (raw.as_ptr() as usize).checked_sub(data.as_ptr() as usize)?;
+    let inner = crate::usage::with_cost_in(raw, "usage", cost)?;
+    let mut out = Vec::with_capacity(data.len() + inner.len() - raw.len());
+    out.extend_from_slice(&data[..start]);
+    out.extend_from_slice(&inner);
+    out.extend_from_slice(&data[start + raw.len()..]);
+    Some(out)
+}
