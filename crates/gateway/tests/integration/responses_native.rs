@@ -101,14 +101,20 @@ output_price = "10.00"
     (gw, mock)
 }
 
-/// A Codex-shaped request: hosted and namespace tools, fields only the Responses API knows.
+/// A Codex-shaped later turn: hosted and namespace tools, fields only the Responses API knows,
+/// and the previous turn's encrypted reasoning and namespaced call sent back.
 fn client_body(model: &str, stream: bool) -> Value {
     json!({
         "model": model, "stream": stream, "store": false,
         "input": [{"type": "message", "role": "developer",
                    "content": [{"type": "input_text", "text": "Be brief."}]},
                   {"type": "message", "role": "user",
-                   "content": [{"type": "input_text", "text": "Say hello."}]}],
+                   "content": [{"type": "input_text", "text": "Say hello."}]},
+                  {"type": "reasoning", "id": "rs_1", "summary": [],
+                   "encrypted_content": "gAAAAABencrypted=="},
+                  {"type": "function_call", "call_id": "call_1", "name": "spawn_agent",
+                   "namespace": "multi_agent_v1", "arguments": "{}"},
+                  {"type": "function_call_output", "call_id": "call_1", "output": "spawned"}],
         "tools": [{"type": "namespace", "name": "multi_agent_v1", "description": "Agents.",
                    "tools": [{"type": "function", "name": "spawn_agent",
                               "parameters": {"type": "object", "properties": {}}}]},
@@ -312,7 +318,7 @@ async fn a_native_route_that_is_down_fails_over_to_a_chat_route() {
     // The chat route was sent the translation, without what chat cannot carry, and says so.
     assert_eq!(
         resp.headers()["x-switchyard-dropped"],
-        "tools[1]:web_search"
+        "input[2]:reasoning.encrypted_content, tools[1]:web_search"
     );
     let text = resp.text().await.unwrap();
     assert!(text.contains("event: response.completed"), "{text}");
@@ -322,5 +328,11 @@ async fn a_native_route_that_is_down_fails_over_to_a_chat_route() {
         sent["tools"][0]["function"]["name"],
         "multi_agent_v1__spawn_agent"
     );
+    // The previous turn's call goes up under the flattened name, its output as a tool message.
+    assert_eq!(
+        sent["messages"][2]["tool_calls"][0]["function"]["name"],
+        "multi_agent_v1__spawn_agent"
+    );
+    assert_eq!(sent["messages"][3]["role"], "tool");
     assert!(stub.received.lock().unwrap().is_empty());
 }
