@@ -26,8 +26,8 @@
 //!   `responses.rs` reads each event for the meter: deltas as [`Chunk::Typed`] chunks, and at
 //!   `response.completed`/`response.incomplete` the [`UpstreamEvent::Finish`], the
 //!   [`UpstreamEvent::Usage`] of `response.usage` and [`UpstreamEvent::Done`];
-//!   `response.failed` and `error` are [`UpstreamEvent::Error`]. The relay forwards the events'
-//!   raw bytes itself.
+//!   `response.failed` is [`UpstreamEvent::Error`] (in the words of the `error` event before it).
+//!   The relay forwards the events' raw bytes itself.
 //!
 //! Nothing follows `Done` or `Error`. Data that is not an event of the dialect is [`Malformed`].
 

@@ -336,3 +336,63 @@ async fn a_native_route_that_is_down_fails_over_to_a_chat_route() {
     assert_eq!(sent["messages"][3]["role"], "tool");
     assert!(stub.received.lock().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_error_mid_stream_passes_through_and_is_billed_for_what_was_delivered() {
+    let Some(dir) = real_fixtures::dir("openai") else {
+        return;
+    };
+    let (text, quota) = (
+        "responses-stream-text.sse",
+        "responses-stream-error-insufficient-quota.sse",
+    );
+    if !real_fixtures::present(&dir, text) || !real_fixtures::present(&dir, quota) {
+        return;
+    }
+    // The recorded text stream up to its first delta, then OpenAI's recorded error ending.
+    let text = std::fs::read_to_string(dir.join(text)).unwrap();
+    let quota = std::fs::read_to_string(dir.join(quota)).unwrap();
+    let first_delta = blocks(&text)
+        .iter()
+        .position(|b| b.starts_with("event: response.output_text.delta"))
+        .unwrap();
+    let mut played: String = blocks(&text)[..=first_delta].concat();
+    for b in blocks(&quota) {
+        if b.starts_with("event: error") || b.starts_with("event: response.failed") {
+            played.push_str(b);
+        }
+    }
+    let stub = Stub::default();
+    let (gw, _mock) = start(&stub).await;
+    stub.answer("text/event-stream", played.clone());
+    let resp = harness::client()
+        .post(gw.url("/v1/responses"))
+        .bearer_auth(&gw.key)
+        .json(&client_body("gpt", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = harness::request_id(&resp);
+    let client = resp.text().await.unwrap();
+    // Every upstream event as sent, the error and response.failed included, then the cost.
+    let (events, comment) = client.rsplit_once("\n\n: ").unwrap();
+    assert_eq!(format!("{events}\n\n"), played);
+    assert!(comment.contains("\"cost\""), "{comment}");
+    let row = gw
+        .gw
+        .ledger
+        .wait_for_entry(&id, WAIT)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.status, Some(200));
+    assert!(
+        row.error_text
+            .as_deref()
+            .is_some_and(|t| t.contains("exceeded your current quota")),
+        "{:?}",
+        row.error_text
+    );
+    assert!(row.completion_tokens > 0, "the delivered delta is billed");
+}

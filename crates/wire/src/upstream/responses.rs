@@ -6,8 +6,10 @@
 //! `…arguments.delta`/`…input.delta` → its arguments), then at the terminal event the finish
 //! reason, the usage and the end: `response.completed` → `stop` (`tool_calls` when the answer
 //! called a tool), `response.incomplete` → `length` (`content_filter` when that was the reason);
-//! `response.failed` and `error` are the upstream's error. Every other event (lifecycle, `…done`,
-//! hosted tools' progress) yields nothing.
+//! `response.failed` is the upstream's error (in the words of the `error` event that precedes it,
+//! when there was one: OpenAI sends both, and the stream ends only after the second, so a relay
+//! that passes events through forwards both). Every other event (lifecycle, `…done`, hosted
+//! tools' progress) yields nothing.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -50,6 +52,8 @@ pub(super) struct ResponsesReader {
     started: bool,
     /// Whether the answer called a tool.
     called: bool,
+    /// What an `error` event said, until the `response.failed` that follows it.
+    error: Option<UpstreamProblem>,
 }
 
 impl ResponsesReader {
@@ -58,6 +62,7 @@ impl ResponsesReader {
             stamp: Arc::new(stamp),
             started: false,
             called: false,
+            error: None,
         }
     }
 
@@ -142,13 +147,17 @@ impl ResponsesReader {
                 out.push(UpstreamEvent::Done);
                 return Ok(true);
             }
-            "response.failed" | "error" => {
+            "error" => {
                 let whole: Value = serde_json::from_slice(data).map_err(|_| Malformed)?;
-                let error = match head.kind.as_ref() {
-                    "error" => whole,
-                    _ => whole["response"]["error"].clone(),
-                };
-                out.push(UpstreamEvent::Error(UpstreamProblem::from_openai(&error)));
+                self.error = Some(UpstreamProblem::from_openai(&whole));
+            }
+            "response.failed" => {
+                let whole: Value = serde_json::from_slice(data).map_err(|_| Malformed)?;
+                let problem = self
+                    .error
+                    .take()
+                    .unwrap_or_else(|| UpstreamProblem::from_openai(&whole["response"]["error"]));
+                out.push(UpstreamEvent::Error(problem));
                 return Ok(true);
             }
             _ => {}

@@ -539,13 +539,21 @@ fn recorded_responses_streams() {
 
 #[test]
 fn responses_error_shapes_and_garbage() {
+    // OpenAI's `error` event is followed by `response.failed`, which ends the stream with the
+    // error event's words.
     let mut d = UpstreamDecoder::new(Dialect::Responses, stamp());
     let seen = run(
         &mut d,
-        &[event(
-            Some("error"),
-            r#"{"type":"error","code":"rate_limit_exceeded","message":"slow down","param":null}"#,
-        )],
+        &[
+            event(
+                Some("error"),
+                r#"{"type":"error","code":"rate_limit_exceeded","message":"slow down","param":null}"#,
+            ),
+            event(
+                Some("response.failed"),
+                r#"{"type":"response.failed","response":{"status":"failed","error":{"code":"x","message":"other"}}}"#,
+            ),
+        ],
     )
     .unwrap();
     assert_eq!(seen.kinds, vec!["error"]);
@@ -556,6 +564,16 @@ fn responses_error_shapes_and_garbage() {
             rate_limited: true
         })
     );
+    let mut d = UpstreamDecoder::new(Dialect::Responses, stamp());
+    let seen = run(
+        &mut d,
+        &[event(
+            Some("response.failed"),
+            r#"{"type":"response.failed","response":{"error":{"code":"server_error","message":"boom"}}}"#,
+        )],
+    )
+    .unwrap();
+    assert_eq!(seen.problem.unwrap().message, "boom");
     let mut d = UpstreamDecoder::new(Dialect::Responses, stamp());
     assert!(run(&mut d, &[event(None, "not json")]).is_err());
     let mut d = UpstreamDecoder::new(Dialect::Responses, stamp());
