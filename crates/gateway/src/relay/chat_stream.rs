@@ -41,6 +41,7 @@ use switchyard_wire::upstream::{Chunk, Stamp, UpstreamEvent, UpstreamProblem};
 use crate::app::Gateway;
 use crate::ledger::{Durable, EndReason, LedgerError};
 use crate::relay::attempts::{unix_now, UpstreamStream};
+use crate::relay::client_encoder::Encoder;
 use crate::relay::settlement::{Settled, Settlement};
 use crate::relay::upstream_pump::{self, Failure, Pump, PumpedRelay};
 use crate::routing::HealthKey;
@@ -70,8 +71,10 @@ pub struct ChatStream {
     model: String,
     created: u64,
     phase: Phase,
-    /// Set when the upstream's own Anthropic events go to the client (`passthrough`).
+    /// Set when the upstream's own events go to the client (`passthrough`).
     native: Option<Box<Native>>,
+    /// How the chat chunks are written for the client (chat, completions, Messages).
+    encoder: Encoder,
 }
 
 /// What a passthrough stream holds back (see the module documentation).
@@ -125,6 +128,7 @@ impl ChatStream {
             created: stamp.created,
             phase: Phase::Streaming,
             native: None,
+            encoder: Encoder::Chat,
         };
         if translated {
             stream.settlement.meter.served_model(&stream.model);
@@ -143,6 +147,19 @@ impl ChatStream {
             stop: None,
         }));
         self
+    }
+
+    /// The client asked in another API than chat (`Encoder`): every chunk and the ending are
+    /// written in its own.
+    pub fn encoded(mut self, encoder: Encoder) -> ChatStream {
+        self.encoder = encoder;
+        self
+    }
+
+    /// A chat chunk or event, written for the client.
+    fn emit(&mut self, v: &Value) {
+        let bytes = serde_json::to_vec(v).unwrap_or_default();
+        self.encoder.data(&bytes, &mut self.out);
     }
 
     /// The stream of frames for the HTTP body.
@@ -191,12 +208,12 @@ impl ChatStream {
                         }
                         self.held_finish = Some(chunk);
                     }
-                    (None, Chunk::Borrowed { data, .. }) => sse::write_data(&mut self.out, data),
+                    (None, Chunk::Borrowed { data, .. }) => self.encoder.data(data, &mut self.out),
                     (None, chunk) => {
                         // A typed (translated) chunk is serialised straight to bytes, no `Value`.
                         let mut json = Vec::with_capacity(256);
                         chunk.write_json(&mut json);
-                        sse::write_data(&mut self.out, &json);
+                        self.encoder.data(&json, &mut self.out);
                     }
                 }
             }
@@ -246,7 +263,7 @@ impl ChatStream {
             native.tail.clear();
         }
         if let Some(chunk) = self.held_finish.take() {
-            write_json(&mut self.out, &chunk);
+            self.emit(&chunk);
         }
     }
 
@@ -270,7 +287,7 @@ impl ChatStream {
             Some(u) if u.is_object() => settled.usage.merge_into(u, Some(&cost)),
             _ => last["usage"] = settled.usage.to_openai(Some(&cost)),
         }
-        write_json(&mut self.out, &last);
+        self.emit(&last);
         if self.include_usage {
             let mut chunk = self.usage_chunk.take().unwrap_or_else(|| {
                 json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
@@ -280,7 +297,7 @@ impl ChatStream {
                 Some(u) if u.is_object() => settled.usage.merge_into(u, Some(&cost)),
                 _ => chunk["usage"] = settled.usage.to_openai(Some(&cost)),
             }
-            write_json(&mut self.out, &chunk);
+            self.emit(&chunk);
         }
         let durable = self.settlement.settle(end, &settled).await;
         self.end_with_done(&settled, durable);
@@ -314,7 +331,7 @@ impl ChatStream {
         } else {
             let event =
                 json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
-            write_json(&mut self.out, &event);
+            self.emit(&event);
         }
         let settled = self.settlement.measure().await;
         let durable = self.settlement.settle(end, &settled).await;
@@ -369,12 +386,12 @@ impl ChatStream {
     fn end_with_done(&mut self, settled: &Settled, durable: Result<Durable, LedgerError>) {
         match durable {
             Ok(_) => {
-                self.out.extend_from_slice(sse::DONE);
+                self.encoder.done(&mut self.out);
                 sse::write_comment(&mut self.out, settled.cost_comment().as_bytes());
             }
             Err(_) => {
-                write_json(&mut self.out, &billing_unavailable());
-                self.out.extend_from_slice(sse::DONE);
+                self.emit(&billing_unavailable());
+                self.encoder.done(&mut self.out);
             }
         }
         self.phase = Phase::Done;
@@ -451,7 +468,7 @@ impl PumpedRelay for ChatStream {
         {
             MessagesStream::ping(&mut self.out);
         } else {
-            self.out.extend_from_slice(sse::KEEP_ALIVE);
+            self.encoder.keep_alive(&mut self.out);
         }
     }
 
