@@ -1,12 +1,14 @@
 //! The HTTP edge, and the only module that knows axum and status codes: the routes under the
-//! three public prefixes, bearer-key extraction, body limits, and the one place where every error
-//! becomes an OpenAI-shaped response. It also writes the one log line per request.
+//! three public prefixes (and Google's Gemini API at the root, `gemini.rs`), bearer-key extraction,
+//! body limits, and the one place where every error becomes an OpenAI-shaped response (re-shaped
+//! for the Messages and Gemini routes by their own modules). It also writes the one log line per request.
 
 mod admin;
 mod catch_panic;
 mod console;
 mod cors;
 mod errors;
+mod gemini;
 mod gzip;
 mod messages;
 mod models;
@@ -75,6 +77,11 @@ pub fn router(live: Live) -> Router {
                 get(responses::input_items),
             );
     }
+    // Google's API at the root, as Google serves it (a model name may hold '/').
+    app = app.route("/v1beta/models", get(gemini::list)).route(
+        "/v1beta/models/{*id}",
+        get(gemini::retrieve).post(gemini::action),
+    );
     let app = app
         .fallback(|| async { ApiError::not_found_route() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() });

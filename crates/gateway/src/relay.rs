@@ -10,6 +10,7 @@ pub mod client_encoder;
 pub mod completions;
 pub mod early_commit;
 pub mod embeddings;
+pub mod gemini;
 pub mod messages;
 pub mod meter;
 pub mod responses;
@@ -323,9 +324,10 @@ pub(crate) async fn chat_parsed(
                 gw.config.keep_alive,
                 Some(gw.clone()),
             );
+            let stream = stream.encoded(encoder);
             let stream = match passthrough {
                 Some(dialect) => stream.passthrough(dialect),
-                None => stream.encoded(encoder),
+                None => stream,
             };
             Box::new(Box::pin(stream.into_body()))
         }

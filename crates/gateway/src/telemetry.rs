@@ -73,7 +73,9 @@ pub fn render_metrics() -> String {
 
 /// The public API a request path belongs to, for the request counter (`None`: not counted).
 pub fn api_route(path: &str) -> Option<&'static str> {
-    if path.ends_with("/chat/completions") {
+    if path.starts_with("/v1beta/models/") && path.contains(':') {
+        Some("gemini")
+    } else if path.ends_with("/chat/completions") {
         Some("chat")
     } else if path.ends_with("/responses") || path.contains("/responses/") {
         Some("responses")

@@ -17,7 +17,11 @@
 //! Usage ([`usage`]): `promptTokenCount` (+ `toolUsePromptTokenCount`) is the prompt, cached ones
 //! (`cachedContentTokenCount`) included; `candidatesTokenCount + thoughtsTokenCount` the completion,
 //! thoughts as reasoning.
+//!
+//! [`inbound`]: the other direction, Google's API as a client dialect (a Gemini request → chat,
+//! chat answers and chunks → Gemini's).
 
+pub mod inbound;
 mod request;
 
 pub use request::{chat_request_to_gemini, thinking_budget, upstream_max_output_tokens};
@@ -416,20 +420,7 @@ pub fn response_to_chat_completion(
 /// Google's error object for an HTTP `code`: `{"error": {"code", "message", "status"}}`, the
 /// status named as Google names it (`INVALID_ARGUMENT`, `UNAUTHENTICATED`, …).
 pub fn error_body(code: u16, message: &str) -> Value {
-    let status = match code {
-        400 | 413 => "INVALID_ARGUMENT",
-        401 => "UNAUTHENTICATED",
-        402 | 403 => "PERMISSION_DENIED",
-        404 => "NOT_FOUND",
-        408 | 504 => "DEADLINE_EXCEEDED",
-        409 => "ABORTED",
-        429 => "RESOURCE_EXHAUSTED",
-        499 => "CANCELLED",
-        501 => "UNIMPLEMENTED",
-        503 => "UNAVAILABLE",
-        _ => "INTERNAL",
-    };
-    json!({"error": {"code": code, "message": message, "status": status}})
+    json!({"error": {"code": code, "message": message, "status": inbound::status_name(code)}})
 }
 
 /// A Gemini client's own `generateContent` body, for a Gemini route (the model is in the URL):

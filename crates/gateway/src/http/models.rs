@@ -84,7 +84,8 @@ fn wants_anthropic(headers: &HeaderMap) -> bool {
     headers.contains_key("anthropic-version")
 }
 
-fn allowed(caller: &Caller, name: &str) -> bool {
+/// Whether `caller` may use the model `name` (also read by the Gemini model list).
+pub(super) fn allowed(caller: &Caller, name: &str) -> bool {
     caller
         .models
         .as_ref()

@@ -237,7 +237,7 @@ impl ChatStream {
         if native.dialect != NativeDialect::Messages {
             // Google's error is a data event of its own; the failure writes ours instead.
             if !event.data.trim_ascii_start().starts_with(b"{\"error\"") {
-                self.out.extend_from_slice(&event.raw);
+                self.encoder.raw(&event.raw, &event.data, &mut self.out);
             }
             return;
         }
@@ -327,7 +327,7 @@ impl ChatStream {
             upstream_pump::report_mid_stream(self.health.as_ref(), failure, &message);
         }
         if let Some(dialect) = self.native.as_deref().map(|n| n.dialect) {
-            native_error(&mut self.out, dialect, kind, code, &message);
+            self.native_error(dialect, kind, code, &message);
         } else {
             let event =
                 json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
@@ -367,17 +367,41 @@ impl ChatStream {
                         ),
                     }
                 }
-                sse::write_comment(&mut self.out, settled.cost_comment().as_bytes());
+                self.encoder.raw_end(&mut self.out);
+                (self.encoder).comment(settled.cost_comment().as_bytes(), &mut self.out);
             }
-            Err(_) => native_error(
-                &mut self.out,
-                dialect,
-                "server_error",
-                503,
-                crate::relay::settlement::UNRECORDED,
-            ),
+            Err(_) => {
+                self.native_error(
+                    dialect,
+                    "server_error",
+                    503,
+                    crate::relay::settlement::UNRECORDED,
+                );
+                self.encoder.raw_end(&mut self.out);
+            }
         }
         self.phase = Phase::Done;
+    }
+
+    /// An in-stream error in a passthrough stream's own dialect: Anthropic's `event: error`, or
+    /// Google's `{"error": {code, message, status}}` (an event, or the array's next element).
+    fn native_error(&mut self, dialect: NativeDialect, kind: &str, code: u16, message: &str) {
+        match dialect {
+            NativeDialect::Messages => {
+                let kind = if kind == "server_error" {
+                    "api_error"
+                } else {
+                    anthropic_error_type(kind)
+                };
+                let event = error_body(kind, message);
+                sse::write_named(&mut self.out, "error", event.to_string().as_bytes());
+            }
+            NativeDialect::Gemini | NativeDialect::Responses => {
+                let event = switchyard_wire::gemini::error_body(code, message);
+                let json = serde_json::to_vec(&event).unwrap_or_default();
+                self.encoder.raw(&[], &json, &mut self.out);
+            }
+        }
     }
 
     /// `[DONE]` and the cost comment once the entry is durable; if it could not be made durable
@@ -387,7 +411,7 @@ impl ChatStream {
         match durable {
             Ok(_) => {
                 self.encoder.done(&mut self.out);
-                sse::write_comment(&mut self.out, settled.cost_comment().as_bytes());
+                (self.encoder).comment(settled.cost_comment().as_bytes(), &mut self.out);
             }
             Err(_) => {
                 self.emit(&billing_unavailable());
@@ -398,35 +422,10 @@ impl ChatStream {
     }
 }
 
-/// An in-stream error in a passthrough stream's own dialect: Anthropic's `event: error`, or
-/// Google's `data: {"error": {code, message, status}}`.
-fn native_error(out: &mut BytesMut, dialect: NativeDialect, kind: &str, code: u16, message: &str) {
-    match dialect {
-        NativeDialect::Messages => {
-            let kind = if kind == "server_error" {
-                "api_error"
-            } else {
-                anthropic_error_type(kind)
-            };
-            let event = error_body(kind, message);
-            sse::write_named(out, "error", event.to_string().as_bytes());
-        }
-        NativeDialect::Gemini | NativeDialect::Responses => {
-            let event = switchyard_wire::gemini::error_body(code, message);
-            write_json(out, &event);
-        }
-    }
-}
-
 /// The in-stream error when a finished answer's ledger entry could not be made durable.
 pub(crate) fn billing_unavailable() -> Value {
     json!({"error": {"message": crate::relay::settlement::UNRECORDED,
                      "type": "server_error", "param": null, "code": 503}})
-}
-
-fn write_json(out: &mut BytesMut, v: &Value) {
-    let bytes = serde_json::to_vec(v).unwrap_or_default();
-    sse::write_data(out, &bytes);
 }
 
 fn set_finish_reason(chunk: &mut Value, reason: &str) {

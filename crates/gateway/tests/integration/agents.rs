@@ -213,7 +213,8 @@ fn is_generation(e: &Exchange) -> bool {
         && (e.path.contains("/messages") && !e.path.contains("count_tokens")
             || e.path.contains("/responses")
             || e.path.contains("/chat/completions")
-            || e.path.contains("generateContent"))
+            || e.path.contains("generateContent")
+            || e.path.contains("streamGenerateContent"))
 }
 
 /// The cost the gateway told the client: the cost comment after a stream (`: {"cost": …}`), else

@@ -2,7 +2,7 @@
 //! route under all three prefixes, every admin route), with the right key, a wrong one and none:
 //! broken and deeply nested JSON, wrong types, absurd numbers and amounts, invalid UTF-8, odd
 //! headers, undecodable path ids and query values. No answer is a 500 or any 5xx the mock upstream
-//! cannot explain, every error is OpenAI-shaped (Anthropic-shaped on `/messages`), and nothing reaches the panic layer.
+//! cannot explain, every error is OpenAI-shaped (Anthropic-shaped on `/messages`, Google-shaped on `/v1beta`), and nothing reaches the panic layer.
 
 use serde_json::Value;
 
@@ -67,6 +67,9 @@ fn bodies() -> Vec<Vec<u8>> {
         "{\"expires_at\":-9223372036854775808}",
         "{\"name\":\"x\",\"name\":\"y\",\"credits\":\"1\",\"credits\":2}",
         "{\"metadata\":{\"a\":{\"b\":{\"c\":[1,2,{\"d\":null}]}}},\"name\":\"meta\"}",
+        "{\"contents\":[{\"role\":\"user\",\"parts\":[{\"text\":1},{\"inlineData\":{}},{\"functionResponse\":{\"response\":1}},null]}],\"tools\":[{\"functionDeclarations\":[{\"name\":\"f\",\"parameters\":{\"type\":1}}]},7],\"generationConfig\":{\"maxOutputTokens\":-1}}",
+        "{\"contents\":[{\"parts\":[{\"text\":\"hi\"}]},{\"role\":\"model\",\"parts\":[{\"functionCall\":{\"name\":7,\"args\":[]}}]}],\"generationConfig\":{\"thinkingConfig\":{\"thinkingBudget\":1e30},\"candidateCount\":4294967297,\"responseSchema\":{\"type\":[1,{}]}},\"toolConfig\":{\"functionCallingConfig\":{\"mode\":\"ANY\",\"allowedFunctionNames\":[1]}}}",
+        "{\"generateContentRequest\":{\"contents\":\"x\"},\"system_instruction\":{\"parts\":{\"text\":null}}}",
     ]
     .iter()
     .map(|s| s.as_bytes().to_vec())
@@ -135,12 +138,21 @@ output_price = "10.00"
         let admin = path.starts_with("/admin");
         let mut targets = vec![];
         for id in ids {
-            let concrete = path.replace("{id}", id);
+            let concrete = path.replace("{id}", id).replace("{*id}", id);
             for q in queries {
                 targets.push(format!("{concrete}{q}"));
             }
-            if !path.contains("{id}") {
+            if !path.contains("{id}") && !path.contains("{*id}") {
                 break;
+            }
+        }
+        if path.contains("{*id}") {
+            for method in [
+                "generateContent",
+                "streamGenerateContent?alt=sse",
+                "countTokens",
+            ] {
+                targets.push(path.replace("{*id}", &format!("demo-chat:{method}")));
             }
         }
         let with_body = method == "POST" || method == "PATCH";
@@ -200,6 +212,12 @@ output_price = "10.00"
                     } else if status >= 400 {
                         let shaped = json
                             && serde_json::from_str::<Value>(&text).is_ok_and(|v| {
+                                // Google's API answers in Google's shape.
+                                if path.starts_with("/v1beta") {
+                                    return v["error"]["message"].is_string()
+                                        && v["error"]["status"].is_string()
+                                        && v["error"]["code"] == status;
+                                }
                                 v["error"]["message"].is_string()
                                     && v["error"]["type"].is_string()
                                     // The Messages routes answer in Anthropic's shape.

@@ -20,6 +20,7 @@ mod errors;
 mod events;
 mod failover;
 mod gemini;
+mod gemini_inbound;
 mod harness;
 mod holds;
 mod hostile_inputs;
