@@ -1523,10 +1523,12 @@ const DEMO_PACE_VARIABLE: &str = "SWITCHYARD_DEMO_TOKENS_PER_SECOND";
 /// The variable the embedded default reads its admin key from.
 const ADMIN_KEY_VARIABLE: &str = "SWITCHYARD_ADMIN_KEY";
 
-/// Model names used by the seed documents' examples, and the demo model that answers each of them
-/// in the embedded default when no real provider serves it.
+/// Model names used by the seed documents' examples and the coding agents' defaults, and the demo
+/// model that answers each of them in the embedded default when no real provider serves it.
 const SEED_MODEL_NAMES: &[(&str, &str)] = &[
     ("gpt-4o", "demo-chat"),
+    ("claude-sonnet-4-5", "demo-chat"),
+    ("gemini-2.5-flash", "demo-chat"),
     ("gpt-4", "demo-chat"),
     ("gpt-5.4", "demo-chat"),
     ("claude-sonnet-4", "demo-chat"),
