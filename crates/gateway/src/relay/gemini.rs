@@ -5,9 +5,9 @@
 //! a `GenerateContentResponse`, or the chat stream into Gemini's (`data:` events with `alt=sse`,
 //! else one JSON array). A Gemini-dialect route is sent the client's body as it came, and when
 //! one serves the request (`Native`, known once `attempts::open` chose it) its answer passes
-//! through: its own body, or its own events, with `usageMetadata.cost` (the event carrying
-//! `finishReason` waits for the relay's cost comment). Either way the last event goes out only
-//! once the entry is durable (the chat relay writes `[DONE]`, or its cost comment, only then). No SSE comment reaches the client (keep-alives, the cost comment): Google's streams
+//! through: its own body, or its own events, with `usageMetadata.cost`. Either way the body ends
+//! only once the entry is durable (the chat relay writes `[DONE]`, or ends the passthrough, only
+//! then). No SSE comment reaches the client (keep-alives, the cost comment): Google's streams
 //! have none, and the SDKs that match `^data: ` at the head of their buffer would stop at one.
 
 use std::pin::Pin;
@@ -128,10 +128,8 @@ pub async fn count_tokens(
 }
 
 /// The chat relay's SSE body as Gemini's stream; once `native` is set, the relay's events are
-/// the upstream's own and pass as they came (re-framed as array elements without `alt=sse`),
-/// except the one carrying `finishReason`: it is held until the relay's cost comment (written
-/// once the entry is durable) and goes out with `usageMetadata.cost`, or as it came when the
-/// body ends without one. Comments (keep-alives, the cost comment) are dropped either way.
+/// the upstream's own and pass as they came (re-framed as array elements without `alt=sse`).
+/// Comments (keep-alives, the cost comment) are dropped either way.
 struct GeminiBody {
     inner: Box<dyn Stream<Item = Bytes> + Send + Unpin>,
     native: Native,
@@ -140,20 +138,6 @@ struct GeminiBody {
     events: GeminiStream,
     sse: bool,
     finished: bool,
-    /// A passed-through event with `finishReason`, waiting for the cost.
-    held: Option<sse::Event>,
-}
-
-/// The `cost` of the relay's cost comment (`: {"cost":…,…}`) among `bytes`' lines, if there.
-fn cost_comment(bytes: &[u8]) -> Option<String> {
-    bytes
-        .split(|&b| b == b'\n')
-        .filter_map(|line| line.strip_prefix(b": ".as_slice()))
-        .filter(|json| json.starts_with(b"{"))
-        .find_map(|json| {
-            let v: Value = serde_json::from_slice(json.trim_ascii_end()).ok()?;
-            v.get("cost")?.as_str().map(str::to_owned)
-        })
 }
 
 impl GeminiBody {
@@ -170,25 +154,6 @@ impl GeminiBody {
             sse: events.framing() == Framing::Sse,
             events,
             finished: false,
-            held: None,
-        }
-    }
-
-    /// A passed-through event, its usage gaining `cost` when given.
-    fn pass(&mut self, event: &sse::Event, cost: Option<&str>) {
-        let costed = cost
-            .and_then(|c| switchyard_wire::usage::with_cost_in(&event.data, "usageMetadata", c));
-        match (self.sse, costed) {
-            (true, None) => self.out.extend_from_slice(&event.raw),
-            (_, Some(data)) => self.events.raw_element(&data, &mut self.out),
-            (false, None) => self.events.raw_element(&event.data, &mut self.out),
-        }
-    }
-
-    /// The held finishing event, with the cost when it is known.
-    fn release(&mut self, cost: Option<&str>) {
-        if let Some(event) = self.held.take() {
-            self.pass(&event, cost);
         }
     }
 
@@ -200,11 +165,10 @@ impl GeminiBody {
                 continue;
             }
             if native {
-                self.release(None);
-                if has_finish_reason(&event.data) {
-                    self.held = Some(event);
+                if self.sse {
+                    self.out.extend_from_slice(&event.raw);
                 } else {
-                    self.pass(&event, None);
+                    self.events.raw_element(&event.data, &mut self.out);
                 }
             } else if event.is_done() {
                 self.events.finish(&mut self.out);
@@ -232,16 +196,10 @@ impl Stream for GeminiBody {
                 Poll::Ready(Some(bytes)) => {
                     this.frames.push(&bytes);
                     this.translate();
-                    if this.held.is_some() {
-                        if let Some(cost) = cost_comment(&bytes) {
-                            this.release(Some(&cost));
-                        }
-                    }
                 }
                 Poll::Ready(None) => {
                     this.finished = true;
                     if this.native.is_set() {
-                        this.release(None);
                         this.events.end(&mut this.out);
                     } else if !this.events.is_ended() {
                         let e = serde_json::json!({"type": "api_error",
@@ -251,31 +209,5 @@ impl Stream for GeminiBody {
                 }
             }
         }
-    }
-}
-
-/// Whether a Gemini event's data carries a `finishReason` (a substring test: the event is not
-/// parsed).
-fn has_finish_reason(data: &[u8]) -> bool {
-    const KEY: &[u8] = b"\"finishReason\"";
-    data.windows(KEY.len()).any(|w| w == KEY)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_cost_comment_is_found_among_other_lines() {
-        let bytes = b": keep-alive\n\n: {\"completion_tokens\":3,\"cost\":\"0.0012\",\"input_price\":\"0.001\"}\n\n";
-        assert_eq!(cost_comment(bytes).as_deref(), Some("0.0012"));
-        assert_eq!(
-            cost_comment(b": keep-alive\n\ndata: {\"cost\":\"1\"}\n\n"),
-            None
-        );
-        assert!(has_finish_reason(
-            br#"{"candidates":[{"finishReason":"STOP"}]}"#
-        ));
-        assert!(!has_finish_reason(br#"{"candidates":[{"content":{}}]}"#));
     }
 }
