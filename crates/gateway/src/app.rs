@@ -39,6 +39,22 @@ pub enum StartError {
     EventLog(std::io::Error),
 }
 
+/// Content tokens of a demo answer: long enough to watch it stream.
+const DEMO_TOKENS: u32 = 36;
+/// The demo's wait before its first token when it is paced.
+const DEMO_TTFT_MS: u32 = 200;
+
+/// Sets the demo upstream's own options for a pace of `tokens_per_second` (0 = no delay at all).
+fn set_demo_pace(demo: &MockUpstream, tokens_per_second: u32) {
+    let mut options = serde_json::json!({"tokens": DEMO_TOKENS});
+    if let Some(gap_ms) = 1000u32.checked_div(tokens_per_second) {
+        options["ttft_ms"] = DEMO_TTFT_MS.into();
+        options["gap_ms"] = gap_ms.into();
+    }
+    // Options the mock itself defines: it cannot refuse them.
+    let _ = demo.set_options(options);
+}
+
 /// Everything a request needs, shared by all of them: one config generation. A request keeps
 /// the generation it was admitted with (its own `Arc<Gateway>`) to its end; what must outlive a
 /// generation (ledger, keys, limits, the end of streams, the event log, capture, OTLP export) is a
@@ -71,7 +87,7 @@ pub struct Gateway {
 /// Kept alive as long as any generation is.
 struct Lasting {
     /// The in-process demo upstream of the embedded default.
-    _demo: Option<MockUpstream>,
+    demo: Option<MockUpstream>,
     /// Key changes made by other instances and the CLI, on PostgreSQL (`ledger::changes`).
     _changes: Option<ChangeFeed>,
 }
@@ -95,7 +111,9 @@ impl Gateway {
             Some(c) => (c, None),
             None => {
                 let demo = MockUpstream::start_demo().await.map_err(StartError::Demo)?;
-                (Config::embedded(&demo.base_url()), Some(demo))
+                let config = Config::embedded(&demo.base_url())?;
+                set_demo_pace(&demo, config.demo_tokens_per_second);
+                (config, Some(demo))
             }
         };
         if let Some(db) = database_override {
@@ -185,11 +203,19 @@ impl Gateway {
             end_streams: CancellationToken::new(),
             config,
             lasting: Arc::new(Lasting {
-                _demo: demo,
+                demo,
                 _changes: changes,
             }),
         };
         Ok((Arc::new(gw), first_key, problems))
+    }
+
+    /// Changes the embedded demo upstream's pace (tokens per second, 0 = as fast as it can); no
+    /// effect without the demo. Tests that do not watch the demo stream set 0.
+    pub fn set_demo_pace(&self, tokens_per_second: u32) {
+        if let Some(demo) = &self.lasting.demo {
+            set_demo_pace(demo, tokens_per_second);
+        }
     }
 
     /// Serves on `listener` under the `[server]` limits until `shutdown` resolves, then shuts

@@ -825,6 +825,9 @@ pub struct Config {
     pub cors: CorsConfig,
     /// Whether the in-process demo upstream must be started (the embedded default).
     pub embedded_demo: bool,
+    /// How fast the demo upstream streams, in tokens per second (0 = as fast as it can). The
+    /// embedded default takes it from `SWITCHYARD_DEMO_TOKENS_PER_SECOND`.
+    pub demo_tokens_per_second: u32,
     /// `[event_log] path`: where each settled request's JSON line goes, if anywhere.
     pub event_log: Option<crate::event_log::EventLogTarget>,
     /// `[capture]`: limits and redaction of per-key capture.
@@ -1250,6 +1253,7 @@ impl Config {
             capture,
             otlp,
             embedded_demo: false,
+            demo_tokens_per_second: DEFAULT_DEMO_TOKENS_PER_SECOND,
             event_log: match raw.event_log.take().map(|e| e.path) {
                 None => None,
                 Some(p) if p == "stdout" => Some(crate::event_log::EventLogTarget::Stdout),
@@ -1264,8 +1268,11 @@ impl Config {
     }
 
     /// The configuration used when no file is given: the in-process demo upstream serving
-    /// `demo-chat`, `demo-reasoner` and the embedding model `demo-embed`, plus every real provider whose usual key variable is set.
-    pub fn embedded(demo_base_url: &str) -> Config {
+    /// `demo-chat`, `demo-reasoner` and the embedding model `demo-embed`, plus every real provider
+    /// whose usual key variable is set. `SWITCHYARD_DEMO_TOKENS_PER_SECOND` sets the demo's pace
+    /// (default 40, 0 = as fast as possible) and `SWITCHYARD_ADMIN_KEY` the admin key (none: the
+    /// admin API answers `admin_disabled`).
+    pub fn embedded(demo_base_url: &str) -> Result<Config, ConfigError> {
         let mut text = format!(
             r#"
 [providers.{DEMO_PROVIDER}]
@@ -1325,7 +1332,23 @@ input_price = "0.02"
         let mut config =
             Config::parse(&text, "(embedded default)").expect("the embedded default is valid");
         config.embedded_demo = true;
-        config
+        if let Some(value) = std::env::var_os(DEMO_PACE_VARIABLE) {
+            let value = value.to_string_lossy();
+            config.demo_tokens_per_second =
+                value
+                    .trim()
+                    .parse::<u32>()
+                    .map_err(|_| ConfigError::Invalid {
+                        path: "(embedded default)".to_owned(),
+                        message: format!(
+                        "{DEMO_PACE_VARIABLE} = \"{value}\": expected a whole number of tokens per second (0 = as fast as possible)"
+                    ),
+                    })?;
+        }
+        if std::env::var_os(ADMIN_KEY_VARIABLE).is_some() {
+            config.admin_key = Some(Secret::Env(ADMIN_KEY_VARIABLE.to_owned()));
+        }
+        Ok(config)
     }
 }
 
@@ -1452,9 +1475,17 @@ fn routing_config(r: RawRouting) -> RoutingConfig {
 const DEFAULT_MAX_OUTPUT: u64 = 32_768;
 const DEFAULT_MAX_BODY: usize = 8 * 1024 * 1024;
 
-/// The demo upstream's models, paced so that a terminal shows the tokens arrive one by one.
-const DEMO_CHAT_ROUTE: &str = "demo-chat@tokens=36,ttft_ms=200,gap_ms=35";
-const DEMO_REASONER_ROUTE: &str = "demo-reasoner@reasoning=24,tokens=24,ttft_ms=300,gap_ms=35";
+/// The demo upstream's models. The demo reads no option from a request (not even a route's model
+/// suffix): its pace is set on the demo itself from `demo_tokens_per_second`.
+const DEMO_CHAT_ROUTE: &str = "demo-chat";
+const DEMO_REASONER_ROUTE: &str = "demo-reasoner";
+
+/// The demo's pace when nothing says otherwise: a person can watch the tokens arrive.
+pub const DEFAULT_DEMO_TOKENS_PER_SECOND: u32 = 40;
+/// The variable the embedded default reads the demo's pace from.
+const DEMO_PACE_VARIABLE: &str = "SWITCHYARD_DEMO_TOKENS_PER_SECOND";
+/// The variable the embedded default reads its admin key from.
+const ADMIN_KEY_VARIABLE: &str = "SWITCHYARD_ADMIN_KEY";
 
 /// Model names used by the seed documents' examples, and the demo model that answers each of them
 /// in the embedded default when no real provider serves it.
@@ -1982,7 +2013,7 @@ output_price = "10.00"
 
     #[test]
     fn embedded_default_serves_the_demo_models() {
-        let c = Config::embedded("http://127.0.0.1:1/v1");
+        let c = Config::embedded("http://127.0.0.1:1/v1").unwrap();
         assert!(c.models.contains_key("demo-chat") && c.models.contains_key("demo-reasoner"));
         assert!(c.embedded_demo);
         // Every model name the seeds' examples use is served, by a real provider or the demo.

@@ -518,7 +518,7 @@ impl Providers {
 
 /// `id` as a UUID: itself when it is one, else a UUID made from its SHA-256 (version 8, the
 /// RFC 9562 form for names hashed another way), the same for the same id every time.
-fn as_uuid(id: &str) -> String {
+pub fn as_uuid(id: &str) -> String {
     let is_uuid = id.len() == 36
         && id.char_indices().all(|(i, c)| match i {
             8 | 13 | 18 | 23 => c == '-',

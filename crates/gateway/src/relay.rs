@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod attempts;
 pub mod chat_stream;
+pub mod client_encoder;
 pub mod completions;
 pub mod early_commit;
 pub mod embeddings;
@@ -17,7 +18,6 @@ pub mod settlement;
 pub mod tokens;
 pub mod upstream_pump;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,7 @@ use crate::auth::Caller;
 use crate::ledger::EndReason;
 use crate::relay::attempts::Opened;
 use crate::relay::chat_stream::ChatStream;
+use crate::relay::client_encoder::Encoder;
 use crate::relay::early_commit::{Outcome, Started};
 use crate::relay::settlement::Settlement;
 
@@ -201,23 +202,6 @@ pub struct RequestIds {
     pub traceparent: Option<String>,
 }
 
-/// Set once a route of the client's own dialect serves a request that came in another dialect
-/// than chat (`ChatRequest::native`): its reply is then the upstream's own body or events (with
-/// the gateway's additions), not a chat answer to translate. Set by the chat relay before the
-/// first byte of that route's answer reaches the body.
-#[derive(Debug, Clone, Default)]
-pub struct Native(Arc<AtomicBool>);
-
-impl Native {
-    pub fn set(&self) {
-        self.0.store(true, Ordering::Release);
-    }
-
-    pub fn is_set(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
-}
-
 /// Whether a route of `dialect` speaks `native` (the client's own dialect), so that the client's
 /// body goes up as it came and the answer comes back as it was sent.
 pub(crate) fn speaks_natively(
@@ -240,40 +224,37 @@ pub async fn chat(
     ids: RequestIds,
     body: Bytes,
 ) -> Result<ChatReply, RelayError> {
-    chat_for(gw, caller, ids, body, None).await
+    chat_for(gw, caller, ids, body, None, Encoder::Chat).await
 }
 
 /// Serves a chat request; `native` is the client's own request when `body` is its translation
-/// to chat (`relay::messages`, `relay::gemini`): the event log files it by its dialect, routes of
-/// that dialect are sent it as it came, and when one of them serves it, the flag is set and the
-/// reply is the upstream's own body or events (`Native`).
+/// to chat (`relay::messages`, `relay::gemini`): routes of that dialect are sent it as it came,
+/// and when one of them serves it the reply is the upstream's own body or events; otherwise
+/// `encoder` writes the chat engine's answer in the client's API.
 pub(crate) async fn chat_for(
     gw: &Arc<Gateway>,
     caller: Caller,
     ids: RequestIds,
     body: Bytes,
-    native: Option<(NativeBody, Native)>,
+    native: Option<NativeBody>,
+    encoder: Encoder,
 ) -> Result<ChatReply, RelayError> {
     let started = Instant::now();
     let mut req = ChatRequest::parse(&body).map_err(RelayError::BadRequest)?;
-    let native = native.map(|(body, native)| {
-        req.native = Some(body);
-        native
-    });
-    chat_parsed(gw, caller, ids, Arc::new(req), started, false, native).await
+    req.native = native;
+    chat_parsed(gw, caller, ids, Arc::new(req), started, encoder).await
 }
 
-/// Serves a parsed chat request: `completions` marks it as a legacy completion (`/completions`,
-/// served over chat) for the request log; a request with a `native` body is filed by its dialect,
-/// and `native` is set when a route of that dialect serves it (its answer then passes through).
+/// Serves a parsed chat request; `encoder` writes the answer in the client's API (and files the
+/// request by it in the request log), unless a route of the client's own dialect serves a request
+/// with a `native` body: that route's answer then passes through.
 pub(crate) async fn chat_parsed(
     gw: &Arc<Gateway>,
     caller: Caller,
     ids: RequestIds,
     req: Arc<ChatRequest>,
     started: Instant,
-    completions: bool,
-    native: Option<Native>,
+    encoder: Encoder,
 ) -> Result<ChatReply, RelayError> {
     let client_dialect = req.native.as_ref().map(|n| n.dialect);
     let model = admission::model_for(gw, &caller, &req.model)?;
@@ -287,15 +268,7 @@ pub(crate) async fn chat_parsed(
         started,
     )
     .await?;
-    if completions {
-        settlement.meter.completions_api();
-    }
-    match client_dialect {
-        Some(NativeDialect::Messages) => settlement.meter.messages_api(),
-        Some(NativeDialect::Gemini) => settlement.meter.gemini_api(),
-        Some(NativeDialect::Responses) => settlement.meter.responses_api(),
-        None => {}
-    }
+    encoder.mark(&mut settlement.meter);
     settlement.traced(gw.otlp.as_ref(), ids.traceparent.as_deref(), &req, false);
     if !req.stream {
         return match attempts::open(gw, &model, &req, &mut settlement, started, &ids.visible)
@@ -309,15 +282,11 @@ pub(crate) async fn chat_parsed(
                 &body,
                 upstream_native.as_deref().zip(client_dialect),
                 &mut settlement,
+                &encoder,
             )
             .await
             {
-                Some(Ok(body)) => {
-                    if let (Some(flag), Some(_)) = (&native, &upstream_native) {
-                        flag.set();
-                    }
-                    Ok(ChatReply::Json { body, served })
-                }
+                Some(Ok(body)) => Ok(ChatReply::Json { body, served }),
                 Some(Err(e)) => Err(e),
                 None => {
                     let e = RelayError::UpstreamFailed(
@@ -345,15 +314,9 @@ pub(crate) async fn chat_parsed(
     );
     let include_usage = req.include_usage;
     let relay = {
-        let gw = gw.clone();
+        let (gw, encoder) = (gw.clone(), encoder.clone());
         move |settlement, upstream: attempts::UpstreamStream| -> early_commit::BodyStream {
-            let passthrough = match (&native, client_dialect) {
-                (Some(flag), Some(dialect)) if upstream.native => {
-                    flag.set();
-                    Some(dialect)
-                }
-                _ => None,
-            };
+            let passthrough = client_dialect.filter(|_| upstream.native);
             let stream = ChatStream::new(
                 upstream,
                 settlement,
@@ -361,6 +324,7 @@ pub(crate) async fn chat_parsed(
                 gw.config.keep_alive,
                 Some(gw.clone()),
             );
+            let stream = stream.encoded(encoder);
             let stream = match passthrough {
                 Some(dialect) => stream.passthrough(dialect),
                 None => stream,
@@ -375,18 +339,20 @@ pub(crate) async fn chat_parsed(
             served,
         }),
         Started::Committed(opening) => {
+            let ping = encoder.keep_alive_frame();
             let then: early_commit::Then = Box::new(move |outcome| match outcome {
                 Outcome::Opened(settlement, Ok((upstream, _))) => relay(settlement, upstream),
                 Outcome::Opened(_, Err(e)) => {
-                    early_commit::single(early_commit::chat_error_ending(e.words()))
+                    early_commit::single(early_commit::error_ending(e.words(), encoder))
                 }
-                Outcome::Shutdown => early_commit::single(early_commit::chat_error_ending(
+                Outcome::Shutdown => early_commit::single(early_commit::error_ending(
                     early_commit::shutdown_words(),
+                    encoder,
                 )),
             });
             let (keep_alive, end) = (gw.config.keep_alive, &gw.end_streams);
             Ok(ChatReply::Committed {
-                body: early_commit::body(opening, keep_alive, end, then),
+                body: early_commit::body(opening, (keep_alive, ping), end, then),
                 rate,
             })
         }
@@ -401,6 +367,7 @@ async fn complete_json(
     body: &[u8],
     native: Option<(&[u8], NativeDialect)>,
     settlement: &mut Settlement,
+    encoder: &Encoder,
 ) -> Option<Result<Vec<u8>, RelayError>> {
     let mut v: Value = serde_json::from_slice(body).ok()?;
     if v.get("error").is_some() || !v.get("choices").is_some_and(Value::is_array) {
@@ -433,7 +400,7 @@ async fn complete_json(
         NativeDialect::Responses => switchyard_wire::usage::with_cost_in(n, "usage", &cost),
     });
     Some(match settlement.settle(end, &settled).await {
-        Ok(_) => Ok(native.unwrap_or_else(|| serde_json::to_vec(&v).unwrap_or_default())),
+        Ok(_) => Ok(native.unwrap_or_else(|| encoder.whole(&v))),
         Err(_) => Err(RelayError::LedgerUnavailable),
     })
 }

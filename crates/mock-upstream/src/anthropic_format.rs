@@ -62,7 +62,7 @@ pub(crate) fn transcript_steps(transcript: &str) -> Vec<Step> {
         .split_inclusive("\n\n")
         .map(|event| {
             let token = if event.contains("\"text_delta\"") {
-                Some(TokenKind::Content(""))
+                Some(TokenKind::Content("".into()))
             } else if event.contains("\"thinking_delta\"") {
                 Some(TokenKind::Reasoning(""))
             } else if event.contains("\"input_json_delta\"") {
@@ -88,12 +88,12 @@ fn stop_reason(f: Finish) -> &'static str {
     }
 }
 
-fn tool_use_id(ctx: &MessageContext, k: usize) -> String {
+pub(crate) fn tool_use_id(ctx: &MessageContext, k: usize) -> String {
     let tail = &ctx.id[ctx.id.len().saturating_sub(12)..];
     format!("toolu_mock{tail}{k:02}")
 }
 
-fn signature(ctx: &MessageContext) -> String {
+pub(crate) fn signature(ctx: &MessageContext) -> String {
     format!(
         "EqMBCkYIBxgCKkBtb2NrLXNpZ25hdHVyZQ{}",
         ctx.id.replace('_', "")
@@ -220,7 +220,7 @@ pub(crate) fn stream_steps(ctx: &MessageContext, c: &Completion) -> Vec<Step> {
             w.delta(
                 index,
                 json!({"type": "text_delta", "text": word}),
-                Some(TokenKind::Content(word)),
+                Some(TokenKind::Content(word.clone())),
             );
         }
         w.stop_block(index);

@@ -5,9 +5,15 @@
 //!
 //! Every content and reasoning token is one common English word with a leading space, each exactly one
 //! token in both cl100k_base and o200k_base (a test checks this), so token counts computed by a
-//! tokenizer on the text agree with what usage reports.
+//! tokenizer on the text agree with what usage reports. The agent scenario (`agent.rs`) replaces
+//! them with one tool call reading a file, or with text quoting a tool result (one word per chunk,
+//! counted as one token each).
+
+use std::borrow::Cow;
 
 use serde_json::Value;
+
+use crate::agent::{self, Scenario};
 
 use crate::options::{Behaviour, FinishOption};
 
@@ -36,7 +42,7 @@ pub(crate) enum Finish {
 }
 
 /// One tool call: its name and its JSON arguments split into the fragments a stream sends.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ToolCall {
     pub name: String,
     pub fragments: Vec<String>,
@@ -46,13 +52,35 @@ impl ToolCall {
     pub(crate) fn arguments(&self) -> String {
         self.fragments.concat()
     }
+
+    /// A call of `name` with these arguments, their JSON split into fragments of a few
+    /// characters, as a stream sends them.
+    pub(crate) fn with_arguments(name: &str, arguments: &Value) -> ToolCall {
+        let json = arguments.to_string();
+        let mut fragments = Vec::new();
+        let mut current = String::new();
+        for ch in json.chars() {
+            current.push(ch);
+            if current.len() >= 8 {
+                fragments.push(std::mem::take(&mut current));
+            }
+        }
+        if !current.is_empty() {
+            fragments.push(current);
+        }
+        ToolCall {
+            name: name.to_string(),
+            fragments,
+        }
+    }
 }
 
 /// The whole generated answer plus its usage numbers.
 #[derive(Clone, Debug)]
 pub(crate) struct Completion {
     pub reasoning: Vec<&'static str>,
-    pub content: Vec<&'static str>,
+    /// Content tokens: the fixed words, or the agent scenario's quote split into words.
+    pub content: Vec<Cow<'static, str>>,
     pub tool_calls: Vec<ToolCall>,
     pub finish: Finish,
     /// Prompt tokens, cached ones included.
@@ -68,14 +96,26 @@ impl Completion {
         let reasoning = (0..behaviour.reasoning as usize)
             .map(|i| REASONING_WORDS[i % REASONING_WORDS.len()])
             .collect();
-        let tool_calls: Vec<ToolCall> = (0..behaviour.tool_calls as usize)
-            .map(|k| tool_call(request, k))
-            .collect();
-        let limit = max_tokens(request);
-        let mut content_tokens = if tool_calls.is_empty() {
-            behaviour.tokens
+        let scenario = if behaviour.tool_calls == 0 {
+            agent::scenario(request)
         } else {
-            0
+            None
+        };
+        let tool_calls: Vec<ToolCall> = match &scenario {
+            Some(Scenario::Call(call)) => vec![call.clone()],
+            _ => (0..behaviour.tool_calls as usize)
+                .map(|k| tool_call(request, k))
+                .collect(),
+        };
+        let mut quote = match &scenario {
+            Some(Scenario::Quote(text)) => Some(split_words(text)),
+            _ => None,
+        };
+        let limit = max_tokens(request);
+        let mut content_tokens = match (&quote, tool_calls.is_empty()) {
+            (_, false) => 0,
+            (Some(words), true) => words.len().min(u32::MAX as usize) as u32,
+            (None, true) => behaviour.tokens,
         };
         let mut finish = if tool_calls.is_empty() {
             Finish::Stop
@@ -94,9 +134,15 @@ impl Completion {
         if behaviour.finish == FinishOption::ContentFilter {
             finish = Finish::ContentFilter;
         }
-        let content = (0..content_tokens as usize)
-            .map(|i| CONTENT_WORDS[i % CONTENT_WORDS.len()])
-            .collect();
+        let content = match quote.take() {
+            Some(mut words) => {
+                words.truncate(content_tokens as usize);
+                words
+            }
+            None => (0..content_tokens as usize)
+                .map(|i| Cow::Borrowed(CONTENT_WORDS[i % CONTENT_WORDS.len()]))
+                .collect(),
+        };
         let prompt_tokens = behaviour
             .prompt_tokens
             .unwrap_or_else(|| estimate_prompt_tokens(request));
@@ -111,7 +157,7 @@ impl Completion {
     }
 
     pub(crate) fn text(&self) -> String {
-        self.content.concat()
+        self.content.iter().map(|w| w.as_ref()).collect()
     }
 
     pub(crate) fn reasoning_text(&self) -> String {
@@ -127,6 +173,25 @@ impl Completion {
         let tool: usize = self.tool_calls.iter().map(|c| c.fragments.len()).sum();
         (self.reasoning.len() + self.content.len() + tool) as u32
     }
+}
+
+/// `text` as word tokens, each word with the whitespace before it (so they concatenate back).
+fn split_words(text: &str) -> Vec<Cow<'static, str>> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut in_space = false;
+    for ch in text.chars() {
+        let space = ch.is_whitespace();
+        if !space && in_space && !current.trim().is_empty() {
+            out.push(Cow::Owned(std::mem::take(&mut current)));
+        }
+        in_space = space;
+        current.push(ch);
+    }
+    if !current.is_empty() {
+        out.push(Cow::Owned(current));
+    }
+    out
 }
 
 /// The request's output limit: `max_completion_tokens`, else `max_tokens`, else Gemini's
@@ -198,6 +263,23 @@ pub(crate) fn estimate_prompt_tokens(request: &Value) -> u32 {
         for m in messages {
             total += 4 + m.get("content").map(words).unwrap_or(0);
         }
+    }
+    // Responses: `instructions` and `input` (a string, or items: messages' content, tool outputs).
+    if let Some(instructions) = request.get("instructions").filter(|v| v.is_string()) {
+        total += 4 + words(instructions);
+    }
+    match request.get("input") {
+        Some(input @ Value::String(_)) => total += 4 + words(input),
+        Some(Value::Array(items)) => {
+            for item in items {
+                let text = item
+                    .get("content")
+                    .or_else(|| item.get("output"))
+                    .or_else(|| item.get("arguments"));
+                total += 4 + text.map(words).unwrap_or(0);
+            }
+        }
+        _ => {}
     }
     // Gemini: `systemInstruction.parts` and `contents[].parts`.
     if let Some(system) = request.pointer("/systemInstruction/parts") {

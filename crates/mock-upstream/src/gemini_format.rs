@@ -18,6 +18,17 @@ pub(crate) struct GenerateContext {
     pub id: String,
     pub model: String,
     pub send_usage: bool,
+    /// The `thoughtSignature` put on the first `functionCall` part (`signatures` option).
+    pub signature: Option<String>,
+}
+
+/// The part of the k-th function call: the first carries the thought signature, if any.
+fn call_part(ctx: &GenerateContext, k: usize, name: &str, args: Value) -> Value {
+    let mut part = json!({"functionCall": {"name": name, "args": args}});
+    if let (0, Some(sig)) = (k, &ctx.signature) {
+        part["thoughtSignature"] = json!(sig);
+    }
+    part
 }
 
 fn finish_reason(f: Finish) -> &'static str {
@@ -76,12 +87,12 @@ pub(crate) fn stream_steps(ctx: &GenerateContext, c: &Completion) -> Vec<Step> {
         output += 1;
         let cand = json!({"content": {"parts": [{"text": word}], "role": "model"}, "index": 0});
         let v = response(ctx, cand, Some(usage(c, reasoning, output)));
-        steps.push(Step::token(event(&v), TokenKind::Content(word)));
+        steps.push(Step::token(event(&v), TokenKind::Content(word.clone())));
     }
-    for call in &c.tool_calls {
+    for (k, call) in c.tool_calls.iter().enumerate() {
         output += call.fragments.len() as u32;
         let args: Value = serde_json::from_str(&call.arguments()).unwrap_or_else(|_| json!({}));
-        let cand = json!({"content": {"parts": [{"functionCall": {"name": call.name, "args": args}}], "role": "model"}, "index": 0});
+        let cand = json!({"content": {"parts": [call_part(ctx, k, &call.name, args)], "role": "model"}, "index": 0});
         let v = response(ctx, cand, Some(usage(c, reasoning, output)));
         steps.push(Step::token(event(&v), TokenKind::ToolArguments));
     }
@@ -101,9 +112,9 @@ pub(crate) fn body(ctx: &GenerateContext, c: &Completion) -> Value {
     if !c.content.is_empty() {
         parts.push(json!({"text": c.text()}));
     }
-    for call in &c.tool_calls {
+    for (k, call) in c.tool_calls.iter().enumerate() {
         let args: Value = serde_json::from_str(&call.arguments()).unwrap_or_else(|_| json!({}));
-        parts.push(json!({"functionCall": {"name": call.name, "args": args}}));
+        parts.push(call_part(ctx, k, &call.name, args));
     }
     let output = c.completion_tokens() - c.reasoning_tokens();
     let cand = json!({"content": {"parts": parts, "role": "model"},
@@ -154,6 +165,7 @@ mod tests {
             id: "r1".into(),
             model: "gemini-x".into(),
             send_usage: true,
+            signature: None,
         }
     }
 

@@ -1,5 +1,5 @@
-//! A fake LLM provider speaking the OpenAI Chat Completions, DeepSeek and Anthropic Messages wire
-//! formats, for Switchyard's tests, benchmarks and offline demo. It deliberately does not use the
+//! A fake LLM provider speaking the OpenAI Chat Completions, OpenAI Responses, DeepSeek, Anthropic
+//! Messages and Gemini wire formats, for Switchyard's tests, benchmarks and offline demo. It deliberately does not use the
 //! gateway's `wire` crate: it writes the vendor formats itself, following the reference document and
 //! real recordings, so tests cannot confirm the gateway's own misunderstandings.
 //!
@@ -27,7 +27,14 @@
 //! | `body_bytes` | none | pad a whole body (an answer, or the error body of `status`) with spaces to at least N bytes |
 //! | `error_body` | the dialect's | the exact body sent with `status` (e.g. a provider's context-length error) |
 //! | `stall_if_contains` | none | a request whose body contains this text gets no answer (not even headers) until the client leaves |
+//! | `signatures` | false | reasoning signatures as the real APIs require them: Anthropic thinking blocks (with `thinking` on), Gemini `thoughtSignature`s, Responses encrypted reasoning items (with `include: ["reasoning.encrypted_content"]`) are issued, and a follow-up without the exact one issued is refused with the vendor's 400 |
+//!
+//! The agent scenario (`agent.rs`, no option needed, `tool_calls` = 0): a request that offers tools
+//! and whose last user turn names a file (`notes.txt`) gets ONE tool call reading it (a read tool,
+//! else a shell tool with `cat FILE`, else the first tool); a request whose last turn carries tool
+//! results gets `The file says: <results>`. In every dialect, streamed and whole.
 
+mod agent;
 mod anthropic_format;
 mod completion;
 mod embedding_format;
@@ -36,7 +43,9 @@ mod openai_format;
 mod options;
 mod playback;
 mod recording;
+mod responses_format;
 mod routes;
+mod signatures;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -167,7 +167,7 @@ pub(crate) fn stream_steps(ctx: &ChatContext, c: &Completion) -> Vec<Step> {
         };
         steps.push(Step::token(
             ctx.chunk(choice(delta, None), ctx.usage_placeholder(), next_seq()),
-            TokenKind::Content(word),
+            TokenKind::Content(word.clone()),
         ));
     }
     for (k, call) in c.tool_calls.iter().enumerate() {

@@ -63,6 +63,10 @@ pub(crate) struct Behaviour {
     /// Anthropic: this whole body is the answer, played as it is (a stream one event per frame),
     /// in place of the planned one: a recorded transcript played back.
     pub transcript: Option<String>,
+    /// Reasoning signatures as the real APIs require them: Anthropic thinking blocks, Gemini
+    /// `thoughtSignature`s and Responses encrypted reasoning items are issued, and a follow-up
+    /// that does not send back the exact one issued is refused with a 400.
+    pub signatures: bool,
 }
 
 /// Who may shape the responses of a server.
@@ -93,7 +97,7 @@ pub enum OptionError {
 }
 
 /// The names accepted in every source, for documentation and error messages.
-pub const OPTION_NAMES: [&str; 26] = [
+pub const OPTION_NAMES: [&str; 27] = [
     "tokens",
     "reasoning",
     "ttft_ms",
@@ -120,6 +124,7 @@ pub const OPTION_NAMES: [&str; 26] = [
     "cache_creation_tokens",
     "redacted_thinking",
     "transcript",
+    "signatures",
 ];
 
 /// One option value as found in its source: header and model-suffix values are text, body values JSON.
@@ -183,6 +188,7 @@ impl Behaviour {
             cache_creation_tokens: 0,
             redacted_thinking: false,
             transcript: None,
+            signatures: false,
         }
     }
 
@@ -261,6 +267,7 @@ impl Behaviour {
             }
             "cache_creation_tokens" => self.cache_creation_tokens = u32v()?,
             "redacted_thinking" => self.redacted_thinking = flag()?,
+            "signatures" => self.signatures = flag()?,
             "transcript" => match &value {
                 // Kept exactly: `as_text` would trim the blank line that ends the last event.
                 RawValue::Json(Value::String(s)) => self.transcript = Some(s.clone()),

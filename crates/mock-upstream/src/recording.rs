@@ -25,6 +25,8 @@ pub enum Dialect {
     Anthropic,
     /// Google Gemini `generateContent`.
     Gemini,
+    /// OpenAI Responses (`POST /v1/responses`).
+    Responses,
 }
 
 /// One request as the mock received it.
@@ -84,7 +86,7 @@ pub(crate) enum StreamEnd {
 /// What kind of token a chunk carries, for the stream record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum TokenKind {
-    Content(&'static str),
+    Content(std::borrow::Cow<'static, str>),
     Reasoning(&'static str),
     ToolArguments,
 }
@@ -100,6 +102,8 @@ pub(crate) struct Shared {
     streams: Mutex<Vec<StreamSlot>>,
     stream_ended: watch::Sender<u64>,
     fail_counts: Mutex<HashMap<String, u32>>,
+    /// Reasoning signatures issued under the `signatures` option: `dialect:key` -> value.
+    issued: Mutex<HashMap<String, String>>,
     shutdown: watch::Sender<bool>,
     salt: u32,
 }
@@ -131,6 +135,7 @@ impl Shared {
             streams: Mutex::new(Vec::new()),
             stream_ended: watch::Sender::new(0),
             fail_counts: Mutex::new(HashMap::new()),
+            issued: Mutex::new(HashMap::new()),
             shutdown: watch::Sender::new(false),
             salt: new_salt(),
         }
@@ -253,6 +258,16 @@ impl Shared {
         let count = counts.entry(key.to_string()).or_insert(0);
         *count = count.saturating_add(1);
         *count <= times
+    }
+
+    /// Remembers a signature issued (`signatures` option): `key` names what it belongs to.
+    pub(crate) fn issue(&self, key: String, value: String) {
+        lock(&self.issued).insert(key, value);
+    }
+
+    /// The value issued for `key`, if any.
+    pub(crate) fn issued(&self, key: &str) -> Option<String> {
+        lock(&self.issued).get(key).cloned()
     }
 
     pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {

@@ -1,6 +1,8 @@
 //! The HTTP surface of the mock: `POST /v1/chat/completions` (OpenAI or DeepSeek dialect),
 //! `POST /v1/messages` (Anthropic), `POST /v1/models/{model}:generateContent` and
-//! `:streamGenerateContent?alt=sse` (Gemini, also under `/v1beta`), `POST /v1/embeddings` (OpenAI shape), `GET /v1/models`, and a vendor-shaped 404 for anything else. Each
+//! `:streamGenerateContent?alt=sse` (Gemini, also under `/v1beta`), `POST /v1/responses` (OpenAI
+//! Responses, also at `/responses`), `POST /v1/embeddings` (OpenAI shape), `GET /v1/models`, and a
+//! vendor-shaped 404 for anything else. Each
 //! handler records the request, checks the credential, resolves the behaviour, applies the requested
 //! failure, then answers with a whole body or a paced stream.
 
@@ -23,6 +25,8 @@ use crate::openai_format::{self, ChatContext};
 use crate::options::{self, Behaviour, DEFAULT_FAIL_STATUS};
 use crate::playback::{self, Step};
 use crate::recording::{Dialect, Shared, StreamTracker};
+use crate::responses_format::{self, Echo, ResponseContext};
+use crate::signatures;
 use crate::MockState;
 
 /// Requests up to this size are accepted (the gateway enforces its own, smaller limit).
@@ -46,6 +50,8 @@ pub fn router(state: MockState) -> Router {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/chat/completions", post(chat_completions))
         .route("/v1/messages", post(messages))
+        .route("/v1/responses", post(responses))
+        .route("/responses", post(responses))
         .route("/v1/embeddings", post(embeddings))
         .route("/embeddings", post(embeddings))
         .route("/v1/models", get(models))
@@ -338,6 +344,142 @@ async fn chat_completions(
     resp
 }
 
+/// `POST /v1/responses` (and `/responses`): the OpenAI Responses API, streamed or whole, with the
+/// same credential check, recording, delays and failures as chat. Nothing is stored: a
+/// `previous_response_id` is echoed, not resolved.
+async fn responses(
+    State(state): State<MockState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let shared = &state.shared;
+    let (index, request) = shared.record_request(&method, &uri, &headers, &body);
+    let request_id = (
+        "x-request-id",
+        format!("req_mock{:08x}{index:08x}", shared.salt()),
+    );
+    let model = request
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let (base_model, _) = options::split_model(&model);
+    let error = |status: u16| {
+        json_response(
+            status,
+            &openai_format::error_body(Dialect::OpenAi, status, base_model),
+            request_id.clone(),
+        )
+    };
+    let bad_request = |message: String, param: Option<&str>, code: Value| {
+        json_response(
+            400,
+            &openai_format::invalid_request(message, "invalid_request_error", param, code),
+            request_id.clone(),
+        )
+    };
+    if let Some(expected) = shared.expected_key() {
+        if bearer(&headers) != Some(expected.as_str()) {
+            return error(401);
+        }
+    }
+    if !request.is_object() {
+        return bad_request(
+            "We could not parse the JSON body of your request.".into(),
+            None,
+            Value::Null,
+        );
+    }
+    if model.is_empty() {
+        return bad_request(
+            "Missing required parameter: 'model'.".into(),
+            Some("model"),
+            json!("missing_required_parameter"),
+        );
+    }
+    if !request
+        .get("input")
+        .is_some_and(|i| i.is_string() || i.is_array())
+    {
+        return bad_request(
+            "Missing required parameter: 'input'.".into(),
+            Some("input"),
+            json!("missing_required_parameter"),
+        );
+    }
+    let behaviour = match options::resolve(
+        &model,
+        false,
+        &headers,
+        &request,
+        &shared.server_options(),
+        shared.steering(),
+    ) {
+        Ok(b) => b,
+        Err(e) => return bad_request(e.to_string(), Some("mock"), Value::Null),
+    };
+    if stalls(&behaviour, &body) {
+        delay(shared, STALL_MS).await;
+    }
+    if !delay(shared, behaviour.headers_delay_ms).await {
+        return error(503);
+    }
+    if let Some(status) = failure_status(shared, &behaviour) {
+        let default = openai_format::error_body(Dialect::OpenAi, status, base_model);
+        return failure_response(status, default, &behaviour, request_id);
+    }
+    let encrypted = request
+        .get("include")
+        .and_then(Value::as_array)
+        .is_some_and(|i| i.iter().any(|v| v == "reasoning.encrypted_content"));
+    let id = format!("resp_mock{:08x}{index:016x}", shared.salt());
+    let ctx = ResponseContext {
+        encrypted_content: encrypted.then(|| responses_format::encrypted_content(&id)),
+        reasoning_item: encrypted && behaviour.signatures,
+        id,
+        created_at: unix_now(),
+        model: base_model.to_string(),
+        send_usage: behaviour.usage.unwrap_or(true),
+        echo: Echo::of(&request),
+    };
+    if behaviour.signatures {
+        if let Err(message) = signatures::check_responses(shared, &request) {
+            return bad_request(message, Some("input"), Value::Null);
+        }
+    }
+    let completion = Completion::plan(&behaviour, &request);
+    if let (true, Some(encrypted)) = (behaviour.signatures, &ctx.encrypted_content) {
+        let calls: Vec<String> = (0..completion.tool_calls.len())
+            .map(|k| ctx.call_id(k))
+            .collect();
+        signatures::issue_responses(shared, &ctx.reasoning_id(), encrypted, &calls);
+    }
+    if request.get("stream").and_then(Value::as_bool) == Some(true) {
+        let mut steps = responses_format::stream_steps(&ctx, &completion);
+        playback::pace(&mut steps, &behaviour);
+        playback::inject_faults(
+            &mut steps,
+            &behaviour,
+            Bytes::from_static(responses_format::STREAM_ERROR_EVENT.as_bytes()),
+        );
+        let tracker = StreamTracker::start(Arc::clone(shared), index, Dialect::Responses);
+        let body = playback::body(steps, Some(tracker), shared.shutdown_signal());
+        return sse_response(body, request_id);
+    }
+    let body = padded(
+        responses_format::body(&ctx, &completion).to_string(),
+        &behaviour,
+    );
+    if !delay(shared, generation_time(&behaviour, &completion)).await {
+        return error(503);
+    }
+    let mut resp = json_response(200, &Value::Null, request_id);
+    *resp.body_mut() = broken_body(shared, &behaviour, body.clone()).unwrap_or(Body::from(body));
+    resp
+}
+
 /// `POST /v1/embeddings`: deterministic vectors (`embedding_format`), with the same credential
 /// check, recording, delays and failures as chat.
 async fn embeddings(
@@ -479,7 +621,7 @@ async fn messages(
         request.pointer("/thinking/type").and_then(Value::as_str),
         Some("enabled" | "adaptive")
     );
-    let behaviour = match options::resolve(
+    let mut behaviour = match options::resolve(
         &model,
         thinking,
         &headers,
@@ -490,6 +632,14 @@ async fn messages(
         Ok(b) => b,
         Err(e) => return bad_request(&e.to_string()),
     };
+    let signed = behaviour.signatures && thinking;
+    if signed {
+        if let Err(message) = signatures::check_anthropic(shared, &request) {
+            return bad_request(&message);
+        }
+        // A thinking request always gets its signed thinking block.
+        behaviour.reasoning = behaviour.reasoning.max(1);
+    }
     if stalls(&behaviour, &body) {
         delay(shared, STALL_MS).await;
     }
@@ -510,6 +660,12 @@ async fn messages(
         cache_creation_tokens: behaviour.cache_creation_tokens,
         redacted_thinking: behaviour.redacted_thinking,
     };
+    if signed && !completion.reasoning.is_empty() {
+        let ids: Vec<String> = (0..completion.tool_calls.len())
+            .map(|k| anthropic_format::tool_use_id(&ctx, k))
+            .collect();
+        signatures::issue_anthropic(shared, &anthropic_format::signature(&ctx), &ids);
+    }
     if request.get("stream").and_then(Value::as_bool) == Some(true) {
         let mut steps = match &behaviour.transcript {
             Some(t) => anthropic_format::transcript_steps(t),
@@ -615,11 +771,23 @@ async fn generate_content(
         let default = gemini_format::error_body(status, base_model);
         return failure_response(status, default, &behaviour, request_id);
     }
+    if behaviour.signatures {
+        if let Err(message) = signatures::check_gemini(shared, &request) {
+            return bad_request(message);
+        }
+    }
     let completion = Completion::plan(&behaviour, &request);
+    let id = format!("mockresp{:08x}{index:08x}", shared.salt());
+    let signature = (behaviour.signatures && !completion.tool_calls.is_empty())
+        .then(|| signatures::gemini_signature(&id));
+    if let (Some(sig), Some(call)) = (&signature, completion.tool_calls.first()) {
+        signatures::issue_gemini(shared, sig, &call.name);
+    }
     let ctx = GenerateContext {
-        id: format!("mockresp{:08x}{index:08x}", shared.salt()),
+        id,
         model: base_model.to_string(),
         send_usage: behaviour.usage.unwrap_or(true),
+        signature,
     };
     if stream {
         let mut steps = gemini_format::stream_steps(&ctx, &completion);

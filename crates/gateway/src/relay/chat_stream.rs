@@ -41,6 +41,7 @@ use switchyard_wire::upstream::{Chunk, Stamp, UpstreamEvent, UpstreamProblem};
 use crate::app::Gateway;
 use crate::ledger::{Durable, EndReason, LedgerError};
 use crate::relay::attempts::{unix_now, UpstreamStream};
+use crate::relay::client_encoder::Encoder;
 use crate::relay::settlement::{Settled, Settlement};
 use crate::relay::upstream_pump::{self, Failure, Pump, PumpedRelay};
 use crate::routing::HealthKey;
@@ -70,8 +71,10 @@ pub struct ChatStream {
     model: String,
     created: u64,
     phase: Phase,
-    /// Set when the upstream's own Anthropic events go to the client (`passthrough`).
+    /// Set when the upstream's own events go to the client (`passthrough`).
     native: Option<Box<Native>>,
+    /// How the chat chunks are written for the client (chat, completions, Messages).
+    encoder: Encoder,
 }
 
 /// What a passthrough stream holds back (see the module documentation).
@@ -125,6 +128,7 @@ impl ChatStream {
             created: stamp.created,
             phase: Phase::Streaming,
             native: None,
+            encoder: Encoder::Chat,
         };
         if translated {
             stream.settlement.meter.served_model(&stream.model);
@@ -143,6 +147,19 @@ impl ChatStream {
             stop: None,
         }));
         self
+    }
+
+    /// The client asked in another API than chat (`Encoder`): every chunk and the ending are
+    /// written in its own.
+    pub fn encoded(mut self, encoder: Encoder) -> ChatStream {
+        self.encoder = encoder;
+        self
+    }
+
+    /// A chat chunk or event, written for the client.
+    fn emit(&mut self, v: &Value) {
+        let bytes = serde_json::to_vec(v).unwrap_or_default();
+        self.encoder.data(&bytes, &mut self.out);
     }
 
     /// The stream of frames for the HTTP body.
@@ -191,12 +208,12 @@ impl ChatStream {
                         }
                         self.held_finish = Some(chunk);
                     }
-                    (None, Chunk::Borrowed { data, .. }) => sse::write_data(&mut self.out, data),
+                    (None, Chunk::Borrowed { data, .. }) => self.encoder.data(data, &mut self.out),
                     (None, chunk) => {
                         // A typed (translated) chunk is serialised straight to bytes, no `Value`.
                         let mut json = Vec::with_capacity(256);
                         chunk.write_json(&mut json);
-                        sse::write_data(&mut self.out, &json);
+                        self.encoder.data(&json, &mut self.out);
                     }
                 }
             }
@@ -220,7 +237,7 @@ impl ChatStream {
         if native.dialect != NativeDialect::Messages {
             // Google's error is a data event of its own; the failure writes ours instead.
             if !event.data.trim_ascii_start().starts_with(b"{\"error\"") {
-                self.out.extend_from_slice(&event.raw);
+                self.encoder.raw(&event.raw, &event.data, &mut self.out);
             }
             return;
         }
@@ -246,7 +263,7 @@ impl ChatStream {
             native.tail.clear();
         }
         if let Some(chunk) = self.held_finish.take() {
-            write_json(&mut self.out, &chunk);
+            self.emit(&chunk);
         }
     }
 
@@ -270,7 +287,7 @@ impl ChatStream {
             Some(u) if u.is_object() => settled.usage.merge_into(u, Some(&cost)),
             _ => last["usage"] = settled.usage.to_openai(Some(&cost)),
         }
-        write_json(&mut self.out, &last);
+        self.emit(&last);
         if self.include_usage {
             let mut chunk = self.usage_chunk.take().unwrap_or_else(|| {
                 json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
@@ -280,7 +297,7 @@ impl ChatStream {
                 Some(u) if u.is_object() => settled.usage.merge_into(u, Some(&cost)),
                 _ => chunk["usage"] = settled.usage.to_openai(Some(&cost)),
             }
-            write_json(&mut self.out, &chunk);
+            self.emit(&chunk);
         }
         let durable = self.settlement.settle(end, &settled).await;
         self.end_with_done(&settled, durable);
@@ -310,11 +327,11 @@ impl ChatStream {
             upstream_pump::report_mid_stream(self.health.as_ref(), failure, &message);
         }
         if let Some(dialect) = self.native.as_deref().map(|n| n.dialect) {
-            native_error(&mut self.out, dialect, kind, code, &message);
+            self.native_error(dialect, kind, code, &message);
         } else {
             let event =
                 json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
-            write_json(&mut self.out, &event);
+            self.emit(&event);
         }
         let settled = self.settlement.measure().await;
         let durable = self.settlement.settle(end, &settled).await;
@@ -350,17 +367,41 @@ impl ChatStream {
                         ),
                     }
                 }
-                sse::write_comment(&mut self.out, settled.cost_comment().as_bytes());
+                self.encoder.raw_end(&mut self.out);
+                (self.encoder).comment(settled.cost_comment().as_bytes(), &mut self.out);
             }
-            Err(_) => native_error(
-                &mut self.out,
-                dialect,
-                "server_error",
-                503,
-                crate::relay::settlement::UNRECORDED,
-            ),
+            Err(_) => {
+                self.native_error(
+                    dialect,
+                    "server_error",
+                    503,
+                    crate::relay::settlement::UNRECORDED,
+                );
+                self.encoder.raw_end(&mut self.out);
+            }
         }
         self.phase = Phase::Done;
+    }
+
+    /// An in-stream error in a passthrough stream's own dialect: Anthropic's `event: error`, or
+    /// Google's `{"error": {code, message, status}}` (an event, or the array's next element).
+    fn native_error(&mut self, dialect: NativeDialect, kind: &str, code: u16, message: &str) {
+        match dialect {
+            NativeDialect::Messages => {
+                let kind = if kind == "server_error" {
+                    "api_error"
+                } else {
+                    anthropic_error_type(kind)
+                };
+                let event = error_body(kind, message);
+                sse::write_named(&mut self.out, "error", event.to_string().as_bytes());
+            }
+            NativeDialect::Gemini | NativeDialect::Responses => {
+                let event = switchyard_wire::gemini::error_body(code, message);
+                let json = serde_json::to_vec(&event).unwrap_or_default();
+                self.encoder.raw(&[], &json, &mut self.out);
+            }
+        }
     }
 
     /// `[DONE]` and the cost comment once the entry is durable; if it could not be made durable
@@ -369,35 +410,15 @@ impl ChatStream {
     fn end_with_done(&mut self, settled: &Settled, durable: Result<Durable, LedgerError>) {
         match durable {
             Ok(_) => {
-                self.out.extend_from_slice(sse::DONE);
-                sse::write_comment(&mut self.out, settled.cost_comment().as_bytes());
+                self.encoder.done(&mut self.out);
+                (self.encoder).comment(settled.cost_comment().as_bytes(), &mut self.out);
             }
             Err(_) => {
-                write_json(&mut self.out, &billing_unavailable());
-                self.out.extend_from_slice(sse::DONE);
+                self.emit(&billing_unavailable());
+                self.encoder.done(&mut self.out);
             }
         }
         self.phase = Phase::Done;
-    }
-}
-
-/// An in-stream error in a passthrough stream's own dialect: Anthropic's `event: error`, or
-/// Google's `data: {"error": {code, message, status}}`.
-fn native_error(out: &mut BytesMut, dialect: NativeDialect, kind: &str, code: u16, message: &str) {
-    match dialect {
-        NativeDialect::Messages => {
-            let kind = if kind == "server_error" {
-                "api_error"
-            } else {
-                anthropic_error_type(kind)
-            };
-            let event = error_body(kind, message);
-            sse::write_named(out, "error", event.to_string().as_bytes());
-        }
-        NativeDialect::Gemini | NativeDialect::Responses => {
-            let event = switchyard_wire::gemini::error_body(code, message);
-            write_json(out, &event);
-        }
     }
 }
 
@@ -405,11 +426,6 @@ fn native_error(out: &mut BytesMut, dialect: NativeDialect, kind: &str, code: u1
 pub(crate) fn billing_unavailable() -> Value {
     json!({"error": {"message": crate::relay::settlement::UNRECORDED,
                      "type": "server_error", "param": null, "code": 503}})
-}
-
-fn write_json(out: &mut BytesMut, v: &Value) {
-    let bytes = serde_json::to_vec(v).unwrap_or_default();
-    sse::write_data(out, &bytes);
 }
 
 fn set_finish_reason(chunk: &mut Value, reason: &str) {
@@ -451,7 +467,7 @@ impl PumpedRelay for ChatStream {
         {
             MessagesStream::ping(&mut self.out);
         } else {
-            self.out.extend_from_slice(sse::KEEP_ALIVE);
+            self.encoder.keep_alive(&mut self.out);
         }
     }
 

@@ -23,11 +23,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde_json::json;
 use switchyard_wire::openai::ChatRequest;
-use switchyard_wire::sse;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Gateway;
@@ -139,13 +138,13 @@ enum Phase {
     Relaying(BodyStream),
 }
 
-/// The body of a committed stream: `: keep-alive` at once and every `keep_alive` after while the
-/// routes are tried, then whatever `then` makes of their outcome. When `end_streams` is cancelled
+/// The body of a committed stream: `ping` (a `: keep-alive` comment, or the client API's own
+/// keep-alive event) at once and every `keep_alive` after while the routes are tried, then whatever `then` makes of their outcome. When `end_streams` is cancelled
 /// first, the opening is dropped (its upstream request with it; the settlement guard settles it
 /// as cancelled) and `then` makes the shutdown ending.
 pub fn body(
     opening: Opening,
-    keep_alive: Duration,
+    (keep_alive, ping): (Duration, Bytes),
     end_streams: &CancellationToken,
     then: Then,
 ) -> BodyStream {
@@ -156,7 +155,7 @@ pub fn body(
         first: true,
     };
     let stream = futures_util::stream::unfold(phase, move |phase| {
-        let end = end.clone();
+        let (end, ping) = (end.clone(), ping.clone());
         async move {
             match phase {
                 Phase::Waiting {
@@ -169,7 +168,7 @@ pub fn body(
                         then,
                         first: false,
                     };
-                    Some((Bytes::from_static(sse::KEEP_ALIVE), phase))
+                    Some((ping.clone(), phase))
                 }
                 Phase::Waiting {
                     mut opening, then, ..
@@ -189,7 +188,7 @@ pub fn body(
                         }
                         () = tokio::time::sleep(keep_alive) => {
                             let phase = Phase::Waiting { opening, then, first: false };
-                            Some((Bytes::from_static(sse::KEEP_ALIVE), phase))
+                            Some((ping.clone(), phase))
                         }
                     }
                 }
@@ -208,14 +207,10 @@ pub fn single(frame: Bytes) -> BodyStream {
     Box::new(futures_util::stream::iter([frame]))
 }
 
-/// The chat ending when every route failed after the commit: the error object the HTTP error
-/// body would have carried, as an event, then `[DONE]`.
-pub fn chat_error_ending(words: ErrorWords) -> Bytes {
-    let mut out = BytesMut::with_capacity(256);
-    let event = json!({"error": error_object(&words)});
-    sse::write_data(&mut out, &serde_json::to_vec(&event).unwrap_or_default());
-    out.extend_from_slice(sse::DONE);
-    out.freeze()
+/// The ending when every route failed after the commit: the error object the HTTP error body
+/// would have carried, as an event in the client's API, then its end (chat: `[DONE]`).
+pub fn error_ending(words: ErrorWords, encoder: crate::relay::client_encoder::Encoder) -> Bytes {
+    encoder.error_ending(&json!({"error": error_object(&words)}))
 }
 
 /// `{"message","type","param","code"}`, masked as the HTTP error body is.

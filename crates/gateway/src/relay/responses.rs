@@ -209,7 +209,15 @@ pub async fn create(
             });
             let (keep_alive, end) = (gw.config.keep_alive, &gw.end_streams);
             Ok(ChatReply::Committed {
-                body: early_commit::body(opening, keep_alive, end, then),
+                body: early_commit::body(
+                    opening,
+                    (
+                        keep_alive,
+                        Bytes::from_static(switchyard_wire::sse::KEEP_ALIVE),
+                    ),
+                    end,
+                    then,
+                ),
                 rate,
             })
         }

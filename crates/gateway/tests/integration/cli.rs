@@ -224,3 +224,120 @@ async fn serve_with_the_embedded_default_streams_demo_chat() {
     child.kill().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The embedded default as a person tries it: the demo streams at the pace
+/// `SWITCHYARD_DEMO_TOKENS_PER_SECOND` sets (tokens arrive one by one, not at once), the admin
+/// API answers to `SWITCHYARD_ADMIN_KEY`, and a coding agent's tool loop runs on the demo.
+#[tokio::test]
+async fn the_embedded_demo_is_paced_takes_an_admin_key_and_runs_a_tool_loop() {
+    let dir = std::env::temp_dir().join(format!("sy-demo-{}-{}", std::process::id(), line!()));
+    let admin = "sy-admin-demo-test-key";
+    let (mut child, key, base, _) = harness::serve_binary_with(
+        &dir,
+        &["serve", "--listen", "127.0.0.1:0"],
+        &[
+            ("SWITCHYARD_ADMIN_KEY", admin),
+            ("SWITCHYARD_DEMO_TOKENS_PER_SECOND", "40"),
+        ],
+    )
+    .await;
+    let key = key.expect("key printed");
+    let root = base.trim_end_matches("/v1");
+    let keys = |bearer: &str| {
+        harness::client()
+            .get(format!("{root}/admin/keys"))
+            .bearer_auth(bearer)
+            .send()
+    };
+    assert_eq!(keys(admin).await.unwrap().status(), 200);
+    assert_eq!(keys("not-the-admin-key").await.unwrap().status(), 401);
+
+    // 40 tokens/s: a gap of 25 ms between tokens, so the 36 tokens take at least 35 gaps.
+    let resp = harness::client()
+        .post(format!("{base}/chat/completions"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "demo-chat", "stream": true, "messages": user("hi")}))
+        .send()
+        .await
+        .unwrap();
+    let mut body = resp.bytes_stream();
+    let (mut text, mut first_token) = (String::new(), None);
+    while let Some(frame) = body.next().await {
+        text.push_str(&String::from_utf8_lossy(&frame.unwrap()));
+        if first_token.is_none() && text.contains("\"content\":\" ") {
+            first_token = Some(std::time::Instant::now());
+        }
+    }
+    let streaming = first_token.expect("a content token").elapsed();
+    let items = parse_sse(&text);
+    assert_eq!(
+        harness::joined(&items, "content")
+            .split_whitespace()
+            .count(),
+        36
+    );
+    assert!(
+        streaming >= std::time::Duration::from_millis(35 * 25),
+        "36 tokens at 40/s arrived in {streaming:?}"
+    );
+
+    // The tool loop: a prompt naming a file gets one call of the offered read tool; its result
+    // is quoted back.
+    let tools = json!([{"type": "function", "function": {"name": "read_file",
+        "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}}]);
+    let prompt = json!({"role": "user", "content": "Read notes.txt and quote it"});
+    let first: Value = harness::client()
+        .post(format!("{base}/chat/completions"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "demo-chat", "tools": tools, "messages": [prompt]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        first["choices"][0]["finish_reason"], "tool_calls",
+        "{first}"
+    );
+    let call = &first["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "read_file");
+    assert_eq!(call["function"]["arguments"], "{\"path\":\"notes.txt\"}");
+    let second: Value = harness::client()
+        .post(format!("{base}/chat/completions"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "demo-chat", "tools": tools, "messages": [prompt,
+            first["choices"][0]["message"],
+            {"role": "tool", "tool_call_id": call["id"], "content": "Moths navigate by the moon.\n"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        second["choices"][0]["message"]["content"], "The file says: Moths navigate by the moon.",
+        "{second}"
+    );
+    child.kill().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_bad_demo_pace_is_refused_with_its_name() {
+    let dir = std::env::temp_dir().join(format!("sy-pace-{}-{}", std::process::id(), line!()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = switchyard()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(&dir)
+        .env("SWITCHYARD_DEMO_TOKENS_PER_SECOND", "fast")
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), out)
+        .await
+        .expect("serve exits")
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SWITCHYARD_DEMO_TOKENS_PER_SECOND"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}

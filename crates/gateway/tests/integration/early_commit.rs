@@ -140,7 +140,7 @@ async fn a_first_route_failing_after_the_commit_fails_over_and_the_client_sees_a
     let requests = mock.requests();
     assert_eq!(requests.len(), 2);
     for r in &requests {
-        assert_eq!(upstream_id(r), Some(id.as_str()));
+        assert_eq!(upstream_id(r), Some(as_uuid(&id).as_str()));
     }
     let (entries, _) = books(&gw.gw.ledger, &gw.key_id).await;
     let e = &entries[&id];
@@ -333,6 +333,11 @@ async fn zero_never_commits_and_errors_stay_http_statuses() {
     assert_eq!(committed_early(&metrics), 0);
 }
 
+/// The id an OpenAI-compatible upstream is sent: the client's, as a UUID.
+fn as_uuid(id: &str) -> String {
+    switchyard::providers::as_uuid(id)
+}
+
 fn upstream_id(r: &mock_upstream::RecordedRequest) -> Option<&str> {
     r.headers
         .iter()
@@ -403,7 +408,7 @@ async fn the_id_the_client_sees_is_the_one_every_upstream_request_carries() {
         assert_eq!(requests.len(), before + 1, "{path} {body}");
         assert_eq!(
             upstream_id(&requests[before]),
-            Some(seen.as_str()),
+            Some(as_uuid(&seen).as_str()),
             "{path} {body}"
         );
     }
@@ -419,7 +424,7 @@ async fn the_id_the_client_sees_is_the_one_every_upstream_request_carries() {
     let requests = mock.requests();
     assert_eq!(requests.len(), before + 2);
     for r in &requests[before..] {
-        assert_eq!(upstream_id(r), Some("trace-failover"));
+        assert_eq!(upstream_id(r), Some(as_uuid("trace-failover").as_str()));
     }
     until("nothing held", Duration::from_secs(10), || {
         gw.gw.ledger.account_reserved(&gw.key_id) == Some(switchyard::ledger::Nanos::ZERO)

@@ -455,7 +455,11 @@ async fn the_recorded_gemini_cli_request_is_served_on_every_dialect() {
         std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&zipped[..]), &mut text)
             .unwrap();
         let ev = sse_events(&text);
-        assert_eq!(said(&ev).text, CONTENT_WORDS.concat(), "{model}");
+        // The prompt names a file and read_file is offered: the mock answers with that one call.
+        let said = said(&ev);
+        assert_eq!(said.calls.len(), 1, "{model}: {text}");
+        assert_eq!(said.calls[0].0, "read_file", "{model}");
+        assert_eq!(said.calls[0].1["file_path"], "notes.txt", "{model}");
         let sent = mock.requests().last().unwrap().clone();
         let tools = match model {
             "g" => sent.body["tools"][0]["functionDeclarations"].clone(),

@@ -159,6 +159,8 @@ async fn start_on(
         .await
         .expect("gateway builds");
     assert!(problems.is_empty(), "{problems:?}");
+    // The embedded demo (if this is it) as fast as it can: tests do not watch it stream.
+    gw.set_demo_pace(0);
     let first = first.expect("a fresh database gets a first key");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -325,6 +327,9 @@ pub async fn serve_binary_with(
         .env_remove("OPENAI_API_KEY")
         .env_remove("ANTHROPIC_API_KEY")
         .env_remove("DEEPSEEK_API_KEY")
+        .env_remove("SWITCHYARD_ADMIN_KEY")
+        // The embedded demo as fast as it can, unless the test says otherwise.
+        .env("SWITCHYARD_DEMO_TOKENS_PER_SECOND", "0")
         .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

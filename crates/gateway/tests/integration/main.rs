@@ -2,6 +2,7 @@
 //! on port 0 and talks to them over real HTTP, as a client would.
 
 mod admin;
+mod agents;
 mod anthropic;
 mod auth_cache;
 mod bench_cli;

@@ -534,7 +534,7 @@ enum Block {
 /// chunks) → the Messages event sequence, written as SSE into the caller's buffer. A chunk is read
 /// through its borrowed [`ChunkView`] and every event is serialised straight into the buffer: per
 /// chunk nothing is allocated but the view's vectors (the usage is kept once, at the end).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct MessagesStream {
     id: String,
     model: String,
@@ -831,8 +831,14 @@ impl MessagesStream {
         );
     }
 
-    pub fn is_started(&self) -> bool {
-        self.started
+    /// The Message id the events carry.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The model the events name (the client's).
+    pub fn model(&self) -> &str {
+        &self.model
     }
 
     pub fn is_ended(&self) -> bool {

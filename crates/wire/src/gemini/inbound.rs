@@ -783,7 +783,7 @@ pub enum Framing {
 }
 
 /// A tool call being streamed, sent whole once its arguments are complete.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct OpenCall {
     choice: u64,
     index: u64,
@@ -799,7 +799,7 @@ struct OpenCall {
 /// once the entry is durable), with every candidate's `finishReason` and `usageMetadata`.
 /// Chunks are read through their borrowed [`ChunkView`]; events are serialised straight into the
 /// buffer.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct GeminiStream {
     framing: Framing,
     model: String,
@@ -1123,6 +1123,12 @@ impl GeminiStream {
 
     pub fn framing(&self) -> Framing {
         self.framing
+    }
+
+    /// A whole chat completion as the `GenerateContentResponse` this stream's client expects
+    /// (its model, response id and thoughts setting).
+    pub fn whole(&self, completion: &Value) -> Value {
+        completion_to_gemini(completion, &self.model, &self.id, self.include_thoughts)
     }
 }
 

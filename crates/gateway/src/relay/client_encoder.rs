@@ -1,0 +1,126 @@
+//! The one encoder per client dialect of the chat engine: what a client that asked in chat, in
+//! legacy completions, in Anthropic Messages or in Google's Gemini API is sent, written from the
+//! engine's chat chunks as the stream relay produces them (never by reading the gateway's own SSE
+//! output back): every chunk, the end (`[DONE]` / `message_stop` / Gemini's last event), errors,
+//! keep-alives and comments (none for Gemini: Google's streams have none, and SDKs that match
+//! `^data: ` would stall on one), and the whole answer of a non-streamed request. A route of the
+//! client's own dialect bypasses the translation (`ChatStream::passthrough`), but its events still
+//! leave through the encoder's framing (a Gemini client without `alt=sse` reads one JSON array).
+
+use bytes::{Bytes, BytesMut};
+use serde_json::Value;
+use switchyard_wire::anthropic::inbound::{completion_to_message, MessagesStream};
+use switchyard_wire::gemini::inbound::GeminiStream;
+use switchyard_wire::{completions, sse};
+
+use crate::relay::meter::Meter;
+
+/// How the chat engine's answer is written for its client.
+#[derive(Debug, Clone)]
+pub enum Encoder {
+    /// Chat Completions: the chunks as they are.
+    Chat,
+    /// Legacy `/completions`: each chunk as a `text_completion` chunk; `echo` is the prompt
+    /// when the client asked for it back.
+    Text { echo: Option<String> },
+    /// Anthropic Messages: the Messages event sequence.
+    Messages(Box<MessagesStream>),
+    /// Google's Gemini API: `GenerateContentResponse` events (SSE or one JSON array).
+    Gemini(Box<GeminiStream>),
+}
+
+impl Encoder {
+    /// Files the request in the request log by its client's API.
+    pub fn mark(&self, meter: &mut Meter) {
+        match self {
+            Encoder::Chat => {}
+            Encoder::Text { .. } => meter.completions_api(),
+            Encoder::Messages(_) => meter.messages_api(),
+            Encoder::Gemini(_) => meter.gemini_api(),
+        }
+    }
+
+    /// One chat chunk's JSON, or a chat error event's (`{"error": {…}}`).
+    pub fn data(&mut self, json: &[u8], out: &mut BytesMut) {
+        match self {
+            Encoder::Chat => sse::write_data(out, json),
+            Encoder::Text { echo } => {
+                if !completions::write_chunk(json, echo.as_deref(), out) {
+                    sse::write_data(out, json);
+                }
+            }
+            Encoder::Messages(m) => m.chunk_data(json, out),
+            Encoder::Gemini(g) => g.chunk_data(json, out),
+        }
+    }
+
+    /// One event of a route of the client's own dialect (passthrough), as it came: its raw SSE
+    /// bytes, or for a Gemini client without `alt=sse` its data as the array's next element.
+    pub fn raw(&mut self, raw: &[u8], data: &[u8], out: &mut BytesMut) {
+        match self {
+            Encoder::Gemini(g) => g.raw_element(data, out),
+            _ => out.extend_from_slice(raw),
+        }
+    }
+
+    /// The end of a passed-through stream (a Gemini JSON array's `]`).
+    pub fn raw_end(&mut self, out: &mut BytesMut) {
+        if let Encoder::Gemini(g) = self {
+            g.end(out);
+        }
+    }
+
+    /// An SSE comment (the cost line); Gemini clients get none.
+    pub fn comment(&self, text: &[u8], out: &mut BytesMut) {
+        if !matches!(self, Encoder::Gemini(_)) {
+            sse::write_comment(out, text);
+        }
+    }
+
+    /// The end of a stream that ended well or with an error event: `[DONE]`, or for Messages
+    /// the closing events (nothing after an error).
+    pub fn done(&mut self, out: &mut BytesMut) {
+        match self {
+            Encoder::Chat | Encoder::Text { .. } => out.extend_from_slice(sse::DONE),
+            Encoder::Messages(m) => m.finish(out),
+            Encoder::Gemini(g) => g.finish(out),
+        }
+    }
+
+    /// A keep-alive while nothing else goes out: a comment, Messages' `ping` event, or nothing
+    /// for Gemini.
+    pub fn keep_alive(&self, out: &mut BytesMut) {
+        match self {
+            Encoder::Messages(_) => MessagesStream::ping(out),
+            Encoder::Gemini(_) => {}
+            _ => out.extend_from_slice(sse::KEEP_ALIVE),
+        }
+    }
+
+    /// [`Encoder::keep_alive`] as one frame.
+    pub fn keep_alive_frame(&self) -> Bytes {
+        let mut out = BytesMut::new();
+        self.keep_alive(&mut out);
+        out.freeze()
+    }
+
+    /// A stream's whole ending made of one error event (a committed stream whose routes all
+    /// failed): the event, then the end.
+    pub fn error_ending(mut self, event: &Value) -> Bytes {
+        let mut out = BytesMut::with_capacity(256);
+        self.data(&serde_json::to_vec(event).unwrap_or_default(), &mut out);
+        self.done(&mut out);
+        out.freeze()
+    }
+
+    /// A non-streamed answer (a chat completion with its cost) as its client's body.
+    pub fn whole(&self, completion: &Value) -> Vec<u8> {
+        let v = match self {
+            Encoder::Chat => return serde_json::to_vec(completion).unwrap_or_default(),
+            Encoder::Text { echo } => completions::from_chat(completion, echo.as_deref()),
+            Encoder::Messages(m) => completion_to_message(completion, m.id(), m.model()),
+            Encoder::Gemini(g) => g.whole(completion),
+        };
+        serde_json::to_vec(&v).unwrap_or_default()
+    }
+}
