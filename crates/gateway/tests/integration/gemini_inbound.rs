@@ -240,11 +240,11 @@ async fn a_sse_stream_on_each_dialect_is_gemini_events_billed_once_as_gemini_str
             "{model}"
         );
         assert!(row.cost.0 > 0, "{model}");
+        // The last event carries the usage with the billed cost, translated or passed through.
+        assert_eq!(cost_of(&last["usageMetadata"]), row.cost, "{model}");
         let sent = mock.requests().last().unwrap().clone();
         match model {
-            // Translated: the last event carries the usage with the billed cost.
             "m" | "claude" => {
-                assert_eq!(cost_of(&usage), row.cost, "{model}");
                 assert_eq!(last["modelVersion"], model);
                 assert!(ev[..ev.len() - 1]
                     .iter()
@@ -292,10 +292,9 @@ async fn without_alt_sse_the_stream_is_one_json_array() {
         let s = said(&ev);
         assert_eq!(s.text, CONTENT_WORDS.concat(), "{model}");
         assert_eq!(s.finish.as_deref(), Some("STOP"), "{model}");
-        assert_eq!(
-            entry(&gw, &id).await.request_type.as_deref(),
-            Some("gemini.stream")
-        );
+        let row = entry(&gw, &id).await;
+        assert_eq!(row.request_type.as_deref(), Some("gemini.stream"));
+        assert_eq!(cost_of(&usage_of(&ev)), row.cost, "{model}");
     }
 }
 
