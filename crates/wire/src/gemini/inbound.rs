@@ -209,9 +209,15 @@ fn translate_content(
         "model" | "assistant" => {
             let mut text = String::new();
             let mut tool_calls = Vec::new();
+            let mut thinking = None;
             for p in parts {
                 if field(p, "thought").and_then(Value::as_bool) == Some(true) {
                     continue;
+                }
+                if thinking.is_none() {
+                    thinking = field(p, "thoughtSignature")
+                        .and_then(Value::as_str)
+                        .and_then(signed_thinking);
                 }
                 if let Some(call) = field(p, "functionCall") {
                     let name = field(call, "name")
@@ -232,6 +238,9 @@ fn translate_content(
                 "content": if text.is_empty() { Value::Null } else { Value::String(text) }});
             if !tool_calls.is_empty() {
                 m["tool_calls"] = Value::Array(tool_calls);
+            }
+            if let Some(blocks) = thinking {
+                m["thinking_blocks"] = blocks;
             }
             out.push(m);
         }
@@ -698,6 +707,7 @@ pub fn completion_to_gemini(
         if let Some(t) = msg["content"].as_str().filter(|t| !t.is_empty()) {
             parts.push(json!({"text": t}));
         }
+        let mut signature = message_thinking(msg);
         for call in msg["tool_calls"].as_array().into_iter().flatten() {
             let args = call_args(call["function"]["arguments"].as_str().unwrap_or(""));
             let mut fc = json!({"name": call["function"]["name"].as_str().unwrap_or_default(),
@@ -705,7 +715,11 @@ pub fn completion_to_gemini(
             if let Some(cid) = call["id"].as_str().filter(|c| !c.is_empty()) {
                 fc["id"] = Value::String(cid.to_owned());
             }
-            parts.push(json!({"functionCall": fc}));
+            let mut part = json!({"functionCall": fc});
+            if let Some(sig) = signature.take() {
+                part["thoughtSignature"] = Value::String(sig);
+            }
+            parts.push(part);
         }
         if parts.is_empty() {
             parts.push(json!({"text": ""}));
@@ -722,6 +736,47 @@ pub fn completion_to_gemini(
         "modelVersion": model,
         "responseId": id,
     })
+}
+
+/// The key of a `thoughtSignature` the gateway made (see [`thinking_signature`]).
+const SIGNED_THINKING: &str = "switchyard_thinking";
+
+/// Anthropic thinking blocks (`[{"type":"thinking","thinking","signature"}]`, or redacted ones)
+/// as a Gemini `thoughtSignature`: base64 of `{"switchyard_thinking": blocks}`. Gemini clients
+/// send a call's signature back with the call next turn ([`gemini_to_chat`] reads it), so an
+/// Anthropic route gets the signed thinking its tool_use must follow when thinking is on.
+pub fn thinking_signature(blocks: &Value) -> String {
+    use base64::Engine;
+    let json = serde_json::to_vec(&json!({ SIGNED_THINKING: blocks })).unwrap_or_default();
+    base64::engine::general_purpose::STANDARD.encode(json)
+}
+
+/// The thinking blocks of a `thoughtSignature` [`thinking_signature`] made; `None` for any other
+/// (Google's own signatures are opaque bytes).
+pub fn signed_thinking(signature: &str) -> Option<Value> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(signature)
+        .ok()?;
+    let mut v: Value = serde_json::from_slice(&bytes).ok()?;
+    v.get_mut(SIGNED_THINKING)
+        .map(Value::take)
+        .filter(|b| b.as_array().is_some_and(|a| !a.is_empty()))
+}
+
+/// A chat message's signed thinking (`thinking_blocks`, else `reasoning_content` with
+/// `reasoning_signature`) as a `thoughtSignature`, if it has any.
+fn message_thinking(msg: &Value) -> Option<String> {
+    if let Some(blocks) = msg["thinking_blocks"].as_array().filter(|b| !b.is_empty()) {
+        return Some(thinking_signature(&Value::Array(blocks.clone())));
+    }
+    let signature = msg["reasoning_signature"]
+        .as_str()
+        .filter(|s| !s.is_empty())?;
+    let text = msg["reasoning_content"].as_str().unwrap_or_default();
+    Some(thinking_signature(
+        &json!([{"type": "thinking", "thinking": text, "signature": signature}]),
+    ))
 }
 
 /// A call's arguments as the object Gemini's `args` is (`{}` when empty or not an object).
@@ -811,6 +866,9 @@ pub struct GeminiStream {
     written: bool,
     ended: bool,
     calls: Vec<OpenCall>,
+    /// Per choice: its reasoning so far and the signature an Anthropic route gave it, which the
+    /// next function call carries back as its `thoughtSignature`.
+    thinking: Vec<(u64, String, Option<String>)>,
     /// Per choice index that finished, its chat finish reason.
     finish: Vec<(u64, String)>,
     usage: Option<Value>,
@@ -848,6 +906,8 @@ enum PartOut<'a> {
     Call {
         #[serde(rename = "functionCall")]
         function_call: CallOut<'a>,
+        #[serde(rename = "thoughtSignature", skip_serializing_if = "Option::is_none")]
+        thought_signature: Option<&'a str>,
     },
 }
 
@@ -871,6 +931,7 @@ impl GeminiStream {
             written: false,
             ended: false,
             calls: Vec::new(),
+            thinking: Vec::new(),
             finish: Vec::new(),
             usage: None,
         }
@@ -933,6 +994,7 @@ impl GeminiStream {
         self.calls = keep;
         for c in send {
             let args = call_args(&c.args);
+            let signature = self.take_thinking(c.choice);
             self.part(
                 out,
                 c.choice,
@@ -942,8 +1004,37 @@ impl GeminiStream {
                         args: &args,
                         id: &c.id,
                     },
+                    thought_signature: signature.as_deref(),
                 },
             );
+        }
+    }
+
+    /// The signed thinking of `choice` so far as a `thoughtSignature` (see
+    /// [`thinking_signature`]), once: it goes on the first call that follows it.
+    fn take_thinking(&mut self, choice: u64) -> Option<String> {
+        let at = self.thinking.iter().position(|t| t.0 == choice)?;
+        let (_, text, signature) = self.thinking.swap_remove(at);
+        let signature = signature?;
+        let block = json!([{"type": "thinking", "thinking": text, "signature": signature}]);
+        Some(thinking_signature(&block))
+    }
+
+    /// Reasoning text and its signature (an Anthropic route's), per choice.
+    fn think(&mut self, choice: u64, text: Option<&str>, signature: Option<&str>) {
+        let at = match self.thinking.iter().position(|t| t.0 == choice) {
+            Some(at) => at,
+            None => {
+                self.thinking.push((choice, String::new(), None));
+                self.thinking.len() - 1
+            }
+        };
+        let t = &mut self.thinking[at];
+        if let Some(text) = text {
+            t.1.push_str(text);
+        }
+        if let Some(sig) = signature.filter(|s| !s.is_empty()) {
+            t.2 = Some(sig.to_owned());
         }
     }
 
@@ -978,6 +1069,10 @@ impl GeminiStream {
                 .as_deref()
                 .or(d.reasoning.as_deref())
                 .filter(|r| !r.is_empty());
+            let signature = d.reasoning_signature.as_deref();
+            if reasoning.is_some() || signature.is_some() {
+                self.think(k, reasoning, signature);
+            }
             if let Some(r) = reasoning.filter(|_| self.include_thoughts) {
                 self.flush_calls(out, Some(k));
                 self.part(
@@ -1306,6 +1401,47 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.dropped, ["cachedContent"]);
+    }
+
+    #[test]
+    fn signed_thinking_rides_in_the_thought_signature_and_comes_back() {
+        // Streamed: the reasoning and its signature go on the first call that follows.
+        let mut s = GeminiStream::new(Framing::Sse, "g".into(), "r".into(), false);
+        let mut out = BytesMut::new();
+        for c in [
+            json!({"choices": [{"index": 0, "delta": {"reasoning_content": "let me "}}]}),
+            json!({"choices": [{"index": 0, "delta": {"reasoning_content": "think", "reasoning_signature": "SIG"}}]}),
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "t1", "function": {"name": "f", "arguments": "{}"}}]}}]}),
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 1, "id": "t2", "function": {"name": "g", "arguments": "{}"}}]}, "finish_reason": "tool_calls"}]}),
+        ] {
+            s.chunk_data(c.to_string().as_bytes(), &mut out);
+        }
+        s.finish(&mut out);
+        let ev = sse_events(&out);
+        let first = &ev[0]["candidates"][0]["content"]["parts"][0];
+        let sig = first["thoughtSignature"].as_str().unwrap();
+        assert!(ev[1]["candidates"][0]["content"]["parts"][0]
+            .get("thoughtSignature")
+            .is_none());
+        let blocks = json!([{"type": "thinking", "thinking": "let me think", "signature": "SIG"}]);
+        assert_eq!(signed_thinking(sig).unwrap(), blocks);
+        assert!(signed_thinking("Cq0BAXLI2nyGoogleOwn==").is_none());
+        // Sent back with the call, it becomes the assistant turn's thinking blocks.
+        let raw = json!({"contents": [
+            {"role": "user", "parts": [{"text": "x"}]},
+            {"role": "model", "parts": [{"functionCall": {"id": "t1", "name": "f", "args": {}}, "thoughtSignature": sig}]},
+            {"role": "user", "parts": [{"functionResponse": {"id": "t1", "name": "f", "response": {"output": "ok"}}}]}]});
+        let plan = gemini_to_chat(&raw, "m", false).unwrap();
+        assert_eq!(plan.body["messages"][1]["thinking_blocks"], blocks);
+        // Whole answers carry it the same way.
+        let c = json!({"choices": [{"message": {"content": null, "reasoning_content": "hm",
+            "reasoning_signature": "S2", "tool_calls": [{"id": "c", "type": "function",
+            "function": {"name": "f", "arguments": "{}"}}]}, "finish_reason": "tool_calls"}]});
+        let r = completion_to_gemini(&c, "g", "r", false);
+        let sig = r["candidates"][0]["content"]["parts"][0]["thoughtSignature"]
+            .as_str()
+            .unwrap();
+        assert_eq!(signed_thinking(sig).unwrap()[0]["signature"], "S2");
     }
 
     #[test]
