@@ -9,6 +9,10 @@
 //! `function_call`, `max_output_tokens`…) are read like the camelCase ones, as Google's JSON
 //! parser does; what a chat route cannot carry (Google's own tools, `cachedContent`) is dropped
 //! and named in [`ChatPlan::dropped`]. Only what cannot be read at all is refused, naming the field.
+//!
+//! An Anthropic route's signed thinking goes out in the first function call's `thoughtSignature`
+//! ([`thinking_signature`]) and, sent back with the call as Gemini clients do, becomes the turn's
+//! `thinking_blocks` again: Anthropic refuses a tool_use turn without it while thinking is on.
 
 use bytes::BytesMut;
 use serde::Serialize;
