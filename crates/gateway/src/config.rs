@@ -357,6 +357,8 @@ struct RawProvider {
     request_id_header: Option<String>,
     /// Send the request id as a UUID (derived from the gateway's id when it is not one).
     request_id_uuid: Option<bool>,
+    /// The provider also serves `/responses`: Responses requests pass through natively.
+    native_responses: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -495,6 +497,11 @@ pub struct ProviderConfig {
     pub tpm: Option<u64>,
     /// How the request id reaches this upstream, if at all.
     pub request_id: Option<RequestIdHeader>,
+    /// The provider serves the Responses API itself (`{base_url}/responses`): a Responses request
+    /// routed here goes up as the client sent it (model replaced) and its answer comes back as
+    /// sent. `native_responses` in the config; by default true for OpenAI's own API (kind
+    /// `openai` at api.openai.com), false otherwise. Only OpenAI-kind providers can have it.
+    pub native_responses: bool,
 }
 
 /// The header that carries a request's id upstream, in a form the upstream accepts. Defaults:
@@ -505,6 +512,32 @@ pub struct ProviderConfig {
 pub struct RequestIdHeader {
     pub name: String,
     pub uuid: bool,
+}
+
+/// Whether a provider serves `/responses` natively: as configured, else only OpenAI's own API.
+/// Only an OpenAI-kind provider can (the others have no Responses API).
+fn native_responses(
+    kind: ProviderKind,
+    base_url: &str,
+    configured: Option<bool>,
+) -> Result<bool, String> {
+    match configured {
+        Some(true) if kind != ProviderKind::OpenAi => {
+            Err("native_responses: only kind = \"openai\" providers serve /responses".into())
+        }
+        Some(on) => Ok(on),
+        None => Ok(kind == ProviderKind::OpenAi && is_openai_itself(base_url)),
+    }
+}
+
+/// Whether `base_url` is OpenAI's own API (its host, not a path or another host containing it).
+fn is_openai_itself(base_url: &str) -> bool {
+    let rest = base_url
+        .strip_prefix("https://")
+        .or_else(|| base_url.strip_prefix("http://"))
+        .unwrap_or(base_url);
+    let host = rest.split(['/', ':']).next().unwrap_or_default();
+    host.eq_ignore_ascii_case("api.openai.com")
 }
 
 impl RequestIdHeader {
@@ -1064,6 +1097,8 @@ impl Config {
                     "providers.{name}.credential_timeout_ms must be above 0"
                 )));
             }
+            let native_responses = native_responses(p.kind, &base_url, p.native_responses)
+                .map_err(|e| invalid(format!("providers.{name}.{e}")))?;
             providers.insert(
                 name.clone(),
                 Arc::new(ProviderConfig {
@@ -1087,6 +1122,7 @@ impl Config {
                         p.request_id_header.as_deref(),
                         p.request_id_uuid,
                     ),
+                    native_responses,
                 }),
             );
         }
@@ -1654,6 +1690,31 @@ fn toml_error(text: &str, e: &toml::de::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn native_responses_defaults_to_openai_itself_only() {
+        use super::{native_responses, ProviderKind as K};
+        let openai = "https://api.openai.com/v1";
+        assert_eq!(native_responses(K::OpenAi, openai, None), Ok(true));
+        assert_eq!(native_responses(K::OpenAi, openai, Some(false)), Ok(false));
+        for other in [
+            "http://127.0.0.1:8000/v1",
+            "https://api.openai.com.example/v1",
+            "https://proxy.example/api.openai.com/v1",
+        ] {
+            assert_eq!(
+                native_responses(K::OpenAi, other, None),
+                Ok(false),
+                "{other}"
+            );
+        }
+        assert_eq!(
+            native_responses(K::OpenAi, "http://127.0.0.1:1/v1", Some(true)),
+            Ok(true)
+        );
+        assert_eq!(native_responses(K::DeepSeek, openai, None), Ok(false));
+        assert!(native_responses(K::Anthropic, "https://x", Some(true)).is_err());
+    }
+
     use super::*;
 
     const GOOD: &str = r#"

@@ -255,6 +255,7 @@ impl Provider {
         match endpoint {
             Endpoint::Chat => true,
             Endpoint::Embeddings => self.embeddings_url().is_some(),
+            Endpoint::Responses => self.config.native_responses,
         }
     }
 
@@ -281,6 +282,7 @@ impl Provider {
             Endpoint::Embeddings => self.embeddings_url().ok_or_else(|| {
                 UpstreamError::Connect("this provider has no embeddings API".into())
             })?,
+            Endpoint::Responses => format!("{}/responses", self.config.base_url),
         };
         let mut req = client
             .post(url)
@@ -365,6 +367,8 @@ pub enum Endpoint {
     Chat,
     /// OpenAI-dialect embeddings.
     Embeddings,
+    /// OpenAI's Responses API (`{base_url}/responses`), for a provider with `native_responses`.
+    Responses,
 }
 
 /// All providers and the shared HTTP clients (one connection pool per connect timeout in use).

@@ -13,6 +13,7 @@ pub mod embeddings;
 pub mod gemini;
 pub mod media_tokens;
 pub mod openai;
+pub mod reasoning_carrier;
 pub mod responses;
 pub mod sse;
 pub mod upstream;

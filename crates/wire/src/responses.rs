@@ -18,6 +18,7 @@
 mod input_items;
 mod request;
 mod stream;
+mod tools;
 
 #[cfg(test)]
 mod tests;
@@ -25,6 +26,7 @@ mod tests;
 pub use input_items::input_items;
 pub use request::{conversation_after, request_to_chat, ChatPlan, RequestEcho, RequestError};
 pub use stream::{chat_completion_to_response, usage_from_chat, ResponseContext, StreamBuilder};
+pub use tools::{flat_name, ToolNames, ToolOrigin};
 
 use serde_json::Value;
 

@@ -22,6 +22,12 @@
 //!   [`UpstreamEvent::Finish`], the cumulative [`UpstreamEvent::Usage`] and, after its chunks,
 //!   [`UpstreamEvent::Done`] (Gemini sends no end marker); an `error` object is
 //!   [`UpstreamEvent::Error`].
+//! - Responses dialect (an OpenAI upstream's own `/responses` stream, passed through natively):
+//!   `responses.rs` reads each event for the meter: deltas as [`Chunk::Typed`] chunks, and at
+//!   `response.completed`/`response.incomplete` the [`UpstreamEvent::Finish`], the
+//!   [`UpstreamEvent::Usage`] of `response.usage` and [`UpstreamEvent::Done`];
+//!   `response.failed` is [`UpstreamEvent::Error`] (in the words of the `error` event before it).
+//!   The relay forwards the events' raw bytes itself.
 //!
 //! Nothing follows `Done` or `Error`. Data that is not an event of the dialect is [`Malformed`].
 
@@ -42,6 +48,8 @@ pub enum Dialect {
     OpenAi,
     Anthropic,
     Gemini,
+    /// OpenAI's Responses API events (`/responses`), read for metering only.
+    Responses,
 }
 
 /// What translated chunks are stamped with (unused for the OpenAI dialect).
@@ -212,6 +220,8 @@ pub struct UpstreamDecoder {
     translator: Option<Box<StreamTranslator>>,
     /// Set for the Gemini dialect.
     gemini: Option<Box<gemini::StreamTranslator>>,
+    /// Set for the Responses dialect.
+    responses: Option<Box<responses::ResponsesReader>>,
     /// OpenAI chunks are parsed into values rather than borrowed.
     values: bool,
     /// OpenAI chunks that do not read as a [`ChunkView`] are parsed into values rather than
@@ -233,11 +243,14 @@ impl UpstreamDecoder {
                 stamp.created,
             ))
         });
+        let responses = (dialect == Dialect::Responses)
+            .then(|| Box::new(responses::ResponsesReader::new(stamp.clone())));
         let translator = (dialect == Dialect::Anthropic)
             .then(|| Box::new(StreamTranslator::new(stamp.id, stamp.model, stamp.created)));
         UpstreamDecoder {
             translator,
             gemini,
+            responses,
             values: false,
             value_fallback: false,
             queue: Vec::new(),
@@ -273,6 +286,9 @@ impl UpstreamDecoder {
             None
         } else if self.gemini.is_some() {
             self.push_gemini(event)?;
+            None
+        } else if let Some(r) = self.responses.as_mut() {
+            self.ended = r.push(&event.data, &mut self.queue)?;
             None
         } else {
             let e = self.push_openai(event)?;
@@ -434,6 +450,10 @@ impl<'e> Iterator for Events<'_, 'e> {
         self.first.take().or_else(|| self.rest.next())
     }
 }
+
+mod responses;
+
+pub use responses::{response_to_chat_completion, terminal_with_cost};
 
 #[cfg(test)]
 mod tests;

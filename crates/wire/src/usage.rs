@@ -53,6 +53,24 @@ impl Usage {
         })
     }
 
+    /// Reads a Responses `usage` object (`input_tokens`, `input_tokens_details.cached_tokens`,
+    /// `output_tokens`, `output_tokens_details.reasoning_tokens`).
+    pub fn from_responses(v: &Value) -> Option<Usage> {
+        let obj = v.as_object()?;
+        if !obj.contains_key("input_tokens") && !obj.contains_key("output_tokens") {
+            return None;
+        }
+        let input_details = v.get("input_tokens_details").unwrap_or(&Value::Null);
+        let output_details = v.get("output_tokens_details").unwrap_or(&Value::Null);
+        Some(Usage {
+            prompt_tokens: count(v, "input_tokens"),
+            completion_tokens: count(v, "output_tokens"),
+            cached_tokens: count(input_details, "cached_tokens"),
+            cache_write_tokens: count(input_details, "cache_write_tokens"),
+            reasoning_tokens: count(output_details, "reasoning_tokens"),
+        })
+    }
+
     /// The OpenAI `usage` object, with `cost` added when given (a decimal string in USD).
     pub fn to_openai(&self, cost: Option<&str>) -> Value {
         let mut v = json!({

@@ -1,7 +1,8 @@
 # Responses API scenarios for Switchyard with the official `openai` Python SDK: streaming with
 # `responses.create(stream=True)` and the `responses.stream()` helper (which checks the event order),
 # a function call round trip, a reasoning model, `previous_response_id` chaining,
-# `max_output_tokens`, and the stored responses' `input_items.list` (paginated) and `delete`. Usage: responses.py SCENARIO, with SWITCHYARD_BASE_URL (http://HOST:PORT/v1),
+# `max_output_tokens`, the stored responses' `input_items.list` (paginated) and `delete`, and a
+# Codex-shaped request (namespace and web_search tools). Usage: responses.py SCENARIO, with SWITCHYARD_BASE_URL (http://HOST:PORT/v1),
 # SWITCHYARD_API_KEY and the models SWITCHYARD_MODEL (plain answer), SWITCHYARD_REASONING_MODEL
 # (thinks first) and SWITCHYARD_TOOLS_MODEL (calls a function) set; SWITCHYARD_EXPECT_TEXT and
 # SWITCHYARD_EXPECT_REASONING, when set, are the exact texts the mock produces.
@@ -240,9 +241,60 @@ def delete():
     return {"deleted": r.id, "previous_code": code}
 
 
+def codex_tools():
+    # What Codex CLI sends (issue 20): developer messages, a namespace tool, the hosted web_search,
+    # include, store false, a cache key and client_metadata. On a chat route the namespace's
+    # functions go up flattened and the call comes back under its own name and namespace.
+    namespace = {
+        "type": "namespace",
+        "name": "multi_agent_v1",
+        "description": "Tools for spawning and managing sub-agents.",
+        "tools": [
+            {
+                "type": "function",
+                "name": "spawn_agent",
+                "description": "Spawn a sub-agent.",
+                "strict": False,
+                "parameters": {"type": "object", "properties": {"task": {"type": "string"}}},
+            }
+        ],
+    }
+    stream = client().responses.create(
+        model=TOOLS_MODEL,
+        input=[
+            {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "Be brief."}]},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Start a helper."}]},
+        ],
+        tools=[namespace, {"type": "web_search", "external_web_access": True}],
+        tool_choice="auto",
+        parallel_tool_calls=True,
+        reasoning={"summary": "auto"},
+        store=False,
+        include=["reasoning.encrypted_content"],
+        prompt_cache_key="conversation-1",
+        extra_body={"client_metadata": {"session_id": "s1"}},
+        stream=True,
+    )
+    done, final = [], None
+    for event in stream:
+        if event.type == "response.output_item.done":
+            done.append(event.item)
+        elif event.type == "response.completed":
+            final = event.response
+    check(final is not None, "no response.completed")
+    calls = [item.to_dict() for item in done if item.type == "function_call"]
+    check(len(calls) == 1, f"expected one function call, got {[i.type for i in done]}")
+    call = calls[0]
+    check(call["name"] == "spawn_agent", f"called {call['name']}")
+    check(call.get("namespace") == "multi_agent_v1", f"namespace {call.get('namespace')!r}")
+    final_call = [i.to_dict() for i in final.output if i.type == "function_call"][0]
+    check(final_call.get("namespace") == "multi_agent_v1", "the final response lost the namespace")
+    return {"name": call["name"], "namespace": call["namespace"], "call_id": call["call_id"]}
+
+
 SCENARIOS = {
     f.__name__: f
-    for f in [create_stream, stream_helper, function_call, reasoning, chain, incomplete, input_items, delete]
+    for f in [create_stream, stream_helper, function_call, reasoning, chain, incomplete, input_items, delete, codex_tools]
 }
 
 

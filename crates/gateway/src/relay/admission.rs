@@ -462,6 +462,7 @@ mod tests {
                     rpm: None,
                     tpm: None,
                     request_id: None,
+                    native_responses: false,
                 }),
             );
             model_routes.push(Route {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use serde_json::Value;
+use serde_json::{json, Value};
 use switchyard_wire::embeddings::EmbeddingsRequest;
 use switchyard_wire::openai::{ChatRequest, ChunkView, NativeDialect, RequestError};
 use switchyard_wire::sse;
@@ -435,8 +435,17 @@ fn is_native(gw: &Gateway, route: &Route, req: &ChatRequest) -> bool {
     let Some(native) = &req.native else {
         return false;
     };
-    let native_responses = false;
+    let native_responses = gw
+        .providers
+        .get(&route.provider)
+        .is_some_and(|p| p.config.native_responses);
     crate::relay::speaks_natively(kind_of(gw, route), native_responses, native.dialect)
+}
+
+/// Whether `route` is sent a Responses request as it came, to its `/responses` endpoint.
+fn is_native_responses(gw: &Gateway, route: &Route, job: Job<'_>) -> bool {
+    matches!(job, Job::Chat(req) if req.native.as_ref().is_some_and(|n| n.dialect == NativeDialect::Responses)
+        && is_native(gw, route, req))
 }
 
 /// Records the winner on the settlement and the route's health, and builds what `open` returns.
@@ -649,6 +658,12 @@ async fn try_route(
     let stream = job.stream();
     let started = Instant::now();
     let mut sends = 0;
+    let native_responses = is_native_responses(gw, route, job);
+    let endpoint = if native_responses {
+        Endpoint::Responses
+    } else {
+        job.endpoint()
+    };
     let Some(provider) = gw.providers.get(&route.provider) else {
         return Tried {
             result: Err(UpstreamError::Connect(
@@ -677,7 +692,7 @@ async fn try_route(
         match provider
             .send_to(
                 client,
-                job.endpoint(),
+                endpoint,
                 &route.upstream_model,
                 body.clone(),
                 stream,
@@ -713,6 +728,9 @@ async fn try_route(
         Ok(resp) if job.endpoint() == Endpoint::Embeddings => {
             embeddings_answer(resp, deadline, limits.response).await
         }
+        Ok(resp) if !stream && native_responses => {
+            whole_response(resp, deadline, limits.response).await
+        }
         Ok(resp) if !stream => {
             let native = matches!(job, Job::Chat(req) if is_native(gw, route, req));
             whole_answer(resp, dialect, native, deadline, limits.response).await
@@ -721,7 +739,12 @@ async fn try_route(
             let mut bytes: ByteStream =
                 Box::pin(resp.bytes_stream().map(|r| r.map_err(|e| without_url(&e))));
             let mut decoder = sse::Decoder::with_limits(limits.sse);
-            match first_token(&mut bytes, &mut decoder, dialect, deadline).await {
+            let events = if native_responses {
+                Events::Responses
+            } else {
+                Events::Of(dialect)
+            };
+            match first_token(&mut bytes, &mut decoder, events, deadline).await {
                 Ok(upstream_model) => Ok(Answer::Stream(UpstreamStream {
                     bytes,
                     decoder,
@@ -855,13 +878,20 @@ enum FirstEvent {
     Token,
 }
 
+/// What a stream's events are: a provider's chat dialect, or OpenAI's Responses events.
+#[derive(Debug, Clone, Copy)]
+enum Events {
+    Of(ProviderKind),
+    Responses,
+}
+
 /// Reads until the first token and checks that what came before it is well formed and within the
 /// limits `decoder` was made with. The events stay in `decoder` for the stream to forward. Returns
-/// the model name Anthropic's `message_start` gave.
+/// the model name Anthropic's `message_start` (or a Responses `response.created`) gave.
 async fn first_token(
     upstream: &mut ByteStream,
     decoder: &mut sse::Decoder,
-    dialect: ProviderKind,
+    events: Events,
     deadline: tokio::time::Instant,
 ) -> Result<Option<String>, UpstreamError> {
     let mut probe = sse::Decoder::with_limits(decoder.limits());
@@ -871,7 +901,11 @@ async fn first_token(
             .try_next_event()
             .map_err(|e| UpstreamError::TooLarge(format!("the upstream's stream: {e}")))?
         {
-            match classify_first(&event, dialect)? {
+            let first = match events {
+                Events::Of(dialect) => classify_first(&event, dialect)?,
+                Events::Responses => classify_first_response(&event)?,
+            };
+            match first {
                 FirstEvent::Token => return Ok(model),
                 FirstEvent::Preamble(m) => model = m.or(model),
             }
@@ -890,6 +924,63 @@ async fn first_token(
             }
         }
     }
+}
+
+/// A Responses stream's first events: `response.created`/`in_progress`/`queued` are preamble
+/// (the first names the model); `error` and `response.failed` are the route's failure, with the
+/// upstream's error as the body; anything else is the answer under way.
+fn classify_first_response(event: &sse::Event) -> Result<FirstEvent, UpstreamError> {
+    let v: Value = serde_json::from_slice(&event.data)
+        .map_err(|_| UpstreamError::Body("the stream began with a malformed event".into()))?;
+    match v.get("type").and_then(Value::as_str).unwrap_or_default() {
+        "response.created" | "response.in_progress" | "response.queued" => {
+            Ok(FirstEvent::Preamble(
+                v.pointer("/response/model")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            ))
+        }
+        kind @ ("error" | "response.failed") => {
+            let error = if kind == "error" {
+                v.get("error").cloned().unwrap_or(v)
+            } else {
+                v.pointer("/response/error").cloned().unwrap_or(Value::Null)
+            };
+            let status = match error.get("code").and_then(Value::as_str) {
+                Some("rate_limit_exceeded") => 429,
+                _ => 500,
+            };
+            Err(UpstreamError::Status {
+                status,
+                body: Bytes::from(
+                    serde_json::to_vec(&json!({ "error": error })).unwrap_or_default(),
+                ),
+                retry_after: None,
+            })
+        }
+        "" => Err(UpstreamError::Body(
+            "the stream began with a malformed event".into(),
+        )),
+        _ => Ok(FirstEvent::Token),
+    }
+}
+
+/// Reads a non-streamed Responses answer (at most `limit` bytes): the Response object, as the
+/// chat completion the meter reads plus the object itself, which the client gets as it came.
+async fn whole_response(
+    resp: reqwest::Response,
+    deadline: tokio::time::Instant,
+    limit: usize,
+) -> Result<Answer, UpstreamError> {
+    let body = read_bounded(resp, limit, deadline, "answer").await?;
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|_| UpstreamError::Body("the upstream's answer is not a Response".into()))?;
+    let chat = switchyard_wire::upstream::response_to_chat_completion(&v)
+        .ok_or_else(|| UpstreamError::Body("the upstream's answer is not a Response".into()))?;
+    Ok(Answer::Json(
+        Bytes::from(serde_json::to_vec(&chat).unwrap_or_default()),
+        Some(body),
+    ))
 }
 
 fn classify_first(event: &sse::Event, dialect: ProviderKind) -> Result<FirstEvent, UpstreamError> {

@@ -17,9 +17,9 @@
 //! The upstream's `error` event is not forwarded: the failure writes the gateway's own
 //! Anthropic `event: error` (masked, as every error). Keep-alives are `ping` events.
 //! A Gemini request (`relay::gemini`) served by a Gemini route passes through the same way: every
-//! event as it came, except the one with `finishReason`, held like `message_delta` until the cost
-//! joins its `usageMetadata` (Google's stream has no end marker; the body ends once the entry is
-//! durable); a failure writes Google's own error event (`data: {"error":…}`).
+//! event as it came (Google's stream has no end marker; the body ends once the entry is durable);
+//! its finishing event (`finishReason`, the whole usage) waits for the
+//! cost, which joins its `usageMetadata`; a failure writes Google's own error event.
 //!
 //! Per chunk the OpenAI-dialect hot path does one borrowed JSON parse, one copy into the output
 //! buffer and an append of the generated text to the tally; timers are only re-armed when they
@@ -78,12 +78,12 @@ pub struct ChatStream {
     encoder: Encoder,
 }
 
-/// What a passthrough stream holds back (see the module documentation).
+/// What a passthrough stream holds back (see the module documentation): Anthropic's
+/// `message_delta` and `message_stop`, Gemini's finishing event.
 struct Native {
     /// The client's (and the route's) dialect.
     dialect: NativeDialect,
-    /// `message_delta`'s data (Gemini: the event with `finishReason`), until the cost that joins
-    /// its usage is known.
+    /// `message_delta`'s data, until the cost that joins its usage is known.
     delta: Option<Bytes>,
     /// The events that came after `message_delta`, sent after it.
     tail: BytesMut,
@@ -237,22 +237,18 @@ impl ChatStream {
             return;
         };
         if native.dialect != NativeDialect::Messages {
-            // Google's error is a data event of its own; the failure writes ours instead.
-            if event.data.trim_ascii_start().starts_with(b"{\"error\"") {
-                return;
+            let data = &event.data;
+            if data.trim_ascii_start().starts_with(b"{\"error\"") {
+                // Google's error is a data event of its own; the failure writes ours instead.
+            } else if native.delta.is_some() {
+                self.encoder.raw(&event.raw, data, &mut native.tail);
+            } else if memchr_finish(data) {
+                // The finishing event carries the whole usage: it gains the cost, as Anthropic's
+                // `message_delta` does, and waits for it.
+                native.delta = Some(data.clone());
+            } else {
+                self.encoder.raw(&event.raw, data, &mut self.out);
             }
-            if native.dialect == NativeDialect::Gemini {
-                // Google's event with `finishReason` waits for the cost, as Anthropic's
-                // `message_delta` does; one that is followed by more goes out as it came.
-                if let Some(held) = native.delta.take() {
-                    write_gemini(&mut self.encoder, &mut self.out, &held, None);
-                }
-                if has_finish_reason(&event.data) {
-                    native.delta = Some(event.data.clone());
-                    return;
-                }
-            }
-            self.encoder.raw(&event.raw, &event.data, &mut self.out);
             return;
         }
         match event.name_str() {
@@ -269,12 +265,16 @@ impl ChatStream {
     fn flush_held(&mut self, cost: Option<&str>) {
         if let Some(native) = self.native.as_deref_mut() {
             if let Some(delta) = native.delta.take() {
-                if native.dialect == NativeDialect::Gemini {
-                    write_gemini(&mut self.encoder, &mut self.out, &delta, cost);
-                } else {
+                if native.dialect == NativeDialect::Messages {
                     let with_cost = cost.and_then(|c| with_usage_cost(&delta, c));
                     let data = with_cost.as_deref().unwrap_or(&delta);
                     sse::write_named(&mut self.out, "message_delta", data);
+                } else {
+                    let with_cost = cost.and_then(|c| {
+                        switchyard_wire::usage::with_cost_in(&delta, "usageMetadata", c)
+                    });
+                    let data = with_cost.as_deref().unwrap_or(&delta);
+                    self.encoder.raw(&[], data, &mut self.out);
                 }
             }
             self.out.extend_from_slice(&native.tail);
@@ -440,20 +440,9 @@ impl ChatStream {
     }
 }
 
-/// A held Gemini event's data (passthrough), its `usageMetadata` gaining `cost` when given, as a
-/// `data:` event or, for a client without `alt=sse`, the array's next element.
-fn write_gemini(encoder: &mut Encoder, out: &mut BytesMut, data: &[u8], cost: Option<&str>) {
-    let costed = cost.and_then(|c| switchyard_wire::usage::with_cost_in(data, "usageMetadata", c));
-    let data = costed.as_deref().unwrap_or(data);
-    let mut framed = BytesMut::with_capacity(data.len() + 8);
-    sse::write_data(&mut framed, data);
-    encoder.raw(&framed, data, out);
-}
-
-/// Whether a Gemini event's data names a `finishReason` (a substring test: not parsed).
-fn has_finish_reason(data: &[u8]) -> bool {
-    const KEY: &[u8] = b"\"finishReason\"";
-    data.windows(KEY.len()).any(|w| w == KEY)
+/// Whether a Gemini event's data carries a `finishReason` (its last event does).
+fn memchr_finish(data: &[u8]) -> bool {
+    data.windows(14).any(|w| w == b"\"finishReason\"")
 }
 
 /// The in-stream error when a finished answer's ledger entry could not be made durable.

@@ -10,22 +10,24 @@
 //! that created them: for any other key they do not exist.
 
 pub mod event_stream;
+pub mod native;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::Value;
-use switchyard_wire::openai::{ChatRequest, RequestError};
+use switchyard_wire::openai::{ChatRequest, NativeBody, NativeDialect, RequestError};
 use switchyard_wire::responses::{chat_completion_to_response, request_to_chat, ResponseContext};
 
 use crate::app::Gateway;
 use crate::auth::{new_id, Caller};
 use crate::ledger::responses::StoredResponse;
 use crate::ledger::{EndReason, Ledger, LedgerError};
-use crate::relay::attempts::{self, unix_now, Opened};
+use crate::relay::attempts::{self, unix_now, Opened, UpstreamStream};
 use crate::relay::early_commit::{self, Outcome, Started};
 use crate::relay::responses::event_stream::ResponseStream;
+use crate::relay::responses::native::NativeStream;
 use crate::relay::settlement::Settlement;
 use crate::relay::{admission, ChatReply, RelayError, RequestIds};
 
@@ -85,6 +87,8 @@ impl Keeper {
 }
 
 /// Serves `POST /responses` for `caller`: a Response object, or a stream of Responses events.
+/// What a chat route's translation left out (`tools[8]:web_search`) goes back as
+/// `x-switchyard-dropped` (`Served::dropped`); a native route is sent the request as it came.
 pub async fn create(
     gw: &Arc<Gateway>,
     caller: Caller,
@@ -100,19 +104,37 @@ pub async fn create(
     })?;
     let history = match raw.get("previous_response_id").and_then(Value::as_str) {
         Some(prev) if !prev.is_empty() => {
-            gw.ledger
+            match gw
+                .ledger
                 .stored_response(prev, &caller.id)
                 .await
                 .map_err(ResponsesError::Store)?
-                .ok_or_else(|| ResponsesError::PreviousNotFound(prev.to_owned()))?
-                .conversation
+            {
+                Some(stored) => stored.conversation,
+                // Not one of ours: a response the upstream stored, which a route that serves
+                // /responses itself continues (the id goes up as it came).
+                None if serves_natively(gw, &raw) => Vec::new(),
+                None => return Err(ResponsesError::PreviousNotFound(prev.to_owned())),
+            }
         }
         _ => Vec::new(),
     };
-    let plan = request_to_chat(&raw, &history).map_err(|e| bad_request(&e.param, e.message))?;
+    let mut plan = request_to_chat(&raw, &history).map_err(|e| bad_request(&e.param, e.message))?;
+    let dropped = std::mem::take(&mut plan.dropped);
     let model = admission::model_for(gw, &caller, &plan.model)?;
     let chat_body = serde_json::to_vec(&plan.body).unwrap_or_default();
-    let req = Arc::new(ChatRequest::parse(&chat_body).map_err(RelayError::BadRequest)?);
+    let mut req = ChatRequest::parse(&chat_body).map_err(RelayError::BadRequest)?;
+    let input_items = if plan.store {
+        switchyard_wire::responses::input_items(&raw, &mut |p| new_id(p, 32))
+    } else {
+        Vec::new()
+    };
+    req.native = Some(NativeBody {
+        dialect: NativeDialect::Responses,
+        body: raw,
+        dropped,
+    });
+    let req = Arc::new(req);
     let mut settlement = admission::admit(
         gw,
         &caller,
@@ -136,17 +158,25 @@ pub async fn create(
         key_id: caller.id.clone(),
         model: plan.model.clone(),
         messages: plan.messages().to_vec(),
-        input_items: if plan.store {
-            switchyard_wire::responses::input_items(&raw, &mut |p| new_id(p, 32))
-        } else {
-            Vec::new()
-        },
+        input_items,
         store: plan.store,
     };
     if !req.stream {
         return match attempts::open(gw, &model, &req, &mut settlement, started, &ids.visible)
             .await?
         {
+            Opened::Json {
+                body,
+                native: Some(raw),
+                served,
+            } => match native::complete_json(&body, &raw, &mut settlement).await {
+                Ok(body) => Ok(ChatReply::Json { body, served }),
+                Err(e) => {
+                    settlement.meter.failed(e.status(), &e.to_string());
+                    attempts::fail_settled(&mut settlement).await;
+                    Err(e.into())
+                }
+            },
             Opened::Json { body, served, .. } => {
                 match complete_json(&body, ctx, &mut settlement, &keeper).await {
                     Some(Ok(response)) => Ok(ChatReply::Json {
@@ -181,21 +211,16 @@ pub async fn create(
     );
     match early_commit::open_or_commit(opening, commit_after, committed).await {
         Started::Now(_, Err(e)) => Err(e.into()),
-        Started::Now(settlement, Ok((upstream, served))) => {
-            let stream = ResponseStream::new(upstream, settlement, ctx, keeper, gw.clone());
-            Ok(ChatReply::Stream {
-                body: Box::new(Box::pin(stream.into_body())),
-                served,
-            })
-        }
+        Started::Now(settlement, Ok((upstream, served))) => Ok(ChatReply::Stream {
+            body: stream_body(upstream, settlement, ctx, keeper, gw.clone()),
+            served,
+        }),
         Started::Committed(opening) => {
             let relay_gw = gw.clone();
             let then: early_commit::Then = Box::new(move |outcome| {
                 let words = match outcome {
                     Outcome::Opened(settlement, Ok((upstream, _))) => {
-                        let stream =
-                            ResponseStream::new(upstream, settlement, ctx, keeper, relay_gw);
-                        return Box::new(Box::pin(stream.into_body()));
+                        return stream_body(upstream, settlement, ctx, keeper, relay_gw);
                     }
                     Outcome::Opened(_, Err(e)) => early_commit::masked(e.words()),
                     // As a Responses stream the shutdown ends after its first event says it.
@@ -222,6 +247,39 @@ pub async fn create(
             })
         }
     }
+}
+
+/// The streamed body: the upstream's own events when a native route serves the request (it keeps
+/// its own responses, so the gateway stores none), else the chat stream translated.
+fn stream_body(
+    upstream: UpstreamStream,
+    settlement: Settlement,
+    ctx: ResponseContext,
+    keeper: Keeper,
+    gw: Arc<Gateway>,
+) -> Box<dyn futures_util::Stream<Item = Bytes> + Send + Unpin> {
+    if upstream.native {
+        let stream = NativeStream::new(upstream, settlement, gw);
+        return Box::new(Box::pin(stream.into_body()));
+    }
+    let stream = ResponseStream::new(upstream, settlement, ctx, keeper, gw);
+    Box::new(Box::pin(stream.into_body()))
+}
+
+/// Whether a route of the request's model serves `/responses` itself.
+fn serves_natively(gw: &Gateway, raw: &Value) -> bool {
+    let Some(model) = raw
+        .get("model")
+        .and_then(Value::as_str)
+        .and_then(|m| gw.config.models.get(m))
+    else {
+        return false;
+    };
+    model.routes.iter().any(|r| {
+        gw.providers
+            .get(&r.provider)
+            .is_some_and(|p| p.config.native_responses)
+    })
 }
 
 /// Serves `GET /responses/{id}`: the stored Response, for the key that created it only.

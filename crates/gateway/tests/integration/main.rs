@@ -40,6 +40,7 @@ mod otlp;
 mod reload;
 mod request_id_upstream;
 mod responses;
+mod responses_native;
 mod responses_sdk;
 mod responses_store;
 mod scenarios;

@@ -19,7 +19,7 @@ use crate::responses::{start, Dialect};
 use crate::sdk_runner::{command, run as run_script, Lang};
 
 #[path = "../../../wire/tests/real_fixtures/mod.rs"]
-mod real_fixtures;
+pub(crate) mod real_fixtures;
 
 const WAIT: Duration = Duration::from_secs(20);
 

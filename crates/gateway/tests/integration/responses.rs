@@ -742,9 +742,10 @@ async fn bad_requests_are_openai_shaped_with_param() {
         (json!({"input": "hi"}), 400, Some("model")),
         (json!({"model": "m", "input": 42}), 400, Some("input")),
         (
-            json!({"model": "m", "input": "hi", "tools": [{"type": "web_search"}]}),
+            json!({"model": "m", "input": "hi", "tools": [{"type": "web_search"}],
+                "tool_choice": {"type": "web_search"}}),
             400,
-            Some("tools"),
+            Some("tool_choice"),
         ),
         (
             json!({"model": "m", "input": "hi", "metadata": {"n": 1}}),
@@ -978,3 +979,55 @@ async fn gzip_compresses_the_event_stream(d: Dialect) {
     let response = check_stream(&events(&parse(&text)));
     assert_eq!(output_text(&response), words());
 }
+
+/// The recorded first request of Codex CLI 0.169.0 (`crates/wire/tests/fixtures`), its namespace
+/// tool moved first so that the mock, which calls the request's first tool, calls one of its
+/// functions.
+fn codex_request(model: &str) -> Value {
+    let text = include_str!("../../../wire/tests/fixtures/codex_request.json");
+    let mut req: Value = serde_json::from_str(text).unwrap();
+    let tools = req["tools"].as_array_mut().unwrap();
+    let namespace = tools.remove(4);
+    assert_eq!(namespace["type"], "namespace");
+    tools.insert(0, namespace);
+    req["model"] = json!(model);
+    req
+}
+
+async fn codex_request_is_served_with_its_namespace_restored(d: Dialect) {
+    let (gw, mock) = start("").await;
+    let (status, headers, items) = stream(&gw, codex_request(&d.model("tools"))).await;
+    assert_eq!(status, 200);
+    // The hosted web_search cannot go up a chat route: left out, and said so.
+    assert_eq!(headers["x-switchyard-dropped"], "tools[8]:web_search");
+    let sent = mock.requests().last().unwrap().body.clone();
+    let names: Vec<String> = sent["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            t.pointer("/function/name")
+                .or_else(|| t.get("name"))
+                .and_then(Value::as_str)
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(names[0], "multi_agent_v1__close_agent", "{names:?}");
+    assert!(!names.iter().any(|n| n.contains("web_search")), "{names:?}");
+    assert!(sent.get("client_metadata").is_none(), "{sent}");
+    // The mock called the flattened tool; the client sees Codex's own name and namespace.
+    let done: Vec<&Value> = items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Event { name, data } if name == "response.output_item.done" => Some(data),
+            _ => None,
+        })
+        .collect();
+    let call = &done.last().unwrap()["item"];
+    assert_eq!(call["type"], "function_call", "{call}");
+    assert_eq!(call["name"], "close_agent", "{call}");
+    assert_eq!(call["namespace"], "multi_agent_v1", "{call}");
+}
+
+on_both_dialects!(codex_request_is_served_with_its_namespace_restored);

@@ -74,6 +74,29 @@ sdk_scenarios! {
     stored_delete: "delete";
 }
 
+/// A Codex-shaped request (a namespace tool, the hosted web_search, developer messages,
+/// `client_metadata`) through a chat route of each dialect, judged by the Python SDK: the call
+/// comes back as `spawn_agent` in namespace `multi_agent_v1`.
+async fn codex_tools(d: Dialect) {
+    let (gw, _mock) = start("").await;
+    if let Some(facts) = run(Lang::Python, "codex_tools", d, &gw).await {
+        assert_eq!(facts["name"], "spawn_agent", "{facts}");
+        assert_eq!(facts["namespace"], "multi_agent_v1", "{facts}");
+    }
+}
+
+mod codex_tools_python {
+    #[tokio::test(flavor = "multi_thread")]
+    async fn openai() {
+        super::codex_tools(super::Dialect::OpenAi).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn anthropic() {
+        super::codex_tools(super::Dialect::Anthropic).await;
+    }
+}
+
 /// Seed 002's `curl` command for the Responses stream, as written apart from URL, key and model.
 async fn tokenlab_curl(d: Dialect) {
     let (gw, _mock) = start("").await;

@@ -9,10 +9,6 @@
 //! `function_call`, `max_output_tokens`…) are read like the camelCase ones, as Google's JSON
 //! parser does; what a chat route cannot carry (Google's own tools, `cachedContent`) is dropped
 //! and named in [`ChatPlan::dropped`]. Only what cannot be read at all is refused, naming the field.
-//!
-//! An Anthropic route's signed thinking goes out in the first function call's `thoughtSignature`
-//! ([`thinking_signature`]) and, sent back with the call as Gemini clients do, becomes the turn's
-//! `thinking_blocks` again: Anthropic refuses a tool_use turn without it while thinking is on.
 
 use bytes::BytesMut;
 use serde::Serialize;
@@ -213,15 +209,14 @@ fn translate_content(
         "model" | "assistant" => {
             let mut text = String::new();
             let mut tool_calls = Vec::new();
-            let mut thinking = None;
+            let mut signed = None;
             for p in parts {
                 if field(p, "thought").and_then(Value::as_bool) == Some(true) {
                     continue;
                 }
-                if thinking.is_none() {
-                    thinking = field(p, "thoughtSignature")
-                        .and_then(Value::as_str)
-                        .and_then(signed_thinking);
+                // Signed thinking the gateway carried for an Anthropic route, going back to it.
+                if let Some(carried) = field(p, "thoughtSignature").and_then(Value::as_str) {
+                    signed = signed.or_else(|| crate::reasoning_carrier::unpack(carried));
                 }
                 if let Some(call) = field(p, "functionCall") {
                     let name = field(call, "name")
@@ -243,8 +238,9 @@ fn translate_content(
             if !tool_calls.is_empty() {
                 m["tool_calls"] = Value::Array(tool_calls);
             }
-            if let Some(blocks) = thinking {
-                m["thinking_blocks"] = blocks;
+            if let Some((thinking, signature)) = signed {
+                m["reasoning_content"] = Value::String(thinking);
+                m["reasoning_signature"] = Value::String(signature);
             }
             out.push(m);
         }
@@ -711,7 +707,14 @@ pub fn completion_to_gemini(
         if let Some(t) = msg["content"].as_str().filter(|t| !t.is_empty()) {
             parts.push(json!({"text": t}));
         }
-        let mut signature = message_thinking(msg);
+        // An Anthropic route's signed thinking rides back on the first call.
+        let mut signed = msg["reasoning_signature"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(|sig| {
+                let thinking = msg["reasoning_content"].as_str().unwrap_or_default();
+                crate::reasoning_carrier::pack(thinking, sig)
+            });
         for call in msg["tool_calls"].as_array().into_iter().flatten() {
             let args = call_args(call["function"]["arguments"].as_str().unwrap_or(""));
             let mut fc = json!({"name": call["function"]["name"].as_str().unwrap_or_default(),
@@ -720,7 +723,7 @@ pub fn completion_to_gemini(
                 fc["id"] = Value::String(cid.to_owned());
             }
             let mut part = json!({"functionCall": fc});
-            if let Some(sig) = signature.take() {
+            if let Some(sig) = signed.take() {
                 part["thoughtSignature"] = Value::String(sig);
             }
             parts.push(part);
@@ -740,47 +743,6 @@ pub fn completion_to_gemini(
         "modelVersion": model,
         "responseId": id,
     })
-}
-
-/// The key of a `thoughtSignature` the gateway made (see [`thinking_signature`]).
-const SIGNED_THINKING: &str = "switchyard_thinking";
-
-/// Anthropic thinking blocks (`[{"type":"thinking","thinking","signature"}]`, or redacted ones)
-/// as a Gemini `thoughtSignature`: base64 of `{"switchyard_thinking": blocks}`. Gemini clients
-/// send a call's signature back with the call next turn ([`gemini_to_chat`] reads it), so an
-/// Anthropic route gets the signed thinking its tool_use must follow when thinking is on.
-pub fn thinking_signature(blocks: &Value) -> String {
-    use base64::Engine;
-    let json = serde_json::to_vec(&json!({ SIGNED_THINKING: blocks })).unwrap_or_default();
-    base64::engine::general_purpose::STANDARD.encode(json)
-}
-
-/// The thinking blocks of a `thoughtSignature` [`thinking_signature`] made; `None` for any other
-/// (Google's own signatures are opaque bytes).
-pub fn signed_thinking(signature: &str) -> Option<Value> {
-    use base64::Engine;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(signature)
-        .ok()?;
-    let mut v: Value = serde_json::from_slice(&bytes).ok()?;
-    v.get_mut(SIGNED_THINKING)
-        .map(Value::take)
-        .filter(|b| b.as_array().is_some_and(|a| !a.is_empty()))
-}
-
-/// A chat message's signed thinking (`thinking_blocks`, else `reasoning_content` with
-/// `reasoning_signature`) as a `thoughtSignature`, if it has any.
-fn message_thinking(msg: &Value) -> Option<String> {
-    if let Some(blocks) = msg["thinking_blocks"].as_array().filter(|b| !b.is_empty()) {
-        return Some(thinking_signature(&Value::Array(blocks.clone())));
-    }
-    let signature = msg["reasoning_signature"]
-        .as_str()
-        .filter(|s| !s.is_empty())?;
-    let text = msg["reasoning_content"].as_str().unwrap_or_default();
-    Some(thinking_signature(
-        &json!([{"type": "thinking", "thinking": text, "signature": signature}]),
-    ))
 }
 
 /// A call's arguments as the object Gemini's `args` is (`{}` when empty or not an object).
@@ -870,12 +832,12 @@ pub struct GeminiStream {
     written: bool,
     ended: bool,
     calls: Vec<OpenCall>,
-    /// Per choice: its reasoning so far and the signature an Anthropic route gave it, which the
-    /// next function call carries back as its `thoughtSignature`.
-    thinking: Vec<(u64, String, Option<String>)>,
     /// Per choice index that finished, its chat finish reason.
     finish: Vec<(u64, String)>,
     usage: Option<Value>,
+    /// Per choice, the reasoning so far and its signature (an Anthropic route's signed thinking),
+    /// which the choice's first call carries back as its `thoughtSignature` (`reasoning_carrier`).
+    signed: Vec<(u64, String, Option<String>)>,
 }
 
 #[derive(Serialize)]
@@ -911,7 +873,7 @@ enum PartOut<'a> {
         #[serde(rename = "functionCall")]
         function_call: CallOut<'a>,
         #[serde(rename = "thoughtSignature", skip_serializing_if = "Option::is_none")]
-        thought_signature: Option<&'a str>,
+        thought_signature: Option<String>,
     },
 }
 
@@ -935,9 +897,9 @@ impl GeminiStream {
             written: false,
             ended: false,
             calls: Vec::new(),
-            thinking: Vec::new(),
             finish: Vec::new(),
             usage: None,
+            signed: Vec::new(),
         }
     }
 
@@ -986,6 +948,34 @@ impl GeminiStream {
         self.id = id;
     }
 
+    /// The signed reasoning of `choice`, once, as the carrier its first call takes back.
+    fn take_signed(&mut self, choice: u64) -> Option<String> {
+        let at = self
+            .signed
+            .iter()
+            .position(|(k, _, sig)| *k == choice && sig.is_some())?;
+        let (_, thinking, sig) = self.signed.swap_remove(at);
+        Some(crate::reasoning_carrier::pack(&thinking, &sig?))
+    }
+
+    /// Keeps `choice`'s reasoning text and signature as they stream.
+    fn keep_signed(&mut self, choice: u64, text: Option<&str>, signature: Option<&str>) {
+        let at = match self.signed.iter().position(|(k, _, _)| *k == choice) {
+            Some(at) => at,
+            None => {
+                self.signed.push((choice, String::new(), None));
+                self.signed.len() - 1
+            }
+        };
+        let kept = &mut self.signed[at];
+        if let Some(t) = text {
+            kept.1.push_str(t);
+        }
+        if let Some(s) = signature.filter(|s| !s.is_empty()) {
+            kept.2 = Some(s.to_owned());
+        }
+    }
+
     /// Sends the open calls of `choice` (every choice when `None`) whole, in order.
     fn flush_calls(&mut self, out: &mut BytesMut, choice: Option<u64>) {
         if self.calls.is_empty() {
@@ -998,7 +988,7 @@ impl GeminiStream {
         self.calls = keep;
         for c in send {
             let args = call_args(&c.args);
-            let signature = self.take_thinking(c.choice);
+            let thought_signature = self.take_signed(c.choice);
             self.part(
                 out,
                 c.choice,
@@ -1008,37 +998,9 @@ impl GeminiStream {
                         args: &args,
                         id: &c.id,
                     },
-                    thought_signature: signature.as_deref(),
+                    thought_signature,
                 },
             );
-        }
-    }
-
-    /// The signed thinking of `choice` so far as a `thoughtSignature` (see
-    /// [`thinking_signature`]), once: it goes on the first call that follows it.
-    fn take_thinking(&mut self, choice: u64) -> Option<String> {
-        let at = self.thinking.iter().position(|t| t.0 == choice)?;
-        let (_, text, signature) = self.thinking.swap_remove(at);
-        let signature = signature?;
-        let block = json!([{"type": "thinking", "thinking": text, "signature": signature}]);
-        Some(thinking_signature(&block))
-    }
-
-    /// Reasoning text and its signature (an Anthropic route's), per choice.
-    fn think(&mut self, choice: u64, text: Option<&str>, signature: Option<&str>) {
-        let at = match self.thinking.iter().position(|t| t.0 == choice) {
-            Some(at) => at,
-            None => {
-                self.thinking.push((choice, String::new(), None));
-                self.thinking.len() - 1
-            }
-        };
-        let t = &mut self.thinking[at];
-        if let Some(text) = text {
-            t.1.push_str(text);
-        }
-        if let Some(sig) = signature.filter(|s| !s.is_empty()) {
-            t.2 = Some(sig.to_owned());
         }
     }
 
@@ -1073,9 +1035,8 @@ impl GeminiStream {
                 .as_deref()
                 .or(d.reasoning.as_deref())
                 .filter(|r| !r.is_empty());
-            let signature = d.reasoning_signature.as_deref();
-            if reasoning.is_some() || signature.is_some() {
-                self.think(k, reasoning, signature);
+            if reasoning.is_some() || d.reasoning_signature.is_some() {
+                self.keep_signed(k, reasoning, d.reasoning_signature.as_deref());
             }
             if let Some(r) = reasoning.filter(|_| self.include_thoughts) {
                 self.flush_calls(out, Some(k));
@@ -1234,6 +1195,65 @@ impl GeminiStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_anthropic_routes_signed_thinking_rides_on_the_call_and_comes_back() {
+        // Streamed: thinking, its signature, then a call (as the Anthropic translation writes them).
+        let mut g = GeminiStream::new(Framing::Sse, "m".into(), "r".into(), false);
+        let mut out = BytesMut::new();
+        for c in [
+            json!({"choices": [{"index": 0, "delta": {"reasoning_content": "Read it."}}]}),
+            json!({"choices": [{"index": 0, "delta": {"reasoning_signature": "SIG=="}}]}),
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "toolu_1",
+                "function": {"name": "read_file", "arguments": "{\"file_path\":\"a\"}"}}]}}]}),
+            json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}),
+        ] {
+            g.chunk_data(c.to_string().as_bytes(), &mut out);
+        }
+        g.finish(&mut out);
+        let events = sse_events(&out);
+        let part = events
+            .iter()
+            .map(|e| &e["candidates"][0]["content"]["parts"][0])
+            .find(|p| p.get("functionCall").is_some())
+            .unwrap()
+            .clone();
+        let carried = part["thoughtSignature"].as_str().unwrap();
+        assert_eq!(
+            crate::reasoning_carrier::unpack(carried),
+            Some(("Read it.".into(), "SIG==".into()))
+        );
+        // Whole: the same carrier on the first call.
+        let whole = completion_to_gemini(
+            &json!({"choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                "role": "assistant", "content": null, "reasoning_content": "Read it.",
+                "reasoning_signature": "SIG==",
+                "tool_calls": [{"id": "toolu_1", "type": "function",
+                                "function": {"name": "read_file", "arguments": "{}"}}]}}]}),
+            "m",
+            "r",
+            false,
+        );
+        assert_eq!(
+            whole["candidates"][0]["content"]["parts"][0]["thoughtSignature"],
+            part["thoughtSignature"]
+        );
+        // Gemini CLI sends the call back with it: the chat turn has the signed thinking again.
+        let plan = gemini_to_chat(
+            &json!({"contents": [
+                {"role": "user", "parts": [{"text": "read a"}]},
+                {"role": "model", "parts": [part]},
+                {"role": "user", "parts": [{"functionResponse": {"id": "toolu_1", "name": "read_file",
+                                                                "response": {"output": "hello"}}}]},
+            ]}),
+            "m",
+            true,
+        )
+        .unwrap();
+        let assistant = &plan.body["messages"][1];
+        assert_eq!(assistant["reasoning_content"], "Read it.");
+        assert_eq!(assistant["reasoning_signature"], "SIG==");
+    }
 
     fn sse_events(out: &[u8]) -> Vec<Value> {
         let text = std::str::from_utf8(out).unwrap();
@@ -1405,47 +1425,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.dropped, ["cachedContent"]);
-    }
-
-    #[test]
-    fn signed_thinking_rides_in_the_thought_signature_and_comes_back() {
-        // Streamed: the reasoning and its signature go on the first call that follows.
-        let mut s = GeminiStream::new(Framing::Sse, "g".into(), "r".into(), false);
-        let mut out = BytesMut::new();
-        for c in [
-            json!({"choices": [{"index": 0, "delta": {"reasoning_content": "let me "}}]}),
-            json!({"choices": [{"index": 0, "delta": {"reasoning_content": "think", "reasoning_signature": "SIG"}}]}),
-            json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "t1", "function": {"name": "f", "arguments": "{}"}}]}}]}),
-            json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 1, "id": "t2", "function": {"name": "g", "arguments": "{}"}}]}, "finish_reason": "tool_calls"}]}),
-        ] {
-            s.chunk_data(c.to_string().as_bytes(), &mut out);
-        }
-        s.finish(&mut out);
-        let ev = sse_events(&out);
-        let first = &ev[0]["candidates"][0]["content"]["parts"][0];
-        let sig = first["thoughtSignature"].as_str().unwrap();
-        assert!(ev[1]["candidates"][0]["content"]["parts"][0]
-            .get("thoughtSignature")
-            .is_none());
-        let blocks = json!([{"type": "thinking", "thinking": "let me think", "signature": "SIG"}]);
-        assert_eq!(signed_thinking(sig).unwrap(), blocks);
-        assert!(signed_thinking("Cq0BAXLI2nyGoogleOwn==").is_none());
-        // Sent back with the call, it becomes the assistant turn's thinking blocks.
-        let raw = json!({"contents": [
-            {"role": "user", "parts": [{"text": "x"}]},
-            {"role": "model", "parts": [{"functionCall": {"id": "t1", "name": "f", "args": {}}, "thoughtSignature": sig}]},
-            {"role": "user", "parts": [{"functionResponse": {"id": "t1", "name": "f", "response": {"output": "ok"}}}]}]});
-        let plan = gemini_to_chat(&raw, "m", false).unwrap();
-        assert_eq!(plan.body["messages"][1]["thinking_blocks"], blocks);
-        // Whole answers carry it the same way.
-        let c = json!({"choices": [{"message": {"content": null, "reasoning_content": "hm",
-            "reasoning_signature": "S2", "tool_calls": [{"id": "c", "type": "function",
-            "function": {"name": "f", "arguments": "{}"}}]}, "finish_reason": "tool_calls"}]});
-        let r = completion_to_gemini(&c, "g", "r", false);
-        let sig = r["candidates"][0]["content"]["parts"][0]["thoughtSignature"]
-            .as_str()
-            .unwrap();
-        assert_eq!(signed_thinking(sig).unwrap()[0]["signature"], "S2");
     }
 
     #[test]

@@ -10,18 +10,27 @@
 //!   one assistant message), `function_call_output` → `tool` message, `reasoning` → the summary text
 //!   as `reasoning_content` on the next assistant message that carries `tool_calls` (DeepSeek
 //!   thinking mode needs it back; the provider adapter strips it for upstreams that reject it);
-//! - flat function `tools` → nested chat tools; any other tool type is a [`RequestError`];
+//! - `tools`: see `tools.rs` (functions nested, namespaces flattened, custom tools as one-string
+//!   functions, hosted tools dropped and reported in [`ChatPlan::dropped`]);
 //! - `tool_choice`, `max_output_tokens` → `max_completion_tokens`, `temperature`, `top_p`,
 //!   `reasoning.effort` → `reasoning_effort`, `parallel_tool_calls`, `user`, `safety_identifier`,
 //!   `prompt_cache_key`, `service_tier`, `text.format` → `response_format`, `text.verbosity` →
 //!   `verbosity`; `stream: true` adds `stream_options.include_usage = true`;
-//! - gateway-side fields (`store`, `metadata`, `previous_response_id`, `include`, `truncation`,
-//!   `max_tool_calls`, `top_logprobs`, `stream_options`) are consumed, not forwarded; any field this
-//!   module does not know is forwarded unchanged (the callers' `extra_body`).
+//! - gateway-side fields (`store`, `metadata`, `client_metadata`, `previous_response_id`,
+//!   `include`, `truncation`, `max_tool_calls`, `top_logprobs`, `stream_options`) are consumed,
+//!   not forwarded; any field this module does not know is forwarded unchanged (the callers'
+//!   `extra_body`);
+//! - tolerant in: input items and content parts a chat route cannot carry (`web_search_call`,
+//!   an encrypted reasoning item's ciphertext, an image in a tool output, …) are skipped and
+//!   reported in [`ChatPlan::dropped`] rather than refused, where the conversation's meaning
+//!   survives; `function_call` items with a `namespace` and `custom_tool_call` items (and their
+//!   outputs) become chat tool calls named as the tools were.
 
 use std::fmt;
 
 use serde_json::{json, Map, Value};
+
+use super::tools::{convert_tool_choice, convert_tools, flat_name, ToolNames};
 
 /// A request the gateway must answer with 400 `invalid_request_error`, naming the offending
 /// parameter the way OpenAI does (`input[2].content[0].type`).
@@ -32,7 +41,7 @@ pub struct RequestError {
 }
 
 impl RequestError {
-    fn new(param: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(param: impl Into<String>, message: impl Into<String>) -> Self {
         RequestError {
             param: param.into(),
             message: message.into(),
@@ -76,6 +85,8 @@ pub struct RequestEcho {
     pub prompt_cache_retention: Value,
     pub service_tier: Value,
     pub top_logprobs: Value,
+    /// The chat tool names that stand for namespaced or custom tools, to name their calls back.
+    pub tool_names: ToolNames,
 }
 
 impl Default for RequestEcho {
@@ -101,6 +112,7 @@ impl Default for RequestEcho {
             prompt_cache_retention: Value::Null,
             service_tier: json!("default"),
             top_logprobs: json!(0),
+            tool_names: ToolNames::default(),
         }
     }
 }
@@ -121,6 +133,9 @@ pub struct ChatPlan {
     pub max_output_tokens: Option<u64>,
     /// Everything the Response object echoes; feed it to `ResponseContext::new`.
     pub echo: RequestEcho,
+    /// What the chat route cannot carry and was left out, one note each, in request order:
+    /// `tools[8]:web_search`, `input[3]:web_search_call`, `input[1].content[2]:input_video`.
+    pub dropped: Vec<String>,
 }
 
 impl ChatPlan {
@@ -156,6 +171,7 @@ const CONSUMED: &[&str] = &[
     "store",
     "previous_response_id",
     "metadata",
+    "client_metadata",
     "include",
     "truncation",
     "text",
@@ -252,6 +268,7 @@ pub fn request_to_chat(req: &Value, history: &[Value]) -> Result<ChatPlan, Reque
 
     // Messages: instructions, then the stored history, then the new input.
     let mut messages: Vec<Value> = Vec::new();
+    let mut dropped: Vec<String> = Vec::new();
     let instructions = obj.get("instructions").cloned().unwrap_or(Value::Null);
     match &instructions {
         Value::Null => {}
@@ -265,6 +282,7 @@ pub fn request_to_chat(req: &Value, history: &[Value]) -> Result<ChatPlan, Reque
             for (i, item) in items.iter().enumerate() {
                 conv.item(i, item)?;
             }
+            dropped.append(&mut conv.dropped);
             messages.extend(conv.finish());
         }
         _ => {
@@ -290,6 +308,7 @@ pub fn request_to_chat(req: &Value, history: &[Value]) -> Result<ChatPlan, Reque
             for (i, item) in items.iter().enumerate() {
                 conv.item(i, item)?;
             }
+            dropped.append(&mut conv.dropped);
             messages.extend(conv.finish());
         }
         Some(_) => {
@@ -313,17 +332,15 @@ pub fn request_to_chat(req: &Value, history: &[Value]) -> Result<ChatPlan, Reque
     body.insert("model".into(), Value::String(model.clone()));
     body.insert("messages".into(), Value::Array(messages));
 
+    let mut tool_names = ToolNames::default();
     let tools_echo = match obj.get("tools") {
         None | Some(Value::Null) => json!([]),
         Some(Value::Array(tools)) => {
-            if !tools.is_empty() {
-                let converted = tools
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| convert_tool(i, t))
-                    .collect::<Result<Vec<_>, _>>()?;
-                body.insert("tools".into(), Value::Array(converted));
+            let converted = convert_tools(tools, &mut dropped)?;
+            if !converted.tools.is_empty() {
+                body.insert("tools".into(), Value::Array(converted.tools));
             }
+            tool_names = converted.names;
             Value::Array(tools.clone())
         }
         Some(_) => return Err(RequestError::new("tools", "'tools' must be an array.")),
@@ -331,11 +348,16 @@ pub fn request_to_chat(req: &Value, history: &[Value]) -> Result<ChatPlan, Reque
     let tool_choice_echo = match obj.get("tool_choice") {
         None | Some(Value::Null) => json!("auto"),
         Some(tc) => {
-            body.insert("tool_choice".into(), convert_tool_choice(tc)?);
+            let choice = convert_tool_choice(tc, &mut dropped)?;
+            // Chat refuses a tool_choice without tools (every tool hosted and dropped, or none
+            // sent): without tools there is nothing to choose.
+            if body.contains_key("tools") {
+                body.insert("tool_choice".into(), choice);
+            }
             tc.clone()
         }
     };
-    if let Some(p) = parallel_tool_calls {
+    if let Some(p) = parallel_tool_calls.filter(|_| body.contains_key("tools")) {
         body.insert("parallel_tool_calls".into(), Value::Bool(p));
     }
     if let Some(n) = max_output_tokens {
@@ -464,6 +486,7 @@ pub fn request_to_chat(req: &Value, history: &[Value]) -> Result<ChatPlan, Reque
             .filter(|v| !v.is_null())
             .cloned()
             .unwrap_or(json!(0)),
+        tool_names,
     };
 
     Ok(ChatPlan {
@@ -475,6 +498,7 @@ pub fn request_to_chat(req: &Value, history: &[Value]) -> Result<ChatPlan, Reque
         metadata,
         max_output_tokens,
         echo,
+        dropped,
     })
 }
 
@@ -545,6 +569,8 @@ struct InputConverter {
     pending_reasoning: Option<String>,
     /// Whether the last message is an assistant message that later function calls may join.
     assistant_open: bool,
+    /// What was skipped, one note each (see [`ChatPlan::dropped`]).
+    dropped: Vec<String>,
 }
 
 impl InputConverter {
@@ -554,6 +580,7 @@ impl InputConverter {
             messages: Vec::new(),
             pending_reasoning: None,
             assistant_open: false,
+            dropped: Vec::new(),
         }
     }
 
@@ -568,35 +595,26 @@ impl InputConverter {
             Some("function_call") => {
                 let call_id = str_field(obj, "call_id", &at)?;
                 let name = str_field(obj, "name", &at)?;
+                let name = match obj.get("namespace").and_then(Value::as_str) {
+                    Some(ns) if !ns.is_empty() => flat_name(ns, &name),
+                    _ => name,
+                };
                 let arguments = match obj.get("arguments") {
                     Some(Value::String(s)) => s.clone(),
                     None | Some(Value::Null) => String::new(),
                     Some(other) => other.to_string(),
                 };
-                let call = json!({
-                    "id": call_id,
-                    "type": "function",
-                    "function": {"name": name, "arguments": arguments},
-                });
-                if !self.assistant_open {
-                    self.messages
-                        .push(json!({"role": "assistant", "content": null}));
-                    self.assistant_open = true;
-                }
-                if let Some(Value::Object(last)) = self.messages.last_mut() {
-                    match last.get_mut("tool_calls") {
-                        Some(Value::Array(calls)) => calls.push(call),
-                        _ => {
-                            last.insert("tool_calls".into(), Value::Array(vec![call]));
-                        }
-                    }
-                    if let Some(r) = self.pending_reasoning.take() {
-                        last.insert("reasoning_content".into(), Value::String(r));
-                    }
-                }
+                self.tool_call(call_id, name, arguments);
                 Ok(())
             }
-            Some("function_call_output") => {
+            Some("custom_tool_call") => {
+                let call_id = str_field(obj, "call_id", &at)?;
+                let name = str_field(obj, "name", &at)?;
+                let input = obj.get("input").and_then(Value::as_str).unwrap_or_default();
+                self.tool_call(call_id, name, json!({"input": input}).to_string());
+                Ok(())
+            }
+            Some("function_call_output") | Some("custom_tool_call_output") => {
                 let call_id = str_field(obj, "call_id", &at)?;
                 let content = match obj.get("output") {
                     Some(Value::String(s)) => s.clone(),
@@ -609,12 +627,10 @@ impl InputConverter {
                                         part.get("text").and_then(Value::as_str).unwrap_or(""),
                                     );
                                 }
-                                _ => {
-                                    return Err(RequestError::new(
-                                        format!("{at}.output[{j}]"),
-                                        "Only text parts are supported in function_call_output on this gateway.",
-                                    ))
-                                }
+                                other => self.dropped.push(format!(
+                                    "{at}.output[{j}]:{}",
+                                    other.unwrap_or("unknown")
+                                )),
                             }
                         }
                         text
@@ -643,6 +659,10 @@ impl InputConverter {
                         text.push_str(t);
                     }
                 }
+                // The ciphertext only means something to the provider that made it.
+                if obj.get("encrypted_content").is_some_and(|v| !v.is_null()) {
+                    self.dropped.push(format!("{at}:reasoning.encrypted_content"));
+                }
                 if !text.is_empty() {
                     self.pending_reasoning = Some(text);
                 }
@@ -652,10 +672,38 @@ impl InputConverter {
                 format!("{at}.type"),
                 "Item references are not supported by this gateway; send the item itself or use previous_response_id.",
             )),
-            Some(other) => Err(RequestError::new(
-                format!("{at}.type"),
-                format!("Input items of type '{other}' are not supported by this gateway."),
-            )),
+            // Hosted tools' calls and their results (web_search_call, file_search_call, …), and
+            // item types this gateway does not know: the conversation reads the same without them
+            // on a route where those tools do not exist.
+            Some(other) => {
+                self.dropped.push(format!("{at}:{other}"));
+                Ok(())
+            }
+        }
+    }
+
+    /// One tool call of the assistant turn: joins the open assistant message, or opens one.
+    fn tool_call(&mut self, call_id: String, name: String, arguments: String) {
+        let call = json!({
+            "id": call_id,
+            "type": "function",
+            "function": {"name": name, "arguments": arguments},
+        });
+        if !self.assistant_open {
+            self.messages
+                .push(json!({"role": "assistant", "content": null}));
+            self.assistant_open = true;
+        }
+        if let Some(Value::Object(last)) = self.messages.last_mut() {
+            match last.get_mut("tool_calls") {
+                Some(Value::Array(calls)) => calls.push(call),
+                _ => {
+                    last.insert("tool_calls".into(), Value::Array(vec![call]));
+                }
+            }
+            if let Some(r) = self.pending_reasoning.take() {
+                last.insert("reasoning_content".into(), Value::String(r));
+            }
         }
     }
 
@@ -690,8 +738,10 @@ impl InputConverter {
                 let mut refusal = String::new();
                 for (j, part) in parts.iter().enumerate() {
                     let pat = format!("{at}.content[{j}]");
-                    if let Some(p) = convert_part(&pat, part, &mut refusal)? {
-                        chat_parts.push(p);
+                    match convert_part(&pat, part, &mut refusal)? {
+                        Part::Chat(p) => chat_parts.push(p),
+                        Part::Refusal => {}
+                        Part::Unknown(kind) => self.dropped.push(format!("{pat}:{kind}")),
                     }
                 }
                 let all_text = chat_parts
@@ -758,24 +808,28 @@ impl InputConverter {
     }
 }
 
-/// One Responses content part → one chat content part (`None` for refusal parts, which are
-/// collected into `refusal`).
-fn convert_part(
-    at: &str,
-    part: &Value,
-    refusal: &mut String,
-) -> Result<Option<Value>, RequestError> {
+/// What a Responses content part becomes.
+enum Part {
+    Chat(Value),
+    /// Collected into the message's `refusal`.
+    Refusal,
+    /// A part type this gateway does not know, skipped: its type.
+    Unknown(String),
+}
+
+/// One Responses content part → one chat content part.
+fn convert_part(at: &str, part: &Value, refusal: &mut String) -> Result<Part, RequestError> {
     let kind = part.get("type").and_then(Value::as_str).unwrap_or("");
     match kind {
         "input_text" | "output_text" | "text" | "summary_text" | "reasoning_text" => {
             let text = part.get("text").and_then(Value::as_str).ok_or_else(|| {
                 RequestError::new(format!("{at}.text"), "Missing required parameter: 'text'.")
             })?;
-            Ok(Some(json!({"type": "text", "text": text})))
+            Ok(Part::Chat(json!({"type": "text", "text": text})))
         }
         "refusal" => {
             refusal.push_str(part.get("refusal").and_then(Value::as_str).unwrap_or(""));
-            Ok(None)
+            Ok(Part::Refusal)
         }
         "input_image" => {
             let url = match part.get("image_url") {
@@ -804,7 +858,7 @@ fn convert_part(
             if let Some(d) = part.get("detail").filter(|v| v.is_string()) {
                 image.insert("detail".into(), d.clone());
             }
-            Ok(Some(
+            Ok(Part::Chat(
                 json!({"type": "image_url", "image_url": Value::Object(image)}),
             ))
         }
@@ -821,19 +875,24 @@ fn convert_part(
                     file.insert(key.into(), v.clone());
                 }
             }
-            Ok(Some(json!({"type": "file", "file": Value::Object(file)})))
+            Ok(Part::Chat(
+                json!({"type": "file", "file": Value::Object(file)}),
+            ))
         }
         "input_audio" => {
             let audio = part
                 .get("input_audio")
                 .cloned()
                 .unwrap_or_else(|| json!({"data": part.get("data"), "format": part.get("format")}));
-            Ok(Some(json!({"type": "input_audio", "input_audio": audio})))
+            Ok(Part::Chat(
+                json!({"type": "input_audio", "input_audio": audio}),
+            ))
         }
-        other => Err(RequestError::new(
+        "" => Err(RequestError::new(
             format!("{at}.type"),
-            format!("Content parts of type '{other}' are not supported by this gateway."),
+            "Missing required parameter: 'type'.",
         )),
+        other => Ok(Part::Unknown(other.to_owned())),
     }
 }
 
@@ -843,98 +902,6 @@ fn str_field(obj: &Map<String, Value>, key: &str, at: &str) -> Result<String, Re
         _ => Err(RequestError::new(
             format!("{at}.{key}"),
             format!("Missing required parameter: '{key}'."),
-        )),
-    }
-}
-
-/// A flat Responses function tool → the nested chat tool.
-fn convert_tool(i: usize, tool: &Value) -> Result<Value, RequestError> {
-    let at = format!("tools[{i}]");
-    let kind = tool.get("type").and_then(Value::as_str).unwrap_or("");
-    if kind != "function" {
-        return Err(RequestError::new(
-            "tools",
-            format!(
-                "Tool type '{kind}' ({at}) is not supported by this gateway; only 'function' tools are."
-            ),
-        ));
-    }
-    // Accept the chat shape too, since some clients send it to /v1/responses.
-    let def = tool
-        .get("function")
-        .filter(|f| f.is_object())
-        .unwrap_or(tool);
-    let name = def
-        .get("name")
-        .and_then(Value::as_str)
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| {
-            RequestError::new(format!("{at}.name"), "Missing required parameter: 'name'.")
-        })?;
-    let mut function = Map::new();
-    function.insert("name".into(), Value::String(name.into()));
-    for key in ["description", "parameters", "strict"] {
-        if let Some(v) = def.get(key).filter(|v| !v.is_null()) {
-            function.insert(key.into(), v.clone());
-        }
-    }
-    Ok(json!({"type": "function", "function": Value::Object(function)}))
-}
-
-fn convert_tool_choice(tc: &Value) -> Result<Value, RequestError> {
-    match tc {
-        Value::String(s) if matches!(s.as_str(), "none" | "auto" | "required") => Ok(tc.clone()),
-        Value::Object(o) => match o.get("type").and_then(Value::as_str) {
-            Some("function") => {
-                let name = o
-                    .get("name")
-                    .or_else(|| o.get("function").and_then(|f| f.get("name")))
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| {
-                        RequestError::new("tool_choice.name", "Missing required parameter: 'name'.")
-                    })?;
-                Ok(json!({"type": "function", "function": {"name": name}}))
-            }
-            Some("allowed_tools") => {
-                let mode = o.get("mode").cloned().unwrap_or(json!("auto"));
-                let tools = o
-                    .get("tools")
-                    .and_then(Value::as_array)
-                    .ok_or_else(|| {
-                        RequestError::new(
-                            "tool_choice.tools",
-                            "Missing required parameter: 'tools'.",
-                        )
-                    })?
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| match t.get("type").and_then(Value::as_str) {
-                        Some("function") => t
-                            .get("name")
-                            .and_then(Value::as_str)
-                            .map(|n| json!({"type": "function", "function": {"name": n}}))
-                            .ok_or_else(|| {
-                                RequestError::new(
-                                    format!("tool_choice.tools[{i}].name"),
-                                    "Missing required parameter: 'name'.",
-                                )
-                            }),
-                        _ => Err(RequestError::new(
-                            format!("tool_choice.tools[{i}]"),
-                            "Only function tools can be allowed on this gateway.",
-                        )),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(json!({"type": "allowed_tools", "allowed_tools": {"mode": mode, "tools": tools}}))
-            }
-            _ => Err(RequestError::new(
-                "tool_choice",
-                "Only 'none', 'auto', 'required', function and allowed_tools tool choices are supported by this gateway.",
-            )),
-        },
-        _ => Err(RequestError::new(
-            "tool_choice",
-            "'tool_choice' must be 'none', 'auto', 'required' or an object.",
         )),
     }
 }

@@ -12,7 +12,12 @@
 //! Mapping: `delta.reasoning_content` (or a string `delta.reasoning`) → a `reasoning` item with
 //! one `summary_text` part; `delta.content` → `output_text` in a `message` item; `delta.refusal` →
 //! a `refusal` part of that message; each `delta.tool_calls[index]` → a `function_call` item whose
-//! `call_id` is the chat tool call id. A new kind of output closes the open item. `finish_reason`
+//! `call_id` is the chat tool call id, named back as the request's tools were
+//! ([`RequestEcho::tool_names`]): a flattened namespaced name → `name` + `namespace`, a custom
+//! tool's call → a `custom_tool_call` item whose `input` is the call's one string argument (its
+//! events are `response.custom_tool_call_input.delta`/`.done`, written when the call closes,
+//! since the input is only known once the JSON arguments are whole). A new kind of output closes
+//! the open item. `finish_reason`
 //! `length` (and DeepSeek's `insufficient_system_resource`) → `response.incomplete` with reason
 //! `max_output_tokens`; `content_filter` → reason `content_filter`; anything else → completed.
 //!
@@ -28,6 +33,7 @@ use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 
 use super::request::RequestEcho;
+use super::tools::{ToolNames, ToolOrigin};
 use super::Event;
 use crate::chat_chunk::{ChatChunk, Delta};
 use crate::openai::ChunkView;
@@ -241,9 +247,26 @@ enum ItemBody {
     },
     FunctionCall {
         call_id: String,
+        /// The name as the client's tools spell it (the inner name of a namespaced tool).
         name: String,
         arguments: String,
+        /// The namespace of a namespaced tool.
+        namespace: Option<String>,
+        /// A custom tool's call: shown as a `custom_tool_call` with the `input` argument.
+        custom: bool,
     },
+}
+
+/// A custom tool call's `input`: the `input` string of its JSON arguments, or the arguments as
+/// they are when they are not such an object.
+fn custom_input(arguments: &str) -> std::borrow::Cow<'_, str> {
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(Value::Object(mut o)) => match o.remove("input") {
+            Some(Value::String(s)) => std::borrow::Cow::Owned(s),
+            _ => std::borrow::Cow::Borrowed(arguments),
+        },
+        _ => std::borrow::Cow::Borrowed(arguments),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -290,14 +313,39 @@ impl Serialize for Item {
                 call_id,
                 name,
                 arguments,
+                custom: true,
+                ..
             } => {
                 let mut m = s.serialize_struct("Item", 6)?;
+                m.serialize_field("id", &self.id)?;
+                m.serialize_field("type", "custom_tool_call")?;
+                m.serialize_field("status", self.status)?;
+                m.serialize_field("call_id", call_id)?;
+                m.serialize_field("name", name)?;
+                if open {
+                    m.serialize_field("input", "")?;
+                } else {
+                    m.serialize_field("input", &custom_input(arguments))?;
+                }
+                m.end()
+            }
+            ItemBody::FunctionCall {
+                call_id,
+                name,
+                arguments,
+                namespace,
+                custom: false,
+            } => {
+                let mut m = s.serialize_struct("Item", 7)?;
                 m.serialize_field("id", &self.id)?;
                 m.serialize_field("type", "function_call")?;
                 m.serialize_field("status", self.status)?;
                 m.serialize_field("arguments", if open { "" } else { arguments.as_str() })?;
                 m.serialize_field("call_id", call_id)?;
                 m.serialize_field("name", name)?;
+                if let Some(ns) = namespace {
+                    m.serialize_field("namespace", ns)?;
+                }
                 m.end()
             }
         }
@@ -377,6 +425,22 @@ struct ArgumentsDone<'a> {
     output_index: usize,
     name: &'a str,
     arguments: &'a str,
+}
+
+/// `response.custom_tool_call_input.delta`'s fields.
+#[derive(Serialize)]
+struct CustomInputDelta<'a> {
+    item_id: &'a str,
+    output_index: usize,
+    delta: &'a str,
+}
+
+/// `response.custom_tool_call_input.done`'s fields.
+#[derive(Serialize)]
+struct CustomInputDone<'a> {
+    item_id: &'a str,
+    output_index: usize,
+    input: &'a str,
 }
 
 /// `response.output_text.done`'s fields.
@@ -893,6 +957,35 @@ impl StreamBuilder {
                 );
             }
             ItemBody::FunctionCall {
+                arguments,
+                custom: true,
+                ..
+            } => {
+                let input = custom_input(arguments);
+                if !input.is_empty() {
+                    emit(
+                        seq,
+                        out,
+                        "response.custom_tool_call_input.delta",
+                        CustomInputDelta {
+                            item_id: &item.id,
+                            output_index: index,
+                            delta: &input,
+                        },
+                    );
+                }
+                emit(
+                    seq,
+                    out,
+                    "response.custom_tool_call_input.done",
+                    CustomInputDone {
+                        item_id: &item.id,
+                        output_index: index,
+                        input: &input,
+                    },
+                );
+            }
+            ItemBody::FunctionCall {
                 name, arguments, ..
             } => {
                 emit(
@@ -1118,10 +1211,19 @@ impl StreamBuilder {
         let is_open = |idx: usize, this: &Self| this.item_open && idx + 1 == this.items.len();
         match existing {
             Some(idx) if is_open(idx, self) => {
-                if let ItemBody::FunctionCall { name: n, .. } = &mut self.items[idx].body {
+                let restored = name.map(|n| restore(&self.ctx.echo.tool_names, n));
+                if let ItemBody::FunctionCall {
+                    name: n,
+                    namespace,
+                    custom,
+                    ..
+                } = &mut self.items[idx].body
+                {
                     if n.is_empty() {
-                        if let Some(name) = name {
-                            *n = name.to_string();
+                        if let Some((name, ns, is_custom)) = restored {
+                            *n = name;
+                            *namespace = ns;
+                            *custom = is_custom;
                         }
                     }
                 }
@@ -1143,12 +1245,16 @@ impl StreamBuilder {
                 self.calls_by_index.insert(chat_index, index);
                 self.calls_by_id
                     .insert((chat_index, call_id.clone()), index);
+                let (name, namespace, custom) =
+                    restore(&self.ctx.echo.tool_names, name.unwrap_or(""));
                 self.open_item(
-                    "fc",
+                    if custom { "ctc" } else { "fc" },
                     ItemBody::FunctionCall {
                         call_id,
-                        name: name.unwrap_or("").to_string(),
+                        name,
                         arguments: String::new(),
+                        namespace,
+                        custom,
                     },
                     out,
                 );
@@ -1159,8 +1265,15 @@ impl StreamBuilder {
         }
         let index = self.items.len() - 1;
         let item = &mut self.items[index];
-        if let ItemBody::FunctionCall { arguments, .. } = &mut item.body {
+        if let ItemBody::FunctionCall {
+            arguments, custom, ..
+        } = &mut item.body
+        {
             arguments.push_str(args);
+            // A custom call's input is written whole when the call closes.
+            if *custom {
+                return;
+            }
         }
         emit(
             &mut self.seq,
@@ -1172,6 +1285,17 @@ impl StreamBuilder {
                 delta: args,
             },
         );
+    }
+}
+
+/// A chat tool name as the client's tools spell it: (name, namespace, whether a custom tool).
+fn restore(names: &ToolNames, chat_name: &str) -> (String, Option<String>, bool) {
+    match names.origin(chat_name) {
+        Some(ToolOrigin::Namespaced { namespace, name }) => {
+            (name.clone(), Some(namespace.clone()), false)
+        }
+        Some(ToolOrigin::Custom) => (chat_name.to_owned(), None, true),
+        None => (chat_name.to_owned(), None, false),
     }
 }
 

@@ -611,9 +611,15 @@ fn tools_are_nested_and_hosted_tools_rejected() {
     assert_eq!(p.echo.tools[0]["name"], "mul");
     assert!(!p.echo.parallel_tool_calls);
 
-    let e = err(json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}]}));
-    assert_eq!(e.param, "tools");
-    assert!(e.message.contains("web_search"));
+    // A hosted tool is dropped and reported; forcing one cannot be honoured.
+    let p = plan(
+        json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}],
+        "tool_choice": "auto", "parallel_tool_calls": true}),
+    );
+    assert_eq!(p.dropped, vec!["tools[0]:web_search"]);
+    for key in ["tools", "tool_choice", "parallel_tool_calls"] {
+        assert!(p.body.get(key).is_none(), "{key} without tools: {}", p.body);
+    }
     let e = err(json!({"model": "m", "input": "x", "tool_choice": {"type": "file_search"}}));
     assert_eq!(e.param, "tool_choice");
 }
@@ -958,4 +964,257 @@ fn borrowed_and_typed_chunks_write_the_bytes_of_the_value_path() {
         String::from_utf8(bytes).unwrap(),
         String::from_utf8(value_path_bytes(&values)).unwrap()
     );
+}
+
+// Tolerant in (issue 20): what Codex CLI and other Responses clients send.
+
+fn codex_request() -> Value {
+    let text = include_str!("../../tests/fixtures/codex_request.json");
+    serde_json::from_str(text).expect("the recorded Codex request is JSON")
+}
+
+#[test]
+fn the_recorded_codex_request_translates() {
+    let req = codex_request();
+    let p = plan(req.clone());
+    // The namespace's five tools are flattened, the hosted web_search dropped and reported.
+    assert_eq!(p.dropped, vec!["tools[8]:web_search"]);
+    let names: Vec<&str> = p.body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"exec_command"), "{names:?}");
+    for inner in [
+        "close_agent",
+        "resume_agent",
+        "send_input",
+        "spawn_agent",
+        "wait_agent",
+    ] {
+        let flat = format!("multi_agent_v1__{inner}");
+        assert!(names.contains(&flat.as_str()), "{flat} in {names:?}");
+        assert_eq!(
+            p.echo.tool_names.origin(&flat),
+            Some(&ToolOrigin::Namespaced {
+                namespace: "multi_agent_v1".into(),
+                name: inner.into()
+            })
+        );
+    }
+    assert_eq!(names.len(), 8 + 5 - 1);
+    assert!(names.iter().all(|n| n.len() <= 64));
+    // Developer messages become system messages; the user's words stay last.
+    let messages = p.messages();
+    assert_eq!(messages[0]["role"], "system");
+    assert_eq!(messages[1]["role"], "system");
+    assert_eq!(messages.last().unwrap()["role"], "user");
+    assert_eq!(
+        messages.last().unwrap()["content"],
+        "Read notes.txt and quote it"
+    );
+    // Gateway-side fields stay here; the cache key goes up (OpenAI chat takes it).
+    for key in ["client_metadata", "include", "store", "reasoning"] {
+        assert!(p.body.get(key).is_none(), "{key} forwarded: {}", p.body);
+    }
+    assert_eq!(p.body["prompt_cache_key"], req["prompt_cache_key"]);
+    assert_eq!(p.body["parallel_tool_calls"], true);
+    assert_eq!(p.body["tool_choice"], "auto");
+    assert!(!p.store);
+    assert_eq!(p.echo.reasoning["summary"], "auto");
+    // The echo keeps the tools as the client sent them.
+    assert_eq!(p.echo.tools, req["tools"]);
+}
+
+fn namespace_ctx() -> ResponseContext {
+    let p = plan(json!({"model": "m", "input": "x", "tools": [
+        {"type": "function", "name": "exec_command", "parameters": {"type": "object"}},
+        {"type": "namespace", "name": "multi_agent_v1", "description": "Sub-agents.", "tools": [
+            {"type": "function", "name": "spawn_agent", "parameters": {"type": "object"}}]},
+        {"type": "custom", "name": "apply_patch", "description": "Patch files.",
+         "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}},
+        {"type": "web_search", "external_web_access": true}]}));
+    assert_eq!(p.dropped, vec!["tools[3]:web_search"]);
+    assert_eq!(
+        p.body["tools"][2]["function"]["parameters"]["required"],
+        json!(["input"])
+    );
+    assert!(p.body["tools"][2]["function"]["description"]
+        .as_str()
+        .unwrap()
+        .contains("start: /.+/"));
+    ResponseContext::new("resp_abc", "demo-chat", 1_700_000_000, p.echo)
+}
+
+fn call_chunk(index: u64, id: &str, name: &str, args: &str) -> Value {
+    chunk(
+        json!({"tool_calls": [{"index": index, "id": id, "type": "function",
+            "function": {"name": name, "arguments": args}}]}),
+        None,
+    )
+}
+
+#[test]
+fn namespaced_and_custom_calls_are_named_back_in_the_stream() {
+    let mut b = StreamBuilder::new(namespace_ctx());
+    let mut out = Vec::new();
+    for c in [
+        call_chunk(0, "call_1", "multi_agent_v1__spawn_agent", "{\"task\":"),
+        chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"go\"}"}}]}),
+            None,
+        ),
+        call_chunk(1, "call_2", "apply_patch", "{\"input\":\"*** Begin"),
+        chunk(
+            json!({"tool_calls": [{"index": 1, "function": {"arguments": " Patch\"}"}}]}),
+            None,
+        ),
+        call_chunk(2, "call_3", "exec_command", "{}"),
+        chunk(json!({}), Some("tool_calls")),
+    ] {
+        b.push_chunk(&c, &mut out);
+    }
+    b.finish(Some(&usage_chunk()["usage"]), &mut out);
+    check_invariants(&out);
+    let added: Vec<&Value> = out
+        .iter()
+        .filter(|e| e.kind == "response.output_item.done")
+        .map(|e| &e.data["item"])
+        .collect();
+    assert_eq!(added[0]["type"], "function_call");
+    assert_eq!(added[0]["name"], "spawn_agent");
+    assert_eq!(added[0]["namespace"], "multi_agent_v1");
+    assert_eq!(added[0]["arguments"], "{\"task\":\"go\"}");
+    assert_eq!(added[1]["type"], "custom_tool_call");
+    assert_eq!(added[1]["name"], "apply_patch");
+    assert_eq!(added[1]["input"], "*** Begin Patch");
+    assert_eq!(added[1]["call_id"], "call_2");
+    assert!(added[1]["id"].as_str().unwrap().starts_with("ctc_"));
+    assert_eq!(added[2]["name"], "exec_command");
+    assert!(added[2].get("namespace").is_none());
+    // The custom call's input goes out as its own events, no function-call argument events.
+    let k = kinds(&out);
+    assert!(k.contains(&"response.custom_tool_call_input.done"));
+    let arg_deltas = out
+        .iter()
+        .filter(|e| e.kind == "response.function_call_arguments.delta")
+        .count();
+    assert_eq!(arg_deltas, 3, "spawn_agent twice, exec_command once");
+    let done = out
+        .iter()
+        .find(|e| e.kind == "response.function_call_arguments.done")
+        .unwrap();
+    assert_eq!(done.data["name"], "spawn_agent");
+    // The final response says the same.
+    let response = b.response();
+    assert_eq!(response["output"][0]["namespace"], "multi_agent_v1");
+    assert_eq!(response["output"][1]["input"], "*** Begin Patch");
+}
+
+#[test]
+fn namespaced_calls_are_named_back_in_a_whole_answer_and_the_chain() {
+    let completion = json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_1", "type": "function",
+                 "function": {"name": "multi_agent_v1__spawn_agent", "arguments": "{}"}},
+                {"id": "call_2", "type": "function",
+                 "function": {"name": "apply_patch", "arguments": "{\"input\":\"x\"}"}}]}}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+    });
+    let response = chat_completion_to_response(&completion, namespace_ctx());
+    assert_eq!(response["output"][0]["type"], "function_call");
+    assert_eq!(response["output"][0]["name"], "spawn_agent");
+    assert_eq!(response["output"][0]["namespace"], "multi_agent_v1");
+    assert_eq!(response["output"][1]["type"], "custom_tool_call");
+    assert_eq!(response["output"][1]["input"], "x");
+
+    // Stored for previous_response_id, the calls are chat calls under the chat names again.
+    let conv = conversation_after(&[json!({"role": "user", "content": "x"})], &response);
+    let calls = &conv[1]["tool_calls"];
+    assert_eq!(calls[0]["function"]["name"], "multi_agent_v1__spawn_agent");
+    assert_eq!(calls[1]["function"]["name"], "apply_patch");
+    assert_eq!(calls[1]["function"]["arguments"], "{\"input\":\"x\"}");
+}
+
+#[test]
+fn later_codex_turns_translate_with_what_a_chat_route_cannot_carry_reported() {
+    let p = plan(
+        json!({"model": "m", "store": false, "include": ["reasoning.encrypted_content"],
+        "input": [
+            {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "be brief"}]},
+            {"type": "message", "role": "user", "content": [
+                {"type": "input_text", "text": "read it"}, {"type": "input_video", "url": "v"}]},
+            {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "plan"}],
+             "encrypted_content": "gAAAA..."},
+            {"type": "function_call", "call_id": "c1", "name": "spawn_agent",
+             "namespace": "multi_agent_v1", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": [
+                {"type": "input_text", "text": "done"}, {"type": "input_image", "image_url": "data:"}]},
+            {"type": "custom_tool_call", "call_id": "c2", "name": "apply_patch", "input": "P"},
+            {"type": "custom_tool_call_output", "call_id": "c2", "output": "ok"},
+            {"type": "web_search_call", "id": "ws_1", "status": "completed",
+             "action": {"type": "search", "query": "q"}},
+            {"type": "message", "role": "user", "content": "next"}]}),
+    );
+    assert_eq!(
+        p.dropped,
+        vec![
+            "input[1].content[1]:input_video",
+            "input[2]:reasoning.encrypted_content",
+            "input[4].output[1]:input_image",
+            "input[7]:web_search_call",
+        ]
+    );
+    let m = p.messages();
+    assert_eq!(m[0], json!({"role": "system", "content": "be brief"}));
+    assert_eq!(m[1]["content"], "read it");
+    assert_eq!(
+        m[2]["tool_calls"][0]["function"]["name"],
+        "multi_agent_v1__spawn_agent"
+    );
+    assert_eq!(m[2]["reasoning_content"], "plan");
+    assert_eq!(
+        m[3],
+        json!({"role": "tool", "tool_call_id": "c1", "content": "done"})
+    );
+    assert_eq!(
+        m[4]["tool_calls"][0]["function"],
+        json!({"name": "apply_patch", "arguments": "{\"input\":\"P\"}"})
+    );
+    assert_eq!(
+        m[5],
+        json!({"role": "tool", "tool_call_id": "c2", "content": "ok"})
+    );
+    assert_eq!(m[6], json!({"role": "user", "content": "next"}));
+}
+
+#[test]
+fn tool_choice_names_namespaced_and_custom_tools_by_their_chat_names() {
+    let tools = json!([
+        {"type": "namespace", "name": "ns", "tools": [{"type": "function", "name": "f"}]},
+        {"type": "custom", "name": "c"},
+        {"type": "web_search"}]);
+    let p = plan(json!({"model": "m", "input": "x", "tools": tools,
+        "tool_choice": {"type": "function", "name": "f", "namespace": "ns"}}));
+    assert_eq!(
+        p.body["tool_choice"],
+        json!({"type": "function", "function": {"name": "ns__f"}})
+    );
+    let p = plan(json!({"model": "m", "input": "x", "tools": tools,
+        "tool_choice": {"type": "allowed_tools", "mode": "auto", "tools": [
+            {"type": "custom", "name": "c"}, {"type": "web_search"}]}}));
+    assert_eq!(
+        p.body["tool_choice"]["allowed_tools"]["tools"],
+        json!([{"type": "function", "function": {"name": "c"}}])
+    );
+    assert_eq!(
+        p.dropped,
+        vec!["tools[2]:web_search", "tool_choice.tools[1]:web_search"]
+    );
+    let e = err(json!({"model": "m", "input": "x", "tools": tools,
+        "tool_choice": {"type": "web_search"}}));
+    assert_eq!(e.param, "tool_choice");
 }

@@ -410,3 +410,172 @@ fn recorded_anthropic_streams() {
     }
     eprintln!("checked {checked} recorded Anthropic streams");
 }
+
+/// Every recorded OpenAI Responses stream, read as the native passthrough reads it: the deltas as
+/// chunks carrying exactly the recorded text, the usage of the terminal response, one `Done` (or
+/// the upstream's error) at the very end, and the finish reason its status says.
+#[test]
+fn recorded_responses_streams() {
+    let mut checked = 0;
+    for path in fixtures("openai", "responses-stream-") {
+        let name = path.display();
+        let events = sse_events(&path);
+        let mut d = UpstreamDecoder::new(Dialect::Responses, stamp());
+        let seen = run(&mut d, &events).unwrap_or_else(|_| panic!("{name}"));
+        let datas: Vec<Value> = events
+            .iter()
+            .filter_map(|e| serde_json::from_slice(&e.data).ok())
+            .collect();
+        let text_of = |kinds: &[&str]| -> String {
+            datas
+                .iter()
+                .filter(|v| kinds.contains(&v["type"].as_str().unwrap_or("")))
+                .filter_map(|v| v["delta"].as_str())
+                .collect()
+        };
+        let chunk_text = |key: &str| -> String {
+            seen.chunks
+                .iter()
+                .filter_map(|c| c["choices"][0]["delta"][key].as_str())
+                .collect()
+        };
+        assert_eq!(
+            chunk_text("content"),
+            text_of(&["response.output_text.delta", "response.refusal.delta"]),
+            "{name}"
+        );
+        assert_eq!(
+            chunk_text("reasoning_content"),
+            text_of(&[
+                "response.reasoning_summary_text.delta",
+                "response.reasoning_text.delta"
+            ]),
+            "{name}"
+        );
+        let args: String = seen
+            .chunks
+            .iter()
+            .filter_map(|c| {
+                c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str()
+            })
+            .collect();
+        assert_eq!(
+            args,
+            text_of(&["response.function_call_arguments.delta"]),
+            "{name}"
+        );
+        let terminal = datas
+            .iter()
+            .rev()
+            .find(|v| {
+                matches!(
+                    v["type"].as_str(),
+                    Some(
+                        "response.completed" | "response.incomplete" | "response.failed" | "error"
+                    )
+                )
+            })
+            .unwrap_or_else(|| panic!("{name}: no terminal event"));
+        match terminal["type"].as_str().unwrap() {
+            "response.failed" | "error" => {
+                assert_eq!(
+                    seen.kinds.last().map(String::as_str),
+                    Some("error"),
+                    "{name}"
+                );
+                assert!(!seen.problem.as_ref().unwrap().message.is_empty());
+            }
+            kind => {
+                assert_eq!(
+                    seen.kinds.last().map(String::as_str),
+                    Some("done"),
+                    "{name}"
+                );
+                let u = &terminal["response"]["usage"];
+                let usage = seen.usage.unwrap();
+                assert_eq!(
+                    usage.prompt_tokens,
+                    u["input_tokens"].as_u64().unwrap(),
+                    "{name}"
+                );
+                assert_eq!(
+                    usage.completion_tokens,
+                    u["output_tokens"].as_u64().unwrap()
+                );
+                assert_eq!(
+                    usage.reasoning_tokens,
+                    u["output_tokens_details"]["reasoning_tokens"]
+                        .as_u64()
+                        .unwrap_or(0)
+                );
+                let called = datas.iter().any(|v| {
+                    v["type"] == "response.output_item.added"
+                        && v["item"]["type"] == "function_call"
+                });
+                let want = match (kind, called) {
+                    ("response.incomplete", _) => "finish:length",
+                    (_, true) => "finish:tool_calls",
+                    _ => "finish:stop",
+                };
+                assert!(
+                    seen.kinds.iter().any(|k| k == want),
+                    "{name}: {:?}",
+                    seen.kinds
+                );
+            }
+        }
+        assert_eq!(
+            seen.kinds
+                .iter()
+                .filter(|k| *k == "done" || *k == "error")
+                .count(),
+            1,
+            "{name}"
+        );
+        checked += 1;
+    }
+    eprintln!("checked {checked} recorded Responses streams");
+}
+
+#[test]
+fn responses_error_shapes_and_garbage() {
+    // OpenAI's `error` event is followed by `response.failed`, which ends the stream with the
+    // error event's words.
+    let mut d = UpstreamDecoder::new(Dialect::Responses, stamp());
+    let seen = run(
+        &mut d,
+        &[
+            event(
+                Some("error"),
+                r#"{"type":"error","code":"rate_limit_exceeded","message":"slow down","param":null}"#,
+            ),
+            event(
+                Some("response.failed"),
+                r#"{"type":"response.failed","response":{"status":"failed","error":{"code":"x","message":"other"}}}"#,
+            ),
+        ],
+    )
+    .unwrap();
+    assert_eq!(seen.kinds, vec!["error"]);
+    assert_eq!(
+        seen.problem,
+        Some(UpstreamProblem {
+            message: "slow down".into(),
+            rate_limited: true
+        })
+    );
+    let mut d = UpstreamDecoder::new(Dialect::Responses, stamp());
+    let seen = run(
+        &mut d,
+        &[event(
+            Some("response.failed"),
+            r#"{"type":"response.failed","response":{"error":{"code":"server_error","message":"boom"}}}"#,
+        )],
+    )
+    .unwrap();
+    assert_eq!(seen.problem.unwrap().message, "boom");
+    let mut d = UpstreamDecoder::new(Dialect::Responses, stamp());
+    assert!(run(&mut d, &[event(None, "not json")]).is_err());
+    let mut d = UpstreamDecoder::new(Dialect::Responses, stamp());
+    assert!(run(&mut d, &[event(None, r#"{"no_type":1}"#)]).is_err());
+}
