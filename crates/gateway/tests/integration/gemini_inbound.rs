@@ -5,7 +5,8 @@
 //! answer; the recorded Gemini CLI request (`wire/tests/fixtures/gemini_cli_request.json`) on
 //! every dialect; `countTokens`; the model list; each way to send the key; Google-shaped 400, 401,
 //! 404 and in-stream errors; `x-switchyard-dropped` for Google's own tools; an early commit whose
-//! keep-alives never reach the client. And the official
+//! keep-alives never reach the client; an Anthropic route's signed thinking carried back in a call's
+//! `thoughtSignature`, as Gemini CLI returns it. And the official
 //! `@google/genai` Node SDK, the version Gemini CLI ships (tests/sdk/node/gemini.mjs: create,
 //! stream, thinking, tools, errors), against each dialect.
 
@@ -240,11 +241,11 @@ async fn a_sse_stream_on_each_dialect_is_gemini_events_billed_once_as_gemini_str
             "{model}"
         );
         assert!(row.cost.0 > 0, "{model}");
+        // The last event carries the usage with the billed cost, translated or passed through.
+        assert_eq!(cost_of(&last["usageMetadata"]), row.cost, "{model}");
         let sent = mock.requests().last().unwrap().clone();
         match model {
-            // Translated: the last event carries the usage with the billed cost.
             "m" | "claude" => {
-                assert_eq!(cost_of(&usage), row.cost, "{model}");
                 assert_eq!(last["modelVersion"], model);
                 assert!(ev[..ev.len() - 1]
                     .iter()
@@ -292,10 +293,9 @@ async fn without_alt_sse_the_stream_is_one_json_array() {
         let s = said(&ev);
         assert_eq!(s.text, CONTENT_WORDS.concat(), "{model}");
         assert_eq!(s.finish.as_deref(), Some("STOP"), "{model}");
-        assert_eq!(
-            entry(&gw, &id).await.request_type.as_deref(),
-            Some("gemini.stream")
-        );
+        let row = entry(&gw, &id).await;
+        assert_eq!(row.request_type.as_deref(), Some("gemini.stream"));
+        assert_eq!(cost_of(&usage_of(&ev)), row.cost, "{model}");
     }
 }
 
@@ -743,4 +743,67 @@ max_attempts = 2
         }
     }
     harness::released(&gw).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_anthropic_routes_signed_thinking_comes_back_with_the_call_as_gemini_cli_sends_it() {
+    let more = r#"
+[models."claude-think-tools"]
+routes = ["anthropic/mock-claude@reasoning=3,tool_calls=1"]
+input_price = "3.00"
+output_price = "15.00"
+"#;
+    let (gw, mock) = start_with("", more).await;
+    let thinking = json!({"includeThoughts": true, "thinkingBudget": 2048});
+    let tools = json!([{"functionDeclarations": [{"name": "read_file",
+        "parametersJsonSchema": {"type": "object", "properties": {"path": {"type": "string"}}}}]}]);
+    let first = json!({"contents": [{"role": "user", "parts": [{"text": "read it"}]}],
+        "tools": tools, "generationConfig": {"thinkingConfig": thinking}});
+    let resp = post(
+        &gw,
+        "/v1beta/models/claude-think-tools:streamGenerateContent?alt=sse",
+    )
+    .json(&first)
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    let ev = sse_events(&resp.text().await.unwrap());
+    let call_part = ev
+        .iter()
+        .flat_map(|e| {
+            e["candidates"][0]["content"]["parts"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .find(|p| p.get("functionCall").is_some())
+        .expect("a function call");
+    assert!(call_part["thoughtSignature"].is_string(), "{call_part}");
+    // Gemini CLI keeps the call part (signature included) and drops the thought parts.
+    let second = json!({"contents": [
+        {"role": "user", "parts": [{"text": "read it"}]},
+        {"role": "model", "parts": [call_part.clone()]},
+        {"role": "user", "parts": [{"functionResponse": {"id": call_part["functionCall"]["id"],
+            "name": call_part["functionCall"]["name"], "response": {"output": "the notes"}}}]}],
+        "tools": tools, "generationConfig": {"thinkingConfig": thinking}});
+    let resp = post(
+        &gw,
+        "/v1beta/models/claude-think-tools:streamGenerateContent?alt=sse",
+    )
+    .json(&second)
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    sse_events(&resp.text().await.unwrap());
+    let sent = mock.requests().last().unwrap().body.clone();
+    let assistant = &sent["messages"][1];
+    assert_eq!(assistant["role"], "assistant");
+    assert_eq!(assistant["content"][0]["type"], "thinking", "{assistant}");
+    assert!(
+        assistant["content"][0]["signature"].is_string(),
+        "{assistant}"
+    );
+    assert_eq!(assistant["content"][1]["type"], "tool_use", "{assistant}");
 }
