@@ -567,6 +567,9 @@ struct InputConverter {
     messages: Vec<Value>,
     /// Reasoning summary text waiting for the next assistant message.
     pending_reasoning: Option<String>,
+    /// The signature of `pending_reasoning` when it is an Anthropic route's signed thinking the
+    /// gateway carried in `encrypted_content` (`reasoning_carrier`).
+    pending_signature: Option<String>,
     /// Whether the last message is an assistant message that later function calls may join.
     assistant_open: bool,
     /// What was skipped, one note each (see [`ChatPlan::dropped`]).
@@ -579,6 +582,7 @@ impl InputConverter {
             param,
             messages: Vec::new(),
             pending_reasoning: None,
+            pending_signature: None,
             assistant_open: false,
             dropped: Vec::new(),
         }
@@ -659,8 +663,16 @@ impl InputConverter {
                         text.push_str(t);
                     }
                 }
-                // The ciphertext only means something to the provider that made it.
-                if obj.get("encrypted_content").is_some_and(|v| !v.is_null()) {
+                let carried = obj
+                    .get("encrypted_content")
+                    .and_then(Value::as_str)
+                    .and_then(crate::reasoning_carrier::unpack);
+                if let Some((thinking, signature)) = carried {
+                    // An Anthropic route's signed thinking the gateway carried: it goes back.
+                    text = thinking;
+                    self.pending_signature = Some(signature);
+                } else if obj.get("encrypted_content").is_some_and(|v| !v.is_null()) {
+                    // Another provider's ciphertext only means something to the one that made it.
                     self.dropped.push(format!("{at}:reasoning.encrypted_content"));
                 }
                 if !text.is_empty() {
@@ -703,6 +715,9 @@ impl InputConverter {
             }
             if let Some(r) = self.pending_reasoning.take() {
                 last.insert("reasoning_content".into(), Value::String(r));
+            }
+            if let Some(sig) = self.pending_signature.take() {
+                last.insert("reasoning_signature".into(), Value::String(sig));
             }
         }
     }
@@ -798,6 +813,7 @@ impl InputConverter {
         self.assistant_open = role == "assistant";
         if role != "assistant" {
             self.pending_reasoning = None;
+            self.pending_signature = None;
         }
         self.messages.push(Value::Object(msg));
         Ok(())

@@ -171,6 +171,8 @@ struct ArgumentsDelta<'a> {
 struct ChoiceParts<'a> {
     /// Each of these is non-empty when set.
     reasoning: Option<&'a str>,
+    /// An Anthropic thinking block's signature (the gateway's `reasoning_signature` extension).
+    signature: Option<&'a str>,
     content: Option<&'a str>,
     refusal: Option<&'a str>,
     tool_calls: Vec<CallParts<'a>>,
@@ -239,6 +241,9 @@ struct Part {
 enum ItemBody {
     Reasoning {
         text: String,
+        /// An Anthropic route's signature of this thinking: the item then carries both as its
+        /// `encrypted_content` (`reasoning_carrier`), which the client sends back next turn.
+        signature: Option<String>,
     },
     Message {
         parts: Vec<Part>,
@@ -285,14 +290,18 @@ impl Serialize for Item {
         let open = self.status == "in_progress";
         let none: [u8; 0] = [];
         match &self.body {
-            ItemBody::Reasoning { text } => {
-                let mut m = s.serialize_struct("Item", 3)?;
+            ItemBody::Reasoning { text, signature } => {
+                let mut m = s.serialize_struct("Item", 4)?;
                 m.serialize_field("id", &self.id)?;
                 m.serialize_field("type", "reasoning")?;
                 if open {
                     m.serialize_field("summary", &none)?;
                 } else {
                     m.serialize_field("summary", &[SummaryPart::new(text)])?;
+                    if let Some(sig) = signature {
+                        let carried = crate::reasoning_carrier::pack(text, sig);
+                        m.serialize_field("encrypted_content", &carried)?;
+                    }
                 }
                 m.end()
             }
@@ -588,6 +597,7 @@ impl StreamBuilder {
         if let Some(delta) = choice.get("delta").or_else(|| choice.get("message")) {
             parts.reasoning = non_empty(delta.get("reasoning_content"))
                 .or_else(|| non_empty(delta.get("reasoning")));
+            parts.signature = non_empty(delta.get("reasoning_signature"));
             parts.content = non_empty(delta.get("content"));
             parts.refusal = non_empty(delta.get("refusal"));
             if let Some(calls) = delta.get("tool_calls").and_then(Value::as_array) {
@@ -629,6 +639,7 @@ impl StreamBuilder {
         let parts = ChoiceParts {
             reasoning: non_empty_str(d.reasoning_content.as_deref())
                 .or_else(|| non_empty_str(d.reasoning.as_deref())),
+            signature: non_empty_str(d.reasoning_signature.as_deref()),
             content: non_empty_str(d.content.as_deref()),
             refusal: non_empty_str(d.refusal.as_deref()),
             tool_calls: d
@@ -658,7 +669,8 @@ impl StreamBuilder {
             ..ChoiceParts::default()
         };
         match &chunk.delta {
-            Delta::Empty | Delta::ReasoningSignature(_) => {}
+            Delta::Empty => {}
+            Delta::ReasoningSignature(sig) => parts.signature = non_empty_str(Some(sig)),
             Delta::Content(t) => parts.content = non_empty_str(Some(t)),
             Delta::ReasoningContent(t) => parts.reasoning = non_empty_str(Some(t)),
             Delta::ToolCallStart { index, id, name } => parts.tool_calls.push(CallParts {
@@ -715,6 +727,17 @@ impl StreamBuilder {
     fn push_choice(&mut self, parts: ChoiceParts<'_>, out: &mut Sink<'_>) {
         if let Some(r) = parts.reasoning {
             self.reasoning_delta(r, out);
+        }
+        if let Some(sig) = parts.signature {
+            // It closes the thinking it signs, still the open item.
+            if let Some(ItemBody::Reasoning { signature, .. }) = self
+                .items
+                .last_mut()
+                .filter(|_| self.item_open)
+                .map(|i| &mut i.body)
+            {
+                *signature = Some(sig.to_owned());
+            }
         }
         if let Some(text) = parts.content {
             self.message_delta(PartKind::Text, text, out);
@@ -932,7 +955,7 @@ impl StreamBuilder {
         let item = &self.items[index];
         let seq = &mut self.seq;
         match &item.body {
-            ItemBody::Reasoning { text } => {
+            ItemBody::Reasoning { text, .. } => {
                 emit(
                     seq,
                     out,
@@ -1081,6 +1104,7 @@ impl StreamBuilder {
                 "rs",
                 ItemBody::Reasoning {
                     text: String::new(),
+                    signature: None,
                 },
                 out,
             );
@@ -1099,7 +1123,7 @@ impl StreamBuilder {
         }
         let index = self.items.len() - 1;
         let item = &mut self.items[index];
-        if let ItemBody::Reasoning { text } = &mut item.body {
+        if let ItemBody::Reasoning { text, .. } = &mut item.body {
             text.push_str(delta);
         }
         emit(

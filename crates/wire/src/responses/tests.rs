@@ -1218,3 +1218,44 @@ fn tool_choice_names_namespaced_and_custom_tools_by_their_chat_names() {
         "tool_choice": {"type": "web_search"}}));
     assert_eq!(e.param, "tool_choice");
 }
+
+#[test]
+fn an_anthropic_routes_signed_thinking_rides_in_encrypted_content_and_comes_back() {
+    let (events, response) = run(&[
+        chunk(
+            json!({"role": "assistant", "reasoning_content": "Read it."}),
+            None,
+        ),
+        chunk(json!({"reasoning_signature": "SIG=="}), None),
+        chunk(
+            json!({"tool_calls": [{"index": 0, "id": "toolu_1", "type": "function",
+                   "function": {"name": "exec_command", "arguments": "{\"cmd\":\"cat a\"}"}}]}),
+            None,
+        ),
+        chunk(json!({}), Some("tool_calls")),
+        usage_chunk(),
+    ]);
+    let done = events
+        .iter()
+        .find(|e| e.kind == "response.output_item.done" && e.data["item"]["type"] == "reasoning")
+        .unwrap();
+    let carried = done.data["item"]["encrypted_content"].as_str().unwrap();
+    assert_eq!(
+        crate::reasoning_carrier::unpack(carried),
+        Some(("Read it.".into(), "SIG==".into()))
+    );
+    assert_eq!(response["output"][0]["encrypted_content"], carried);
+    // Codex sends the items back with the output (store: false): the chat turn signs its thinking.
+    let input = json!([
+        {"type": "message", "role": "user", "content": "read a"},
+        response["output"][0].clone(),
+        response["output"][1].clone(),
+        {"type": "function_call_output", "call_id": "toolu_1", "output": "hello"},
+    ]);
+    let plan =
+        request_to_chat(&json!({"model": "m", "store": false, "input": input}), &[]).unwrap();
+    let assistant = &plan.messages()[1];
+    assert_eq!(assistant["reasoning_content"], "Read it.");
+    assert_eq!(assistant["reasoning_signature"], "SIG==");
+    assert!(plan.dropped.is_empty(), "{:?}", plan.dropped);
+}
