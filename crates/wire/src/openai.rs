@@ -249,6 +249,36 @@ impl ChatRequest {
         })
     }
 
+    /// [`Self::upstream_body`] for a request translated from another client dialect, sent to an
+    /// OpenAI-dialect route: strict in what it sends, it leaves out the gateway's own carriers
+    /// that only other dialects read (`thinking`, and `reasoning_content`, `reasoning_signature`
+    /// and `thinking_blocks` on messages), and `reasoning_effort` unless the route's model
+    /// reasons (`reasoning`), so a model that does not think is never asked to.
+    pub fn translated_upstream_body(&self, upstream_model: &str, reasoning: bool) -> Vec<u8> {
+        let mut body = self.body.clone();
+        body.remove("thinking");
+        if !reasoning {
+            body.remove("reasoning_effort");
+        }
+        if let Some(Value::Array(messages)) = body.get_mut("messages") {
+            for m in messages.iter_mut().filter_map(Value::as_object_mut) {
+                for k in [
+                    "reasoning_content",
+                    "reasoning_signature",
+                    "thinking_blocks",
+                ] {
+                    m.remove(k);
+                }
+            }
+        }
+        let stripped = ChatRequest {
+            body,
+            native: None,
+            ..self.clone()
+        };
+        stripped.upstream_body(upstream_model)
+    }
+
     /// The body to send upstream: the client's body with the upstream model name, and when
     /// streaming, `stream_options.include_usage` set so that the upstream reports usage.
     pub fn upstream_body(&self, upstream_model: &str) -> Vec<u8> {

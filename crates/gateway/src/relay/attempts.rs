@@ -603,6 +603,14 @@ fn upstream_body(gw: &Gateway, route: &Route, job: Job<'_>) -> Result<Vec<u8>, R
         });
     }
     match kind_of(gw, route) {
+        ProviderKind::OpenAi | ProviderKind::DeepSeek if req.native.is_some() => {
+            let reasoning = gw
+                .config
+                .models
+                .get(&route.model)
+                .is_some_and(|m| m.reasoning);
+            Ok(req.translated_upstream_body(&route.upstream_model, reasoning))
+        }
         ProviderKind::OpenAi | ProviderKind::DeepSeek => {
             Ok(req.upstream_body(&route.upstream_model))
         }

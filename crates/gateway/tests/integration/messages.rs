@@ -791,3 +791,44 @@ async fn claude_code_2_1_system_messages_and_server_tools_are_served_on_both_dia
         }
     }
 }
+
+/// Strict out: a Messages request with thinking, translated for an OpenAI-dialect route whose
+/// model does not reason, carries none of the gateway's own carriers (`thinking`, a signed
+/// thinking's `reasoning_signature`, `thinking_blocks`, `reasoning_content`) nor a
+/// `reasoning_effort` the model would refuse; a reasoning model still gets the effort.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_translated_request_sends_an_openai_route_only_what_it_asked_for() {
+    let (gw, mock) = start("").await;
+    for (model, effort) in [("m", None), ("m-think", Some("low"))] {
+        let body = json!({
+            "model": model, "max_tokens": 4096,
+            "thinking": {"type": "enabled", "budget_tokens": 2048},
+            "messages": [
+                {"role": "user", "content": "read a"},
+                {"role": "assistant", "content": [
+                    {"type": "thinking", "thinking": "I will read it.", "signature": "SIG"},
+                    {"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {"file_path": "a"}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "hello"}]},
+            ],
+            "tools": [{"name": "Read", "input_schema": {"type": "object"}}],
+        });
+        let resp = post(&gw, &body).await;
+        assert_eq!(resp.status(), 200, "{model}");
+        let _ = resp.text().await.unwrap();
+        let sent = mock.requests().last().unwrap().body.clone();
+        assert!(sent.get("thinking").is_none(), "{model}: {sent}");
+        assert_eq!(sent["reasoning_effort"].as_str(), effort, "{model}");
+        let assistant = &sent["messages"][1];
+        assert_eq!(assistant["role"], "assistant");
+        for carrier in [
+            "reasoning_content",
+            "reasoning_signature",
+            "thinking_blocks",
+        ] {
+            assert!(
+                assistant.get(carrier).is_none(),
+                "{model}: {carrier} in {assistant}"
+            );
+        }
+    }
+}

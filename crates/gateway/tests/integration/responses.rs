@@ -83,8 +83,14 @@ api_key = "upstream-secret-key"
                     _ => format!("\"{provider}/{upstream}{s}\""),
                 })
                 .collect();
+            // A thinking model says so: only then is a translated request's effort sent to it.
+            let reasoning = if behaviour == "think" {
+                "reasoning = true\n"
+            } else {
+                ""
+            };
             text.push_str(&format!(
-                "\n[models.\"{model}\"]\nroutes = [{}]\ninput_price = \"{}\"\noutput_price = \"{}\"\n",
+                "\n[models.\"{model}\"]\nroutes = [{}]\ninput_price = \"{}\"\noutput_price = \"{}\"\n{reasoning}",
                 routes.join(", "),
                 prices.0,
                 prices.1
