@@ -539,3 +539,70 @@ fn the_recorded_agent_bodies_are_a_first_and_a_second_turn() {
         );
     }
 }
+
+/// Each agent's recorded first and second turn (`fixtures/agents/`), replayed as recorded through a
+/// route of each upstream dialect: served (200), billed once, and answered as the loop expects (the
+/// first turn with a call to the agent's read or shell tool, the second quoting the tool's result).
+/// Needs no agent installed: these are the agents' own bodies.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_recorded_turns_replay_through_every_dialect() {
+    let turns = |agent: &str| {
+        ["first_turn", "second_turn"].map(|turn| {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+                "tests/integration/fixtures/agents/{agent}/{turn}.json"
+            ));
+            serde_json::from_slice::<Value>(&std::fs::read(&path).unwrap()).unwrap()
+        })
+    };
+    for upstream in [
+        Upstream::Chat,
+        Upstream::Responses,
+        Upstream::Anthropic,
+        Upstream::Gemini,
+    ] {
+        for (agent, dir, tool) in [
+            (Agent::ClaudeCode, "claude_code", "Read"),
+            (Agent::Codex, "codex", "exec_command"),
+            (Agent::GeminiCli, "gemini_cli", "read_file"),
+        ] {
+            let mock = MockUpstream::start().await.unwrap();
+            let gw = harness::start(&config(&mock, agent, upstream)).await;
+            for (n, mut body) in turns(dir).into_iter().enumerate() {
+                let label = format!("{agent:?} turn {} via {upstream:?}", n + 1);
+                let http = harness::client();
+                let req = match agent {
+                    Agent::ClaudeCode => {
+                        body["model"] = json!(agent.model());
+                        http.post(gw.url("/v1/messages?beta=true"))
+                            .header("x-api-key", &gw.key)
+                            .header("anthropic-version", "2023-06-01")
+                    }
+                    Agent::Codex => {
+                        body["model"] = json!(agent.model());
+                        http.post(gw.url("/v1/responses")).bearer_auth(&gw.key)
+                    }
+                    Agent::GeminiCli => http
+                        .post(gw.url(&format!(
+                            "/v1beta/models/{}:streamGenerateContent?alt=sse",
+                            agent.model()
+                        )))
+                        .header("x-goog-api-key", &gw.key),
+                };
+                let resp = req.json(&body).send().await.unwrap();
+                assert_eq!(resp.status(), 200, "{label}");
+                let id = harness::request_id(&resp);
+                let text = resp.text().await.unwrap();
+                if n == 0 {
+                    assert!(text.contains(&format!("\"{tool}\"")), "{label}: {text}");
+                } else {
+                    assert!(text.contains("says"), "{label}: {text}");
+                }
+                let entry = gw.gw.ledger.wait_for_entry(&id, WAIT).await.unwrap();
+                let entry = entry.unwrap_or_else(|| panic!("{label}: no entry"));
+                assert_eq!(entry.status, Some(200), "{label}");
+                assert!(entry.cost > Nanos::ZERO, "{label}");
+            }
+            assert_eq!(mock.requests().len(), 2, "{agent:?} via {upstream:?}");
+        }
+    }
+}
