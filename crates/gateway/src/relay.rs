@@ -359,6 +359,25 @@ pub(crate) async fn chat_parsed(
     }
 }
 
+/// The tokenizer's estimate of a translated request's prompt (`chat_body`, its chat translation:
+/// system, turns, tool results; tool schemas are not counted), for the count-tokens endpoints of
+/// other dialects. The model must exist and be allowed for the key.
+pub(crate) async fn count_prompt_tokens(
+    gw: &Arc<Gateway>,
+    caller: &Caller,
+    model: &str,
+    chat_body: &Value,
+) -> Result<u64, RelayError> {
+    admission::model_for(gw, caller, model)?;
+    let chat_body = serde_json::to_vec(chat_body).unwrap_or_default();
+    let req = ChatRequest::parse(&chat_body).map_err(RelayError::BadRequest)?;
+    let prompt = tokens::PromptSource::prompt(&req);
+    let model = model.to_owned();
+    tokio::task::spawn_blocking(move || tokens::prompt_tokens(&model, &prompt))
+        .await
+        .map_err(|_| RelayError::UpstreamFailed("the token count failed".into()))
+}
+
 /// A non-streamed answer: adds `usage.cost`, settles, and returns the body to send once its
 /// entry is durable. `Err` when the entry could not be made durable. With `native` (a route's
 /// own answer in the client's dialect, e.g. an Anthropic Message for a Messages request) `body`

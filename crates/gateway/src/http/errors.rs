@@ -1,7 +1,7 @@
 //! The one match from every error the gateway can produce to an HTTP status and an OpenAI-shaped
 //! body `{"error":{"message","type","param","code"}}`. Constructing an error logs nothing.
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
@@ -186,6 +186,40 @@ impl IntoResponse for ApiError {
         }
         resp
     }
+}
+
+/// How much of an error body a dialect's rewrite reads (ours are small).
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+/// An OpenAI-shaped error response as another dialect's: `shape` makes the body from the status
+/// and the error's message (the status's reason when it has none); the status and headers are
+/// kept, the body's length and encoding headers dropped, `content_type` set.
+pub(super) async fn reshaped_error(
+    resp: Response,
+    content_type: &'static str,
+    shape: impl FnOnce(u16, &str) -> serde_json::Value,
+) -> Response {
+    let (mut parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, ERROR_BODY_LIMIT)
+        .await
+        .unwrap_or_default();
+    let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| {
+            parts
+                .status
+                .canonical_reason()
+                .unwrap_or("error")
+                .to_owned()
+        });
+    let body = shape(parts.status.as_u16(), &message);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::CONTENT_ENCODING);
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    Response::from_parts(parts, axum::body::Body::from(body.to_string()))
 }
 
 /// The `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` headers, as OpenAI sends them.

@@ -25,9 +25,6 @@ use crate::auth::{AuthError, Caller};
 use crate::config::{ModelConfig, ModelKind};
 use crate::relay::gemini;
 
-/// The largest error body rewritten into Google's shape (the gateway's are far smaller).
-const ERROR_BODY_LIMIT: usize = 64 * 1024;
-
 /// The methods a model offers here, as `supportedGenerationMethods` names them.
 const METHODS: [&str; 3] = ["generateContent", "streamGenerateContent", "countTokens"];
 
@@ -249,28 +246,7 @@ async fn google_shaped(resp: Response) -> Response {
     if resp.status().is_success() {
         return resp;
     }
-    let (mut parts, body) = resp.into_parts();
-    let bytes = axum::body::to_bytes(body, ERROR_BODY_LIMIT)
-        .await
-        .unwrap_or_default();
-    let message = serde_json::from_slice::<Value>(&bytes)
-        .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| {
-            parts
-                .status
-                .canonical_reason()
-                .unwrap_or("error")
-                .to_owned()
-        });
-    let body = error_body(parts.status.as_u16(), &message);
-    parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.remove(header::CONTENT_ENCODING);
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=UTF-8"),
-    );
-    Response::from_parts(parts, Body::from(body.to_string()))
+    super::errors::reshaped_error(resp, "application/json; charset=UTF-8", error_body).await
 }
 
 #[cfg(test)]

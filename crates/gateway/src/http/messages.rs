@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use switchyard_wire::anthropic::inbound::{error_body, error_type_for_status};
@@ -15,9 +15,6 @@ use switchyard_wire::anthropic::inbound::{error_body, error_type_for_status};
 use super::{caller, read_body, ApiError};
 use crate::app::Gateway;
 use crate::relay::messages;
-
-/// The largest error body rewritten into the Anthropic shape (the gateway's are far smaller).
-const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 /// `POST /messages`.
 pub async fn create(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
@@ -72,25 +69,9 @@ async fn anthropic_shaped(resp: Response) -> Response {
     if parts.status.is_success() {
         return Response::from_parts(parts, body);
     }
-    let bytes = axum::body::to_bytes(body, ERROR_BODY_LIMIT)
-        .await
-        .unwrap_or_default();
-    let message = serde_json::from_slice::<Value>(&bytes)
-        .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| {
-            parts
-                .status
-                .canonical_reason()
-                .unwrap_or("error")
-                .to_owned()
-        });
-    let body = error_body(error_type_for_status(parts.status.as_u16()), &message);
-    parts.headers.remove(header::CONTENT_LENGTH);
-    parts.headers.remove(header::CONTENT_ENCODING);
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Response::from_parts(parts, Body::from(body.to_string()))
+    let resp = Response::from_parts(parts, body);
+    super::errors::reshaped_error(resp, "application/json", |status, message| {
+        error_body(error_type_for_status(status), message)
+    })
+    .await
 }

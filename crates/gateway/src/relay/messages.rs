@@ -16,13 +16,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::Value;
 use switchyard_wire::anthropic::inbound::{messages_to_chat, ChatPlan, MessagesStream};
-use switchyard_wire::openai::{ChatRequest, NativeBody, NativeDialect, RequestError};
+use switchyard_wire::openai::{NativeBody, NativeDialect, RequestError};
 
 use crate::app::Gateway;
 use crate::auth::{new_id, Caller};
 use crate::relay::client_encoder::Encoder;
-use crate::relay::tokens::{self, PromptSource};
-use crate::relay::{admission, chat_for, ChatReply, RelayError, RequestIds};
+use crate::relay::{chat_for, count_prompt_tokens, ChatReply, RelayError, RequestIds};
 
 fn plan(body: &[u8], count_only: bool) -> Result<(ChatPlan, Value), RelayError> {
     let mut raw: Value = serde_json::from_slice(body).map_err(|e| {
@@ -73,13 +72,6 @@ pub async fn count_tokens(
     body: Bytes,
 ) -> Result<Value, RelayError> {
     let (plan, _) = plan(&body, true)?;
-    admission::model_for(gw, caller, &plan.model)?;
-    let chat_body = serde_json::to_vec(&plan.body).unwrap_or_default();
-    let req = ChatRequest::parse(&chat_body).map_err(RelayError::BadRequest)?;
-    let prompt = req.prompt();
-    let model = plan.model.clone();
-    let n = tokio::task::spawn_blocking(move || tokens::prompt_tokens(&model, &prompt))
-        .await
-        .map_err(|_| RelayError::UpstreamFailed("the token count failed".into()))?;
+    let n = count_prompt_tokens(gw, caller, &plan.model, &plan.body).await?;
     Ok(serde_json::json!({ "input_tokens": n }))
 }
