@@ -465,6 +465,7 @@ fn entry(run: &str, i: usize, key_id: &str) -> UsageEntry {
         upstream_status: None,
         status: None,
         error_text: None,
+        dropped: Vec::new(),
         request_type: None,
     }
 }

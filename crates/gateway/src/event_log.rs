@@ -81,6 +81,8 @@ struct Line<'a> {
     cached_tokens: u64,
     completion_tokens: u64,
     cost: String,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    dropped: &'a [String],
     duration_ms: i64,
     end_reason: &'a str,
     error_text: Option<&'a str>,
@@ -107,6 +109,7 @@ fn line(e: &UsageEntry, last4: Option<&str>) -> String {
         cached_tokens: e.cached_tokens,
         completion_tokens: e.completion_tokens,
         cost: e.cost.to_string(),
+        dropped: &e.dropped,
         duration_ms: e.duration_ms,
         end_reason: e.end_reason.as_str(),
         error_text: e.error_text.as_deref(),

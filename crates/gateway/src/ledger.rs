@@ -254,6 +254,10 @@ pub struct UsageEntry {
     /// at most `ERROR_TEXT_MAX` characters.
     #[serde(default)]
     pub error_text: Option<String>,
+    /// What the serving route's dialect could not carry and the translation left out (e.g.
+    /// `tools.4:web_search`); for the event log, not a database column.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<String>,
     /// `chat`, `chat.stream`, `responses`, `responses.stream`, `messages`, `messages.stream` or `embeddings`.
     #[serde(default)]
     pub request_type: Option<String>,

@@ -448,6 +448,7 @@ pub fn interrupted(a: &AdmitRecord, p: Option<&ProgressRecord>) -> UsageEntry {
         upstream_status: None,
         status: None,
         error_text: None,
+        dropped: Vec::new(),
         request_type: None,
         prompt_tokens: usage.prompt_tokens,
         completion_tokens: usage.completion_tokens,

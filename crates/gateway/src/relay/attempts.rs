@@ -474,6 +474,7 @@ fn opened(
             .unwrap_or_default(),
         _ => Vec::new(),
     };
+    settlement.meter.dropped_parts(&dropped);
     if !dropped.is_empty() {
         tracing::info!(
             route = %cand.key,

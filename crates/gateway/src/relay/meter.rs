@@ -45,6 +45,8 @@ pub struct Meter {
     messages_api: bool,
     /// A Gemini `generateContent` request served over chat (`relay::gemini`).
     gemini_api: bool,
+    /// What the serving route's dialect could not carry (`Served::dropped`).
+    dropped: Vec<String>,
     /// `embeddings` for `/v1/embeddings`.
     embeddings_api: bool,
     /// `completions` for `/v1/completions` (served over chat).
@@ -263,6 +265,15 @@ impl Meter {
 
     pub fn is_messages_api(&self) -> bool {
         self.messages_api
+    }
+
+    /// What the serving route's dialect could not carry and the translation left out.
+    pub fn dropped_parts(&mut self, dropped: &[String]) {
+        self.dropped = dropped.to_vec();
+    }
+
+    pub fn dropped(&self) -> &[String] {
+        &self.dropped
     }
 
     /// The request came through Google's own API (`/v1beta/models/{model}:generateContent`).

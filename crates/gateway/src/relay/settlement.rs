@@ -207,6 +207,7 @@ fn entry(a: &Admission, meter: &Meter, end: EndReason, settled: &Settled) -> Usa
             None => 200,
         }),
         error_text: meter.failure().map(|(_, text)| text.clone()),
+        dropped: meter.dropped().to_vec(),
         request_type: Some(request_type(meter, a.stream).to_owned()),
     }
 }

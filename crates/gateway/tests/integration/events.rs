@@ -192,9 +192,28 @@ async fn the_event_log_file_gets_one_line_per_request() {
         ids.push(request_id(&resp));
         completions.push_str(&resp.text().await.unwrap());
     }
+    // A Messages request with a server tool, on an OpenAI-dialect route: the line names what the
+    // route could not carry.
+    let resp = crate::harness::client()
+        .post(gw.url("/v1/messages"))
+        .header("x-api-key", &gw.key)
+        .json(
+            &json!({"model": "m", "max_tokens": 64, "messages": user(PROMPT),
+                      "tools": [{"name": "Read", "input_schema": {"type": "object"}},
+                                {"type": "web_search_20250305", "name": "web_search"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()["x-switchyard-dropped"],
+        "tools.1:web_search_20250305"
+    );
+    let translated = request_id(&resp);
+    completions.push_str(&resp.text().await.unwrap());
     let read = || std::fs::read_to_string(&path).unwrap_or_default();
-    crate::harness::until("three lines in the event log", WAIT, || {
-        read().lines().count() >= 3
+    crate::harness::until("four lines in the event log", WAIT, || {
+        read().lines().count() >= 4
     })
     .await;
     let text = read();
@@ -202,7 +221,13 @@ async fn the_event_log_file_gets_one_line_per_request() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines.len(), 4, "{text}");
+    let dropped = lines
+        .iter()
+        .find(|l| l["request_id"] == translated)
+        .unwrap();
+    assert_eq!(dropped["dropped"], json!(["tools.1:web_search_20250305"]));
+    assert_eq!(dropped["request_type"], "messages");
     let logged: Vec<&str> = lines
         .iter()
         .map(|l| l["request_id"].as_str().unwrap())
@@ -228,6 +253,7 @@ async fn the_event_log_file_gets_one_line_per_request() {
     let plain = lines.iter().find(|l| l["request_id"] == ids[1]).unwrap();
     assert_eq!(plain["request_type"], "chat");
     assert_eq!(plain["status"], 200);
+    assert!(plain.get("dropped").is_none(), "{plain}");
     assert!(!text.contains(&gw.key));
     assert!(!text.contains("nightingale"));
     // The mock's answer ("the quick brown fox jumps over …") never reaches the log.

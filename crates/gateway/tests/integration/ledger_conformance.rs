@@ -179,6 +179,7 @@ fn entry(request_id: &str, key_id: &str, model: &str, cost: i64, at: i64) -> Usa
         upstream_status: None,
         status: None,
         error_text: None,
+        dropped: Vec::new(),
         request_type: None,
     }
 }

@@ -552,6 +552,7 @@ fn entry(i: usize, key: &str, cost: i64, end: EndReason) -> UsageEntry {
         upstream_status: None,
         status: None,
         error_text: None,
+        dropped: Vec::new(),
         request_type: None,
     }
 }
