@@ -271,10 +271,14 @@ impl ChatRequest {
                 }
             }
         }
+        // Built field by field: `..self.clone()` would copy the whole body a second time.
         let stripped = ChatRequest {
             body,
+            model: self.model.clone(),
+            stream: self.stream,
+            include_usage: self.include_usage,
+            max_tokens: self.max_tokens,
             native: None,
-            ..self.clone()
         };
         stripped.upstream_body(upstream_model)
     }

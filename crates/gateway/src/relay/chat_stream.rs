@@ -242,7 +242,7 @@ impl ChatStream {
                 // Google's error is a data event of its own; the failure writes ours instead.
             } else if native.delta.is_some() {
                 self.encoder.raw(&event.raw, data, &mut native.tail);
-            } else if memchr_finish(data) {
+            } else if carries_finish_reason(data) {
                 // The finishing event carries the whole usage: it gains the cost, as Anthropic's
                 // `message_delta` does, and waits for it.
                 native.delta = Some(data.clone());
@@ -441,7 +441,7 @@ impl ChatStream {
 }
 
 /// Whether a Gemini event's data carries a `finishReason` (its last event does).
-fn memchr_finish(data: &[u8]) -> bool {
+fn carries_finish_reason(data: &[u8]) -> bool {
     data.windows(14).any(|w| w == b"\"finishReason\"")
 }
 
