@@ -33,7 +33,7 @@ use crate::app::Gateway;
 use crate::auth::Caller;
 use crate::ledger::EndReason;
 use crate::relay::attempts::Opened;
-use crate::relay::chat_stream::ChatStream;
+use crate::relay::chat_stream::{ChatStream, Client};
 use crate::relay::client_encoder::Encoder;
 use crate::relay::early_commit::{Outcome, Started};
 use crate::relay::settlement::Settlement;
@@ -269,7 +269,13 @@ pub(crate) async fn chat_parsed(
     )
     .await?;
     encoder.mark(&mut settlement.meter);
-    settlement.traced(gw.otlp.as_ref(), ids.traceparent.as_deref(), &req, false);
+    let responses_api = encoder.is_responses();
+    settlement.traced(
+        gw.otlp.as_ref(),
+        ids.traceparent.as_deref(),
+        &req,
+        responses_api,
+    );
     if !req.stream {
         return match attempts::open(gw, &model, &req, &mut settlement, started, &ids.visible)
             .await?
@@ -316,19 +322,18 @@ pub(crate) async fn chat_parsed(
     let relay = {
         let (gw, encoder) = (gw.clone(), encoder.clone());
         move |settlement, upstream: attempts::UpstreamStream| -> early_commit::BodyStream {
-            let passthrough = client_dialect.filter(|_| upstream.native);
+            let client = Client {
+                passthrough: client_dialect.filter(|_| upstream.native),
+                encoder: encoder.clone(),
+                include_usage,
+            };
             let stream = ChatStream::new(
                 upstream,
                 settlement,
-                include_usage,
+                client,
                 gw.config.keep_alive,
                 Some(gw.clone()),
             );
-            let stream = stream.encoded(encoder);
-            let stream = match passthrough {
-                Some(dialect) => stream.passthrough(dialect),
-                None => stream,
-            };
             Box::new(Box::pin(stream.into_body()))
         }
     };
@@ -342,13 +347,10 @@ pub(crate) async fn chat_parsed(
             let ping = encoder.keep_alive_frame();
             let then: early_commit::Then = Box::new(move |outcome| match outcome {
                 Outcome::Opened(settlement, Ok((upstream, _))) => relay(settlement, upstream),
-                Outcome::Opened(_, Err(e)) => {
-                    early_commit::single(early_commit::error_ending(e.words(), encoder))
+                Outcome::Opened(_, Err(e)) => early_commit::error_ending(e.words(), encoder),
+                Outcome::Shutdown => {
+                    early_commit::error_ending(early_commit::shutdown_words(), encoder)
                 }
-                Outcome::Shutdown => early_commit::single(early_commit::error_ending(
-                    early_commit::shutdown_words(),
-                    encoder,
-                )),
             });
             let (keep_alive, end) = (gw.config.keep_alive, &gw.end_streams);
             Ok(ChatReply::Committed {
@@ -419,7 +421,10 @@ async fn complete_json(
         NativeDialect::Responses => switchyard_wire::usage::with_cost_in(n, "usage", &cost),
     });
     Some(match settlement.settle(end, &settled).await {
-        Ok(_) => Ok(native.unwrap_or_else(|| encoder.whole(&v))),
+        Ok(_) => Ok(match native {
+            Some(native) => native,
+            None => encoder.whole(&v).await,
+        }),
         Err(_) => Err(RelayError::LedgerUnavailable),
     })
 }

@@ -84,6 +84,8 @@ pub struct NativeBody {
     /// What the chat translation of `body` left out because chat cannot express it (e.g.
     /// `tools.4:web_search`): a route of another dialect is served without these.
     pub dropped: Vec<String>,
+    /// The body holds what only a route of its own dialect can carry: no other route is tried.
+    pub native_only: bool,
 }
 
 fn type_name(v: &Value) -> &'static str {

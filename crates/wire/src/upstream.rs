@@ -453,7 +453,10 @@ impl<'e> Iterator for Events<'_, 'e> {
 
 mod responses;
 
-pub use responses::{response_to_chat_completion, terminal_with_cost};
+pub use responses::{
+    error_event, event_type, response_to_chat_completion, terminal_event_with_cost,
+    terminal_with_cost,
+};
 
 #[cfg(test)]
 mod tests;

@@ -205,7 +205,10 @@ async fn open_inner(
         hedge_after: Some(delay),
     }) = model.auto
     {
-        if n >= 2 && max_attempts >= 2 {
+        let both_carry = n >= 2
+            && can_carry(gw, &candidates[0].route, job)
+            && can_carry(gw, &candidates[1].route, job);
+        if both_carry && max_attempts >= 2 {
             let (first, second) = (&candidates[0], &candidates[1]);
             let hedged = hedge(gw, first, second, job, delay, accepted, caller, request_id).await?;
             attempts += hedged.sends;
@@ -250,8 +253,9 @@ async fn open_inner(
         next = p + 1;
         let (i, round) = (p % n, p / n);
         let cand = &candidates[i];
-        if !serves(gw, &cand.route, job.endpoint()) {
-            // An Anthropic or Gemini route has no embeddings API: not a failure of the route.
+        if !serves(gw, &cand.route, job.endpoint()) || !can_carry(gw, &cand.route, job) {
+            // An Anthropic or Gemini route has no embeddings API, and a request only the
+            // client's own dialect carries goes only to such routes: not a failure of the route.
             retry_at[i] = None;
             continue;
         }
@@ -422,6 +426,17 @@ fn serves(gw: &Gateway, route: &Route, endpoint: Endpoint) -> bool {
     gw.providers
         .get(&route.provider)
         .is_some_and(|p| p.serves(endpoint))
+}
+
+/// Whether `route` can carry the request: any route can, but one that holds what only its own
+/// dialect carries (`NativeBody::native_only`) goes only to routes of that dialect.
+fn can_carry(gw: &Gateway, route: &Route, job: Job<'_>) -> bool {
+    match job {
+        Job::Chat(req) if req.native.as_ref().is_some_and(|n| n.native_only) => {
+            is_native(gw, route, req)
+        }
+        _ => true,
+    }
 }
 
 fn kind_of(gw: &Gateway, route: &Route) -> ProviderKind {

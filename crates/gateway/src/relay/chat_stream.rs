@@ -20,6 +20,15 @@
 //! event as it came (Google's stream has no end marker; the body ends once the entry is durable);
 //! its finishing event (`finishReason`, the whole usage) waits for the
 //! cost, which joins its `usageMetadata`; a failure writes Google's own error event.
+//! A Responses request served by a route that serves `/responses` itself passes through too: its
+//! terminal `response.completed` / `response.incomplete` waits until the entry is durable and
+//! gains `usage.cost` in its `response.usage`; the upstream's own `error` / `response.failed` pass
+//! through as they came, and a failure of ours (broken, stalled, garbage, shutdown) writes an
+//! `error` event unless the upstream's went out.
+//!
+//! Every other client dialect is written by the client's `Encoder` from the same chunks; a
+//! Responses client's finished (or failed) response is kept (`Encoder::keep`) before the stream's
+//! end can reach it.
 //!
 //! Per chunk the OpenAI-dialect hot path does one borrowed JSON parse, one copy into the output
 //! buffer and an append of the generated text to the tally; timers are only re-armed when they
@@ -37,7 +46,9 @@ use switchyard_wire::anthropic::inbound::{
 };
 use switchyard_wire::openai::{normalize_finish_reason, NativeDialect};
 use switchyard_wire::sse;
-use switchyard_wire::upstream::{Chunk, Stamp, UpstreamEvent, UpstreamProblem};
+use switchyard_wire::upstream::{
+    self as wire_upstream, Chunk, Dialect, Stamp, UpstreamDecoder, UpstreamEvent, UpstreamProblem,
+};
 
 use crate::app::Gateway;
 use crate::ledger::{Durable, EndReason, LedgerError};
@@ -72,37 +83,54 @@ pub struct ChatStream {
     model: String,
     created: u64,
     phase: Phase,
-    /// Set when the upstream's own events go to the client (`passthrough`).
+    /// Set when the upstream's own events go to the client (`Client::passthrough`).
     native: Option<Box<Native>>,
-    /// How the chat chunks are written for the client (chat, completions, Messages).
+    /// How the chat chunks are written for the client (chat, completions, Messages, Gemini,
+    /// Responses).
     encoder: Encoder,
 }
 
+/// Who reads the stream and how it is written for them.
+pub struct Client {
+    /// The client's API.
+    pub encoder: Encoder,
+    /// A chat client asked for the usage chunk (`stream_options.include_usage`).
+    pub include_usage: bool,
+    /// The route speaks the client's own dialect: the upstream's own events go to the client,
+    /// not chat chunks (see the module documentation).
+    pub passthrough: Option<NativeDialect>,
+}
+
 /// What a passthrough stream holds back (see the module documentation): Anthropic's
-/// `message_delta` and `message_stop`, Gemini's finishing event.
+/// `message_delta` and `message_stop`, Gemini's finishing event, Responses' terminal event.
 struct Native {
     /// The client's (and the route's) dialect.
     dialect: NativeDialect,
-    /// `message_delta`'s data, until the cost that joins its usage is known.
+    /// `message_delta`'s data (Gemini: the finishing event's), until the cost that joins its
+    /// usage is known.
     delta: Option<Bytes>,
     /// The events that came after `message_delta`, sent after it.
     tail: BytesMut,
-    /// `message_stop` as received, until the entry is durable.
-    stop: Option<Bytes>,
+    /// `message_stop` (Responses: the terminal event) as received, until the entry is durable.
+    stop: Option<sse::Event>,
+    /// The upstream's own Responses `error` / `response.failed` went to the client.
+    upstream_error_sent: bool,
 }
 
 impl ChatStream {
     /// `upstream.decoder` may already hold the first event(s), read while deciding whether to fail
-    /// over. `gw`, when given, receives the route's mid-stream failures.
+    /// over. `gw`, when given, receives the route's mid-stream failures. A client that reads
+    /// something before the first chunk (Responses' `response.created`) has it at once.
     pub fn new(
         mut upstream: UpstreamStream,
         settlement: Settlement,
-        include_usage: bool,
+        client: Client,
         keep_alive: Duration,
         gw: Option<Arc<Gateway>>,
     ) -> ChatStream {
+        let native_responses = client.passthrough == Some(NativeDialect::Responses);
         // A translated stream carries the gateway's own id; the upstream's chunks carry theirs.
-        let translated = !upstream.dialect.speaks_openai();
+        let translated = !upstream.dialect.speaks_openai() || native_responses;
         let stamp = if translated {
             Stamp {
                 id: crate::auth::new_id("chatcmpl-", 24),
@@ -112,7 +140,14 @@ impl ChatStream {
         } else {
             Stamp::default()
         };
-        let decoder = upstream_pump::decoder(upstream.dialect, stamp.clone());
+        let decoder = if native_responses {
+            UpstreamDecoder::new(Dialect::Responses, stamp.clone())
+        } else if client.encoder.is_responses() {
+            // The Responses builder reads every chunk the values decoder reads.
+            upstream_pump::decoder(upstream.dialect, stamp.clone()).with_value_fallback()
+        } else {
+            upstream_pump::decoder(upstream.dialect, stamp.clone())
+        };
         let end_streams = gw
             .as_ref()
             .map(|gw| gw.end_streams.clone())
@@ -121,7 +156,7 @@ impl ChatStream {
             pump: Pump::new(&mut upstream, keep_alive, decoder, &end_streams),
             out: BytesMut::with_capacity(4096),
             settlement,
-            include_usage,
+            include_usage: client.include_usage,
             health: gw.map(|gw| (gw, upstream.health)),
             held_finish: None,
             usage_chunk: None,
@@ -129,39 +164,29 @@ impl ChatStream {
             model: stamp.model,
             created: stamp.created,
             phase: Phase::Streaming,
-            native: None,
-            encoder: Encoder::Chat,
+            native: client.passthrough.map(|dialect| {
+                Box::new(Native {
+                    dialect,
+                    delta: None,
+                    tail: BytesMut::new(),
+                    stop: None,
+                    upstream_error_sent: false,
+                })
+            }),
+            encoder: client.encoder,
         };
         if translated {
             stream.settlement.meter.served_model(&stream.model);
         }
+        if stream.native.is_none() {
+            stream.encoder.begin(&mut stream.out);
+        }
         stream
-    }
-
-    /// The upstream speaks the client's own `dialect` (an Anthropic route answers a Messages
-    /// request, a Gemini route a Gemini one): its own events go to the client, not chat chunks
-    /// (see the module documentation).
-    pub fn passthrough(mut self, dialect: NativeDialect) -> ChatStream {
-        self.native = Some(Box::new(Native {
-            dialect,
-            delta: None,
-            tail: BytesMut::new(),
-            stop: None,
-        }));
-        self
-    }
-
-    /// The client asked in another API than chat (`Encoder`): every chunk and the ending are
-    /// written in its own.
-    pub fn encoded(mut self, encoder: Encoder) -> ChatStream {
-        self.encoder = encoder;
-        self
     }
 
     /// A chat chunk or event, written for the client.
     fn emit(&mut self, v: &Value) {
-        let bytes = serde_json::to_vec(v).unwrap_or_default();
-        self.encoder.data(&bytes, &mut self.out);
+        self.encoder.value(v, &mut self.out);
     }
 
     /// The stream of frames for the HTTP body.
@@ -210,13 +235,7 @@ impl ChatStream {
                         }
                         self.held_finish = Some(chunk);
                     }
-                    (None, Chunk::Borrowed { data, .. }) => self.encoder.data(data, &mut self.out),
-                    (None, chunk) => {
-                        // A typed (translated) chunk is serialised straight to bytes, no `Value`.
-                        let mut json = Vec::with_capacity(256);
-                        chunk.write_json(&mut json);
-                        self.encoder.data(&json, &mut self.out);
-                    }
+                    (None, chunk) => self.encoder.chunk(&chunk, &mut self.out),
                 }
             }
             UpstreamEvent::Usage { usage, chunk } => {
@@ -236,6 +255,18 @@ impl ChatStream {
         let Some(native) = self.native.as_deref_mut() else {
             return;
         };
+        if native.dialect == NativeDialect::Responses {
+            match wire_upstream::event_type(event).as_ref() {
+                "response.completed" | "response.incomplete" => native.stop = Some(event.clone()),
+                kind => {
+                    if matches!(kind, "error" | "response.failed") {
+                        native.upstream_error_sent = true;
+                    }
+                    self.out.extend_from_slice(&event.raw);
+                }
+            }
+            return;
+        }
         if native.dialect != NativeDialect::Messages {
             let data = &event.data;
             if data.trim_ascii_start().starts_with(b"{\"error\"") {
@@ -253,7 +284,7 @@ impl ChatStream {
         }
         match event.name_str() {
             "error" => {}
-            "message_stop" => native.stop = Some(event.raw.clone()),
+            "message_stop" => native.stop = Some(event.clone()),
             "message_delta" if native.delta.is_none() => native.delta = Some(event.data.clone()),
             _ if native.delta.is_some() => native.tail.extend_from_slice(&event.raw),
             _ => self.out.extend_from_slice(&event.raw),
@@ -290,6 +321,14 @@ impl ChatStream {
         let Some(end) = self.settlement.meter.finish_reason() else {
             return self.fail(Failure::Broken, None).await;
         };
+        if self
+            .native
+            .as_deref()
+            .is_some_and(|n| n.dialect == NativeDialect::Responses && n.stop.is_none())
+        {
+            // A Responses stream ends with its terminal event; without it the answer broke off.
+            return self.fail(Failure::Broken, None).await;
+        }
         let settled = self.settlement.measure().await;
         let cost = settled.cost.total().to_string();
         if self.native.is_some() {
@@ -319,6 +358,7 @@ impl ChatStream {
         }
         let durable = self.settlement.settle(end, &settled).await;
         self.end_with_done(&settled, durable);
+        self.encoder.keep().await;
     }
 
     fn empty_chunk(&self, end: EndReason) -> Value {
@@ -344,12 +384,14 @@ impl ChatStream {
         if failure.is_route_fault() {
             upstream_pump::report_mid_stream(self.health.as_ref(), failure, &message);
         }
-        if let Some(dialect) = self.native.as_deref().map(|n| n.dialect) {
-            self.native_error(dialect, kind, code, &message);
-        } else {
-            let event =
-                json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
-            self.emit(&event);
+        match self.native.as_deref() {
+            Some(n) if n.upstream_error_sent => {}
+            Some(n) => self.native_error(n.dialect, kind, code, &message),
+            None => {
+                let event = json!({"error": {"message": message, "type": kind, "param": null,
+                                             "code": code}});
+                self.encoder.fail(&event, rate_limited, &mut self.out);
+            }
         }
         let settled = self.settlement.measure().await;
         let durable = self.settlement.settle(end, &settled).await;
@@ -357,11 +399,13 @@ impl ChatStream {
             return self.end_native(&settled, durable, false);
         }
         self.end_with_done(&settled, durable);
+        self.encoder.keep().await;
     }
 
     /// A passthrough stream's ending once its entry is settled: when it `finished`, the held
-    /// `message_stop` (the upstream's, or ours when its body ended without one), then the cost
-    /// comment; if the entry could not be made durable, an Anthropic error event instead.
+    /// `message_stop` (the upstream's, or ours when its body ended without one) or Responses'
+    /// terminal event with the cost, then the cost comment; if the entry could not be made
+    /// durable, an error event in the client's dialect instead.
     fn end_native(
         &mut self,
         settled: &Settled,
@@ -375,15 +419,23 @@ impl ChatStream {
             .map_or(NativeDialect::Messages, |n| n.dialect);
         match durable {
             Ok(_) => {
-                if finished && dialect == NativeDialect::Messages {
-                    match stop {
-                        Some(raw) => self.out.extend_from_slice(&raw),
-                        None => sse::write_named(
-                            &mut self.out,
-                            "message_stop",
-                            br#"{"type":"message_stop"}"#,
-                        ),
+                match (finished, dialect, stop) {
+                    (true, NativeDialect::Messages, Some(stop)) => {
+                        self.out.extend_from_slice(&stop.raw)
                     }
+                    (true, NativeDialect::Messages, None) => sse::write_named(
+                        &mut self.out,
+                        "message_stop",
+                        br#"{"type":"message_stop"}"#,
+                    ),
+                    (true, NativeDialect::Responses, Some(stop)) => {
+                        let cost = settled.cost.total().to_string();
+                        match wire_upstream::terminal_event_with_cost(&stop, &cost) {
+                            Some(framed) => self.out.extend_from_slice(&framed),
+                            None => self.out.extend_from_slice(&stop.raw),
+                        }
+                    }
+                    _ => {}
                 }
                 self.encoder.raw_end(&mut self.out);
                 (self.encoder).comment(settled.cost_comment().as_bytes(), &mut self.out);
@@ -401,8 +453,9 @@ impl ChatStream {
         self.phase = Phase::Done;
     }
 
-    /// An in-stream error in a passthrough stream's own dialect: Anthropic's `event: error`, or
-    /// Google's `{"error": {code, message, status}}` (an event, or the array's next element).
+    /// An in-stream error in a passthrough stream's own dialect: Anthropic's `event: error`,
+    /// Google's `{"error": {code, message, status}}` (an event, or the array's next element), or
+    /// a Responses `error` event.
     fn native_error(&mut self, dialect: NativeDialect, kind: &str, code: u16, message: &str) {
         match dialect {
             NativeDialect::Messages => {
@@ -414,7 +467,15 @@ impl ChatStream {
                 let event = error_body(kind, message);
                 sse::write_named(&mut self.out, "error", event.to_string().as_bytes());
             }
-            NativeDialect::Gemini | NativeDialect::Responses => {
+            NativeDialect::Responses => {
+                let code = if kind == "rate_limit_error" {
+                    "rate_limit_exceeded"
+                } else {
+                    "server_error"
+                };
+                wire_upstream::error_event(code, message, &mut self.out);
+            }
+            NativeDialect::Gemini => {
                 let event = switchyard_wire::gemini::error_body(code, message);
                 let json = serde_json::to_vec(&event).unwrap_or_default();
                 self.encoder.raw(&[], &json, &mut self.out);

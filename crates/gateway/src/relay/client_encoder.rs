@@ -1,18 +1,22 @@
 //! The one encoder per client dialect of the chat engine: what a client that asked in chat, in
-//! legacy completions, in Anthropic Messages or in Google's Gemini API is sent, written from the
-//! engine's chat chunks as the stream relay produces them (never by reading the gateway's own SSE
+//! legacy completions, in Anthropic Messages, in Google's Gemini API or in OpenAI's Responses API
+//! is sent, written from the engine's chat chunks as the stream relay produces them (never by reading the gateway's own SSE
 //! output back): every chunk, the end (`[DONE]` / `message_stop` / Gemini's last event), errors,
 //! keep-alives and comments (none for Gemini: Google's streams have none, and SDKs that match
 //! `^data: ` would stall on one), and the whole answer of a non-streamed request. A route of the
 //! client's own dialect bypasses the translation (`ChatStream::passthrough`), but its events still
 //! leave through the encoder's framing (a Gemini client without `alt=sse` reads one JSON array).
 
+pub mod responses;
+
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 use switchyard_wire::anthropic::inbound::{completion_to_message, MessagesStream};
 use switchyard_wire::gemini::inbound::GeminiStream;
+use switchyard_wire::upstream::Chunk;
 use switchyard_wire::{completions, sse};
 
+use crate::relay::client_encoder::responses::ResponsesOut;
 use crate::relay::meter::Meter;
 
 /// How the chat engine's answer is written for its client.
@@ -27,6 +31,9 @@ pub enum Encoder {
     Messages(Box<MessagesStream>),
     /// Google's Gemini API: `GenerateContentResponse` events (SSE or one JSON array).
     Gemini(Box<GeminiStream>),
+    /// OpenAI's Responses API: Responses events, the finished response kept before its
+    /// terminal event goes out.
+    Responses(Box<ResponsesOut>),
 }
 
 impl Encoder {
@@ -37,6 +44,61 @@ impl Encoder {
             Encoder::Text { .. } => meter.completions_api(),
             Encoder::Messages(_) => meter.messages_api(),
             Encoder::Gemini(_) => meter.gemini_api(),
+            Encoder::Responses(_) => meter.responses_api(),
+        }
+    }
+
+    /// Whether the client speaks the Responses API.
+    pub fn is_responses(&self) -> bool {
+        matches!(self, Encoder::Responses(_))
+    }
+
+    /// What a client reads before the first chunk (Responses: `response.created`,
+    /// `response.in_progress`).
+    pub fn begin(&mut self, out: &mut BytesMut) {
+        if let Encoder::Responses(r) = self {
+            r.begin(out);
+        }
+    }
+
+    /// One upstream chunk as decoded: its own bytes when it was borrowed, a typed (translated)
+    /// chunk serialised straight to bytes, read in place by a Responses client.
+    pub fn chunk(&mut self, chunk: &Chunk<'_>, out: &mut BytesMut) {
+        match (self, chunk) {
+            (Encoder::Responses(r), chunk) => r.chunk(chunk, out),
+            (e, Chunk::Borrowed { data, .. }) => e.data(data, out),
+            (e, chunk) => {
+                let mut json = Vec::with_capacity(256);
+                chunk.write_json(&mut json);
+                e.data(&json, out);
+            }
+        }
+    }
+
+    /// A chunk or error event the engine built.
+    pub fn value(&mut self, v: &Value, out: &mut BytesMut) {
+        match self {
+            Encoder::Responses(r) => r.value(v, out),
+            e => e.data(&serde_json::to_vec(v).unwrap_or_default(), out),
+        }
+    }
+
+    /// A failure after the first byte: the chat error event `event` (`{"error": {…}}`), or for a
+    /// Responses client `error` and `response.failed` with OpenAI's codes.
+    pub fn fail(&mut self, event: &Value, rate_limited: bool, out: &mut BytesMut) {
+        match self {
+            Encoder::Responses(r) => {
+                let message = event["error"]["message"].as_str().unwrap_or_default();
+                r.fail(rate_limited, message, out);
+            }
+            e => e.value(event, out),
+        }
+    }
+
+    /// Keeps a Responses client's response (finished or failed) before its end can be read.
+    pub async fn keep(&self) {
+        if let Encoder::Responses(r) = self {
+            r.keep().await;
         }
     }
 
@@ -51,6 +113,10 @@ impl Encoder {
             }
             Encoder::Messages(m) => m.chunk_data(json, out),
             Encoder::Gemini(g) => g.chunk_data(json, out),
+            Encoder::Responses(r) => match serde_json::from_slice::<Value>(json) {
+                Ok(v) => r.value(&v, out),
+                Err(_) => r.fail(false, "The upstream sent an unreadable chunk.", out),
+            },
         }
     }
 
@@ -84,6 +150,7 @@ impl Encoder {
             Encoder::Chat | Encoder::Text { .. } => out.extend_from_slice(sse::DONE),
             Encoder::Messages(m) => m.finish(out),
             Encoder::Gemini(g) => g.finish(out),
+            Encoder::Responses(r) => r.done(out),
         }
     }
 
@@ -105,21 +172,32 @@ impl Encoder {
     }
 
     /// A stream's whole ending made of one error event (a committed stream whose routes all
-    /// failed): the event, then the end.
-    pub fn error_ending(mut self, event: &Value) -> Bytes {
+    /// failed): the event, then the end; a Responses client's failed response is kept first.
+    pub async fn error_ending(mut self, event: &Value) -> Bytes {
         let mut out = BytesMut::with_capacity(256);
-        self.data(&serde_json::to_vec(event).unwrap_or_default(), &mut out);
-        self.done(&mut out);
+        match &mut self {
+            Encoder::Responses(r) => {
+                r.begin(&mut out);
+                r.fail_before_start(event, &mut out);
+                r.keep().await;
+            }
+            e => {
+                e.value(event, &mut out);
+                e.done(&mut out);
+            }
+        }
         out.freeze()
     }
 
-    /// A non-streamed answer (a chat completion with its cost) as its client's body.
-    pub fn whole(&self, completion: &Value) -> Vec<u8> {
+    /// A non-streamed answer (a chat completion with its cost) as its client's body; a
+    /// Responses client's response is kept before it is returned.
+    pub async fn whole(&self, completion: &Value) -> Vec<u8> {
         let v = match self {
             Encoder::Chat => return serde_json::to_vec(completion).unwrap_or_default(),
             Encoder::Text { echo } => completions::from_chat(completion, echo.as_deref()),
             Encoder::Messages(m) => completion_to_message(completion, m.id(), m.model()),
             Encoder::Gemini(g) => g.whole(completion),
+            Encoder::Responses(r) => r.whole(completion).await,
         };
         serde_json::to_vec(&v).unwrap_or_default()
     }

@@ -202,15 +202,17 @@ pub fn body(
     Box::new(Box::pin(stream))
 }
 
-/// A one-frame body.
-pub fn single(frame: Bytes) -> BodyStream {
-    Box::new(futures_util::stream::iter([frame]))
-}
-
 /// The ending when every route failed after the commit: the error object the HTTP error body
-/// would have carried, as an event in the client's API, then its end (chat: `[DONE]`).
-pub fn error_ending(words: ErrorWords, encoder: crate::relay::client_encoder::Encoder) -> Bytes {
-    encoder.error_ending(&json!({"error": error_object(&words)}))
+/// would have carried, as an event in the client's API, then its end (chat: `[DONE]`; Responses:
+/// `response.failed`, once the failed response is kept).
+pub fn error_ending(
+    words: ErrorWords,
+    encoder: crate::relay::client_encoder::Encoder,
+) -> BodyStream {
+    let event = json!({"error": error_object(&words)});
+    Box::new(Box::pin(futures_util::stream::once(async move {
+        encoder.error_ending(&event).await
+    })))
 }
 
 /// `{"message","type","param","code"}`, masked as the HTTP error body is.

@@ -55,6 +55,7 @@ pub async fn create(
         dialect: NativeDialect::Gemini,
         body: raw,
         dropped: plan.dropped,
+        native_only: false,
     };
     let encoder = Encoder::Gemini(Box::new(GeminiStream::new(
         framing.unwrap_or(Framing::Sse),

@@ -55,6 +55,7 @@ pub async fn create(
         dialect: NativeDialect::Messages,
         body: raw,
         dropped: plan.dropped,
+        native_only: false,
     };
     let encoder = Encoder::Messages(Box::new(MessagesStream::new(
         new_id("msg_", 24),

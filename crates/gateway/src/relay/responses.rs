@@ -1,16 +1,14 @@
 //! The Responses API (`POST /v1/responses`, `GET` and `DELETE /v1/responses/{id}`,
 //! `GET /v1/responses/{id}/input_items`) on the same relay as chat:
 //! the request is translated into a chat request (`switchyard_wire::responses::request_to_chat`,
-//! with the stored conversation of `previous_response_id` in front of the new input), admitted,
-//! billed, limited and failed over exactly like `POST /chat/completions`, and the upstream's answer,
-//! whatever its dialect, is turned back into a Response object or a stream of Responses events.
+//! with the stored conversation of `previous_response_id` in front of the new input), keeping the
+//! raw body for a route that serves `/responses` itself, and served by the chat engine like
+//! `POST /chat/completions`; the Responses client encoder (`client_encoder::responses`) writes the
+//! answer, whatever the upstream's dialect, as a Response object or a stream of Responses events.
 //!
 //! A response is stored (unless `store: false`) before the client can see that it finished, so a
 //! follow-up request that chains on it never races the store. Stored responses belong to the key
 //! that created them: for any other key they do not exist.
-
-pub mod event_stream;
-pub mod native;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,17 +16,14 @@ use std::time::Instant;
 use bytes::Bytes;
 use serde_json::Value;
 use switchyard_wire::openai::{ChatRequest, NativeBody, NativeDialect, RequestError};
-use switchyard_wire::responses::{chat_completion_to_response, request_to_chat, ResponseContext};
+use switchyard_wire::responses::{request_to_chat, ResponseContext};
 
 use crate::app::Gateway;
 use crate::auth::{new_id, Caller};
-use crate::ledger::responses::StoredResponse;
-use crate::ledger::{EndReason, Ledger, LedgerError};
-use crate::relay::attempts::{self, unix_now, Opened, UpstreamStream};
-use crate::relay::early_commit::{self, Outcome, Started};
-use crate::relay::responses::event_stream::ResponseStream;
-use crate::relay::responses::native::NativeStream;
-use crate::relay::settlement::Settlement;
+use crate::ledger::LedgerError;
+use crate::relay::attempts::unix_now;
+use crate::relay::client_encoder::responses::{Keeper, ResponsesOut};
+use crate::relay::client_encoder::Encoder;
 use crate::relay::{admission, ChatReply, RelayError, RequestIds};
 
 /// Why a Responses request could not be served.
@@ -49,46 +44,11 @@ fn bad_request(param: &str, message: impl Into<String>) -> ResponsesError {
     ResponsesError::Relay(RelayError::BadRequest(RequestError::new(param, message)))
 }
 
-/// What is needed to keep a finished response for `GET` and `previous_response_id`.
-pub struct Keeper {
-    ledger: Ledger,
-    key_id: String,
-    model: String,
-    /// The chat messages sent upstream (history + new input), for `conversation_after`.
-    messages: Vec<Value>,
-    /// The request's input as Responses items, for `input_items`.
-    input_items: Vec<Value>,
-    store: bool,
-}
-
-impl Keeper {
-    /// Stores the final Response object (unless the request said `store: false`). A failure to
-    /// store does not fail the answer the client already has; it is logged.
-    pub async fn keep(&self, response: &Value) {
-        if !self.store {
-            return;
-        }
-        let stored = StoredResponse {
-            id: response["id"].as_str().unwrap_or_default().to_owned(),
-            key_id: self.key_id.clone(),
-            model: self.model.clone(),
-            status: response["status"]
-                .as_str()
-                .unwrap_or("completed")
-                .to_owned(),
-            conversation: switchyard_wire::responses::conversation_after(&self.messages, response),
-            response: response.clone(),
-            input_items: self.input_items.clone(),
-        };
-        if let Err(e) = self.ledger.store_response(&stored).await {
-            tracing::warn!(response_id = %stored.id, error = %e, "response could not be stored");
-        }
-    }
-}
-
-/// Serves `POST /responses` for `caller`: a Response object, or a stream of Responses events.
-/// What a chat route's translation left out (`tools[8]:web_search`) goes back as
-/// `x-switchyard-dropped` (`Served::dropped`); a native route is sent the request as it came.
+/// Serves `POST /responses` for `caller`: a Response object, or a stream of Responses events,
+/// through the chat engine (`relay::chat_parsed`) with the Responses encoder. What a chat route's
+/// translation left out (`tools[8]:web_search`) goes back as `x-switchyard-dropped`
+/// (`Served::dropped`); a native route is sent the request as it came and its answer passes
+/// through (it keeps its own responses, so the gateway stores none).
 pub async fn create(
     gw: &Arc<Gateway>,
     caller: Caller,
@@ -121,7 +81,13 @@ pub async fn create(
     };
     let mut plan = request_to_chat(&raw, &history).map_err(|e| bad_request(&e.param, e.message))?;
     let dropped = std::mem::take(&mut plan.dropped);
-    let model = admission::model_for(gw, &caller, &plan.model)?;
+    // What only a route that serves /responses itself carries is refused unless one exists.
+    let native_only = match plan.needs_native.take() {
+        Some(e) if !serves_natively(gw, &raw) => return Err(bad_request(&e.param, e.message)),
+        Some(_) => true,
+        None => false,
+    };
+    admission::model_for(gw, &caller, &plan.model)?;
     let chat_body = serde_json::to_vec(&plan.body).unwrap_or_default();
     let mut req = ChatRequest::parse(&chat_body).map_err(RelayError::BadRequest)?;
     let input_items = if plan.store {
@@ -133,20 +99,8 @@ pub async fn create(
         dialect: NativeDialect::Responses,
         body: raw,
         dropped,
+        native_only,
     });
-    let req = Arc::new(req);
-    let mut settlement = admission::admit(
-        gw,
-        &caller,
-        &model,
-        ids.ledger,
-        req.clone(),
-        req.stream,
-        started,
-    )
-    .await?;
-    settlement.meter.responses_api();
-    settlement.traced(gw.otlp.as_ref(), ids.traceparent.as_deref(), &req, true);
     let ctx = ResponseContext::new(
         new_id("resp_", 32),
         plan.model.clone(),
@@ -161,109 +115,8 @@ pub async fn create(
         input_items,
         store: plan.store,
     };
-    if !req.stream {
-        return match attempts::open(gw, &model, &req, &mut settlement, started, &ids.visible)
-            .await?
-        {
-            Opened::Json {
-                body,
-                native: Some(raw),
-                served,
-            } => match native::complete_json(&body, &raw, &mut settlement).await {
-                Ok(body) => Ok(ChatReply::Json { body, served }),
-                Err(e) => {
-                    settlement.meter.failed(e.status(), &e.to_string());
-                    attempts::fail_settled(&mut settlement).await;
-                    Err(e.into())
-                }
-            },
-            Opened::Json { body, served, .. } => {
-                match complete_json(&body, ctx, &mut settlement, &keeper).await {
-                    Some(Ok(response)) => Ok(ChatReply::Json {
-                        body: serde_json::to_vec(&response).unwrap_or_default(),
-                        served,
-                    }),
-                    Some(Err(e)) => Err(e),
-                    None => {
-                        let e = RelayError::UpstreamFailed(
-                            "the upstream's answer is not a chat completion".into(),
-                        );
-                        settlement.meter.failed(e.status(), &e.to_string());
-                        attempts::fail_settled(&mut settlement).await;
-                        Err(e.into())
-                    }
-                }
-            }
-            Opened::Stream { .. } => {
-                Err(RelayError::UpstreamFailed("the upstream answered with a stream".into()).into())
-            }
-        };
-    }
-    let (rate, committed) = (settlement.rate, settlement.meter.committed_flag());
-    let commit_after = model.commit_after(&gw.config.routing);
-    let opening = early_commit::opening(
-        gw.clone(),
-        model,
-        req.clone(),
-        settlement,
-        started,
-        ids.visible,
-    );
-    match early_commit::open_or_commit(opening, commit_after, committed).await {
-        Started::Now(_, Err(e)) => Err(e.into()),
-        Started::Now(settlement, Ok((upstream, served))) => Ok(ChatReply::Stream {
-            body: stream_body(upstream, settlement, ctx, keeper, gw.clone()),
-            served,
-        }),
-        Started::Committed(opening) => {
-            let relay_gw = gw.clone();
-            let then: early_commit::Then = Box::new(move |outcome| {
-                let words = match outcome {
-                    Outcome::Opened(settlement, Ok((upstream, _))) => {
-                        return stream_body(upstream, settlement, ctx, keeper, relay_gw);
-                    }
-                    Outcome::Opened(_, Err(e)) => early_commit::masked(e.words()),
-                    // As a Responses stream the shutdown ends after its first event says it.
-                    Outcome::Shutdown => crate::relay::ErrorWords {
-                        code: Value::String("server_error".into()),
-                        ..early_commit::shutdown_words()
-                    },
-                };
-                let ending = event_stream::failed_before_start(ctx, keeper, words);
-                Box::new(Box::pin(futures_util::stream::once(ending)))
-            });
-            let (keep_alive, end) = (gw.config.keep_alive, &gw.end_streams);
-            Ok(ChatReply::Committed {
-                body: early_commit::body(
-                    opening,
-                    (
-                        keep_alive,
-                        Bytes::from_static(switchyard_wire::sse::KEEP_ALIVE),
-                    ),
-                    end,
-                    then,
-                ),
-                rate,
-            })
-        }
-    }
-}
-
-/// The streamed body: the upstream's own events when a native route serves the request (it keeps
-/// its own responses, so the gateway stores none), else the chat stream translated.
-fn stream_body(
-    upstream: UpstreamStream,
-    settlement: Settlement,
-    ctx: ResponseContext,
-    keeper: Keeper,
-    gw: Arc<Gateway>,
-) -> Box<dyn futures_util::Stream<Item = Bytes> + Send + Unpin> {
-    if upstream.native {
-        let stream = NativeStream::new(upstream, settlement, gw);
-        return Box::new(Box::pin(stream.into_body()));
-    }
-    let stream = ResponseStream::new(upstream, settlement, ctx, keeper, gw);
-    Box::new(Box::pin(stream.into_body()))
+    let encoder = Encoder::Responses(Box::new(ResponsesOut::new(ctx, keeper)));
+    Ok(crate::relay::chat_parsed(gw, caller, ids, Arc::new(req), started, encoder).await?)
 }
 
 /// Whether a route of the request's model serves `/responses` itself.
@@ -371,43 +224,4 @@ pub async fn input_items(
         "has_more": rest > data.len(),
         "data": data,
     }))
-}
-
-/// A non-streamed answer: bills it, settles, stores it and returns the Response object (with
-/// `usage.cost`, a decimal string in USD, as chat answers carry it).
-async fn complete_json(
-    body: &[u8],
-    mut ctx: ResponseContext,
-    settlement: &mut Settlement,
-    keeper: &Keeper,
-) -> Option<Result<Value, ResponsesError>> {
-    let mut completion: Value = serde_json::from_slice(body).ok()?;
-    if completion.get("error").is_some() || !completion["choices"].is_array() {
-        return None;
-    }
-    if let Some(model) = completion.get("model").and_then(Value::as_str) {
-        settlement.meter.served_model(model);
-    }
-    settlement.meter.answered();
-    let finish = settlement.meter.chat_value(&completion).unwrap_or("stop");
-    let settled = settlement.measure().await;
-    let cost = settled.cost.total().to_string();
-    match completion.get_mut("usage") {
-        Some(u) if u.is_object() => settled.usage.merge_into(u, Some(&cost)),
-        _ => completion["usage"] = settled.usage.to_openai(Some(&cost)),
-    }
-    ctx.completed_at = Some(unix_now());
-    let mut response = chat_completion_to_response(&completion, ctx);
-    if response["usage"].is_object() {
-        response["usage"]["cost"] = Value::String(cost);
-    }
-    if settlement
-        .settle(EndReason::from_finish(finish), &settled)
-        .await
-        .is_err()
-    {
-        return Some(Err(RelayError::LedgerUnavailable.into()));
-    }
-    keeper.keep(&response).await;
-    Some(Ok(response))
 }

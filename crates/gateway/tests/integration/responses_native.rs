@@ -396,3 +396,55 @@ async fn an_upstream_error_mid_stream_passes_through_and_is_billed_for_what_was_
     );
     assert!(row.completion_tokens > 0, "the delivered delta is billed");
 }
+
+/// What only a route that serves `/responses` itself can carry (an `item_reference`, a stored
+/// `prompt`): such a route gets it as it came; no chat route is tried with it; a model without
+/// such a route refuses it with a 400 naming it.
+#[tokio::test(flavor = "multi_thread")]
+async fn what_only_a_native_route_carries_goes_only_to_one() {
+    let Some(dir) = real_fixtures::dir("openai") else {
+        return;
+    };
+    if !real_fixtures::present(&dir, "responses-nonstream-text.json") {
+        return;
+    }
+    let recorded = std::fs::read_to_string(dir.join("responses-nonstream-text.json")).unwrap();
+    let stub = Stub::default();
+    let (gw, mock) = start(&stub).await;
+    stub.answer("application/json", recorded);
+    let body = |model: &str| {
+        json!({"model": model, "store": false,
+               "input": [{"type": "item_reference", "id": "msg_earlier"},
+                         {"role": "user", "content": "And then?"}]})
+    };
+    let post = |b: Value| {
+        harness::client()
+            .post(gw.url("/v1/responses"))
+            .bearer_auth(&gw.key)
+            .json(&b)
+            .send()
+    };
+    let resp = post(body("gpt")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut want_up = body("gpt");
+    want_up["model"] = json!("gpt-5.5");
+    assert_eq!(stub.last_received(), want_up);
+
+    // The native route is down and the chat route cannot resolve the reference: not tried.
+    let before = mock.requests().len();
+    let resp = post(body("gpt-failover")).await.unwrap();
+    assert_eq!(resp.status(), 502, "{}", resp.text().await.unwrap());
+    assert_eq!(mock.requests().len(), before);
+
+    // A model with chat routes only: refused, naming the item.
+    let resp = post(body("m")).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(e["error"]["param"], "input[0].type", "{e}");
+    let resp = post(json!({"model": "m", "prompt": {"id": "pmpt_1"}}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let e: Value = resp.json().await.unwrap();
+    assert_eq!(e["error"]["param"], "prompt", "{e}");
+}

@@ -136,6 +136,10 @@ pub struct ChatPlan {
     /// What the chat route cannot carry and was left out, one note each, in request order:
     /// `tools[8]:web_search`, `input[3]:web_search_call`, `input[1].content[2]:input_video`.
     pub dropped: Vec<String>,
+    /// The first construct only a route that serves `/responses` itself can carry (a
+    /// `conversation`, a stored `prompt`, an `item_reference`): such a route gets the body as it
+    /// came; for any other route the request is refused with this error.
+    pub needs_native: Option<RequestError>,
 }
 
 impl ChatPlan {
@@ -257,11 +261,12 @@ pub fn request_to_chat(req: &Value, history: &[Value]) -> Result<ChatPlan, Reque
             "Background responses are not supported by this gateway.",
         ));
     }
+    let mut needs_native = None;
     for key in ["conversation", "prompt"] {
-        if obj.get(key).is_some_and(|v| !v.is_null()) {
-            return Err(RequestError::new(
+        if needs_native.is_none() && obj.get(key).is_some_and(|v| !v.is_null()) {
+            needs_native = Some(RequestError::new(
                 key,
-                format!("'{key}' is not supported by this gateway; use 'input' and 'previous_response_id'."),
+                format!("'{key}' needs a route that serves the Responses API itself, and this model has none; use 'input' and 'previous_response_id'."),
             ));
         }
     }
@@ -283,6 +288,7 @@ pub fn request_to_chat(req: &Value, history: &[Value]) -> Result<ChatPlan, Reque
                 conv.item(i, item)?;
             }
             dropped.append(&mut conv.dropped);
+            needs_native = needs_native.or(conv.needs_native.take());
             messages.extend(conv.finish());
         }
         _ => {
@@ -295,7 +301,7 @@ pub fn request_to_chat(req: &Value, history: &[Value]) -> Result<ChatPlan, Reque
     messages.extend(history.iter().cloned());
     match obj.get("input") {
         None | Some(Value::Null) => {
-            if previous_response_id.is_none() {
+            if previous_response_id.is_none() && needs_native.is_none() {
                 return Err(RequestError::new(
                     "input",
                     "Missing required parameter: 'input'.",
@@ -309,6 +315,7 @@ pub fn request_to_chat(req: &Value, history: &[Value]) -> Result<ChatPlan, Reque
                 conv.item(i, item)?;
             }
             dropped.append(&mut conv.dropped);
+            needs_native = needs_native.or(conv.needs_native.take());
             messages.extend(conv.finish());
         }
         Some(_) => {
@@ -322,10 +329,16 @@ pub fn request_to_chat(req: &Value, history: &[Value]) -> Result<ChatPlan, Reque
         .iter()
         .any(|m| m.get("role").and_then(Value::as_str) != Some("system"))
     {
-        return Err(RequestError::new(
-            "input",
-            "'input' must contain at least one message.",
-        ));
+        if needs_native.is_some() {
+            // Only a native route serves it, with the body as it came; the chat form is read
+            // for the hold and the meter alone.
+            messages.push(json!({"role": "user", "content": ""}));
+        } else {
+            return Err(RequestError::new(
+                "input",
+                "'input' must contain at least one message.",
+            ));
+        }
     }
 
     let mut body = Map::new();
@@ -499,6 +512,7 @@ pub fn request_to_chat(req: &Value, history: &[Value]) -> Result<ChatPlan, Reque
         max_output_tokens,
         echo,
         dropped,
+        needs_native,
     })
 }
 
@@ -574,6 +588,8 @@ struct InputConverter {
     assistant_open: bool,
     /// What was skipped, one note each (see [`ChatPlan::dropped`]).
     dropped: Vec<String>,
+    /// See [`ChatPlan::needs_native`].
+    needs_native: Option<RequestError>,
 }
 
 impl InputConverter {
@@ -583,6 +599,7 @@ impl InputConverter {
             messages: Vec::new(),
             pending_reasoning: None,
             pending_signature: None,
+            needs_native: None,
             assistant_open: false,
             dropped: Vec::new(),
         }
@@ -642,9 +659,8 @@ impl InputConverter {
                     None | Some(Value::Null) => String::new(),
                     Some(other) => other.to_string(),
                 };
-                self.messages.push(
-                    json!({"role": "tool", "tool_call_id": call_id, "content": content}),
-                );
+                self.messages
+                    .push(json!({"role": "tool", "tool_call_id": call_id, "content": content}));
                 self.assistant_open = false;
                 Ok(())
             }
@@ -673,17 +689,24 @@ impl InputConverter {
                     self.pending_signature = Some(signature);
                 } else if obj.get("encrypted_content").is_some_and(|v| !v.is_null()) {
                     // Another provider's ciphertext only means something to the one that made it.
-                    self.dropped.push(format!("{at}:reasoning.encrypted_content"));
+                    self.dropped
+                        .push(format!("{at}:reasoning.encrypted_content"));
                 }
                 if !text.is_empty() {
                     self.pending_reasoning = Some(text);
                 }
                 Ok(())
             }
-            Some("item_reference") => Err(RequestError::new(
-                format!("{at}.type"),
-                "Item references are not supported by this gateway; send the item itself or use previous_response_id.",
-            )),
+            Some("item_reference") => {
+                // Only the upstream that stored the item can resolve it.
+                if self.needs_native.is_none() {
+                    self.needs_native = Some(RequestError::new(
+                        format!("{at}.type"),
+                        "An item reference needs a route that serves the Responses API itself, and this model has none; send the item itself or use previous_response_id.",
+                    ));
+                }
+                Ok(())
+            }
             // Hosted tools' calls and their results (web_search_call, file_search_call, …), and
             // item types this gateway does not know: the conversation reads the same without them
             // on a route where those tools do not exist.

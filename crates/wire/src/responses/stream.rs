@@ -1328,7 +1328,8 @@ fn non_empty(v: Option<&Value>) -> Option<&str> {
 }
 
 /// A chat `usage` object → a Responses `usage` object. Cached tokens come from
-/// `prompt_tokens_details.cached_tokens` or DeepSeek's `prompt_cache_hit_tokens`.
+/// `prompt_tokens_details.cached_tokens` or DeepSeek's `prompt_cache_hit_tokens`; the gateway's
+/// `cost` (a decimal string) is carried over.
 pub fn usage_from_chat(usage: &Value) -> Value {
     let n = |v: Option<&Value>| v.and_then(Value::as_u64).unwrap_or(0);
     let input = n(usage.get("prompt_tokens"));
@@ -1343,13 +1344,17 @@ pub fn usage_from_chat(usage: &Value) -> Value {
         .or_else(|| usage.get("prompt_cache_hit_tokens").and_then(Value::as_u64))
         .unwrap_or(0);
     let reasoning = n(usage.pointer("/completion_tokens_details/reasoning_tokens"));
-    json!({
+    let mut out = json!({
         "input_tokens": input,
         "input_tokens_details": {"cached_tokens": cached},
         "output_tokens": output,
         "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": total,
-    })
+    });
+    if let Some(cost) = usage.get("cost").filter(|c| c.is_string()) {
+        out["cost"] = cost.clone();
+    }
+    out
 }
 
 /// A non-streaming `chat.completion` → the Response object, by running [`StreamBuilder`] over one

@@ -675,6 +675,25 @@ fn sampling_and_reasoning_fields() {
 }
 
 #[test]
+fn what_only_a_native_route_carries_is_marked_not_refused() {
+    let p = plan(json!({"model": "m", "input": [
+        {"type": "item_reference", "id": "msg_1"},
+        {"role": "user", "content": "and then?"}]}));
+    assert_eq!(p.needs_native.expect("marked").param, "input[0].type");
+    assert_eq!(
+        p.body["messages"],
+        json!([{"role": "user", "content": "and then?"}])
+    );
+    let p = plan(json!({"model": "m", "prompt": {"id": "pmpt_1"}}));
+    assert_eq!(p.needs_native.expect("marked").param, "prompt");
+    let p = plan(json!({"model": "m", "conversation": "conv_1", "input": "hi"}));
+    assert_eq!(p.needs_native.expect("marked").param, "conversation");
+    assert!(plan(json!({"model": "m", "input": "hi"}))
+        .needs_native
+        .is_none());
+}
+
+#[test]
 fn missing_model_or_input_is_a_request_error() {
     assert_eq!(err(json!({"input": "x"})).param, "model");
     assert_eq!(err(json!({"model": "m"})).param, "input");
@@ -684,10 +703,6 @@ fn missing_model_or_input_is_a_request_error() {
     assert_eq!(
         err(json!({"model": "m", "input": [{"role": "wizard", "content": "x"}]})).param,
         "input[0].role"
-    );
-    assert_eq!(
-        err(json!({"model": "m", "input": [{"type": "item_reference", "id": "x"}]})).param,
-        "input[0].type"
     );
     assert_eq!(
         err(json!({"model": "m", "input": "x", "max_output_tokens": -1})).param,
@@ -1258,4 +1273,32 @@ fn an_anthropic_routes_signed_thinking_rides_in_encrypted_content_and_comes_back
     assert_eq!(assistant["reasoning_content"], "Read it.");
     assert_eq!(assistant["reasoning_signature"], "SIG==");
     assert!(plan.dropped.is_empty(), "{:?}", plan.dropped);
+}
+
+#[test]
+fn a_stored_chain_keeps_an_anthropic_routes_signed_thinking() {
+    let (_, response) = run(&[
+        chunk(
+            json!({"role": "assistant", "reasoning_content": "Read it."}),
+            None,
+        ),
+        chunk(json!({"reasoning_signature": "SIG=="}), None),
+        chunk(
+            json!({"tool_calls": [{"index": 0, "id": "toolu_1", "type": "function",
+                   "function": {"name": "exec_command", "arguments": "{\"cmd\":\"cat a\"}"}}]}),
+            None,
+        ),
+        chunk(json!({}), Some("tool_calls")),
+        usage_chunk(),
+    ]);
+    // What the gateway stores for `previous_response_id`, and the next turn built on it.
+    let first = request_to_chat(&json!({"model": "m", "input": "read a"}), &[]).unwrap();
+    let history = conversation_after(first.messages(), &response);
+    let next = json!({"model": "m", "previous_response_id": "resp_1",
+        "input": [{"type": "function_call_output", "call_id": "toolu_1", "output": "hello"}]});
+    let plan = request_to_chat(&next, &history).unwrap();
+    let assistant = &plan.messages()[1];
+    assert_eq!(assistant["reasoning_content"], "Read it.");
+    assert_eq!(assistant["reasoning_signature"], "SIG==", "{assistant}");
+    assert_eq!(plan.messages()[2]["role"], "tool");
 }

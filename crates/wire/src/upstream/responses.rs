@@ -253,3 +253,50 @@ pub fn terminal_with_cost(data: &[u8], cost: &str) -> Option<Vec<u8>> {
     out.extend_from_slice(&data[start + raw.len()..]);
     Some(out)
 }
+
+/// A Responses event's type: its `event:` name, else the `type` of its data.
+pub fn event_type(event: &crate::sse::Event) -> Cow<'_, str> {
+    match event.name_str() {
+        "" | "message" => {
+            #[derive(Deserialize)]
+            struct Typed<'a> {
+                #[serde(borrow, rename = "type")]
+                kind: Option<Cow<'a, str>>,
+            }
+            serde_json::from_slice::<Typed<'_>>(&event.data)
+                .ok()
+                .and_then(|t| t.kind)
+                .unwrap_or_default()
+        }
+        name => Cow::Borrowed(name),
+    }
+}
+
+/// A terminal event ([`terminal_with_cost`]) framed as the upstream framed it: its raw bytes with
+/// the data replaced; written afresh (`event:` + `data:`) when the data is not found in them.
+pub fn terminal_event_with_cost(event: &crate::sse::Event, cost: &str) -> Option<Vec<u8>> {
+    let data = terminal_with_cost(&event.data, cost)?;
+    let (raw, old) = (&event.raw[..], &event.data[..]);
+    match raw.windows(old.len().max(1)).position(|w| w == old) {
+        Some(at) if !old.is_empty() => {
+            let mut out = Vec::with_capacity(raw.len() + data.len() - old.len());
+            out.extend_from_slice(&raw[..at]);
+            out.extend_from_slice(&data);
+            out.extend_from_slice(&raw[at + old.len()..]);
+            Some(out)
+        }
+        _ => {
+            let mut out = bytes::BytesMut::new();
+            crate::sse::write_named(&mut out, &event_type(event), &data);
+            Some(out.to_vec())
+        }
+    }
+}
+
+/// The gateway's own `error` event in a Responses stream (the fields at the top level, as the
+/// spec puts them, and nested under `error`, as OpenAI's live streams do).
+pub fn error_event(code: &str, message: &str, out: &mut bytes::BytesMut) {
+    let event = json!({"type": "error", "code": code, "message": message, "param": null,
+        "error": {"type": code, "code": code, "message": message, "param": null}});
+    crate::sse::write_named(out, "error", event.to_string().as_bytes());
+}
