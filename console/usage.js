@@ -1,4 +1,5 @@
-// The Usage page: spend and tokens per day (chart), by model and by key, and the recent requests
+// The Usage page: spend, tokens and prompt-cache hits and savings per day (chart), by model and by
+// key, and the recent requests
 // of the event log with filters (status, model, type). As admin it reads /admin/usage and
 // /admin/requests (every key); with an API key only, /v1/key/usage and /v1/key/requests (its own).
 
@@ -14,11 +15,20 @@ function source() {
     : { get: asApi, usage: '/v1/key/usage', requests: '/v1/key/requests', scope: 'Your key only.' };
 }
 
+// The share of prompt tokens read from the providers' caches, as a percentage.
+const fmtRatio = (r) => `${((r || 0) * 100).toFixed(1)}%`;
+
 function groupRows(rows, name = (g) => g) {
-  return rows.map((r) => [name(r.group), fmtInt(r.requests), fmtInt(r.prompt_tokens), fmtInt(r.completion_tokens), `$${r.cost}`]);
+  return rows.map((r) => [
+    name(r.group), fmtInt(r.requests), fmtInt(r.prompt_tokens), fmtInt(r.completion_tokens),
+    fmtRatio(r.cache_hit_ratio), `$${r.cache_saved ?? 0}`, `$${r.cost}`,
+  ]);
 }
 
-const GROUP_HEADERS = (first) => [first, { label: 'Requests', num: true }, { label: 'Prompt', num: true }, { label: 'Completion', num: true }, { label: 'Cost (USD)', num: true }];
+const GROUP_HEADERS = (first) => [
+  first, { label: 'Requests', num: true }, { label: 'Prompt', num: true }, { label: 'Completion', num: true },
+  { label: 'Cache hit', num: true }, { label: 'Cache saved (USD)', num: true }, { label: 'Cost (USD)', num: true },
+];
 
 export async function refreshUsage(event) {
   if (event) event.preventDefault();

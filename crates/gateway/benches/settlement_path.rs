@@ -451,6 +451,8 @@ fn entry(run: &str, i: usize, key_id: &str) -> UsageEntry {
         completion_tokens: TOKENS as u64,
         reasoning_tokens: 0,
         cached_tokens: 0,
+        cache_write_tokens: 0,
+        cache_saved: Nanos::ZERO,
         token_source: TokenSource::ProviderReported,
         cost: Nanos(105),
         end_reason: EndReason::Stop,

@@ -172,6 +172,18 @@ impl ProviderKind {
         matches!(self, ProviderKind::OpenAi | ProviderKind::DeepSeek)
     }
 
+    /// What a provider of this kind charges for its prompt cache, as shares of the input price:
+    /// the defaults of a model that gives only its input price.
+    pub fn cache_ratios(self) -> crate::ledger::CacheRatios {
+        use crate::ledger::CacheRatios;
+        match self {
+            ProviderKind::OpenAi => CacheRatios::OPENAI,
+            ProviderKind::Anthropic => CacheRatios::ANTHROPIC,
+            ProviderKind::DeepSeek => CacheRatios::DEEPSEEK,
+            ProviderKind::Gemini => CacheRatios::GEMINI,
+        }
+    }
+
     /// The base URL used when a provider of this kind configures none (Gemini only).
     pub fn default_base_url(self) -> Option<&'static str> {
         match self {
@@ -368,6 +380,9 @@ struct RawModel {
     input_price: Option<toml::Spanned<String>>,
     output_price: Option<toml::Spanned<String>>,
     cached_input_price: Option<toml::Spanned<String>>,
+    /// Prompt tokens written to the provider's cache (5-minute writes), and written for an hour.
+    cache_write_price: Option<toml::Spanned<String>>,
+    cache_write_1h_price: Option<toml::Spanned<String>>,
     /// A model without prices must say so: `free = true`.
     free: Option<toml::Spanned<bool>>,
     max_output_tokens: Option<u64>,
@@ -991,8 +1006,9 @@ fn model_prices(
     m: &RawModel,
     input: Option<Decimal>,
     output: Option<Decimal>,
-    cached_input: Option<Decimal>,
+    cache: [Option<Decimal>; 3],
 ) -> Result<Prices, ConfigError> {
+    let [cached_input, cache_write, cache_write_1h] = cache;
     let invalid = |line: usize, message: String| ConfigError::Invalid {
         path: path.to_owned(),
         message: format!("line {line}: models.\"{name}\" {message}"),
@@ -1004,7 +1020,7 @@ fn model_prices(
         (_, output) => output,
     };
     match (free, input, output) {
-        (true, None, None) if cached_input.is_none() => Ok(Prices::default()),
+        (true, None, None) if cache.iter().all(Option::is_none) => Ok(Prices::default()),
         (true, ..) => Err(invalid(
             line_of(text, m.free.as_ref().map_or(0, |f| f.span().start)),
             "is marked free = true but also has prices; remove one or the other".into(),
@@ -1013,6 +1029,8 @@ fn model_prices(
             input,
             output,
             cached_input,
+            cache_write,
+            cache_write_1h,
         }),
         (false, input, _) => {
             let missing = if input.is_none() {
@@ -1151,14 +1169,15 @@ impl Config {
             }
             let input = parse_price(text, path, &name, "input_price", &m.input_price)?;
             let output = parse_price(text, path, &name, "output_price", &m.output_price)?;
-            let cached = parse_price(
-                text,
-                path,
-                &name,
-                "cached_input_price",
-                &m.cached_input_price,
-            )?;
-            let prices = model_prices(text, path, &name, &m, input, output, cached)?;
+            let cache = [
+                ("cached_input_price", &m.cached_input_price),
+                ("cache_write_price", &m.cache_write_price),
+                ("cache_write_1h_price", &m.cache_write_1h_price),
+            ]
+            .map(|(field, raw)| parse_price(text, path, &name, field, raw));
+            let [cached, write, write_1h] = cache;
+            let cache = [cached?, write?, write_1h?];
+            let prices = model_prices(text, path, &name, &m, input, output, cache)?;
             if name == AUTO_MODEL || name == AUTO_FAST_MODEL {
                 return Err(invalid(format!(
                     "models.\"{name}\": the name is reserved for the automatic model; configure it with [auto]"
@@ -1187,7 +1206,7 @@ impl Config {
             let routes = routes
                 .into_iter()
                 .map(|(provider, upstream_model)| {
-                    let t = &providers[&provider].timeouts;
+                    let (t, kind) = (&providers[&provider].timeouts, providers[&provider].kind);
                     let ms =
                         |v: Option<u64>, d: Duration| v.map(Duration::from_millis).unwrap_or(d);
                     Route {
@@ -1200,10 +1219,11 @@ impl Config {
                         provider,
                         upstream_model,
                         model: name.clone(),
-                        prices: prices.clone(),
+                        prices: prices.clone().with_cache_defaults(kind.cache_ratios()),
                     }
                 })
-                .collect();
+                .collect::<Vec<_>>();
+            let prices = model_cache_prices(prices, &routes);
             models.insert(
                 name.clone(),
                 Arc::new(ModelConfig {
@@ -1425,6 +1445,21 @@ fn auto_chain(
         .collect()
 }
 
+/// A model's own prices (what holds and `/v1/models` read) once its routes have their cache
+/// defaults: the first route's read price, and the dearest route's write prices, so that a hold
+/// covers a prompt written to the cache wherever it is served.
+fn model_cache_prices(mut prices: Prices, routes: &[Route]) -> Prices {
+    let Some(first) = routes.first() else {
+        return prices;
+    };
+    prices.cached_input = first.prices.cached_input;
+    let dearest =
+        |get: fn(&Prices) -> Option<Decimal>| routes.iter().filter_map(|r| get(&r.prices)).max();
+    prices.cache_write = dearest(|p| p.cache_write);
+    prices.cache_write_1h = dearest(|p| p.cache_write_1h);
+    prices
+}
+
 /// An automatic model: the routes of its members in order; holds priced at the dearest member.
 fn auto_model(name: &str, kind: AutoKind, members: &[Arc<ModelConfig>]) -> ModelConfig {
     let routes: Vec<Route> = members.iter().flat_map(|m| m.routes.clone()).collect();
@@ -1432,10 +1467,13 @@ fn auto_model(name: &str, kind: AutoKind, members: &[Arc<ModelConfig>]) -> Model
     for m in members {
         prices.input = prices.input.max(m.prices.input);
         prices.output = prices.output.max(m.prices.output);
-        prices.cached_input = match (prices.cached_input, m.prices.cached_input) {
+        let dearer = |a: Option<Decimal>, b: Option<Decimal>| match (a, b) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
+        prices.cached_input = dearer(prices.cached_input, m.prices.cached_input);
+        prices.cache_write = dearer(prices.cache_write, m.prices.cache_write);
+        prices.cache_write_1h = dearer(prices.cache_write_1h, m.prices.cache_write_1h);
     }
     ModelConfig {
         name: name.to_owned(),

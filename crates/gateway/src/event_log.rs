@@ -78,6 +78,8 @@ impl EventLog {
 #[derive(serde::Serialize)]
 struct Line<'a> {
     attempts: u32,
+    #[serde(skip_serializing_if = "is_zero")]
+    cache_write_tokens: u64,
     cached_tokens: u64,
     completion_tokens: u64,
     cost: String,
@@ -102,10 +104,15 @@ struct Line<'a> {
     upstream_status: Option<u16>,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// One request's line.
 fn line(e: &UsageEntry, last4: Option<&str>) -> String {
     let line = Line {
         attempts: e.attempts,
+        cache_write_tokens: e.cache_write_tokens,
         cached_tokens: e.cached_tokens,
         completion_tokens: e.completion_tokens,
         cost: e.cost.to_string(),

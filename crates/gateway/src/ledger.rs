@@ -33,11 +33,13 @@ use tokio::sync::{mpsc, oneshot};
 pub use accounts::{Account, AccountView, Accounts, Hold, HoldRefused};
 pub use changes::{ChangeFeed, KeyChange};
 pub use entries::{
-    latency_bucket, masked_key, RequestQuery, UsageEntryRow, UsageGroup, UsageQuery,
+    hit_ratio, latency_bucket, masked_key, RequestQuery, UsageEntryRow, UsageGroup, UsageQuery,
 };
 pub use keys::{Budget, KeyRecord, KeyUpdate, NewKey};
 pub use periods::BudgetPeriod;
-pub use prices::{parse_usd, AmountError, AmountRule, Cost, Nanos, Prices, MAX_AMOUNT, MAX_USD};
+pub use prices::{
+    parse_usd, AmountError, AmountRule, CacheRatios, Cost, Nanos, Prices, MAX_AMOUNT, MAX_USD,
+};
 pub use writer::Durable;
 
 #[derive(Debug, thiserror::Error)]
@@ -225,6 +227,12 @@ pub struct UsageEntry {
     pub completion_tokens: u64,
     pub reasoning_tokens: u64,
     pub cached_tokens: u64,
+    /// Prompt tokens written to the provider's cache (both lifetimes).
+    #[serde(default)]
+    pub cache_write_tokens: u64,
+    /// What the prompt cache saved against the whole prompt at the input price.
+    #[serde(default)]
+    pub cache_saved: Nanos,
     pub token_source: TokenSource,
     pub cost: Nanos,
     pub end_reason: EndReason,

@@ -58,25 +58,17 @@ fn usage(ctx: &MessageContext, c: &Completion, output_tokens: u32) -> Value {
 /// A recorded transcript played as it is: each event (up to and including its blank line) one
 /// frame; the content, thinking and tool-argument deltas count as tokens for the stream record.
 pub(crate) fn transcript_steps(transcript: &str) -> Vec<Step> {
-    transcript
-        .split_inclusive("\n\n")
-        .map(|event| {
-            let token = if event.contains("\"text_delta\"") {
-                Some(TokenKind::Content("".into()))
-            } else if event.contains("\"thinking_delta\"") {
-                Some(TokenKind::Reasoning(""))
-            } else if event.contains("\"input_json_delta\"") {
-                Some(TokenKind::ToolArguments)
-            } else {
-                None
-            };
-            let bytes = bytes::Bytes::copy_from_slice(event.as_bytes());
-            match token {
-                Some(t) => Step::token(bytes, t),
-                None => Step::frame(bytes),
-            }
-        })
-        .collect()
+    crate::playback::transcript_steps(transcript, |event| {
+        if event.contains("\"text_delta\"") {
+            Some(TokenKind::Content("".into()))
+        } else if event.contains("\"thinking_delta\"") {
+            Some(TokenKind::Reasoning(""))
+        } else if event.contains("\"input_json_delta\"") {
+            Some(TokenKind::ToolArguments)
+        } else {
+            None
+        }
+    })
 }
 
 fn stop_reason(f: Finish) -> &'static str {

@@ -7,7 +7,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::completion::{Completion, Finish};
-use crate::playback::Step;
+use crate::playback::{self, Step};
 use crate::recording::{Dialect, TokenKind};
 
 /// The in-stream error written by `error_after`.
@@ -351,4 +351,20 @@ pub(crate) fn invalid_request(
     code: Value,
 ) -> Value {
     json!({"error": {"message": message, "type": kind, "param": param, "code": code}})
+}
+
+/// A recorded chat stream played as it is: each event one frame; a chunk whose delta carries text,
+/// reasoning or a tool call counts as a token for the stream record.
+pub(crate) fn transcript_steps(transcript: &str) -> Vec<Step> {
+    playback::transcript_steps(transcript, |event| {
+        if event.contains("\"reasoning_content\":\"") {
+            Some(TokenKind::Reasoning(""))
+        } else if event.contains("\"tool_calls\":[") {
+            Some(TokenKind::ToolArguments)
+        } else if event.contains("\"content\":\"") {
+            Some(TokenKind::Content("".into()))
+        } else {
+            None
+        }
+    })
 }

@@ -60,7 +60,7 @@ pub(crate) struct Behaviour {
     pub cache_creation_tokens: u32,
     /// Anthropic: a `redacted_thinking` block comes first.
     pub redacted_thinking: bool,
-    /// Anthropic: this whole body is the answer, played as it is (a stream one event per frame),
+    /// Anthropic and chat: this whole body is the answer, played as it is (a stream one event per frame),
     /// in place of the planned one: a recorded transcript played back.
     pub transcript: Option<String>,
     /// Reasoning signatures as the real APIs require them: Anthropic thinking blocks, Gemini

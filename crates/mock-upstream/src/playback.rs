@@ -59,6 +59,24 @@ static ENDLESS_FRAME: [u8; 64 * 1024] = [b'x'; 64 * 1024];
 /// The malformed SSE event written by `malformed_after`.
 pub(crate) const MALFORMED_EVENT: &str = "data: {\"choices\": [\n\n";
 
+/// A recorded transcript as steps: each event (up to and including its blank line) one frame,
+/// a token where `token` says which kind.
+pub(crate) fn transcript_steps(
+    transcript: &str,
+    token: impl Fn(&str) -> Option<TokenKind>,
+) -> Vec<Step> {
+    transcript
+        .split_inclusive("\n\n")
+        .map(|event| {
+            let bytes = Bytes::copy_from_slice(event.as_bytes());
+            match token(event) {
+                Some(t) => Step::token(bytes, t),
+                None => Step::frame(bytes),
+            }
+        })
+        .collect()
+}
+
 /// Sets the pacing: `ttft_ms` before the first step, `gap_ms` before every token chunk but the first.
 pub(crate) fn pace(steps: &mut [Step], behaviour: &Behaviour) {
     let gap = Duration::from_millis(behaviour.gap_ms);

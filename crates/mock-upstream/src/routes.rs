@@ -315,7 +315,10 @@ async fn chat_completions(
     };
 
     if stream {
-        let mut steps = openai_format::stream_steps(&ctx, &completion);
+        let mut steps = match &behaviour.transcript {
+            Some(t) => openai_format::transcript_steps(t),
+            None => openai_format::stream_steps(&ctx, &completion),
+        };
         playback::pace(&mut steps, &behaviour);
         playback::inject_faults(
             &mut steps,
@@ -327,10 +330,13 @@ async fn chat_completions(
         return sse_response(body, request_id);
     }
 
-    let body = padded(
-        openai_format::body(&ctx, &completion).to_string(),
-        &behaviour,
-    );
+    let body = match &behaviour.transcript {
+        Some(t) => t.clone(),
+        None => padded(
+            openai_format::body(&ctx, &completion).to_string(),
+            &behaviour,
+        ),
+    };
     if !delay(shared, generation_time(&behaviour, &completion)).await {
         return error(503);
     }

@@ -74,6 +74,8 @@ pub struct Usage {
     pub cache_read_tokens: u64,
     /// Input tokens written to the prompt cache (`usage.cache_creation_input_tokens`).
     pub cache_creation_tokens: u64,
+    /// Of those, the ones written for an hour (`usage.cache_creation.ephemeral_1h_input_tokens`).
+    pub cache_creation_1h_tokens: u64,
     /// Thinking tokens, when Anthropic reports them (`usage.output_tokens_details.thinking_tokens`).
     pub thinking_tokens: Option<u64>,
 }
@@ -109,6 +111,10 @@ impl Usage {
                 "cache_write_tokens": self.cache_creation_tokens,
             },
         });
+        if self.cache_creation_1h_tokens > 0 {
+            usage["prompt_tokens_details"]["cache_write_1h_tokens"] =
+                self.cache_creation_1h_tokens.into();
+        }
         if let Some(thinking) = self.thinking_tokens {
             usage["completion_tokens_details"] = json!({ "reasoning_tokens": thinking });
         }
@@ -137,6 +143,13 @@ impl Usage {
         }
         if let Some(n) = field("cache_creation_input_tokens") {
             self.cache_creation_tokens = n;
+        }
+        if let Some(n) = usage
+            .get("cache_creation")
+            .and_then(|c| c.get("ephemeral_1h_input_tokens"))
+            .and_then(Value::as_u64)
+        {
+            self.cache_creation_1h_tokens = n.min(self.cache_creation_tokens);
         }
         if let Some(n) = usage
             .get("output_tokens_details")

@@ -57,6 +57,7 @@ pub fn usage(meta: &Value) -> Option<Usage> {
             .saturating_add(thoughts),
         cached_tokens: n("cachedContentTokenCount").unwrap_or(0),
         cache_write_tokens: 0,
+        cache_write_1h_tokens: 0,
         reasoning_tokens: thoughts,
     })
 }

@@ -433,6 +433,7 @@ fn billed(u: &anthropic::Usage) -> Usage {
         completion_tokens: u.completion_tokens(),
         cached_tokens: u.cache_read_tokens,
         cache_write_tokens: u.cache_creation_tokens,
+        cache_write_1h_tokens: u.cache_creation_1h_tokens,
         reasoning_tokens: u.thinking_tokens.unwrap_or(0),
     }
 }

@@ -16,8 +16,12 @@ pub struct Usage {
     pub completion_tokens: u64,
     /// Prompt tokens served from the provider's cache (part of `prompt_tokens`).
     pub cached_tokens: u64,
-    /// Prompt tokens written to the provider's cache (part of `prompt_tokens`).
+    /// Prompt tokens written to the provider's cache (part of `prompt_tokens`), every lifetime.
     pub cache_write_tokens: u64,
+    /// Of `cache_write_tokens`, those written for an hour (Anthropic's `ephemeral_1h`), which
+    /// bill dearer than the default 5-minute writes.
+    #[serde(default)]
+    pub cache_write_1h_tokens: u64,
     /// Reasoning tokens (part of `completion_tokens`).
     pub reasoning_tokens: u64,
 }
@@ -44,12 +48,21 @@ impl Usage {
             Some(n) => n,
             None => count(v, "prompt_cache_hit_tokens"),
         };
+        let (prompt, mut completion) = (count(v, "prompt_tokens"), count(v, "completion_tokens"));
+        let reasoning = count(completion_details, "reasoning_tokens");
+        // xAI leaves reasoning out of `completion_tokens` (its `total_tokens` adds all three)
+        // and bills it as output all the same: counted in, as every other provider counts it.
+        let total = v.get("total_tokens").and_then(Value::as_u64);
+        if reasoning > 0 && total == Some(prompt + completion + reasoning) {
+            completion += reasoning;
+        }
         Some(Usage {
-            prompt_tokens: count(v, "prompt_tokens"),
-            completion_tokens: count(v, "completion_tokens"),
+            prompt_tokens: prompt,
+            completion_tokens: completion,
             cached_tokens: cached,
             cache_write_tokens: count(prompt_details, "cache_write_tokens"),
-            reasoning_tokens: count(completion_details, "reasoning_tokens"),
+            cache_write_1h_tokens: count(prompt_details, "cache_write_1h_tokens"),
+            reasoning_tokens: reasoning,
         })
     }
 
@@ -67,6 +80,7 @@ impl Usage {
             completion_tokens: count(v, "output_tokens"),
             cached_tokens: count(input_details, "cached_tokens"),
             cache_write_tokens: count(input_details, "cache_write_tokens"),
+            cache_write_1h_tokens: count(input_details, "cache_write_1h_tokens"),
             reasoning_tokens: count(output_details, "reasoning_tokens"),
         })
     }
@@ -82,6 +96,9 @@ impl Usage {
         });
         if self.cache_write_tokens > 0 {
             v["prompt_tokens_details"]["cache_write_tokens"] = self.cache_write_tokens.into();
+        }
+        if self.cache_write_1h_tokens > 0 {
+            v["prompt_tokens_details"]["cache_write_1h_tokens"] = self.cache_write_1h_tokens.into();
         }
         if let Some(cost) = cost {
             v["cost"] = Value::String(cost.to_owned());
@@ -166,10 +183,29 @@ mod tests {
                 completion_tokens: 46,
                 cached_tokens: 1000,
                 cache_write_tokens: 0,
+                cache_write_1h_tokens: 0,
                 reasoning_tokens: 10
             }
         );
         assert_eq!(u.total_tokens(), 1163);
+    }
+
+    #[test]
+    fn xai_reasoning_outside_completion_tokens_is_counted_in() {
+        let u = Usage::from_openai(&json!({
+            "prompt_tokens": 12, "completion_tokens": 1, "total_tokens": 303,
+            "prompt_tokens_details": {"cached_tokens": 11},
+            "completion_tokens_details": {"reasoning_tokens": 290}
+        }))
+        .unwrap();
+        assert_eq!((u.completion_tokens, u.reasoning_tokens), (291, 290));
+        // OpenAI's own count already holds it.
+        let u = Usage::from_openai(&json!({
+            "prompt_tokens": 12, "completion_tokens": 300, "total_tokens": 312,
+            "completion_tokens_details": {"reasoning_tokens": 290}
+        }))
+        .unwrap();
+        assert_eq!(u.completion_tokens, 300);
     }
 
     #[test]

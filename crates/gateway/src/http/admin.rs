@@ -381,6 +381,10 @@ async fn usage_report(
     };
     let rows = gw.ledger.usage_report(&query).await.map_err(ledger_error)?;
     let total = rows.iter().fold(Nanos::ZERO, |t, r| t + r.cost);
+    let saved = rows.iter().fold(Nanos::ZERO, |t, r| t + r.cache_saved);
+    let (prompt, cached) = rows.iter().fold((0, 0), |(p, c), r| {
+        (p + r.prompt_tokens, c + r.cached_tokens)
+    });
     Ok(json!({
         "object": "list",
         "group_by": by,
@@ -388,6 +392,8 @@ async fn usage_report(
         "until": query.until_ms,
         "data": rows,
         "total_cost": total.to_string(),
+        "cache_hit_ratio": crate::ledger::hit_ratio(cached, prompt),
+        "cache_saved": saved.to_string(),
     }))
 }
 

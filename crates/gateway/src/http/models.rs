@@ -42,6 +42,14 @@ fn entry(model: &ModelConfig) -> Value {
         pricing["input_cache_read"] = json!(per_token(cached));
         pricing["input_cache_read_per_million"] = json!(cached.normalize().to_string());
     }
+    // Writes are shown where they cost more than plain input (Anthropic's).
+    if let Some(write) = p.cache_write.filter(|w| *w != p.input) {
+        pricing["input_cache_write"] = json!(per_token(write));
+        pricing["input_cache_write_per_million"] = json!(write.normalize().to_string());
+    }
+    if let Some(write) = p.cache_write_1h.filter(|w| *w != p.input) {
+        pricing["input_cache_write_1h_per_million"] = json!(write.normalize().to_string());
+    }
     let max_output = match model.kind {
         ModelKind::Chat => json!(model.max_output_tokens),
         ModelKind::Embedding => Value::Null,

@@ -21,6 +21,11 @@ pub struct UsageEntryRow {
     pub completion_tokens: i64,
     pub reasoning_tokens: i64,
     pub cached_tokens: i64,
+    /// Prompt tokens written to the provider's cache.
+    pub cache_write_tokens: i64,
+    /// What the prompt cache saved against the whole prompt at the input price.
+    #[serde(serialize_with = "as_usd")]
+    pub cache_saved: Nanos,
     pub token_source: String,
     #[serde(serialize_with = "as_usd")]
     pub cost: Nanos,
@@ -78,9 +83,25 @@ pub struct UsageGroup {
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
     pub reasoning_tokens: i64,
+    /// Prompt tokens read from the providers' caches.
     pub cached_tokens: i64,
+    /// Prompt tokens written to the providers' caches.
+    pub cache_write_tokens: i64,
+    /// `cached_tokens / prompt_tokens` (0 without prompt tokens).
+    pub cache_hit_ratio: f64,
+    /// What the caches saved against every prompt token at the input price.
+    #[serde(serialize_with = "as_usd")]
+    pub cache_saved: Nanos,
     #[serde(serialize_with = "as_usd")]
     pub cost: Nanos,
+}
+
+/// `cached / prompt`, to four decimal places; 0 without a prompt.
+pub fn hit_ratio(cached: i64, prompt: i64) -> f64 {
+    if prompt <= 0 {
+        return 0.0;
+    }
+    (cached.clamp(0, prompt) as f64 / prompt as f64 * 10_000.0).round() / 10_000.0
 }
 
 /// What a usage report covers: `since <= finished < until`, optionally one key.
@@ -116,6 +137,7 @@ const ENTRY_COLUMNS: &str = "request_id, key_id, requested_model, served_model, 
      attempts, prompt_tokens, completion_tokens, reasoning_tokens, cached_tokens, token_source, \
      cost_nanos, end_reason, ttft_ms, duration_ms, stream, started_at, finished_at, hold_nanos, \
      over_hold, billing_note, upstream_status, status, error_text, request_type, \
+     cache_write_tokens, cache_saved_nanos, \
      (SELECT key_last4 FROM api_keys WHERE api_keys.id = usage_entries.key_id) AS key_last4";
 
 fn entry_from_row(r: &sqlx::any::AnyRow) -> Result<UsageEntryRow, sqlx::Error> {
@@ -130,6 +152,8 @@ fn entry_from_row(r: &sqlx::any::AnyRow) -> Result<UsageEntryRow, sqlx::Error> {
         completion_tokens: r.try_get("completion_tokens")?,
         reasoning_tokens: r.try_get("reasoning_tokens")?,
         cached_tokens: r.try_get("cached_tokens")?,
+        cache_write_tokens: r.try_get("cache_write_tokens")?,
+        cache_saved: Nanos(r.try_get("cache_saved_nanos")?),
         token_source: r.try_get("token_source")?,
         cost: Nanos(r.try_get("cost_nanos")?),
         end_reason: r.try_get("end_reason")?,
@@ -227,6 +251,8 @@ impl Ledger {
             "SELECT CAST({group} AS TEXT) AS g, COUNT(*) AS n, \
              CAST(SUM(prompt_tokens) AS BIGINT) AS p, CAST(SUM(completion_tokens) AS BIGINT) AS c, \
              CAST(SUM(reasoning_tokens) AS BIGINT) AS r, CAST(SUM(cached_tokens) AS BIGINT) AS ca, \
+             CAST(SUM(cache_write_tokens) AS BIGINT) AS cw, \
+             CAST(SUM(cache_saved_nanos) AS BIGINT) AS saved, \
              CAST(SUM(cost_nanos) AS BIGINT) AS cost \
              FROM usage_entries WHERE created_at >= $1 AND created_at < $2 AND ($3 = '' OR key_id = $4) \
              GROUP BY {group} ORDER BY {group}"
@@ -246,13 +272,17 @@ impl Ledger {
                 GroupBy::Day => day_name(g.parse().unwrap_or(0)),
                 _ => g,
             };
+            let (prompt_tokens, cached_tokens) = (r.try_get("p")?, r.try_get("ca")?);
             out.push(UsageGroup {
                 group,
                 requests: r.try_get("n")?,
-                prompt_tokens: r.try_get("p")?,
+                prompt_tokens,
                 completion_tokens: r.try_get("c")?,
                 reasoning_tokens: r.try_get("r")?,
-                cached_tokens: r.try_get("ca")?,
+                cached_tokens,
+                cache_write_tokens: r.try_get("cw")?,
+                cache_hit_ratio: hit_ratio(cached_tokens, prompt_tokens),
+                cache_saved: Nanos(r.try_get("saved")?),
                 cost: Nanos(r.try_get("cost")?),
             });
         }

@@ -84,6 +84,10 @@ pub struct AdmitRecord {
     pub output_price: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cached_price: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_price: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_1h_price: Option<String>,
     pub hold: i64,
 }
 
@@ -106,6 +110,8 @@ impl AdmitRecord {
             input_price: p.input.to_string(),
             output_price: p.output.to_string(),
             cached_price: p.cached_input.map(|c| c.to_string()),
+            cache_write_price: p.cache_write.map(|c| c.to_string()),
+            cache_write_1h_price: p.cache_write_1h.map(|c| c.to_string()),
             hold: hold.0,
         }
     }
@@ -116,6 +122,8 @@ impl AdmitRecord {
             input: d(&self.input_price),
             output: d(&self.output_price),
             cached_input: self.cached_price.as_deref().map(d),
+            cache_write: self.cache_write_price.as_deref().map(d),
+            cache_write_1h: self.cache_write_1h_price.as_deref().map(d),
         }
     }
 }
@@ -130,6 +138,10 @@ pub struct ProgressRecord {
     pub reasoning_tokens: u64,
     #[serde(default)]
     pub cached_tokens: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write_tokens: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write_1h_tokens: u64,
     /// Epoch milliseconds.
     pub at: i64,
     /// Where the request was served, once known.
@@ -142,6 +154,10 @@ pub struct ProgressRecord {
     pub input_price: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_price: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One line of the journal.
@@ -428,7 +444,8 @@ pub fn interrupted(a: &AdmitRecord, p: Option<&ProgressRecord>) -> UsageEntry {
         completion_tokens: p.completion_tokens,
         reasoning_tokens: p.reasoning_tokens,
         cached_tokens: p.cached_tokens,
-        ..Usage::default()
+        cache_write_tokens: p.cache_write_tokens,
+        cache_write_1h_tokens: p.cache_write_1h_tokens,
     });
     let mut prices = a.prices();
     if let Some(p) = p {
@@ -454,6 +471,8 @@ pub fn interrupted(a: &AdmitRecord, p: Option<&ProgressRecord>) -> UsageEntry {
         completion_tokens: usage.completion_tokens,
         reasoning_tokens: usage.reasoning_tokens,
         cached_tokens: usage.cached_tokens,
+        cache_write_tokens: usage.cache_write_tokens,
+        cache_saved: prices.cost(&usage).cache_saved,
         token_source: TokenSource::Estimated,
         cost: prices.cost(&usage).total(),
         end_reason: EndReason::Interrupted,
@@ -685,7 +704,7 @@ mod tests {
         let prices = Prices {
             input: 2.into(),
             output: 10.into(),
-            cached_input: None,
+            ..Prices::default()
         };
         AdmitRecord::new(id, "key_a", "m", true, 1_000, &prices, Nanos(5_000))
     }
@@ -704,6 +723,8 @@ mod tests {
                 completion_tokens: 100,
                 reasoning_tokens: 0,
                 cached_tokens: 0,
+                cache_write_tokens: 0,
+                cache_write_1h_tokens: 0,
                 at: 3_000,
                 provider: Some("p".into()),
                 served_model: None,

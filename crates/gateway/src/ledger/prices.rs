@@ -176,6 +176,49 @@ pub struct Prices {
     pub output: Decimal,
     /// Price of prompt tokens served from the provider's cache; the input price when unset.
     pub cached_input: Option<Decimal>,
+    /// Price of prompt tokens written to the provider's cache (Anthropic's 5-minute writes); the
+    /// input price when unset.
+    pub cache_write: Option<Decimal>,
+    /// Price of prompt tokens written to the cache for an hour (Anthropic's `ephemeral_1h`); the
+    /// 5-minute write price when unset.
+    pub cache_write_1h: Option<Decimal>,
+}
+
+/// What a provider charges for its prompt cache, as a share of the input price (its published
+/// price sheets): reads, 5-minute writes, 1-hour writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheRatios {
+    pub read: Decimal,
+    pub write: Decimal,
+    pub write_1h: Decimal,
+}
+
+impl CacheRatios {
+    /// Anthropic: reads 0.1×, 5-minute writes 1.25×, 1-hour writes 2× the input price.
+    pub const ANTHROPIC: CacheRatios = CacheRatios {
+        read: Decimal::from_parts(1, 0, 0, false, 1),
+        write: Decimal::from_parts(125, 0, 0, false, 2),
+        write_1h: Decimal::from_parts(2, 0, 0, false, 0),
+    };
+    /// OpenAI: cached reads at half the input price (GPT-4o's sheet; set `cached_input_price`
+    /// for models whose discount is deeper); writes free of any premium.
+    pub const OPENAI: CacheRatios = CacheRatios {
+        read: Decimal::from_parts(5, 0, 0, false, 1),
+        write: Decimal::ONE,
+        write_1h: Decimal::ONE,
+    };
+    /// Gemini (implicit caching): reads at a quarter of the input price.
+    pub const GEMINI: CacheRatios = CacheRatios {
+        read: Decimal::from_parts(25, 0, 0, false, 2),
+        write: Decimal::ONE,
+        write_1h: Decimal::ONE,
+    };
+    /// DeepSeek: cache hits at a tenth of the miss price.
+    pub const DEEPSEEK: CacheRatios = CacheRatios {
+        read: Decimal::from_parts(1, 0, 0, false, 1),
+        write: Decimal::ONE,
+        write_1h: Decimal::ONE,
+    };
 }
 
 /// The cost of one request, split as the cost comment shows it: `total = input + output`.
@@ -183,6 +226,9 @@ pub struct Prices {
 pub struct Cost {
     pub input: Nanos,
     pub output: Nanos,
+    /// What the prompt cache saved against the whole prompt at the input price (negative when
+    /// writes cost more than reads saved).
+    pub cache_saved: Nanos,
 }
 
 impl Cost {
@@ -197,24 +243,58 @@ fn per_million(tokens: u64, price: Decimal) -> Nanos {
 }
 
 impl Prices {
-    /// What `usage` costs. Reasoning tokens are part of the completion and bill as output;
-    /// cached prompt tokens bill at the cached price. Each part is rounded to the nano-dollar once.
+    /// These prices with the cache prices left unset taken from `ratios` of the input price.
+    pub fn with_cache_defaults(mut self, ratios: CacheRatios) -> Prices {
+        if self.input.is_zero() {
+            return self;
+        }
+        let of = |r: Decimal| (self.input * r).normalize();
+        self.cached_input = self.cached_input.or(Some(of(ratios.read)));
+        let write = self.cache_write.unwrap_or_else(|| of(ratios.write));
+        self.cache_write = Some(write);
+        // A 1-hour write given no price of its own keeps the ratio to the 5-minute one.
+        self.cache_write_1h = self.cache_write_1h.or_else(|| {
+            Some(if ratios.write.is_zero() {
+                write
+            } else {
+                (write * ratios.write_1h / ratios.write).normalize()
+            })
+        });
+        self
+    }
+
+    /// What `usage` costs. Reasoning tokens are part of the completion and bill as output; of
+    /// the prompt, cache reads bill at the cached price, 5-minute writes at the write price,
+    /// 1-hour writes at theirs and the rest at the input price. The input part is rounded to the
+    /// nano-dollar once, and so is the output part.
     pub fn cost(&self, usage: &Usage) -> Cost {
-        let cached = usage.cached_tokens.min(usage.prompt_tokens);
-        let uncached = usage.prompt_tokens - cached;
-        let cached_price = self.cached_input.unwrap_or(self.input);
+        let prompt = usage.prompt_tokens;
+        let cached = usage.cached_tokens.min(prompt);
+        let written = usage.cache_write_tokens.min(prompt - cached);
+        let written_1h = usage.cache_write_1h_tokens.min(written);
+        let uncached = prompt - cached - written;
+        let write = self.cache_write.unwrap_or(self.input);
         let input_usd = (Decimal::from(uncached) * self.input
-            + Decimal::from(cached) * cached_price)
+            + Decimal::from(cached) * self.cached_input.unwrap_or(self.input)
+            + Decimal::from(written - written_1h) * write
+            + Decimal::from(written_1h) * self.cache_write_1h.unwrap_or(write))
             / Decimal::from(1_000_000);
+        let input = Nanos::from_usd(input_usd).unwrap_or(Nanos(i64::MAX));
         Cost {
-            input: Nanos::from_usd(input_usd).unwrap_or(Nanos(i64::MAX)),
+            input,
             output: per_million(usage.completion_tokens, self.output),
+            cache_saved: Nanos(per_million(prompt, self.input).0.saturating_sub(input.0)),
         }
     }
 
-    /// The most `prompt_tokens` in and `max_output` out can cost (prompt at the full input price).
+    /// The most `prompt_tokens` in and `max_output` out can cost: the prompt at the dearest of
+    /// the input and cache-write prices.
     pub fn worst_case(&self, prompt_tokens: u64, max_output: u64) -> Nanos {
-        per_million(prompt_tokens, self.input) + per_million(max_output, self.output)
+        let prompt_price = [self.cache_write, self.cache_write_1h]
+            .into_iter()
+            .flatten()
+            .fold(self.input, Decimal::max);
+        per_million(prompt_tokens, prompt_price) + per_million(max_output, self.output)
     }
 }
 
@@ -272,7 +352,7 @@ mod tests {
         let p = Prices {
             input: d("20"),
             output: d("25"),
-            cached_input: None,
+            ..Prices::default()
         };
         let c = p.cost(&Usage {
             prompt_tokens: 15,
@@ -290,6 +370,7 @@ mod tests {
             input: d("2.50"),
             output: d("10.00"),
             cached_input: Some(d("1.25")),
+            ..Prices::default()
         };
         let c = p.cost(&Usage {
             prompt_tokens: 1000,
@@ -304,11 +385,70 @@ mod tests {
     }
 
     #[test]
+    fn anthropic_cache_reads_and_writes_bill_at_its_price_sheet() {
+        // Claude Sonnet: $3 input, $15 output; the sheet: reads $0.30, 5-minute writes $3.75,
+        // 1-hour writes $6 per million.
+        let p = Prices {
+            input: d("3"),
+            output: d("15"),
+            ..Prices::default()
+        }
+        .with_cache_defaults(CacheRatios::ANTHROPIC);
+        assert_eq!(p.cached_input, Some(d("0.3")));
+        assert_eq!(p.cache_write, Some(d("3.75")));
+        assert_eq!(p.cache_write_1h, Some(d("6")));
+        let c = p.cost(&Usage {
+            // 17 uncached + 20,000 read + 1,000 written for 5 minutes + 2,000 for an hour.
+            prompt_tokens: 23_017,
+            cached_tokens: 20_000,
+            cache_write_tokens: 3_000,
+            cache_write_1h_tokens: 2_000,
+            completion_tokens: 10,
+            ..Usage::default()
+        });
+        // 17×3 + 20,000×0.30 + 1,000×3.75 + 2,000×6 = 21,801 µ$; 10×15 = 150 µ$.
+        assert_eq!(c.input, Nanos(21_801_000));
+        assert_eq!(c.output, Nanos(150_000));
+        // Against 23,017 × $3 = 69,051 µ$ at the input price.
+        assert_eq!(c.cache_saved, Nanos(69_051_000 - 21_801_000));
+        // A hold covers a prompt written to the cache for an hour.
+        assert_eq!(p.worst_case(1_000, 0), Nanos(6_000_000));
+    }
+
+    #[test]
+    fn configured_cache_prices_win_and_a_1h_price_follows_the_write_price() {
+        let p = Prices {
+            input: d("3"),
+            output: d("15"),
+            cached_input: Some(d("0.25")),
+            cache_write: Some(d("4")),
+            ..Prices::default()
+        }
+        .with_cache_defaults(CacheRatios::ANTHROPIC);
+        assert_eq!(p.cached_input, Some(d("0.25")));
+        assert_eq!(p.cache_write, Some(d("4")));
+        assert_eq!(p.cache_write_1h, Some(d("6.4")));
+        // A free model stays free; an OpenAI route's writes cost what input costs.
+        let free = Prices::default().with_cache_defaults(CacheRatios::ANTHROPIC);
+        assert_eq!(free, Prices::default());
+        let o = Prices {
+            input: d("2.5"),
+            output: d("10"),
+            ..Prices::default()
+        }
+        .with_cache_defaults(CacheRatios::OPENAI);
+        assert_eq!(
+            (o.cached_input, o.cache_write),
+            (Some(d("1.25")), Some(d("2.5")))
+        );
+    }
+
+    #[test]
     fn sub_nano_amounts_round_half_away_from_zero() {
         let p = Prices {
             input: d("0.0000375"),
             output: d("0"),
-            cached_input: None,
+            ..Prices::default()
         };
         // 1 token × 0.0000375 / 1e6 USD = 0.0375 nano → 0
         assert_eq!(

@@ -86,8 +86,9 @@ pub(super) struct WriterTask {
 const COLUMNS: &str = "request_id, key_id, requested_model, served_model, provider, \
      attempts, prompt_tokens, completion_tokens, reasoning_tokens, cached_tokens, token_source, \
      cost_nanos, end_reason, ttft_ms, duration_ms, stream, started_at, finished_at, created_at, \
-     hold_nanos, over_hold, billing_note, upstream_status, status, error_text, request_type";
-const COLUMN_COUNT: usize = 26;
+     hold_nanos, over_hold, billing_note, upstream_status, status, error_text, request_type, \
+     cache_write_tokens, cache_saved_nanos";
+const COLUMN_COUNT: usize = 28;
 
 impl WriterTask {
     pub async fn run(self, mut rx: mpsc::Receiver<Msg>) {
@@ -297,7 +298,9 @@ pub(super) async fn write_batch(
                 .bind(e.upstream_status.map(i64::from))
                 .bind(e.status.map(i64::from))
                 .bind(&e.error_text)
-                .bind(&e.request_type);
+                .bind(&e.request_type)
+                .bind(clamp(e.cache_write_tokens))
+                .bind(e.cache_saved.0);
         }
         for row in q.fetch_all(&mut *tx).await? {
             inserted.insert(row.try_get::<String, _>(0)?);

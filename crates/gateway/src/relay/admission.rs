@@ -437,7 +437,7 @@ mod tests {
         Prices {
             input: input.into(),
             output: output.into(),
-            cached_input: None,
+            ..Prices::default()
         }
     }
 

@@ -81,10 +81,12 @@ impl Settled {
             reasoning_tokens: 0,
             cached_tokens: 0,
             cache_write_tokens: 0,
+            cache_write_1h_tokens: 0,
         },
         cost: Cost {
             input: Nanos(0),
             output: Nanos(0),
+            cache_saved: Nanos(0),
         },
         source: TokenSource::Estimated,
         note: None,
@@ -182,6 +184,8 @@ fn entry(a: &Admission, meter: &Meter, end: EndReason, settled: &Settled) -> Usa
         completion_tokens: settled.usage.completion_tokens,
         reasoning_tokens: settled.usage.reasoning_tokens,
         cached_tokens: settled.usage.cached_tokens,
+        cache_write_tokens: settled.usage.cache_write_tokens,
+        cache_saved: settled.cost.cache_saved,
         token_source: settled.source,
         cost,
         end_reason: end,
@@ -375,6 +379,8 @@ impl Settlement {
             completion_tokens: 0,
             reasoning_tokens: 0,
             cached_tokens: 0,
+            cache_write_tokens: 0,
+            cache_write_1h_tokens: 0,
             at: now_ms(),
             provider: m.provider().map(str::to_owned),
             served_model: m.served_model_name().map(str::to_owned),
@@ -386,6 +392,8 @@ impl Settlement {
             rec.completion_tokens = u.completion_tokens;
             rec.reasoning_tokens = u.reasoning_tokens;
             rec.cached_tokens = u.cached_tokens;
+            rec.cache_write_tokens = u.cache_write_tokens;
+            rec.cache_write_1h_tokens = u.cache_write_1h_tokens;
             journal.progress(rec);
             return;
         }

@@ -165,6 +165,8 @@ fn entry(request_id: &str, key_id: &str, model: &str, cost: i64, at: i64) -> Usa
         completion_tokens: 42,
         reasoning_tokens: 7,
         cached_tokens: 3,
+        cache_write_tokens: 5,
+        cache_saved: Nanos(-1_234),
         token_source: TokenSource::ProviderReported,
         cost: Nanos(cost),
         end_reason: EndReason::Stop,
@@ -337,6 +339,10 @@ async fn settlement_writes_entry_and_debit_once(ledger: Ledger) {
             row.cached_tokens
         ),
         (15, 42, 7, 3)
+    );
+    assert_eq!(
+        (row.cache_write_tokens, row.cache_saved),
+        (5, Nanos(-1_234))
     );
     assert_eq!(row.token_source, "provider_reported");
     assert_eq!(row.cost, Nanos(12_345));
@@ -536,6 +542,10 @@ async fn usage_reports_group_and_filter(ledger: Ledger) {
     assert_eq!(until_today[0].group, "gpt-4o");
     assert_eq!(by_model[1].reasoning_tokens, 21);
     assert_eq!(by_model[1].cached_tokens, 9);
+    // Three entries of 15 prompt tokens, 3 of them read from a cache and 5 written to one.
+    assert_eq!(by_model[1].cache_write_tokens, 15);
+    assert_eq!(by_model[1].cache_hit_ratio, 0.2);
+    assert_eq!(by_model[1].cache_saved, Nanos(-3 * 1_234));
 }
 
 /// No balance change overflows, on either database: a top-up or a set balance past `MAX_AMOUNT`

@@ -8,6 +8,7 @@ mod auth_cache;
 mod bench_cli;
 mod billing;
 mod browser;
+mod cache_billing;
 mod capture;
 mod chat;
 mod cli;

@@ -538,6 +538,8 @@ fn entry(i: usize, key: &str, cost: i64, end: EndReason) -> UsageEntry {
         completion_tokens: 10,
         reasoning_tokens: 0,
         cached_tokens: 0,
+        cache_write_tokens: 0,
+        cache_saved: Nanos::ZERO,
         token_source: TokenSource::ProviderReported,
         cost: Nanos(cost),
         end_reason: end,
@@ -582,7 +584,7 @@ async fn random_admissions_settlements_crashes_and_replays_never_bill_twice() {
         let prices = Prices {
             input: 1.into(),
             output: 1.into(),
-            cached_input: None,
+            ..Prices::default()
         };
         let steps: Vec<Step> = (0..30)
             .map(|_| {
