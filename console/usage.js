@@ -1,5 +1,5 @@
 // The Usage page: spend, tokens and prompt-cache hits and savings per day (chart), by model and by
-// key, and the recent requests
+// key and by spend tag, and the recent requests
 // of the event log with filters (status, model, type). As admin it reads /admin/usage and
 // /admin/requests (every key); with an API key only, /v1/key/usage and /v1/key/requests (its own).
 
@@ -45,10 +45,11 @@ export async function refreshUsage(event) {
     limit: 50,
   };
   try {
-    const [days, models, keys, log, names] = await Promise.all([
+    const [days, models, keys, tags, log, names] = await Promise.all([
       src.get(`${src.usage}${query({ group_by: 'day', since })}`),
       src.get(`${src.usage}${query({ group_by: 'model', since })}`),
       src.get(`${src.usage}${query({ group_by: 'key', since })}`),
+      src.get(`${src.usage}${query({ group_by: 'tag', since })}`),
       src.get(`${src.requests}${query(filters)}`),
       session.adminKey ? asAdmin('/admin/keys').catch(() => null) : Promise.resolve(null),
     ]);
@@ -56,6 +57,7 @@ export async function refreshUsage(event) {
     drawUsageChart($('us-chart'), daysSince(sinceMs), days.data);
     fillTable($('us-by-model'), GROUP_HEADERS('Model'), groupRows(models.data));
     fillTable($('us-by-key'), GROUP_HEADERS('Key'), groupRows(keys.data, (id) => keyName.get(id) || id));
+    fillTable($('us-by-tag'), GROUP_HEADERS('Tag'), groupRows(tags.data), 'No tagged requests (x-switchyard-tags or metadata.tags).');
     fillTable($('us-requests'), [
       'Time', 'Request id', 'Key', 'Model', 'Provider', 'Type', 'Status', 'End', { label: 'TTFT ms', num: true },
       'Latency', { label: 'Tokens', num: true }, { label: 'Cost (USD)', num: true }, 'Error',

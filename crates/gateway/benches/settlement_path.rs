@@ -468,6 +468,7 @@ fn entry(run: &str, i: usize, key_id: &str) -> UsageEntry {
         status: None,
         error_text: None,
         dropped: Vec::new(),
+        tags: Vec::new(),
         request_type: None,
     }
 }

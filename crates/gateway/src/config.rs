@@ -354,6 +354,9 @@ struct RawProvider {
     kind: ProviderKind,
     base_url: Option<String>,
     api_key: Option<String>,
+    /// A pool of upstream keys: the provider becomes one member per key (`name#1`, `name#2`, …),
+    /// each with its own health and quota, and a route naming it one route per member.
+    api_keys: Option<Vec<String>>,
     connect_timeout_ms: Option<u64>,
     first_token_timeout_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
@@ -398,6 +401,26 @@ struct RawModel {
     reasoning: Option<bool>,
     /// Overrides `[routing] commit_after_ms` for this model (0 = never commit early).
     commit_after_ms: Option<u64>,
+    /// `failover` (the default: routes in order) or `balance` (weighted across the routes).
+    strategy: Option<Strategy>,
+    /// One weight per route for `balance` (default: equal).
+    weights: Option<Vec<u32>>,
+    /// A conversation sticks to the route that served its last turn (default: true).
+    affinity: Option<bool>,
+}
+
+/// One configured weight in `Route::weight`: divisible by every pool size up to 16.
+pub const WEIGHT_UNIT: u64 = 720_720;
+
+/// How a model's routes share its requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// The routes in their configured order; the next one only when one fails.
+    #[default]
+    Failover,
+    /// A route drawn by weight first, the others after it as failover.
+    Balance,
 }
 
 #[derive(Debug, Deserialize)]
@@ -586,6 +609,9 @@ pub struct Route {
     pub model: String,
     pub prices: Prices,
     pub timeouts: Timeouts,
+    /// Its share of a `balance` model's requests, in parts of `WEIGHT_UNIT` per configured weight
+    /// (a pool's members split their route's).
+    pub weight: u64,
 }
 
 impl Route {
@@ -625,6 +651,9 @@ pub struct ModelConfig {
     pub reasoning: bool,
     /// The model's own `commit_after_ms`, overriding `[routing]`'s (`Some(ZERO)` = never).
     pub commit_after: Option<Duration>,
+    pub strategy: Strategy,
+    /// A conversation sticks to the route that served its last turn (`routing::Affinity`).
+    pub affinity: bool,
 }
 
 impl ModelConfig {
@@ -1083,6 +1112,8 @@ impl Config {
             )));
         }
         let mut providers = BTreeMap::new();
+        // A pool's name -> its members' names.
+        let mut pools: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (name, p) in std::mem::take(&mut raw.providers) {
             let defaults = Timeouts::default();
             let ms = |v: Option<u64>, d: Duration| v.map(Duration::from_millis).unwrap_or(d);
@@ -1117,32 +1148,54 @@ impl Config {
             }
             let native_responses = native_responses(p.kind, &base_url, p.native_responses)
                 .map_err(|e| invalid(format!("providers.{name}.{e}")))?;
-            providers.insert(
-                name.clone(),
-                Arc::new(ProviderConfig {
-                    name,
-                    kind: p.kind,
-                    base_url: base_url.trim_end_matches('/').to_owned(),
-                    api_key: p.api_key.as_deref().map(Secret::parse),
-                    timeouts: Timeouts {
-                        connect: ms(p.connect_timeout_ms, defaults.connect),
-                        first_token: ms(p.first_token_timeout_ms, defaults.first_token),
-                        idle: ms(p.idle_timeout_ms, defaults.idle),
-                        total: ms(p.total_timeout_ms, defaults.total),
-                    },
-                    limits,
-                    credential_timeout,
-                    rpm: p.rpm,
-                    tpm: p.tpm,
-                    request_id: RequestIdHeader::for_provider(
-                        p.kind,
-                        &base_url,
-                        p.request_id_header.as_deref(),
-                        p.request_id_uuid,
-                    ),
-                    native_responses,
-                }),
-            );
+            let keys: Vec<(String, Option<Secret>)> = match (&p.api_key, &p.api_keys) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(format!(
+                        "providers.{name}: give api_key or api_keys, not both"
+                    )))
+                }
+                (_, Some(keys)) if keys.is_empty() => {
+                    return Err(invalid(format!("providers.{name}.api_keys is empty")))
+                }
+                (_, Some(keys)) => {
+                    let members: Vec<String> =
+                        (1..=keys.len()).map(|i| format!("{name}#{i}")).collect();
+                    pools.insert(name.clone(), members.clone());
+                    members
+                        .into_iter()
+                        .zip(keys.iter().map(|k| Some(Secret::parse(k))))
+                        .collect()
+                }
+                (key, None) => vec![(name.clone(), key.as_deref().map(Secret::parse))],
+            };
+            for (name, api_key) in keys {
+                providers.insert(
+                    name.clone(),
+                    Arc::new(ProviderConfig {
+                        name,
+                        kind: p.kind,
+                        base_url: base_url.trim_end_matches('/').to_owned(),
+                        api_key,
+                        timeouts: Timeouts {
+                            connect: ms(p.connect_timeout_ms, defaults.connect),
+                            first_token: ms(p.first_token_timeout_ms, defaults.first_token),
+                            idle: ms(p.idle_timeout_ms, defaults.idle),
+                            total: ms(p.total_timeout_ms, defaults.total),
+                        },
+                        limits,
+                        credential_timeout,
+                        rpm: p.rpm,
+                        tpm: p.tpm,
+                        request_id: RequestIdHeader::for_provider(
+                            p.kind,
+                            &base_url,
+                            p.request_id_header.as_deref(),
+                            p.request_id_uuid,
+                        ),
+                        native_responses,
+                    }),
+                );
+            }
         }
         let mut models = BTreeMap::new();
         for (name, m) in std::mem::take(&mut raw.models) {
@@ -1158,15 +1211,40 @@ impl Config {
                         r.get_ref()
                     )));
                 };
-                if !providers.contains_key(provider) {
-                    return Err(invalid(format!(
-                        "line {line}: route \"{}\" names provider \"{provider}\", which is not defined (known: {})",
-                        r.get_ref(),
-                        providers.keys().cloned().collect::<Vec<_>>().join(", ")
-                    )));
-                }
-                routes.push((provider.to_owned(), upstream_model.to_owned()));
+                let members = match pools.get(provider) {
+                    Some(members) => members.clone(),
+                    None if providers.contains_key(provider) => vec![provider.to_owned()],
+                    None => {
+                        return Err(invalid(format!(
+                            "line {line}: route \"{}\" names provider \"{provider}\", which is not defined (known: {})",
+                            r.get_ref(),
+                            providers.keys().cloned().collect::<Vec<_>>().join(", ")
+                        )))
+                    }
+                };
+                routes.push((members, upstream_model.to_owned()));
             }
+            let weights = match &m.weights {
+                None => vec![1; routes.len()],
+                Some(w) if w.len() != routes.len() || w.contains(&0) => {
+                    return Err(invalid(format!(
+                        "models.\"{name}\".weights must give each of its {} routes a weight above 0",
+                        routes.len()
+                    )))
+                }
+                Some(w) => w.clone(),
+            };
+            // A pooled route is one route per member, sharing its weight.
+            let routes: Vec<(String, String, u64)> = routes
+                .into_iter()
+                .zip(weights)
+                .flat_map(|((members, upstream), w)| {
+                    let share = u64::from(w) * WEIGHT_UNIT / members.len().max(1) as u64;
+                    members
+                        .into_iter()
+                        .map(move |p| (p, upstream.clone(), share))
+                })
+                .collect();
             let input = parse_price(text, path, &name, "input_price", &m.input_price)?;
             let output = parse_price(text, path, &name, "output_price", &m.output_price)?;
             let cache = [
@@ -1205,7 +1283,7 @@ impl Config {
             }
             let routes = routes
                 .into_iter()
-                .map(|(provider, upstream_model)| {
+                .map(|(provider, upstream_model, weight)| {
                     let (t, kind) = (&providers[&provider].timeouts, providers[&provider].kind);
                     let ms =
                         |v: Option<u64>, d: Duration| v.map(Duration::from_millis).unwrap_or(d);
@@ -1220,6 +1298,7 @@ impl Config {
                         upstream_model,
                         model: name.clone(),
                         prices: prices.clone().with_cache_defaults(kind.cache_ratios()),
+                        weight,
                     }
                 })
                 .collect::<Vec<_>>();
@@ -1240,6 +1319,8 @@ impl Config {
                     modalities,
                     reasoning: m.reasoning.unwrap_or(false),
                     commit_after: m.commit_after_ms.map(Duration::from_millis),
+                    strategy: m.strategy.unwrap_or_default(),
+                    affinity: m.affinity.unwrap_or(true),
                 }),
             );
         }
@@ -1495,6 +1576,8 @@ fn auto_model(name: &str, kind: AutoKind, members: &[Arc<ModelConfig>]) -> Model
         reasoning: members.iter().any(|m| m.reasoning),
         // The chain's members may differ; an automatic model follows `[routing]`.
         commit_after: None,
+        strategy: Strategy::Failover,
+        affinity: true,
     }
 }
 
@@ -2173,6 +2256,80 @@ output_price = "10.00"
                 &format!("output_price = \"10.00\"\n{bad}"),
             );
             assert!(Config::parse(&text, "t.toml").is_err(), "{bad}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod pool_tests {
+    use super::*;
+
+    const POOL: &str = r#"
+[providers.anthropic]
+kind = "anthropic"
+base_url = "https://api.anthropic.com/v1"
+api_keys = ["env:A", "env:B"]
+
+[providers.openai]
+kind = "openai"
+base_url = "https://api.openai.com/v1"
+api_key = "env:C"
+
+[models.claude]
+routes = ["anthropic/claude-sonnet-4-5", "openai/gpt-5"]
+strategy = "balance"
+weights = [2, 1]
+input_price = "3"
+output_price = "15"
+"#;
+
+    #[test]
+    fn a_key_pool_is_a_member_per_key_splitting_its_routes_weight() {
+        let c = Config::parse(POOL, "t.toml").unwrap();
+        let m = &c.models["claude"];
+        let routes: Vec<(String, u64)> = m.routes.iter().map(|r| (r.key(), r.weight)).collect();
+        assert_eq!(
+            routes,
+            [
+                ("anthropic#1/claude-sonnet-4-5".to_owned(), WEIGHT_UNIT),
+                ("anthropic#2/claude-sonnet-4-5".to_owned(), WEIGHT_UNIT),
+                ("openai/gpt-5".to_owned(), WEIGHT_UNIT),
+            ]
+        );
+        assert_eq!(m.strategy, Strategy::Balance);
+        assert!(m.affinity);
+        assert!(c.providers.contains_key("anthropic#2") && !c.providers.contains_key("anthropic"));
+        // Anthropic's writes on its routes; the model's hold covers the dearest route's.
+        assert_eq!(m.routes[0].prices.cache_write_1h, Some(Decimal::from(6)));
+        assert_eq!(m.prices.cache_write_1h, Some(Decimal::from(6)));
+    }
+
+    #[test]
+    fn pools_and_weights_are_checked() {
+        for (bad, says) in [
+            (
+                POOL.replace(
+                    "api_keys = [\"env:A\", \"env:B\"]",
+                    "api_key = \"x\"\napi_keys = [\"y\"]",
+                ),
+                "not both",
+            ),
+            (
+                POOL.replace("[\"env:A\", \"env:B\"]", "[]"),
+                "api_keys is empty",
+            ),
+            (POOL.replace("weights = [2, 1]", "weights = [1]"), "weights"),
+            (
+                POOL.replace("weights = [2, 1]", "weights = [1, 0]"),
+                "weights",
+            ),
+            (
+                POOL.replace("\"balance\"", "\"random\""),
+                "expected `failover` or `balance`",
+            ),
+        ] {
+            let e = Config::parse(&bad, "t.toml").unwrap_err().to_string();
+            assert!(e.contains(says), "{says}: {e}");
         }
     }
 }

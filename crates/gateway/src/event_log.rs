@@ -99,6 +99,8 @@ struct Line<'a> {
     request_type: Option<&'a str>,
     served_model: Option<&'a str>,
     status: Option<u16>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    tags: &'a [String],
     ts: i64,
     ttft_ms: Option<i64>,
     upstream_status: Option<u16>,
@@ -117,6 +119,7 @@ fn line(e: &UsageEntry, last4: Option<&str>) -> String {
         completion_tokens: e.completion_tokens,
         cost: e.cost.to_string(),
         dropped: &e.dropped,
+        tags: &e.tags,
         duration_ms: e.duration_ms,
         end_reason: e.end_reason.as_str(),
         error_text: e.error_text.as_deref(),

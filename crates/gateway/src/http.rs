@@ -157,6 +157,14 @@ fn request_ids_for(headers: &HeaderMap) -> RequestIds {
         ledger,
         visible,
         traceparent: traceparent(headers).map(str::to_owned),
+        session: headers
+            .get("x-session-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|s| !s.is_empty() && s.len() <= MAX_CLIENT_REQUEST_ID)
+            .map(str::to_owned),
+        tags: headers
+            .get("x-switchyard-tags")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
     }
 }
 

@@ -266,6 +266,9 @@ pub struct UsageEntry {
     /// `tools.4:web_search`); for the event log, not a database column.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dropped: Vec<String>,
+    /// The request's spend tags (`relay::tags`), kept in `usage_entry_tags`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     /// `chat`, `chat.stream`, `responses`, `responses.stream`, `messages`, `messages.stream` or `embeddings`.
     #[serde(default)]
     pub request_type: Option<String>,
@@ -289,6 +292,8 @@ pub enum GroupBy {
     Key,
     Model,
     Day,
+    /// Spend tags: an entry with several tags counts under each; untagged entries under none.
+    Tag,
 }
 
 impl GroupBy {
@@ -297,6 +302,7 @@ impl GroupBy {
             "key" => Some(GroupBy::Key),
             "model" => Some(GroupBy::Model),
             "day" => Some(GroupBy::Day),
+            "tag" => Some(GroupBy::Tag),
             _ => None,
         }
     }

@@ -202,6 +202,25 @@ impl Limits {
         }
     }
 
+    /// A value shared by every instance through Redis (`None` without Redis, or when it cannot
+    /// answer): the routing affinity of conversations.
+    pub async fn shared_get(&self, key: &str) -> Option<String> {
+        self.inner.redis.as_ref()?.get(key).await
+    }
+
+    /// Sets a shared value expiring after `ttl`, in the background; nothing without Redis.
+    pub fn shared_set(&self, key: String, value: String, ttl: std::time::Duration) {
+        if self.inner.redis.is_none() {
+            return;
+        }
+        let limits = self.clone();
+        tokio::spawn(async move {
+            if let Some(r) = &limits.inner.redis {
+                r.set(&key, &value, ttl).await;
+            }
+        });
+    }
+
     /// In-process limits, or shared ones in Redis when `redis_url` is set. Connects lazily.
     pub fn new(redis_url: Option<&str>, failure: RedisFailure) -> Result<Limits, LimitsError> {
         Ok(match redis_url {

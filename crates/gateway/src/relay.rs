@@ -4,6 +4,7 @@
 //! and settle the ledger exactly once through the settlement guard.
 
 pub mod admission;
+pub mod affinity;
 pub mod attempts;
 pub mod chat_stream;
 pub mod client_encoder;
@@ -15,6 +16,7 @@ pub mod messages;
 pub mod meter;
 pub mod responses;
 pub mod settlement;
+pub mod tags;
 pub mod tokens;
 pub mod upstream_pump;
 
@@ -200,6 +202,10 @@ pub struct RequestIds {
     pub visible: String,
     /// The client's W3C `traceparent`, the parent of the request's span when OTLP export is on.
     pub traceparent: Option<String>,
+    /// The client's `x-session-id`: the conversation the request continues (`relay::affinity`).
+    pub session: Option<String>,
+    /// The client's `x-switchyard-tags` (`relay::tags`), as sent.
+    pub tags: Option<String>,
 }
 
 /// Whether a route of `dialect` speaks `native` (the client's own dialect), so that the client's
@@ -242,6 +248,7 @@ pub(crate) async fn chat_for(
     let started = Instant::now();
     let mut req = ChatRequest::parse(&body).map_err(RelayError::BadRequest)?;
     req.native = native;
+    req.session = ids.session.clone();
     chat_parsed(gw, caller, ids, Arc::new(req), started, encoder).await
 }
 
@@ -257,6 +264,7 @@ pub(crate) async fn chat_parsed(
     encoder: Encoder,
 ) -> Result<ChatReply, RelayError> {
     let client_dialect = req.native.as_ref().map(|n| n.dialect);
+    let tags = tags::request_tags(ids.tags.as_deref(), &req).map_err(RelayError::BadRequest)?;
     let model = admission::model_for(gw, &caller, &req.model)?;
     let mut settlement = admission::admit(
         gw,
@@ -269,6 +277,7 @@ pub(crate) async fn chat_parsed(
     )
     .await?;
     encoder.mark(&mut settlement.meter);
+    settlement.tagged(tags);
     let responses_api = encoder.is_responses();
     settlement.traced(
         gw.otlp.as_ref(),

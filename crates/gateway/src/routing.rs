@@ -19,6 +19,11 @@
 //! every key shares, and a route that fails everyone still opens as before. A `cmd:` credential
 //! that cannot be resolved opens the route's breaker at once (`record_down`).
 //!
+//! A `strategy = "balance"` model draws its first route by weight among the healthy ones (the
+//! others follow in weighted order, as failover); a conversation bound to a route (`bind`: the
+//! route that served its last turn, where the provider's prompt cache holds its prefix) is tried
+//! first while that binding lives (`AFFINITY_TTL`, renewed by every turn) and the route is healthy.
+//!
 //! `auto` models keep their configured order; `auto-fast` orders the healthy routes by the
 //! exponentially weighted average of their recent times to first token (unmeasured routes first,
 //! so that every route gets measured). Locks here are held for a few field updates, never across
@@ -31,8 +36,16 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::config::{AutoKind, BreakerConfig, Config, ModelConfig, Route};
+use crate::config::{AutoKind, BreakerConfig, Config, ModelConfig, Route, Strategy};
 pub use crate::providers::cause::Blame;
+
+/// How long a conversation stays bound to the route that served its last turn: as long as the
+/// providers keep a prompt cache unused (Anthropic's and OpenAI's 5 minutes).
+pub const AFFINITY_TTL: Duration = Duration::from_secs(300);
+
+/// The most conversations bound at once in one process; past it, expired bindings are dropped,
+/// then the whole map if none had expired.
+const MAX_BINDINGS: usize = 100_000;
 
 /// The most keys whose use of one route is tracked; past it, keys with no skip in force are
 /// forgotten first.
@@ -43,6 +56,30 @@ fn caller_tag(caller: &str) -> u64 {
     let mut h = std::hash::DefaultHasher::new();
     caller.hash(&mut h);
     h.finish()
+}
+
+/// Orders `candidates` by weight: each place is drawn among the ones left with a chance
+/// proportional to its route's weight (Efraimidis–Spirakis, one draw per candidate).
+fn weighted_order(candidates: &mut [Candidate], rng: &mut impl rand::Rng) {
+    let mut keyed: Vec<(f64, usize)> = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let u: f64 = rng.gen_range(f64::MIN_POSITIVE..1.0);
+            (u.powf(1.0 / c.route.weight.max(1) as f64), i)
+        })
+        .collect();
+    keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let order: Vec<usize> = keyed.into_iter().map(|(_, i)| i).collect();
+    let mut sorted: Vec<Candidate> = order.iter().map(|&i| candidates[i].clone()).collect();
+    candidates.swap_with_slice(&mut sorted);
+}
+
+/// Puts the candidate for `route` (a conversation's bound route) first, when it is one.
+pub fn prefer(candidates: &mut [Candidate], route: &str) {
+    if let Some(i) = candidates.iter().position(|c| c.key == route) {
+        candidates[..=i].rotate_right(1);
+    }
 }
 
 /// One attempt's route and the key it was made for: where its outcome is recorded.
@@ -216,6 +253,8 @@ pub struct Candidate {
 pub struct Routing {
     breaker: BreakerConfig,
     routes: Arc<Mutex<HashMap<String, RouteHealth>>>,
+    /// Conversation -> the route that served its last turn, and until when it stays bound.
+    bindings: Arc<Mutex<HashMap<String, (String, Instant)>>>,
 }
 
 impl Routing {
@@ -223,7 +262,33 @@ impl Routing {
         Routing {
             breaker: config.routing.breaker.clone(),
             routes: Arc::default(),
+            bindings: Arc::default(),
         }
+    }
+
+    /// The route `conversation` is bound to in this process, while the binding lives.
+    pub fn bound(&self, conversation: &str) -> Option<String> {
+        let bindings = self.bindings.lock().ok()?;
+        let (route, until) = bindings.get(conversation)?;
+        (Instant::now() < *until).then(|| route.clone())
+    }
+
+    /// Binds `conversation` to `route` (the one that served this turn) for `AFFINITY_TTL`.
+    pub fn bind(&self, conversation: &str, route: &str) {
+        let Ok(mut bindings) = self.bindings.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if bindings.len() >= MAX_BINDINGS {
+            bindings.retain(|_, (_, until)| *until > now);
+            if bindings.len() >= MAX_BINDINGS {
+                bindings.clear();
+            }
+        }
+        bindings.insert(
+            conversation.to_owned(),
+            (route.to_owned(), now + AFFINITY_TTL),
+        );
     }
 
     /// The routing of a reloaded `config`: the same health for every route `config` still has,
@@ -243,6 +308,7 @@ impl Routing {
         Routing {
             breaker: config.routing.breaker.clone(),
             routes: self.routes.clone(),
+            bindings: self.bindings.clone(),
         }
     }
 
@@ -303,6 +369,9 @@ impl Routing {
         if matches!(model.auto, Some(AutoKind::Fastest { .. })) {
             // Unmeasured routes first (so they get measured), then the fastest; stable.
             out.sort_by_key(|c| routes.get(&c.key).and_then(|h| h.ttft_ewma_us).unwrap_or(0));
+        }
+        if model.strategy == Strategy::Balance {
+            weighted_order(&mut out, &mut rand::thread_rng());
         }
         if out.is_empty() {
             return Err(NoHealthyRoute {
@@ -462,11 +531,15 @@ fn plain(route: &Route) -> Candidate {
 }
 
 fn route_report(key: &str, model: &str, h: Option<&RouteHealth>, now: Instant) -> RouteReport {
+    let (prompt_tokens, cached) = crate::telemetry::route_cache(key);
+    let cache_hit_ratio = crate::ledger::hit_ratio(cached as i64, prompt_tokens as i64);
     let Some(h) = h else {
         return RouteReport {
             route: key.to_owned(),
             model: model.to_owned(),
             state: "closed",
+            prompt_tokens,
+            cache_hit_ratio,
             ..RouteReport::default()
         };
     };
@@ -500,6 +573,8 @@ fn route_report(key: &str, model: &str, h: Option<&RouteHealth>, now: Instant) -
             .last_error
             .as_ref()
             .map(|(at, _)| now.duration_since(*at).as_millis() as u64),
+        prompt_tokens,
+        cache_hit_ratio,
     }
 }
 
@@ -531,6 +606,10 @@ pub struct RouteReport {
     pub ttft_ewma_ms: Option<u64>,
     pub last_error: Option<String>,
     pub last_error_ago_ms: Option<u64>,
+    /// Prompt tokens it was sent since the process started, and the share read from the
+    /// provider's cache (0 without any).
+    pub prompt_tokens: u64,
+    pub cache_hit_ratio: f64,
 }
 
 #[cfg(test)]

@@ -139,6 +139,9 @@ pub struct SettledRequest<'a> {
     pub provider: Option<&'a str>,
     pub end_reason: &'static str,
     pub prompt_tokens: u64,
+    /// Of the prompt, the tokens read from the provider's cache and those written to it.
+    pub cached_tokens: u64,
+    pub cache_write_tokens: u64,
     pub completion_tokens: u64,
     /// Nano-USD; negative amounts are not counted.
     pub cost_nanos: i64,
@@ -161,6 +164,12 @@ pub fn record_settled(s: &SettledRequest<'_>) {
     .increment(1);
     counter!("switchyard_prompt_tokens_total", "model" => model.clone(), "provider" => provider.clone())
         .increment(s.prompt_tokens);
+    // Per route (model and provider, a pooled key's member included): the cache hit share is
+    // cached / prompt.
+    counter!("switchyard_cached_prompt_tokens_total", "model" => model.clone(), "provider" => provider.clone())
+        .increment(s.cached_tokens);
+    counter!("switchyard_cache_write_tokens_total", "model" => model.clone(), "provider" => provider.clone())
+        .increment(s.cache_write_tokens);
     counter!("switchyard_completion_tokens_total", "model" => model.clone(), "provider" => provider.clone())
         .increment(s.completion_tokens);
     counter!("switchyard_cost_nanousd_total", "model" => model.clone(), "provider" => provider.clone())
@@ -175,6 +184,33 @@ pub fn record_settled(s: &SettledRequest<'_>) {
     }
     histogram!("switchyard_request_duration_seconds", "model" => model)
         .record(s.duration.as_secs_f64());
+}
+
+/// Prompt and cached prompt tokens per route since the process started, for the Providers page.
+static ROUTE_CACHE: std::sync::Mutex<Option<std::collections::HashMap<String, (u64, u64)>>> =
+    std::sync::Mutex::new(None);
+
+/// Adds one settled request's prompt and cached tokens to its route's tally.
+pub fn record_route_cache(route: &str, prompt_tokens: u64, cached_tokens: u64) {
+    if prompt_tokens == 0 {
+        return;
+    }
+    let mut tally = ROUTE_CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    let (p, c) = tally
+        .get_or_insert_with(Default::default)
+        .entry(route.to_owned())
+        .or_default();
+    *p += prompt_tokens;
+    *c += cached_tokens.min(prompt_tokens);
+}
+
+/// A route's prompt and cached prompt tokens since the process started.
+pub fn route_cache(route: &str) -> (u64, u64) {
+    let tally = ROUTE_CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    tally
+        .as_ref()
+        .and_then(|t| t.get(route).copied())
+        .unwrap_or_default()
 }
 
 /// Counts one open client stream in `switchyard_open_streams` while it lives.

@@ -251,6 +251,27 @@ fn tool_call(request: &Value, k: usize) -> ToolCall {
     }
 }
 
+/// Every prefix of a chat request's messages (one, two, … all of them) as a hash of `scope` and
+/// the messages so far, with its tokens by the prompt estimate: what a provider's prompt cache
+/// would find again.
+pub(crate) fn message_prefixes(scope: &str, request: &Value) -> Vec<(u64, u32)> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    scope.hash(&mut h);
+    let mut tokens = 0u32;
+    request
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            m.to_string().hash(&mut h);
+            tokens += 4 + m.get("content").map(words).unwrap_or(0) as u32;
+            (h.finish(), tokens)
+        })
+        .collect()
+}
+
 /// The documented prompt estimate: for every message (and an Anthropic top-level `system`), 4 tokens
 /// plus the number of whitespace-separated words of its text (a string content, or the `text` of each
 /// content part).

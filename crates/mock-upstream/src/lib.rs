@@ -23,6 +23,7 @@
 //! | `tool_calls` | 0 | N parallel tool calls instead of text |
 //! | `finish` | `stop` | `length` forces that finish reason; a smaller `max_tokens` also truncates with it |
 //! | `prompt_tokens`, `cached_tokens` | estimate, 0 | reported prompt tokens (estimate: per message 4 + its whitespace-separated words) and the cached part |
+//! | `prompt_cache` | false | chat: a prompt cache per model and API key; the longest message prefix shared with an earlier request is reported as `cached_tokens` |
 //! | `endless_line_after` | none | after N token chunks (0: before anything), `data: xxx…` without end, 64 KiB per frame, until the client leaves |
 //! | `body_bytes` | none | pad a whole body (an answer, or the error body of `status`) with spaces to at least N bytes |
 //! | `error_body` | the dialect's | the exact body sent with `status` (e.g. a provider's context-length error) |

@@ -67,6 +67,9 @@ pub(crate) struct Behaviour {
     /// `thoughtSignature`s and Responses encrypted reasoning items are issued, and a follow-up
     /// that does not send back the exact one issued is refused with a 400.
     pub signatures: bool,
+    /// Chat: a provider's prompt cache, kept per model (options included) and API key: the
+    /// longest message prefix this request shares with an earlier one is reported as cached.
+    pub prompt_cache: bool,
 }
 
 /// Who may shape the responses of a server.
@@ -97,7 +100,7 @@ pub enum OptionError {
 }
 
 /// The names accepted in every source, for documentation and error messages.
-pub const OPTION_NAMES: [&str; 27] = [
+pub const OPTION_NAMES: [&str; 28] = [
     "tokens",
     "reasoning",
     "ttft_ms",
@@ -125,6 +128,7 @@ pub const OPTION_NAMES: [&str; 27] = [
     "redacted_thinking",
     "transcript",
     "signatures",
+    "prompt_cache",
 ];
 
 /// One option value as found in its source: header and model-suffix values are text, body values JSON.
@@ -189,6 +193,7 @@ impl Behaviour {
             redacted_thinking: false,
             transcript: None,
             signatures: false,
+            prompt_cache: false,
         }
     }
 
@@ -268,6 +273,7 @@ impl Behaviour {
             "cache_creation_tokens" => self.cache_creation_tokens = u32v()?,
             "redacted_thinking" => self.redacted_thinking = flag()?,
             "signatures" => self.signatures = flag()?,
+            "prompt_cache" => self.prompt_cache = flag()?,
             "transcript" => match &value {
                 // Kept exactly: `as_text` would trim the blank line that ends the last event.
                 RawValue::Json(Value::String(s)) => self.transcript = Some(s.clone()),

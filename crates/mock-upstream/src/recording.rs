@@ -104,6 +104,8 @@ pub(crate) struct Shared {
     fail_counts: Mutex<HashMap<String, u32>>,
     /// Reasoning signatures issued under the `signatures` option: `dialect:key` -> value.
     issued: Mutex<HashMap<String, String>>,
+    /// The `prompt_cache` option's cache: the hash of a scope and a message prefix -> its tokens.
+    prompt_cache: Mutex<HashMap<u64, u32>>,
     shutdown: watch::Sender<bool>,
     salt: u32,
 }
@@ -136,9 +138,26 @@ impl Shared {
             stream_ended: watch::Sender::new(0),
             fail_counts: Mutex::new(HashMap::new()),
             issued: Mutex::new(HashMap::new()),
+            prompt_cache: Mutex::new(HashMap::new()),
             shutdown: watch::Sender::new(false),
             salt: new_salt(),
         }
+    }
+
+    /// The `prompt_cache` option: the tokens of the longest prefix of `prefixes` (each a hash of
+    /// the scope and the messages so far, with its tokens) seen before in this scope; every
+    /// prefix is remembered.
+    pub(crate) fn cached_prefix(&self, prefixes: &[(u64, u32)]) -> u32 {
+        let mut cache = lock(&self.prompt_cache);
+        let hit = prefixes
+            .iter()
+            .rev()
+            .find(|(h, _)| cache.contains_key(h))
+            .map_or(0, |(_, tokens)| *tokens);
+        for (h, tokens) in prefixes {
+            cache.insert(*h, *tokens);
+        }
+        hit
     }
 
     /// A per-server number mixed into response ids, so two mocks in one process do not share ids.

@@ -292,7 +292,12 @@ async fn chat_completions(
         return failure_response(status, default, &behaviour, request_id);
     }
 
-    let completion = Completion::plan(&behaviour, &request);
+    let mut completion = Completion::plan(&behaviour, &request);
+    if behaviour.prompt_cache {
+        let scope = format!("{model}\0{}", bearer(&headers).unwrap_or_default());
+        let hit = shared.cached_prefix(&crate::completion::message_prefixes(&scope, &request));
+        completion.cached_tokens = hit.min(completion.prompt_tokens);
+    }
     let stream = request.get("stream").and_then(Value::as_bool) == Some(true);
     let include_usage = request
         .pointer("/stream_options/include_usage")

@@ -63,6 +63,9 @@ pub struct ChatRequest {
     /// same dialect is sent instead of a translation back (model replaced), and whose answer
     /// passes through.
     pub native: Option<NativeBody>,
+    /// The conversation the client says this request continues (its `x-session-id`), set by the
+    /// gateway; routing keeps a conversation where its prompt cache is.
+    pub session: Option<String>,
 }
 
 /// A client dialect the gateway can pass through to a route that speaks it.
@@ -248,6 +251,7 @@ impl ChatRequest {
             max_tokens: max_completion.or(max_tokens),
             body,
             native: None,
+            session: None,
         })
     }
 
@@ -281,6 +285,7 @@ impl ChatRequest {
             include_usage: self.include_usage,
             max_tokens: self.max_tokens,
             native: None,
+            session: None,
         };
         stripped.upstream_body(upstream_model)
     }

@@ -369,7 +369,7 @@ async fn usage_report(
     let group_by = GroupBy::parse(by).ok_or_else(|| {
         bad(
             "group_by",
-            format!("group_by={by}: expected key, model or day."),
+            format!("group_by={by}: expected key, model, day or tag."),
         )
     })?;
     let now = now_ms();

@@ -241,11 +241,16 @@ impl Ledger {
 
     /// Spend and tokens in a time range, grouped, optionally for one key.
     pub async fn usage_report(&self, q: &UsageQuery) -> Result<Vec<UsageGroup>, LedgerError> {
-        let group = match q.group_by {
-            GroupBy::Key => "key_id",
-            GroupBy::Model => "requested_model",
+        let (group, from) = match q.group_by {
+            GroupBy::Key => ("key_id", "usage_entries"),
+            GroupBy::Model => ("requested_model", "usage_entries"),
             // Days as yyyy-mm-dd are formatted in Rust below from the day number.
-            GroupBy::Day => "(created_at / 86400000)",
+            GroupBy::Day => ("(created_at / 86400000)", "usage_entries"),
+            // An entry counts under each of its tags.
+            GroupBy::Tag => (
+                "t.tag",
+                "usage_entries JOIN usage_entry_tags t ON t.request_id = usage_entries.request_id",
+            ),
         };
         let sql = format!(
             "SELECT CAST({group} AS TEXT) AS g, COUNT(*) AS n, \
@@ -254,7 +259,8 @@ impl Ledger {
              CAST(SUM(cache_write_tokens) AS BIGINT) AS cw, \
              CAST(SUM(cache_saved_nanos) AS BIGINT) AS saved, \
              CAST(SUM(cost_nanos) AS BIGINT) AS cost \
-             FROM usage_entries WHERE created_at >= $1 AND created_at < $2 AND ($3 = '' OR key_id = $4) \
+             FROM {from} WHERE usage_entries.created_at >= $1 AND usage_entries.created_at < $2 \
+             AND ($3 = '' OR usage_entries.key_id = $4) \
              GROUP BY {group} ORDER BY {group}"
         );
         let key = q.key_id.as_deref().unwrap_or("");

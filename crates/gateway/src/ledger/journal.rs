@@ -466,6 +466,7 @@ pub fn interrupted(a: &AdmitRecord, p: Option<&ProgressRecord>) -> UsageEntry {
         status: None,
         error_text: None,
         dropped: Vec::new(),
+        tags: Vec::new(),
         request_type: None,
         prompt_tokens: usage.prompt_tokens,
         completion_tokens: usage.completion_tokens,

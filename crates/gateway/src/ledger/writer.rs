@@ -306,6 +306,22 @@ pub(super) async fn write_batch(
             inserted.insert(row.try_get::<String, _>(0)?);
         }
     }
+    // The tags of the entries inserted now, in the same transaction.
+    for e in entries.iter().filter(|e| inserted.contains(&e.request_id)) {
+        for tag in &e.tags {
+            let sql = if numbered {
+                "INSERT INTO usage_entry_tags (request_id, tag, created_at) VALUES ($1, $2, $3)"
+            } else {
+                "INSERT INTO usage_entry_tags (request_id, tag, created_at) VALUES (?, ?, ?)"
+            };
+            sqlx::query(sql)
+                .bind(&e.request_id)
+                .bind(tag)
+                .bind(e.finished_at)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
     // One debit per key and budget period, oldest period first (see the CASE below).
     let mut debits: BTreeMap<(String, i64, i64), i64> = BTreeMap::new();
     for e in entries {

@@ -204,6 +204,31 @@ impl RedisLimits {
         }
     }
 
+    /// A plain value shared by every instance (`GET`); `None` when absent or Redis cannot answer.
+    pub async fn get(&self, key: &str) -> Option<String> {
+        let mut conn = self.connection().await?;
+        let reply: Result<Option<String>, redis::RedisError> =
+            redis::cmd("GET").arg(key).query_async(&mut conn).await;
+        reply.inspect_err(|e| self.failed(e)).ok().flatten()
+    }
+
+    /// Sets a shared value that expires after `ttl` (`SET … PX`); best effort.
+    pub async fn set(&self, key: &str, value: &str, ttl: Duration) {
+        let Some(mut conn) = self.connection().await else {
+            return;
+        };
+        let reply: Result<(), redis::RedisError> = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .query_async(&mut conn)
+            .await;
+        if let Err(e) = reply {
+            self.failed(&e);
+        }
+    }
+
     /// Drops a broken connection (the next call reconnects) and warns when Redis starts failing,
     /// then at most once a minute.
     fn failed(&self, e: &redis::RedisError) {

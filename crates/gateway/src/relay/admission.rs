@@ -210,6 +210,7 @@ pub async fn admit_bound(
         key_last4: caller.last4.clone(),
         capture: gw.captures.ticket(caller.capture_hours),
         trace: None,
+        tags: Vec::new(),
     });
     settlement.rate = quota;
     if let (Some(journal), Some(record)) = (gw.ledger.journal(), record) {
@@ -471,6 +472,7 @@ mod tests {
                 model: "m".into(),
                 prices: p.clone(),
                 timeouts: Timeouts::default(),
+                weight: crate::config::WEIGHT_UNIT,
             });
         }
         let model = ModelConfig {
@@ -484,6 +486,8 @@ mod tests {
             modalities: crate::config::Modalities::default_for(crate::config::ModelKind::Chat),
             reasoning: false,
             commit_after: None,
+            strategy: Default::default(),
+            affinity: true,
         };
         (providers, model)
     }

@@ -31,6 +31,7 @@ use crate::config::{AutoKind, ModelConfig, ProviderKind, Route};
 use crate::ledger::EndReason;
 use crate::providers::cause::{Blame, Cause, ErrorText, Refusal};
 use crate::providers::{read_bounded, without_url, Endpoint, UpstreamError};
+use crate::relay::affinity;
 use crate::relay::chat_stream::ByteStream;
 use crate::relay::settlement::{Settled, Settlement};
 use crate::relay::{Rejected, RelayError, Served};
@@ -186,12 +187,34 @@ async fn open_inner(
     let accepted = accepted.as_ref();
     let caller = settlement.key_id().to_owned();
     let caller = caller.as_str();
-    let candidates =
+    let mut candidates =
         gw.routing
             .candidates(model, caller)
             .map_err(|e| RelayError::NoHealthyUpstream {
                 retry_after: e.retry_after,
             })?;
+    // A conversation of a balanced model goes back to the route that holds its prompt cache,
+    // while it is healthy (a failover model's order already keeps it on one route).
+    let conversation = match job {
+        Job::Chat(req)
+            if model.affinity
+                && model.strategy == crate::config::Strategy::Balance
+                && candidates.len() > 1 =>
+        {
+            Some(affinity::conversation(req, caller, &model.name))
+        }
+        _ => None,
+    };
+    if let Some(c) = &conversation {
+        if let Some(route) = affinity::bound(gw, c).await {
+            crate::routing::prefer(&mut candidates, &route);
+        }
+    }
+    let won = |cand: &Candidate| {
+        if let Some(c) = &conversation {
+            affinity::bind(gw, c, &cand.key);
+        }
+    };
     let n = candidates.len();
     let max_attempts = policy.max_attempts.unwrap_or(n as u32 + 1);
     let budget_end = started + policy.retry_budget;
@@ -231,6 +254,7 @@ async fn open_inner(
                 last_error = Some((outcome, kind_of(gw, &candidates[i].route)));
             }
             if let Some((i, answer, ttft)) = hedged.winner {
+                won(&candidates[i]);
                 return Ok(opened(
                     gw,
                     settlement,
@@ -303,6 +327,7 @@ async fn open_inner(
                 if let Some(q) = quota {
                     settlement.route_reserved(q);
                 }
+                won(cand);
                 return Ok(opened(
                     gw,
                     settlement,

@@ -53,6 +53,8 @@ pub struct Meter {
     completions_api: bool,
     /// The upstream's id of its answer (`chatcmpl-…`), from the first chunk that has one.
     response_id: Option<String>,
+    /// The route that served it, `provider/upstream-model`.
+    route: Option<String>,
 }
 
 impl Meter {
@@ -171,10 +173,16 @@ impl Meter {
 
     /// The route that serves the request, once it answered.
     pub fn served(&mut self, provider: &str, model: &str, prices: Prices, attempts: u32) {
+        self.route = Some(format!("{provider}/{model}"));
         self.provider = Some(provider.to_owned());
         self.served_model = Some(model.to_owned());
         self.prices = Some(prices);
         self.attempts = attempts;
+    }
+
+    /// The route that served the request (`provider/upstream-model`), once one did.
+    pub fn route(&self) -> Option<&str> {
+        self.route.as_deref()
     }
 
     /// The model name the upstream gave in its answer.

@@ -115,6 +115,7 @@ pub async fn create(
         input_items,
         store: plan.store,
     };
+    req.session = ids.session.clone();
     let encoder = Encoder::Responses(Box::new(ResponsesOut::new(ctx, keeper)));
     Ok(crate::relay::chat_parsed(gw, caller, ids, Arc::new(req), started, encoder).await?)
 }

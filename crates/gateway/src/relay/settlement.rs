@@ -7,7 +7,8 @@
 //! in the writer, so a client that goes away mid-commit cannot leave its request unbilled.
 //!
 //! While a request runs, the guard also journals progress checkpoints (tokens so far, at most a
-//! second old) so that a crash bills it to its last checkpoint (`ledger::journal`). A request
+//! second old, and one at the first token) so that a crash bills it to its last checkpoint (`ledger::journal`): a
+//! request killed in its first second pays its prompt and what it streamed. A request
 //! cancelled after an upstream accepted it but before any visible token pays for its prompt.
 //! An upstream that reports more than the hold covered is billed all the same, and the entry says
 //! `over_hold`.
@@ -61,6 +62,8 @@ pub struct Admission {
     pub capture: Option<crate::capture::Ticket>,
     /// Set when `[otlp]` is on: the request's span, ended at settlement.
     pub trace: Option<(Arc<crate::otlp::Otlp>, crate::otlp::Pending)>,
+    /// The request's spend tags (`relay::tags`).
+    pub tags: Vec<String>,
 }
 
 /// The outcome of a settlement: what was counted and what it cost.
@@ -110,6 +113,9 @@ impl Settled {
 /// The progress checkpoints of a running request (see `Settlement::checkpoint`).
 struct Checkpoints {
     next_at: Instant,
+    /// The checkpoint at the first token was taken: a request that dies in its first second
+    /// still pays its prompt and what it had streamed.
+    at_first_token: bool,
     /// How much of the delivered text the counts below cover.
     counted_len: usize,
     counts: Arc<Counts>,
@@ -213,6 +219,7 @@ fn entry(a: &Admission, meter: &Meter, end: EndReason, settled: &Settled) -> Usa
         error_text: meter.failure().map(|(_, text)| text.clone()),
         dropped: meter.dropped().to_vec(),
         request_type: Some(request_type(meter, a.stream).to_owned()),
+        tags: a.tags.clone(),
     }
 }
 
@@ -264,11 +271,16 @@ fn close(a: &mut Admission, meter: &Meter, e: &UsageEntry) -> Option<Hold> {
             meter.delivered(),
         );
     }
+    if let Some(route) = meter.route() {
+        telemetry::record_route_cache(route, e.prompt_tokens, e.cached_tokens);
+    }
     telemetry::record_settled(&telemetry::SettledRequest {
         model: &a.requested_model,
         provider: e.provider.as_deref(),
         end_reason: e.end_reason.as_str(),
         prompt_tokens: e.prompt_tokens,
+        cached_tokens: e.cached_tokens,
+        cache_write_tokens: e.cache_write_tokens,
         completion_tokens: e.completion_tokens,
         cost_nanos: e.cost.0,
         ttft: e.ttft_ms.map(|ms| Duration::from_millis(ms.max(0) as u64)),
@@ -293,6 +305,7 @@ impl Settlement {
             meter: Meter::default(),
             checkpoints: Checkpoints {
                 next_at,
+                at_first_token: false,
                 counted_len: 0,
                 counts: Arc::default(),
             },
@@ -310,6 +323,13 @@ impl Settlement {
 
     /// With `[otlp]` on: notes the request's span (parent from the client's `traceparent`, start,
     /// request attributes), built and exported when the request is settled.
+    /// The request's spend tags, for its entry.
+    pub fn tagged(&mut self, tags: Vec<String>) {
+        if let Some(a) = self.admission.as_mut() {
+            a.tags = tags;
+        }
+    }
+
     pub fn traced(
         &mut self,
         otlp: Option<&Arc<crate::otlp::Otlp>>,
@@ -361,9 +381,11 @@ impl Settlement {
     /// counted on the checkpoint-counting thread). Cheap when not due: one clock read.
     pub fn checkpoint(&mut self) {
         let now = Instant::now();
-        if now < self.checkpoints.next_at {
+        let first_token = !self.checkpoints.at_first_token && self.meter.first_token_at().is_some();
+        if now < self.checkpoints.next_at && !first_token {
             return;
         }
+        self.checkpoints.at_first_token |= first_token;
         self.checkpoints.next_at = now + CHECKPOINT_EVERY;
         let Some(a) = &self.admission else {
             return;

@@ -17,7 +17,7 @@ use switchyard::ledger::{Nanos, NewKey};
 use crate::harness::{self, client, TestGateway};
 
 /// `SWITCHYARD_TEST_REDIS`, or `None` after saying the test is skipped (fails under CI).
-fn test_redis() -> Option<String> {
+pub(crate) fn test_redis() -> Option<String> {
     match std::env::var("SWITCHYARD_TEST_REDIS") {
         Ok(url) => Some(url),
         Err(_) => {
@@ -33,7 +33,10 @@ fn test_redis() -> Option<String> {
 
 /// Two instances on one database and the Redis at `url` (each with its own journal), in front of
 /// one mock: (first, second's address, mock). `extra` is appended to both configs.
-async fn two_instances(top: &str, extra: &str) -> (TestGateway, SocketAddr, MockUpstream) {
+pub(crate) async fn two_instances(
+    top: &str,
+    extra: &str,
+) -> (TestGateway, SocketAddr, MockUpstream) {
     let (first, mock) = harness::start_with_mock_top(top, extra).await;
     let journal = first.db_path.with_extension("second.journal");
     let text = format!(

@@ -182,6 +182,7 @@ fn entry(request_id: &str, key_id: &str, model: &str, cost: i64, at: i64) -> Usa
         status: None,
         error_text: None,
         dropped: Vec::new(),
+        tags: Vec::new(),
         request_type: None,
     }
 }
@@ -493,19 +494,18 @@ async fn usage_reports_group_and_filter(ledger: Ledger) {
     let b = new_key(&ledger, 1_000_000).await;
     let today = BudgetPeriod::Day.start_of(now_ms()) + 3_600_000;
     let yesterday = today - DAY;
-    for (i, (key, model, cost, at)) in [
-        (&a, "m", 100, today),
-        (&a, "m", 200, today),
-        (&a, "gpt-4o", 300, yesterday),
-        (&b, "m", 400, today),
+    for (i, (key, model, cost, at, tags)) in [
+        (&a, "m", 100, today, &["team-a", "ci"][..]),
+        (&a, "m", 200, today, &["team-a"][..]),
+        (&a, "gpt-4o", 300, yesterday, &[][..]),
+        (&b, "m", 400, today, &["ci"][..]),
     ]
     .into_iter()
     .enumerate()
     {
-        ledger
-            .settle(&entry(&format!("req_r{i}"), key, model, cost, at), None)
-            .await
-            .unwrap();
+        let mut e = entry(&format!("req_r{i}"), key, model, cost, at);
+        e.tags = tags.iter().map(|t| t.to_string()).collect();
+        ledger.settle(&e, None).await.unwrap();
     }
     let report = |group_by, since_ms, until_ms, key_id: Option<&str>| {
         let ledger = ledger.clone();
@@ -523,6 +523,15 @@ async fn usage_reports_group_and_filter(ledger: Ledger) {
         .map(|g| (g.group.as_str(), g.requests, g.cost.0, g.completion_tokens))
         .collect();
     assert_eq!(pairs, vec![("gpt-4o", 1, 300, 42), ("m", 3, 700, 126)]);
+    // An entry counts under each of its tags; untagged entries under none.
+    let by_tag = report(GroupBy::Tag, 0, None, None).await;
+    let tags: Vec<_> = by_tag
+        .iter()
+        .map(|g| (g.group.as_str(), g.requests, g.cost.0))
+        .collect();
+    assert_eq!(tags, vec![("ci", 2, 500), ("team-a", 2, 300)]);
+    let a_tags = report(GroupBy::Tag, 0, None, Some(&a)).await;
+    assert_eq!(a_tags[0].cost.0, 100);
     let by_key = report(GroupBy::Key, 0, None, None).await;
     let mut keys: Vec<_> = by_key.iter().map(|g| (g.group.clone(), g.cost.0)).collect();
     keys.sort();

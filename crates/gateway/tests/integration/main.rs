@@ -2,6 +2,7 @@
 //! on port 0 and talks to them over real HTTP, as a client would.
 
 mod admin;
+mod affinity;
 mod agents;
 mod anthropic;
 mod auth_cache;
@@ -51,6 +52,7 @@ mod sdk_api;
 mod sdk_runner;
 mod secrets;
 mod settlement_path;
+mod spend_tags;
 mod steering;
 mod tidy;
 mod upstream_bounds;

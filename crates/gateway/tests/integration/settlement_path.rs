@@ -513,6 +513,93 @@ async fn kill_9_during_300_open_streams_bills_every_request_exactly_once() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A stream killed in its first second pays its prompt and what it streamed: the checkpoint at
+/// its first token is in the journal before any periodic one. The mock goes silent after one
+/// token, so the periodic checkpoint (taken when later events arrive) never comes: without the
+/// first-token checkpoint the journal never shows these streams and the wait below fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_right_after_the_first_token_bills_the_prompt_and_the_token() {
+    const STREAMS: usize = 5;
+    let dir = std::env::temp_dir().join(format!("sy-kill9-{}-{}", std::process::id(), line!()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mock = MockUpstream::start().await.unwrap();
+    mock.set_options(json!({"stall_after": 1})).unwrap();
+    let config = format!(
+        "demo_credits = \"1000\"\ndatabase = \"sqlite://sy.db\"\n{}",
+        harness::mock_config(&mock, "").replace("demo_credits = \"100\"\n", "")
+    );
+    let (mut child, key, base) = serve(&dir, &config).await;
+    let key = key.expect("a fresh database prints its first key");
+    let client = reqwest::Client::builder().no_gzip().build().unwrap();
+    let mut streams = Vec::new();
+    for _ in 0..STREAMS {
+        let resp = client
+            .post(format!("{base}/chat/completions"))
+            .bearer_auth(&key)
+            .json(&json!({"model": "m", "stream": true,
+                          "messages": user("count the words of this prompt please")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        // Read up to the first content token.
+        let mut body = resp.bytes_stream();
+        let mut seen = Vec::new();
+        while !String::from_utf8_lossy(&seen).contains("\"content\":\"") {
+            seen.extend_from_slice(&body.next().await.unwrap().unwrap());
+        }
+        streams.push(body);
+    }
+    let journal = dir.join("sy.db.journal");
+    until(
+        "a checkpoint at the first token of every stream",
+        Duration::from_secs(60),
+        || {
+            let text = std::fs::read_to_string(&journal).unwrap_or_default();
+            let ids: std::collections::HashSet<String> = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|v| v["k"] == "progress" && v["completion_tokens"].as_u64() > Some(0))
+                .filter_map(|v| v["id"].as_str().map(str::to_owned))
+                .collect();
+            ids.len() == STREAMS
+        },
+    )
+    .await;
+    let pid = child.id().unwrap().to_string();
+    let killed = tokio::process::Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    child.wait().await.unwrap();
+    drop(streams);
+    let (mut again, _, _) = serve(&dir, &config).await;
+    let ledger = Ledger::connect(&format!("sqlite://{}", dir.join("sy.db").display()))
+        .await
+        .unwrap();
+    let key_id = ledger.keys().await.unwrap()[0].id.clone();
+    let (entries, _) = books(&ledger, &key_id).await;
+    assert_eq!(
+        entries.len(),
+        STREAMS,
+        "every admitted request, exactly once"
+    );
+    for (id, e) in &entries {
+        assert_eq!(e.end_reason, "interrupted", "{id}");
+        // The prompt (the mock's estimate of these 7 words is 11 tokens; the gateway counts
+        // with its tokenizer) and the one token each client received.
+        assert!(e.prompt_tokens > 0, "{id}: {e:?}");
+        assert_eq!(e.completion_tokens, 1, "{id}: {e:?}");
+        assert!(e.cost.0 > 0, "{id}: {e:?}");
+    }
+    again.kill().await.unwrap();
+    ledger.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// One step of the property test.
 #[derive(Debug, Clone, Copy)]
 enum Step {
@@ -555,6 +642,7 @@ fn entry(i: usize, key: &str, cost: i64, end: EndReason) -> UsageEntry {
         status: None,
         error_text: None,
         dropped: Vec::new(),
+        tags: Vec::new(),
         request_type: None,
     }
 }
