@@ -123,6 +123,15 @@ impl Gateway {
             .journal
             .clone()
             .or_else(|| crate::ledger::journal::default_path(&config.database));
+        let event_log = match &config.event_log {
+            Some(crate::event_log::EventLogTarget::File(p)) => Some(p.as_path()),
+            _ => None,
+        };
+        crate::private_files::narrow(&crate::private_files::gateway_files(
+            &config.database,
+            journal.as_deref(),
+            event_log,
+        ));
         let ledger =
             Ledger::connect_with(&config.database, journal.as_deref(), config.instances).await?;
         let mut first_key = None;

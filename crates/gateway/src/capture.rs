@@ -37,7 +37,11 @@ const ALWAYS: &[&str] = &[
     r"\bgh[pousr]_[A-Za-z0-9]{20,}",
     r"\bxox[abprs]-[A-Za-z0-9-]{10,}",
     r"\bAIza[0-9A-Za-z_-]{30,}",
+    // JWTs, signed or not (`alg: none` leaves the signature empty).
+    r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*",
     r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+    // `password=hunter2`, `"api_key": "…"`, `secret: …`: the name and its value.
+    r#"(?i)\b(?:password|passwd|pwd|passphrase|secret|api[_-]?key|access[_-]?token|client[_-]?secret)["']?\s*[:=]\s*(?:"[^"]*"|'[^']*'|[^\s,;&"']+)"#,
 ];
 
 /// Takes secrets and the configured patterns out of captured text.
@@ -246,6 +250,21 @@ mod tests {
         }
         assert!(out.contains("order 12345 stays"), "{out}");
         assert!(out.contains(REDACTED));
+    }
+
+    #[test]
+    fn jwts_and_password_pairs_are_redacted() {
+        let r = Redactor::new(&[]);
+        let text = "token eyJhbGciOiJub25lIn0.eyJzdWIiOiJqYW5lIn0. and \
+                    eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U; \
+                    login?user=jane&password=hunter2&next=/ {\"api_key\": \"abc123\"} secret: s3cr3t; \
+                    the password field stays";
+        let out = r.redact(text);
+        for gone in ["eyJzdWIi", "hunter2", "abc123", "s3cr3t", "dozjg"] {
+            assert!(!out.contains(gone), "{gone} left in {out}");
+        }
+        assert!(out.contains("user=jane"), "{out}");
+        assert!(out.contains("the password field stays"), "{out}");
     }
 
     #[test]

@@ -81,6 +81,10 @@ pub enum Command {
     Check {
         #[arg(long)]
         config: PathBuf,
+        /// Also run the `cmd:` secrets (a config that names one is code: check only configs you
+        /// trust with this).
+        #[arg(long)]
+        resolve_secrets: bool,
     },
     /// Load-test an OpenAI-compatible endpoint (ours or anyone's): requests/s, latency, time to
     /// first token and gaps between chunks, errors by status.
@@ -203,9 +207,23 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             bail!("bench and bench-target start their own runtimes: run them through cli::main")
         }
         Command::Serve { db, listen } => serve(db, listen).await,
-        Command::Check { config } => {
+        Command::Check {
+            config,
+            resolve_secrets,
+        } => {
             let c = Config::load(&config)?;
-            let problems = c.unresolvable_secrets().await;
+            let commands = c
+                .secrets()
+                .iter()
+                .filter(|(_, s, _)| matches!(s, crate::config::Secret::Cmd(_)))
+                .count();
+            if commands > 0 && !resolve_secrets {
+                eprintln!(
+                    "{}: {commands} cmd: secret(s) not run (pass --resolve-secrets to run them)",
+                    config.display()
+                );
+            }
+            let problems = c.unresolvable_secrets(resolve_secrets).await;
             if !problems.is_empty() {
                 for p in &problems {
                     eprintln!("{}: {p}", config.display());

@@ -299,6 +299,7 @@ struct RawCapture {
 struct RawCors {
     allowed_origins: Option<Vec<String>>,
     admin_origins: Option<Vec<String>>,
+    ops_origins: Option<Vec<String>>,
 }
 
 /// `[event_log]`: the request records as JSON lines.
@@ -771,6 +772,9 @@ pub struct CorsConfig {
     pub allowed_origins: Vec<String>,
     /// For `/admin`; default none (`[]`).
     pub admin_origins: Vec<String>,
+    /// For the operator's unauthenticated endpoints (`/metrics`, `/readyz`, `/openapi.json`):
+    /// default none, so a web page cannot read a local gateway's figures.
+    pub ops_origins: Vec<String>,
 }
 
 impl Default for CorsConfig {
@@ -778,6 +782,7 @@ impl Default for CorsConfig {
         CorsConfig {
             allowed_origins: vec!["*".into()],
             admin_origins: Vec::new(),
+            ops_origins: Vec::new(),
         }
     }
 }
@@ -804,6 +809,7 @@ fn cors_config(r: RawCors) -> Result<CorsConfig, String> {
             r.allowed_origins.unwrap_or(d.allowed_origins),
         )?,
         admin_origins: check("admin_origins", r.admin_origins.unwrap_or(d.admin_origins))?,
+        ops_origins: check("ops_origins", r.ops_origins.unwrap_or(d.ops_origins))?,
     })
 }
 
@@ -1084,7 +1090,28 @@ fn model_prices(
 
 impl Config {
     /// Reads and validates a config file.
+    /// A config file others can write is refused: a config is code when it names a `cmd:`
+    /// secret (the gateway runs it), so only its owner may change it.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?
+            .permissions()
+            .mode();
+        if mode & 0o022 != 0 {
+            return Err(ConfigError::Invalid {
+                path: path.display().to_string(),
+                message: format!(
+                    "the file is writable by other users (mode {:o}); a config can run commands \
+                     (cmd: secrets), so only its owner may write it: chmod go-w {}",
+                    mode & 0o777,
+                    path.display()
+                ),
+            });
+        }
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
@@ -1747,12 +1774,15 @@ impl Config {
         out
     }
 
-    /// Resolves every secret at once (each `cmd:` within its timeout) and returns those that do
-    /// not resolve, by setting, in config order. What `switchyard check` and a reload verify.
-    pub async fn unresolvable_secrets(&self) -> Vec<SecretProblem> {
+    /// Resolves every secret at once (each `cmd:` within its timeout, only with `run_commands`)
+    /// and returns those that do not resolve, by setting, in config order. What `switchyard
+    /// check` verifies; it runs no command unless asked (`--resolve-secrets`), so checking a
+    /// config one does not trust never runs it.
+    pub async fn unresolvable_secrets(&self, run_commands: bool) -> Vec<SecretProblem> {
         let checks = self
             .secrets()
             .into_iter()
+            .filter(|(_, secret, _)| run_commands || !matches!(secret, Secret::Cmd(_)))
             .map(|(setting, secret, timeout)| async move {
                 secret
                     .resolve_within(timeout)

@@ -90,7 +90,18 @@ pub fn router(live: Live) -> Router {
         .layer(middleware::from_fn_with_state(live.clone(), header_limit))
         .layer(middleware::from_fn(request_ids))
         .layer(middleware::from_fn(access_log))
+        .layer(middleware::from_fn(nosniff))
         .with_state(live)
+}
+
+/// Every response says its content type is what it is (`X-Content-Type-Options: nosniff`), so a
+/// browser never runs an error body or a JSON answer as a script or a page.
+async fn nosniff(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    resp.headers_mut()
+        .entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(axum::http::HeaderValue::from_static("nosniff"));
+    resp
 }
 
 /// Refuses a request head over `max_header_bytes` with an OpenAI-shaped 431. The listener lets

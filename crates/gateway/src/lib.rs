@@ -15,6 +15,7 @@ pub mod limits;
 pub mod loadgen;
 pub mod nofile;
 pub mod otlp;
+pub mod private_files;
 pub mod providers;
 pub mod redact;
 pub mod relay;

@@ -213,6 +213,11 @@ pub fn route_cache(route: &str) -> (u64, u64) {
         .unwrap_or_default()
 }
 
+/// Counts one journal record skipped at recovery: `torn` (cut off the end) or `corrupt`.
+pub fn record_journal_skipped(kind: &'static str) {
+    counter!("switchyard_journal_records_skipped_total", "kind" => kind).increment(1);
+}
+
 /// Counts one open client stream in `switchyard_open_streams` while it lives.
 #[derive(Debug)]
 pub struct OpenStream(());

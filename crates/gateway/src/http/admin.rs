@@ -223,6 +223,24 @@ async fn show_key(
     reply(result, StatusCode::OK)
 }
 
+/// The most a key's metadata may hold, as compact JSON.
+pub const MAX_KEY_METADATA: usize = 16 * 1024;
+
+/// The longest key name, in characters.
+pub const MAX_KEY_NAME: usize = 200;
+
+/// A key's name, trimmed, at most `MAX_KEY_NAME` characters.
+fn key_name(raw: &str) -> Result<String, ApiError> {
+    let name = raw.trim();
+    if name.chars().count() > MAX_KEY_NAME {
+        return Err(bad(
+            "name",
+            format!("'name' must be at most {MAX_KEY_NAME} characters."),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
 async fn create_key(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
         if let Err(e) = require_admin(&gw, &headers) {
@@ -231,7 +249,7 @@ async fn create_key(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bo
         let body = super::read_body(&gw, &headers, body).await?;
         let fields = object(&body)?;
         let name = match fields.get("name") {
-            Some(Value::String(n)) if !n.trim().is_empty() => n.trim().to_owned(),
+            Some(Value::String(n)) if !n.trim().is_empty() => key_name(n)?,
             None | Some(Value::Null) => return Err(bad("name", "A key needs a 'name'.")),
             Some(_) => return Err(bad("name", "'name' must be a non-empty string.")),
         };
@@ -736,7 +754,7 @@ fn parse_update(
     if !creating {
         if let Some(v) = fields.get("name") {
             match v {
-                Value::String(n) if !n.trim().is_empty() => u.name = Some(n.trim().to_owned()),
+                Value::String(n) if !n.trim().is_empty() => u.name = Some(key_name(n)?),
                 _ => return Err(bad("name", "'name' must be a non-empty string.")),
             }
         }
@@ -841,7 +859,16 @@ fn parse_update(
             }
         };
     }
-    u.metadata = nullable(fields, "metadata", |v| Ok(v.clone()))?;
+    u.metadata = nullable(fields, "metadata", |v| {
+        // The key holder reads its metadata back (`GET /v1/key`): bounded, like every admin string.
+        if v.to_string().len() > MAX_KEY_METADATA {
+            return Err(bad(
+                "metadata",
+                format!("'metadata' must be at most {MAX_KEY_METADATA} bytes as JSON."),
+            ));
+        }
+        Ok(v.clone())
+    })?;
     if let Some(v) = fields.get("capture") {
         if creating {
             return Err(bad(

@@ -1,6 +1,7 @@
 //! CORS for browser clients on other origins: preflights answered at the edge (no key needed),
-//! the origins allowed by `[cors]` (any by default for the public API, none for `/admin`), and
-//! the response headers a page's script may read.
+//! the origins allowed by `[cors]` (any by default for the public API, none for `/admin` and for
+//! the operator's `/metrics`, `/readyz` and `/openapi.json`), and the response headers a page's
+//! script may read.
 
 use std::time::Duration;
 
@@ -26,6 +27,9 @@ const EXPOSED: [&str; 12] = [
     "x-switchyard-attempts",
 ];
 
+/// The operator's unauthenticated endpoints, allowed only to `[cors] ops_origins`.
+const OPS_PATHS: [&str; 3] = ["/metrics", "/readyz", "/openapi.json"];
+
 /// The CORS layer for `config`. Request headers are mirrored from the preflight rather than
 /// listed: the OpenAI SDKs send a growing family of `x-stainless-*` and `openai-*` headers that
 /// a fixed list would miss with the next SDK release, and CORS cannot match a name prefix. This
@@ -34,10 +38,13 @@ const EXPOSED: [&str; 12] = [
 pub fn layer(config: &CorsConfig) -> CorsLayer {
     let public = config.allowed_origins.clone();
     let admin = config.admin_origins.clone();
+    let ops = config.ops_origins.clone();
     let origin = AllowOrigin::predicate(move |origin: &HeaderValue, parts| {
         let path = parts.uri.path();
         let list = if path == "/admin" || path.starts_with("/admin/") {
             &admin
+        } else if OPS_PATHS.contains(&path) {
+            &ops
         } else {
             &public
         };

@@ -396,17 +396,43 @@ impl OpenJournal {
     }
 }
 
-/// Reads every whole record; a torn last line (a crash in the middle of a write) is skipped.
+/// Reads every whole record. A line that does not read as a record (a corrupt one) is skipped
+/// alone, logged with its offset and counted; a torn last line (a crash or a failed write in the
+/// middle of a record, with no newline after it) is cut off the file, so that the next record
+/// appended starts a line of its own instead of joining it.
 fn read(file: &File) -> std::io::Result<Recovered> {
     let mut state: State = State::default();
     let mut reader = BufReader::new(file);
     let mut line = Vec::new();
+    let mut offset = 0u64;
     loop {
         line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n == 0 {
             break;
         }
-        match serde_json::from_slice::<Record>(&line) {
+        let at = offset;
+        offset += n as u64;
+        if line.last() != Some(&b'\n') {
+            tracing::warn!(
+                offset = at,
+                bytes = n,
+                "journal: a torn last record is cut off"
+            );
+            crate::telemetry::record_journal_skipped("torn");
+            file.set_len(at)?;
+            break;
+        }
+        let record = serde_json::from_slice::<Record>(&line);
+        if record.is_err() && !line.trim_ascii().is_empty() {
+            tracing::warn!(
+                offset = at,
+                bytes = n,
+                "journal: an unreadable record is skipped"
+            );
+            crate::telemetry::record_journal_skipped("corrupt");
+        }
+        match record {
             Ok(Record::Admit(a)) => {
                 state.inflight.insert(a.id.clone(), (a, None));
             }
@@ -644,8 +670,16 @@ impl Writer {
         }
     }
 
+    /// Appends `lines` and makes them durable. A write that fails part of the way is cut off
+    /// again (best effort), so no torn record stays for the next batch to join.
     fn append(&mut self, lines: &[u8]) -> std::io::Result<()> {
-        self.file.write_all(lines)?;
+        let before = self.file.metadata().map(|m| m.len()).ok();
+        if let Err(e) = self.file.write_all(lines) {
+            if let Some(len) = before {
+                let _ = self.file.set_len(len);
+            }
+            return Err(e);
+        }
         self.file.sync_data()?;
         self.written += lines.len() as u64;
         Ok(())
@@ -759,6 +793,49 @@ mod tests {
             .interrupted
             .iter()
             .all(|e| e.end_reason == EndReason::Interrupted));
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// A torn tail is cut off at open, so the next record appended is a line of its own (before,
+    /// it joined the torn one and both were lost at the next recovery); a corrupt record in the
+    /// middle is skipped alone.
+    #[test]
+    fn a_torn_tail_is_cut_and_a_corrupt_record_takes_no_neighbour_with_it() {
+        let path = temp("cut");
+        let mut text = Vec::new();
+        line(&mut text, &Record::Admit(admit("r1")));
+        text.extend_from_slice(b"{\"k\":\"admit\",\"id\":garbage}\n");
+        line(&mut text, &Record::Admit(admit("r2")));
+        text.extend_from_slice(br#"{"k":"admit","id":"r3","key":"#);
+        std::fs::write(&path, &text).unwrap();
+        let (open, rec) = Journal::open(&path).unwrap();
+        let mut ids: Vec<_> = rec
+            .interrupted
+            .iter()
+            .map(|e| e.request_id.clone())
+            .collect();
+        ids.sort();
+        assert_eq!(ids, ["r1", "r2"]);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.ends_with('\n') && !text.contains("r3"), "{text}");
+        // The next batch, appended to the file as the writer appends, starts a line of its own.
+        drop(open);
+        let mut next = Vec::new();
+        line(&mut next, &Record::Admit(admit("r4")));
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(&next)
+            .unwrap();
+        let (_open, rec) = Journal::open(&path).unwrap();
+        let mut ids: Vec<_> = rec
+            .interrupted
+            .iter()
+            .map(|e| e.request_id.clone())
+            .collect();
+        ids.sort();
+        assert_eq!(ids, ["r1", "r2", "r4"]);
         let _ = std::fs::remove_file(&path);
     }
 

@@ -136,6 +136,50 @@ async fn check_accepts_good_configs_and_names_the_line_of_bad_ones() {
     let _ = std::fs::remove_file(secret);
 }
 
+/// `check` runs no `cmd:` secret unless asked (a config one does not trust is checked without
+/// running it), and a config others can write is refused, by `check` and by `serve`.
+#[tokio::test]
+async fn check_runs_no_command_unless_asked_and_a_config_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("sy-cmd-{}-{}", std::process::id(), line!()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ran = dir.join("ran");
+    let config = dir.join("switchyard.toml");
+    std::fs::write(
+        &config,
+        format!("[providers.p]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\napi_key = \"cmd:touch {} && echo k\"\n[models.m]\nroutes = [\"p/m\"]\ninput_price = \"1\"\noutput_price = \"2\"\n", ran.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let path = config.to_str().unwrap();
+    let (ok, out, err) = run(&["check", "--config", path]).await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        err.contains("not run") && err.contains("--resolve-secrets"),
+        "{err}"
+    );
+    assert!(
+        !ran.exists(),
+        "check ran the command without --resolve-secrets"
+    );
+    let (ok, out, err) = run(&["check", "--config", path, "--resolve-secrets"]).await;
+    assert!(ok, "{out}{err}");
+    assert!(ran.exists(), "--resolve-secrets runs the command");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o666)).unwrap();
+    for args in [
+        vec!["check", "--config", path],
+        vec!["serve", "--config", path, "--listen", "127.0.0.1:0"],
+    ] {
+        let (ok, _, err) = run(&args).await;
+        assert!(
+            !ok && err.contains("writable by other users"),
+            "{args:?}: {err}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Runs `switchyard serve` with the embedded default in `dir` on a free port; returns the process,
 /// the key it printed and its base URL.
 async fn serve_embedded(dir: &std::path::Path) -> (tokio::process::Child, String, String) {

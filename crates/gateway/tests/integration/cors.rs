@@ -129,6 +129,47 @@ async fn admin_routes_refuse_other_origins_unless_configured() {
     assert!(header(&resp, "access-control-allow-origin").is_empty());
 }
 
+/// A web page on another origin cannot read the operator's figures (`/metrics`, `/readyz`,
+/// `/openapi.json`) unless `[cors] ops_origins` names it; every response says `nosniff`.
+#[tokio::test]
+async fn operator_endpoints_allow_no_other_origin_by_default_and_nothing_is_sniffed() {
+    let (gw, _mock) = start_with_mock("").await;
+    let base = gw.url("");
+    for path in ["/metrics", "/readyz", "/openapi.json"] {
+        let resp = client()
+            .get(format!("{base}{path}"))
+            .header("origin", ORIGIN)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{path}");
+        assert!(
+            header(&resp, "access-control-allow-origin").is_empty(),
+            "{path}"
+        );
+        assert_eq!(header(&resp, "x-content-type-options"), "nosniff", "{path}");
+    }
+    // The public API still answers any origin, and says nosniff too (an error included).
+    let resp = client()
+        .get(gw.url("/v1/models"))
+        .header("origin", ORIGIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(header(&resp, "access-control-allow-origin"), ORIGIN);
+    assert_eq!(header(&resp, "x-content-type-options"), "nosniff");
+    let (gw, _mock) = start_with_mock(&format!("[cors]\nops_origins = [\"{ORIGIN}\"]\n")).await;
+    let base = gw.url("");
+    let resp = client()
+        .get(format!("{base}/metrics"))
+        .header("origin", ORIGIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&resp, "access-control-allow-origin"), ORIGIN);
+}
+
 #[test]
 fn a_cors_origin_that_is_not_an_origin_is_refused_with_its_reason() {
     let bad = "[cors]\nallowed_origins = [\"https://app.example.com/path/\"]\n";

@@ -126,6 +126,56 @@ async fn oversized_body_is_413() {
     assert_shape(&resp.json().await.unwrap());
 }
 
+/// A client still sending a body over the limit reads the 413, not a connection reset: the
+/// gateway answers, then reads and discards the rest (for a bounded time and size) before it
+/// closes, as nginx's lingering close does. The client here writes its whole body before it reads,
+/// as simple HTTP clients do; closing on unread bytes would make the kernel reset the connection
+/// and throw the answer away.
+#[tokio::test]
+async fn a_body_over_the_limit_gets_its_413_while_it_is_still_being_sent() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (gw, mock) = start_with_mock_top("max_body_bytes = 10485760", "").await;
+    let body = format!(
+        r#"{{"model":"m","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(12 << 20)
+    );
+    for chunked in [false, true] {
+        let mut sock = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let framing = if chunked {
+            "transfer-encoding: chunked".to_owned()
+        } else {
+            format!("content-length: {}", body.len())
+        };
+        let head = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\
+             content-type: application/json\r\n{framing}\r\n\r\n",
+            gw.key
+        );
+        let mut wire = head.into_bytes();
+        if chunked {
+            for c in body.as_bytes().chunks(64 << 10) {
+                wire.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                wire.extend_from_slice(c);
+                wire.extend_from_slice(b"\r\n");
+            }
+            wire.extend_from_slice(b"0\r\n\r\n");
+        } else {
+            wire.extend_from_slice(body.as_bytes());
+        }
+        // Write everything first (a reset shows up here or in the read below).
+        let _ = sock.write_all(&wire).await;
+        let mut answer = Vec::new();
+        let read = sock.read_to_end(&mut answer).await;
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            text.starts_with("HTTP/1.1 413"),
+            "chunked: {chunked}: {read:?}: {}",
+            text.chars().take(200).collect::<String>()
+        );
+    }
+    assert!(mock.requests().is_empty());
+}
+
 /// A client that declares a huge body and sends a short one is answered 413 at once, not left
 /// hanging while the gateway waits for bytes that never come.
 #[tokio::test]

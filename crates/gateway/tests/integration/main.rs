@@ -39,6 +39,7 @@ mod metrics;
 mod models;
 mod openapi;
 mod otlp;
+mod private_files;
 mod reload;
 mod request_id_upstream;
 mod responses;
