@@ -175,6 +175,7 @@ impl Gateway {
             None => None,
         };
         let captures = crate::capture::Captures::start(ledger.clone(), &config.capture);
+        purge_responses_from_now_on(ledger.clone(), config.responses.retention);
         let otlp = match &config.otlp {
             Some(o) => {
                 let mut headers = std::collections::HashMap::new();
@@ -283,4 +284,24 @@ impl Live {
         let service = hyper_util::service::TowerToHyperService::new(crate::http::router(self));
         listener::serve(listener, service, limits, shutdown, end_streams).await
     }
+}
+
+/// How often stored responses past their retention are purged.
+const RESPONSES_PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Purges the stored responses older than `retention` now and every `RESPONSES_PURGE_EVERY`,
+/// for as long as the process runs.
+fn purge_responses_from_now_on(ledger: Ledger, retention: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(RESPONSES_PURGE_EVERY);
+        loop {
+            tick.tick().await;
+            let before = crate::ledger::now_ms().saturating_sub(retention.as_millis() as i64);
+            match ledger.purge_responses(before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "stored responses past their retention purged"),
+                Err(e) => tracing::warn!(error = %e, "stored responses could not be purged"),
+            }
+        }
+    });
 }

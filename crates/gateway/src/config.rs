@@ -220,6 +220,33 @@ struct RawConfig {
     event_log: Option<RawEventLog>,
     capture: Option<RawCapture>,
     otlp: Option<RawOtlp>,
+    responses: Option<RawResponses>,
+}
+
+/// `[responses]`: how long stored Responses API conversations are kept.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResponses {
+    retention_days: Option<u64>,
+    keep_on_revoke: Option<bool>,
+}
+
+/// `[responses]`: a Responses API conversation stored (`store`, true by default as in OpenAI's
+/// API) is kept `retention` (30 days by default, as OpenAI keeps them; zero stores none), then
+/// purged; revoking a key deletes its stored responses unless `keep_on_revoke`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponsesConfig {
+    pub retention: Duration,
+    pub keep_on_revoke: bool,
+}
+
+impl Default for ResponsesConfig {
+    fn default() -> Self {
+        ResponsesConfig {
+            retention: Duration::from_secs(30 * 86_400),
+            keep_on_revoke: false,
+        }
+    }
 }
 
 /// `[otlp]`: trace export (off unless `endpoint` is set).
@@ -915,6 +942,8 @@ pub struct Config {
     pub event_log: Option<crate::event_log::EventLogTarget>,
     /// `[capture]`: limits and redaction of per-key capture.
     pub capture: CaptureConfig,
+    /// `[responses]`: how long stored Responses conversations are kept.
+    pub responses: ResponsesConfig,
     /// `[otlp]`: trace export, when configured.
     pub otlp: Option<OtlpConfig>,
 }
@@ -1415,6 +1444,17 @@ impl Config {
             server,
             cors,
             capture,
+            responses: match raw.responses.take() {
+                None => ResponsesConfig::default(),
+                Some(r) => ResponsesConfig {
+                    retention: r
+                        .retention_days
+                        .map_or(ResponsesConfig::default().retention, |d| {
+                            Duration::from_secs(d.saturating_mul(86_400))
+                        }),
+                    keep_on_revoke: r.keep_on_revoke.unwrap_or(false),
+                },
+            },
             otlp,
             embedded_demo: false,
             demo_tokens_per_second: DEFAULT_DEMO_TOKENS_PER_SECOND,

@@ -117,6 +117,10 @@ fn pool_options(sqlite: bool, max: u32, busy_ms: u32) -> AnyPoolOptions {
                     sqlx::query(&format!("PRAGMA busy_timeout = {busy_ms}"))
                         .execute(&mut *conn)
                         .await?;
+                    // Deleted rows (stored conversations, captures) are overwritten with zeros.
+                    sqlx::query("PRAGMA secure_delete = ON")
+                        .execute(&mut *conn)
+                        .await?;
                     sqlx::query("PRAGMA synchronous = NORMAL")
                         .execute(&mut *conn)
                         .await?;
@@ -378,6 +382,15 @@ impl PendingSettlement {
 }
 
 impl Ledger {
+    /// Whether the database is SQLite (some statements differ).
+    fn is_sqlite(&self) -> bool {
+        self.pool
+            .connect_options()
+            .database_url
+            .scheme()
+            .starts_with("sqlite")
+    }
+
     /// Connects to `sqlite://FILE` (created if missing) or `postgres://…` and runs the migrations.
     pub async fn connect(url: &str) -> Result<Ledger, LedgerError> {
         Ledger::open(url, None, Instances::Single).await

@@ -41,6 +41,10 @@ pub fn routes(mut app: Router<Live>, live: &Live) -> Router<Live> {
             "/admin/keys/{id}",
             get(show_key).patch(update_key).delete(revoke_key),
         )
+        .route(
+            "/admin/keys/{id}/responses",
+            get(key_responses).delete(delete_key_responses),
+        )
         .route("/admin/usage", get(usage))
         .route("/admin/requests", get(requests))
         .route("/admin/requests/{id}", get(request_detail))
@@ -192,6 +196,60 @@ fn key_body(gw: &Gateway, k: &KeyRecord) -> Value {
     k.to_json(reserved)
 }
 
+/// `GET /admin/keys/{id}/responses`: the key's stored Responses conversations (id, model,
+/// status, when), newest first; never their content.
+async fn key_responses(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let result = async {
+        require_admin(&gw, &headers)?;
+        let id = super::path_id(id)?;
+        gw.ledger
+            .key(&id)
+            .await
+            .map_err(ledger_error)?
+            .ok_or_else(|| no_such_key(&id))?;
+        let rows = gw.ledger.key_responses(&id).await.map_err(ledger_error)?;
+        let data: Vec<Value> = rows
+            .into_iter()
+            .map(|(rid, model, status, created)| {
+                json!({"id": rid, "object": "response", "model": model, "status": status,
+                       "created_at": created / 1000})
+            })
+            .collect();
+        Ok::<_, ApiError>(json!({"object": "list", "data": data}))
+    }
+    .await;
+    reply(result, StatusCode::OK)
+}
+
+/// `DELETE /admin/keys/{id}/responses`: deletes every stored conversation of the key.
+async fn delete_key_responses(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let result = async {
+        require_admin(&gw, &headers)?;
+        let id = super::path_id(id)?;
+        gw.ledger
+            .key(&id)
+            .await
+            .map_err(ledger_error)?
+            .ok_or_else(|| no_such_key(&id))?;
+        let deleted = gw
+            .ledger
+            .delete_key_responses(&id)
+            .await
+            .map_err(ledger_error)?;
+        Ok::<_, ApiError>(json!({"object": "list.deleted", "key": id, "deleted": deleted}))
+    }
+    .await;
+    reply(result, StatusCode::OK)
+}
+
 async fn list_keys(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
     let result = async {
         require_admin(&gw, &headers)?;
@@ -332,6 +390,13 @@ async fn revoke_key(
         let id = super::path_id(id)?;
         let key = gw.ledger.revoke_key(&id).await.map_err(ledger_error)?;
         gw.auth.key_changed(&key);
+        // A revoked key can no longer delete its own stored conversations: they go with it.
+        if !gw.config.responses.keep_on_revoke {
+            gw.ledger
+                .delete_key_responses(&id)
+                .await
+                .map_err(ledger_error)?;
+        }
         Ok(key_body(&gw, &key))
     }
     .await;

@@ -2,7 +2,10 @@
 //! `GET /v1/responses/{id}`), its input items (`GET /v1/responses/{id}/input_items`) and the chat
 //! conversation behind it (continued by a later request's `previous_response_id`). A stored
 //! response is only ever read back, or deleted (`DELETE /v1/responses/{id}`), for the key that
-//! created it; for any other key it does not exist.
+//! created it; for any other key it does not exist. One older than the retention (`[responses]`)
+//! is not served and is purged (`purge_responses`); an operator lists and deletes a key's stored
+//! responses (`/admin/keys/{id}/responses`). Deleted rows do not linger in the file: SQLite runs
+//! with `secure_delete` and the WAL is checkpointed after a purge.
 
 use serde_json::Value;
 use sqlx::Row;
@@ -51,18 +54,21 @@ impl Ledger {
         Ok(())
     }
 
-    /// The response `id` if `key_id` created it; `None` for an unknown id or another key's response.
+    /// The response `id` if `key_id` created it at `not_before` (epoch ms) or later; `None` for
+    /// an unknown id, another key's response or one past the retention.
     pub async fn stored_response(
         &self,
         id: &str,
         key_id: &str,
+        not_before: i64,
     ) -> Result<Option<StoredResponse>, LedgerError> {
         let row = sqlx::query(
             "SELECT id, key_id, model, status, response, conversation, input_items \
-             FROM responses WHERE id = $1 AND key_id = $2",
+             FROM responses WHERE id = $1 AND key_id = $2 AND created_at >= $3",
         )
         .bind(id)
         .bind(key_id)
+        .bind(not_before)
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
@@ -91,5 +97,62 @@ impl Ledger {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// The stored responses of `key_id`, newest first: (id, model, status, created_at).
+    pub async fn key_responses(
+        &self,
+        key_id: &str,
+    ) -> Result<Vec<(String, String, String, i64)>, LedgerError> {
+        let rows = sqlx::query(
+            "SELECT id, model, status, created_at FROM responses WHERE key_id = $1 \
+             ORDER BY created_at DESC, id",
+        )
+        .bind(key_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    r.try_get("model")?,
+                    r.try_get("status")?,
+                    r.try_get("created_at")?,
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(LedgerError::from)
+    }
+
+    /// Deletes every stored response of `key_id`; how many there were.
+    pub async fn delete_key_responses(&self, key_id: &str) -> Result<u64, LedgerError> {
+        let done = sqlx::query("DELETE FROM responses WHERE key_id = $1")
+            .bind(key_id)
+            .execute(&self.pool)
+            .await?;
+        self.checkpoint_wal().await;
+        Ok(done.rows_affected())
+    }
+
+    /// Deletes the responses stored before `before` (epoch ms); how many there were.
+    pub async fn purge_responses(&self, before: i64) -> Result<u64, LedgerError> {
+        let done = sqlx::query("DELETE FROM responses WHERE created_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() > 0 {
+            self.checkpoint_wal().await;
+        }
+        Ok(done.rows_affected())
+    }
+
+    /// SQLite: moves the WAL's pages into the database file and empties it, so deleted rows
+    /// (zeroed there by `secure_delete`) leave no copy behind in the WAL. Best effort.
+    async fn checkpoint_wal(&self) {
+        if self.is_sqlite() {
+            let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.pool)
+                .await;
+        }
     }
 }

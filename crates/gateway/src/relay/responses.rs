@@ -66,7 +66,7 @@ pub async fn create(
         Some(prev) if !prev.is_empty() => {
             match gw
                 .ledger
-                .stored_response(prev, &caller.id)
+                .stored_response(prev, &caller.id, kept_since(gw))
                 .await
                 .map_err(ResponsesError::Store)?
             {
@@ -113,11 +113,18 @@ pub async fn create(
         model: plan.model.clone(),
         messages: plan.messages().to_vec(),
         input_items,
-        store: plan.store,
+        // `[responses] retention_days = 0`: nothing is stored.
+        store: plan.store && !gw.config.responses.retention.is_zero(),
     };
     req.session = ids.session.clone();
     let encoder = Encoder::Responses(Box::new(ResponsesOut::new(ctx, keeper)));
     Ok(crate::relay::chat_parsed(gw, caller, ids, Arc::new(req), started, encoder).await?)
+}
+
+/// The oldest a stored response may be and still be served (epoch ms): the retention.
+fn kept_since(gw: &Gateway) -> i64 {
+    let retention = gw.config.responses.retention.as_millis() as i64;
+    crate::ledger::now_ms().saturating_sub(retention)
 }
 
 /// Whether a route of the request's model serves `/responses` itself.
@@ -138,7 +145,11 @@ fn serves_natively(gw: &Gateway, raw: &Value) -> bool {
 
 /// Serves `GET /responses/{id}`: the stored Response, for the key that created it only.
 pub async fn retrieve(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, ResponsesError> {
-    match gw.ledger.stored_response(id, &caller.id).await {
+    match gw
+        .ledger
+        .stored_response(id, &caller.id, kept_since(gw))
+        .await
+    {
         Ok(Some(stored)) => Ok(stored.response),
         Ok(None) => Err(ResponsesError::NotFound(id.to_owned())),
         Err(e) => Err(ResponsesError::Store(e)),
@@ -194,7 +205,11 @@ pub async fn input_items(
         Some("asc") => false,
         Some(_) => return Err(bad_request("order", "'order' must be 'asc' or 'desc'.")),
     };
-    let stored = match gw.ledger.stored_response(id, &caller.id).await {
+    let stored = match gw
+        .ledger
+        .stored_response(id, &caller.id, kept_since(gw))
+        .await
+    {
         Ok(Some(stored)) => stored,
         Ok(None) => return Err(ResponsesError::NotFound(id.to_owned())),
         Err(e) => return Err(ResponsesError::Store(e)),

@@ -161,3 +161,110 @@ async fn only_the_creating_key_reads_or_deletes_and_deleted_is_gone() {
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["param"], "previous_response_id");
 }
+
+/// Stored conversations an operator controls: the admin lists a key's stored responses (never
+/// their content) and deletes them; revoking the key deletes them; a purge past the retention
+/// leaves nothing of them in the database file or its WAL; `retention_days = 0` stores none.
+#[tokio::test]
+async fn stored_responses_expire_are_listed_and_deleted_by_the_admin_and_go_with_a_revoked_key() {
+    const ADMIN: &str = "admin-secret-for-responses-0123";
+    let (gw, _mock) =
+        crate::harness::start_with_mock_top(&format!("admin_key = \"{ADMIN}\""), "").await;
+    let admin = |method: reqwest::Method, path: String| {
+        harness::client()
+            .request(method, gw.url(&path))
+            .bearer_auth(ADMIN)
+            .send()
+    };
+    let marker = "zebra-quartz-marker-4711";
+    let first = create(
+        &gw,
+        json!({"model": "m", "input": format!("remember {marker}")}),
+    )
+    .await;
+    let second = create(&gw, json!({"model": "m", "input": "hello again"})).await;
+    let list: Value = admin(
+        reqwest::Method::GET,
+        format!("/admin/keys/{}/responses", gw.key_id),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{list}");
+    assert!(ids.contains(&first["id"].as_str().unwrap()));
+    assert!(
+        !list.to_string().contains(marker),
+        "the list shows no content"
+    );
+    // A purge past the retention: gone, and no trace left in the file or its WAL.
+    let purged = gw
+        .gw
+        .ledger
+        .purge_responses(switchyard::ledger::now_ms() + 1)
+        .await
+        .unwrap();
+    assert_eq!(purged, 2);
+    let (status, _) = get(
+        &gw,
+        format!("/v1/responses/{}", first["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(status, 404);
+    for suffix in ["", "-wal"] {
+        let mut p = gw.db_path.clone().into_os_string();
+        p.push(suffix);
+        let bytes = std::fs::read(&p).unwrap_or_default();
+        assert!(
+            !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+            "{suffix}: the purged conversation is still in the file"
+        );
+    }
+    // The admin deletes what a key stored; a revoked key's go with it.
+    create(&gw, json!({"model": "m", "input": "one"})).await;
+    let resp = admin(
+        reqwest::Method::DELETE,
+        format!("/admin/keys/{}/responses", gw.key_id),
+    )
+    .await
+    .unwrap();
+    let deleted: Value = resp.json().await.unwrap();
+    assert_eq!(deleted["deleted"], 1, "{deleted}");
+    let kept = create(&gw, json!({"model": "m", "input": "two"})).await;
+    assert_eq!(second["status"], "completed");
+    let resp = admin(
+        reqwest::Method::DELETE,
+        format!("/admin/keys/{}", gw.key_id),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(gw
+        .gw
+        .ledger
+        .key_responses(&gw.key_id)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(kept["status"], "completed");
+
+    // retention_days = 0: nothing is stored.
+    let (gw, _mock) = start_with_mock("[responses]\nretention_days = 0\n").await;
+    let r = create(&gw, json!({"model": "m", "input": "hi"})).await;
+    let (status, _) = get(&gw, format!("/v1/responses/{}", r["id"].as_str().unwrap())).await;
+    assert_eq!(status, 404);
+    assert!(gw
+        .gw
+        .ledger
+        .key_responses(&gw.key_id)
+        .await
+        .unwrap()
+        .is_empty());
+}
