@@ -1,4 +1,5 @@
-// The Keys page (admin): every key with its balance, spend, limits, models and budget; create one
+// The Keys page (admin): every key with its balance, spend, limits, models, budget and quota
+// windows (`5h:usd=2,7d:requests=2000`, each with what it used); create one
 // (its secret shown once, with a copy button), edit limits/models/budget, top up, revoke — all
 // through the /admin/keys API.
 
@@ -23,10 +24,35 @@ function formBody(editing) {
   } else if (editing) {
     body.budget = null;
   }
+  const quotas = $('kf-quotas').value.trim();
+  if (quotas) body.quotas = quotas; // the admin API reads the same spec as the CLI's --quota
+  else if (editing) body.quotas = null;
   const credits = $('kf-credits').value.trim();
   if (credits) body.credits = credits;
   for (const k of ['rpm', 'tpm', 'max_concurrent', 'models']) if (!editing && body[k] === null) delete body[k];
   return body;
+}
+
+// A key's windows as the spec the form takes back: 5h:usd=2:requests=10,7d:tokens=100000.
+function quotaSpec(quotas) {
+  return (quotas || []).map((q) => {
+    const parts = [q.window];
+    if (q.usd != null) parts.push(`usd=${q.usd}`);
+    if (q.requests != null) parts.push(`requests=${q.requests}`);
+    if (q.tokens != null) parts.push(`tokens=${q.tokens}`);
+    return parts.join(':');
+  }).join(',');
+}
+
+// What a key's windows have used: "5h $0.4/$2 · 7d 12/2000 req".
+function quotaUse(quotas) {
+  return (quotas || []).map((q) => {
+    const used = [];
+    if (q.usd != null) used.push(`$${q.used.usd}/$${q.usd}`);
+    if (q.requests != null) used.push(`${q.used.requests}/${q.requests} req`);
+    if (q.tokens != null) used.push(`${q.used.tokens}/${q.tokens} tok`);
+    return `${q.window} ${used.join(' ')}`;
+  }).join(' · ');
 }
 
 function resetForm() {
@@ -49,6 +75,7 @@ function edit(k) {
   $('kf-models').value = (k.models || []).join(', ');
   $('kf-budget').value = k.limits.budget ? k.limits.budget.limit : '';
   $('kf-period').value = k.limits.budget ? k.limits.budget.period : 'month';
+  $('kf-quotas').value = quotaSpec(k.limits.quotas);
   $('key-form-title').textContent = `Edit ${k.name}`;
   $('kf-submit').textContent = 'Save changes';
   $('kf-cancel').hidden = false;
@@ -122,7 +149,8 @@ export async function refreshKeys() {
           `$${k.spend}`,
           `rpm ${l.rpm ?? '∞'} · tpm ${l.tpm ?? '∞'} · conc ${l.max_concurrent ?? '∞'}`,
           k.models ? k.models.join(', ') : 'all',
-          l.budget ? `$${l.budget.spent} of $${l.budget.limit}/${l.budget.period}` : '–',
+          [l.budget ? `$${l.budget.spent} of $${l.budget.limit}/${l.budget.period}` : '', quotaUse(l.quotas)]
+            .filter(Boolean).join(' · ') || '–',
           actions(k),
         ],
       };

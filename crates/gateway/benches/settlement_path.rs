@@ -663,7 +663,7 @@ async fn hold_settle_run(
     let one = |ledger: Ledger, key_ids: Arc<Vec<String>>, run: String, i: usize| async move {
         let e = entry(&run, i, &key_ids[i % key_ids.len()]);
         let hold = ledger
-            .hold(&e.key_id, &e.request_id, e.hold, now_ms())
+            .hold(&e.key_id, &e.request_id, e.hold, 0, now_ms())
             .await
             .map_err(|h| anyhow::anyhow!("hold refused: {h:?}"))?;
         ledger.settle(&e, Some(hold)).await?;

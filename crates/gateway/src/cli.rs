@@ -125,6 +125,10 @@ pub enum KeysAction {
         /// Free-form JSON kept with the key, e.g. '{"team":"search"}'.
         #[arg(long)]
         metadata: Option<String>,
+        /// Coding-plan windows, each capping money, requests or tokens:
+        /// 5h:usd=2,7d:requests=2000 (a window opens with its first request).
+        #[arg(long)]
+        quota: Option<String>,
         /// Print {"id":…,"key":…}.
         #[arg(long)]
         json: bool,
@@ -256,6 +260,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                     budget_period,
                     expires_in,
                     metadata,
+                    quota,
                     json,
                 } => {
                     let period = BudgetPeriod::parse(&budget_period).with_context(|| {
@@ -291,6 +296,12 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                         budget,
                         expires_at,
                         metadata,
+                        quotas: quota
+                            .as_deref()
+                            .map(crate::ledger::quotas::parse_spec)
+                            .transpose()
+                            .map_err(|e| anyhow::anyhow!("--quota: {e}"))?
+                            .unwrap_or_default(),
                     };
                     let (record, key) = auth::create_key(&ledger, &new).await?;
                     if json {

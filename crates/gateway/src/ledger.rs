@@ -17,6 +17,7 @@ pub mod journal;
 mod keys;
 pub mod periods;
 pub mod prices;
+pub mod quotas;
 pub mod responses;
 pub mod shared_holds;
 pub mod writer;
@@ -340,11 +341,16 @@ pub enum Instances {
 }
 
 /// Why a hold could not be taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HoldError {
     Balance,
     /// The budget of this period cannot cover it.
     Budget(BudgetPeriod),
+    /// A quota window (`5h`) is full until `resets_at` (epoch ms).
+    Quota {
+        window: String,
+        resets_at: Option<i64>,
+    },
     NoSuchKey,
     /// The database did not answer (only shared holds, or a key's first load).
     Unavailable,
@@ -624,6 +630,7 @@ impl Ledger {
         key_id: &str,
         request_id: &str,
         amount: Nanos,
+        tokens: i64,
         now: i64,
     ) -> Result<Hold, HoldError> {
         let Some(shared) = &self.shared else {
@@ -631,8 +638,9 @@ impl Ledger {
                 LedgerError::NoSuchKey(_) => HoldError::NoSuchKey,
                 _ => HoldError::Unavailable,
             })?;
-            return account.try_hold(amount, now).map_err(|r| match r {
+            return account.try_hold(amount, tokens, now).map_err(|r| match r {
                 HoldRefused::Balance => HoldError::Balance,
+                HoldRefused::Quota { window, resets_at } => HoldError::Quota { window, resets_at },
                 HoldRefused::Budget => HoldError::Budget(
                     account
                         .view()
@@ -642,7 +650,7 @@ impl Ledger {
                 ),
             });
         };
-        match shared.take(key_id, request_id, amount, now).await {
+        match shared.take(key_id, request_id, amount, tokens, now).await {
             shared_holds::Taken::Held(h) => Ok(h),
             shared_holds::Taken::Unavailable => Err(HoldError::Unavailable),
             shared_holds::Taken::Refused => {
@@ -651,7 +659,25 @@ impl Ledger {
                 let Some(key) = key else {
                     return Err(HoldError::NoSuchKey);
                 };
-                // The row carries the sum of every instance's holds (`reserved_nanos`).
+                // The row carries the sum of every instance's holds (`reserved_nanos`); the
+                // open holds' count and tokens are read beside it.
+                let (requests, tokens_held) = if key.quotas.is_empty() {
+                    (0, 0)
+                } else {
+                    shared.open_holds(key_id).await.unwrap_or((0, 0))
+                };
+                let held = quotas::InFlight {
+                    nanos: key.shared_reserved.0,
+                    requests,
+                    tokens: tokens_held,
+                };
+                if let Some((window, resets_at)) =
+                    quotas::refusing(&key.quotas, now, held, amount.0, tokens)
+                {
+                    if key.balance.0.saturating_sub(key.shared_reserved.0) >= amount.0 {
+                        return Err(HoldError::Quota { window, resets_at });
+                    }
+                }
                 match key.budget {
                     Some(b) if key.balance.0.saturating_sub(key.shared_reserved.0) >= amount.0 => {
                         Err(HoldError::Budget(b.period))

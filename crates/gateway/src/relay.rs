@@ -55,6 +55,12 @@ pub enum RelayError {
         "This API key has reached its {0} budget. It renews at the start of the next {0} (UTC)."
     )]
     BudgetExceeded(&'static str),
+    /// A quota window of the key (`5h`) is used up until it resets.
+    #[error("This API key has used up its {window} quota; it frees when the window ends (see retry-after).")]
+    QuotaExceeded {
+        window: String,
+        retry_after: Option<Duration>,
+    },
     #[error("The key store is not reachable; retry shortly.")]
     LedgerUnavailable,
     /// The key's own requests- or tokens-per-minute limit, or its concurrency limit.
@@ -87,7 +93,9 @@ impl RelayError {
             RelayError::ModelNotAllowed(_) => 403,
             RelayError::InsufficientBalance | RelayError::BudgetExceeded(_) => 402,
             RelayError::UpstreamRejected(r) => r.status,
-            RelayError::UpstreamRateLimited { .. } | RelayError::RateLimited(_) => 429,
+            RelayError::UpstreamRateLimited { .. }
+            | RelayError::RateLimited(_)
+            | RelayError::QuotaExceeded { .. } => 429,
             RelayError::LedgerUnavailable
             | RelayError::LimitsUnavailable
             | RelayError::NoHealthyUpstream { .. } => 503,
@@ -142,6 +150,9 @@ impl RelayError {
             },
             RelayError::UpstreamRateLimited { .. } | RelayError::RateLimited(_) => {
                 words("rate_limit_error", "rate_limit_exceeded", None)
+            }
+            RelayError::QuotaExceeded { .. } => {
+                words("rate_limit_error", "quota_window_exceeded", None)
             }
             RelayError::LedgerUnavailable | RelayError::LimitsUnavailable => {
                 words("service_unavailable", "service_unavailable", None)

@@ -322,6 +322,7 @@ async fn create_key(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bo
             budget: update.budget.flatten(),
             expires_at: update.expires_at.flatten(),
             metadata: update.metadata.flatten(),
+            quotas: update.quotas.clone().unwrap_or_default(),
         };
         let (record, key) = gw.auth.create_key(&new).await.map_err(ledger_error)?;
         let mut body = key_body(&gw, &record);
@@ -735,8 +736,9 @@ fn limit(name: &'static str) -> impl Fn(&Value) -> Result<i64, ApiError> {
     }
 }
 
-const KNOWN_FIELDS: [&str; 16] = [
+const KNOWN_FIELDS: [&str; 17] = [
     "name",
+    "quotas",
     "capture",
     "credits",
     "top_up",
@@ -934,6 +936,12 @@ fn parse_update(
         }
         Ok(v.clone())
     })?;
+    if let Some(v) = fields.get("quotas") {
+        // `[{"window": "5h", "usd": "2.00"}, {"window": "7d", "requests": 2000}]`, the same as
+        // "5h:usd=2,7d:requests=2000", or null / [] for none.
+        u.quotas =
+            Some(crate::ledger::quotas::parse_json(v).map_err(|message| bad("quotas", message))?);
+    }
     if let Some(v) = fields.get("capture") {
         if creating {
             return Err(bad(

@@ -144,6 +144,12 @@ impl From<RelayError> for ApiError {
                 false,
                 None,
             ),
+            // Until the window ends (a retry sooner is refused the same way).
+            RelayError::QuotaExceeded { retry_after, .. } => (
+                Some(retry_after.map_or(1, |d| d.as_secs_f64().ceil().max(1.0) as u64)),
+                true,
+                None,
+            ),
             _ => (None, false, None),
         };
         let w = e.words();

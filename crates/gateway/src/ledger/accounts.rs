@@ -28,12 +28,18 @@ use super::{KeyRecord, Nanos};
 pub const REFRESH_AFTER: Duration = Duration::from_secs(2);
 
 /// Why a hold was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HoldRefused {
     #[error("the balance cannot cover the request")]
     Balance,
     #[error("the key's budget for this period cannot cover the request")]
     Budget,
+    /// A quota window (`5h`) is full until `resets_at` (epoch ms).
+    #[error("the key's {window} quota is used up")]
+    Quota {
+        window: String,
+        resets_at: Option<i64>,
+    },
 }
 
 #[derive(Debug)]
@@ -41,6 +47,9 @@ struct State {
     key: KeyRecord,
     /// Sum of the open holds of this process.
     reserved: i64,
+    /// How many holds are open, and the tokens they hold (for quota windows).
+    open: i64,
+    reserved_tokens: i64,
     loaded_at: Instant,
     refreshing: bool,
 }
@@ -65,9 +74,14 @@ impl Account {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Reserves `amount` unless the balance (less the other open holds) or the budget of the
-    /// period containing `now_ms` cannot cover it.
-    pub fn try_hold(self: &Arc<Self>, amount: Nanos, now_ms: i64) -> Result<Hold, HoldRefused> {
+    /// Reserves `amount` (and `tokens`, for quota windows) unless the balance (less the other
+    /// open holds), the budget of the period containing `now_ms` or a quota window cannot cover it.
+    pub fn try_hold(
+        self: &Arc<Self>,
+        amount: Nanos,
+        tokens: i64,
+        now_ms: i64,
+    ) -> Result<Hold, HoldRefused> {
         let mut st = self.lock();
         let available = st.key.balance.0.saturating_sub(st.reserved);
         if amount.0 > available {
@@ -79,21 +93,38 @@ impl Account {
                 return Err(HoldRefused::Budget);
             }
         }
+        let held = super::quotas::InFlight {
+            nanos: st.reserved,
+            requests: st.open,
+            tokens: st.reserved_tokens,
+        };
+        if let Some((window, resets_at)) =
+            super::quotas::refusing(&st.key.quotas, now_ms, held, amount.0, tokens)
+        {
+            return Err(HoldRefused::Quota { window, resets_at });
+        }
         st.reserved += amount.0;
+        st.open += 1;
+        st.reserved_tokens += tokens;
         drop(st);
         Ok(Hold {
             on: HoldOn::Account(self.clone()),
             amount,
+            tokens,
         })
     }
 
     /// Holds `amount` whatever the balance: money already spent that the database has not debited
     /// yet (a settlement waiting in the journal).
     pub fn force_hold(self: &Arc<Self>, amount: Nanos) -> Hold {
-        self.lock().reserved += amount.0;
+        let mut st = self.lock();
+        st.reserved += amount.0;
+        st.open += 1;
+        drop(st);
         Hold {
             on: HoldOn::Account(self.clone()),
             amount,
+            tokens: 0,
         }
     }
 
@@ -132,9 +163,11 @@ impl Account {
         st.loaded_at = Instant::now();
     }
 
-    fn release(&self, amount: Nanos) {
+    fn release(&self, amount: Nanos, tokens: i64) {
         let mut st = self.lock();
         st.reserved = st.reserved.saturating_sub(amount.0).max(0);
+        st.open = (st.open - 1).max(0);
+        st.reserved_tokens = st.reserved_tokens.saturating_sub(tokens).max(0);
     }
 }
 
@@ -143,6 +176,8 @@ impl Account {
 pub struct Hold {
     on: HoldOn,
     amount: Nanos,
+    /// The tokens it holds in the key's quota windows (this process's accounts only).
+    tokens: i64,
 }
 
 /// Where the money is held.
@@ -159,6 +194,7 @@ impl Hold {
         Hold {
             on: HoldOn::Shared(lease),
             amount,
+            tokens: 0,
         }
     }
 
@@ -193,7 +229,7 @@ impl Hold {
 impl Drop for Hold {
     fn drop(&mut self) {
         if let HoldOn::Account(account) = &self.on {
-            account.release(self.amount);
+            account.release(self.amount, self.tokens);
         }
     }
 }
@@ -227,6 +263,8 @@ impl Accounts {
             state: Mutex::new(State {
                 key,
                 reserved: 0,
+                open: 0,
+                reserved_tokens: 0,
                 loaded_at: Instant::now(),
                 refreshing: false,
             }),

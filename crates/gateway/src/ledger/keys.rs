@@ -51,6 +51,8 @@ pub struct KeyRecord {
     pub last4: Option<String>,
     /// Capture of prompt and completion text: how many hours each capture is kept; `None` is off.
     pub capture_hours: Option<i64>,
+    /// Coding-plan windows and what each has used (`ledger::quotas`).
+    pub quotas: Vec<super::quotas::Quota>,
 }
 
 impl KeyRecord {
@@ -104,6 +106,7 @@ impl KeyRecord {
                 "tpm": self.tpm,
                 "max_concurrent": self.max_concurrent,
                 "budget": budget,
+                "quotas": self.quotas.iter().map(|q| q.to_json(now)).collect::<Vec<_>>(),
             },
             "models": self.models,
             "expires_at": self.expires_at,
@@ -132,6 +135,7 @@ pub struct NewKey {
     pub budget: Option<Budget>,
     pub expires_at: Option<i64>,
     pub metadata: Option<Value>,
+    pub quotas: Vec<super::quotas::Quota>,
 }
 
 /// A change to a key; `None` leaves a field as it is, `Some(None)` clears it.
@@ -151,19 +155,25 @@ pub struct KeyUpdate {
     pub metadata: Option<Option<Value>>,
     /// Capture on for this many hours of retention (`Some(Some(h))`) or off (`Some(None)`).
     pub capture_hours: Option<Option<i64>>,
+    /// Replaces the key's quota windows (a window of the same length keeps what it used).
+    pub quotas: Option<Vec<super::quotas::Quota>>,
 }
 
 pub(super) const KEY_COLUMNS: &str =
     "id, name, key_prefix, balance_nanos, spent_nanos, rpm, tpm, models, \
      budget_nanos, budget_period, expires_at, metadata, period_start, period_spent_nanos, version, \
-     created_at, revoked_at, max_concurrent, reserved_nanos, key_last4, capture_hours";
+     created_at, revoked_at, max_concurrent, reserved_nanos, key_last4, capture_hours, quotas";
 
 pub(super) fn key_from_row(row: &sqlx::any::AnyRow) -> Result<KeyRecord, sqlx::Error> {
     let models: Option<String> = row.try_get("models")?;
     let budget_nanos: Option<i64> = row.try_get("budget_nanos")?;
     let budget_period: Option<String> = row.try_get("budget_period")?;
     let metadata: Option<String> = row.try_get("metadata")?;
+    let quotas: Option<String> = row.try_get("quotas")?;
     Ok(KeyRecord {
+        quotas: quotas
+            .and_then(|q| serde_json::from_str(&q).ok())
+            .unwrap_or_default(),
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         prefix: row.try_get("key_prefix")?,
@@ -228,8 +238,10 @@ impl Ledger {
         }
         let sql = format!(
             "INSERT INTO api_keys (id, name, key_hash, key_prefix, balance_nanos, rpm, tpm, models, \
-             budget_nanos, budget_period, expires_at, metadata, created_at, max_concurrent, key_last4) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING {KEY_COLUMNS}"
+             budget_nanos, budget_period, expires_at, metadata, created_at, max_concurrent, key_last4, \
+             quotas) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+             RETURNING {KEY_COLUMNS}"
         );
         let row = sqlx::query(&sql)
             .bind(id)
@@ -247,6 +259,7 @@ impl Ledger {
             .bind(now_ms())
             .bind(new.max_concurrent)
             .bind(last4)
+            .bind(super::quotas::to_column(&new.quotas))
             .fetch_one(&self.pool)
             .await?;
         Ok(key_from_row(&row)?)
@@ -400,6 +413,11 @@ impl Ledger {
         if let Some(v) = update.capture_hours {
             next.capture_hours = v;
         }
+        if let Some(v) = &update.quotas {
+            let mut q = v.clone();
+            super::quotas::carry_usage(&mut q, &cur.quotas);
+            next.quotas = q;
+        }
         let now = now_ms();
         let period = next.period_of(now);
         let sql = format!(
@@ -409,7 +427,8 @@ impl Ledger {
              period_start = $12, \
              period_spent_nanos = (SELECT CAST(COALESCE(SUM(cost_nanos), 0) AS BIGINT) \
                  FROM usage_entries WHERE key_id = $13 AND created_at >= $14), \
-             version = version + 1, max_concurrent = $17, capture_hours = $18 \
+             version = version + 1, max_concurrent = $17, capture_hours = $18, \
+             quotas = CASE WHEN $19 = 1 THEN $20 ELSE quotas END \
              WHERE id = $15 AND (($9 = 0 AND $11 = 0) \
                  OR CASE WHEN $9 = 1 THEN $10 ELSE balance_nanos END <= $16 - $11) \
              RETURNING {KEY_COLUMNS}"
@@ -433,6 +452,8 @@ impl Ledger {
             .bind(MAX_AMOUNT.0)
             .bind(next.max_concurrent)
             .bind(next.capture_hours)
+            .bind(i64::from(update.quotas.is_some()))
+            .bind(super::quotas::to_column(&next.quotas))
             .fetch_optional(&self.pool)
             .await?;
         match row {

@@ -87,11 +87,18 @@ impl SharedHolds {
 
     /// Holds `amount` on `key_id` for `request_id` if the key's balance, less every open hold of
     /// every instance, covers it and so does its budget for the period containing `now`.
-    pub async fn take(&self, key_id: &str, request_id: &str, amount: Nanos, now: i64) -> Taken {
+    pub async fn take(
+        &self,
+        key_id: &str,
+        request_id: &str,
+        amount: Nanos,
+        tokens: i64,
+        now: i64,
+    ) -> Taken {
         if now < self.down_until.load(Ordering::Relaxed) {
             return Taken::Unavailable;
         }
-        let taken = self.try_take(key_id, request_id, amount, now).await;
+        let taken = self.try_take(key_id, request_id, amount, tokens, now).await;
         if matches!(taken, Taken::Unavailable) {
             self.down_until.store(
                 now_ms().saturating_add(REFUSE_FOR.as_millis() as i64),
@@ -101,15 +108,40 @@ impl SharedHolds {
         taken
     }
 
-    async fn try_take(&self, key_id: &str, request_id: &str, amount: Nanos, now: i64) -> Taken {
+    async fn try_take(
+        &self,
+        key_id: &str,
+        request_id: &str,
+        amount: Nanos,
+        tokens: i64,
+        now: i64,
+    ) -> Taken {
+        // The quota windows (`ledger::quotas`, JSON on the row) are checked in the same
+        // statement: the key row's lock serialises every instance's admissions, so the holds
+        // counted here are every open hold of the key.
         let sql = "WITH k AS (UPDATE api_keys SET reserved_nanos = reserved_nanos + $1 \
              WHERE id = $2 AND balance_nanos >= reserved_nanos + $1 \
              AND (budget_nanos IS NULL OR \
                   (CASE WHEN period_start = (CASE WHEN budget_period = 'month' THEN $3 ELSE $4 END) \
                    THEN period_spent_nanos ELSE 0 END) + reserved_nanos + $1 <= budget_nanos) \
+             AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(COALESCE(quotas, '[]')::jsonb) q \
+                 WHERE ((q->>'usd_nanos') IS NOT NULL AND (CASE WHEN (q->>'started_at') IS NOT NULL \
+                        AND (q->>'started_at')::bigint + (q->>'window_ms')::bigint > $9 \
+                        THEN (q->>'used_nanos')::bigint ELSE 0 END) + reserved_nanos + $1 \
+                        > (q->>'usd_nanos')::bigint) \
+                 OR ((q->>'requests') IS NOT NULL AND (CASE WHEN (q->>'started_at') IS NOT NULL \
+                        AND (q->>'started_at')::bigint + (q->>'window_ms')::bigint > $9 \
+                        THEN (q->>'used_requests')::bigint ELSE 0 END) \
+                        + (SELECT COUNT(*) FROM holds h WHERE h.key_id = $2) + 1 \
+                        > (q->>'requests')::bigint) \
+                 OR ((q->>'tokens') IS NOT NULL AND (CASE WHEN (q->>'started_at') IS NOT NULL \
+                        AND (q->>'started_at')::bigint + (q->>'window_ms')::bigint > $9 \
+                        THEN (q->>'used_tokens')::bigint ELSE 0 END) \
+                        + (SELECT COALESCE(SUM(h.tokens), 0) FROM holds h WHERE h.key_id = $2) + $8 \
+                        > (q->>'tokens')::bigint)) \
              RETURNING id) \
-             INSERT INTO holds (request_id, key_id, amount_nanos, instance_id, expires_at) \
-             SELECT $5, id, $1, $6, $7 FROM k RETURNING request_id";
+             INSERT INTO holds (request_id, key_id, amount_nanos, instance_id, expires_at, tokens) \
+             SELECT $5, id, $1, $6, $7, $8 FROM k RETURNING request_id";
         let expires = now.saturating_add(LEASE.as_millis() as i64);
         let query = sqlx::query(sql)
             .bind(amount.0)
@@ -119,6 +151,8 @@ impl SharedHolds {
             .bind(request_id)
             .bind(&*self.instance)
             .bind(expires)
+            .bind(tokens)
+            .bind(now)
             .fetch_optional(&self.pool);
         match tokio::time::timeout(HOLD_TIMEOUT, query).await {
             Ok(Ok(Some(_))) => Taken::Held(Hold::shared(
@@ -145,6 +179,17 @@ impl SharedHolds {
                 Taken::Unavailable
             }
         }
+    }
+
+    /// How many holds `key_id` has open, and the tokens they hold.
+    pub async fn open_holds(&self, key_id: &str) -> Option<(i64, i64)> {
+        sqlx::query_as::<_, (i64, i64)>(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(tokens), 0) AS BIGINT) FROM holds WHERE key_id = $1",
+        )
+        .bind(key_id)
+        .fetch_one(&self.pool)
+        .await
+        .ok()
     }
 
     /// Deletes the hold of `request_id`, if any, and lowers its key's `reserved_nanos`.

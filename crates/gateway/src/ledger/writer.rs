@@ -322,6 +322,12 @@ pub(super) async fn write_batch(
                 .await?;
         }
     }
+    // What the entries inserted now count in their keys' quota windows (below, after the debits).
+    let fresh: Vec<&UsageEntry> = entries
+        .iter()
+        .filter(|e| inserted.contains(&e.request_id))
+        .copied()
+        .collect();
     // One debit per key and budget period, oldest period first (see the CASE below).
     let mut debits: BTreeMap<(String, i64, i64), i64> = BTreeMap::new();
     for e in entries {
@@ -379,8 +385,73 @@ pub(super) async fn write_batch(
             keys.push(k);
         }
     }
+    charge_quotas(&mut tx, &fresh, &mut keys, numbered).await?;
     tx.commit().await?;
     Ok(keys)
+}
+
+/// Counts `fresh` entries in their keys' quota windows (`ledger::quotas`), in the settlement's
+/// transaction: each key with windows gets its row's `quotas` rewritten once. A request counts
+/// when it cost money or used tokens.
+async fn charge_quotas(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    fresh: &[&UsageEntry],
+    keys: &mut Vec<KeyRecord>,
+    numbered: bool,
+) -> Result<(), sqlx::Error> {
+    let mut by_key: BTreeMap<&str, Vec<&UsageEntry>> = BTreeMap::new();
+    for e in fresh {
+        if e.cost.0 > 0 || e.prompt_tokens + e.completion_tokens > 0 {
+            by_key.entry(e.key_id.as_str()).or_default().push(e);
+        }
+    }
+    for (key_id, list) in by_key {
+        let current = match keys.iter().find(|k| k.id == key_id) {
+            Some(k) => k.clone(),
+            None => {
+                let sql = format!(
+                    "SELECT {} FROM api_keys WHERE id = {}",
+                    super::keys::KEY_COLUMNS,
+                    if numbered { "$1" } else { "?" }
+                );
+                match sqlx::query(&sql)
+                    .bind(key_id)
+                    .fetch_optional(&mut **tx)
+                    .await?
+                {
+                    Some(row) => key_from_row(&row)?,
+                    None => continue,
+                }
+            }
+        };
+        if current.quotas.is_empty() {
+            continue;
+        }
+        let mut quotas = current.quotas.clone();
+        let mut list = list;
+        list.sort_by_key(|e| e.started_at);
+        for e in list {
+            let tokens = clamp(e.prompt_tokens.saturating_add(e.completion_tokens));
+            for q in &mut quotas {
+                q.charge(e.started_at, e.cost.0, tokens);
+            }
+        }
+        let sql = format!(
+            "UPDATE api_keys SET quotas = {}, version = version + 1 WHERE id = {} RETURNING {}",
+            if numbered { "$1" } else { "?" },
+            if numbered { "$2" } else { "?" },
+            super::keys::KEY_COLUMNS
+        );
+        let row = sqlx::query(&sql)
+            .bind(super::quotas::to_column(&quotas))
+            .bind(key_id)
+            .fetch_one(&mut **tx)
+            .await?;
+        let k = key_from_row(&row)?;
+        keys.retain(|o| o.id != k.id);
+        keys.push(k);
+    }
+    Ok(())
 }
 
 /// The most one debit takes, and the bounds the balance (below) and the spends (above) stop at:

@@ -160,10 +160,16 @@ pub async fn admit_bound(
     let now = now_ms();
     let hold = gw
         .ledger
-        .hold(&caller.id, &request_id, amount, now)
+        .hold(&caller.id, &request_id, amount, bound.tokens as i64, now)
         .await
         .map_err(|e| match e {
             HoldError::Balance | HoldError::NoSuchKey => RelayError::InsufficientBalance,
+            HoldError::Quota { window, resets_at } => RelayError::QuotaExceeded {
+                window,
+                retry_after: resets_at.map(|at| {
+                    std::time::Duration::from_millis(at.saturating_sub(now).max(0) as u64)
+                }),
+            },
             HoldError::Budget(period) => RelayError::BudgetExceeded(period.as_str()),
             HoldError::Unavailable => RelayError::LedgerUnavailable,
         })?;

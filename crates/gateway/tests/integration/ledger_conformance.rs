@@ -219,11 +219,21 @@ async fn keys_keep_every_field_and_never_the_key(ledger: Ledger) {
             }),
             expires_at: Some(expires),
             metadata: Some(json!({"team": "search", "n": 1})),
+            quotas: switchyard::ledger::quotas::parse_spec("5h:usd=2,7d:requests=10").unwrap(),
         },
     )
     .await
     .unwrap();
     let back = ledger.key(&k.id).await.unwrap().unwrap();
+    assert_eq!(back.quotas.len(), 2);
+    assert_eq!(back.quotas, k.quotas);
+    // A settlement counts in every window, in the same transaction as its debit.
+    let mut e = entry("req_quota", &k.id, "m", 1_234, now_ms());
+    e.tags.clear();
+    ledger.settle(&e, None).await.unwrap();
+    let charged = ledger.key(&k.id).await.unwrap().unwrap();
+    assert_eq!(charged.quotas[0].used(now_ms()), (1_234, 1, 57));
+    assert_eq!(charged.quotas[1].used(now_ms()).1, 1);
     assert_eq!(back.name, "search team");
     assert_eq!(back.balance, Nanos(2_500_000_000));
     assert_eq!(
@@ -404,7 +414,7 @@ async fn holds_never_exceed_the_balance(ledger: Ledger) {
     let tasks: Vec<_> = (0..50)
         .map(|_| {
             let account = account.clone();
-            tokio::spawn(async move { account.try_hold(Nanos(1_000), now) })
+            tokio::spawn(async move { account.try_hold(Nanos(1_000), 0, now) })
         })
         .collect();
     let mut holds = vec![];
@@ -424,11 +434,11 @@ async fn holds_never_exceed_the_balance(ledger: Ledger) {
     let view = account.view();
     assert_eq!(view.key.balance, Nanos(9_600));
     assert_eq!(view.reserved, Nanos(9_000));
-    assert!(account.try_hold(Nanos(600), now).is_ok_and(|h| {
+    assert!(account.try_hold(Nanos(600), 0, now).is_ok_and(|h| {
         drop(h);
         true
     }));
-    assert!(account.try_hold(Nanos(601), now).is_err());
+    assert!(account.try_hold(Nanos(601), 0, now).is_err());
     drop(holds);
     assert_eq!(account.view().reserved, Nanos::ZERO);
     // A top-up through the ledger reaches the account at once.
@@ -466,9 +476,9 @@ async fn budgets_count_only_the_current_period(ledger: Ledger) {
         .unwrap();
     let account = ledger.account(&k.id).await.unwrap();
     assert_eq!(account.view().key.period_spend(now), Nanos(700));
-    assert!(account.try_hold(Nanos(301), now).is_err());
-    let h = account.try_hold(Nanos(300), now).unwrap();
-    assert!(account.try_hold(Nanos(1), now).is_err());
+    assert!(account.try_hold(Nanos(301), 0, now).is_err());
+    let h = account.try_hold(Nanos(300), 0, now).unwrap();
+    assert!(account.try_hold(Nanos(1), 0, now).is_err());
     drop(h);
     // Switching to a monthly budget recounts this month's spend from the entries.
     let key = ledger

@@ -40,6 +40,7 @@ mod models;
 mod openapi;
 mod otlp;
 mod private_files;
+mod quotas;
 mod reload;
 mod request_id_upstream;
 mod responses;
