@@ -27,10 +27,14 @@ fuzz_target!(|data: &[u8]| {
                     prompt_tokens: u64::MAX,
                     completion_tokens: u64::MAX,
                     cached_tokens: u64::MAX / 2,
-                    cache_write_tokens: 0,
+                    cache_write_tokens: u64::MAX / 4,
+                    cache_write_1h_tokens: u64::MAX / 8,
                     reasoning_tokens: u64::MAX,
                 };
                 let _ = model.prices.cost(&most).total();
+                for route in &model.routes {
+                    let _ = route.prices.cost(&most).total();
+                }
                 let _ = model.prices.worst_case(u64::MAX, model.max_output_tokens);
             }
             for provider in config.providers.values() {
