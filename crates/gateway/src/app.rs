@@ -90,6 +90,8 @@ struct Lasting {
     demo: Option<MockUpstream>,
     /// Key changes made by other instances and the CLI, on PostgreSQL (`ledger::changes`).
     _changes: Option<ChangeFeed>,
+    /// Failed admin authentications by client address (`http::admin_guard`).
+    admin_guard: crate::http::admin_guard::AdminGuard,
 }
 
 /// A key created on a fresh database, to be shown once.
@@ -215,9 +217,15 @@ impl Gateway {
             lasting: Arc::new(Lasting {
                 demo,
                 _changes: changes,
+                admin_guard: Default::default(),
             }),
         };
         Ok((Arc::new(gw), first_key, problems))
+    }
+
+    /// Failed admin authentications by client address, for every generation.
+    pub fn admin_guard(&self) -> &crate::http::admin_guard::AdminGuard {
+        &self.lasting.admin_guard
     }
 
     /// Changes the embedded demo upstream's pace (tokens per second, 0 = as fast as it can); no

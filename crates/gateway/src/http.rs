@@ -4,6 +4,7 @@
 //! for the Messages and Gemini routes by their own modules). It also writes the one log line per request.
 
 mod admin;
+pub mod admin_guard;
 mod catch_panic;
 mod console;
 mod cors;
@@ -211,6 +212,10 @@ async fn access_log(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let client = req
+        .extensions()
+        .get::<crate::app::listener::ClientAddr>()
+        .map_or_else(|| "-".to_owned(), |c| c.0.ip().to_string());
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
     let request_id = resp
@@ -230,9 +235,9 @@ async fn access_log(req: Request, next: Next) -> Response {
     }
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     if status >= 500 {
-        tracing::warn!(%method, %path, status, request_id, ms, "request failed");
+        tracing::warn!(%method, %path, status, request_id, ms, %client, "request failed");
     } else {
-        tracing::info!(%method, %path, status, request_id, ms, "request");
+        tracing::info!(%method, %path, status, request_id, ms, %client, "request");
     }
     resp
 }

@@ -218,6 +218,12 @@ pub fn record_journal_skipped(kind: &'static str) {
     counter!("switchyard_journal_records_skipped_total", "kind" => kind).increment(1);
 }
 
+/// Counts a failed admin authentication, or (`locked`) an address locked out after too many.
+pub fn record_admin_auth_failure(locked: bool) {
+    let what = if locked { "locked_out" } else { "failed" };
+    counter!("switchyard_admin_auth_failures_total", "outcome" => what).increment(1);
+}
+
 /// Counts one open client stream in `switchyard_open_streams` while it lives.
 #[derive(Debug)]
 pub struct OpenStream(());

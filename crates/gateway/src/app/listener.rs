@@ -122,6 +122,7 @@ where
         let _ = tcp.set_nodelay(true);
         connections.spawn(serve_connection(
             tcp,
+            peer,
             service.clone(),
             http.clone(),
             limits.clone(),
@@ -182,6 +183,7 @@ async fn accept_failed(e: io::Error) {
 /// Serves one connection until it ends, its clocks run out or it is dropped at shutdown.
 async fn serve_connection<S, B>(
     tcp: TcpStream,
+    peer: std::net::SocketAddr,
     service: S,
     http: Arc<hyper::server::conn::http1::Builder>,
     limits: Arc<ServerLimits>,
@@ -204,6 +206,7 @@ async fn serve_connection<S, B>(
     let service = Tracked {
         inner: service,
         clock: clock.clone(),
+        peer,
     };
     let conn = http.serve_connection(io, service);
     tokio::pin!(conn);
@@ -452,7 +455,13 @@ impl AsyncWrite for WatchedIo {
 struct Tracked<S> {
     inner: S,
     clock: Arc<ConnClock>,
+    /// The client's address, given to every request of the connection (`ClientAddr`).
+    peer: std::net::SocketAddr,
 }
+
+/// The address of the client a request came from (the TCP peer), in the request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::SocketAddr);
 
 /// A request in flight; dropped with its response body.
 struct InFlight(Arc<ConnClock>);
@@ -474,7 +483,8 @@ where
     type Error = S::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        req.extensions_mut().insert(ClientAddr(self.peer));
         self.clock.request_begun();
         let in_flight = InFlight(self.clock.clone());
         let response = self.inner.call(req);

@@ -109,11 +109,38 @@ async fn admin_gate(
     next: axum::middleware::Next,
 ) -> Response {
     let (parts, body) = req.into_parts();
+    let client = parts
+        .extensions
+        .get::<crate::app::listener::ClientAddr>()
+        .map(|c| c.0.ip());
+    if let Some(addr) = client {
+        if let Err(wait) = gw.admin_guard().admit(addr) {
+            let e = ApiError {
+                retry_after: Some(wait.as_secs().max(1)),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limit_error",
+                    "admin_locked_out",
+                    "Too many failed admin authentications from this address; retry after the indicated delay.",
+                )
+            };
+            return super::refuse_unread(&parts.headers, body, e)
+                .await
+                .into_response();
+        }
+    }
     if let Err(e) = require_admin(&gw, &parts.headers) {
+        if let (Some(addr), StatusCode::UNAUTHORIZED) = (client, e.status) {
+            // Each failure is answered later than the last: guessing cannot go at full speed.
+            tokio::time::sleep(gw.admin_guard().failed(addr)).await;
+        }
         // A small body is drained so the 401 is not lost to a reset; a large one is never read.
         return super::refuse_unread(&parts.headers, body, e)
             .await
             .into_response();
+    }
+    if let Some(addr) = client {
+        gw.admin_guard().succeeded(addr);
     }
     match super::read_body(&gw, &parts.headers, body).await {
         Ok(bytes) => {

@@ -534,3 +534,51 @@ async fn admin_amounts_are_exact_bounded_and_never_negative_top_ups() {
     .await;
     assert_eq!(v["balance"], "123456789.623456789", "{v}");
 }
+
+/// The admin key cannot be guessed at speed: each failure from one address is answered later
+/// than the last, and after ten that address gets 429 for a while, even with the right key; another
+/// address is not affected; the failures are counted in `/metrics`.
+#[tokio::test]
+async fn failed_admin_keys_are_slowed_then_locked_out_per_address() {
+    let (gw, _mock) = gateway().await;
+    let from = |ip: [u8; 4]| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(ip))
+            .build()
+            .unwrap()
+    };
+    let guesser = from([127, 0, 0, 1]);
+    for n in 1..=10 {
+        let resp = guesser
+            .get(gw.url("/admin/keys"))
+            .bearer_auth(format!("guess-{n}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401, "guess {n}");
+    }
+    let resp = guesser
+        .get(gw.url("/admin/keys"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429, "locked out, the right key included");
+    assert!(resp.headers().contains_key("retry-after"));
+    let (_, body) = json_of(resp).await;
+    assert_eq!(body["error"]["code"], "admin_locked_out");
+    // Another address still gets in.
+    let resp = from([127, 0, 0, 2])
+        .get(gw.url("/admin/keys"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let metrics = harness::get_text(gw.url("/metrics")).await;
+    assert!(
+        metrics.contains("switchyard_admin_auth_failures_total{outcome=\"failed\"} 10")
+            && metrics.contains("switchyard_admin_auth_failures_total{outcome=\"locked_out\"} 1"),
+        "{metrics}"
+    );
+}

@@ -1,0 +1,84 @@
+//! The admin door against guessing: failed admin authentications are counted per client address;
+//! each failure is answered a little later than the one before (100 ms more each, at most 2 s),
+//! and after `ADMIN_LOCKOUT_AFTER` failures within `WINDOW` that address gets 429 for
+//! `ADMIN_LOCKOUT` whatever it sends (the right key included), so the key cannot be guessed at
+//! speed. A success clears the address's count. Failures and lockouts are counted in `/metrics`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Failures within this long count together.
+const WINDOW: Duration = Duration::from_secs(600);
+/// Failures that lock an address out.
+pub const ADMIN_LOCKOUT_AFTER: u32 = 10;
+/// How long a locked-out address is refused.
+pub const ADMIN_LOCKOUT: Duration = Duration::from_secs(300);
+/// The most addresses tracked; past it the oldest entries are dropped.
+const MAX_TRACKED: usize = 10_000;
+
+#[derive(Debug)]
+struct Failures {
+    count: u32,
+    first: Instant,
+    locked_until: Option<Instant>,
+}
+
+/// Failed admin authentications by client address.
+#[derive(Debug, Default)]
+pub struct AdminGuard {
+    by_addr: Mutex<HashMap<IpAddr, Failures>>,
+}
+
+impl AdminGuard {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Failures>> {
+        self.by_addr.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `Err(wait)` while `addr` is locked out.
+    pub fn admit(&self, addr: IpAddr) -> Result<(), Duration> {
+        let now = Instant::now();
+        match self.map().get(&addr).and_then(|f| f.locked_until) {
+            Some(until) if until > now => Err(until - now),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a failure from `addr`; returns how long to wait before answering it.
+    pub fn failed(&self, addr: IpAddr) -> Duration {
+        let now = Instant::now();
+        let mut map = self.map();
+        if map.len() >= MAX_TRACKED && !map.contains_key(&addr) {
+            map.retain(|_, f| now.duration_since(f.first) < WINDOW);
+            if map.len() >= MAX_TRACKED {
+                map.clear();
+            }
+        }
+        let f = map.entry(addr).or_insert(Failures {
+            count: 0,
+            first: now,
+            locked_until: None,
+        });
+        if now.duration_since(f.first) >= WINDOW {
+            *f = Failures {
+                count: 0,
+                first: now,
+                locked_until: None,
+            };
+        }
+        f.count += 1;
+        crate::telemetry::record_admin_auth_failure(false);
+        if f.count >= ADMIN_LOCKOUT_AFTER && f.locked_until.is_none() {
+            f.locked_until = Some(now + ADMIN_LOCKOUT);
+            crate::telemetry::record_admin_auth_failure(true);
+            tracing::warn!(client = %addr, failures = f.count, "admin authentication locked out");
+        }
+        Duration::from_millis((100 * u64::from(f.count)).min(2_000))
+    }
+
+    /// `addr` authenticated: its count starts again.
+    pub fn succeeded(&self, addr: IpAddr) {
+        self.map().remove(&addr);
+    }
+}
