@@ -1,5 +1,6 @@
 //! The admin door against guessing: failed admin authentications are counted per client address;
-//! each failure is answered a little later than the one before (100 ms more each, at most 2 s),
+//! past the first `FREE_FAILURES` (a mistyped key, a client without one), each failure is answered
+//! a little later than the one before (100 ms more each, at most 2 s),
 //! and after `ADMIN_LOCKOUT_AFTER` failures within `WINDOW` that address gets 429 for
 //! `ADMIN_LOCKOUT` whatever it sends (the right key included), so the key cannot be guessed at
 //! speed. A success clears the address's count. Failures and lockouts are counted in `/metrics`.
@@ -15,6 +16,8 @@ const WINDOW: Duration = Duration::from_secs(600);
 pub const ADMIN_LOCKOUT_AFTER: u32 = 10;
 /// How long a locked-out address is refused.
 pub const ADMIN_LOCKOUT: Duration = Duration::from_secs(300);
+/// Failures answered without delay (the count still grows).
+const FREE_FAILURES: u32 = 3;
 /// The most addresses tracked; past it the oldest entries are dropped.
 const MAX_TRACKED: usize = 10_000;
 
@@ -74,7 +77,8 @@ impl AdminGuard {
             crate::telemetry::record_admin_auth_failure(true);
             tracing::warn!(client = %addr, failures = f.count, "admin authentication locked out");
         }
-        Duration::from_millis((100 * u64::from(f.count)).min(2_000))
+        let slowed = u64::from(f.count.saturating_sub(FREE_FAILURES));
+        Duration::from_millis((100 * slowed).min(2_000))
     }
 
     /// `addr` authenticated: its count starts again.
