@@ -21,13 +21,9 @@ pub fn gateway_files(
     event_log: Option<&Path>,
 ) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    if let Some(rest) = database_url.strip_prefix("sqlite:") {
-        let file = rest.trim_start_matches("//");
-        let file = file.split('?').next().unwrap_or_default();
-        if !file.is_empty() && !file.contains(":memory:") {
-            for suffix in ["", "-wal", "-shm"] {
-                out.push(PathBuf::from(format!("{file}{suffix}")));
-            }
+    if let Some(file) = crate::ledger::journal::sqlite_file(database_url) {
+        for suffix in ["", "-wal", "-shm"] {
+            out.push(PathBuf::from(format!("{file}{suffix}")));
         }
     }
     out.extend(journal.map(Path::to_path_buf));

@@ -196,12 +196,15 @@ pub fn record_route_cache(route: &str, prompt_tokens: u64, cached_tokens: u64) {
         return;
     }
     let mut tally = ROUTE_CACHE.lock().unwrap_or_else(|p| p.into_inner());
-    let (p, c) = tally
-        .get_or_insert_with(Default::default)
-        .entry(route.to_owned())
-        .or_default();
-    *p += prompt_tokens;
-    *c += cached_tokens.min(prompt_tokens);
+    let tally = tally.get_or_insert_with(Default::default);
+    // The route's name is copied once, the first time it settles.
+    if !tally.contains_key(route) {
+        tally.insert(route.to_owned(), (0, 0));
+    }
+    if let Some((p, c)) = tally.get_mut(route) {
+        *p += prompt_tokens;
+        *c += cached_tokens.min(prompt_tokens);
+    }
 }
 
 /// A route's prompt and cached prompt tokens since the process started.

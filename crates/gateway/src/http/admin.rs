@@ -223,6 +223,20 @@ fn key_body(gw: &Gateway, k: &KeyRecord) -> Value {
     k.to_json(reserved)
 }
 
+/// The path's key id, when that key exists; else its 404.
+async fn known_key(
+    gw: &Gateway,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<String, ApiError> {
+    let id = super::path_id(id)?;
+    gw.ledger
+        .key(&id)
+        .await
+        .map_err(ledger_error)?
+        .ok_or_else(|| no_such_key(&id))?;
+    Ok(id)
+}
+
 /// `GET /admin/keys/{id}/responses`: the key's stored Responses conversations (id, model,
 /// status, when), newest first; never their content.
 async fn key_responses(
@@ -232,12 +246,7 @@ async fn key_responses(
 ) -> Response {
     let result = async {
         require_admin(&gw, &headers)?;
-        let id = super::path_id(id)?;
-        gw.ledger
-            .key(&id)
-            .await
-            .map_err(ledger_error)?
-            .ok_or_else(|| no_such_key(&id))?;
+        let id = known_key(&gw, id).await?;
         let rows = gw.ledger.key_responses(&id).await.map_err(ledger_error)?;
         let data: Vec<Value> = rows
             .into_iter()
@@ -260,12 +269,7 @@ async fn delete_key_responses(
 ) -> Response {
     let result = async {
         require_admin(&gw, &headers)?;
-        let id = super::path_id(id)?;
-        gw.ledger
-            .key(&id)
-            .await
-            .map_err(ledger_error)?
-            .ok_or_else(|| no_such_key(&id))?;
+        let id = known_key(&gw, id).await?;
         let deleted = gw
             .ledger
             .delete_key_responses(&id)

@@ -56,18 +56,19 @@ const GATHER: Duration = Duration::from_millis(50);
 /// (`FILE.journal`), else `switchyard.journal` in the working directory. `None` for an in-memory
 /// SQLite database, which a crash loses anyway.
 pub fn default_path(database_url: &str) -> Option<PathBuf> {
-    match database_url.strip_prefix("sqlite:") {
-        Some(rest) => {
-            let file = rest.trim_start_matches("//");
-            let file = file.split('?').next().unwrap_or_default();
-            if file.is_empty() || file.contains(":memory:") {
-                None
-            } else {
-                Some(PathBuf::from(format!("{file}.journal")))
-            }
-        }
-        None => Some(PathBuf::from("switchyard.journal")),
+    if !database_url.starts_with("sqlite:") {
+        return Some(PathBuf::from("switchyard.journal"));
     }
+    sqlite_file(database_url).map(|file| PathBuf::from(format!("{file}.journal")))
+}
+
+/// The file of a `sqlite:` database URL (`sqlite://sy.db?mode=rwc` → `sy.db`); `None` for any
+/// other database, and for an in-memory one.
+pub fn sqlite_file(database_url: &str) -> Option<&str> {
+    let rest = database_url.strip_prefix("sqlite:")?;
+    let file = rest.trim_start_matches("//");
+    let file = file.split('?').next().unwrap_or_default();
+    (!file.is_empty() && !file.contains(":memory:")).then_some(file)
 }
 
 /// What is known of a request at admission, enough to bill it after a crash.

@@ -102,8 +102,9 @@ impl Encoder {
         }
     }
 
-    /// One chat chunk's JSON, or a chat error event's (`{"error": {…}}`).
-    pub fn data(&mut self, json: &[u8], out: &mut BytesMut) {
+    /// One chat chunk's JSON, or a chat error event's (`{"error": {…}}`). A Responses client
+    /// reads chunks in place (`chunk`, `value`); only a chunk that arrives as bytes is parsed.
+    fn data(&mut self, json: &[u8], out: &mut BytesMut) {
         match self {
             Encoder::Chat => sse::write_data(out, json),
             Encoder::Text { echo } => {

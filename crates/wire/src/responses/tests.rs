@@ -1234,9 +1234,9 @@ fn tool_choice_names_namespaced_and_custom_tools_by_their_chat_names() {
     assert_eq!(e.param, "tool_choice");
 }
 
-#[test]
-fn an_anthropic_routes_signed_thinking_rides_in_encrypted_content_and_comes_back() {
-    let (events, response) = run(&[
+/// An Anthropic route's turn as the chat engine streams it: signed thinking, then a tool call.
+fn signed_tool_turn() -> (Vec<Event>, Value) {
+    run(&[
         chunk(
             json!({"role": "assistant", "reasoning_content": "Read it."}),
             None,
@@ -1249,7 +1249,12 @@ fn an_anthropic_routes_signed_thinking_rides_in_encrypted_content_and_comes_back
         ),
         chunk(json!({}), Some("tool_calls")),
         usage_chunk(),
-    ]);
+    ])
+}
+
+#[test]
+fn an_anthropic_routes_signed_thinking_rides_in_encrypted_content_and_comes_back() {
+    let (events, response) = signed_tool_turn();
     let done = events
         .iter()
         .find(|e| e.kind == "response.output_item.done" && e.data["item"]["type"] == "reasoning")
@@ -1277,20 +1282,7 @@ fn an_anthropic_routes_signed_thinking_rides_in_encrypted_content_and_comes_back
 
 #[test]
 fn a_stored_chain_keeps_an_anthropic_routes_signed_thinking() {
-    let (_, response) = run(&[
-        chunk(
-            json!({"role": "assistant", "reasoning_content": "Read it."}),
-            None,
-        ),
-        chunk(json!({"reasoning_signature": "SIG=="}), None),
-        chunk(
-            json!({"tool_calls": [{"index": 0, "id": "toolu_1", "type": "function",
-                   "function": {"name": "exec_command", "arguments": "{\"cmd\":\"cat a\"}"}}]}),
-            None,
-        ),
-        chunk(json!({}), Some("tool_calls")),
-        usage_chunk(),
-    ]);
+    let (_, response) = signed_tool_turn();
     // What the gateway stores for `previous_response_id`, and the next turn built on it.
     let first = request_to_chat(&json!({"model": "m", "input": "read a"}), &[]).unwrap();
     let history = conversation_after(first.messages(), &response);
