@@ -50,7 +50,7 @@ key=$(grep -h '^sk-sy-' "$work"/sy*.out | head -n1)
 [ -n "$key" ] || { echo "no first key printed"; cat "$work"/sy*.out; exit 1; }
 
 nginx_port=$(free_port)
-# deploy/nginx.conf's location block, with local paths and ports.
+# deploy/nginx.conf's public locations, with local paths and ports.
 cat > "$work/nginx.conf" <<NGINX
 worker_processes 1;
 pid $work/nginx.pid;
@@ -62,7 +62,7 @@ http {
   upstream switchyard { server 127.0.0.1:${ports[0]}; server 127.0.0.1:${ports[1]}; keepalive 16; }
   server {
     listen 127.0.0.1:$nginx_port;
-$(sed -n '/location \/ {/,/^        }/p' "$root/deploy/nginx.conf")
+$(sed -n '/location \/admin/,/^        }/p' "$root/deploy/nginx.conf")
   }
 }
 NGINX
@@ -85,6 +85,12 @@ spread = seen[-1] - seen[0]
 print(f"   {len(seen)} events, first at {seen[0]:.2f} s, last at {seen[-1]:.2f} s")
 assert len(seen) >= 5 and spread > 0.8, "events were buffered until the end"
 PY
+
+echo "==> the admin API and the metrics are not on nginx's public port"
+for path in /admin/keys /metrics; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer smoke-admin-key-0123456789" "http://127.0.0.1:$nginx_port$path")
+  [ "$code" = 404 ] || { echo "$path through nginx answered $code"; exit 1; }
+done
 
 echo "==> both instances serve"
 for port in "${ports[@]}"; do

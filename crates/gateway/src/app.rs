@@ -156,8 +156,10 @@ impl Gateway {
         }
         let (providers, mut problems) = Providers::new(&config).await;
         let admin_key = match &config.admin_key {
-            Some(secret) => match secret.resolve().await {
+            Some(secret) => match crate::config::resolve_admin_key(secret).await {
                 Ok(k) => Some(k),
+                // Too short is refused outright: a guessable admin door is worse than none.
+                Err(e @ crate::config::ConfigError::ShortAdminKey { .. }) => return Err(e.into()),
                 Err(e) => {
                     problems.push(format!("admin_key: {e}"));
                     None

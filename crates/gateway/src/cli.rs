@@ -140,8 +140,13 @@ pub enum KeysAction {
         #[arg(long)]
         json: bool,
     },
-    /// Revoke a key by id.
-    Revoke { id: String },
+    /// Revoke a key by id; its stored Responses API conversations are deleted with it unless
+    /// `--keep-responses` (or `[responses] keep_on_revoke` in the `--config` given).
+    Revoke {
+        id: String,
+        #[arg(long)]
+        keep_responses: bool,
+    },
     /// Add credit (USD) to a key.
     TopUp {
         id: String,
@@ -345,9 +350,19 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                         .with_context(|| format!("no key with id {id}"))?;
                     println!("{}", serde_json::to_string_pretty(&key_json(&k))?);
                 }
-                KeysAction::Revoke { id } => {
+                KeysAction::Revoke { id, keep_responses } => {
                     ledger.revoke_key(&id).await?;
-                    println!("Revoked {id}.");
+                    let keep = keep_responses
+                        || match &db.config {
+                            Some(path) => Config::load(path)?.responses.keep_on_revoke,
+                            None => false,
+                        };
+                    if keep {
+                        println!("Revoked {id}; its stored responses are kept.");
+                    } else {
+                        let n = ledger.delete_key_responses(&id).await?;
+                        println!("Revoked {id}; {n} stored response(s) deleted.");
+                    }
                 }
                 KeysAction::TopUp { id, usd: amount } => {
                     let amount = usd("top-up", &amount, AmountRule::Positive)?;

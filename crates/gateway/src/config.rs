@@ -26,6 +26,8 @@ pub enum ConfigError {
     Invalid { path: String, message: String },
     #[error("secret {reference}: {message}")]
     Secret { reference: String, message: String },
+    #[error("admin_key is {chars} characters; at least {MIN_ADMIN_KEY_CHARS} are required (e.g. `openssl rand -hex 24`)")]
+    ShortAdminKey { chars: usize },
 }
 
 /// A secret as referenced in the file. Its value is only ever held in memory.
@@ -125,6 +127,24 @@ impl Secret {
         Ok(value)
     }
 }
+
+/// The shortest admin key accepted: 24 characters (`openssl rand -hex 24` gives 48), so that it
+/// cannot be guessed even at the full speed of many addresses.
+pub const MIN_ADMIN_KEY_CHARS: usize = 24;
+
+/// Resolves the admin key and refuses one shorter than [`MIN_ADMIN_KEY_CHARS`]; what `serve`,
+/// a reload and `check` all do.
+pub async fn resolve_admin_key(secret: &Secret) -> Result<String, ConfigError> {
+    let key = secret.resolve().await?;
+    let chars = key.chars().count();
+    if chars < MIN_ADMIN_KEY_CHARS {
+        return Err(ConfigError::ShortAdminKey { chars });
+    }
+    Ok(key)
+}
+
+/// How often a `cmd:` credential may be re-run after 401s when nothing else is configured.
+pub const DEFAULT_CREDENTIAL_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How long a `cmd:` secret may run when nothing else is configured.
 pub const DEFAULT_CREDENTIAL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -349,6 +369,9 @@ struct RawServer {
     max_header_bytes: Option<usize>,
     slow_reader_timeout_ms: Option<u64>,
     shutdown_grace_ms: Option<u64>,
+    trusted_proxies: Option<Vec<String>>,
+    admin_lockout_after: Option<u32>,
+    admin_lockout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -394,6 +417,7 @@ struct RawProvider {
     max_response_bytes: Option<usize>,
     max_error_body_bytes: Option<usize>,
     credential_timeout_ms: Option<u64>,
+    credential_refresh_interval_ms: Option<u64>,
     rpm: Option<u64>,
     tpm: Option<u64>,
     /// The header that carries the request id upstream ("" = none); see `RequestIdHeader`.
@@ -557,6 +581,10 @@ pub struct ProviderConfig {
     pub limits: UpstreamLimits,
     /// How long a `cmd:` credential may run (`credential_timeout_ms`, default 10 s).
     pub credential_timeout: Duration,
+    /// After a 401, a `cmd:` credential is re-run at most once per this long
+    /// (`credential_refresh_interval_ms`, default 60 s): an upstream that keeps refusing does not
+    /// run the command once per request.
+    pub credential_refresh_interval: Duration,
     /// The upstream account's own quota (`rpm`, `tpm`), kept by the gateway for every key
     /// together (shared through Redis by every instance): a route past it is skipped.
     pub rpm: Option<u64>,
@@ -773,6 +801,13 @@ pub struct ServerLimits {
     /// On SIGTERM/SIGINT, open requests may finish for this long; streams still open then end
     /// with an error event and are settled.
     pub shutdown_grace: Duration,
+    /// Proxies whose `X-Forwarded-For` names the client (addresses or networks such as
+    /// `"10.0.0.0/8"`); default none, so the client is always the TCP peer.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Failed admin authentications from one client address that lock it out (`0`: never).
+    pub admin_lockout_after: u32,
+    /// How long a locked-out address is refused.
+    pub admin_lockout: Duration,
 }
 
 impl Default for ServerLimits {
@@ -786,6 +821,9 @@ impl Default for ServerLimits {
             max_header_bytes: 64 * 1024,
             slow_reader_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
+            trusted_proxies: Vec::new(),
+            admin_lockout_after: 10,
+            admin_lockout: Duration::from_secs(300),
         }
     }
 }
@@ -890,7 +928,26 @@ fn server_limits(r: RawServer) -> Result<ServerLimits, String> {
             d.slow_reader_timeout,
         )?,
         shutdown_grace: ms("shutdown_grace_ms", r.shutdown_grace_ms, d.shutdown_grace)?,
+        trusted_proxies: trusted_proxies(r.trusted_proxies.unwrap_or_default())?,
+        admin_lockout_after: r.admin_lockout_after.unwrap_or(d.admin_lockout_after),
+        admin_lockout: ms("admin_lockout_ms", r.admin_lockout_ms, d.admin_lockout)?,
     })
+}
+
+/// `server.trusted_proxies`: each entry an address (`"10.0.0.7"`) or a network (`"10.0.0.0/8"`).
+fn trusted_proxies(list: Vec<String>) -> Result<Vec<ipnet::IpNet>, String> {
+    list.iter()
+        .map(|entry| {
+            entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    format!(
+                        "server.trusted_proxies: \"{entry}\" is not an address or a network like \"10.0.0.0/8\""
+                    )
+                })
+        })
+        .collect()
 }
 
 /// The names of the automatic models.
@@ -1240,6 +1297,10 @@ impl Config {
                         },
                         limits,
                         credential_timeout,
+                        credential_refresh_interval: ms(
+                            p.credential_refresh_interval_ms,
+                            DEFAULT_CREDENTIAL_REFRESH_INTERVAL,
+                        ),
                         rpm: p.rpm,
                         tpm: p.tpm,
                         request_id: RequestIdHeader::for_provider(
@@ -1824,14 +1885,15 @@ impl Config {
             .into_iter()
             .filter(|(_, secret, _)| run_commands || !matches!(secret, Secret::Cmd(_)))
             .map(|(setting, secret, timeout)| async move {
-                secret
-                    .resolve_within(timeout)
-                    .await
-                    .err()
-                    .map(|e| SecretProblem {
-                        setting,
-                        message: e.to_string(),
-                    })
+                let resolved = if setting == "admin_key" {
+                    resolve_admin_key(secret).await
+                } else {
+                    secret.resolve_within(timeout).await
+                };
+                resolved.err().map(|e| SecretProblem {
+                    setting,
+                    message: e.to_string(),
+                })
             });
         futures_util::future::join_all(checks)
             .await
@@ -2013,7 +2075,7 @@ output_price = "10.00"
         assert_eq!(c.server.header_read_timeout, Duration::from_secs(10));
         assert_eq!(c.server.max_connections_per_ip, Some(1_024));
         let text = format!(
-            "{GOOD}\n[server]\nheader_read_timeout_ms = 500\nbody_read_timeout_ms = 600\nidle_timeout_ms = 700\nmax_connections = 5\nmax_connections_per_ip = 0\nmax_header_bytes = 4096\nslow_reader_timeout_ms = 800\nshutdown_grace_ms = 900\n"
+            "{GOOD}\n[server]\nheader_read_timeout_ms = 500\nbody_read_timeout_ms = 600\nidle_timeout_ms = 700\nmax_connections = 5\nmax_connections_per_ip = 0\nmax_header_bytes = 4096\nslow_reader_timeout_ms = 800\nshutdown_grace_ms = 900\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\"]\nadmin_lockout_after = 0\nadmin_lockout_ms = 1000\n"
         );
         let s = Config::parse(&text, "t.toml").unwrap().server;
         assert_eq!(
@@ -2027,6 +2089,12 @@ output_price = "10.00"
                 max_header_bytes: 4096,
                 slow_reader_timeout: Duration::from_millis(800),
                 shutdown_grace: Duration::from_millis(900),
+                trusted_proxies: vec![
+                    "10.0.0.0/8".parse().unwrap(),
+                    "192.0.2.7/32".parse().unwrap()
+                ],
+                admin_lockout_after: 0,
+                admin_lockout: Duration::from_secs(1),
             }
         );
     }
@@ -2041,6 +2109,10 @@ output_price = "10.00"
             ("max_connections = 0", "server.max_connections"),
             ("max_header_bytes = 10", "server.max_header_bytes"),
             ("header_timeout_ms = 5", "header_timeout_ms"),
+            (
+                "trusted_proxies = [\"nginx\"]",
+                "server.trusted_proxies: \"nginx\"",
+            ),
         ] {
             let text = format!("{GOOD}\n[server]\n{line}\n");
             let e = Config::parse(&text, "t.toml").unwrap_err().to_string();

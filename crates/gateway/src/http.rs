@@ -215,7 +215,7 @@ async fn access_log(req: Request, next: Next) -> Response {
     let client = req
         .extensions()
         .get::<crate::app::listener::ClientAddr>()
-        .map_or_else(|| "-".to_owned(), |c| c.0.ip().to_string());
+        .map_or_else(|| "-".to_owned(), |c| c.0.to_string());
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
     let request_id = resp

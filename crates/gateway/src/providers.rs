@@ -133,6 +133,8 @@ pub struct Provider {
     refreshes: AtomicU64,
     /// The last refresh that failed: when it ended and why.
     refresh_failed: Mutex<Option<(Instant, String)>>,
+    /// When a `cmd:` credential was last re-run because the upstream refused it.
+    rerun_after_rejection: Mutex<Option<Instant>>,
     refreshing: tokio::sync::Mutex<()>,
 }
 
@@ -155,6 +157,7 @@ impl Provider {
             generation: AtomicU64::new(0),
             refreshes: AtomicU64::new(0),
             refresh_failed: Mutex::new(None),
+            rerun_after_rejection: Mutex::new(None),
             refreshing: tokio::sync::Mutex::new(()),
         }
     }
@@ -198,11 +201,14 @@ impl Provider {
     /// another request already did so meanwhile: many requests failing at once re-run a `cmd:`
     /// source only once, and wait at most for that one run. A refresh that failed while this one
     /// waited, or less than one `credential_timeout` ago, is answered at once with its failure.
-    pub async fn refresh_after_rejection(&self, seen: u64) -> Result<(), UpstreamError> {
+    /// `Ok(true)`: a credential newer than `seen` is in place, worth one more try; `Ok(false)`: a
+    /// `cmd:` credential was already re-run within `credential_refresh_interval`, so the refusal
+    /// stands (an upstream that keeps answering 401 does not run the command per request).
+    pub async fn refresh_after_rejection(&self, seen: u64) -> Result<bool, UpstreamError> {
         let refreshes = self.refreshes.load(Ordering::Acquire);
         let _one_at_a_time = self.refreshing.lock().await;
         if self.credential_generation() != seen {
-            return Ok(());
+            return Ok(true);
         }
         let failed = self.refresh_failed.lock().ok().and_then(|f| f.clone());
         if let Some((at, why)) = failed {
@@ -211,7 +217,17 @@ impl Provider {
                 return Err(UpstreamError::Credential(why));
             }
         }
-        self.refresh_credential().await
+        if matches!(self.config.api_key, Some(crate::config::Secret::Cmd(_))) {
+            let mut last = self
+                .rerun_after_rejection
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|at| at.elapsed() < self.config.credential_refresh_interval) {
+                return Ok(false);
+            }
+            *last = Some(Instant::now());
+        }
+        self.refresh_credential().await.map(|()| true)
     }
 
     fn credential(&self) -> Option<String> {

@@ -13,15 +13,15 @@ use std::sync::RwLock;
 /// What a masked secret becomes.
 pub const MASK: &str = "[redacted]";
 
-/// Values shorter than this are not treated as secrets to mask (a 3-letter test key would mask
-/// ordinary words); real credentials are far longer.
-const MIN_LEN: usize = 8;
+/// Secrets shorter than this are masked only where they stand alone (not inside a longer word),
+/// so that a 3-letter test key is taken out of `key abc refused` but not out of `abcdef`.
+const WORD_LEN: usize = 8;
 
 static KNOWN: RwLock<Vec<String>> = RwLock::new(Vec::new());
 
 /// Remembers a resolved secret value so that `mask` takes it out of upstream text.
 pub fn remember(secret: &str) {
-    if secret.len() < MIN_LEN {
+    if secret.is_empty() {
         return;
     }
     let mut known = KNOWN.write().unwrap_or_else(|e| e.into_inner());
@@ -37,8 +37,13 @@ pub fn mask(text: &str) -> Cow<'_, str> {
     {
         let known = KNOWN.read().unwrap_or_else(|e| e.into_inner());
         for secret in known.iter() {
-            if out.contains(secret.as_str()) {
+            if !out.contains(secret.as_str()) {
+                continue;
+            }
+            if secret.len() >= WORD_LEN {
                 out = Cow::Owned(out.replace(secret.as_str(), MASK));
+            } else if let Some(masked) = mask_words(&out, secret) {
+                out = Cow::Owned(masked);
             }
         }
     }
@@ -46,6 +51,29 @@ pub fn mask(text: &str) -> Cow<'_, str> {
         out = Cow::Owned(switchyard_wire::anthropic::mask_credentials(&out));
     }
     out
+}
+
+/// `text` with each standalone occurrence of `secret` masked (not preceded or followed by a
+/// letter, digit, `-` or `_`); `None` when there was none.
+fn mask_words(text: &str, secret: &str) -> Option<String> {
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '_');
+    let mut out = String::with_capacity(text.len());
+    let mut rest = 0;
+    let mut found = false;
+    for (at, _) in text.match_indices(secret) {
+        let end = at + secret.len();
+        if at < rest || word(text[..at].chars().next_back()) || word(text[end..].chars().next()) {
+            continue;
+        }
+        out.push_str(&text[rest..at]);
+        out.push_str(MASK);
+        rest = end;
+        found = true;
+    }
+    found.then(|| {
+        out.push_str(&text[rest..]);
+        out
+    })
 }
 
 #[cfg(test)]
@@ -56,11 +84,16 @@ mod tests {
     fn remembered_secrets_of_any_shape_are_masked_and_other_text_is_borrowed() {
         remember("gsk_0123456789abcdefGHIJ");
         remember("vault-token-ZYXWVUTSRQ");
-        remember("short");
+        remember("x7q");
         let text =
             "bad key gsk_0123456789abcdefGHIJ (vault-token-ZYXWVUTSRQ), also sk-proj-abcdefghij12";
         assert_eq!(mask(text), "bad key [redacted] ([redacted]), also sk-***");
         assert!(matches!(mask("nothing secret here"), Cow::Borrowed(_)));
-        assert_eq!(mask("short words stay"), "short words stay");
+        // A short secret is masked wherever it stands alone, never inside a longer word.
+        assert_eq!(
+            mask("Incorrect API key provided: x7q. (x7q)"),
+            "Incorrect API key provided: [redacted]. ([redacted])"
+        );
+        assert_eq!(mask("x7qrs ax7q x7q-1"), "x7qrs ax7q x7q-1");
     }
 }

@@ -206,7 +206,8 @@ async fn serve_connection<S, B>(
     let service = Tracked {
         inner: service,
         clock: clock.clone(),
-        peer,
+        peer: peer.ip(),
+        limits: limits.clone(),
     };
     let conn = http.serve_connection(io, service);
     tokio::pin!(conn);
@@ -455,13 +456,40 @@ impl AsyncWrite for WatchedIo {
 struct Tracked<S> {
     inner: S,
     clock: Arc<ConnClock>,
-    /// The client's address, given to every request of the connection (`ClientAddr`).
-    peer: std::net::SocketAddr,
+    /// The TCP peer, the client of every request of the connection unless it is a trusted proxy.
+    peer: IpAddr,
+    limits: Arc<ServerLimits>,
 }
 
-/// The address of the client a request came from (the TCP peer), in the request's extensions.
+/// The address of the client a request came from, in the request's extensions: the TCP peer,
+/// or, when the peer is one of `server.trusted_proxies`, the `X-Forwarded-For` hop it reported.
 #[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub std::net::SocketAddr);
+pub struct ClientAddr(pub IpAddr);
+
+/// The client behind `peer`: `peer` itself unless it is a trusted proxy; then the last
+/// `X-Forwarded-For` hop that is not a trusted proxy. Read from the right, because each proxy
+/// appends the address it saw: the left end is whatever the client chose to send, so an
+/// attacker could rotate it to escape the admin lockout.
+fn client_addr(peer: IpAddr, headers: &http::HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    for value in headers.get_all("x-forwarded-for").iter().rev() {
+        let Ok(value) = value.to_str() else {
+            return client;
+        };
+        for hop in value.rsplit(',') {
+            match hop.trim().parse::<IpAddr>() {
+                Ok(ip) if is_trusted(&ip) => client = ip,
+                Ok(ip) => return ip,
+                Err(_) => return client,
+            }
+        }
+    }
+    client
+}
 
 /// A request in flight; dropped with its response body.
 struct InFlight(Arc<ConnClock>);
@@ -484,7 +512,11 @@ where
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
-        req.extensions_mut().insert(ClientAddr(self.peer));
+        let client = match self.limits.trusted_proxies.as_slice() {
+            [] => self.peer,
+            trusted => client_addr(self.peer, req.headers(), trusted),
+        };
+        req.extensions_mut().insert(ClientAddr(client));
         self.clock.request_begun();
         let in_flight = InFlight(self.clock.clone());
         let response = self.inner.call(req);

@@ -194,10 +194,13 @@ impl Live {
         let admin = async {
             match &config.admin_key {
                 None => Ok(None),
-                Some(secret) => secret.resolve().await.map(Some).map_err(|e| SecretProblem {
-                    setting: "admin_key".into(),
-                    message: e.to_string(),
-                }),
+                Some(secret) => crate::config::resolve_admin_key(secret)
+                    .await
+                    .map(Some)
+                    .map_err(|e| SecretProblem {
+                        setting: "admin_key".into(),
+                        message: e.to_string(),
+                    }),
             }
         };
         let (admin_key, providers) = tokio::join!(admin, current.providers.carry_over(&config));

@@ -112,7 +112,7 @@ async fn admin_gate(
     let client = parts
         .extensions
         .get::<crate::app::listener::ClientAddr>()
-        .map(|c| c.0.ip());
+        .map(|c| c.0);
     if let Some(addr) = client {
         if let Err(wait) = gw.admin_guard().admit(addr) {
             let e = ApiError {
@@ -132,7 +132,11 @@ async fn admin_gate(
     if let Err(e) = require_admin(&gw, &parts.headers) {
         if let (Some(addr), StatusCode::UNAUTHORIZED) = (client, e.status) {
             // Each failure is answered later than the last: guessing cannot go at full speed.
-            tokio::time::sleep(gw.admin_guard().failed(addr)).await;
+            let server = &gw.config.server;
+            let wait =
+                gw.admin_guard()
+                    .failed(addr, server.admin_lockout_after, server.admin_lockout);
+            tokio::time::sleep(wait).await;
         }
         // A small body is drained so the 401 is not lost to a reset; a large one is never read.
         return super::refuse_unread(&parts.headers, body, e)

@@ -1,9 +1,11 @@
 //! The admin door against guessing: failed admin authentications are counted per client address;
 //! past the first `FREE_FAILURES` (a mistyped key, a client without one), each failure is answered
 //! a little later than the one before (100 ms more each, at most 2 s),
-//! and after `ADMIN_LOCKOUT_AFTER` failures within `WINDOW` that address gets 429 for
-//! `ADMIN_LOCKOUT` whatever it sends (the right key included), so the key cannot be guessed at
-//! speed. A success clears the address's count. Failures and lockouts are counted in `/metrics`.
+//! and after `server.admin_lockout_after` failures within `WINDOW` that address gets 429 for
+//! `server.admin_lockout_ms` whatever it sends (the right key included), so the key cannot be
+//! guessed at speed. A success clears the address's count. Failures and lockouts are counted in
+//! `/metrics`. The address is the TCP peer, or the client a trusted proxy names
+//! (`app::listener::ClientAddr`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -12,10 +14,6 @@ use std::time::{Duration, Instant};
 
 /// Failures within this long count together.
 const WINDOW: Duration = Duration::from_secs(600);
-/// Failures that lock an address out.
-pub const ADMIN_LOCKOUT_AFTER: u32 = 10;
-/// How long a locked-out address is refused.
-pub const ADMIN_LOCKOUT: Duration = Duration::from_secs(300);
 /// Failures answered without delay (the count still grows).
 const FREE_FAILURES: u32 = 3;
 /// The most addresses tracked; past it the oldest entries are dropped.
@@ -48,8 +46,9 @@ impl AdminGuard {
         }
     }
 
-    /// Counts a failure from `addr`; returns how long to wait before answering it.
-    pub fn failed(&self, addr: IpAddr) -> Duration {
+    /// Counts a failure from `addr`; returns how long to wait before answering it. The
+    /// `lockout_after`th failure (never when 0) locks `addr` out for `lockout`.
+    pub fn failed(&self, addr: IpAddr, lockout_after: u32, lockout: Duration) -> Duration {
         let now = Instant::now();
         let mut map = self.map();
         if map.len() >= MAX_TRACKED && !map.contains_key(&addr) {
@@ -72,8 +71,8 @@ impl AdminGuard {
         }
         f.count += 1;
         crate::telemetry::record_admin_auth_failure(false);
-        if f.count >= ADMIN_LOCKOUT_AFTER && f.locked_until.is_none() {
-            f.locked_until = Some(now + ADMIN_LOCKOUT);
+        if lockout_after > 0 && f.count >= lockout_after && f.locked_until.is_none() {
+            f.locked_until = Some(now + lockout);
             crate::telemetry::record_admin_auth_failure(true);
             tracing::warn!(client = %addr, failures = f.count, "admin authentication locked out");
         }

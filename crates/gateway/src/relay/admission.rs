@@ -466,6 +466,7 @@ mod tests {
                     timeouts: Timeouts::default(),
                     limits: Default::default(),
                     credential_timeout: crate::config::DEFAULT_CREDENTIAL_TIMEOUT,
+                    credential_refresh_interval: crate::config::DEFAULT_CREDENTIAL_REFRESH_INTERVAL,
                     rpm: None,
                     tpm: None,
                     request_id: None,

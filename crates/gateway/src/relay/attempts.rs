@@ -750,18 +750,23 @@ async fn try_route(
             )
             .await
         {
-            Err(UpstreamError::Status { status, body, .. })
+            Err(refused @ UpstreamError::Status { .. })
                 if !refreshed
                     && provider.config.api_key.is_some()
-                    && credential_refused(provider.kind(), status, &body) =>
+                    && matches!(&refused, UpstreamError::Status { status, body, .. }
+                        if credential_refused(provider.kind(), *status, body)) =>
             {
                 refreshed = true;
-                if let Err(e) = provider.refresh_after_rejection(generation).await {
-                    return Tried {
-                        result: Err(e),
-                        sends,
-                        ttft: started.elapsed(),
-                    };
+                match provider.refresh_after_rejection(generation).await {
+                    Ok(true) => {}
+                    Ok(false) => break Err(refused),
+                    Err(e) => {
+                        return Tried {
+                            result: Err(e),
+                            sends,
+                            ttft: started.elapsed(),
+                        }
+                    }
                 }
             }
             other => break other,

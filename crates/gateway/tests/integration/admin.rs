@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::harness::{self, start_with_mock, start_with_mock_top, user, TestGateway};
 
-const ADMIN: &str = "admin-secret-123";
+const ADMIN: &str = "admin-secret-123-0123456789";
 
 async fn gateway() -> (TestGateway, mock_upstream::MockUpstream) {
     start_with_mock_top(&format!("admin_key = \"{ADMIN}\""), "").await
@@ -581,4 +581,60 @@ async fn failed_admin_keys_are_slowed_then_locked_out_per_address() {
             && metrics.contains("switchyard_admin_auth_failures_total{outcome=\"locked_out\"} 1"),
         "{metrics}"
     );
+}
+
+/// Behind a trusted proxy the lockout counts the client the proxy names in `X-Forwarded-For`,
+/// read from the right (a client cannot escape by sending a hop of its own), after the configured
+/// number of failures; an untrusted peer's `X-Forwarded-For` is ignored.
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_locked_out() {
+    let (gw, _mock) = start_with_mock_top(
+        &format!("admin_key = \"{ADMIN}\""),
+        "[server]\ntrusted_proxies = [\"127.0.0.1\"]\nadmin_lockout_after = 3\nadmin_lockout_ms = 600000\n",
+    )
+    .await;
+    let from = |ip: [u8; 4]| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(ip))
+            .build()
+            .unwrap()
+    };
+    let proxy = from([127, 0, 0, 1]);
+    let send = |client: &reqwest::Client, forwarded: &str, key: &str| {
+        client
+            .get(gw.url("/admin/keys"))
+            .header("x-forwarded-for", forwarded)
+            .bearer_auth(key)
+            .send()
+    };
+    for n in 1..=3 {
+        let resp = send(&proxy, "203.0.113.9", &format!("guess-{n}"))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401, "guess {n}");
+    }
+    // The guesser is locked out, also when it prepends a made-up hop of its own.
+    let resp = send(&proxy, "198.51.100.1, 203.0.113.9", ADMIN)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429, "the forwarded client is locked out");
+    // Other clients behind the same proxy are not.
+    let resp = send(&proxy, "203.0.113.10", ADMIN).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    // An untrusted peer cannot name a client: its failures are its own.
+    let stranger = from([127, 0, 0, 3]);
+    for n in 1..=3 {
+        let resp = send(&stranger, "203.0.113.77", &format!("guess-{n}"))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401, "guess {n}");
+    }
+    let resp = send(&proxy, "203.0.113.77", ADMIN).await.unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "the name a stranger sent was not counted"
+    );
+    let resp = send(&stranger, "203.0.113.78", ADMIN).await.unwrap();
+    assert_eq!(resp.status(), 429, "the stranger itself is locked out");
 }

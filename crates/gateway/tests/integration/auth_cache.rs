@@ -12,7 +12,7 @@ use switchyard::auth::MAX_MISS_LOOKUPS;
 
 use crate::harness::{self, start_with_mock, start_with_mock_top, user, TestGateway};
 
-const ADMIN: &str = "admin-secret-auth";
+const ADMIN: &str = "admin-secret-auth-0123456789";
 
 async fn status_and_body(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();

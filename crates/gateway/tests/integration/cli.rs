@@ -180,6 +180,56 @@ async fn check_runs_no_command_unless_asked_and_a_config_others_can_write_is_ref
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// An admin key shorter than 24 characters is refused by `check` and by `serve`, from the file
+/// or from `SWITCHYARD_ADMIN_KEY`, naming the rule and never the key.
+#[tokio::test]
+async fn a_short_admin_key_is_refused_by_check_and_serve() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("sy-short-{}-{}", std::process::id(), line!()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("switchyard.toml");
+    let db = format!("sqlite://{}", dir.join("sy.db").display());
+    let write = |key: &str| {
+        std::fs::write(
+            &config,
+            format!("database = \"{db}\"\nadmin_key = \"{key}\"\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    let path = config.to_str().unwrap();
+    write("guessable-admin");
+    for args in [
+        vec!["check", "--config", path],
+        vec!["serve", "--config", path, "--listen", "127.0.0.1:0"],
+    ] {
+        let (ok, out, err) = run(&args).await;
+        assert!(!ok, "{args:?} accepted a 15-character admin key: {out}");
+        assert!(err.contains("at least 24"), "{args:?}: {err}");
+        assert!(
+            !err.contains("guessable-admin"),
+            "the key is never shown: {err}"
+        );
+    }
+    let out = switchyard()
+        .args(["serve", "--listen", "127.0.0.1:0", "--database", &db])
+        .env("SWITCHYARD_ADMIN_KEY", "admin")
+        .current_dir(&dir)
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("at least 24"),
+        "{err}"
+    );
+    write("a-long-enough-admin-key-0123456789");
+    let (ok, out, err) = run(&["check", "--config", path]).await;
+    assert!(ok, "{out}{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Runs `switchyard serve` with the embedded default in `dir` on a free port; returns the process,
 /// the key it printed and its base URL.
 async fn serve_embedded(dir: &std::path::Path) -> (tokio::process::Child, String, String) {
@@ -275,7 +325,7 @@ async fn serve_with_the_embedded_default_streams_demo_chat() {
 #[tokio::test]
 async fn the_embedded_demo_is_paced_takes_an_admin_key_and_runs_a_tool_loop() {
     let dir = std::env::temp_dir().join(format!("sy-demo-{}-{}", std::process::id(), line!()));
-    let admin = "sy-admin-demo-test-key";
+    let admin = "sy-admin-demo-test-key-0123456789";
     let (mut child, key, base, _) = harness::serve_binary_with(
         &dir,
         &["serve", "--listen", "127.0.0.1:0"],

@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::harness::{client, start, start_with_mock, start_with_mock_top, user};
 
 const ORIGIN: &str = "https://app.example.com";
-const ADMIN: &str = "sk-admin-cors-test-key";
+const ADMIN: &str = "sk-admin-cors-test-key-0123456";
 
 fn header<'a>(resp: &'a reqwest::Response, name: &str) -> &'a str {
     resp.headers()

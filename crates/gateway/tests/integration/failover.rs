@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::harness::{self, client, data_events, joined, user, TestGateway};
 use crate::scenarios::{complete, stream, stream_timed};
 
-const ADMIN: &str = "admin-secret-for-tests";
+const ADMIN: &str = "admin-secret-for-tests-0123456";
 
 /// A gateway with providers `a` (kind `kind`) and `b` (OpenAI) on one mock, plus `models`.
 async fn start(kind: &str, top: &str, models: &str) -> (TestGateway, MockUpstream) {

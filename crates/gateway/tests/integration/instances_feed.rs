@@ -22,7 +22,7 @@ use crate::harness::{self, user};
 use crate::ledger_conformance::{postgres_url, TestDb};
 use crate::ledger_outage::PrivatePostgres;
 
-const ADMIN: &str = "admin-feed-key";
+const ADMIN: &str = "admin-feed-key-0123456789";
 /// What the issue demands: a change made anywhere applies everywhere within this.
 const WITHIN: Duration = Duration::from_secs(1);
 /// How long a poll goes on before the test fails (so that a slow change is reported with the

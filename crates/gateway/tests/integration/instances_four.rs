@@ -22,7 +22,7 @@ use crate::harness::{self, user};
 use crate::ledger_outage::PrivatePostgres;
 
 const INSTANCES: usize = 4;
-const ADMIN: &str = "admin-four-instances";
+const ADMIN: &str = "admin-four-instances-0123456";
 /// One request's worst case and real cost: 100 output tokens at USD 10 per million, the prompt
 /// free.
 const COST_NANOS: i64 = 100 * 10_000;

@@ -428,7 +428,7 @@ async fn a_killed_instance_releases_its_holds_when_it_restarts() {
         .unwrap();
     let dir = temp_db();
     let config = format!(
-        "database = \"{url}\"\ninstances = \"shared\"\nadmin_key = \"holds-admin-key-0123456\"\njournal = \"{}\"\n{}",
+        "database = \"{url}\"\ninstances = \"shared\"\nadmin_key = \"holds-admin-key-0123456789\"\njournal = \"{}\"\n{}",
         dir.join("a.journal").display(),
         harness::mock_config(&mock, "")
     );
@@ -464,7 +464,7 @@ async fn a_killed_instance_releases_its_holds_when_it_restarts() {
     // The admin API shows what every instance holds for the key, from the database.
     let listed: serde_json::Value = client
         .get(format!("{}/admin/keys", base.trim_end_matches("/v1")))
-        .bearer_auth("holds-admin-key-0123456")
+        .bearer_auth("holds-admin-key-0123456789")
         .send()
         .await
         .unwrap()

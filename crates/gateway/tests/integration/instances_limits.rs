@@ -745,8 +745,10 @@ async fn two_processes_on(pg: String) {
 #[tokio::test]
 async fn max_concurrent_is_set_shown_and_cleared_through_the_admin_api() {
     let models = format!("{SLOW}{LONG}");
-    let (gw, _mock) = harness::start_with_mock_top("admin_key = \"admin-secret\"", &models).await;
-    let admin = |req: reqwest::RequestBuilder| req.bearer_auth("admin-secret");
+    let (gw, _mock) =
+        harness::start_with_mock_top("admin_key = \"admin-secret-0123456789abcdef\"", &models)
+            .await;
+    let admin = |req: reqwest::RequestBuilder| req.bearer_auth("admin-secret-0123456789abcdef");
     let resp = admin(client().post(gw.url("/admin/keys")))
         .json(&json!({"name": "c", "credits": "10", "max_concurrent": 1}))
         .send()

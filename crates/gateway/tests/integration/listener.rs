@@ -235,7 +235,7 @@ async fn headers_over_the_limit_are_answered_431() {
 #[tokio::test]
 async fn an_admin_body_is_not_read_without_the_admin_key() {
     let (gw, _mock) = start_with_mock_top(
-        "admin_key = \"admin-secret-for-tests\"",
+        "admin_key = \"admin-secret-for-tests-0123456\"",
         "[server]\nbody_read_timeout_ms = 200",
     )
     .await;
@@ -252,7 +252,7 @@ async fn an_admin_body_is_not_read_without_the_admin_key() {
     // With the right key, a stalled admin body is bounded by the body-read timeout.
     let mut tcp = connect(gw.addr).await;
     tcp.write_all(
-        b"POST /admin/keys HTTP/1.1\r\nhost: x\r\nauthorization: Bearer admin-secret-for-tests\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"name\":",
+        b"POST /admin/keys HTTP/1.1\r\nhost: x\r\nauthorization: Bearer admin-secret-for-tests-0123456\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"name\":",
     )
     .await
     .unwrap();
@@ -261,7 +261,7 @@ async fn an_admin_body_is_not_read_without_the_admin_key() {
     // And a whole admin body with the right key still works.
     let created = harness::client()
         .post(gw.url("/admin/keys"))
-        .bearer_auth("admin-secret-for-tests")
+        .bearer_auth("admin-secret-for-tests-0123456")
         .json(&json!({"name": "through-the-gate", "credits": "1"}))
         .send()
         .await

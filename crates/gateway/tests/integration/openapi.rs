@@ -151,7 +151,8 @@ fn every_reference_in_the_document_resolves() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_documented_operation_is_served_and_other_methods_are_405() {
-    let (gw, _mock) = start_with_mock_top("admin_key = \"admin-secret\"", "").await;
+    let (gw, _mock) =
+        start_with_mock_top("admin_key = \"admin-secret-0123456789abcdef\"", "").await;
     let http = client();
     let served = client().get(gw.url("/openapi.json")).send().await.unwrap();
     assert_eq!(served.status(), 200);

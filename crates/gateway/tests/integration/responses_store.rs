@@ -268,3 +268,50 @@ async fn stored_responses_expire_are_listed_and_deleted_by_the_admin_and_go_with
         .unwrap()
         .is_empty());
 }
+
+/// `switchyard keys revoke` deletes the key's stored conversations as the admin API does;
+/// `--keep-responses` keeps them.
+#[tokio::test]
+async fn the_cli_revoke_deletes_a_keys_stored_responses_unless_asked_to_keep_them() {
+    let (gw, _mock) = start_with_mock("").await;
+    let db = format!("sqlite://{}", gw.db_path.display());
+    create(&gw, json!({"model": "m", "input": "kept for a while"})).await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(["keys", "revoke", &gw.key_id, "--database", &db])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("1 stored response(s) deleted"), "{said}");
+    assert!(gw
+        .gw
+        .ledger
+        .key_responses(&gw.key_id)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let (gw, _mock) = start_with_mock("").await;
+    create(&gw, json!({"model": "m", "input": "kept on purpose"})).await;
+    let db = format!("sqlite://{}", gw.db_path.display());
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args([
+            "keys",
+            "revoke",
+            &gw.key_id,
+            "--keep-responses",
+            "--database",
+            &db,
+        ])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        gw.gw.ledger.key_responses(&gw.key_id).await.unwrap().len(),
+        1
+    );
+}

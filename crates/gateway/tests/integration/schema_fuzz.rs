@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::harness::{client, start_with_mock_top, TestGateway};
 use crate::sdk_runner::missing;
 
-const ADMIN: &str = "admin-schema-fuzz-key";
+const ADMIN: &str = "admin-schema-fuzz-key-0123456";
 /// Generated requests per operation and phase: enough to reach every parameter's edges, small
 /// enough for well under a minute on two shared cores.
 const MAX_EXAMPLES: &str = "25";

@@ -540,3 +540,61 @@ async fn a_hanging_credential_command_is_cut_off_runs_once_and_takes_the_route_d
     assert_eq!(count_runs(), 2);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// An upstream that keeps answering 401 re-runs a `cmd:` credential at most once per
+/// `credential_refresh_interval_ms`, not once per request.
+#[tokio::test]
+async fn repeated_401s_re_run_a_command_credential_once_per_interval() {
+    let (mock_a, mock_b) = (
+        MockUpstream::start().await.unwrap(),
+        MockUpstream::start().await.unwrap(),
+    );
+    let dir = std::env::temp_dir().join(format!(
+        "switchyard-cmd401-{}-{}",
+        std::process::id(),
+        harness::temp_db().file_stem().unwrap().to_string_lossy()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let runs = dir.join("runs");
+    std::fs::write(
+        dir.join("credential.sh"),
+        format!("echo run >> {}; echo refused-key", runs.display()),
+    )
+    .unwrap();
+    mock_a.set_expected_key(Some("accepted-key".into()));
+    let gw = start(
+        "openai",
+        &mock_a,
+        &format!(
+            "api_key = \"cmd:sh {}\"\ncredential_refresh_interval_ms = 600000",
+            dir.join("credential.sh").display()
+        ),
+        &mock_b,
+        "[models.m]\nroutes = [\"a/up\", \"b/up@tokens=3\"]\nfree = true\n",
+    )
+    .await;
+    let count_runs = || {
+        std::fs::read_to_string(&runs)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    assert_eq!(count_runs(), 1, "resolved once at start");
+    // Two refusals in a row (the breaker opens at the second and a is skipped from then on).
+    for n in 1..=2 {
+        let resp = gw.chat(ask("m")).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "request {n}");
+        assert_eq!(served(resp.headers()).0, "b", "request {n}");
+    }
+    assert_eq!(
+        mock_a.requests().len(),
+        3,
+        "a was tried by both, once more after the re-run"
+    );
+    assert_eq!(
+        count_runs(),
+        2,
+        "one re-run for two refusals within the interval"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
