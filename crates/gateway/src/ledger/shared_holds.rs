@@ -8,7 +8,10 @@
 //! transaction that inserts the entries and debits the keys (`writer::write_batch`).
 //!
 //! Holds are leased: each row names the instance that took it and expires `LEASE` after its last
-//! renewal; every instance renews its own rows every `RENEW_EVERY` and releases every expired row
+//! renewal, by PostgreSQL's clock (`db_now_ms!`), never an instance's: an instance whose clock runs
+//! ahead cannot free the live holds of the others, nor one whose clock lags keep dead ones (the
+//! concurrency slots in Redis likewise expire by Redis's `TIME`). Every instance renews its own
+//! rows every `RENEW_EVERY`, however long their requests live, and releases every expired row
 //! (of any instance), so the holds of an instance that died and never came back are freed within
 //! `LEASE`. An instance that restarts frees its own at once: its journal replay writes an
 //! `interrupted` entry per request it had admitted, which releases the hold like any settlement.
@@ -46,6 +49,13 @@ pub const HOLD_TIMEOUT: Duration = Duration::from_secs(2);
 /// After a hold failed for want of PostgreSQL, new admissions are refused at once for this long
 /// (then the next one tries again), so that callers get their 503 without waiting.
 pub const REFUSE_FOR: Duration = Duration::from_millis(500);
+
+/// The database's clock in epoch milliseconds (SQL): every lease is written and expired by it.
+macro_rules! db_now_ms {
+    () => {
+        "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
+    };
+}
 
 /// The shared holds of this instance.
 #[derive(Clone, Debug)]
@@ -119,7 +129,8 @@ impl SharedHolds {
         // The quota windows (`ledger::quotas`, JSON on the row) are checked in the same
         // statement: the key row's lock serialises every instance's admissions, so the holds
         // counted here are every open hold of the key.
-        let sql = "WITH k AS (UPDATE api_keys SET reserved_nanos = reserved_nanos + $1 \
+        const SQL: &str = concat!(
+            "WITH k AS (UPDATE api_keys SET reserved_nanos = reserved_nanos + $1 \
              WHERE id = $2 AND balance_nanos >= reserved_nanos + $1 \
              AND (budget_nanos IS NULL OR \
                   (CASE WHEN period_start = (CASE WHEN budget_period = 'month' THEN $3 ELSE $4 END) \
@@ -141,16 +152,18 @@ impl SharedHolds {
                         > (q->>'tokens')::bigint)) \
              RETURNING id) \
              INSERT INTO holds (request_id, key_id, amount_nanos, instance_id, expires_at, tokens) \
-             SELECT $5, id, $1, $6, $7, $8 FROM k RETURNING request_id";
-        let expires = now.saturating_add(LEASE.as_millis() as i64);
-        let query = sqlx::query(sql)
+             SELECT $5, id, $1, $6, ",
+            db_now_ms!(),
+            " + $7, $8 FROM k RETURNING request_id"
+        );
+        let query = sqlx::query(SQL)
             .bind(amount.0)
             .bind(key_id)
             .bind(BudgetPeriod::Month.start_of(now))
             .bind(BudgetPeriod::Day.start_of(now))
             .bind(request_id)
             .bind(&*self.instance)
-            .bind(expires)
+            .bind(LEASE.as_millis() as i64)
             .bind(tokens)
             .bind(now)
             .fetch_optional(&self.pool);
@@ -206,21 +219,26 @@ impl SharedHolds {
         Ok(())
     }
 
-    /// Renews this instance's holds, then releases every expired hold.
+    /// Renews this instance's holds, then releases every expired hold, both by the database's
+    /// clock.
     pub async fn renew_and_sweep(&self) -> Result<u64, sqlx::Error> {
-        let now = now_ms();
-        sqlx::query("UPDATE holds SET expires_at = $1 WHERE instance_id = $2")
-            .bind(now.saturating_add(LEASE.as_millis() as i64))
-            .bind(&*self.instance)
-            .execute(&self.pool)
-            .await?;
-        let swept = sqlx::query(
-            "WITH d AS (DELETE FROM holds WHERE expires_at < $1 RETURNING key_id, amount_nanos), \
+        sqlx::query(concat!(
+            "UPDATE holds SET expires_at = ",
+            db_now_ms!(),
+            " + $1 WHERE instance_id = $2"
+        ))
+        .bind(LEASE.as_millis() as i64)
+        .bind(&*self.instance)
+        .execute(&self.pool)
+        .await?;
+        let swept = sqlx::query(concat!(
+            "WITH d AS (DELETE FROM holds WHERE expires_at < ",
+            db_now_ms!(),
+            " RETURNING key_id, amount_nanos), \
              s AS (SELECT key_id, CAST(SUM(amount_nanos) AS BIGINT) AS amount FROM d GROUP BY key_id) \
              UPDATE api_keys SET reserved_nanos = GREATEST(reserved_nanos - s.amount, 0) \
-             FROM s WHERE api_keys.id = s.key_id",
-        )
-        .bind(now)
+             FROM s WHERE api_keys.id = s.key_id"
+        ))
         .execute(&self.pool)
         .await?;
         Ok(swept.rows_affected())
