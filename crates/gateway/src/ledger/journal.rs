@@ -23,6 +23,14 @@
 //! Settlements the database refused, and every request that waits for an answer, are written
 //! at once.
 //!
+//! A request whose settlement could be made durable neither in the database nor here is either
+//! answered and billed, or refused and never billed, never both: an entry whose caller still waits
+//! to answer (a whole, non-streamed answer: it gets a 503 instead) is forgotten when its write
+//! fails, its hold released; one whose answer already went out (a stream) stays in memory and is
+//! offered to the database with the others. A failed write or fsync is cut off the file again, so
+//! no record of a refused request is replayed after a restart. `Faults` injects such failures
+//! (a partial write, ENOSPC, a failed fsync) for the tests and `scripts/chaos`.
+//!
 //! The file never holds prompt or completion text: only ids, prices and token counts. It is kept
 //! small by compaction: once it passes `COMPACT_AFTER` bytes it is rewritten with just the records
 //! still needed (requests in flight, settlements not yet replayed), atomically (temporary file,
@@ -32,7 +40,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -170,6 +178,99 @@ enum Record {
     Settled(Box<UsageEntry>),
 }
 
+/// A failure to inject into the journal's next appends (`Journal::faults`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Half of the batch is written, then the write fails (a full disk mid-write).
+    PartialWrite,
+    /// The write fails before a byte is written (`ENOSPC`).
+    NoSpace,
+    /// Everything is written, then `fdatasync` fails (`EIO`).
+    FsyncFails,
+}
+
+/// The fault-injection seam of the journal file: the next `remaining` appends fail as `fault`.
+/// Also set at start from `SWITCHYARD_JOURNAL_FAULTS=KIND:EVERY` (`partial`, `nospace` or `fsync`;
+/// every EVERY-th append fails), which `scripts/chaos` uses. Never set in production.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// 0 none, 1 partial write, 2 no space, 3 fsync.
+    kind: AtomicU32,
+    remaining: AtomicU32,
+    /// With `every > 0`, every `every`-th append fails as `kind` (and `remaining` is unused).
+    every: AtomicU32,
+    appends: AtomicU32,
+}
+
+impl Faults {
+    /// The next `times` appends fail as `fault`.
+    pub fn inject(&self, fault: Fault, times: u32) {
+        self.kind.store(fault as u32 + 1, Ordering::Release);
+        self.remaining.store(times, Ordering::Release);
+    }
+
+    /// No more faults.
+    pub fn clear(&self) {
+        self.remaining.store(0, Ordering::Release);
+        self.every.store(0, Ordering::Release);
+    }
+
+    fn from_env() -> Faults {
+        let f = Faults::default();
+        if let Some((kind, every)) = std::env::var("SWITCHYARD_JOURNAL_FAULTS")
+            .ok()
+            .as_deref()
+            .and_then(|v| v.split_once(':'))
+        {
+            let kind = match kind {
+                "partial" => Some(Fault::PartialWrite),
+                "nospace" => Some(Fault::NoSpace),
+                "fsync" => Some(Fault::FsyncFails),
+                _ => None,
+            };
+            if let (Some(kind), Ok(every)) = (kind, every.parse::<u32>()) {
+                tracing::warn!(
+                    ?kind,
+                    every,
+                    "journal fault injection is on (SWITCHYARD_JOURNAL_FAULTS)"
+                );
+                f.kind.store(kind as u32 + 1, Ordering::Release);
+                f.every.store(every, Ordering::Release);
+            }
+        }
+        f
+    }
+
+    /// The fault this append meets, if any.
+    fn next(&self) -> Option<Fault> {
+        let every = self.every.load(Ordering::Acquire);
+        let hit = if every > 0 {
+            (self.appends.fetch_add(1, Ordering::AcqRel) + 1).is_multiple_of(every)
+        } else {
+            self.remaining
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok()
+        };
+        if !hit {
+            return None;
+        }
+        match self.kind.load(Ordering::Acquire) {
+            1 => Some(Fault::PartialWrite),
+            2 => Some(Fault::NoSpace),
+            3 => Some(Fault::FsyncFails),
+            _ => None,
+        }
+    }
+}
+
+/// One settlement handed to the journal: the entry, its hold, and whether its caller refuses the
+/// request if this write fails (then the entry is forgotten and never billed).
+pub struct Settling {
+    pub entry: UsageEntry,
+    pub hold: Option<Hold>,
+    pub refusable: bool,
+}
+
 /// What the journal thread is asked to do.
 enum Msg {
     Admit(AdmitRecord),
@@ -178,10 +279,7 @@ enum Msg {
     Committed(Vec<String>),
     /// Make these entries durable here (the database would not take them); keep their holds until
     /// they are replayed.
-    Settle(
-        Vec<(UsageEntry, Option<Hold>)>,
-        oneshot::Sender<std::io::Result<()>>,
-    ),
+    Settle(Vec<Settling>, oneshot::Sender<std::io::Result<()>>),
     /// The entries not yet replayed into the database.
     Pending(oneshot::Sender<Vec<UsageEntry>>),
     /// These journaled entries are now in the database: forget them and release their holds.
@@ -198,6 +296,7 @@ pub struct Journal {
     pending: Arc<AtomicUsize>,
     /// Wakes the thread out of its gathering window for a message someone waits on.
     urgent: Urgent,
+    faults: Arc<Faults>,
 }
 
 /// A message someone waits on has been queued: the journal thread stops gathering and writes now.
@@ -307,16 +406,22 @@ impl Journal {
         }
     }
 
+    /// The fault-injection seam of the file.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
     /// Writes entries the database would not take, and returns once they are fsync'd.
-    pub async fn settle(&self, entries: Vec<(UsageEntry, Option<Hold>)>) -> std::io::Result<()> {
+    pub async fn settle(&self, entries: Vec<Settling>) -> std::io::Result<()> {
         let (tx, rx) = oneshot::channel();
         let gone = || std::io::Error::other("the journal thread has stopped");
         self.urgent
             .send(&self.tx, Msg::Settle(entries, tx))
             .await
             .map_err(|_| gone())?;
-        // Even when the write failed, the entries stay in the journal thread's memory and are
-        // offered to the database with the others (`pending`): money is not dropped with them.
+        // When the write failed, the refusable entries are forgotten (their callers refuse the
+        // request); the others stay in the journal thread's memory and are offered to the
+        // database with the others (`pending`): delivered answers are billed.
         rx.await.map_err(|_| gone())?
     }
 
@@ -368,12 +473,16 @@ impl OpenJournal {
             source,
         };
         let pending = Arc::new(AtomicUsize::new(0));
+        let faults = Arc::new(Faults::from_env());
         let mut writer = Writer {
             path: self.path.clone(),
             file: self.file,
             written: 0,
             state: State::default(),
             pending: pending.clone(),
+            faults: faults.clone(),
+            refusable: Vec::new(),
+            needs_compact: false,
         };
         writer.compact().map_err(io)?;
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -393,6 +502,7 @@ impl OpenJournal {
             tx,
             pending,
             urgent: Urgent { flag, thread },
+            faults,
         })
     }
 }
@@ -527,6 +637,12 @@ struct Writer {
     state: State,
     /// How many settled entries wait to be replayed (what `Journal::has_pending` reads).
     pending: Arc<AtomicUsize>,
+    faults: Arc<Faults>,
+    /// The refusable entries settled in this batch: forgotten if its write fails.
+    refusable: Vec<String>,
+    /// A write failed: the file may still hold admissions of refused requests, which a restart
+    /// would bill as interrupted. Compacted as soon as the disk takes writes again.
+    needs_compact: bool,
 }
 
 impl Writer {
@@ -596,16 +712,23 @@ impl Writer {
                 );
             }
             if let Err(e) = result {
-                tracing::error!(error = %e, path = %self.path.display(), "settlement journal write failed");
+                tracing::error!(error = %e, path = %self.path.display(), refused = self.refusable.len(), "settlement journal write failed");
+                // Their callers answer 503: these requests are never billed.
+                for id in &self.refusable {
+                    self.state.settled.remove(id);
+                }
+                self.needs_compact = true;
             }
+            self.refusable.clear();
             self.pending
                 .store(self.state.settled.len(), Ordering::Relaxed);
             if stop.is_some() {
                 break;
             }
-            if self.written > COMPACT_AFTER {
-                if let Err(e) = self.compact() {
-                    tracing::error!(error = %e, "settlement journal compaction failed");
+            if self.written > COMPACT_AFTER || self.needs_compact {
+                match self.compact() {
+                    Ok(()) => self.needs_compact = false,
+                    Err(e) => tracing::error!(error = %e, "settlement journal compaction failed"),
                 }
             }
         }
@@ -644,10 +767,18 @@ impl Writer {
                 }
             }
             Msg::Settle(entries, tx) => {
-                for (e, hold) in entries {
+                for Settling {
+                    entry: e,
+                    hold,
+                    refusable,
+                } in entries
+                {
                     self.state.inflight.remove(&e.request_id);
                     if !self.state.settled.contains_key(&e.request_id) {
                         line(lines, &Record::Settled(Box::new(e.clone())));
+                        if refusable {
+                            self.refusable.push(e.request_id.clone());
+                        }
                         self.state.settled.insert(e.request_id.clone(), (e, hold));
                     }
                 }
@@ -671,19 +802,37 @@ impl Writer {
         }
     }
 
-    /// Appends `lines` and makes them durable. A write that fails part of the way is cut off
-    /// again (best effort), so no torn record stays for the next batch to join.
+    /// Appends `lines` and makes them durable. A write or fsync that fails is cut off again
+    /// (best effort), so no torn record stays for the next batch to join and no record whose
+    /// request was refused is found at the next start.
     fn append(&mut self, lines: &[u8]) -> std::io::Result<()> {
         let before = self.file.metadata().map(|m| m.len()).ok();
-        if let Err(e) = self.file.write_all(lines) {
+        let result = self.write_and_sync(lines);
+        if result.is_err() {
             if let Some(len) = before {
                 let _ = self.file.set_len(len);
             }
-            return Err(e);
+        } else {
+            self.written += lines.len() as u64;
         }
-        self.file.sync_data()?;
-        self.written += lines.len() as u64;
-        Ok(())
+        result
+    }
+
+    fn write_and_sync(&mut self, lines: &[u8]) -> std::io::Result<()> {
+        let fault = self.faults.next();
+        match fault {
+            Some(Fault::NoSpace) => return Err(std::io::Error::from_raw_os_error(libc::ENOSPC)),
+            Some(Fault::PartialWrite) => {
+                self.file.write_all(&lines[..lines.len() / 2])?;
+                return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            _ => {}
+        }
+        self.file.write_all(lines)?;
+        if fault == Some(Fault::FsyncFails) {
+            return Err(std::io::Error::from_raw_os_error(libc::EIO));
+        }
+        self.file.sync_data()
     }
 
     /// Rewrites the file with only the live records, atomically.
@@ -863,6 +1012,71 @@ mod tests {
             .collect();
         assert_eq!(ids, vec!["long"]);
         let _ = std::fs::remove_file(&path);
+    }
+
+    /// A settlement write that fails (half written, no space, or a failed fsync): the whole
+    /// answer whose caller answers 503 is forgotten and never comes back, not even as an
+    /// `interrupted` admission after a restart; the stream whose answer went out is kept and
+    /// made durable by the next write; nothing torn is left in the file.
+    #[tokio::test]
+    async fn a_failed_write_forgets_the_refused_and_keeps_the_answered() {
+        for fault in [Fault::PartialWrite, Fault::NoSpace, Fault::FsyncFails] {
+            let path = temp(&format!("fault-{fault:?}"));
+            let (open, _) = Journal::open(&path).unwrap();
+            let journal = open.start_gathering(Duration::from_secs(600)).unwrap();
+            let settling = |id: &str, stream: bool, refusable: bool| {
+                let mut entry = interrupted(&admit(id), None);
+                entry.end_reason = EndReason::Stop;
+                entry.stream = stream;
+                Settling {
+                    entry,
+                    hold: None,
+                    refusable,
+                }
+            };
+            journal.admit(admit("whole")).await;
+            journal.admit(admit("stream")).await;
+            // The first `pending` ends the batch that writes the admissions; the second is
+            // answered after that write.
+            assert!(journal.pending().await.is_empty());
+            assert!(journal.pending().await.is_empty());
+            assert!(std::fs::read_to_string(&path).unwrap().contains("whole"));
+            journal.faults().inject(fault, 1);
+            let failed = journal
+                .settle(vec![
+                    settling("whole", false, true),
+                    settling("stream", true, false),
+                ])
+                .await;
+            assert!(failed.is_err(), "{fault:?}");
+            let pending: Vec<_> = journal
+                .pending()
+                .await
+                .into_iter()
+                .map(|e| e.request_id)
+                .collect();
+            assert_eq!(pending, ["stream"], "{fault:?}");
+            journal
+                .settle(vec![settling("later", false, true)])
+                .await
+                .unwrap();
+            journal.stop().await;
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                text.ends_with('\n') && !text.contains("whole"),
+                "{fault:?}: {text}"
+            );
+            let (_open, rec) = Journal::open(&path).unwrap();
+            let mut settled: Vec<_> = rec.settled.iter().map(|e| e.request_id.clone()).collect();
+            settled.sort();
+            assert_eq!(settled, ["later", "stream"], "{fault:?}");
+            assert!(
+                rec.interrupted.is_empty(),
+                "{fault:?}: {:?}",
+                rec.interrupted
+            );
+            let _ = std::fs::remove_file(&path);
+        }
     }
 
     #[test]

@@ -207,8 +207,15 @@ impl WriterTask {
                     .get(&job.entry.key_id)
                     .map(|a| a.force_hold(job.entry.cost)),
             };
+            // A whole answer not yet given is refused (503) if this write fails; a stream's
+            // answer is out already, and a detached settlement's client is gone: those are billed.
+            let refusable = job.reply.is_some() && !job.entry.stream;
             replies.push(job.reply);
-            entries.push((job.entry, hold));
+            entries.push(super::journal::Settling {
+                entry: job.entry,
+                hold,
+                refusable,
+            });
         }
         self.down.store(true, std::sync::atomic::Ordering::Relaxed);
         let result = journal.settle(entries).await;

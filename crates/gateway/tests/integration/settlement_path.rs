@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use mock_upstream::MockUpstream;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use switchyard::ledger::journal::AdmitRecord;
+use switchyard::ledger::journal::{AdmitRecord, Settling};
 use switchyard::ledger::{
     EndReason, Ledger, Nanos, NewKey, Prices, TokenSource, UsageEntry, UsageEntryRow,
 };
@@ -157,6 +157,54 @@ async fn a_database_that_refuses_writes_keeps_serving_and_bills_each_request_onc
         "each billed exactly once"
     );
     released(&gw).await;
+}
+
+/// Neither the database nor the journal will write (the disk is full): a whole answer cannot be
+/// made durable, so its client gets a 503 and it is never billed; a stream's answer already went
+/// out, so it is billed once the database takes writes again. Before, the refused request was
+/// billed later all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_cannot_be_made_durable_is_refused_and_never_billed() {
+    let (gw, mock) = start_with_mock("").await;
+    mock.set_options(json!({"tokens": 5})).unwrap();
+    let credits = gw.gw.ledger.key(&gw.key_id).await.unwrap().unwrap().balance;
+    let journal = gw.gw.ledger.journal().expect("a journal").clone();
+    let lock = WriteLock::take(&gw.db_path).await;
+    journal
+        .faults()
+        .inject(switchyard::ledger::journal::Fault::NoSpace, u32::MAX);
+    let resp = gw
+        .chat(json!({"model": "m", "messages": user("hi")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let refused = request_id(&resp);
+    let (streamed, text) = stream_until(
+        &gw,
+        json!({"model": "m", "stream": true, "messages": user("hi")}),
+        |_| false,
+    )
+    .await;
+    assert!(text.contains("data: [DONE]"), "{text}");
+    journal.faults().clear();
+    lock.release().await;
+    let e = gw
+        .gw
+        .ledger
+        .wait_for_entry(&streamed, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(e.is_some(), "the streamed answer is billed");
+    released(&gw).await;
+    gw.gw.ledger.flush().await;
+    assert!(
+        gw.gw.ledger.entry(&refused).await.unwrap().is_none(),
+        "the refused request was billed"
+    );
+    let (entries, balance) = books(&gw.gw.ledger, &gw.key_id).await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(balance.0, credits.0 - sum(&entries));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -721,7 +769,11 @@ async fn random_admissions_settlements_crashes_and_replays_never_bill_twice() {
                     ledger
                         .journal()
                         .unwrap()
-                        .settle(vec![(e, None)])
+                        .settle(vec![Settling {
+                            entry: e,
+                            hold: None,
+                            refusable: false,
+                        }])
                         .await
                         .unwrap();
                     billed.insert(i, cost);
@@ -733,7 +785,11 @@ async fn random_admissions_settlements_crashes_and_replays_never_bill_twice() {
                     ledger
                         .journal()
                         .unwrap()
-                        .settle(vec![(e, None)])
+                        .settle(vec![Settling {
+                            entry: e,
+                            hold: None,
+                            refusable: false,
+                        }])
                         .await
                         .unwrap();
                     billed.insert(i, cost);
