@@ -207,7 +207,7 @@ async fn readyz_names_redis_when_it_does_not_answer() {
             std::env::var_os("CI").is_none(),
             "CI is set but SWITCHYARD_TEST_REDIS is not"
         );
-        eprintln!("SKIPPED (Redis half): set SWITCHYARD_TEST_REDIS");
+        crate::harness::skipped("SKIPPED (Redis half): set SWITCHYARD_TEST_REDIS");
         return;
     };
     let gw = start(&format!(

@@ -396,3 +396,25 @@ pub async fn get_text(url: impl reqwest::IntoUrl) -> String {
         .await
         .unwrap()
 }
+
+/// A test that cannot run here says so loudly and, when `SWITCHYARD_SKIP_LOG` names a file (as
+/// `./scripts/test` does), adds a line to it, so the run ends by counting what it skipped.
+pub fn skipped(why: &str) {
+    eprintln!("{why}");
+    note_skip(why);
+}
+
+fn note_skip(why: &str) {
+    use std::io::Write;
+    let Some(path) = std::env::var_os("SWITCHYARD_SKIP_LOG") else {
+        return;
+    };
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{test}: {}", why.lines().next().unwrap_or(why));
+    }
+}

@@ -45,7 +45,9 @@ fn test_redis() -> Option<String> {
                 std::env::var_os("CI").is_none(),
                 "CI is set but SWITCHYARD_TEST_REDIS is not: the four-instance test cannot run"
             );
-            eprintln!("SKIPPED (Redis): set SWITCHYARD_TEST_REDIS, e.g. redis://127.0.0.1:6379");
+            crate::harness::skipped(
+                "SKIPPED (Redis): set SWITCHYARD_TEST_REDIS, e.g. redis://127.0.0.1:6379",
+            );
             None
         }
     }

@@ -25,7 +25,9 @@ pub(crate) fn test_redis() -> Option<String> {
                 std::env::var_os("CI").is_none(),
                 "CI is set but SWITCHYARD_TEST_REDIS is not: the shared-limits tests cannot run"
             );
-            eprintln!("SKIPPED (Redis): set SWITCHYARD_TEST_REDIS, e.g. redis://127.0.0.1:6379");
+            crate::harness::skipped(
+                "SKIPPED (Redis): set SWITCHYARD_TEST_REDIS, e.g. redis://127.0.0.1:6379",
+            );
             None
         }
     }
@@ -324,7 +326,7 @@ impl PrivateRedis {
                 std::env::var_os("CI").is_none(),
                 "CI is set but redis-server cannot run: the Redis outage tests cannot run"
             );
-            eprintln!("SKIPPED (Redis outage): install redis-server");
+            crate::harness::skipped("SKIPPED (Redis outage): install redis-server");
             return None;
         }
         Some(r)

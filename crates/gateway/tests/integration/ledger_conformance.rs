@@ -40,7 +40,7 @@ pub fn postgres_url() -> Option<String> {
                 std::env::var_os("CI").is_none(),
                 "CI is set but SWITCHYARD_TEST_POSTGRES is not: the PostgreSQL half of the ledger suite cannot run"
             );
-            eprintln!("SKIPPED (PostgreSQL): set SWITCHYARD_TEST_POSTGRES, e.g. postgres://postgres@127.0.0.1:5432/test");
+            crate::harness::skipped("SKIPPED (PostgreSQL): set SWITCHYARD_TEST_POSTGRES, e.g. postgres://postgres@127.0.0.1:5432/test");
             None
         }
     }

@@ -65,9 +65,9 @@ impl PrivatePostgres {
                 "CI is set but no PostgreSQL server binaries are in /usr/lib/postgresql/*/bin: \
                  the PostgreSQL outage test cannot run"
             );
-            eprintln!(
+            crate::harness::skipped(
                 "SKIPPED (PostgreSQL outage): install the PostgreSQL server (initdb, pg_ctl) \
-                 under /usr/lib/postgresql/*/bin"
+                 under /usr/lib/postgresql/*/bin",
             );
             return None;
         };

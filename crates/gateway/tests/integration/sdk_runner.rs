@@ -29,7 +29,9 @@ pub fn missing(what: &str) {
     if std::env::var("SWITCHYARD_REQUIRE_SDKS").is_ok_and(|v| v == "1") {
         panic!("{what} is missing although SWITCHYARD_REQUIRE_SDKS=1: run ./scripts/test");
     }
-    eprintln!("SKIPPED (SDKs not installed; run ./scripts/test): {what} is missing");
+    crate::harness::skipped(&format!(
+        "SKIPPED (SDKs not installed; run ./scripts/test): {what} is missing"
+    ));
 }
 
 /// The command running `scenario` of the script `python/<stem>.py` or `node/<stem>.mjs`, or `None`

@@ -2,7 +2,8 @@
 //! for, and each dependency with a boundary stays behind it (`sqlx` in `ledger`, `axum` in `http`
 //! and the server's entry, `redis::` in the Redis limit store, the environment in `config`, no
 //! tokio in `wire`), only the ledger writer writes usage entries, every test RELIABILITY.md
-//! cites exists, and every file of `console/` is embedded in the binary.
+//! cites exists, every file of `console/` is embedded in the binary, and every test that skips
+//! says so through the one helper that `./scripts/test` counts.
 
 use std::path::{Path, PathBuf};
 
@@ -147,6 +148,28 @@ fn every_test_reliability_md_cites_exists() {
 
 /// Every file of the top-level `console/` folder is embedded by `http/console.rs` (a file left out
 /// would be a 404 in the served console), and every embedded name is a file there.
+/// A skip that only prints would be lost in the captured output: every one goes through
+/// `harness::skipped` (or the fixtures' `skipped`), which `./scripts/test` counts at the end.
+#[test]
+fn every_skip_is_counted() {
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut files = Vec::new();
+    for krate in ["wire", "gateway"] {
+        sources(&crates.join(krate).join("tests"), &mut files);
+    }
+    let printed = format!("{}!(\"SKIPPED", "eprintln");
+    let offenders: Vec<_> = files
+        .iter()
+        .filter(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .replace(['\n', ' '], "")
+                .contains(&printed)
+        })
+        .collect();
+    assert!(offenders.is_empty(), "skips printed but not counted: {offenders:?}");
+}
+
 #[test]
 fn every_console_file_is_embedded() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");

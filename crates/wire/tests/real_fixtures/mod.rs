@@ -4,6 +4,24 @@
 
 use std::path::{Path, PathBuf};
 
+/// Says SKIPPED loudly and, when `SWITCHYARD_SKIP_LOG` names a file (as `./scripts/test` does),
+/// adds a line to it, so the run ends by counting what it skipped.
+pub fn skipped(why: &str) {
+    use std::io::Write;
+    eprintln!("{why}");
+    let Some(path) = std::env::var_os("SWITCHYARD_SKIP_LOG") else {
+        return;
+    };
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{test}: {why}");
+    }
+}
+
 /// True when running under CI (`CI` set to anything but empty, `0` or `false`).
 pub fn under_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
@@ -29,7 +47,7 @@ pub fn dir(dialect: &str) -> Option<PathBuf> {
                 "CI: the recorded fixtures (shared/fixtures/real/{dialect}) are missing; \
                  these tests must run against them (set SWITCHYARD_FIXTURES to the `real` folder)"
             );
-            eprintln!("SKIPPED: no recorded fixtures for {dialect} (shared/fixtures/real beside the repository)");
+            skipped(&format!("SKIPPED: no recorded fixtures for {dialect} (shared/fixtures/real beside the repository)"));
             None
         }
     }
@@ -47,6 +65,6 @@ pub fn present(dir: &Path, file: &str) -> bool {
         "CI: the recording {file} is missing from {}",
         dir.display()
     );
-    eprintln!("SKIPPED: {file} not present in {}", dir.display());
+    skipped(&format!("SKIPPED: {file} not present in {}", dir.display()));
     false
 }
