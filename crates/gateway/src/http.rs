@@ -310,26 +310,56 @@ fn wants_gzip(headers: &HeaderMap) -> bool {
 
 /// The request body, up to the configured limit. A declared `Content-Length` over the limit is
 /// refused at once (413), before a byte of the body is read, so a client that declares a huge
-/// body and sends a short one gets an answer instead of a hung connection. A body that takes
-/// longer than `server.body_read_timeout` to arrive is answered 408.
+/// body and sends a short one gets an answer instead of a hung connection; a body that turns out
+/// longer than the limit is refused as soon as it passes it. Either way the rest is read and
+/// thrown away behind the answer (`linger`), so a client still sending reads its 413 instead of a
+/// reset. A body that takes longer than `server.body_read_timeout` to arrive is answered 408.
 async fn read_body(
     gw: &Gateway,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<bytes::Bytes, ApiError> {
+    let limit = gw.config.max_body_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > gw.config.max_body_bytes as u64) {
-        return Err(ApiError::too_large(gw.config.max_body_bytes));
+    if declared.is_some_and(|n| n > limit as u64) {
+        linger(body);
+        return Err(ApiError::too_large(limit));
     }
-    let read = axum::body::to_bytes(body, gw.config.max_body_bytes);
-    match tokio::time::timeout(gw.config.server.body_read_timeout, read).await {
+    match tokio::time::timeout(gw.config.server.body_read_timeout, up_to(body, limit)).await {
         Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(_)) => Err(ApiError::too_large(gw.config.max_body_bytes)),
+        Ok(Err(Some(rest))) => {
+            linger(rest);
+            Err(ApiError::too_large(limit))
+        }
+        Ok(Err(None)) => Err(ApiError::too_large(limit)),
         Err(_) => Err(ApiError::body_timeout(gw.config.server.body_read_timeout)),
     }
+}
+
+/// The whole body if it is at most `limit` bytes (one frame is kept as it came, without a copy);
+/// past the limit, the unread rest (`None` when the body itself failed).
+async fn up_to(mut body: Body, limit: usize) -> Result<bytes::Bytes, Option<Body>> {
+    use http_body_util::BodyExt;
+    let mut frames: Vec<bytes::Bytes> = Vec::new();
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| None)?.into_data() else {
+            continue;
+        };
+        len += data.len();
+        if len > limit {
+            return Err(Some(body));
+        }
+        frames.push(data);
+    }
+    Ok(match frames.len() {
+        0 => bytes::Bytes::new(),
+        1 => frames.pop().unwrap_or_default(),
+        _ => frames.concat().into(),
+    })
 }
 
 /// A path's `{id}`, or a 400 in the OpenAI shape (axum's own rejection is plain text), e.g. for
@@ -349,22 +379,34 @@ fn path_id(
     })
 }
 
-/// How much of a refused request's body is read and thrown away before the answer, and for how
-/// long: closing a connection with unread bytes makes the kernel reset it, and the client may then
-/// lose the answer (a 401 or 400 arriving as "connection reset"). Larger bodies are not read: the
-/// connection is closed instead.
-const DRAIN_BYTES: usize = 64 * 1024;
-const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+/// How much of a refused request's body is read and thrown away behind the answer, and for how
+/// long (nginx's lingering close): closing a connection while the client is still sending makes
+/// the kernel reset it, and the client then loses the answer (a 413, 401 or 400 arriving as
+/// "connection reset" or a failed write). Past either bound the connection is closed.
+const LINGER_BYTES: usize = 64 << 20;
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// `e`, after reading and discarding a small unread request body (see `DRAIN_BYTES`).
-async fn refuse_unread(headers: &HeaderMap, body: Body, e: ApiError) -> ApiError {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_none_or(|n| n <= DRAIN_BYTES as u64) {
-        let _ = tokio::time::timeout(DRAIN_TIME, axum::body::to_bytes(body, DRAIN_BYTES)).await;
-    }
+/// Reads and discards what is left of a refused request's body, in the background, within
+/// `LINGER_BYTES` and `LINGER_TIME`; the answer goes out meanwhile.
+fn linger(mut body: Body) {
+    use http_body_util::BodyExt;
+    tokio::spawn(async move {
+        let drain = async {
+            let mut read = 0usize;
+            while let Some(Ok(frame)) = body.frame().await {
+                read += frame.data_ref().map_or(0, bytes::Bytes::len);
+                if read > LINGER_BYTES {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+    });
+}
+
+/// `e`, with the unread request body read and discarded behind it (see `linger`).
+fn refuse_unread(body: Body, e: ApiError) -> ApiError {
+    linger(body);
     e
 }
 
@@ -378,7 +420,7 @@ async fn chat_completions(
     let result = async {
         let caller = match caller(&gw, &headers).await {
             Ok(c) => c,
-            Err(e) => return Err(refuse_unread(&headers, body, e).await),
+            Err(e) => return Err(refuse_unread(body, e)),
         };
         let body = read_body(&gw, &headers, body).await?;
         relay::chat(&gw, caller, ids, body)
@@ -396,7 +438,7 @@ async fn completions(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: B
     let result = async {
         let caller = match caller(&gw, &headers).await {
             Ok(c) => c,
-            Err(e) => return Err(refuse_unread(&headers, body, e).await),
+            Err(e) => return Err(refuse_unread(body, e)),
         };
         let body = read_body(&gw, &headers, body).await?;
         relay::completions::create(&gw, caller, ids, body)
@@ -414,7 +456,7 @@ async fn embeddings(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bo
     let result = async {
         let caller = match caller(&gw, &headers).await {
             Ok(c) => c,
-            Err(e) => return Err(refuse_unread(&headers, body, e).await),
+            Err(e) => return Err(refuse_unread(body, e)),
         };
         let body = read_body(&gw, &headers, body).await?;
         relay::embeddings::create(&gw, caller, ids, body)

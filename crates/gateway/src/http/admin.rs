@@ -124,9 +124,7 @@ async fn admin_gate(
                     "Too many failed admin authentications from this address; retry after the indicated delay.",
                 )
             };
-            return super::refuse_unread(&parts.headers, body, e)
-                .await
-                .into_response();
+            return super::refuse_unread(body, e).into_response();
         }
     }
     if let Err(e) = require_admin(&gw, &parts.headers) {
@@ -138,10 +136,8 @@ async fn admin_gate(
                     .failed(addr, server.admin_lockout_after, server.admin_lockout);
             tokio::time::sleep(wait).await;
         }
-        // A small body is drained so the 401 is not lost to a reset; a large one is never read.
-        return super::refuse_unread(&parts.headers, body, e)
-            .await
-            .into_response();
+        // The body is read and thrown away behind the 401 (bounded), so it is not lost to a reset.
+        return super::refuse_unread(body, e).into_response();
     }
     if let Some(addr) = client {
         gw.admin_guard().succeeded(addr);
@@ -337,7 +333,7 @@ fn key_name(raw: &str) -> Result<String, ApiError> {
 async fn create_key(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
         if let Err(e) = require_admin(&gw, &headers) {
-            return Err(super::refuse_unread(&headers, body, e).await);
+            return Err(super::refuse_unread(body, e));
         }
         let body = super::read_body(&gw, &headers, body).await?;
         let fields = object(&body)?;
@@ -377,7 +373,7 @@ async fn update_key(
     let result = async {
         let id = match require_admin(&gw, &headers).and_then(|()| super::path_id(id)) {
             Ok(id) => id,
-            Err(e) => return Err(super::refuse_unread(&headers, body, e).await),
+            Err(e) => return Err(super::refuse_unread(body, e)),
         };
         let body = super::read_body(&gw, &headers, body).await?;
         let fields = object(&body)?;

@@ -132,11 +132,11 @@ pub async fn action(
     let result = async {
         let (model, method) = match target {
             Ok(t) => t,
-            Err(e) => return Err(super::refuse_unread(&headers, body, e).await),
+            Err(e) => return Err(super::refuse_unread(body, e)),
         };
         let caller = match caller(&gw, &headers, &query).await {
             Ok(c) => c,
-            Err(e) => return Err(super::refuse_unread(&headers, body, e).await),
+            Err(e) => return Err(super::refuse_unread(body, e)),
         };
         let body = read_body(&gw, &headers, body).await?;
         if method == "countTokens" {

@@ -23,7 +23,7 @@ pub async fn create(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bo
     let result = async {
         let caller = match caller(&gw, &headers).await {
             Ok(c) => c,
-            Err(e) => return Err(super::refuse_unread(&headers, body, e).await),
+            Err(e) => return Err(super::refuse_unread(body, e)),
         };
         let body = read_body(&gw, &headers, body).await?;
         messages::create(&gw, caller, ids, body)
@@ -44,7 +44,7 @@ pub async fn count_tokens(
     let result = async {
         let caller = match caller(&gw, &headers).await {
             Ok(c) => c,
-            Err(e) => return Err(super::refuse_unread(&headers, body, e).await),
+            Err(e) => return Err(super::refuse_unread(body, e)),
         };
         let body = read_body(&gw, &headers, body).await?;
         messages::count_tokens(&gw, &caller, body)

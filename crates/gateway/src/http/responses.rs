@@ -53,7 +53,7 @@ pub async fn create(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bo
     let result = async {
         let caller = match caller(&gw, &headers).await {
             Ok(c) => c,
-            Err(e) => return Err(super::refuse_unread(&headers, body, e).await),
+            Err(e) => return Err(super::refuse_unread(body, e)),
         };
         let body = read_body(&gw, &headers, body).await?;
         responses::create(&gw, caller, ids, body)

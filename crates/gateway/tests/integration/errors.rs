@@ -162,8 +162,14 @@ async fn a_body_over_the_limit_gets_its_413_while_it_is_still_being_sent() {
         } else {
             wire.extend_from_slice(body.as_bytes());
         }
-        // Write everything first (a reset shows up here or in the read below).
-        let _ = sock.write_all(&wire).await;
+        // Write everything first, as a simple client does: a gateway that closes while the body
+        // is still coming makes this write fail (reset or broken pipe), and such a client then
+        // reports the failed write and never reads the answer.
+        let written = sock.write_all(&wire).await;
+        assert!(
+            written.is_ok(),
+            "chunked: {chunked}: the write failed: {written:?}"
+        );
         let mut answer = Vec::new();
         let read = sock.read_to_end(&mut answer).await;
         let text = String::from_utf8_lossy(&answer);
