@@ -136,6 +136,10 @@ impl Gateway {
         ));
         let ledger =
             Ledger::connect_with(&config.database, journal.as_deref(), config.instances).await?;
+        if let (Some((fault, every)), Some(j)) = (crate::config::journal_faults(), ledger.journal())
+        {
+            j.faults().fail_every(fault, every);
+        }
         let mut first_key = None;
         if ledger.key_count().await? == 0 {
             let credits = Nanos::from_usd(config.demo_credits).unwrap_or(Nanos::ZERO);
@@ -167,11 +171,15 @@ impl Gateway {
             },
             None => None,
         };
-        let limits =
-            Limits::new(config.redis.as_deref(), config.redis_failure).unwrap_or_else(|e| {
-                problems.push(format!("redis: {e}; rate limits are kept in this process"));
-                Limits::in_process()
-            });
+        let limits = Limits::new(
+            config.redis.as_deref(),
+            config.redis_failure,
+            config.redis_timeout,
+        )
+        .unwrap_or_else(|e| {
+            problems.push(format!("redis: {e}; rate limits are kept in this process"));
+            Limits::in_process()
+        });
         let auth = Authenticator::load(ledger.clone()).await?;
         let changes = ledger.follow_changes(&config.database)?;
         let events = match &config.event_log {

@@ -143,6 +143,17 @@ pub async fn resolve_admin_key(secret: &Secret) -> Result<String, ConfigError> {
     Ok(key)
 }
 
+/// `SWITCHYARD_JOURNAL_FAULTS=KIND:EVERY` (KIND `partial`, `nospace` or `fsync`): the journal's
+/// fault-injection seam, on for `scripts/chaos`; never set in production.
+pub fn journal_faults() -> Option<(crate::ledger::journal::Fault, u32)> {
+    let plan = std::env::var("SWITCHYARD_JOURNAL_FAULTS").ok()?;
+    let (kind, every) = plan.split_once(':')?;
+    Some((
+        crate::ledger::journal::Fault::parse(kind)?,
+        every.parse().ok().filter(|n| *n > 0)?,
+    ))
+}
+
 /// How often a `cmd:` credential may be re-run after 401s when nothing else is configured.
 pub const DEFAULT_CREDENTIAL_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -225,6 +236,7 @@ struct RawConfig {
     instances: Option<String>,
     redis: Option<String>,
     redis_failure: Option<String>,
+    redis_timeout_ms: Option<u64>,
     admin_key: Option<String>,
     keep_alive_ms: Option<u64>,
     max_body_bytes: Option<usize>,
@@ -978,6 +990,10 @@ pub struct Config {
     pub redis: Option<String>,
     /// What the rate limits do while `redis` cannot be reached.
     pub redis_failure: RedisFailure,
+    /// The longest a request waits on Redis (connecting or a command) before `redis_failure`
+    /// applies: a hung Redis (stopped, not gone) costs no request more (`redis_timeout_ms`,
+    /// default 1 s).
+    pub redis_timeout: Duration,
     pub admin_key: Option<Secret>,
     pub keep_alive: Duration,
     pub max_body_bytes: usize,
@@ -1495,6 +1511,11 @@ impl Config {
                     )))
                 }
             },
+            redis_timeout: match raw.redis_timeout_ms {
+                Some(0) => return Err(invalid("redis_timeout_ms must be above 0".into())),
+                Some(ms) => Duration::from_millis(ms),
+                None => Duration::from_secs(1),
+            },
             admin_key: raw.admin_key.as_deref().map(Secret::parse),
             keep_alive: Duration::from_millis(raw.keep_alive_ms.unwrap_or(15_000)),
             max_body_bytes: raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
@@ -1923,6 +1944,7 @@ impl Config {
             instances,
             redis,
             redis_failure,
+            redis_timeout,
             server,
             cors,
             event_log,

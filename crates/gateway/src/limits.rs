@@ -222,9 +222,13 @@ impl Limits {
     }
 
     /// In-process limits, or shared ones in Redis when `redis_url` is set. Connects lazily.
-    pub fn new(redis_url: Option<&str>, failure: RedisFailure) -> Result<Limits, LimitsError> {
+    pub fn new(
+        redis_url: Option<&str>,
+        failure: RedisFailure,
+        timeout: std::time::Duration,
+    ) -> Result<Limits, LimitsError> {
         Ok(match redis_url {
-            Some(url) => Limits::with(Some(redis_store::RedisLimits::new(url)?), failure),
+            Some(url) => Limits::with(Some(redis_store::RedisLimits::new(url, timeout)?), failure),
             None => Limits::in_process(),
         })
     }

@@ -19,6 +19,7 @@
 //! | `status`, `retry_after` | none | answer with this error status (and `retry-after` seconds) |
 //! | `fail_times`, `fail_key` | none | fail only the first N requests carrying this key (status defaults to 503) |
 //! | `reset_after`, `stall_after`, `malformed_after`, `error_after` | none | after N token chunks (or after the last, if fewer): abort the connection / go silent / write `data: {"choices": [` / write an in-stream error and end |
+//! | `invalid_utf8_after` | none | after N token chunks, an event whose text is not UTF-8 (then the stream goes on) |
 //! | `usage` | dialect default | force usage on or off |
 //! | `tool_calls` | 0 | N parallel tool calls instead of text |
 //! | `finish` | `stop` | `length` forces that finish reason; a smaller `max_tokens` also truncates with it |

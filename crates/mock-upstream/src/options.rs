@@ -39,6 +39,8 @@ pub(crate) struct Behaviour {
     pub reset_after: Option<u32>,
     pub stall_after: Option<u32>,
     pub malformed_after: Option<u32>,
+    /// After N token chunks, an event whose text is not UTF-8.
+    pub invalid_utf8_after: Option<u32>,
     pub error_after: Option<u32>,
     pub usage: Option<bool>,
     pub tool_calls: u32,
@@ -100,7 +102,7 @@ pub enum OptionError {
 }
 
 /// The names accepted in every source, for documentation and error messages.
-pub const OPTION_NAMES: [&str; 28] = [
+pub const OPTION_NAMES: [&str; 29] = [
     "tokens",
     "reasoning",
     "ttft_ms",
@@ -113,6 +115,7 @@ pub const OPTION_NAMES: [&str; 28] = [
     "reset_after",
     "stall_after",
     "malformed_after",
+    "invalid_utf8_after",
     "error_after",
     "usage",
     "tool_calls",
@@ -178,6 +181,7 @@ impl Behaviour {
             reset_after: None,
             stall_after: None,
             malformed_after: None,
+            invalid_utf8_after: None,
             error_after: None,
             usage: None,
             tool_calls: 0,
@@ -240,6 +244,7 @@ impl Behaviour {
             "reset_after" => self.reset_after = Some(u32v()?),
             "stall_after" => self.stall_after = Some(u32v()?),
             "malformed_after" => self.malformed_after = Some(u32v()?),
+            "invalid_utf8_after" => self.invalid_utf8_after = Some(u32v()?),
             "error_after" => self.error_after = Some(u32v()?),
             "usage" => {
                 self.usage = Some(match text.as_deref() {

@@ -59,6 +59,11 @@ static ENDLESS_FRAME: [u8; 64 * 1024] = [b'x'; 64 * 1024];
 /// The malformed SSE event written by `malformed_after`.
 pub(crate) const MALFORMED_EVENT: &str = "data: {\"choices\": [\n\n";
 
+/// The event written by `invalid_utf8_after`: a content delta whose bytes are not UTF-8 (the
+/// OpenAI dialect's shape; in any dialect, text that is not UTF-8).
+pub(crate) const INVALID_UTF8_EVENT: &[u8] =
+    b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\xff\xfe\xc3\"}}]}\n\n";
+
 /// A recorded transcript as steps: each event (up to and including its blank line) one frame,
 /// a token where `token` says which kind.
 pub(crate) fn transcript_steps(
@@ -109,6 +114,10 @@ pub(crate) fn inject_faults(steps: &mut Vec<Step>, behaviour: &Behaviour, error_
     if let Some(n) = behaviour.malformed_after {
         let at = fault_position(steps, n);
         steps.insert(at, Step::frame(MALFORMED_EVENT));
+    }
+    if let Some(n) = behaviour.invalid_utf8_after {
+        let at = fault_position(steps, n);
+        steps.insert(at, Step::frame(Bytes::from_static(INVALID_UTF8_EVENT)));
     }
     // The ending faults: the earliest one wins; everything after it is dropped.
     let endings = [

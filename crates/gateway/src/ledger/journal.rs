@@ -190,8 +190,8 @@ pub enum Fault {
 }
 
 /// The fault-injection seam of the journal file: the next `remaining` appends fail as `fault`.
-/// Also set at start from `SWITCHYARD_JOURNAL_FAULTS=KIND:EVERY` (`partial`, `nospace` or `fsync`;
-/// every EVERY-th append fails), which `scripts/chaos` uses. Never set in production.
+/// Also set at start from `SWITCHYARD_JOURNAL_FAULTS=KIND:EVERY` (`config::journal_faults`: every
+/// EVERY-th append fails), which `scripts/chaos` uses. Never set in production.
 #[derive(Debug, Default)]
 pub struct Faults {
     /// 0 none, 1 partial write, 2 no space, 3 fsync.
@@ -200,6 +200,18 @@ pub struct Faults {
     /// With `every > 0`, every `every`-th append fails as `kind` (and `remaining` is unused).
     every: AtomicU32,
     appends: AtomicU32,
+}
+
+impl Fault {
+    /// `partial`, `nospace` or `fsync`.
+    pub fn parse(name: &str) -> Option<Fault> {
+        match name {
+            "partial" => Some(Fault::PartialWrite),
+            "nospace" => Some(Fault::NoSpace),
+            "fsync" => Some(Fault::FsyncFails),
+            _ => None,
+        }
+    }
 }
 
 impl Faults {
@@ -215,30 +227,12 @@ impl Faults {
         self.every.store(0, Ordering::Release);
     }
 
-    fn from_env() -> Faults {
-        let f = Faults::default();
-        if let Some((kind, every)) = std::env::var("SWITCHYARD_JOURNAL_FAULTS")
-            .ok()
-            .as_deref()
-            .and_then(|v| v.split_once(':'))
-        {
-            let kind = match kind {
-                "partial" => Some(Fault::PartialWrite),
-                "nospace" => Some(Fault::NoSpace),
-                "fsync" => Some(Fault::FsyncFails),
-                _ => None,
-            };
-            if let (Some(kind), Ok(every)) = (kind, every.parse::<u32>()) {
-                tracing::warn!(
-                    ?kind,
-                    every,
-                    "journal fault injection is on (SWITCHYARD_JOURNAL_FAULTS)"
-                );
-                f.kind.store(kind as u32 + 1, Ordering::Release);
-                f.every.store(every, Ordering::Release);
-            }
-        }
-        f
+    /// From now on every `every`-th append fails as `fault` (`SWITCHYARD_JOURNAL_FAULTS`).
+    pub fn fail_every(&self, fault: Fault, every: u32) {
+        tracing::warn!(?fault, every, "journal fault injection is on");
+        self.kind.store(fault as u32 + 1, Ordering::Release);
+        self.appends.store(0, Ordering::Release);
+        self.every.store(every, Ordering::Release);
     }
 
     /// The fault this append meets, if any.
@@ -473,7 +467,7 @@ impl OpenJournal {
             source,
         };
         let pending = Arc::new(AtomicUsize::new(0));
-        let faults = Arc::new(Faults::from_env());
+        let faults = Arc::new(Faults::default());
         let mut writer = Writer {
             path: self.path.clone(),
             file: self.file,
@@ -1036,10 +1030,9 @@ mod tests {
             };
             journal.admit(admit("whole")).await;
             journal.admit(admit("stream")).await;
-            // The first `pending` ends the batch that writes the admissions; the second is
-            // answered after that write.
-            assert!(journal.pending().await.is_empty());
-            assert!(journal.pending().await.is_empty());
+            // A settlement (of nothing) is answered once its batch, and so the admissions queued
+            // before it, is written.
+            journal.settle(Vec::new()).await.unwrap();
             assert!(std::fs::read_to_string(&path).unwrap().contains("whole"));
             journal.faults().inject(fault, 1);
             let failed = journal

@@ -24,7 +24,6 @@ use redis::{AsyncConnectionConfig, Client, Script};
 use super::{Costs, Decision, LimitsError, WINDOW_US};
 
 /// How long a connection attempt or a command may take before Redis counts as unreachable.
-const TIMEOUT: Duration = Duration::from_secs(1);
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 const WARN_EVERY: Duration = Duration::from_secs(60);
 /// How long an open slot counts without renewal.
@@ -109,6 +108,8 @@ struct Health {
 
 pub struct RedisLimits {
     client: Client,
+    /// Bounds each connection attempt and command.
+    timeout: Duration,
     conn: Mutex<Option<MultiplexedConnection>>,
     /// Held while a connection is being opened, so that only one attempt runs.
     connecting: tokio::sync::Mutex<()>,
@@ -148,12 +149,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl RedisLimits {
-    pub fn new(url: &str) -> Result<RedisLimits, LimitsError> {
+    /// `timeout` bounds every connection attempt and every command (`redis_timeout_ms`): a hung
+    /// Redis costs a request at most that long before the `redis_failure` fallback.
+    pub fn new(url: &str, timeout: Duration) -> Result<RedisLimits, LimitsError> {
         // The error would quote the URL (and so a password); name only its kind.
         let client =
             Client::open(url).map_err(|e| LimitsError::RedisUrl(format!("{:?}", e.kind())))?;
         Ok(RedisLimits {
             client,
+            timeout,
             conn: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
             health: Mutex::new(Health::default()),
@@ -185,8 +189,8 @@ impl RedisLimits {
             return None;
         }
         let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(TIMEOUT))
-            .set_response_timeout(Some(TIMEOUT));
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout));
         match self
             .client
             .get_multiplexed_async_connection_with_config(&config)
@@ -263,8 +267,8 @@ impl RedisLimits {
             Some(c) => Some(c),
             None => {
                 let config = AsyncConnectionConfig::new()
-                    .set_connection_timeout(Some(TIMEOUT))
-                    .set_response_timeout(Some(TIMEOUT));
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout));
                 self.client
                     .get_multiplexed_async_connection_with_config(&config)
                     .await

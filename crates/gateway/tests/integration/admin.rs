@@ -638,3 +638,88 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_locked_out() {
     let resp = send(&stranger, "203.0.113.78", ADMIN).await.unwrap();
     assert_eq!(resp.status(), 429, "the stranger itself is locked out");
 }
+
+/// A key changed while its stream is open: the stream goes on to its end and is billed once
+/// against the key as it is then (a top-up adds to the balance the stream is debited from; a
+/// revocation does not cut a stream that was admitted), and the next request sees the change at
+/// once (401 after the revocation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_topped_up_or_revoked_mid_stream_finishes_the_stream_and_is_billed_once() {
+    use futures_util::StreamExt;
+    let (gw, mock) = gateway().await;
+    mock.set_options(json!({"tokens": 6, "gap_ms": 150}))
+        .unwrap();
+    let (_, created) = json_of(
+        admin(&gw, reqwest::Method::POST, "/admin/keys")
+            .json(&json!({"name": "mid-stream", "credits": "5"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let (id, key) = (
+        created["id"].as_str().unwrap().to_owned(),
+        created["key"].as_str().unwrap().to_owned(),
+    );
+    let path = format!("/admin/keys/{id}");
+    for change in ["top_up", "revoke"] {
+        let resp = harness::client()
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&json!({"model": "m", "stream": true, "messages": user("hi")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{change}");
+        let request_id = harness::request_id(&resp);
+        let mut frames = resp.bytes_stream();
+        let mut text = String::new();
+        // The first token is out: the stream is open when the key changes.
+        while !text.contains("\"content\"") {
+            text.push_str(std::str::from_utf8(&frames.next().await.unwrap().unwrap()).unwrap());
+        }
+        let status = match change {
+            "top_up" => admin(&gw, reqwest::Method::PATCH, &path)
+                .json(&json!({"top_up": "10"}))
+                .send(),
+            _ => admin(&gw, reqwest::Method::DELETE, &path).send(),
+        }
+        .await
+        .unwrap()
+        .status();
+        assert_eq!(status, 200, "{change}");
+        while let Some(frame) = frames.next().await {
+            text.push_str(std::str::from_utf8(&frame.unwrap()).unwrap());
+        }
+        let items = harness::parse_sse(&text);
+        assert_eq!(
+            harness::joined(&items, "content")
+                .split_whitespace()
+                .count(),
+            6,
+            "{change}: the stream ran to its end: {text}"
+        );
+        assert!(text.contains("data: [DONE]"), "{change}: {text}");
+        let entry = gw
+            .gw
+            .ledger
+            .wait_for_entry(&request_id, std::time::Duration::from_secs(10))
+            .await
+            .unwrap()
+            .expect("billed");
+        assert_eq!(entry.end_reason, "stop", "{change}");
+    }
+    assert_eq!(
+        chat_status(&gw, &key, "m").await,
+        401,
+        "revoked for the next request"
+    );
+    let (entries, balance) = harness::books(&gw.gw.ledger, &id).await;
+    assert_eq!(entries.len(), 2, "each stream billed once");
+    let spent: i64 = entries.values().map(|e| e.cost.0).sum();
+    assert_eq!(
+        balance.0,
+        15_000_000_000 - spent,
+        "5 + 10 top-up - what both streams cost"
+    );
+}

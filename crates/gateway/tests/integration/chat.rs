@@ -289,6 +289,34 @@ async fn malformed_upstream_line_mid_stream_is_an_error_event_then_done() {
     assert_error_then_done(&items, " the quick");
 }
 
+/// An upstream event whose text is not UTF-8 ends the stream with an error event, `[DONE]` and
+/// the cost, and the request is settled for what was delivered; no invalid byte reaches the client.
+#[tokio::test]
+async fn invalid_utf8_from_the_upstream_mid_stream_is_an_error_event_and_a_settlement() {
+    let (gw, mock) = start_with_mock("").await;
+    mock.set_options(json!({"invalid_utf8_after": 2})).unwrap();
+    let resp = gw
+        .chat(json!({"model": "m", "stream": true, "messages": user("hi")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let bytes = resp.bytes().await.unwrap();
+    let body = std::str::from_utf8(&bytes).expect("the client gets UTF-8 only");
+    let items = parse_sse(body);
+    assert_error_then_done(&items, " the quick");
+    let entry = gw
+        .gw
+        .ledger
+        .wait_for_entry(&id, std::time::Duration::from_secs(10))
+        .await
+        .unwrap()
+        .expect("settled");
+    assert_eq!(entry.end_reason, "error", "{entry:?}");
+    assert_eq!(entry.completion_tokens, 2, "{entry:?}");
+}
+
 #[tokio::test]
 async fn stall_past_the_idle_timeout_is_an_error_event_then_done() {
     let mock = mock_upstream::MockUpstream::start().await.unwrap();

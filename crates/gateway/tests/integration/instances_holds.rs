@@ -285,6 +285,67 @@ async fn shared_admission_refuses_with_503_while_postgres_is_down_and_resumes_by
     assert!(released, "no hold is left in the database");
 }
 
+/// A hung PostgreSQL (every process `SIGSTOP`ped: connections open, nothing answers) costs each
+/// request at most the shared-hold timeout before its 503; once it answers again (`SIGCONT`),
+/// admission resumes by itself, and every answered request is billed once. The hang guard is far
+/// above the bound: it only tells a hang from an answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_postgres_costs_each_request_at_most_the_hold_timeout() {
+    let Some(pg) = PrivatePostgres::start().await else {
+        return;
+    };
+    let mock = MockUpstream::start().await.unwrap();
+    mock.set_options(json!({"tokens": 5})).unwrap();
+    let scratch = temp_db();
+    let config = format!(
+        "instances = \"shared\"\njournal = {:?}\n{}",
+        journal_next_to(&scratch),
+        harness::mock_config(&mock, "")
+    );
+    let gw = harness::start_on_database(&config, &pg.url(), scratch).await;
+    let ledger = gw.gw.ledger.clone();
+    let credits = ledger.key(&gw.key_id).await.unwrap().unwrap().balance;
+    let (status, body, warm) = ask(&gw, "m").await;
+    assert_eq!(status, 200, "{body}");
+    let mut answered = vec![warm.unwrap()];
+    pg.signal_all("-STOP");
+    let mut refused = 0;
+    for n in 0..4 {
+        let (status, body, _) = tokio::time::timeout(Duration::from_secs(60), ask(&gw, "m"))
+            .await
+            .unwrap_or_else(|_| panic!("request {n} hung on the stopped PostgreSQL"));
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"]["type"], "service_unavailable", "{body}");
+        refused += 1;
+    }
+    pg.signal_all("-CONT");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body, id) = ask(&gw, "m").await;
+        if status == 200 {
+            answered.push(id.unwrap());
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(Instant::now() < deadline, "admission never resumed: {body}");
+    }
+    for id in &answered {
+        let e = ledger
+            .wait_for_entry(id, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert!(e.is_some(), "{id} was never written");
+    }
+    let (entries, balance) = books(&ledger, &gw.key_id).await;
+    assert_eq!(
+        entries.len(),
+        answered.len(),
+        "{refused} refused, none billed"
+    );
+    let billed: i64 = entries.values().map(|e| e.cost.0).sum();
+    assert_eq!(balance.0, credits.0 - billed, "each billed exactly once");
+}
+
 /// The holds of an instance that died and never came back: their lease has expired, and any
 /// instance frees them (at its start, then every `RENEW_EVERY`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -356,6 +356,18 @@ impl PrivateRedis {
         true
     }
 
+    /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) the server: a hung Redis, not a gone one, whose
+    /// connections stay open and never answer.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let ok = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {signal} {pid}");
+    }
+
     fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -485,6 +497,56 @@ output_price = "10.00"
         settled,
         "no fail-open once Redis is back"
     );
+}
+
+/// A hung Redis (`SIGSTOP`: its connections stay open and never answer) costs each request at
+/// most `redis_timeout_ms` before the limits fail open, counted; once it answers again
+/// (`SIGCONT`) they apply again by themselves. The hang guard below is far above the bound: it only
+/// tells a hang from an answer.
+#[tokio::test]
+async fn a_hung_redis_costs_each_request_at_most_the_redis_timeout_then_fails_open() {
+    let Some(redis) = PrivateRedis::start().await else {
+        return;
+    };
+    let top = format!("redis = \"{}\"\nredis_timeout_ms = 300", redis.url());
+    let (gw, _mock) = harness::start_with_mock_top(&top, "").await;
+    let (_, key) = key_and_id(
+        &gw,
+        NewKey {
+            rpm: Some(1000),
+            ..NewKey::default()
+        },
+    )
+    .await;
+    let resp = post(gw.addr, &key, &small()).await;
+    assert!(resp.headers().contains_key("x-ratelimit-limit-requests"));
+    let before = metric(&gw, "switchyard_limits_fail_open_total").await;
+    redis.signal("-STOP");
+    for n in 0..6 {
+        let resp = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            post(gw.addr, &key, &small()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("request {n} hung on the stopped Redis"));
+        assert_eq!(resp.status(), 200, "request {n}");
+    }
+    let after = metric(&gw, "switchyard_limits_fail_open_total").await;
+    assert!(
+        after - before >= 6.0,
+        "fail-opens counted: {before} -> {after}"
+    );
+    redis.signal("-CONT");
+    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let resp = post(gw.addr, &key, &small()).await;
+        assert_eq!(resp.status(), 200);
+        if resp.headers().contains_key("x-ratelimit-limit-requests") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the limits never resumed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

@@ -164,6 +164,31 @@ impl PrivatePostgres {
             .await;
     }
 
+    /// Sends `signal` (`-STOP` or `-CONT`) to every process of this server (the postmaster and
+    /// its backends): stopped, it is a hung server whose connections stay open and never answer.
+    pub(crate) fn signal_all(&self, signal: &str) {
+        let pid_file = std::fs::read_to_string(self.dir.join("data").join("postmaster.pid"))
+            .expect("the server is running");
+        let main = pid_file.lines().next().unwrap().trim().to_owned();
+        let children = std::process::Command::new("pgrep")
+            .args(["-P", &main])
+            .output()
+            .unwrap();
+        let mut pids = vec![main];
+        pids.extend(
+            String::from_utf8_lossy(&children.stdout)
+                .split_whitespace()
+                .map(str::to_owned),
+        );
+        let ok = std::process::Command::new("kill")
+            .arg(signal)
+            .args(&pids)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {signal} {pids:?}");
+    }
+
     /// Starts the stopped server again on the same port and waits until it accepts connections.
     pub(crate) async fn restart(&self) {
         assert!(

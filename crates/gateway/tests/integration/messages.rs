@@ -278,6 +278,36 @@ async fn an_upstream_failure_mid_stream_is_an_anthropic_error_event() {
     }
 }
 
+/// An Anthropic route that sends text that is not UTF-8 mid-stream: the passthrough does not
+/// forward it; the client gets an Anthropic error event (UTF-8 only), and the request is settled.
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_utf8_from_an_anthropic_route_mid_stream_is_an_error_event_and_settled() {
+    let (gw, mock) = start("").await;
+    mock.set_options(json!({"invalid_utf8_after": 2})).unwrap();
+    let resp = post(
+        &gw,
+        &json!({"model": Dialect::Anthropic.model(""), "max_tokens": 100, "stream": true,
+                "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let id = harness::request_id(&resp);
+    let bytes = resp.bytes().await.unwrap();
+    let text = std::str::from_utf8(&bytes).expect("the client gets UTF-8 only");
+    let ev = events(text);
+    let (name, last) = ev.last().unwrap();
+    assert_eq!(name, "error", "{text}");
+    assert_eq!(last["type"], "error");
+    let entry = gw
+        .gw
+        .ledger
+        .wait_for_entry(&id, std::time::Duration::from_secs(10))
+        .await
+        .unwrap()
+        .expect("settled");
+    assert_eq!(entry.end_reason, "error", "{entry:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cancelled_stream_drops_the_upstream_and_settles_once_as_cancelled() {
     use futures_util::StreamExt;

@@ -167,7 +167,10 @@ fn every_skip_is_counted() {
                 .contains(&printed)
         })
         .collect();
-    assert!(offenders.is_empty(), "skips printed but not counted: {offenders:?}");
+    assert!(
+        offenders.is_empty(),
+        "skips printed but not counted: {offenders:?}"
+    );
 }
 
 #[test]
