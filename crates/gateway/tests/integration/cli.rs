@@ -241,7 +241,14 @@ async fn serve_embedded(dir: &std::path::Path) -> (tokio::process::Child, String
 #[tokio::test]
 async fn sigterm_lets_open_streams_finish_then_exits() {
     let dir = std::env::temp_dir().join(format!("sy-term-{}-{}", std::process::id(), line!()));
-    let (mut child, key, base) = serve_embedded(&dir).await;
+    // Paced (about a second for the answer), so the stream is open when SIGTERM arrives.
+    let (mut child, key, base, _) = harness::serve_binary_with(
+        &dir,
+        &["serve", "--listen", "127.0.0.1:0"],
+        &[("SWITCHYARD_DEMO_TOKENS_PER_SECOND", "40")],
+    )
+    .await;
+    let key = key.expect("key printed");
     let resp = harness::client()
         .post(format!("{base}/chat/completions"))
         .bearer_auth(&key)
@@ -258,14 +265,31 @@ async fn sigterm_lets_open_streams_finish_then_exits() {
         .await
         .unwrap();
     assert!(killed.success());
+    let before = text.len();
     while let Some(frame) = body.next().await {
         text.push_str(&String::from_utf8_lossy(&frame.unwrap()));
     }
+    assert!(
+        text[before..].contains("\"content\""),
+        "tokens kept coming after SIGTERM: {text}"
+    );
+    // Finished, not cut: a cut stream also ends with `[DONE]`, but after an error event and
+    // without its finish reason.
     let items = parse_sse(&text);
     assert!(
         items.contains(&harness::Sse::Done),
         "the open stream was cut: {text}"
     );
+    let errors: Vec<_> = items
+        .iter()
+        .filter(|i| matches!(i, harness::Sse::Data(v) if v.get("error").is_some()))
+        .collect();
+    assert!(errors.is_empty(), "the open stream was cut: {errors:?}");
+    let finish = items.iter().rev().find_map(|i| match i {
+        harness::Sse::Data(v) => v["choices"][0]["finish_reason"].as_str().map(str::to_owned),
+        _ => None,
+    });
+    assert_eq!(finish.as_deref(), Some("stop"), "{text}");
     let status = child.wait().await.unwrap();
     assert!(status.success(), "{status}");
     let _ = std::fs::remove_dir_all(dir);
