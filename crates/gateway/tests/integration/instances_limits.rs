@@ -174,62 +174,65 @@ fn slow_stream() -> Value {
     json!({"model": "slow", "stream": true, "max_tokens": 16, "messages": harness::user("hi")})
 }
 
+/// A concurrency limit of 5 across two real processes sharing Redis: 60 slow streams at once,
+/// split between them. At no moment are more than 5 open at the mock, the limit is used, and the
+/// rest are refused with 429 (at least one must be: otherwise nothing was limited).
 #[tokio::test]
 async fn a_concurrency_limit_of_5_holds_across_two_instances() {
     let Some(url) = test_redis() else { return };
-    let (first, second, mock) = two_instances(&format!("redis = \"{url}\""), SLOW).await;
-    let key = Arc::new(
-        key_with(
-            &first,
-            NewKey {
-                max_concurrent: Some(5),
-                ..NewKey::default()
-            },
-        )
-        .await,
-    );
-    let tasks: Vec<_> = (0..60)
-        .map(|i| {
-            let addr = if i % 2 == 0 { first.addr } else { second };
-            let key = key.clone();
-            tokio::spawn(async move {
-                let resp = post(addr, &key, &slow_stream()).await;
-                let status = resp.status().as_u16();
-                let body = resp.text().await.unwrap();
-                (status, body)
+    crate::instances_feed::on_fresh_database(|pg| async move {
+        let mock = MockUpstream::start().await.unwrap();
+        let key = Arc::new(cli_key(&pg, &["--concurrency", "5"]).await);
+        let (dir, processes) = serve_two(&pg, &url, &mock, SLOW).await;
+        let addrs: Vec<SocketAddr> = processes.iter().map(|p| p.1).collect();
+        let tasks: Vec<_> = (0..60)
+            .map(|i| {
+                let addr = addrs[i % 2];
+                let key = key.clone();
+                tokio::spawn(async move {
+                    let resp = post(addr, &key, &slow_stream()).await;
+                    let status = resp.status().as_u16();
+                    let body = resp.text().await.unwrap();
+                    (status, body)
+                })
             })
-        })
-        .collect();
-    let mut answered = 0;
-    for t in tasks {
-        let (status, body) = t.await.unwrap();
-        match status {
-            200 => {
-                assert!(body.contains("[DONE]"), "{body}");
-                answered += 1;
+            .collect();
+        let (mut answered, mut refused) = (0, 0);
+        for t in tasks {
+            let (status, body) = t.await.unwrap();
+            match status {
+                200 => {
+                    assert!(body.contains("[DONE]"), "{body}");
+                    answered += 1;
+                }
+                429 => {
+                    let v: Value = serde_json::from_str(&body).unwrap();
+                    assert_eq!(v["error"]["type"], "rate_limit_error", "{v}");
+                    let m = v["error"]["message"].as_str().unwrap();
+                    assert!(m.contains("concurrent") && m.contains("limit 5"), "{m}");
+                    refused += 1;
+                }
+                other => panic!("unexpected {other}: {body}"),
             }
-            429 => {
-                let v: Value = serde_json::from_str(&body).unwrap();
-                assert_eq!(v["error"]["type"], "rate_limit_error", "{v}");
-                let m = v["error"]["message"].as_str().unwrap();
-                assert!(m.contains("concurrent") && m.contains("limit 5"), "{m}");
-            }
-            other => panic!("unexpected {other}: {body}"),
         }
-    }
-    let spans: Vec<_> = mock
-        .streams()
-        .iter()
-        .map(|s| (s.started_at, s.ended_at))
-        .collect();
-    assert_eq!(
-        spans.len(),
-        answered,
-        "every admitted request reached the mock"
-    );
-    assert!(answered >= 5, "the limit is usable: {answered}");
-    let most = max_overlap(&spans);
-    assert!(most <= 5, "{most} streams were open at once");
+        let spans: Vec<_> = mock
+            .streams()
+            .iter()
+            .map(|s| (s.started_at, s.ended_at))
+            .collect();
+        let _ = std::fs::remove_dir_all(&dir);
+        drop(processes);
+        assert_eq!(
+            spans.len(),
+            answered,
+            "every admitted request reached the mock"
+        );
+        assert!(answered >= 5, "the limit is usable: {answered}");
+        assert!(refused >= 1, "60 at once on a limit of 5 and none refused");
+        let most = max_overlap(&spans);
+        assert!(most <= 5, "{most} streams were open at once");
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -670,54 +673,25 @@ async fn a_providers_own_rpm_is_shared_by_every_key_and_instance() {
 /// made by `switchyard keys create --rpm --concurrency`: the rpm holds across both; Redis stopped
 /// under load fails open with one warning per process (not one per request); back, the limits
 /// resume and each process says so once.
-#[tokio::test]
-async fn two_processes_share_limits_and_ride_out_a_redis_restart() {
-    // A database of its own (dropped afterwards), so that no other run's schema is in the way.
-    crate::instances_feed::on_fresh_database(two_processes_on).await;
-}
-
-async fn two_processes_on(pg: String) {
-    let Some(mut redis) = PrivateRedis::start().await else {
-        return;
-    };
-    let mock = MockUpstream::start().await.unwrap();
-    let created = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args([
-            "keys",
-            "create",
-            "--name",
-            "two-processes",
-            "--credits",
-            "100",
-        ])
-        .args([
-            "--rpm",
-            "20",
-            "--concurrency",
-            "2",
-            "--json",
-            "--database",
-            &pg,
-        ])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stderr)
-    );
-    let created: Value = serde_json::from_slice(&created.stdout).unwrap();
-    let key = created["key"].as_str().unwrap().to_owned();
-
+/// Two `switchyard serve` processes on the database `pg` and the Redis at `redis`, each with its
+/// own journal in a fresh folder, in front of `mock` (with `extra` models): the folder, and each
+/// process with its address and logs.
+async fn serve_two(
+    pg: &str,
+    redis: &str,
+    mock: &MockUpstream,
+    extra: &str,
+) -> (
+    std::path::PathBuf,
+    Vec<(tokio::process::Child, SocketAddr, harness::Output)>,
+) {
     let dir = harness::temp_db().with_extension("two");
     let mut processes = vec![];
     for n in 0..2 {
         let config = format!(
-            "database = \"{pg}\"\nredis = \"{}\"\njournal = \"{}\"\n{}",
-            redis.url(),
+            "database = \"{pg}\"\nredis = \"{redis}\"\njournal = \"{}\"\n{}",
             dir.join(format!("{n}.journal")).display(),
-            harness::mock_config(&mock, "")
+            harness::mock_config(mock, extra)
         );
         std::fs::create_dir_all(&dir).unwrap();
         let file = format!("instance{n}.toml");
@@ -735,6 +709,49 @@ async fn two_processes_on(pg: String) {
             .unwrap();
         processes.push((child, addr, logs));
     }
+    (dir, processes)
+}
+
+/// A key made with the command line on the database `pg` (as an operator would, with no gateway
+/// in this process): its secret.
+async fn cli_key(pg: &str, limits: &[&str]) -> String {
+    let created = tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args([
+            "keys",
+            "create",
+            "--name",
+            "two-processes",
+            "--credits",
+            "100",
+        ])
+        .args(limits)
+        .args(["--json", "--database", pg])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let created: Value = serde_json::from_slice(&created.stdout).unwrap();
+    created["key"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn two_processes_share_limits_and_ride_out_a_redis_restart() {
+    // A database of its own (dropped afterwards), so that no other run's schema is in the way.
+    crate::instances_feed::on_fresh_database(two_processes_on).await;
+}
+
+async fn two_processes_on(pg: String) {
+    let Some(mut redis) = PrivateRedis::start().await else {
+        return;
+    };
+    let mock = MockUpstream::start().await.unwrap();
+    let key = cli_key(&pg, &["--rpm", "20", "--concurrency", "2"]).await;
+
+    let (dir, processes) = serve_two(&pg, &redis.url(), &mock, "").await;
     let addrs: Vec<SocketAddr> = processes.iter().map(|p| p.1).collect();
 
     // 40 at once across both processes on a 20 rpm key.
