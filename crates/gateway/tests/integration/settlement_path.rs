@@ -447,16 +447,32 @@ async fn kill_9_during_300_open_streams_bills_every_request_exactly_once() {
                     let status = r.status();
                     let text = r.text().await.unwrap_or_default();
                     refused.lock().unwrap().push(format!("{status}: {text}"));
-                    return;
+                    return None;
                 }
                 Err(e) => {
                     refused.lock().unwrap().push(e.to_string());
-                    return;
+                    return None;
                 }
             };
             opened.fetch_add(1, Ordering::Relaxed);
+            let id = request_id(&resp);
+            // What this client received: content chunks (one token each at the mock).
             let mut body = resp.bytes_stream();
-            while let Some(Ok(_)) = body.next().await {}
+            let mut text = Vec::new();
+            while let Some(Ok(frame)) = body.next().await {
+                text.extend_from_slice(&frame);
+            }
+            let received = String::from_utf8_lossy(&text)
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+                .filter(|v| {
+                    v["choices"][0]["delta"]["content"]
+                        .as_str()
+                        .is_some_and(|c| !c.is_empty())
+                })
+                .count() as i64;
+            Some((id, received))
         }));
     }
     until("every stream open", Duration::from_secs(180), || {
@@ -512,9 +528,13 @@ async fn kill_9_during_300_open_streams_bills_every_request_exactly_once() {
         .unwrap();
     assert!(killed.success());
     child.wait().await.unwrap();
+    let mut received = std::collections::HashMap::new();
     for r in readers {
-        let _ = r.await;
+        if let Ok(Some((id, n))) = r.await {
+            received.insert(id, n);
+        }
     }
+    assert_eq!(received.len(), STREAMS, "every client read its stream to the cut");
     // Restart: the journal is replayed before the server listens again.
     let (mut again, none, base2) = serve(&dir, &config).await;
     assert!(none.is_none(), "the database survived, so no new first key");
@@ -538,6 +558,14 @@ async fn kill_9_during_300_open_streams_bills_every_request_exactly_once() {
         assert_eq!(e.end_reason, "interrupted", "{id}");
         assert_eq!(e.billing_note.as_deref(), Some("checkpoint"), "{id}");
         assert!(e.completion_tokens > 0 && e.cost.0 > 0, "{id}: {e:?}");
+        // Billed to its last checkpoint (at most a second old, five tokens a second): never more
+        // than the client received, and not much less.
+        let got = received[id];
+        assert!(
+            e.completion_tokens <= got && e.completion_tokens + 15 >= got,
+            "{id}: billed {} tokens, the client received {got}",
+            e.completion_tokens
+        );
     }
     assert_eq!(
         balance.0,
