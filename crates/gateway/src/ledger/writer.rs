@@ -8,8 +8,10 @@
 //!
 //! A commit that fails is retried until `JOURNAL_AFTER`; past it the batch goes to the local
 //! journal (`journal.rs`), fsync'd, and counts as durable. Journaled entries keep their money held
-//! on the key's account until they are replayed into the database, which this task tries every
-//! `REPLAY_EVERY` while any are pending (and the startup path does before serving).
+//! on the key's account until they are replayed into the database, which this task tries
+//! `REPLAY_EVERY` after its last attempt while any are pending (and the startup path does before
+//! serving). Settlements go first: during an outage a request waits at most one attempt
+//! (`JOURNAL_AFTER`) before its entry is journaled.
 //!
 //! One batch is: a multi-row `INSERT … ON CONFLICT (request_id) DO NOTHING RETURNING request_id`,
 //! then one debit per key and budget period for the entries actually inserted, so replaying an
@@ -97,6 +99,9 @@ impl WriterTask {
         replay.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                // Settlements first: a replay attempt against a database that is down may take
+                // up to `JOURNAL_AFTER`, and a request must not wait for several of them.
+                biased;
                 n = rx.recv_many(&mut msgs, MAX_BATCH) => {
                     if n == 0 {
                         break;
@@ -130,6 +135,9 @@ impl WriterTask {
                 }
                 _ = replay.tick(), if self.journal.as_ref().is_some_and(Journal::has_pending) => {
                     self.replay().await;
+                    // The next attempt comes a whole `REPLAY_EVERY` after this one ended, so
+                    // settlements are served between attempts (at most one attempt's wait).
+                    replay.reset();
                 }
             }
         }

@@ -16,7 +16,7 @@ const WORDS: &str = " the quick brown fox jumps over lazy dog and runs away agai
 
 #[tokio::test]
 async fn stream_is_byte_for_byte_what_the_contract_promises() {
-    let (gw, _mock) = start_with_mock("").await;
+    let (gw, mock) = start_with_mock("").await;
     let resp = gw
         .chat(json!({"model": "m", "stream": true, "messages": user("hi")}))
         .send()
@@ -69,6 +69,38 @@ async fn stream_is_byte_for_byte_what_the_contract_promises() {
         comment["cost"].as_str().unwrap()
     );
     assert!(body.ends_with("}\n\n"));
+    // Byte for byte: every chunk before the last is the upstream's own; the last is the upstream's
+    // finish chunk carrying the usage (which the upstream sent in a chunk of its own, the client
+    // not having asked for one) in the contract's shape, with the cost; then `[DONE]` and the
+    // cost comment.
+    let upstream = String::from_utf8(mock.wait_stream_end(0).await.bytes_written).unwrap();
+    let up: Vec<&str> = upstream.split_inclusive("\n\n").collect();
+    let client: Vec<&str> = body.split_inclusive("\n\n").collect();
+    let (up_n, n) = (up.len(), client.len());
+    // upstream: ..., finish chunk, usage chunk, [DONE]; client: ..., finish+usage, [DONE], comment
+    assert_eq!(client[..n - 3], up[..up_n - 3], "the passed-through chunks");
+    let expected_usage = format!(
+        "\"usage\":{{\"prompt_tokens\":{prompt},\"completion_tokens\":12,\"total_tokens\":{},\
+         \"prompt_tokens_details\":{{\"cached_tokens\":0}},\
+         \"completion_tokens_details\":{{\"reasoning_tokens\":0}},\"cost\":\"{}\"}}",
+        prompt + 12,
+        usage["cost"].as_str().unwrap()
+    );
+    assert_eq!(
+        client[n - 3],
+        up[up_n - 3].replacen("\"usage\":null", &expected_usage, 1),
+        "the finish chunk"
+    );
+    assert_eq!(client[n - 2], "data: [DONE]\n\n");
+    assert_eq!(client[n - 1], format!(": {}\n\n", comment_text(&body)));
+}
+
+/// The cost comment's JSON, as sent.
+fn comment_text(body: &str) -> &str {
+    body.trim_end()
+        .rsplit("\n: ")
+        .next()
+        .expect("a cost comment")
 }
 
 #[tokio::test]

@@ -308,8 +308,32 @@ pub async fn serve_binary(
     (child, key, base)
 }
 
-/// Every line a spawned binary wrote, stdout and stderr, as it wrote them.
+/// Every line a spawned binary wrote, stdout and stderr, as it wrote them; each stream adds
+/// [`CLOSED`] once the binary closed it.
 pub type Output = Arc<std::sync::Mutex<Vec<String>>>;
+
+/// The line [`Output`] gets when one of the binary's streams is closed.
+pub const CLOSED: &str = "(switchyard test harness: stream closed)";
+
+/// Waits until the binary closed stdout and stderr, so that `output` holds every line it wrote.
+#[allow(dead_code)] // used by the secrets test
+pub async fn all_output(output: &Output) {
+    let output = output.clone();
+    until(
+        "the binary's output is closed",
+        std::time::Duration::from_secs(30),
+        || {
+            output
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| *l == CLOSED)
+                .count()
+                == 2
+        },
+    )
+    .await;
+}
 
 /// `serve_binary` with extra environment variables, keeping every line the binary writes on stdout
 /// and stderr (its logs) for the test to read.
@@ -344,6 +368,7 @@ pub async fn serve_binary_with(
         while let Ok(Some(line)) = errors.next_line().await {
             kept.lock().unwrap().push(line);
         }
+        kept.lock().unwrap().push(CLOSED.to_owned());
     });
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let (mut key, mut base) = (None, None);
@@ -361,6 +386,7 @@ pub async fn serve_binary_with(
         while let Ok(Some(line)) = lines.next_line().await {
             kept.lock().unwrap().push(line);
         }
+        kept.lock().unwrap().push(CLOSED.to_owned());
     });
     (
         child,

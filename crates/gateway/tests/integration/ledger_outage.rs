@@ -352,6 +352,15 @@ output_price = "10.00"
          took {slowest:.1?}",
         answered.len() + long.len()
     );
+    // The outage costs a request at most one journal deadline (the first batch waits for it;
+    // later ones go straight to the journal, at most behind one replay attempt), plus its own
+    // few tokens: never a wait for the database. Before settlements went ahead of replay
+    // attempts, requests waited 3-4 s here.
+    let bound = switchyard::ledger::writer::JOURNAL_AFTER * 2 + Duration::from_millis(500);
+    assert!(
+        slowest <= bound,
+        "a short request took {slowest:.1?} during the outage (bound {bound:.1?})"
+    );
     answered.extend(long.into_iter().map(|(id, _)| id));
     // The entries wait in the journal, their money held.
     let journal = ledger.journal().expect("the server has a journal");

@@ -324,9 +324,16 @@ free = true
         seen.send(path, c.get(format!("{root}{path}")).bearer_auth(&caller))
             .await;
     }
-    // The binary has written everything it will write about these requests once it is gone.
-    child.start_kill().unwrap();
+    // A graceful stop (SIGTERM) flushes the log writer; then every line it wrote is read.
+    let pid = child.id().unwrap().to_string();
+    let termed = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(termed.success());
     child.wait().await.unwrap();
+    harness::all_output(&logs).await;
 
     let seen = seen.0.into_inner().unwrap();
     let logs = logs.lock().unwrap().clone();

@@ -534,7 +534,11 @@ async fn kill_9_during_300_open_streams_bills_every_request_exactly_once() {
             received.insert(id, n);
         }
     }
-    assert_eq!(received.len(), STREAMS, "every client read its stream to the cut");
+    assert_eq!(
+        received.len(),
+        STREAMS,
+        "every client read its stream to the cut"
+    );
     // Restart: the journal is replayed before the server listens again.
     let (mut again, none, base2) = serve(&dir, &config).await;
     assert!(none.is_none(), "the database survived, so no new first key");
