@@ -727,15 +727,154 @@ fn entry(i: usize, key: &str, cost: i64, end: EndReason) -> UsageEntry {
     }
 }
 
+/// The steps of one seed: 30 random ones, then a crash.
+fn prop_steps(seed: u64) -> Vec<Step> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..30)
+        .map(|_| {
+            let i = rng.gen_range(0..12);
+            let cost = rng.gen_range(0..5_000);
+            match rng.gen_range(0..11) {
+                0..=2 => Step::Admit(i),
+                3..=4 => Step::Settle(i, cost),
+                5..=7 => Step::Journal(i, cost),
+                8..=9 => Step::Both(i, cost),
+                _ => Step::Crash,
+            }
+        })
+        .chain([Step::Crash])
+        .collect()
+}
+
+/// What the books must show after `steps`, and which steps are acted on (a request is admitted
+/// once and settled once; only replays repeat it).
+#[derive(Default)]
+struct PropModel {
+    /// Settled requests: the first write of each wins.
+    billed: HashMap<usize, i64>,
+    /// Admitted and not settled yet.
+    admitted: Vec<usize>,
+    /// Admitted and in flight at a crash: recovered as `interrupted` at $0 if the admission
+    /// reached the journal before the crash, else never seen (both are right); never settled after.
+    crashed: std::collections::HashSet<usize>,
+}
+
+impl PropModel {
+    /// Applies `step`; whether it is acted on.
+    fn take(&mut self, step: Step) -> bool {
+        match step {
+            Step::Admit(i) => {
+                let fresh = !self.billed.contains_key(&i)
+                    && !self.admitted.contains(&i)
+                    && !self.crashed.contains(&i);
+                if fresh {
+                    self.admitted.push(i);
+                }
+                fresh
+            }
+            Step::Settle(i, cost) | Step::Journal(i, cost) | Step::Both(i, cost) => {
+                if self.billed.contains_key(&i) || self.crashed.contains(&i) {
+                    return false;
+                }
+                self.billed.insert(i, cost);
+                self.admitted.retain(|&a| a != i);
+                true
+            }
+            Step::Crash => {
+                self.crashed.extend(self.admitted.drain(..));
+                true
+            }
+        }
+    }
+}
+
+/// In the child process: `SEED START END URL JOURNAL KEY`: recovers the ledger, as a restarted
+/// gateway does, acts on steps START..END of the seed, then dies at once (`abort`: no destructor
+/// runs, nothing queued is flushed), as a killed process does.
+const PROP_CHILD: &str = "SWITCHYARD_PROP_CRASH_CHILD";
+
+async fn prop_child(spec: &str) -> ! {
+    let parts: Vec<&str> = spec.split('\t').collect();
+    let [seed, start, end, url, journal, key] = parts[..] else {
+        panic!("bad child spec {spec:?}")
+    };
+    let (seed, start, end): (u64, usize, usize) = (
+        seed.parse().unwrap(),
+        start.parse().unwrap(),
+        end.parse().unwrap(),
+    );
+    let steps = prop_steps(seed);
+    let mut model = PropModel::default();
+    let ledger = Ledger::connect_with_journal(url, std::path::Path::new(journal))
+        .await
+        .unwrap();
+    let prices = Prices {
+        input: 1.into(),
+        output: 1.into(),
+        ..Prices::default()
+    };
+    for (n, step) in steps.iter().enumerate().take(end) {
+        let act = model.take(*step);
+        if n < start || !act {
+            continue;
+        }
+        match *step {
+            Step::Admit(i) => {
+                let rec = AdmitRecord::new(
+                    &format!("req_prop_{i}"),
+                    key,
+                    "m",
+                    true,
+                    switchyard::ledger::now_ms(),
+                    &prices,
+                    Nanos(5_000),
+                );
+                ledger.journal().unwrap().admit(rec).await;
+            }
+            Step::Settle(i, cost) => {
+                ledger
+                    .settle(&entry(i, key, cost, EndReason::Stop), None)
+                    .await
+                    .unwrap();
+            }
+            Step::Journal(i, cost) | Step::Both(i, cost) => {
+                let e = entry(i, key, cost, EndReason::Stop);
+                if matches!(step, Step::Both(..)) {
+                    ledger.settle(&e, None).await.unwrap();
+                }
+                ledger
+                    .journal()
+                    .unwrap()
+                    .settle(vec![Settling {
+                        entry: e,
+                        hold: None,
+                        refusable: false,
+                    }])
+                    .await
+                    .unwrap();
+            }
+            Step::Crash => {}
+        }
+    }
+    std::process::abort()
+}
+
+/// Random admissions, settlements (to the database, to the journal, or both, as a commit that
+/// timed out although it went through) and crashes. Each stretch between crashes runs in a
+/// process of its own that dies by `abort` at the crash, and the next one recovers the ledger from
+/// what that left on disk: whatever was acknowledged is billed exactly once, a request in flight at
+/// a crash is billed nothing, and the balance is the credits less the entries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_admissions_settlements_crashes_and_replays_never_bill_twice() {
+    if let Ok(spec) = std::env::var(PROP_CHILD) {
+        prop_child(&spec).await;
+    }
     const CREDITS: i64 = 1_000_000_000;
     for seed in 0..24u64 {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let db = temp_db();
         let url = format!("sqlite://{}", db.display());
         let journal = db.with_extension("journal");
-        let mut ledger = Ledger::connect_with_journal(&url, &journal).await.unwrap();
+        let ledger = Ledger::connect_with_journal(&url, &journal).await.unwrap();
         let (key, _) = switchyard::auth::create_key(
             &ledger,
             &NewKey {
@@ -746,107 +885,67 @@ async fn random_admissions_settlements_crashes_and_replays_never_bill_twice() {
         )
         .await
         .unwrap();
-        // What the books must show: the first write of each request wins.
-        let mut billed: HashMap<usize, i64> = HashMap::new();
-        let mut admitted: Vec<usize> = Vec::new();
-        let prices = Prices {
-            input: 1.into(),
-            output: 1.into(),
-            ..Prices::default()
-        };
-        let steps: Vec<Step> = (0..30)
-            .map(|_| {
-                let i = rng.gen_range(0..12);
-                let cost = rng.gen_range(0..5_000);
-                match rng.gen_range(0..11) {
-                    0..=2 => Step::Admit(i),
-                    3..=4 => Step::Settle(i, cost),
-                    5..=7 => Step::Journal(i, cost),
-                    8..=9 => Step::Both(i, cost),
-                    _ => Step::Crash,
-                }
-            })
-            .chain([Step::Crash])
-            .collect();
-        for step in &steps {
-            match *step {
-                Step::Admit(i) => {
-                    if !billed.contains_key(&i) && !admitted.contains(&i) {
-                        let rec = AdmitRecord::new(
-                            &format!("req_prop_{i}"),
-                            &key.id,
-                            "m",
-                            true,
-                            switchyard::ledger::now_ms(),
-                            &prices,
-                            Nanos(5_000),
-                        );
-                        ledger.journal().unwrap().admit(rec).await;
-                        admitted.push(i);
-                    }
-                }
-                // A request is settled once; only replays repeat it.
-                Step::Settle(i, _) | Step::Journal(i, _) | Step::Both(i, _)
-                    if billed.contains_key(&i) => {}
-                Step::Settle(i, cost) => {
-                    ledger
-                        .settle(&entry(i, &key.id, cost, EndReason::Stop), None)
-                        .await
-                        .unwrap();
-                    billed.insert(i, cost);
-                    admitted.retain(|&a| a != i);
-                }
-                Step::Journal(i, cost) => {
-                    let e = entry(i, &key.id, cost, EndReason::Stop);
-                    ledger
-                        .journal()
-                        .unwrap()
-                        .settle(vec![Settling {
-                            entry: e,
-                            hold: None,
-                            refusable: false,
-                        }])
-                        .await
-                        .unwrap();
-                    billed.insert(i, cost);
-                    admitted.retain(|&a| a != i);
-                }
-                Step::Both(i, cost) => {
-                    let e = entry(i, &key.id, cost, EndReason::Stop);
-                    ledger.settle(&e, None).await.unwrap();
-                    ledger
-                        .journal()
-                        .unwrap()
-                        .settle(vec![Settling {
-                            entry: e,
-                            hold: None,
-                            refusable: false,
-                        }])
-                        .await
-                        .unwrap();
-                    billed.insert(i, cost);
-                    admitted.retain(|&a| a != i);
-                }
-                Step::Crash => {
-                    ledger.shutdown().await;
-                    ledger = Ledger::connect_with_journal(&url, &journal).await.unwrap();
-                    // Found in flight: interrupted, with no checkpoint, so billed nothing.
-                    for i in admitted.drain(..) {
-                        billed.entry(i).or_insert(0);
-                    }
-                }
+        ledger.shutdown().await;
+        let steps = prop_steps(seed);
+        let mut model = PropModel::default();
+        let mut start = 0;
+        for (n, step) in steps.iter().enumerate() {
+            model.take(*step);
+            if !matches!(step, Step::Crash) {
+                continue;
             }
-        }
-        let (entries, balance) = books(&ledger, &key.id).await;
-        let want: i64 = billed.values().sum();
-        assert_eq!(entries.len(), billed.len(), "seed {seed}: {steps:?}");
-        for (i, cost) in &billed {
+            let spec = [
+                seed.to_string(),
+                start.to_string(),
+                (n + 1).to_string(),
+                url.clone(),
+                journal.display().to_string(),
+                key.id.clone(),
+            ]
+            .join("\t");
+            let out = tokio::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "settlement_path::random_admissions_settlements_crashes_and_replays_never_bill_twice",
+                    "--exact",
+                    "--nocapture",
+                ])
+                .env(PROP_CHILD, spec)
+                .kill_on_drop(true)
+                .output()
+                .await
+                .unwrap();
+            use std::os::unix::process::ExitStatusExt;
             assert_eq!(
-                entries[&format!("req_prop_{i}")].cost,
-                Nanos(*cost),
-                "seed {seed}, request {i}: {steps:?}"
+                out.status.signal(),
+                Some(libc::SIGABRT),
+                "seed {seed}: the stretch {start}..={n} did not run to its crash: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            start = n + 1;
+        }
+        // The last crash recovered, as the next start does.
+        let ledger = Ledger::connect_with_journal(&url, &journal).await.unwrap();
+        let (entries, balance) = books(&ledger, &key.id).await;
+        for (i, cost) in &model.billed {
+            let e = entries
+                .get(&format!("req_prop_{i}"))
+                .unwrap_or_else(|| panic!("seed {seed}, request {i} not billed: {steps:?}"));
+            assert_eq!(e.cost, Nanos(*cost), "seed {seed}, request {i}: {steps:?}");
+        }
+        for (id, e) in &entries {
+            let i: usize = id.trim_start_matches("req_prop_").parse().unwrap();
+            assert!(
+                model.billed.contains_key(&i) || (model.crashed.contains(&i) && e.cost.0 == 0),
+                "seed {seed}: {id} billed {:?} although it was never settled: {steps:?}",
+                e.cost
             );
         }
+        let want: i64 = entries.values().map(|e| e.cost.0).sum();
+        assert_eq!(
+            want,
+            model.billed.values().sum::<i64>(),
+            "seed {seed}: {steps:?}"
+        );
         assert_eq!(balance.0, CREDITS - want, "seed {seed}: {steps:?}");
         ledger.shutdown().await;
         for suffix in ["", "-wal", "-shm"] {
