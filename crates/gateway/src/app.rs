@@ -92,6 +92,8 @@ struct Lasting {
     _changes: Option<ChangeFeed>,
     /// Failed admin authentications by client address (`http::admin_guard`).
     admin_guard: crate::http::admin_guard::AdminGuard,
+    /// Streams that outlive their connection (`relay::replay`).
+    replays: Arc<crate::relay::replay::Replays>,
 }
 
 /// A key created on a fresh database, to be shown once.
@@ -211,6 +213,7 @@ impl Gateway {
             }
             None => None,
         };
+        let streams = config.streams;
         let gw = Gateway {
             generation: 1,
             events,
@@ -228,9 +231,15 @@ impl Gateway {
                 demo,
                 _changes: changes,
                 admin_guard: Default::default(),
+                replays: Arc::new(crate::relay::replay::Replays::new(streams)),
             }),
         };
         Ok((Arc::new(gw), first_key, problems))
+    }
+
+    /// Resumable streams and background Responses, for every generation.
+    pub fn replays(&self) -> &Arc<crate::relay::replay::Replays> {
+        &self.lasting.replays
     }
 
     /// Failed admin authentications by client address, for every generation.

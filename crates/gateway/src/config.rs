@@ -253,6 +253,73 @@ struct RawConfig {
     capture: Option<RawCapture>,
     otlp: Option<RawOtlp>,
     responses: Option<RawResponses>,
+    streams: Option<RawStreams>,
+}
+
+/// `[streams]`: streams that outlive their connection (resumable streams, background Responses).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStreams {
+    resume_grace_ms: Option<u64>,
+    replay_max_stream_bytes: Option<usize>,
+    replay_max_total_bytes: Option<usize>,
+    replay_keep_finished_ms: Option<u64>,
+}
+
+/// `[streams]`: the bounds of the replay buffers (`relay::replay`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamsConfig {
+    /// How long a resumable stream goes on with no reader before it is cancelled (60 s).
+    pub grace: Duration,
+    /// The most one stream keeps (8 MiB); past it its oldest events go.
+    pub max_stream_bytes: usize,
+    /// The most all streams keep (256 MiB); past it finished streams go, oldest first.
+    pub max_total_bytes: usize,
+    /// How long a finished stream can still be read (5 minutes).
+    pub keep_finished: Duration,
+}
+
+impl Default for StreamsConfig {
+    fn default() -> Self {
+        StreamsConfig {
+            grace: Duration::from_secs(60),
+            max_stream_bytes: 8 << 20,
+            max_total_bytes: 256 << 20,
+            keep_finished: Duration::from_secs(300),
+        }
+    }
+}
+
+fn streams_config(r: RawStreams) -> Result<StreamsConfig, String> {
+    let d = StreamsConfig::default();
+    let ms = |key: &str, v: Option<u64>, d: Duration| match v {
+        Some(0) => Err(format!("streams.{key} = 0: must be at least 1 ms")),
+        Some(v) => Ok(Duration::from_millis(v)),
+        None => Ok(d),
+    };
+    let bytes = |key: &str, v: Option<usize>, d: usize| match v {
+        Some(0) => Err(format!("streams.{key} = 0: must be at least 1 byte")),
+        Some(v) => Ok(v),
+        None => Ok(d),
+    };
+    Ok(StreamsConfig {
+        grace: ms("resume_grace_ms", r.resume_grace_ms, d.grace)?,
+        max_stream_bytes: bytes(
+            "replay_max_stream_bytes",
+            r.replay_max_stream_bytes,
+            d.max_stream_bytes,
+        )?,
+        max_total_bytes: bytes(
+            "replay_max_total_bytes",
+            r.replay_max_total_bytes,
+            d.max_total_bytes,
+        )?,
+        keep_finished: ms(
+            "replay_keep_finished_ms",
+            r.replay_keep_finished_ms,
+            d.keep_finished,
+        )?,
+    })
 }
 
 /// `[responses]`: how long stored Responses API conversations are kept.
@@ -1017,6 +1084,8 @@ pub struct Config {
     pub capture: CaptureConfig,
     /// `[responses]`: how long stored Responses conversations are kept.
     pub responses: ResponsesConfig,
+    /// `[streams]`: the replay buffers of resumable streams and background Responses.
+    pub streams: StreamsConfig,
     /// `[otlp]`: trace export, when configured.
     pub otlp: Option<OtlpConfig>,
 }
@@ -1537,6 +1606,7 @@ impl Config {
                     keep_on_revoke: r.keep_on_revoke.unwrap_or(false),
                 },
             },
+            streams: streams_config(raw.streams.take().unwrap_or_default()).map_err(invalid)?,
             otlp,
             embedded_demo: false,
             demo_tokens_per_second: DEFAULT_DEMO_TOKENS_PER_SECOND,
@@ -1945,6 +2015,7 @@ impl Config {
             redis,
             redis_failure,
             redis_timeout,
+            streams,
             server,
             cors,
             event_log,

@@ -15,6 +15,7 @@ mod messages;
 mod models;
 mod provider_health;
 mod responses;
+mod streams;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -76,7 +77,12 @@ pub fn router(live: Live) -> Router {
             .route(
                 &format!("{p}/responses/{{id}}/input_items"),
                 get(responses::input_items),
-            );
+            )
+            .route(
+                &format!("{p}/responses/{{id}}/cancel"),
+                post(responses::cancel),
+            )
+            .route(&format!("{p}/streams/{{id}}"), get(streams::resume));
     }
     // Google's API at the root, as Google serves it (a model name may hold '/').
     app = app.route("/v1beta/models", get(gemini::list)).route(
@@ -422,13 +428,23 @@ async fn chat_completions(
             Ok(c) => c,
             Err(e) => return Err(refuse_unread(body, e)),
         };
+        let owner = caller.id.clone();
         let body = read_body(&gw, &headers, body).await?;
-        relay::chat(&gw, caller, ids, body)
+        let reply = relay::chat(&gw, caller, ids, body)
             .await
-            .map_err(ApiError::from)
+            .map_err(ApiError::from)?;
+        Ok(streams::resumable(
+            &gw,
+            &headers,
+            &owner,
+            &request_id,
+            reply,
+        ))
     }
     .await;
-    reply(&gw, &headers, &request_id, result)
+    let mut resp = reply(&gw, &headers, &request_id, result);
+    streams::name_resume(&mut resp, &headers, &request_id);
+    resp
 }
 
 /// `POST /completions` (legacy text completions, served over chat).

@@ -14,6 +14,7 @@ pub mod embeddings;
 pub mod gemini;
 pub mod messages;
 pub mod meter;
+pub mod replay;
 pub mod responses;
 pub mod settlement;
 pub mod tags;

@@ -330,3 +330,18 @@ pub fn panics_caught() -> u64 {
 pub fn record_committed_early() {
     counter!("switchyard_streams_committed_early_total").increment(1);
 }
+
+/// The bytes the stream replay buffers hold (`relay::replay`).
+pub fn record_replay_bytes(bytes: usize) {
+    gauge!("switchyard_replay_bytes").set(bytes as f64);
+}
+
+/// The replayable streams kept (running or finished).
+pub fn record_replay_streams(streams: usize) {
+    gauge!("switchyard_replay_streams").set(streams as f64);
+}
+
+/// Bytes dropped from the replay buffers to stay within their limits.
+pub fn record_replay_evicted(bytes: usize) {
+    counter!("switchyard_replay_evicted_bytes_total").increment(bytes as u64);
+}

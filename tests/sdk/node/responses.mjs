@@ -243,7 +243,52 @@ async function delete_() {
   return { deleted: r.id, previous_code: e.code ?? null };
 }
 
-const SCENARIOS = { create_stream, stream_helper, function_call, reasoning, chain, incomplete, input_items, delete: delete_ };
+const SLOW_MODEL = process.env.SWITCHYARD_SLOW_MODEL ?? 'm-slow';
+const LONG_MODEL = process.env.SWITCHYARD_LONG_MODEL ?? 'm-long';
+const EXPECT_SLOW_TEXT = process.env.SWITCHYARD_EXPECT_SLOW_TEXT;
+
+// A background response streamed; the connection dropped after a few events; the rest read with
+// retrieve(id, {stream: true, starting_after}): exactly the remaining events.
+async function background() {
+  const stream = await client.responses.create({ model: SLOW_MODEL, input: 'Write a short poem.', stream: true, background: true });
+  const seen = [];
+  for await (const event of stream) {
+    seen.push(event);
+    if (seen.length >= 4) break;
+  }
+  stream.controller.abort();
+  const id = seen[0].response.id;
+  check(seen[0].response.background === true, 'the response does not say it is in the background');
+  const last = seen.at(-1).sequence_number;
+  const rest = [];
+  for await (const event of await client.responses.retrieve(id, { stream: true, starting_after: last })) rest.push(event);
+  const seqs = [...seen, ...rest].map((e) => e.sequence_number);
+  check(seqs.every((s, i) => s === i), `sequence numbers are ${seqs}`);
+  const text = [...seen, ...rest].filter((e) => e.type === 'response.output_text.delta').map((e) => e.delta).join('');
+  check(text, 'no output text was received');
+  if (EXPECT_SLOW_TEXT !== undefined) check(text === EXPECT_SLOW_TEXT, `output text ${JSON.stringify(text)} != expected ${JSON.stringify(EXPECT_SLOW_TEXT)}`);
+  check(rest.at(-1).type === 'response.completed', `the last event is ${rest.at(-1).type}`);
+  const polled = await client.responses.retrieve(id);
+  check(polled.status === 'completed', `status after the end is ${polled.status}`);
+  const stored = polled.output.flatMap((o) => o.content ?? []).filter((c) => c.type === 'output_text').map((c) => c.text).join('');
+  check(stored === text, 'the stored response lacks the text');
+  return { id, events: seqs.length, resumed_after: last, text };
+}
+
+// A background response created without streaming, polled while it runs, then cancelled.
+async function background_cancel() {
+  const created = await client.responses.create({ model: LONG_MODEL, input: 'Write a long poem.', background: true });
+  check(['queued', 'in_progress'].includes(created.status), `created as ${created.status}`);
+  const polled = await client.responses.retrieve(created.id);
+  check(['queued', 'in_progress'].includes(polled.status), `polled as ${polled.status}`);
+  const cancelled = await client.responses.cancel(created.id);
+  check(cancelled.status === 'cancelled', `cancelled as ${cancelled.status}`);
+  const after = await client.responses.retrieve(created.id);
+  check(after.status === 'cancelled', `after the cancel it is ${after.status}`);
+  return { id: created.id, status: after.status };
+}
+
+const SCENARIOS = { create_stream, stream_helper, function_call, reasoning, chain, incomplete, input_items, delete: delete_, background, background_cancel };
 
 const name = process.argv[2];
 if (!Object.hasOwn(SCENARIOS, name)) {

@@ -1,8 +1,9 @@
 # Responses API scenarios for Switchyard with the official `openai` Python SDK: streaming with
 # `responses.create(stream=True)` and the `responses.stream()` helper (which checks the event order),
 # a function call round trip, a reasoning model, `previous_response_id` chaining,
-# `max_output_tokens`, the stored responses' `input_items.list` (paginated) and `delete`, and a
-# Codex-shaped request (namespace and web_search tools). Usage: responses.py SCENARIO, with SWITCHYARD_BASE_URL (http://HOST:PORT/v1),
+# `max_output_tokens`, the stored responses' `input_items.list` (paginated) and `delete`, a
+# Codex-shaped request (namespace and web_search tools), and background responses (a stream cut
+# and read again with `retrieve(stream=True, starting_after=n)`, polling, `cancel`). Usage: responses.py SCENARIO, with SWITCHYARD_BASE_URL (http://HOST:PORT/v1),
 # SWITCHYARD_API_KEY and the models SWITCHYARD_MODEL (plain answer), SWITCHYARD_REASONING_MODEL
 # (thinks first) and SWITCHYARD_TOOLS_MODEL (calls a function) set; SWITCHYARD_EXPECT_TEXT and
 # SWITCHYARD_EXPECT_REASONING, when set, are the exact texts the mock produces.
@@ -292,9 +293,68 @@ def codex_tools():
     return {"name": call["name"], "namespace": call["namespace"], "call_id": call["call_id"]}
 
 
+SLOW_MODEL = os.environ.get("SWITCHYARD_SLOW_MODEL", "m-slow")
+LONG_MODEL = os.environ.get("SWITCHYARD_LONG_MODEL", "m-long")
+EXPECT_SLOW_TEXT = os.environ.get("SWITCHYARD_EXPECT_SLOW_TEXT")
+
+
+def background():
+    # A background response streamed; the connection dropped after a few events; the rest read
+    # with retrieve(stream=True, starting_after=n): exactly the remaining events.
+    c = client()
+    stream = c.responses.create(model=SLOW_MODEL, input="Write a short poem.", stream=True, background=True)
+    seen = []
+    for event in stream:
+        seen.append(event)
+        if len(seen) >= 4:
+            break
+    stream.close()
+    rid = seen[0].response.id
+    check(seen[0].response.background is True, "the response does not say it is in the background")
+    last = seen[-1].sequence_number
+    rest = list(c.responses.retrieve(rid, stream=True, starting_after=last))
+    seqs = [e.sequence_number for e in seen + rest]
+    check(seqs == list(range(len(seqs))), f"sequence numbers are {seqs}")
+    text = "".join(e.delta for e in seen + rest if e.type == "response.output_text.delta")
+    check(text, "no output text was received")
+    if EXPECT_SLOW_TEXT is not None:
+        check(text == EXPECT_SLOW_TEXT, f"output text {text!r} != expected {EXPECT_SLOW_TEXT!r}")
+    check(rest[-1].type == "response.completed", f"the last event is {rest[-1].type}")
+    polled = c.responses.retrieve(rid)
+    check(polled.status == "completed", f"status after the end is {polled.status}")
+    check(polled.output_text == text, "the stored response lacks the text")
+    return {"id": rid, "events": len(seqs), "resumed_after": last, "text": text}
+
+
+def background_cancel():
+    # A background response created without streaming, polled while it runs, then cancelled.
+    c = client()
+    created = c.responses.create(model=LONG_MODEL, input="Write a long poem.", background=True)
+    check(created.status in ("queued", "in_progress"), f"created as {created.status}")
+    polled = c.responses.retrieve(created.id)
+    check(polled.status in ("queued", "in_progress"), f"polled as {polled.status}")
+    cancelled = c.responses.cancel(created.id)
+    check(cancelled.status == "cancelled", f"cancelled as {cancelled.status}")
+    after = c.responses.retrieve(created.id)
+    check(after.status == "cancelled", f"after the cancel it is {after.status}")
+    return {"id": created.id, "status": after.status}
+
+
 SCENARIOS = {
     f.__name__: f
-    for f in [create_stream, stream_helper, function_call, reasoning, chain, incomplete, input_items, delete, codex_tools]
+    for f in [
+        create_stream,
+        stream_helper,
+        function_call,
+        reasoning,
+        chain,
+        incomplete,
+        input_items,
+        delete,
+        codex_tools,
+        background,
+        background_cancel,
+    ]
 }
 
 

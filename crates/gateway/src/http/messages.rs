@@ -25,13 +25,22 @@ pub async fn create(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bo
             Ok(c) => c,
             Err(e) => return Err(super::refuse_unread(body, e)),
         };
+        let owner = caller.id.clone();
         let body = read_body(&gw, &headers, body).await?;
-        messages::create(&gw, caller, ids, body)
+        let reply = messages::create(&gw, caller, ids, body)
             .await
-            .map_err(ApiError::from)
+            .map_err(ApiError::from)?;
+        Ok(super::streams::resumable(
+            &gw,
+            &headers,
+            &owner,
+            &request_id,
+            reply,
+        ))
     }
     .await;
-    let resp = super::reply(&gw, &headers, &request_id, result);
+    let mut resp = super::reply(&gw, &headers, &request_id, result);
+    super::streams::name_resume(&mut resp, &headers, &request_id);
     anthropic_shaped(resp).await
 }
 

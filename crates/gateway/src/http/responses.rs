@@ -1,7 +1,9 @@
 //! The Responses API handlers: `POST /responses` (a Response object, or a stream of Responses
 //! events with the same SSE headers as chat), `GET /responses/{id}` (a stored Response, for the
-//! key that created it only), `DELETE /responses/{id}` and `GET /responses/{id}/input_items`
-//! (the same key only). The work is in `relay::responses`; this maps its errors to statuses.
+//! key that created it only; with `?stream=true&starting_after=N` a background response's
+//! events), `POST /responses/{id}/cancel`, `DELETE /responses/{id}` and
+//! `GET /responses/{id}/input_items` (the same key only). The work is in `relay::responses`;
+//! this maps its errors to statuses.
 
 use std::sync::Arc;
 
@@ -64,8 +66,51 @@ pub async fn create(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bo
     super::reply(&gw, &headers, &request_id, result)
 }
 
-/// `GET /responses/{id}`.
+/// `GET /responses/{id}`; with `?stream=true`, a background response's events after
+/// `starting_after` (its `sequence_number`), then the live ones.
 pub async fn retrieve(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Response {
+    let result = async {
+        let caller = caller(&gw, &headers).await?;
+        let id = super::path_id(id)?;
+        let query = query.map(|Query(q)| q).unwrap_or_default();
+        if query.get("stream").is_some_and(|s| s == "true") {
+            let after = match query.get("starting_after").map(|s| s.trim()) {
+                None | Some("") => None,
+                Some(n) => Some(n.parse::<u64>().map_err(|_| ApiError {
+                    param: Some("starting_after".into()),
+                    ..ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request_error",
+                        "invalid_value",
+                        "'starting_after' must be the sequence_number of an event.",
+                    )
+                })?),
+            };
+            return match responses::events(&gw, &caller, &id, after)? {
+                Ok(events) => Ok(events),
+                Err(responses::EventsGone) => Err(super::streams::gone(&id)),
+            };
+        }
+        responses::retrieve(&gw, &caller, &id)
+            .await
+            .map(responses::Retrieved::Object)
+            .map_err(ApiError::from)
+    }
+    .await;
+    match result {
+        Ok(responses::Retrieved::Object(response)) => axum::Json::<Value>(response).into_response(),
+        Ok(responses::Retrieved::Events(events)) => super::sse_response(events, false),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /responses/{id}/cancel`: stops a background response that is still running.
+pub async fn cancel(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
@@ -73,7 +118,7 @@ pub async fn retrieve(
     let result = async {
         let caller = caller(&gw, &headers).await?;
         let id = super::path_id(id)?;
-        responses::retrieve(&gw, &caller, &id)
+        responses::cancel(&gw, &caller, &id)
             .await
             .map_err(ApiError::from)
     }

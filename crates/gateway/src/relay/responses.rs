@@ -9,6 +9,13 @@
 //! A response is stored (unless `store: false`) before the client can see that it finished, so a
 //! follow-up request that chains on it never races the store. Stored responses belong to the key
 //! that created them: for any other key they do not exist.
+//!
+//! A background response (`background: true`) is generated detached from the request
+//! (`relay::replay`, keyed by its `resp_…` id): the request returns it `in_progress` (or streams
+//! it), `GET /responses/{id}` reports it while it runs and the stored one once it ended,
+//! `?stream=true&starting_after=N` replays its events after `sequence_number` N and follows the
+//! live ones, and `POST /responses/{id}/cancel` stops its upstream, settles it and stores it
+//! `cancelled`. It is billed once, as any stream, whoever reads it.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,6 +31,7 @@ use crate::ledger::LedgerError;
 use crate::relay::attempts::unix_now;
 use crate::relay::client_encoder::responses::{Keeper, ResponsesOut};
 use crate::relay::client_encoder::Encoder;
+use crate::relay::replay::{Background, Ending, Numbering};
 use crate::relay::{admission, ChatReply, RelayError, RequestIds};
 
 /// Why a Responses request could not be served.
@@ -88,6 +96,18 @@ pub async fn create(
         None => false,
     };
     admission::model_for(gw, &caller, &plan.model)?;
+    let background = raw.get("background").and_then(Value::as_bool) == Some(true);
+    if background && gw.config.responses.retention.is_zero() {
+        return Err(bad_request(
+            "background",
+            "Background responses need the response store, which this gateway keeps off ([responses] retention_days = 0).",
+        ));
+    }
+    let client_streams = raw.get("stream").and_then(Value::as_bool) == Some(true);
+    if background {
+        // Generated as a stream whatever the client asked: its events are what is replayed.
+        plan.body["stream"] = Value::Bool(true);
+    }
     let chat_body = serde_json::to_vec(&plan.body).unwrap_or_default();
     let mut req = ChatRequest::parse(&chat_body).map_err(RelayError::BadRequest)?;
     let input_items = if plan.store {
@@ -101,13 +121,14 @@ pub async fn create(
         dropped,
         native_only,
     });
-    let ctx = ResponseContext::new(
+    let mut ctx = ResponseContext::new(
         new_id("resp_", 32),
         plan.model.clone(),
         unix_now(),
         plan.echo.clone(),
     );
-    let keeper = Keeper {
+    ctx.background = background;
+    let keeper = Arc::new(Keeper {
         ledger: gw.ledger.clone(),
         key_id: caller.id.clone(),
         model: plan.model.clone(),
@@ -115,10 +136,103 @@ pub async fn create(
         input_items,
         // `[responses] retention_days = 0`: nothing is stored.
         store: plan.store && !gw.config.responses.retention.is_zero(),
-    };
+    });
     req.session = ids.session.clone();
-    let encoder = Encoder::Responses(Box::new(ResponsesOut::new(ctx, keeper)));
-    Ok(crate::relay::chat_parsed(gw, caller, ids, Arc::new(req), started, encoder).await?)
+    let encoder = Encoder::Responses(Box::new(ResponsesOut::new(ctx.clone(), keeper.clone())));
+    let owner = caller.id.clone();
+    let reply = crate::relay::chat_parsed(gw, caller, ids, Arc::new(req), started, encoder).await?;
+    if !background {
+        return Ok(reply);
+    }
+    let (body, served) = match reply {
+        ChatReply::Stream { body, served } => (body, Some(served)),
+        ChatReply::Committed { body, .. } => (body, None),
+        json @ ChatReply::Json { .. } => return Ok(json),
+    };
+    // What `GET` reports while it runs, and what a cancel stores.
+    let snapshot = switchyard_wire::responses::StreamBuilder::new(ctx.clone()).response();
+    let replays = gw.replays();
+    let r = replays.start(
+        &ctx.id,
+        &owner,
+        Numbering::SequenceNumbers,
+        None,
+        Some(Background {
+            snapshot: snapshot.clone(),
+            keeper,
+        }),
+        body,
+    );
+    let served = served.unwrap_or(crate::relay::Served {
+        provider: String::new(),
+        attempts: 0,
+        rate: None,
+        dropped: Vec::new(),
+    });
+    if client_streams {
+        let reader = replays
+            .read(&r, None)
+            .map_err(|_| ResponsesError::NotFound(ctx.id.clone()))?;
+        return Ok(ChatReply::Stream {
+            body: Box::new(reader),
+            served,
+        });
+    }
+    Ok(ChatReply::Json {
+        body: serde_json::to_vec(&snapshot).unwrap_or_default(),
+        served,
+    })
+}
+
+/// What `GET /responses/{id}` answers.
+pub enum Retrieved {
+    /// The Response object.
+    Object(Value),
+    /// Its events after `starting_after`, live.
+    Events(Box<dyn futures_util::Stream<Item = Bytes> + Send + Unpin>),
+}
+
+/// Why a background response's events cannot be replayed: they are no longer kept.
+#[derive(Debug)]
+pub struct EventsGone;
+
+/// Serves `GET /responses/{id}` with `stream=true`: the events of the key's background response
+/// after `sequence_number` `starting_after` (all without it), then the live ones.
+pub fn events(
+    gw: &Gateway,
+    caller: &Caller,
+    id: &str,
+    starting_after: Option<u64>,
+) -> Result<Result<Retrieved, EventsGone>, ResponsesError> {
+    let replays = gw.replays();
+    let Some(r) = replays.get(id, &caller.id) else {
+        return Err(ResponsesError::NotFound(id.to_owned()));
+    };
+    Ok(match replays.read(&r, starting_after) {
+        Ok(reader) => Ok(Retrieved::Events(Box::new(reader))),
+        Err(_) => Err(EventsGone),
+    })
+}
+
+/// Serves `POST /responses/{id}/cancel`: stops a background response of the key that is still
+/// running (its upstream is cancelled and it is settled for what was generated) and stores it
+/// `cancelled`; a response that already ended is answered as it is.
+pub async fn cancel(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, ResponsesError> {
+    let Some(r) = gw.replays().get(id, &caller.id) else {
+        // Not running here: a stored one is answered as it stands.
+        return retrieve(gw, caller, id).await;
+    };
+    let running = r.ending() == Ending::Running;
+    r.cancel().await;
+    match &r.background {
+        Some(b) if running && r.ending() == Ending::Cancelled => {
+            let mut cancelled = b.snapshot.clone();
+            cancelled["status"] = Value::from("cancelled");
+            b.keeper.keep(&cancelled).await;
+            Ok(cancelled)
+        }
+        _ => retrieve(gw, caller, id).await,
+    }
 }
 
 /// The oldest a stored response may be and still be served (epoch ms): the retention.
@@ -143,8 +257,14 @@ fn serves_natively(gw: &Gateway, raw: &Value) -> bool {
     })
 }
 
-/// Serves `GET /responses/{id}`: the stored Response, for the key that created it only.
+/// Serves `GET /responses/{id}`: the stored Response, for the key that created it only; a
+/// background response still running, as it started (`in_progress`).
 pub async fn retrieve(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, ResponsesError> {
+    if let Some(r) = gw.replays().get(id, &caller.id) {
+        if let (Ending::Running, Some(b)) = (r.ending(), &r.background) {
+            return Ok(b.snapshot.clone());
+        }
+    }
     match gw
         .ledger
         .stored_response(id, &caller.id, kept_since(gw))

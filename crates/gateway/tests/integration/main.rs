@@ -47,6 +47,7 @@ mod responses;
 mod responses_native;
 mod responses_sdk;
 mod responses_store;
+mod resumable;
 mod scenarios;
 mod schema_fuzz;
 mod sdk;

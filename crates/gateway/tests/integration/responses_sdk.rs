@@ -22,6 +22,9 @@ async fn run(lang: Lang, scenario: &str, d: Dialect, gw: &TestGateway) -> Option
         .env("SWITCHYARD_MODEL", d.model(""))
         .env("SWITCHYARD_REASONING_MODEL", d.model("think"))
         .env("SWITCHYARD_TOOLS_MODEL", d.model("tools"))
+        .env("SWITCHYARD_SLOW_MODEL", d.model("slow"))
+        .env("SWITCHYARD_LONG_MODEL", d.model("long"))
+        .env("SWITCHYARD_EXPECT_SLOW_TEXT", CONTENT_WORDS[..4].concat())
         .env("SWITCHYARD_EXPECT_TEXT", CONTENT_WORDS.concat())
         .env("SWITCHYARD_EXPECT_REASONING", REASONING_WORDS[..6].concat());
     run_script(cmd, &format!("{lang:?} {scenario} on {d:?}"), scenario).await
@@ -72,6 +75,58 @@ sdk_scenarios! {
     max_output_tokens_incomplete: "incomplete";
     stored_input_items: "input_items";
     stored_delete: "delete";
+}
+
+/// Background responses with the official SDKs: a stream dropped after four events and read again
+/// with `retrieve(stream=True, starting_after=n)` (exactly the remaining events, the whole text),
+/// polled, billed once; one created without streaming, polled while it runs and cancelled,
+/// settled once as `cancelled`.
+async fn background(lang: Lang, d: Dialect) {
+    let (gw, _mock) = start("").await;
+    let Some(facts) = run(lang, "background", d, &gw).await else {
+        return;
+    };
+    assert_eq!(facts["text"], CONTENT_WORDS[..4].concat(), "{facts}");
+    let (entries, _) = crate::harness::books(&gw.gw.ledger, &gw.key_id).await;
+    assert_eq!(entries.len(), 1, "billed once");
+    let Some(facts) = run(lang, "background_cancel", d, &gw).await else {
+        return;
+    };
+    assert_eq!(facts["status"], "cancelled", "{facts}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let entries = loop {
+        let (entries, _) = crate::harness::books(&gw.gw.ledger, &gw.key_id).await;
+        if entries.len() > 1 || std::time::Instant::now() > deadline {
+            break entries;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(entries.len(), 2, "the cancelled one settled once");
+    assert!(entries.values().any(|e| e.end_reason == "cancelled"));
+}
+
+mod background {
+    use super::{background, Dialect, Lang};
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn python_openai() {
+        background(Lang::Python, Dialect::OpenAi).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn python_anthropic() {
+        background(Lang::Python, Dialect::Anthropic).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn node_openai() {
+        background(Lang::Node, Dialect::OpenAi).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn node_anthropic() {
+        background(Lang::Node, Dialect::Anthropic).await;
+    }
 }
 
 /// A Codex-shaped request (a namespace tool, the hosted web_search, developer messages,

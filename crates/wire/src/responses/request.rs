@@ -255,10 +255,12 @@ pub fn request_to_chat(req: &Value, history: &[Value]) -> Result<ChatPlan, Reque
             }
         }
     }
-    if opt_bool(obj, "background")? == Some(true) {
+    // `background` is the gateway's to serve (`relay::replay`); it only has to be a boolean,
+    // and a background response must be stored.
+    if opt_bool(obj, "background")? == Some(true) && opt_bool(obj, "store")? == Some(false) {
         return Err(RequestError::new(
             "background",
-            "Background responses are not supported by this gateway.",
+            "A background response must be stored: send 'store': true (the default) with 'background': true.",
         ));
     }
     let mut needs_native = None;

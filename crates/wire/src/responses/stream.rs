@@ -206,6 +206,8 @@ pub struct ResponseContext {
     /// `status: "completed"`); see also [`StreamBuilder::set_completed_at`].
     pub completed_at: Option<u64>,
     pub echo: RequestEcho,
+    /// `background: true`: generated detached from the request (reported on the object).
+    pub background: bool,
 }
 
 impl ResponseContext {
@@ -221,6 +223,7 @@ impl ResponseContext {
             created_at,
             completed_at: None,
             echo,
+            background: false,
         }
     }
 }
@@ -852,7 +855,7 @@ impl StreamBuilder {
             object: "response",
             created_at: self.ctx.created_at,
             status: self.status,
-            background: false,
+            background: self.ctx.background,
             completed_at: match (self.status, self.ctx.completed_at) {
                 ("completed", Some(t)) => Some(t),
                 _ => None,

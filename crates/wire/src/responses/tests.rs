@@ -709,7 +709,7 @@ fn missing_model_or_input_is_a_request_error() {
         "max_output_tokens"
     );
     assert_eq!(
-        err(json!({"model": "m", "input": "x", "background": true})).param,
+        err(json!({"model": "m", "input": "x", "background": true, "store": false})).param,
         "background"
     );
     let e = err(

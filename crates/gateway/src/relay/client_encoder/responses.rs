@@ -73,11 +73,11 @@ impl std::fmt::Debug for ResponsesOut {
 }
 
 impl ResponsesOut {
-    pub fn new(ctx: ResponseContext, keeper: Keeper) -> ResponsesOut {
+    pub fn new(ctx: ResponseContext, keeper: Arc<Keeper>) -> ResponsesOut {
         ResponsesOut {
             builder: StreamBuilder::new(ctx.clone()),
             ctx,
-            keeper: Arc::new(keeper),
+            keeper,
             events: Vec::with_capacity(8),
             encoded: Vec::with_capacity(1024),
         }

@@ -1,0 +1,325 @@
+//! Streams that survive the network (`relay::replay`): a resumable chat stream cut by its client
+//! and resumed with `Last-Event-ID`, with no event lost or repeated; one whose client never comes
+//! back, cancelled after the grace and billed for what was generated; the replay bounds (410);
+//! and background Responses read after a cut with `starting_after`, polled and cancelled.
+
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+use crate::harness::{self, start_with_mock, user, TestGateway};
+
+const WORDS: &str = " the quick brown fox jumps over lazy dog and runs away again";
+
+/// A model whose 12 words come 60 ms apart, and one that streams for minutes.
+const MODELS: &str = r#"
+[models.paced]
+routes = ["mock/m@tokens=12,gap_ms=60"]
+input_price = "2.50"
+output_price = "10.00"
+
+[models.endless]
+routes = ["mock/m@tokens=5000,gap_ms=20"]
+input_price = "2.50"
+output_price = "10.00"
+"#;
+
+fn resumable(gw: &TestGateway, model: &str) -> reqwest::RequestBuilder {
+    gw.chat(json!({"model": model, "stream": true, "messages": user("hi")}))
+        .header("x-switchyard-resumable", "true")
+}
+
+/// Reads `resp` until `enough` says so (or to its end); returns what was read.
+async fn read_until(resp: reqwest::Response, enough: impl Fn(&str) -> bool) -> String {
+    let mut frames = resp.bytes_stream();
+    let mut text = String::new();
+    while let Some(Ok(frame)) = frames.next().await {
+        text.push_str(std::str::from_utf8(&frame).unwrap());
+        if enough(&text) {
+            break;
+        }
+    }
+    text
+}
+
+/// The `(id, data)` of every event of an SSE text with ids.
+fn events(text: &str) -> Vec<(u64, String)> {
+    text.split("\n\n")
+        .filter(|b| !b.is_empty())
+        .map(|block| {
+            let id = block
+                .lines()
+                .find_map(|l| l.strip_prefix("id: "))
+                .unwrap_or_else(|| panic!("an event without an id: {block:?}"))
+                .parse()
+                .unwrap();
+            let data = block
+                .lines()
+                .filter(|l| !l.starts_with("id: "))
+                .collect::<Vec<_>>()
+                .join("\n");
+            (id, data)
+        })
+        .collect()
+}
+
+fn content(events: &[(u64, String)]) -> String {
+    events
+        .iter()
+        .filter_map(|(_, d)| d.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumable_stream_cut_and_resumed_loses_and_repeats_nothing_and_is_billed_once() {
+    let (gw, _mock) = start_with_mock(MODELS).await;
+    let resp = resumable(&gw, "paced").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = harness::request_id(&resp);
+    assert_eq!(
+        resp.headers()["x-switchyard-resume"],
+        format!("/v1/streams/{id}").as_str()
+    );
+    // Cut after the third event, as a dropped connection would.
+    let first = read_until(resp, |t| t.matches("\n\n").count() >= 3).await;
+    let first = events(&first[..first.rfind("\n\n").unwrap() + 2]);
+    let last = first.last().unwrap().0;
+    // Resumed with Last-Event-ID: the rest, live, to the end.
+    let resp = harness::client()
+        .get(gw.url(&format!("/v1/streams/{id}")))
+        .bearer_auth(&gw.key)
+        .header("last-event-id", last.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let rest = events(&resp.text().await.unwrap());
+    let ids: Vec<u64> = first.iter().chain(&rest).map(|(i, _)| *i).collect();
+    assert_eq!(
+        ids,
+        (0..ids.len() as u64).collect::<Vec<_>>(),
+        "no event lost or repeated"
+    );
+    let whole: Vec<_> = first.iter().chain(&rest).cloned().collect();
+    assert_eq!(content(&whole), WORDS);
+    assert!(rest.iter().any(|(_, d)| d == "data: [DONE]"));
+    // `?after=` reads the same; another key does not see it.
+    let again = harness::client()
+        .get(gw.url(&format!("/v1/streams/{id}?after={last}")))
+        .bearer_auth(&gw.key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(events(&again), rest);
+    let (_, other) = switchyard::auth::create_key(
+        &gw.gw.ledger,
+        &switchyard::ledger::NewKey {
+            name: "other".into(),
+            credits: switchyard::ledger::Nanos(1_000_000_000),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let resp = harness::client()
+        .get(gw.url(&format!("/v1/streams/{id}")))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    // Billed once, for the whole answer, whoever read it and however often.
+    let entry = gw
+        .gw
+        .ledger
+        .wait_for_entry(&id, std::time::Duration::from_secs(10))
+        .await
+        .unwrap()
+        .expect("settled");
+    assert_eq!(entry.end_reason, "stop");
+    assert_eq!(entry.completion_tokens, 12);
+    let (entries, _) = harness::books(&gw.gw.ledger, &gw.key_id).await;
+    assert_eq!(entries.len(), 1);
+}
+
+/// A resumable stream whose client never comes back is cancelled once the grace has passed and
+/// billed for what was generated; a stream that did not ask to be resumable is unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumable_stream_left_past_its_grace_is_cancelled_and_billed_for_what_was_generated() {
+    let (gw, mock) =
+        start_with_mock(&format!("{MODELS}\n[streams]\nresume_grace_ms = 300\n")).await;
+    let resp = resumable(&gw, "endless").send().await.unwrap();
+    let id = harness::request_id(&resp);
+    read_until(resp, |t| t.matches("\n\n").count() >= 3).await;
+    let entry = gw
+        .gw
+        .ledger
+        .wait_for_entry(&id, std::time::Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("settled once the grace ran out");
+    assert_eq!(entry.end_reason, "cancelled", "{entry:?}");
+    assert!(
+        entry.completion_tokens > 2 && entry.completion_tokens < 5000,
+        "{entry:?}"
+    );
+    let upstream = mock.wait_stream_end(0).await;
+    assert!(upstream.client_disconnected, "the upstream was let go");
+}
+
+/// Past its replay bound a stream keeps only its newest events: asking for older ones is a 410.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_past_the_replay_bound_are_gone_with_a_410() {
+    let (gw, _mock) = start_with_mock(&format!(
+        "{MODELS}\n[streams]\nreplay_max_stream_bytes = 1200\n"
+    ))
+    .await;
+    let resp = resumable(&gw, "paced").send().await.unwrap();
+    let id = harness::request_id(&resp);
+    let whole = resp.text().await.unwrap();
+    assert!(whole.len() > 1200, "the stream outgrew its bound");
+    let resp = harness::client()
+        .get(gw.url(&format!("/v1/streams/{id}?after=0")))
+        .bearer_auth(&gw.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 410);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "events_expired", "{v}");
+    let metrics = harness::get_text(gw.url("/metrics")).await;
+    assert!(
+        metrics.contains("switchyard_replay_evicted_bytes_total"),
+        "{metrics}"
+    );
+}
+
+/// The events of a Responses stream: `(sequence_number, type, data)`.
+fn responses_events(text: &str) -> Vec<(u64, String, Value)> {
+    text.split("\n\n")
+        .filter_map(|b| b.lines().find_map(|l| l.strip_prefix("data: ")))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .map(|v| {
+            (
+                v["sequence_number"].as_u64().unwrap(),
+                v["type"].as_str().unwrap().to_owned(),
+                v,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_background_response_is_read_after_a_cut_polled_and_billed_once() {
+    let (gw, _mock) = start_with_mock(MODELS).await;
+    let resp = harness::client()
+        .post(gw.url("/v1/responses"))
+        .bearer_auth(&gw.key)
+        .json(&json!({"model": "paced", "input": "hi", "background": true, "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let first = read_until(resp, |t| t.matches("\n\n").count() >= 5).await;
+    let first = responses_events(&first[..first.rfind("\n\n").unwrap() + 2]);
+    let id = first[0].2["response"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(first[0].2["response"]["background"], true);
+    let last = first.last().unwrap().0;
+    let rest = harness::client()
+        .get(gw.url(&format!(
+            "/v1/responses/{id}?stream=true&starting_after={last}"
+        )))
+        .bearer_auth(&gw.key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let rest = responses_events(&rest);
+    let seqs: Vec<u64> = first.iter().chain(&rest).map(|e| e.0).collect();
+    assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
+    let text: String = first
+        .iter()
+        .chain(&rest)
+        .filter(|e| e.1 == "response.output_text.delta")
+        .map(|e| e.2["delta"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(text, WORDS);
+    assert_eq!(rest.last().unwrap().1, "response.completed");
+    let polled: Value = harness::client()
+        .get(gw.url(&format!("/v1/responses/{id}")))
+        .bearer_auth(&gw.key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(polled["status"], "completed", "{polled}");
+    let (entries, _) = harness::books(&gw.gw.ledger, &gw.key_id).await;
+    assert_eq!(entries.len(), 1, "billed once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_background_response_is_polled_while_it_runs_and_cancelled() {
+    let (gw, mock) = start_with_mock(MODELS).await;
+    let created: Value = harness::client()
+        .post(gw.url("/v1/responses"))
+        .bearer_auth(&gw.key)
+        .json(&json!({"model": "endless", "input": "hi", "background": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(created["status"], "in_progress", "{created}");
+    assert_eq!(created["background"], true, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let get = || async {
+        harness::client()
+            .get(gw.url(&format!("/v1/responses/{id}")))
+            .bearer_auth(&gw.key)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    assert_eq!(get().await["status"], "in_progress");
+    let cancelled: Value = harness::client()
+        .post(gw.url(&format!("/v1/responses/{id}/cancel")))
+        .bearer_auth(&gw.key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    assert_eq!(get().await["status"], "cancelled");
+    let upstream = mock.wait_stream_end(0).await;
+    assert!(upstream.client_disconnected, "the upstream was stopped");
+    // The stopped stream is settled off the request path: wait for its entry.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let entries = loop {
+        let (entries, _) = harness::books(&gw.gw.ledger, &gw.key_id).await;
+        if !entries.is_empty() || std::time::Instant::now() > deadline {
+            break entries;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(entries.len(), 1, "settled once");
+    assert_eq!(entries.values().next().unwrap().end_reason, "cancelled");
+}
