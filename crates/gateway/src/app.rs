@@ -214,6 +214,7 @@ impl Gateway {
             None => None,
         };
         let streams = config.streams;
+        let replay_mirror = limits.clone();
         let gw = Gateway {
             generation: 1,
             events,
@@ -231,7 +232,10 @@ impl Gateway {
                 demo,
                 _changes: changes,
                 admin_guard: Default::default(),
-                replays: Arc::new(crate::relay::replay::Replays::new(streams)),
+                replays: Arc::new(crate::relay::replay::Replays::new(
+                    streams,
+                    Some(replay_mirror),
+                )),
             }),
         };
         Ok((Arc::new(gw), first_key, problems))

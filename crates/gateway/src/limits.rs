@@ -185,6 +185,21 @@ pub struct Limits {
     inner: Arc<Inner>,
 }
 
+/// A connection that reads shared streams (`Limits::stream_reader`).
+pub struct StreamReader(redis_store::Connection);
+
+impl StreamReader {
+    /// The entries of `key` after the entry id `after`, waiting up to `block` for one.
+    pub async fn read(
+        &mut self,
+        key: &str,
+        after: &str,
+        block: std::time::Duration,
+    ) -> Option<Vec<(String, std::collections::HashMap<String, Vec<u8>>)>> {
+        redis_store::RedisLimits::stream_read(&mut self.0, key, after, block).await
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     memory: Memory,
@@ -206,6 +221,32 @@ impl Limits {
     /// answer): the routing affinity of conversations.
     pub async fn shared_get(&self, key: &str) -> Option<String> {
         self.inner.redis.as_ref()?.get(key).await
+    }
+
+    /// Whether a Redis is configured (streams are mirrored there).
+    pub fn has_redis(&self) -> bool {
+        self.inner.redis.is_some()
+    }
+
+    /// Appends entries to the shared stream `key` (see `redis_store::stream_append`); nothing
+    /// without Redis.
+    pub async fn stream_append(
+        &self,
+        key: &str,
+        entries: &[Vec<(&'static str, Vec<u8>)>],
+        max_len: usize,
+        meta: Option<(&str, &str)>,
+        ttl: std::time::Duration,
+    ) {
+        if let Some(r) = &self.inner.redis {
+            r.stream_append(key, entries, max_len, meta, ttl).await;
+        }
+    }
+
+    /// A reader of shared streams on a connection of its own; `None` without Redis or when it
+    /// cannot be reached.
+    pub async fn stream_reader(&self) -> Option<StreamReader> {
+        Some(StreamReader(self.inner.redis.as_ref()?.dedicated().await?))
     }
 
     /// Sets a shared value expiring after `ttl`, in the background; nothing without Redis.

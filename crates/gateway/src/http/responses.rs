@@ -91,7 +91,7 @@ pub async fn retrieve(
                     )
                 })?),
             };
-            return match responses::events(&gw, &caller, &id, after)? {
+            return match responses::events(&gw, &caller, &id, after).await? {
                 Ok(events) => Ok(events),
                 Err(responses::EventsGone) => Err(super::streams::gone(&id)),
             };

@@ -108,8 +108,16 @@ pub async fn resume(
             })?),
         };
         let replays = gw.replays();
-        let r = replays.get(&id, &caller.id).ok_or_else(|| not_found(&id))?;
-        match replays.read(&r, after) {
+        let read: Result<Box<dyn futures_util::Stream<Item = _> + Send + Unpin>, ReadError> =
+            match replays.get(&id, &caller.id) {
+                Some(r) => replays.read(&r, after).map(|s| Box::new(s) as _),
+                // Not here: another instance's, through Redis.
+                None => replays
+                    .remote(&id, &caller.id, after)
+                    .await
+                    .map(|s| Box::new(s) as _),
+            };
+        match read {
             Ok(reader) => Ok(reader),
             Err(ReadError::Gone) => Err(gone(&id)),
             Err(ReadError::NotFound) => Err(not_found(&id)),
@@ -117,7 +125,7 @@ pub async fn resume(
     }
     .await;
     match result {
-        Ok(reader) => super::sse_response(Box::new(reader), false),
+        Ok(reader) => super::sse_response(reader, false),
         Err(e) => e.into_response(),
     }
 }

@@ -7,6 +7,11 @@
 //! full again; a slot's lease is renewed every `RENEW_EVERY` by the instance holding it, so the
 //! slots of a crashed instance come back after `LEASE`.
 //!
+//! Streams that outlive their connection are mirrored here too (`relay::replay`): each block an
+//! entry of the Redis stream `switchyard:replay:{id}` (`XADD … MAXLEN ~`), the last an `end`
+//! entry, with a TTL, so a reconnect that lands on another instance reads them there; that
+//! reader blocks (`XREAD BLOCK`) on a connection of its own, never the shared one.
+//!
 //! Connecting is shared: concurrent admissions wait for the one connection attempt in progress
 //! instead of being admitted without a check. When Redis cannot answer, `reserve` returns `None`
 //! (the caller applies `redis_failure`), a new connection is tried at most once a second, and a
@@ -22,6 +27,9 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, Script};
 
 use super::{Costs, Decision, LimitsError, WINDOW_US};
+
+/// A Redis connection (for `limits::StreamReader`).
+pub type Connection = MultiplexedConnection;
 
 /// How long a connection attempt or a command may take before Redis counts as unreachable.
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
@@ -231,6 +239,87 @@ impl RedisLimits {
         if let Err(e) = reply {
             self.failed(&e);
         }
+    }
+
+    /// Appends `entries` (each a list of field/value pairs) to the stream `key`, trimmed to about
+    /// `max_len` entries, and sets `key` and `meta_key` (= `meta`) to expire after `ttl`; best effort.
+    pub async fn stream_append(
+        &self,
+        key: &str,
+        entries: &[Vec<(&'static str, Vec<u8>)>],
+        max_len: usize,
+        meta: Option<(&str, &str)>,
+        ttl: Duration,
+    ) {
+        let Some(mut conn) = self.connection().await else {
+            return;
+        };
+        let mut pipe = redis::pipe();
+        if let Some((meta_key, value)) = meta {
+            pipe.cmd("SET")
+                .arg(meta_key)
+                .arg(value)
+                .arg("PX")
+                .arg(ttl.as_millis() as u64)
+                .ignore();
+        }
+        for fields in entries {
+            let cmd = pipe
+                .cmd("XADD")
+                .arg(key)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(max_len)
+                .arg("*");
+            for (name, value) in fields {
+                cmd.arg(*name).arg(value.as_slice());
+            }
+            cmd.ignore();
+        }
+        pipe.cmd("PEXPIRE")
+            .arg(key)
+            .arg(ttl.as_millis() as u64)
+            .ignore();
+        let reply: Result<(), redis::RedisError> = pipe.query_async(&mut conn).await;
+        if let Err(e) = reply {
+            self.failed(&e);
+        }
+    }
+
+    /// A connection of its own, for a reader that blocks.
+    pub async fn dedicated(&self) -> Option<MultiplexedConnection> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            // A blocking read waits up to its own block time, then a little.
+            .set_response_timeout(Some(self.timeout + Duration::from_secs(5)));
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .ok()
+    }
+
+    /// The entries of the stream `key` after the entry id `after` (`0-0`: from the start), waiting
+    /// up to `block` for one; each is its id and fields. `None` when Redis cannot answer.
+    pub async fn stream_read(
+        conn: &mut MultiplexedConnection,
+        key: &str,
+        after: &str,
+        block: Duration,
+    ) -> Option<Vec<(String, HashMap<String, Vec<u8>>)>> {
+        let reply: Result<redis::Value, redis::RedisError> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(512)
+            .arg("BLOCK")
+            .arg(block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(key)
+            .arg(after)
+            .query_async(conn)
+            .await;
+        let value = reply.ok()?;
+        let streams: Option<Vec<(String, Vec<(String, HashMap<String, Vec<u8>>)>)>> =
+            redis::from_redis_value(value).ok();
+        Some(streams.unwrap_or_default().into_iter().flat_map(|(_, e)| e).collect())
     }
 
     /// Drops a broken connection (the next call reconnects) and warns when Redis starts failing,

@@ -14,6 +14,11 @@
 //!
 //! Billing is the stream's own, once, whoever reads it and however often: readers only copy
 //! references to what was already written.
+//!
+//! With Redis configured, every stream's blocks are also appended, in order and off the chunk
+//! path (a task per stream), to a Redis stream (`Limits::stream_append`, trimmed, with a TTL), so
+//! a reconnect that lands on another instance is served from there (`Replays::remote`) while the
+//! instance that owns the upstream keeps writing. Only that instance can cancel it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -22,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::StreamsConfig as ReplayLimits;
@@ -87,6 +92,15 @@ pub struct Replay {
     grace: Option<Duration>,
     /// For a background Response: what it started as and who stores it.
     pub background: Option<Background>,
+    /// The blocks on their way to Redis, in order.
+    mirror: Option<mpsc::UnboundedSender<Mirrored>>,
+}
+
+/// What goes to the Redis copy of a stream.
+enum Mirrored {
+    /// Blocks with their index and, for Responses, their `sequence_number`.
+    Blocks(Vec<(u64, Option<u64>, Bytes)>),
+    End,
 }
 
 /// A background Response's own parts.
@@ -129,14 +143,17 @@ impl Replay {
 /// Every replayable stream of this process.
 pub struct Replays {
     limits: ReplayLimits,
+    /// Where streams are mirrored for other instances: the shared limits' Redis.
+    mirror: Option<crate::limits::Limits>,
     streams: Mutex<HashMap<String, Arc<Replay>>>,
     total: AtomicUsize,
 }
 
 impl Replays {
-    pub fn new(limits: ReplayLimits) -> Replays {
+    pub fn new(limits: ReplayLimits, mirror: Option<crate::limits::Limits>) -> Replays {
         Replays {
             limits,
+            mirror: mirror.filter(crate::limits::Limits::has_redis),
             streams: Mutex::new(HashMap::new()),
             total: AtomicUsize::new(0),
         }
@@ -162,6 +179,16 @@ impl Replays {
         mut body: Box<dyn Stream<Item = Bytes> + Send + Unpin>,
     ) -> Arc<Replay> {
         self.expire();
+        let mirror = self.mirror.as_ref().map(|limits| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let meta = Meta {
+                owner: owner.to_owned(),
+                numbering,
+                snapshot: background.as_ref().map(|b| b.snapshot.clone()),
+            };
+            tokio::spawn(mirror(limits.clone(), id.to_owned(), meta, rx, self.limits));
+            tx
+        });
         let replay = Arc::new(Replay {
             owner: owner.to_owned(),
             numbering,
@@ -179,6 +206,7 @@ impl Replays {
             stop: CancellationToken::new(),
             grace,
             background,
+            mirror,
         });
         self.streams().insert(id.to_owned(), replay.clone());
         crate::telemetry::record_replay_streams(self.streams().len());
@@ -206,6 +234,9 @@ impl Replays {
                 st.ending = ending;
                 st.finished_at = Some(Instant::now());
             }
+            if let Some(m) = &r.mirror {
+                let _ = m.send(Mirrored::End);
+            }
             r.changed.notify_waiters();
         });
         replay
@@ -215,6 +246,7 @@ impl Replays {
     fn push(&self, r: &Replay, chunk: Bytes) {
         let mut added = 0usize;
         let mut dropped = 0usize;
+        let mut mirrored = Vec::new();
         {
             let mut st = r.state();
             let mut rest = if st.partial.is_empty() {
@@ -235,6 +267,10 @@ impl Replays {
                     added -= block.len();
                     continue;
                 }
+                if r.mirror.is_some() {
+                    let index = st.first + st.blocks.len() as u64;
+                    mirrored.push((index, seq, block.clone()));
+                }
                 st.blocks.push_back(Block { bytes: block, seq });
             }
             if !rest.is_empty() {
@@ -254,6 +290,9 @@ impl Replays {
         let total = self.total.load(Ordering::Acquire);
         if dropped > 0 {
             crate::telemetry::record_replay_evicted(dropped);
+        }
+        if let (Some(m), false) = (&r.mirror, mirrored.is_empty()) {
+            let _ = m.send(Mirrored::Blocks(mirrored));
         }
         if total > self.limits.max_total_bytes {
             self.evict_finished(total - self.limits.max_total_bytes);
@@ -377,6 +416,192 @@ impl Replays {
     }
 }
 
+impl Replays {
+    /// A reader of the stream `id` of the key `owner` kept by another instance, from its Redis
+    /// copy: the blocks after `after` (as `read` counts them), then the live ones to its end.
+    pub async fn remote(
+        &self,
+        id: &str,
+        owner: &str,
+        after: Option<u64>,
+    ) -> Result<impl Stream<Item = Bytes> + Send + Unpin + 'static, ReadError> {
+        let limits = self.mirror.as_ref().ok_or(ReadError::NotFound)?;
+        let key = stream_key(id);
+        let meta = limits
+            .shared_get(&meta_key(id))
+            .await
+            .and_then(|m| Meta::parse(&m))
+            .filter(|m| m.owner == owner)
+            .ok_or(ReadError::NotFound)?;
+        let mut reader = limits.stream_reader().await.ok_or(ReadError::NotFound)?;
+        // The first entries say whether what was asked for is still there.
+        let first = reader
+            .read(&key, "0-0", Duration::from_millis(1))
+            .await
+            .ok_or(ReadError::NotFound)?;
+        let starts_at = |(_, f): &(String, HashMap<String, Vec<u8>>)| match meta.numbering {
+            Numbering::EventIds => field_u64(f, "i"),
+            Numbering::SequenceNumbers => field_u64(f, "s"),
+        };
+        let wanted = after.map_or(0, |n| n + 1);
+        if first.first().and_then(starts_at).is_some_and(|n| n > wanted) {
+            return Err(ReadError::Gone);
+        }
+        let state = RemoteRead {
+            reader,
+            key,
+            last_id: "0-0".to_owned(),
+            pending: first.into(),
+            numbering: meta.numbering,
+            after,
+            done: false,
+        };
+        Ok(Box::pin(futures_util::stream::unfold(state, |mut st| async move {
+            loop {
+                while let Some((id, fields)) = st.pending.pop_front() {
+                    st.last_id = id;
+                    if fields.contains_key("end") {
+                        st.done = true;
+                        st.pending.clear();
+                        break;
+                    }
+                    let (Some(i), Some(bytes)) = (field_u64(&fields, "i"), fields.get("b")) else {
+                        continue;
+                    };
+                    let n = match st.numbering {
+                        Numbering::EventIds => Some(i),
+                        Numbering::SequenceNumbers => field_u64(&fields, "s"),
+                    };
+                    if st.after.is_some_and(|a| n.is_none_or(|n| n <= a)) {
+                        continue;
+                    }
+                    let bytes = Bytes::copy_from_slice(bytes);
+                    let out = match st.numbering {
+                        Numbering::SequenceNumbers => bytes,
+                        Numbering::EventIds => with_id(i, &bytes),
+                    };
+                    return Some((out, st));
+                }
+                if st.done {
+                    return None;
+                }
+                let more = st
+                    .reader
+                    .read(&st.key, &st.last_id, Duration::from_secs(1))
+                    .await?;
+                st.pending.extend(more);
+            }
+        })))
+    }
+
+    /// The Response object a background Response kept by another instance started as.
+    pub async fn remote_snapshot(&self, id: &str, owner: &str) -> Option<serde_json::Value> {
+        let meta = self.mirror.as_ref()?.shared_get(&meta_key(id)).await?;
+        Meta::parse(&meta).filter(|m| m.owner == owner)?.snapshot
+    }
+}
+
+/// The state of a reader of another instance's stream.
+struct RemoteRead {
+    reader: crate::limits::StreamReader,
+    key: String,
+    last_id: String,
+    pending: VecDeque<(String, HashMap<String, Vec<u8>>)>,
+    numbering: Numbering,
+    after: Option<u64>,
+    done: bool,
+}
+
+/// What another instance needs to serve a stream: whose it is, how it is numbered, and a
+/// background Response's starting object.
+struct Meta {
+    owner: String,
+    numbering: Numbering,
+    snapshot: Option<serde_json::Value>,
+}
+
+impl Meta {
+    fn encode(&self) -> String {
+        let numbering = match self.numbering {
+            Numbering::EventIds => "ids",
+            Numbering::SequenceNumbers => "seq",
+        };
+        let snapshot = self.snapshot.as_ref().map(|s| s.to_string()).unwrap_or_default();
+        format!("{}\n{numbering}\n{snapshot}", self.owner)
+    }
+
+    fn parse(text: &str) -> Option<Meta> {
+        let mut parts = text.splitn(3, '\n');
+        let owner = parts.next()?.to_owned();
+        let numbering = match parts.next()? {
+            "ids" => Numbering::EventIds,
+            "seq" => Numbering::SequenceNumbers,
+            _ => return None,
+        };
+        let snapshot = parts.next().and_then(|s| serde_json::from_str(s).ok());
+        Some(Meta {
+            owner,
+            numbering,
+            snapshot,
+        })
+    }
+}
+
+fn stream_key(id: &str) -> String {
+    format!("switchyard:replay:{id}")
+}
+
+fn meta_key(id: &str) -> String {
+    format!("switchyard:replay:{id}:meta")
+}
+
+fn field_u64(fields: &HashMap<String, Vec<u8>>, name: &str) -> Option<u64> {
+    std::str::from_utf8(fields.get(name)?).ok()?.parse().ok()
+}
+
+/// Entries of a Redis stream at most (trimmed approximately).
+const MIRROR_MAX_ENTRIES: usize = 100_000;
+
+/// Appends a stream's blocks to Redis in order, as they come (several at once when they queue).
+async fn mirror(
+    limits: crate::limits::Limits,
+    id: String,
+    meta: Meta,
+    mut rx: mpsc::UnboundedReceiver<Mirrored>,
+    bounds: ReplayLimits,
+) {
+    let (key, meta_key, meta) = (stream_key(&id), meta_key(&id), meta.encode());
+    // Kept as long as a finished stream is, from its last block.
+    let ttl = bounds.keep_finished.max(bounds.grace) + Duration::from_secs(60);
+    while let Some(m) = rx.recv().await {
+        let mut batch = vec![m];
+        while let Ok(m) = rx.try_recv() {
+            batch.push(m);
+        }
+        let mut entries: Vec<Vec<(&'static str, Vec<u8>)>> = Vec::new();
+        for m in batch {
+            match m {
+                Mirrored::Blocks(blocks) => {
+                    for (i, seq, bytes) in blocks {
+                        let mut fields = vec![("i", i.to_string().into_bytes())];
+                        if let Some(s) = seq {
+                            fields.push(("s", s.to_string().into_bytes()));
+                        }
+                        fields.push(("b", bytes.to_vec()));
+                        entries.push(fields);
+                    }
+                }
+                Mirrored::End => entries.push(vec![("end", b"1".to_vec())]),
+            }
+        }
+        // The meta key lives as long as the stream's entries.
+        let meta = Some((meta_key.as_str(), meta.as_str()));
+        limits
+            .stream_append(&key, &entries, MIRROR_MAX_ENTRIES, meta, ttl)
+            .await;
+    }
+}
+
 /// Counts a reader; when the last one leaves a resumable stream still running, it is stopped
 /// unless a reader comes back within the grace.
 struct ReaderGuard {
@@ -463,7 +688,7 @@ mod tests {
 
     #[tokio::test]
     async fn blocks_split_across_chunks_are_numbered_and_read_after_any_id() {
-        let replays = Arc::new(Replays::new(ReplayLimits::default()));
+        let replays = Arc::new(Replays::new(ReplayLimits::default(), None));
         let r = replays.start(
             "req_1",
             "key_a",
@@ -491,7 +716,7 @@ mod tests {
             max_stream_bytes: 80,
             ..ReplayLimits::default()
         };
-        let replays = Arc::new(Replays::new(limits));
+        let replays = Arc::new(Replays::new(limits, None));
         let r = replays.start(
             "resp_1",
             "key_a",

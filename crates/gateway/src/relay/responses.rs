@@ -31,7 +31,7 @@ use crate::ledger::LedgerError;
 use crate::relay::attempts::unix_now;
 use crate::relay::client_encoder::responses::{Keeper, ResponsesOut};
 use crate::relay::client_encoder::Encoder;
-use crate::relay::replay::{Background, Ending, Numbering};
+use crate::relay::replay::{Background, Ending, Numbering, ReadError};
 use crate::relay::{admission, ChatReply, RelayError, RequestIds};
 
 /// Why a Responses request could not be served.
@@ -198,20 +198,28 @@ pub struct EventsGone;
 
 /// Serves `GET /responses/{id}` with `stream=true`: the events of the key's background response
 /// after `sequence_number` `starting_after` (all without it), then the live ones.
-pub fn events(
+pub async fn events(
     gw: &Gateway,
     caller: &Caller,
     id: &str,
     starting_after: Option<u64>,
 ) -> Result<Result<Retrieved, EventsGone>, ResponsesError> {
     let replays = gw.replays();
-    let Some(r) = replays.get(id, &caller.id) else {
-        return Err(ResponsesError::NotFound(id.to_owned()));
+    let read = match replays.get(id, &caller.id) {
+        Some(r) => replays
+            .read(&r, starting_after)
+            .map(|s| Retrieved::Events(Box::new(s))),
+        // Not here: another instance's, through Redis.
+        None => replays
+            .remote(id, &caller.id, starting_after)
+            .await
+            .map(|s| Retrieved::Events(Box::new(s))),
     };
-    Ok(match replays.read(&r, starting_after) {
-        Ok(reader) => Ok(Retrieved::Events(Box::new(reader))),
-        Err(_) => Err(EventsGone),
-    })
+    match read {
+        Ok(events) => Ok(Ok(events)),
+        Err(ReadError::Gone) => Ok(Err(EventsGone)),
+        Err(ReadError::NotFound) => Err(ResponsesError::NotFound(id.to_owned())),
+    }
 }
 
 /// Serves `POST /responses/{id}/cancel`: stops a background response of the key that is still
@@ -271,7 +279,11 @@ pub async fn retrieve(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, 
         .await
     {
         Ok(Some(stored)) => Ok(stored.response),
-        Ok(None) => Err(ResponsesError::NotFound(id.to_owned())),
+        // Running on another instance: as it started.
+        Ok(None) => match gw.replays().remote_snapshot(id, &caller.id).await {
+            Some(snapshot) => Ok(snapshot),
+            None => Err(ResponsesError::NotFound(id.to_owned())),
+        },
         Err(e) => Err(ResponsesError::Store(e)),
     }
 }

@@ -323,3 +323,74 @@ async fn a_background_response_is_polled_while_it_runs_and_cancelled() {
     assert_eq!(entries.len(), 1, "settled once");
     assert_eq!(entries.values().next().unwrap().end_reason, "cancelled");
 }
+
+/// Two instances sharing Redis: a resumable chat stream and a background Response started on the
+/// first are resumed on the second, from the Redis copy, with nothing lost or repeated; the
+/// second reports the running background Response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_started_on_one_instance_is_resumed_on_the_other() {
+    let Some(url) = crate::instances_limits::test_redis() else {
+        return;
+    };
+    let (gw, second, _mock) =
+        crate::instances_limits::two_instances(&format!("redis = \"{url}\""), MODELS).await;
+    let on_second = |path: &str| {
+        harness::client()
+            .get(format!("http://{second}{path}"))
+            .bearer_auth(&gw.key)
+    };
+    // Chat: cut on the first, the rest from the second.
+    let resp = resumable(&gw, "paced").send().await.unwrap();
+    let id = harness::request_id(&resp);
+    let first = read_until(resp, |t| t.matches("\n\n").count() >= 3).await;
+    let first = events(&first[..first.rfind("\n\n").unwrap() + 2]);
+    let last = first.last().unwrap().0;
+    let resp = on_second(&format!("/v1/streams/{id}"))
+        .header("last-event-id", last.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let rest = events(&resp.text().await.unwrap());
+    let ids: Vec<u64> = first.iter().chain(&rest).map(|(i, _)| *i).collect();
+    assert_eq!(ids, (0..ids.len() as u64).collect::<Vec<_>>(), "no event lost or repeated");
+    let whole: Vec<_> = first.iter().chain(&rest).cloned().collect();
+    assert_eq!(content(&whole), WORDS);
+
+    // A background Response: polled and read from the second while the first generates it.
+    let resp = harness::client()
+        .post(gw.url("/v1/responses"))
+        .bearer_auth(&gw.key)
+        .json(&json!({"model": "paced", "input": "hi", "background": true, "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    let first = read_until(resp, |t| t.matches("\n\n").count() >= 4).await;
+    let first = responses_events(&first[..first.rfind("\n\n").unwrap() + 2]);
+    let rid = first[0].2["response"]["id"].as_str().unwrap().to_owned();
+    let last = first.last().unwrap().0;
+    let polled: Value = on_second(&format!("/v1/responses/{rid}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        ["in_progress", "completed"].contains(&polled["status"].as_str().unwrap()),
+        "{polled}"
+    );
+    let rest = on_second(&format!(
+        "/v1/responses/{rid}?stream=true&starting_after={last}"
+    ))
+    .send()
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    let rest = responses_events(&rest);
+    let seqs: Vec<u64> = first.iter().chain(&rest).map(|e| e.0).collect();
+    assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
+    assert_eq!(rest.last().unwrap().1, "response.completed");
+}
