@@ -1,6 +1,9 @@
 // The playground: pick a model (from /v1/models), write a system and a user message, and watch
 // the answer stream token by token (fetch + a stream reader + the SSE parser), the reasoning apart
-// in a collapsible block; Stop aborts; afterwards time to first token, tokens/s, tokens and cost.
+// in a collapsible block; Stop stops it; afterwards time to first token, tokens/s, tokens and cost.
+// The stream is resumable (`x-switchyard-resumable`): its request id, the last event id and the
+// text so far are kept in this tab's sessionStorage, so a reload in the middle of an answer picks
+// it up where it was (`GET /v1/streams/{id}` with `Last-Event-ID`) instead of losing it.
 
 import { session, asApi, errorFrom, showError, copy } from './api.js';
 import { readSse } from './sse.js';
@@ -10,6 +13,16 @@ const $ = (id) => document.getElementById(id);
 let controller = null;
 let snippetLang = 'curl';
 let loaded = false;
+/** The request id of the stream running now (what Stop cancels). */
+let streamId = null;
+
+/** The stream in flight, as far as this tab has read it (survives a reload of the tab). */
+const PENDING = 'switchyard.playgroundStream';
+const pending = {
+  load() { try { return JSON.parse(sessionStorage.getItem(PENDING)); } catch { return null; } },
+  save(p) { sessionStorage.setItem(PENDING, JSON.stringify(p)); },
+  clear() { sessionStorage.removeItem(PENDING); },
+};
 
 function currentBody() {
   return chatBody($('pg-model').value, $('pg-system').value, $('pg-user').value);
@@ -39,6 +52,12 @@ function setStat(id, text) { $(id).textContent = text; }
 async function send(event) {
   event.preventDefault();
   if (controller) return;
+  await run(null);
+}
+
+/** Streams a new answer, or with `resume` ({id, lastId, answer, reasoning, model}) the rest of one
+ * a reload interrupted. */
+async function run(resume) {
   const body = currentBody();
   const answer = $('pg-answer');
   const reasoning = $('pg-reasoning-text');
@@ -46,11 +65,15 @@ async function send(event) {
   const reasoningText = document.createTextNode('');
   answer.replaceChildren(answerText);
   reasoning.replaceChildren(reasoningText);
-  $('pg-reasoning').hidden = true;
+  if (resume) {
+    answerText.appendData(resume.answer || '');
+    reasoningText.appendData(resume.reasoning || '');
+  }
+  $('pg-reasoning').hidden = !(resume && resume.reasoning);
   $('pg-reasoning').open = true;
   showError($('pg-error'), null);
   for (const id of ['st-ttft', 'st-tps', 'st-prompt', 'st-completion', 'st-cost']) setStat(id, '–');
-  setStat('st-status', 'streaming…');
+  setStat('st-status', resume ? 'resuming…' : 'streaming…');
   $('pg-stats').hidden = false;
   $('pg-send').disabled = true;
   $('pg-stop').disabled = false;
@@ -64,15 +87,33 @@ async function send(event) {
   let usage = null;
   let finish = null;
   let outcome = 'done';
+  const progress = resume ? { ...resume } : null;
   try {
-    const resp = await fetch('/v1/chat/completions', {
-      method: 'POST',
-      headers: { authorization: `Bearer ${session.apiKey}`, 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-      signal: controller.signal,
-    });
+    const resp = resume
+      ? await fetch(`/v1/streams/${encodeURIComponent(resume.id)}`, {
+        headers: { authorization: `Bearer ${session.apiKey}`, 'last-event-id': String(resume.lastId) },
+        signal: controller.signal,
+      })
+      : await fetch('/v1/chat/completions', {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${session.apiKey}`,
+          'content-type': 'application/json',
+          'x-switchyard-resumable': 'true',
+        },
+        body: JSON.stringify(body),
+        signal: controller.signal,
+      });
     if (!resp.ok) throw await errorFrom(resp);
-    await readSse(resp, ({ data }) => {
+    streamId = resume ? resume.id : resp.headers.get('x-request-id');
+    const saved = progress || { id: streamId, lastId: null, answer: '', reasoning: '', model: body.model };
+    await readSse(resp, ({ data, id }) => {
+      if (id !== null && id !== undefined) {
+        saved.lastId = id;
+        saved.answer = answerText.data;
+        saved.reasoning = reasoningText.data;
+        pending.save(saved);
+      }
       if (data === '[DONE]') return;
       let chunk;
       try { chunk = JSON.parse(data); } catch { throw new Error(`The gateway sent an event that is not JSON: ${data.slice(0, 200)}`); }
@@ -98,16 +139,24 @@ async function send(event) {
         reasoningText.appendData(thought);
       }
       if (text) answerText.appendData(text);
+      if (id !== null && id !== undefined) {
+        saved.answer = answerText.data;
+        saved.reasoning = reasoningText.data;
+        pending.save(saved);
+      }
     });
+    pending.clear();
   } catch (e) {
     if (e.name === 'AbortError') {
       outcome = 'stopped';
     } else {
       outcome = 'failed';
+      pending.clear();
       showError($('pg-error'), e);
     }
   } finally {
     controller = null;
+    streamId = null;
     $('pg-send').disabled = false;
     $('pg-stop').disabled = true;
     answer.setAttribute('aria-busy', 'false');
@@ -124,11 +173,21 @@ async function send(event) {
     setStat('st-completion', `≈${chunks} (stopped)`);
     setStat('st-cost', 'see Usage');
   }
-  setStat('st-status', outcome === 'done' ? `finished (${finish || 'no finish reason'})` : outcome);
+  const resumed = resume ? ', resumed after a reload' : '';
+  setStat('st-status', outcome === 'done' ? `finished (${finish || 'no finish reason'}${resumed})` : outcome);
   if (outcome === 'done') $('pg-reasoning').open = false;
 }
 
+/** Stop: the stream is resumable, so leaving it is not enough; it is stopped at the gateway
+ * (its upstream cancelled, billed for what was generated), then the reading ends. */
 function stop() {
+  pending.clear();
+  if (streamId) {
+    fetch(`/v1/streams/${encodeURIComponent(streamId)}`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${session.apiKey}` },
+    }).catch(() => {});
+  }
   if (controller) controller.abort();
 }
 
@@ -153,9 +212,13 @@ export function showPlayground() {
   $('pg-form').querySelectorAll('select, textarea, button').forEach((n) => { n.disabled = !hasKey || n.id === 'pg-stop'; });
   if (hasKey && !loaded) { loaded = true; loadModels(); }
   renderSnippet();
+  // An answer a reload interrupted: pick it up where it was.
+  const interrupted = hasKey ? pending.load() : null;
+  if (interrupted && interrupted.id && interrupted.lastId !== null && !controller) run(interrupted);
 }
 
 export function resetPlayground() {
   loaded = false;
   stop();
+  pending.clear();
 }

@@ -1,5 +1,6 @@
 // An incremental Server-Sent Events parser for fetch streams: feed it decoded text as it arrives,
-// get back each event's data (multi-line data joined with "\n"); comments (": …") are skipped;
+// get back each event's data (multi-line data joined with "\n") and the last event id seen (`id:`,
+// which a resumable stream's events carry); comments (": …") are skipped;
 // LF, CRLF and CR line ends are all accepted, also when a CRLF is split between two reads.
 
 export class SseParser {
@@ -7,10 +8,11 @@ export class SseParser {
     this.buffer = '';
     this.data = [];
     this.event = '';
+    this.lastId = null;
     this.pendingCR = false;
   }
 
-  /** Feeds `text`; returns the events completed by it, as {event, data}. */
+  /** Feeds `text`; returns the events completed by it, as {event, data, id}. */
   push(text) {
     const out = [];
     if (this.pendingCR && text.startsWith('\n')) text = text.slice(1);
@@ -53,7 +55,7 @@ export class SseParser {
 
   line(line, out) {
     if (line === '') {
-      if (this.data.length) out.push({ event: this.event || 'message', data: this.data.join('\n') });
+      if (this.data.length) out.push({ event: this.event || 'message', data: this.data.join('\n'), id: this.lastId });
       this.data = [];
       this.event = '';
       return;
@@ -65,10 +67,11 @@ export class SseParser {
     if (value.startsWith(' ')) value = value.slice(1);
     if (field === 'data') this.data.push(value);
     else if (field === 'event') this.event = value;
+    else if (field === 'id' && !value.includes('\0')) this.lastId = value;
   }
 }
 
-/** Reads a fetch Response body as SSE, calling `onEvent({event, data})` for each event. */
+/** Reads a fetch Response body as SSE, calling `onEvent({event, data, id})` for each event. */
 export async function readSse(response, onEvent) {
   const reader = response.body.getReader();
   const decoder = new TextDecoder();

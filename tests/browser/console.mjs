@@ -1,6 +1,6 @@
 // The console in Chromium, as a user would use it: sign in with an API key and the admin key,
 // stream a demo-reasoner answer and watch it grow, stop it, run a whole answer and read its
-// figures, find both requests and their cost under Usage, create a key (read once), top it up and
+// figures, reload the page in the middle of an answer and watch it resume, find both requests and their cost under Usage, create a key (read once), top it up and
 // revoke it, look at Providers, switch the theme, sign out; then screenshots of every page in
 // light and dark, at desktop and phone width. Env: SWITCHYARD_URL, SWITCHYARD_KEY,
 // SWITCHYARD_ADMIN_KEY. Prints one JSON line of facts.
@@ -110,6 +110,24 @@ async function scenario() {
       facts[`snippet_${lang.toLowerCase()}`] = snippet.split('\n')[0];
     }
     await page.screenshot({ path: join(shots, 'playground-finished-light.png'), fullPage: true });
+
+    // --- a reload in the middle of an answer resumes it where it was (a resumable stream)
+    await pg.getByLabel('Model', { exact: true }).selectOption('paced-story');
+    await pg.getByLabel('User message').fill('Tell me a story.');
+    await pg.getByRole('button', { name: 'Send', exact: true }).click();
+    const beforeReload = await until('part of the answer', async () => {
+      const t = await text(page, '#pg-answer');
+      return t.split(/\s+/).filter(Boolean).length >= 8 && t;
+    });
+    await page.reload();
+    await until('the answer to resume and finish', async () => (await text(page, '#st-status')).includes('resumed after a reload'), 20000);
+    const afterReload = await text(page, '#pg-answer');
+    assert(afterReload.startsWith(beforeReload.slice(0, Math.max(0, beforeReload.length - 12))), 'the answer picked up where it was');
+    facts.resumed = {
+      before_words: beforeReload.split(/\s+/).filter(Boolean).length,
+      words: afterReload.split(/\s+/).filter(Boolean).length,
+      status: await text(page, '#st-status'),
+    };
 
     // --- failures, readably: an in-stream error after some text, then an HTTP error
     for (const [model, name] of [['breaks-midway', 'midway'], ['down', 'down']]) {

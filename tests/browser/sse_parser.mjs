@@ -1,6 +1,7 @@
 // The console's SSE parser (console/sse.js) on the awkward streams a network produces: events
 // split at every byte, CRLF and CR line ends (a CRLF split between two reads), comments (keep-alives
-// and the cost comment), multi-line data, an `event:` field and a last event without its blank
+// and the cost comment), multi-line data, an `event:` field, `id:` fields (the last one seen goes
+// with every later event, as a resumable stream's reader needs) and a last event without its blank
 // line. Prints one JSON line of facts.
 
 import { SseParser } from '../../console/sse.js';
@@ -14,16 +15,16 @@ function parseIn(pieces) {
   return out;
 }
 
-const STREAM = ': keep-alive\r\n\r\ndata: {"a":1}\r\n\r\ndata: a\r\ndata: b\r\n\r\ndata: line one\rdata: line two\r\rdata:no-space\n\n'
+const STREAM = ': keep-alive\r\n\r\ndata: {"a":1}\r\n\r\nid: 7\r\ndata: a\r\ndata: b\r\n\r\ndata: line one\rdata: line two\r\rid:8\ndata:no-space\n\n'
   + 'event: error\ndata: {"error":{"message":"x"}}\n\n: {"cost":"0.1"}\ndata: [DONE]\n\ndata: tail';
 const EXPECTED = [
-  { event: 'message', data: '{"a":1}' },
-  { event: 'message', data: 'a\nb' },
-  { event: 'message', data: 'line one\nline two' },
-  { event: 'message', data: 'no-space' },
-  { event: 'error', data: '{"error":{"message":"x"}}' },
-  { event: 'message', data: '[DONE]' },
-  { event: 'message', data: 'tail' },
+  { event: 'message', data: '{"a":1}', id: null },
+  { event: 'message', data: 'a\nb', id: '7' },
+  { event: 'message', data: 'line one\nline two', id: '7' },
+  { event: 'message', data: 'no-space', id: '8' },
+  { event: 'error', data: '{"error":{"message":"x"}}', id: '8' },
+  { event: 'message', data: '[DONE]', id: '8' },
+  { event: 'message', data: 'tail', id: '8' },
 ];
 
 main('sse_parser', async () => {

@@ -82,7 +82,10 @@ pub fn router(live: Live) -> Router {
                 &format!("{p}/responses/{{id}}/cancel"),
                 post(responses::cancel),
             )
-            .route(&format!("{p}/streams/{{id}}"), get(streams::resume));
+            .route(
+                &format!("{p}/streams/{{id}}"),
+                get(streams::resume).delete(streams::cancel),
+            );
     }
     // Google's API at the root, as Google serves it (a model name may hold '/').
     app = app.route("/v1beta/models", get(gemini::list)).route(

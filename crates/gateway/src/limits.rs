@@ -195,7 +195,7 @@ impl StreamReader {
         key: &str,
         after: &str,
         block: std::time::Duration,
-    ) -> Option<Vec<(String, std::collections::HashMap<String, Vec<u8>>)>> {
+    ) -> Option<Vec<redis_store::StreamEntry>> {
         redis_store::RedisLimits::stream_read(&mut self.0, key, after, block).await
     }
 }

@@ -2,7 +2,7 @@
 //! is generated detached from its connection (`relay::replay`); its events carry SSE `id:`s and
 //! the response names where to resume (`x-switchyard-resume: /v1/streams/{request_id}`).
 //! `GET /v1/streams/{request_id}` with `Last-Event-ID` (or `?after=N`) returns the rest, live, to
-//! the key that made the request; events no longer kept are a 410.
+//! the key that made the request; events no longer kept are a 410. `DELETE` stops it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -126,6 +126,30 @@ pub async fn resume(
     .await;
     match result {
         Ok(reader) => super::sse_response(reader, false),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `DELETE /streams/{request_id}`: stops the key's resumable stream (its upstream is cancelled,
+/// it is settled for what was generated); only the instance that serves it can.
+pub async fn cancel(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Response {
+    let result = async {
+        let caller = caller(&gw, &headers).await?;
+        let id = super::path_id(id)?;
+        let r = gw
+            .replays()
+            .get(&id, &caller.id)
+            .ok_or_else(|| not_found(&id))?;
+        r.cancel().await;
+        Ok::<_, ApiError>(serde_json::json!({"id": id, "object": "stream", "status": "cancelled"}))
+    }
+    .await;
+    match result {
+        Ok(v) => axum::Json(v).into_response(),
         Err(e) => e.into_response(),
     }
 }

@@ -31,6 +31,9 @@ use super::{Costs, Decision, LimitsError, WINDOW_US};
 /// A Redis connection (for `limits::StreamReader`).
 pub type Connection = MultiplexedConnection;
 
+/// One entry of a Redis stream: its id and fields.
+pub type StreamEntry = (String, HashMap<String, Vec<u8>>);
+
 /// How long a connection attempt or a command may take before Redis counts as unreachable.
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 const WARN_EVERY: Duration = Duration::from_secs(60);
@@ -305,7 +308,7 @@ impl RedisLimits {
         key: &str,
         after: &str,
         block: Duration,
-    ) -> Option<Vec<(String, HashMap<String, Vec<u8>>)>> {
+    ) -> Option<Vec<StreamEntry>> {
         let reply: Result<redis::Value, redis::RedisError> = redis::cmd("XREAD")
             .arg("COUNT")
             .arg(512)
@@ -317,9 +320,14 @@ impl RedisLimits {
             .query_async(conn)
             .await;
         let value = reply.ok()?;
-        let streams: Option<Vec<(String, Vec<(String, HashMap<String, Vec<u8>>)>)>> =
-            redis::from_redis_value(value).ok();
-        Some(streams.unwrap_or_default().into_iter().flat_map(|(_, e)| e).collect())
+        let streams: Option<Vec<(String, Vec<StreamEntry>)>> = redis::from_redis_value(value).ok();
+        Some(
+            streams
+                .unwrap_or_default()
+                .into_iter()
+                .flat_map(|(_, e)| e)
+                .collect(),
+        )
     }
 
     /// Drops a broken connection (the next call reconnects) and warns when Redis starts failing,

@@ -444,7 +444,11 @@ impl Replays {
             Numbering::SequenceNumbers => field_u64(f, "s"),
         };
         let wanted = after.map_or(0, |n| n + 1);
-        if first.first().and_then(starts_at).is_some_and(|n| n > wanted) {
+        if first
+            .first()
+            .and_then(starts_at)
+            .is_some_and(|n| n > wanted)
+        {
             return Err(ReadError::Gone);
         }
         let state = RemoteRead {
@@ -456,42 +460,46 @@ impl Replays {
             after,
             done: false,
         };
-        Ok(Box::pin(futures_util::stream::unfold(state, |mut st| async move {
-            loop {
-                while let Some((id, fields)) = st.pending.pop_front() {
-                    st.last_id = id;
-                    if fields.contains_key("end") {
-                        st.done = true;
-                        st.pending.clear();
-                        break;
+        Ok(Box::pin(futures_util::stream::unfold(
+            state,
+            |mut st| async move {
+                loop {
+                    while let Some((id, fields)) = st.pending.pop_front() {
+                        st.last_id = id;
+                        if fields.contains_key("end") {
+                            st.done = true;
+                            st.pending.clear();
+                            break;
+                        }
+                        let (Some(i), Some(bytes)) = (field_u64(&fields, "i"), fields.get("b"))
+                        else {
+                            continue;
+                        };
+                        let n = match st.numbering {
+                            Numbering::EventIds => Some(i),
+                            Numbering::SequenceNumbers => field_u64(&fields, "s"),
+                        };
+                        if st.after.is_some_and(|a| n.is_none_or(|n| n <= a)) {
+                            continue;
+                        }
+                        let bytes = Bytes::copy_from_slice(bytes);
+                        let out = match st.numbering {
+                            Numbering::SequenceNumbers => bytes,
+                            Numbering::EventIds => with_id(i, &bytes),
+                        };
+                        return Some((out, st));
                     }
-                    let (Some(i), Some(bytes)) = (field_u64(&fields, "i"), fields.get("b")) else {
-                        continue;
-                    };
-                    let n = match st.numbering {
-                        Numbering::EventIds => Some(i),
-                        Numbering::SequenceNumbers => field_u64(&fields, "s"),
-                    };
-                    if st.after.is_some_and(|a| n.is_none_or(|n| n <= a)) {
-                        continue;
+                    if st.done {
+                        return None;
                     }
-                    let bytes = Bytes::copy_from_slice(bytes);
-                    let out = match st.numbering {
-                        Numbering::SequenceNumbers => bytes,
-                        Numbering::EventIds => with_id(i, &bytes),
-                    };
-                    return Some((out, st));
+                    let more = st
+                        .reader
+                        .read(&st.key, &st.last_id, Duration::from_secs(1))
+                        .await?;
+                    st.pending.extend(more);
                 }
-                if st.done {
-                    return None;
-                }
-                let more = st
-                    .reader
-                    .read(&st.key, &st.last_id, Duration::from_secs(1))
-                    .await?;
-                st.pending.extend(more);
-            }
-        })))
+            },
+        )))
     }
 
     /// The Response object a background Response kept by another instance started as.
@@ -526,7 +534,11 @@ impl Meta {
             Numbering::EventIds => "ids",
             Numbering::SequenceNumbers => "seq",
         };
-        let snapshot = self.snapshot.as_ref().map(|s| s.to_string()).unwrap_or_default();
+        let snapshot = self
+            .snapshot
+            .as_ref()
+            .map(|s| s.to_string())
+            .unwrap_or_default();
         format!("{}\n{numbering}\n{snapshot}", self.owner)
     }
 

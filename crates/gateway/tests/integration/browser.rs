@@ -26,6 +26,11 @@ routes = ["mock/demo-chat@tokens=20,gap_ms=30"]
 input_price = "2.50"
 output_price = "10.00"
 
+[models."paced-story"]
+routes = ["mock/story@tokens=60,gap_ms=60"]
+input_price = "2.50"
+output_price = "10.00"
+
 [models."breaks-midway"]
 routes = ["mock/bm@tokens=10,error_after=3"]
 input_price = "2.50"
@@ -128,6 +133,12 @@ async fn the_console_streams_stops_finds_the_cost_and_manages_keys() {
     assert_ne!(
         stopped["cost"], "0",
         "a stopped stream bills what it delivered"
+    );
+    // Reloaded in the middle of its answer, the playground resumed the stream: every word once.
+    assert_eq!(facts["resumed"]["words"], 60, "{facts}");
+    assert!(
+        facts["resumed"]["before_words"].as_u64().unwrap() < 60,
+        "the reload came before the end: {facts}"
     );
     let whole = entry(&gw, facts["usage_whole"]["id"].as_str().unwrap()).await;
     assert_eq!(

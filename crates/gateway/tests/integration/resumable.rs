@@ -353,7 +353,11 @@ async fn a_stream_started_on_one_instance_is_resumed_on_the_other() {
     assert_eq!(resp.status(), 200);
     let rest = events(&resp.text().await.unwrap());
     let ids: Vec<u64> = first.iter().chain(&rest).map(|(i, _)| *i).collect();
-    assert_eq!(ids, (0..ids.len() as u64).collect::<Vec<_>>(), "no event lost or repeated");
+    assert_eq!(
+        ids,
+        (0..ids.len() as u64).collect::<Vec<_>>(),
+        "no event lost or repeated"
+    );
     let whole: Vec<_> = first.iter().chain(&rest).cloned().collect();
     assert_eq!(content(&whole), WORDS);
 
