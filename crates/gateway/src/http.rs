@@ -334,15 +334,17 @@ async fn read_body(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        linger(body);
-        return Err(ApiError::too_large(limit));
+        return Err(ApiError {
+            close: linger(body),
+            ..ApiError::too_large(limit)
+        });
     }
     match tokio::time::timeout(gw.config.server.body_read_timeout, up_to(body, limit)).await {
         Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(Some(rest))) => {
-            linger(rest);
-            Err(ApiError::too_large(limit))
-        }
+        Ok(Err(Some(rest))) => Err(ApiError {
+            close: linger(rest),
+            ..ApiError::too_large(limit)
+        }),
         Ok(Err(None)) => Err(ApiError::too_large(limit)),
         Err(_) => Err(ApiError::body_timeout(gw.config.server.body_read_timeout)),
     }
@@ -396,9 +398,14 @@ const LINGER_BYTES: usize = 64 << 20;
 const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Reads and discards what is left of a refused request's body, in the background, within
-/// `LINGER_BYTES` and `LINGER_TIME`; the answer goes out meanwhile.
-fn linger(mut body: Body) {
+/// `LINGER_BYTES` and `LINGER_TIME`; the answer goes out meanwhile. Whether anything is left to
+/// read: then the answer closes the connection, which can carry no other request.
+fn linger(mut body: Body) -> bool {
+    use http_body::Body as _;
     use http_body_util::BodyExt;
+    if body.is_end_stream() {
+        return false;
+    }
     tokio::spawn(async move {
         let drain = async {
             let mut read = 0usize;
@@ -411,12 +418,15 @@ fn linger(mut body: Body) {
         };
         let _ = tokio::time::timeout(LINGER_TIME, drain).await;
     });
+    true
 }
 
 /// `e`, with the unread request body read and discarded behind it (see `linger`).
 fn refuse_unread(body: Body, e: ApiError) -> ApiError {
-    linger(body);
-    e
+    ApiError {
+        close: linger(body),
+        ..e
+    }
 }
 
 async fn chat_completions(

@@ -23,6 +23,9 @@ pub struct ApiError {
     pub final_answer: bool,
     /// The key's rate limits, sent as the `x-ratelimit-*` headers.
     pub rate: Option<Quota>,
+    /// `connection: close`: the request's body is being read and thrown away behind this answer
+    /// (`http::linger`), so the connection cannot carry another request.
+    pub close: bool,
 }
 
 impl ApiError {
@@ -41,6 +44,7 @@ impl ApiError {
             retry_after: None,
             final_answer: false,
             rate: None,
+            close: false,
         }
     }
 
@@ -162,6 +166,7 @@ impl From<RelayError> for ApiError {
             retry_after,
             final_answer,
             rate,
+            close: false,
         }
     }
 }
@@ -189,6 +194,12 @@ impl IntoResponse for ApiError {
         }
         if let Some(q) = &self.rate {
             rate_headers(h, q);
+        }
+        if self.close {
+            h.insert(
+                axum::http::header::CONNECTION,
+                HeaderValue::from_static("close"),
+            );
         }
         resp
     }

@@ -1,10 +1,13 @@
 //! Shared holds, for several instances on one PostgreSQL database (`instances = "shared"`): the
 //! hold of every request in flight, whichever instance admitted it, is a row of `holds`, and the
-//! key's `reserved_nanos` is their sum. Admission is one statement, a conditional
-//! `UPDATE api_keys … WHERE balance ≥ reserved + amount [AND the budget allows it]` chained to the
-//! `INSERT INTO holds`, so PostgreSQL's row lock on the key makes concurrent admissions from any
-//! number of instances see each other's holds: the open holds never exceed the balance or the
-//! budget. The ledger writer deletes a batch's hold rows and lowers `reserved_nanos` in the same
+//! key's `reserved_nanos` is their sum. Admission is one transaction: the key's row is locked
+//! (`SELECT … FOR UPDATE`, a statement of its own), then one statement, a conditional
+//! `UPDATE api_keys … WHERE balance ≥ reserved + amount [AND the budget and quota windows allow
+//! it]` chained to the `INSERT INTO holds`, so concurrent admissions from any number of instances
+//! see each other's holds: the open holds never exceed the balance, the budget or a window (the
+//! request and token windows count hold rows, which a single statement that waited for the row
+//! lock would read from its older snapshot: measured, 8 admitted on a 7-request window across two
+//! instances under load). The ledger writer deletes a batch's hold rows and lowers `reserved_nanos` in the same
 //! transaction that inserts the entries and debits the keys (`writer::write_batch`).
 //!
 //! Holds are leased: each row names the instance that took it and expires `LEASE` after its last
@@ -156,17 +159,33 @@ impl SharedHolds {
             db_now_ms!(),
             " + $7, $8 FROM k RETURNING request_id"
         );
-        let query = sqlx::query(SQL)
-            .bind(amount.0)
-            .bind(key_id)
-            .bind(BudgetPeriod::Month.start_of(now))
-            .bind(BudgetPeriod::Day.start_of(now))
-            .bind(request_id)
-            .bind(&*self.instance)
-            .bind(LEASE.as_millis() as i64)
-            .bind(tokens)
-            .bind(now)
-            .fetch_optional(&self.pool);
+        // The key's row is locked first, in a statement of its own: the check then runs on a
+        // snapshot taken after every admission ahead of it on this key committed, so the holds it
+        // counts for the request and token windows are all of them. (In one statement, PostgreSQL
+        // re-checks a row it waited for against its new version, but a subquery still reads the
+        // statement's older snapshot: two instances could each miss the other's hold.)
+        let pool = &self.pool;
+        let query = async move {
+            let mut tx = pool.begin().await?;
+            sqlx::query("SELECT id FROM api_keys WHERE id = $1 FOR UPDATE")
+                .bind(key_id)
+                .execute(&mut *tx)
+                .await?;
+            let row = sqlx::query(SQL)
+                .bind(amount.0)
+                .bind(key_id)
+                .bind(BudgetPeriod::Month.start_of(now))
+                .bind(BudgetPeriod::Day.start_of(now))
+                .bind(request_id)
+                .bind(&*self.instance)
+                .bind(LEASE.as_millis() as i64)
+                .bind(tokens)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(row)
+        };
         match tokio::time::timeout(HOLD_TIMEOUT, query).await {
             Ok(Ok(Some(_))) => Taken::Held(Hold::shared(
                 amount,
