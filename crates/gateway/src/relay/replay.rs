@@ -387,8 +387,12 @@ impl Replays {
         r.readers.fetch_add(1, Ordering::AcqRel);
         let guard = ReaderGuard { replay: r.clone() };
         Ok(Box::pin(futures_util::stream::unfold(
-            (guard, next),
-            |(guard, next)| async move {
+            (guard, next, None::<Bytes>),
+            |(guard, next, held)| async move {
+                // A block whose `id:` line went out just before it: the block itself, shared.
+                if let Some(block) = held {
+                    return Some((block, (guard, next, None)));
+                }
                 let r = guard.replay.clone();
                 loop {
                     let changed = r.changed.notified();
@@ -399,11 +403,12 @@ impl Replays {
                             return None;
                         }
                         if let Some(b) = st.blocks.get((next - st.first) as usize) {
-                            let out = match r.numbering {
-                                Numbering::SequenceNumbers => b.bytes.clone(),
-                                Numbering::EventIds => with_id(next, &b.bytes),
+                            // The block is never copied: an `id:` line goes out ahead of it.
+                            let (out, held) = match r.numbering {
+                                Numbering::SequenceNumbers => (b.bytes.clone(), None),
+                                Numbering::EventIds => (id_line(next), Some(b.bytes.clone())),
                             };
-                            return Some((out, (guard, next + 1)));
+                            return Some((out, (guard, next + 1, held)));
                         }
                         if st.ending != Ending::Running {
                             return None;
@@ -668,7 +673,12 @@ fn sequence_number(block: &[u8]) -> Option<u64> {
         .ok()
 }
 
-/// `id: N` and then the block.
+/// `id: N` and its line end, written ahead of block N.
+fn id_line(n: u64) -> Bytes {
+    Bytes::from(format!("id: {n}\n"))
+}
+
+/// `id: N` and then the block (a block read from Redis, already a copy).
 fn with_id(n: u64, block: &Bytes) -> Bytes {
     let mut out = BytesMut::with_capacity(block.len() + 24);
     out.extend_from_slice(b"id: ");

@@ -398,3 +398,52 @@ async fn a_stream_started_on_one_instance_is_resumed_on_the_other() {
     assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
     assert_eq!(rest.last().unwrap().1, "response.completed");
 }
+
+/// The same with curl, as a person would try it: `curl -N` cut after three events (the pipe to
+/// `head` closes), then `curl -N -H "Last-Event-ID: …" /v1/streams/{request_id}` for the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_cut_and_resumed_with_last_event_id_reads_every_event_once() {
+    let (gw, _mock) = start_with_mock(MODELS).await;
+    let dir = harness::temp_db().with_extension("curl");
+    std::fs::create_dir_all(&dir).unwrap();
+    let headers = dir.join("headers");
+    let body =
+        r#"{"model": "paced", "stream": true, "messages": [{"role": "user", "content": "hi"}]}"#;
+    let script = format!(
+        "curl -sN -D {headers} {url} -H 'Authorization: Bearer {key}' -H 'x-switchyard-resumable: true' \
+         -H 'Content-Type: application/json' -d '{body}' | head -n 9",
+        headers = headers.display(),
+        url = gw.url("/v1/chat/completions"),
+        key = gw.key,
+    );
+    let mut cut = tokio::process::Command::new("sh");
+    cut.args(["-c", &script]);
+    let Some(first) = crate::sdk_runner::run_curl(cut).await else {
+        return;
+    };
+    let head = std::fs::read_to_string(&headers).unwrap();
+    let id = head
+        .lines()
+        .find_map(|l| l.strip_prefix("x-request-id: "))
+        .expect("the request id")
+        .trim()
+        .to_owned();
+    let first = events(&first);
+    assert_eq!(first.len(), 3, "{first:?}");
+    let last = first.last().unwrap().0;
+    let mut resume = tokio::process::Command::new("curl");
+    resume
+        .args(["-sN", &gw.url(&format!("/v1/streams/{id}"))])
+        .args(["-H", &format!("Authorization: Bearer {}", gw.key)])
+        .args(["-H", &format!("Last-Event-ID: {last}")]);
+    let rest = events(&crate::sdk_runner::run_curl(resume).await.unwrap());
+    let ids: Vec<u64> = first.iter().chain(&rest).map(|(i, _)| *i).collect();
+    assert_eq!(
+        ids,
+        (0..ids.len() as u64).collect::<Vec<_>>(),
+        "no event lost or repeated"
+    );
+    let whole: Vec<_> = first.iter().chain(&rest).cloned().collect();
+    assert_eq!(content(&whole), WORDS);
+    let _ = std::fs::remove_dir_all(&dir);
+}
