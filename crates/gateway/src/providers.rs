@@ -525,11 +525,6 @@ impl Providers {
         self.by_name.get(name)
     }
 
-    /// Every provider, by name.
-    pub fn all(&self) -> impl Iterator<Item = &Arc<Provider>> {
-        self.by_name.values()
-    }
-
     /// The client whose connect timeout is `connect`.
     pub fn client_for(&self, connect: Duration) -> &reqwest::Client {
         self.clients.get(&connect).unwrap_or(&self.client)

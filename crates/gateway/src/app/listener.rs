@@ -654,12 +654,12 @@ impl Caps {
 /// `REFUSAL_TIME`. What the client sent is read and dropped meanwhile, so that closing does not
 /// reset the connection before the client has read the answer.
 async fn refuse(mut tcp: TcpStream, refusal: Refusal, _permit: OwnedSemaphorePermit) {
-    let body = serde_json::json!({"error": {
-        "message": refusal.message(),
-        "type": "service_unavailable",
-        "param": null,
-        "code": "too_many_connections",
-    }})
+    let body = switchyard_wire::openai::error_body(
+        refusal.message(),
+        "service_unavailable",
+        None,
+        "too_many_connections".into(),
+    )
     .to_string();
     let head = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n",

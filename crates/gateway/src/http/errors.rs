@@ -3,7 +3,7 @@
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::auth::AuthError;
 use crate::limits::{go_duration, Level, Quota};
@@ -178,12 +178,12 @@ impl IntoResponse for ApiError {
             Value::String(c) => Value::String(redact::mask(&c).into_owned()),
             other => other,
         };
-        let body = json!({"error": {
-            "message": redact::mask(&self.message),
-            "type": self.kind,
-            "param": self.param,
-            "code": code,
-        }});
+        let body = switchyard_wire::openai::error_body(
+            &redact::mask(&self.message),
+            self.kind,
+            self.param.as_deref(),
+            code,
+        );
         let mut resp = (self.status, axum::Json(body)).into_response();
         let h = resp.headers_mut();
         if let Some(secs) = self.retry_after {

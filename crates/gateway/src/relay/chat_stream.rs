@@ -388,8 +388,7 @@ impl ChatStream {
             Some(n) if n.upstream_error_sent => {}
             Some(n) => self.native_error(n.dialect, kind, code, &message),
             None => {
-                let event = json!({"error": {"message": message, "type": kind, "param": null,
-                                             "code": code}});
+                let event = switchyard_wire::openai::error_body(&message, kind, None, code.into());
                 self.encoder.fail(&event, rate_limited, &mut self.out);
             }
         }
@@ -508,8 +507,12 @@ fn carries_finish_reason(data: &[u8]) -> bool {
 
 /// The in-stream error when a finished answer's ledger entry could not be made durable.
 pub(crate) fn billing_unavailable() -> Value {
-    json!({"error": {"message": crate::relay::settlement::UNRECORDED,
-                     "type": "server_error", "param": null, "code": 503}})
+    switchyard_wire::openai::error_body(
+        crate::relay::settlement::UNRECORDED,
+        "server_error",
+        None,
+        503.into(),
+    )
 }
 
 fn set_finish_reason(chunk: &mut Value, reason: &str) {
