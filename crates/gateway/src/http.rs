@@ -563,7 +563,8 @@ fn served_headers(h: &mut HeaderMap, served: &Served, gw: &Gateway) {
     if let Some(q) = &served.rate {
         errors::rate_headers(h, q);
     }
-    if !gw.config.routing.served_headers {
+    // A background response is answered before a route is chosen: there is none to name.
+    if !gw.config.routing.served_headers || served.provider.is_empty() {
         return;
     }
     if let Ok(v) = HeaderValue::from_str(&served.provider) {

@@ -121,6 +121,12 @@ impl Replay {
         self.state().ending
     }
 
+    /// Whether its first event was written.
+    pub fn started(&self) -> bool {
+        let st = self.state();
+        st.first > 0 || !st.blocks.is_empty()
+    }
+
     /// Stops the producer (the upstream is cancelled, the request settled) and waits until it
     /// has stopped.
     pub async fn cancel(&self) {
@@ -587,6 +593,11 @@ async fn mirror(
     mut rx: mpsc::UnboundedReceiver<Mirrored>,
     bounds: ReplayLimits,
 ) {
+    // The meta is written with the first blocks: by then a background Response is in progress.
+    let mut meta = meta;
+    if let Some(snapshot) = meta.snapshot.as_mut() {
+        snapshot["status"] = serde_json::Value::from("in_progress");
+    }
     let (key, meta_key, meta) = (stream_key(&id), meta_key(&id), meta.encode());
     // Kept as long as a finished stream is, from its last block.
     let ttl = bounds.keep_finished.max(bounds.grace) + Duration::from_secs(60);

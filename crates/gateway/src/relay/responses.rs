@@ -138,19 +138,51 @@ pub async fn create(
         store: plan.store && !gw.config.responses.retention.is_zero(),
     });
     req.session = ids.session.clone();
-    let encoder = Encoder::Responses(Box::new(ResponsesOut::new(ctx.clone(), keeper.clone())));
+    let out = ResponsesOut::new(ctx.clone(), keeper.clone());
+    let encoder = Encoder::Responses(Box::new(out.clone()));
     let owner = caller.id.clone();
-    let reply = crate::relay::chat_parsed(gw, caller, ids, Arc::new(req), started, encoder).await?;
     if !background {
-        return Ok(reply);
+        return Ok(
+            crate::relay::chat_parsed(gw, caller, ids, Arc::new(req), started, encoder).await?,
+        );
     }
-    let (body, served) = match reply {
-        ChatReply::Stream { body, served } => (body, Some(served)),
-        ChatReply::Committed { body, .. } => (body, None),
-        json @ ChatReply::Json { .. } => return Ok(json),
+    // In the background the request is answered at once (`queued`): admission, the attempts and
+    // the generation all run detached, and what fails before the first event is the response's
+    // `error` and `response.failed` (stored `failed`), as OpenAI's background responses report it.
+    let detached = gw.clone();
+    let run = async move {
+        let reply =
+            crate::relay::chat_parsed(&detached, caller, ids, Arc::new(req), started, encoder)
+                .await;
+        let body: Box<dyn futures_util::Stream<Item = Bytes> + Send + Unpin> = match reply {
+            Ok(ChatReply::Stream { body, .. } | ChatReply::Committed { body, .. }) => body,
+            Ok(ChatReply::Json { body, .. }) => {
+                Box::new(futures_util::stream::iter([Bytes::from(body)]))
+            }
+            Err(e) => {
+                let w = e.words();
+                let event = switchyard_wire::openai::error_body(
+                    &crate::redact::mask(&w.message),
+                    w.kind,
+                    w.param.as_deref(),
+                    w.code,
+                );
+                let mut out = out;
+                let mut buf = bytes::BytesMut::new();
+                out.begin(&mut buf);
+                out.fail_before_start(&event, &mut buf);
+                out.keep().await;
+                Box::new(futures_util::stream::iter([buf.freeze()]))
+            }
+        };
+        body
     };
+    let body = Box::new(Box::pin(futures_util::StreamExt::flatten(
+        futures_util::stream::once(run),
+    )));
     // What `GET` reports while it runs, and what a cancel stores.
-    let snapshot = switchyard_wire::responses::StreamBuilder::new(ctx.clone()).response();
+    let mut snapshot = switchyard_wire::responses::StreamBuilder::new(ctx.clone()).response();
+    snapshot["status"] = Value::from("queued");
     let replays = gw.replays();
     let r = replays.start(
         &ctx.id,
@@ -163,12 +195,12 @@ pub async fn create(
         }),
         body,
     );
-    let served = served.unwrap_or(crate::relay::Served {
+    let served = crate::relay::Served {
         provider: String::new(),
         attempts: 0,
         rate: None,
         dropped: Vec::new(),
-    });
+    };
     if client_streams {
         let reader = replays
             .read(&r, None)
@@ -270,7 +302,11 @@ fn serves_natively(gw: &Gateway, raw: &Value) -> bool {
 pub async fn retrieve(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, ResponsesError> {
     if let Some(r) = gw.replays().get(id, &caller.id) {
         if let (Ending::Running, Some(b)) = (r.ending(), &r.background) {
-            return Ok(b.snapshot.clone());
+            let mut snapshot = b.snapshot.clone();
+            if r.started() {
+                snapshot["status"] = Value::from("in_progress");
+            }
+            return Ok(snapshot);
         }
     }
     match gw

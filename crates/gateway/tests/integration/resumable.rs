@@ -17,6 +17,11 @@ routes = ["mock/m@tokens=12,gap_ms=60"]
 input_price = "2.50"
 output_price = "10.00"
 
+[models.down]
+routes = ["mock/m@status=503"]
+input_price = "2.50"
+output_price = "10.00"
+
 [models.endless]
 routes = ["mock/m@tokens=5000,gap_ms=20"]
 input_price = "2.50"
@@ -283,7 +288,7 @@ async fn a_background_response_is_polled_while_it_runs_and_cancelled() {
         .json()
         .await
         .unwrap();
-    assert_eq!(created["status"], "in_progress", "{created}");
+    assert_eq!(created["status"], "queued", "answered at once: {created}");
     assert_eq!(created["background"], true, "{created}");
     let id = created["id"].as_str().unwrap().to_owned();
     let get = || async {
@@ -297,7 +302,11 @@ async fn a_background_response_is_polled_while_it_runs_and_cancelled() {
             .await
             .unwrap()
     };
-    assert_eq!(get().await["status"], "in_progress");
+    let polled = get().await;
+    assert!(
+        ["queued", "in_progress"].contains(&polled["status"].as_str().unwrap()),
+        "{polled}"
+    );
     let cancelled: Value = harness::client()
         .post(gw.url(&format!("/v1/responses/{id}/cancel")))
         .bearer_auth(&gw.key)
@@ -446,4 +455,41 @@ async fn curl_cut_and_resumed_with_last_event_id_reads_every_event_once() {
     let whole: Vec<_> = first.iter().chain(&rest).cloned().collect();
     assert_eq!(content(&whole), WORDS);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A background Response that fails before its first event (every route down) is answered
+/// `queued` at once, then reports `failed` with the error, as OpenAI's do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_background_response_that_cannot_start_is_failed_not_an_http_error() {
+    let (gw, _mock) = start_with_mock(MODELS).await;
+    let created: Value = harness::client()
+        .post(gw.url("/v1/responses"))
+        .bearer_auth(&gw.key)
+        .json(&json!({"model": "down", "input": "hi", "background": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(created["status"], "queued", "{created}");
+    let id = created["id"].as_str().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let failed = loop {
+        let polled: Value = harness::client()
+            .get(gw.url(&format!("/v1/responses/{id}")))
+            .bearer_auth(&gw.key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if polled["status"] == "failed" || std::time::Instant::now() > deadline {
+            break polled;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(failed["error"]["message"].is_string(), "{failed}");
 }
