@@ -279,8 +279,14 @@ async function background() {
 async function background_cancel() {
   const created = await client.responses.create({ model: LONG_MODEL, input: 'Write a long poem.', background: true });
   check(['queued', 'in_progress'].includes(created.status), `created as ${created.status}`);
-  const polled = await client.responses.retrieve(created.id);
-  check(['queued', 'in_progress'].includes(polled.status), `polled as ${polled.status}`);
+  // Polled until it runs, as a client waiting on it would.
+  const deadline = Date.now() + 20000;
+  let polled = await client.responses.retrieve(created.id);
+  while (polled.status === 'queued' && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 20));
+    polled = await client.responses.retrieve(created.id);
+  }
+  check(polled.status === 'in_progress', `polled as ${polled.status}`);
   const cancelled = await client.responses.cancel(created.id);
   check(cancelled.status === 'cancelled', `cancelled as ${cancelled.status}`);
   const after = await client.responses.retrieve(created.id);

@@ -13,6 +13,7 @@
 import json
 import os
 import sys
+import time
 
 import openai
 from openai import OpenAI
@@ -331,8 +332,13 @@ def background_cancel():
     c = client()
     created = c.responses.create(model=LONG_MODEL, input="Write a long poem.", background=True)
     check(created.status in ("queued", "in_progress"), f"created as {created.status}")
+    # Polled until it runs, as a client waiting on it would.
+    deadline = time.monotonic() + 20
     polled = c.responses.retrieve(created.id)
-    check(polled.status in ("queued", "in_progress"), f"polled as {polled.status}")
+    while polled.status == "queued" and time.monotonic() < deadline:
+        time.sleep(0.02)
+        polled = c.responses.retrieve(created.id)
+    check(polled.status == "in_progress", f"polled as {polled.status}")
     cancelled = c.responses.cancel(created.id)
     check(cancelled.status == "cancelled", f"cancelled as {cancelled.status}")
     after = c.responses.retrieve(created.id)

@@ -302,11 +302,20 @@ async fn a_background_response_is_polled_while_it_runs_and_cancelled() {
             .await
             .unwrap()
     };
-    let polled = get().await;
-    assert!(
-        ["queued", "in_progress"].contains(&polled["status"].as_str().unwrap()),
-        "{polled}"
-    );
+    // Polled until it runs (answered at once, it may still be queued): then its upstream is open.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let polled = get().await;
+        if polled["status"] == "in_progress" {
+            break;
+        }
+        assert_eq!(polled["status"], "queued", "{polled}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never in progress: {polled}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let cancelled: Value = harness::client()
         .post(gw.url(&format!("/v1/responses/{id}/cancel")))
         .bearer_auth(&gw.key)
