@@ -64,6 +64,10 @@ pub enum RelayError {
     },
     #[error("The key store is not reachable; retry shortly.")]
     LedgerUnavailable,
+    /// The answer's entry could be written neither to the database nor to the journal: the
+    /// request is refused and never billed.
+    #[error("The answer could not be recorded (the ledger and its journal refused the write), so it is not returned and not billed; retry shortly.")]
+    Unrecorded,
     /// The key's own requests- or tokens-per-minute limit, or its concurrency limit.
     #[error("{0}")]
     RateLimited(Box<crate::limits::Refused>),
@@ -98,6 +102,7 @@ impl RelayError {
             | RelayError::RateLimited(_)
             | RelayError::QuotaExceeded { .. } => 429,
             RelayError::LedgerUnavailable
+            | RelayError::Unrecorded
             | RelayError::LimitsUnavailable
             | RelayError::NoHealthyUpstream { .. } => 503,
             RelayError::UpstreamTimeout => 504,
@@ -158,6 +163,7 @@ impl RelayError {
             RelayError::LedgerUnavailable | RelayError::LimitsUnavailable => {
                 words("service_unavailable", "service_unavailable", None)
             }
+            RelayError::Unrecorded => words("service_unavailable", "not_recorded", None),
             RelayError::UpstreamTimeout => words("timeout_error", "upstream_timeout", None),
             RelayError::UpstreamFailed(_) => words("upstream_error", "upstream_error", None),
             RelayError::NoHealthyUpstream { .. } => {
@@ -446,7 +452,7 @@ async fn complete_json(
             Some(native) => native,
             None => encoder.whole(&v).await,
         }),
-        Err(_) => Err(RelayError::LedgerUnavailable),
+        Err(_) => Err(RelayError::Unrecorded),
     })
 }
 

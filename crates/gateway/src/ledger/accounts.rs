@@ -218,6 +218,14 @@ impl Hold {
         }
     }
 
+    /// The settlement that was to release this hold was refused (its client got a 503 and it is
+    /// never billed): the money is free again, also a shared hold's row.
+    pub fn refused(mut self) {
+        if let HoldOn::Shared(lease) = &mut self.on {
+            lease.rearm();
+        }
+    }
+
     /// The settlement was written: a shared hold's row went with it, in the same transaction.
     pub fn settled(mut self) {
         if let HoldOn::Shared(lease) = &mut self.on {

@@ -709,7 +709,9 @@ impl Writer {
                 tracing::error!(error = %e, path = %self.path.display(), refused = self.refusable.len(), "settlement journal write failed");
                 // Their callers answer 503: these requests are never billed.
                 for id in &self.refusable {
-                    self.state.settled.remove(id);
+                    if let Some((_, Some(hold))) = self.state.settled.remove(id) {
+                        hold.refused();
+                    }
                 }
                 self.needs_compact = true;
             }

@@ -67,6 +67,12 @@ pub struct SharedHolds {
     instance: Arc<str>,
     /// Epoch ms until which admissions are refused without asking PostgreSQL.
     down_until: Arc<AtomicI64>,
+    /// Rows whose release failed a few times: each renewal tries them again (this instance renews
+    /// all its rows, so they would never expire by themselves while it runs).
+    abandoned: Arc<std::sync::Mutex<Vec<String>>>,
+    /// The runtime releases run on, also when a hold is dropped on a thread of its own (the
+    /// journal's).
+    rt: tokio::runtime::Handle,
 }
 
 /// What a shared hold attempt found.
@@ -86,11 +92,17 @@ impl SharedHolds {
             pool,
             instance: instance.into(),
             down_until: Arc::default(),
+            abandoned: Arc::default(),
+            rt: tokio::runtime::Handle::current(),
         }
     }
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    fn abandoned(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.abandoned.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// This instance's id in the `holds` table.
@@ -241,6 +253,12 @@ impl SharedHolds {
     /// Renews this instance's holds, then releases every expired hold, both by the database's
     /// clock.
     pub async fn renew_and_sweep(&self) -> Result<u64, sqlx::Error> {
+        let abandoned = std::mem::take(&mut *self.abandoned());
+        for id in abandoned {
+            if self.release(&id).await.is_err() {
+                self.abandoned().push(id);
+            }
+        }
         sqlx::query(concat!(
             "UPDATE holds SET expires_at = ",
             db_now_ms!(),
@@ -300,14 +318,18 @@ impl Lease {
         self.armed = false;
     }
 
+    /// The settlement that was to release the row will not (the journal refused it): the row
+    /// goes when the lease is dropped.
+    pub fn rearm(&mut self) {
+        self.armed = true;
+    }
+
     fn release_soon(mut self) {
         self.armed = false;
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         let (holds, id) = (self.holds.clone(), std::mem::take(&mut self.request_id));
+        let rt = holds.rt.clone();
         rt.spawn(async move {
-            // A few tries, then the lease expires by itself.
+            // A few tries, then each renewal tries again until it goes.
             let mut pause = Duration::from_millis(100);
             for _ in 0..8 {
                 if holds.release(&id).await.is_ok() {
@@ -316,6 +338,7 @@ impl Lease {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(5));
             }
+            holds.abandoned().push(id);
         });
     }
 }

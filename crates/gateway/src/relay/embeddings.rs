@@ -175,6 +175,6 @@ async fn complete(
     usage["cost"] = Value::String(cost);
     Some(match settlement.settle(EndReason::Stop, &settled).await {
         Ok(_) => Ok(serde_json::to_vec(&v).unwrap_or_default()),
-        Err(_) => Err(RelayError::LedgerUnavailable),
+        Err(_) => Err(RelayError::Unrecorded),
     })
 }

@@ -346,6 +346,69 @@ async fn a_hung_postgres_costs_each_request_at_most_the_hold_timeout() {
     assert_eq!(balance.0, credits.0 - billed, "each billed exactly once");
 }
 
+/// A whole answer admitted while PostgreSQL was up, whose settlement then found neither the
+/// database nor the journal writable: its client gets a 503, nothing is billed, and its shared
+/// hold row is released once PostgreSQL is back (found by `scripts/chaos`: the row stayed, renewed
+/// by its instance, until that instance stopped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_settlement_releases_its_shared_hold() {
+    let Some(pg) = PrivatePostgres::start().await else {
+        return;
+    };
+    let mock = MockUpstream::start().await.unwrap();
+    // Slow enough that PostgreSQL can be stopped while it answers.
+    mock.set_options(json!({"tokens": 5, "ttft_ms": 1500}))
+        .unwrap();
+    let scratch = temp_db();
+    let config = format!(
+        "instances = \"shared\"\njournal = {:?}\n{}",
+        journal_next_to(&scratch),
+        harness::mock_config(&mock, "")
+    );
+    let gw = harness::start_on_database(&config, &pg.url(), scratch).await;
+    let ledger = gw.gw.ledger.clone();
+    let credits = ledger.key(&gw.key_id).await.unwrap().unwrap().balance;
+    let journal = ledger.journal().expect("a journal").clone();
+    let asked = tokio::spawn(
+        gw.chat(json!({"model": "m", "messages": user("hi")}))
+            .send(),
+    );
+    // Its hold is in the database, then the database goes away and the journal cannot write.
+    let key = gw.key_id.clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ledger.account_view(&key).await.unwrap().reserved == switchyard::ledger::Nanos::ZERO {
+        assert!(Instant::now() < deadline, "the hold never appeared");
+    }
+    journal
+        .faults()
+        .inject(switchyard::ledger::journal::Fault::NoSpace, u32::MAX);
+    pg.stop().await;
+    let resp = asked.await.unwrap().unwrap();
+    assert_eq!(resp.status(), 503);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "not_recorded", "{v}");
+    journal.faults().clear();
+    pg.restart().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let view = ledger.account_view(&key).await;
+        if view.is_ok_and(|v| v.reserved == switchyard::ledger::Nanos::ZERO) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the refused request's hold was never released"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (entries, balance) = books(&ledger, &gw.key_id).await;
+    assert!(
+        entries.is_empty(),
+        "the refused request was billed: {entries:?}"
+    );
+    assert_eq!(balance, credits);
+}
+
 /// The holds of an instance that died and never came back: their lease has expired, and any
 /// instance frees them (at its start, then every `RENEW_EVERY`). No other instance runs here, so
 /// what frees the hold can only be the start-up sweep of the instance that starts; the hold is
