@@ -502,3 +502,57 @@ async fn a_background_response_that_cannot_start_is_failed_not_an_http_error() {
     assert_eq!(failed["status"], "failed", "{failed}");
     assert!(failed["error"]["message"].is_string(), "{failed}");
 }
+
+/// A Messages stream (`POST /v1/messages`) asks to be resumable the same way: its events carry
+/// ids, and after a cut the rest comes back in the Messages dialect, to `message_stop`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumable_messages_stream_is_resumed_in_its_own_dialect() {
+    let (gw, _mock) = start_with_mock(MODELS).await;
+    let resp = harness::client()
+        .post(gw.url("/v1/messages"))
+        .header("x-api-key", &gw.key)
+        .header("anthropic-version", "2023-06-01")
+        .header("x-switchyard-resumable", "true")
+        .json(&json!({"model": "paced", "max_tokens": 100, "stream": true,
+                      "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = harness::request_id(&resp);
+    assert!(resp.headers().contains_key("x-switchyard-resume"));
+    let first = read_until(resp, |t| t.matches("\n\n").count() >= 4).await;
+    let first = events(&first[..first.rfind("\n\n").unwrap() + 2]);
+    let last = first.last().unwrap().0;
+    let rest = harness::client()
+        .get(gw.url(&format!("/v1/streams/{id}")))
+        .header("x-api-key", &gw.key)
+        .header("last-event-id", last.to_string())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let rest = events(&rest);
+    let ids: Vec<u64> = first.iter().chain(&rest).map(|(i, _)| *i).collect();
+    assert_eq!(
+        ids,
+        (0..ids.len() as u64).collect::<Vec<_>>(),
+        "no event lost or repeated"
+    );
+    let text: String = first
+        .iter()
+        .chain(&rest)
+        .filter_map(|(_, d)| d.lines().find_map(|l| l.strip_prefix("data: ")))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter(|v| v["type"] == "content_block_delta")
+        .filter_map(|v| v["delta"]["text"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(text, WORDS);
+    assert!(
+        rest.iter()
+            .any(|(_, d)| d.starts_with("event: message_stop")),
+        "{rest:?}"
+    );
+}
