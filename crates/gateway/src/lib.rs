@@ -7,6 +7,7 @@ pub mod app;
 pub mod auth;
 pub mod capture;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod event_log;
 pub mod http;

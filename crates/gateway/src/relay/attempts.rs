@@ -862,8 +862,9 @@ async fn whole_answer(
             let v = parse()?;
             let model = v.get("model").and_then(Value::as_str).unwrap_or_default();
             let id = crate::auth::new_id("chatcmpl-", 24);
-            let chat = anthropic::message_to_chat_completion(&v, &id, model, unix_now())
-                .map_err(|_| not_completion())?;
+            let chat =
+                anthropic::message_to_chat_completion(&v, &id, model, crate::clock::unix_now())
+                    .map_err(|_| not_completion())?;
             Ok(Answer::Json(
                 Bytes::from(serde_json::to_vec(&chat).unwrap_or_default()),
                 native.then_some(body),
@@ -876,8 +877,9 @@ async fn whole_answer(
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             let id = crate::auth::new_id("chatcmpl-", 24);
-            let chat = gemini::response_to_chat_completion(&v, &id, model, unix_now())
-                .map_err(|_| not_completion())?;
+            let chat =
+                gemini::response_to_chat_completion(&v, &id, model, crate::clock::unix_now())
+                    .map_err(|_| not_completion())?;
             Ok(Answer::Json(
                 Bytes::from(serde_json::to_vec(&chat).unwrap_or_default()),
                 native.then_some(body),
@@ -904,12 +906,6 @@ async fn embeddings_answer(
             "the upstream's answer is not an embeddings list".into(),
         ))
     }
-}
-
-pub(crate) fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// A request that failed before anything was delivered is recorded, at no cost.

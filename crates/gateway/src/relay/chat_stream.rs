@@ -51,8 +51,9 @@ use switchyard_wire::upstream::{
 };
 
 use crate::app::Gateway;
+use crate::clock::unix_now;
 use crate::ledger::{Durable, EndReason, LedgerError};
-use crate::relay::attempts::{unix_now, UpstreamStream};
+use crate::relay::attempts::UpstreamStream;
 use crate::relay::client_encoder::Encoder;
 use crate::relay::settlement::{Settled, Settlement};
 use crate::relay::upstream_pump::{self, Failure, Pump, PumpedRelay};

@@ -27,8 +27,8 @@ use switchyard_wire::responses::{request_to_chat, ResponseContext};
 
 use crate::app::Gateway;
 use crate::auth::{new_id, Caller};
+use crate::clock::unix_now;
 use crate::ledger::LedgerError;
-use crate::relay::attempts::unix_now;
 use crate::relay::client_encoder::responses::{Keeper, ResponsesOut};
 use crate::relay::client_encoder::Encoder;
 use crate::relay::replay::{Background, Ending, Numbering, ReadError};

@@ -668,3 +668,146 @@ async fn a_killed_instance_releases_its_holds_when_it_restarts() {
     );
     assert_eq!(balance, credits - billed);
 }
+
+/// Inserts a hold of `amount` for `key_id` on behalf of instance `other`, whose lease ends
+/// `expires_in_ms` from now by PostgreSQL's clock, and raises the key's `reserved_nanos` with it.
+async fn foreign_hold(
+    conn: &mut sqlx::AnyConnection,
+    request_id: &str,
+    key_id: &str,
+    amount: i64,
+    expires_in_ms: i64,
+) {
+    sqlx::query(
+        "INSERT INTO holds (request_id, key_id, amount_nanos, instance_id, expires_at) VALUES \
+         ($1, $2, $3, 'other', CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) + $4)",
+    )
+    .bind(request_id)
+    .bind(key_id)
+    .bind(amount)
+    .bind(expires_in_ms)
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE api_keys SET reserved_nanos = reserved_nanos + $1 WHERE id = $2")
+        .bind(amount)
+        .bind(key_id)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+}
+
+/// The holds left, by request id, and the key's `reserved_nanos`.
+async fn holds_left(conn: &mut sqlx::AnyConnection, key_id: &str) -> (Vec<String>, i64) {
+    let ids: Vec<(String,)> = sqlx::query_as("SELECT request_id FROM holds ORDER BY request_id")
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+    let (reserved,): (i64,) = sqlx::query_as("SELECT reserved_nanos FROM api_keys WHERE id = $1")
+        .bind(key_id)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    (ids.into_iter().map(|(id,)| id).collect(), reserved)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_with_a_wrong_clock_frees_no_live_hold_and_keeps_no_dead_one() {
+    let Some(server) = postgres_url() else {
+        return;
+    };
+    let db = TestDb::postgres(&server).await;
+    let url = db.url.clone();
+    let mock = MockUpstream::start().await.unwrap();
+    let ledger = switchyard::ledger::Ledger::connect(&url).await.unwrap();
+    let (record, key) = switchyard::auth::create_key(
+        &ledger,
+        &switchyard::ledger::NewKey {
+            name: "skew".into(),
+            credits: switchyard::ledger::Nanos(1_000_000_000),
+            ..switchyard::ledger::NewKey::default()
+        },
+    )
+    .await
+    .unwrap();
+    ledger.close().await;
+    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    // Another instance holds 0.1 USD for a request still running (its lease has 10 minutes to go)
+    // and left 0.2 USD behind a lease that ran out a minute ago.
+    foreign_hold(&mut conn, "live", &record.id, 100_000_000, 600_000).await;
+    foreign_hold(&mut conn, "dead-1", &record.id, 200_000_000, -60_000).await;
+
+    let config = |dir: &Path| {
+        format!(
+            "database = \"{url}\"\ninstances = \"shared\"\njournal = {:?}\n{}",
+            dir.join("x.journal").display().to_string(),
+            harness::mock_config(&mock, "")
+        )
+    };
+    let root = temp_db();
+    // An instance whose clock runs an hour ahead starts: its start-up sweep runs before it
+    // serves.
+    let ahead = root.join("ahead");
+    std::fs::create_dir_all(&ahead).unwrap();
+    std::fs::write(ahead.join("switchyard.toml"), config(&ahead)).unwrap();
+    let args = [
+        "serve",
+        "--config",
+        "switchyard.toml",
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    let (mut a, _, a_base, _) =
+        harness::serve_binary_with(&ahead, &args, &[("SWITCHYARD_CLOCK_SKEW_MS", "3600000")]).await;
+    let after_ahead = holds_left(&mut conn, &record.id).await;
+
+    // Its own hold is leased by PostgreSQL's clock too: a slow stream, and its row read while open.
+    mock.set_options(json!({"tokens": 40, "gap_ms": 50}))
+        .unwrap();
+    let stream = harness::client()
+        .post(format!("{a_base}/chat/completions"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "m", "max_tokens": 40, "stream": true, "messages": user("hi")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let (lease_left,): (i64,) = sqlx::query_as(
+        "SELECT expires_at - CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) \
+         FROM holds WHERE instance_id <> 'other'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    let _ = stream.bytes().await.unwrap();
+    a.kill().await.ok();
+
+    // One whose clock runs an hour behind: it still frees a lease that ran out.
+    foreign_hold(&mut conn, "dead-2", &record.id, 300_000_000, -60_000).await;
+    let behind = root.join("behind");
+    std::fs::create_dir_all(&behind).unwrap();
+    std::fs::write(behind.join("switchyard.toml"), config(&behind)).unwrap();
+    let (mut b, _, _, _) =
+        harness::serve_binary_with(&behind, &args, &[("SWITCHYARD_CLOCK_SKEW_MS", "-3600000")])
+            .await;
+    let after_behind = holds_left(&mut conn, &record.id).await;
+    b.kill().await.ok();
+    conn.close().await.ok();
+    let _ = std::fs::remove_dir_all(&root);
+    db.drop_db().await;
+
+    assert_eq!(
+        after_ahead,
+        (vec!["live".to_string()], 100_000_000),
+        "a clock an hour ahead frees the expired hold and only that one"
+    );
+    assert!(
+        (0..=60_000).contains(&lease_left),
+        "a hold's lease is at most a minute by PostgreSQL's clock, whatever the instance's: {lease_left} ms"
+    );
+    assert_eq!(
+        after_behind,
+        (vec!["live".to_string()], 100_000_000),
+        "a clock an hour behind still frees the hold that expired"
+    );
+}

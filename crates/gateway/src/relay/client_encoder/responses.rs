@@ -141,8 +141,7 @@ impl ResponsesOut {
     /// The terminal event (`response.completed` / `response.incomplete`, its usage with the
     /// cost the finish chunk carried); nothing after a failure.
     pub fn done(&mut self, out: &mut BytesMut) {
-        self.builder
-            .set_completed_at(crate::relay::attempts::unix_now());
+        self.builder.set_completed_at(crate::clock::unix_now());
         self.builder.finish(None, &mut self.events);
         self.flush(out);
     }
@@ -155,7 +154,7 @@ impl ResponsesOut {
     /// A non-streamed answer (a chat completion with its cost) as a Response object, kept.
     pub async fn whole(&self, completion: &Value) -> Value {
         let mut ctx = self.ctx.clone();
-        ctx.completed_at = Some(crate::relay::attempts::unix_now());
+        ctx.completed_at = Some(crate::clock::unix_now());
         let response = chat_completion_to_response(completion, ctx);
         self.keeper.keep(&response).await;
         response
