@@ -37,6 +37,8 @@ pub enum StartError {
     Config(#[from] crate::config::ConfigError),
     #[error("cannot open the event log: {0}")]
     EventLog(std::io::Error),
+    #[error("durability = \"batched\" needs a journal (set `journal = \"FILE\"`): an answer given before its entry is committed must be recoverable")]
+    BatchedWithoutJournal,
 }
 
 /// Content tokens of a demo answer: long enough to watch it stream.
@@ -127,6 +129,9 @@ impl Gateway {
             .journal
             .clone()
             .or_else(|| crate::ledger::journal::default_path(&config.database));
+        if config.durability == crate::ledger::Durability::Batched && journal.is_none() {
+            return Err(StartError::BatchedWithoutJournal);
+        }
         let event_log = match &config.event_log {
             Some(crate::event_log::EventLogTarget::File(p)) => Some(p.as_path()),
             _ => None,
@@ -136,8 +141,9 @@ impl Gateway {
             journal.as_deref(),
             event_log,
         ));
-        let ledger =
-            Ledger::connect_with(&config.database, journal.as_deref(), config.instances).await?;
+        let ledger = Ledger::connect_with(&config.database, journal.as_deref(), config.instances)
+            .await?
+            .with_durability(config.durability);
         if let (Some((fault, every)), Some(j)) = (crate::config::journal_faults(), ledger.journal())
         {
             j.faults().fail_every(fault, every);

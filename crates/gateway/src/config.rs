@@ -234,6 +234,7 @@ struct RawConfig {
     database: Option<String>,
     journal: Option<String>,
     instances: Option<String>,
+    durability: Option<String>,
     redis: Option<String>,
     redis_failure: Option<String>,
     redis_timeout_ms: Option<u64>,
@@ -1054,6 +1055,9 @@ pub struct Config {
     /// `instances = "shared"`: several instances on one PostgreSQL database take their holds
     /// there (`ledger::shared_holds`); `"single"` (the default) keeps them in memory.
     pub instances: crate::ledger::Instances,
+    /// `durability = "durable"` (the default: a whole answer leaves once its entry is durable) or
+    /// `"batched"` (it leaves at once; the entry is committed within the writer's next batch).
+    pub durability: crate::ledger::Durability,
     pub redis: Option<String>,
     /// What the rate limits do while `redis` cannot be reached.
     pub redis_failure: RedisFailure,
@@ -1565,11 +1569,21 @@ impl Config {
                 )))
             }
         };
+        let durability = match raw.durability.as_deref() {
+            None | Some("durable") => crate::ledger::Durability::Durable,
+            Some("batched") => crate::ledger::Durability::Batched,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "durability = \"{other}\": expected \"durable\" or \"batched\""
+                )))
+            }
+        };
         Ok(Config {
             listen,
             database,
             journal: raw.journal.take().map(PathBuf::from),
             instances,
+            durability,
             redis: raw.redis.take(),
             redis_failure: match raw.redis_failure.as_deref() {
                 None | Some("open") => RedisFailure::Open,
@@ -2012,6 +2026,7 @@ impl Config {
             database,
             journal,
             instances,
+            durability,
             redis,
             redis_failure,
             redis_timeout,
@@ -2142,6 +2157,23 @@ output_price = "10.00"
         let m = &c.models["gpt-4o"];
         assert_eq!(m.routes[0].upstream_model, "gpt-4o");
         assert_eq!(m.prices.output, Decimal::new(1000, 2));
+    }
+
+    #[test]
+    fn durability_is_durable_unless_batched_is_asked_for() {
+        use crate::ledger::Durability;
+        assert_eq!(
+            Config::parse(GOOD, "t.toml").unwrap().durability,
+            Durability::Durable
+        );
+        let batched = format!("durability = \"batched\"\n{GOOD}");
+        assert_eq!(
+            Config::parse(&batched, "t.toml").unwrap().durability,
+            Durability::Batched
+        );
+        let wrong = format!("durability = \"lazy\"\n{GOOD}");
+        let e = Config::parse(&wrong, "t.toml").unwrap_err().to_string();
+        assert!(e.contains("durability = \"lazy\""), "{e}");
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod prices;
 pub mod quotas;
 pub mod responses;
 pub mod shared_holds;
+mod sqlite_writer;
 pub mod writer;
 
 use std::str::FromStr;
@@ -321,6 +322,21 @@ pub struct Ledger {
     changes: tokio::sync::broadcast::Sender<KeyChange>,
     /// Several instances share their holds through the database (`shared_holds`).
     shared: Option<shared_holds::SharedHolds>,
+    /// Whether a whole answer waits for its entry to be durable.
+    durability: Durability,
+}
+
+/// When a whole (non-streamed) answer may leave, relative to its ledger entry (`durability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Once its entry is durable: committed, or fsync'd in the journal (the default).
+    #[default]
+    Durable,
+    /// At once: the entry is handed to the writer and committed with its next batch, within a few
+    /// milliseconds (at most `writer::JOURNAL_AFTER` plus a journal fsync when the database is
+    /// down). A process killed inside that window bills the request from its admission record in
+    /// the journal (`interrupted`, its prompt), as any request in flight at a crash.
+    Batched,
 }
 
 /// Whether this process is the only one admitting against its database's keys.
@@ -366,6 +382,17 @@ impl SettleSlot {
             reply: Some(tx),
         }));
         PendingSettlement(rx)
+    }
+}
+
+impl SettleSlot {
+    /// Hands the entry to the writer without waiting for it to be durable.
+    pub fn send_queued(self, entry: UsageEntry, hold: Option<Hold>) {
+        self.0.send(writer::Msg::Settle(writer::Job {
+            entry,
+            hold,
+            reply: None,
+        }));
     }
 }
 
@@ -496,6 +523,17 @@ impl Ledger {
             None => None,
         };
         let (tx, rx) = mpsc::channel(writer::QUEUE);
+        let sqlite_writer = if sqlite {
+            let file = sqlx::sqlite::SqliteConnectOptions::from_str(&url)?
+                .get_filename()
+                .to_owned();
+            Some(
+                sqlite_writer::SqliteWriter::open(&file, std::time::Duration::from_millis(250))
+                    .map_err(|e| LedgerError::Db(sqlx::Error::Io(std::io::Error::other(e))))?,
+            )
+        } else {
+            None
+        };
         tokio::spawn(
             writer::WriterTask {
                 pool: writer_pool.clone(),
@@ -504,6 +542,7 @@ impl Ledger {
                 settled: settled.clone(),
                 down: Default::default(),
                 shared: shared.is_some(),
+                sqlite: sqlite_writer,
             }
             .run(rx),
         );
@@ -520,6 +559,7 @@ impl Ledger {
         }
         Ok(Ledger {
             shared,
+            durability: Durability::Durable,
             pool,
             writer_pool,
             accounts,
@@ -554,6 +594,17 @@ impl Ledger {
             .await
             .map(SettleSlot)
             .map_err(|_| LedgerError::WriterGone)
+    }
+
+    /// This ledger with `durability` for the settlements made through it.
+    pub fn with_durability(mut self, durability: Durability) -> Ledger {
+        self.durability = durability;
+        self
+    }
+
+    /// When a whole answer may leave (`Durability`).
+    pub fn durability(&self) -> Durability {
+        self.durability
     }
 
     /// Hands an entry to the writer without waiting for it (a request dropped mid-way).

@@ -697,15 +697,7 @@ impl Writer {
                 self.append(&lines)
             };
             lines.clear();
-            for tx in waiting.drain(..) {
-                let _: Result<(), _> = (tx as oneshot::Sender<std::io::Result<()>>).send(
-                    result
-                        .as_ref()
-                        .map(|_| ())
-                        .map_err(|e| std::io::Error::new(e.kind(), e.to_string())),
-                );
-            }
-            if let Err(e) = result {
+            if let Err(e) = &result {
                 tracing::error!(error = %e, path = %self.path.display(), refused = self.refusable.len(), "settlement journal write failed");
                 // Their callers answer 503: these requests are never billed.
                 for id in &self.refusable {
@@ -716,8 +708,19 @@ impl Writer {
                 self.needs_compact = true;
             }
             self.refusable.clear();
+            // Counted before anyone hears back: a writer that saw its batch fail looks at
+            // `has_pending` at once to decide whether to replay (measured: with the count
+            // stored after the replies, a delivered stream's entry waited for the next settlement).
             self.pending
                 .store(self.state.settled.len(), Ordering::Relaxed);
+            for tx in waiting.drain(..) {
+                let _: Result<(), _> = (tx as oneshot::Sender<std::io::Result<()>>).send(
+                    result
+                        .as_ref()
+                        .map(|_| ())
+                        .map_err(|e| std::io::Error::new(e.kind(), e.to_string())),
+                );
+            }
             if stop.is_some() {
                 break;
             }

@@ -165,24 +165,33 @@ pub(super) const KEY_COLUMNS: &str =
      created_at, revoked_at, max_concurrent, reserved_nanos, key_last4, capture_hours, quotas";
 
 pub(super) fn key_from_row(row: &sqlx::any::AnyRow) -> Result<KeyRecord, sqlx::Error> {
-    let models: Option<String> = row.try_get("models")?;
-    let budget_nanos: Option<i64> = row.try_get("budget_nanos")?;
-    let budget_period: Option<String> = row.try_get("budget_period")?;
-    let metadata: Option<String> = row.try_get("metadata")?;
-    let quotas: Option<String> = row.try_get("quotas")?;
+    key_from_columns(|c| row.try_get(c), |c| row.try_get(c))
+}
+
+/// A key's record from its `KEY_COLUMNS`, read by name as text or integers (`None` for NULL),
+/// whichever driver read the row (sqlx here, rusqlite in `sqlite_writer`).
+pub(super) fn key_from_columns<E>(
+    text: impl Fn(&str) -> Result<Option<String>, E>,
+    int: impl Fn(&str) -> Result<Option<i64>, E>,
+) -> Result<KeyRecord, E> {
+    let models = text("models")?;
+    let budget_nanos = int("budget_nanos")?;
+    let budget_period = text("budget_period")?;
+    let metadata = text("metadata")?;
+    let quotas = text("quotas")?;
     Ok(KeyRecord {
         quotas: quotas
             .and_then(|q| serde_json::from_str(&q).ok())
             .unwrap_or_default(),
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        prefix: row.try_get("key_prefix")?,
-        balance: Nanos(row.try_get("balance_nanos")?),
-        spent: Nanos(row.try_get("spent_nanos")?),
-        rpm: row.try_get("rpm")?,
-        tpm: row.try_get("tpm")?,
-        max_concurrent: row.try_get("max_concurrent")?,
-        shared_reserved: Nanos(row.try_get("reserved_nanos")?),
+        id: text("id")?.unwrap_or_default(),
+        name: text("name")?.unwrap_or_default(),
+        prefix: text("key_prefix")?.unwrap_or_default(),
+        balance: Nanos(int("balance_nanos")?.unwrap_or_default()),
+        spent: Nanos(int("spent_nanos")?.unwrap_or_default()),
+        rpm: int("rpm")?,
+        tpm: int("tpm")?,
+        max_concurrent: int("max_concurrent")?,
+        shared_reserved: Nanos(int("reserved_nanos")?.unwrap_or_default()),
         models: models.map(|m| {
             m.split(',')
                 .filter(|s| !s.is_empty())
@@ -196,15 +205,15 @@ pub(super) fn key_from_row(row: &sqlx::any::AnyRow) -> Result<KeyRecord, sqlx::E
                 .and_then(BudgetPeriod::parse)
                 .unwrap_or(BudgetPeriod::Month),
         }),
-        expires_at: row.try_get("expires_at")?,
+        expires_at: int("expires_at")?,
         metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()),
-        period_start: row.try_get("period_start")?,
-        period_spent: Nanos(row.try_get("period_spent_nanos")?),
-        version: row.try_get("version")?,
-        created_at: row.try_get("created_at")?,
-        revoked_at: row.try_get("revoked_at")?,
-        last4: row.try_get("key_last4")?,
-        capture_hours: row.try_get("capture_hours")?,
+        period_start: int("period_start")?,
+        period_spent: Nanos(int("period_spent_nanos")?.unwrap_or_default()),
+        version: int("version")?.unwrap_or_default(),
+        created_at: int("created_at")?.unwrap_or_default(),
+        revoked_at: int("revoked_at")?,
+        last4: text("key_last4")?,
+        capture_hours: int("capture_hours")?,
     })
 }
 

@@ -45,7 +45,7 @@ const REPLAY_EVERY: Duration = Duration::from_millis(500);
 /// spent a quarter of the writer's time in `sqlite3_bind_parameter_name`). On SQLite the
 /// parameters are anonymous (`?`), which have no name to look up (measured at 8 rows: the lookup
 /// still took 13% of the SQLite thread with `$N`).
-const ROWS_PER_INSERT: usize = 8;
+pub(super) const ROWS_PER_INSERT: usize = 8;
 
 /// Where a settled entry is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +53,8 @@ pub enum Durable {
     Database,
     /// In the local journal, to be replayed into the database.
     Journal,
+    /// Handed to the writer, not waited for (`Durability::Batched`): committed with its batch.
+    Queued,
 }
 
 /// What the writer is asked to do. `Settle` is nearly every message, so it is kept inline
@@ -83,6 +85,9 @@ pub(super) struct WriterTask {
     pub down: std::sync::atomic::AtomicBool,
     /// Holds are rows of the shared `holds` table, released with the settlement.
     pub shared: bool,
+    /// On SQLite, batches are written by this thread of its own (`sqlite_writer`), not through
+    /// `pool`.
+    pub sqlite: Option<super::sqlite_writer::SqliteWriter>,
 }
 
 const COLUMNS: &str = "request_id, key_id, requested_model, served_model, provider, \
@@ -90,7 +95,7 @@ const COLUMNS: &str = "request_id, key_id, requested_model, served_model, provid
      cost_nanos, end_reason, ttft_ms, duration_ms, stream, started_at, finished_at, created_at, \
      hold_nanos, over_hold, billing_note, upstream_status, status, error_text, request_type, \
      cache_write_tokens, cache_saved_nanos";
-const COLUMN_COUNT: usize = 28;
+pub(super) const COLUMN_COUNT: usize = 28;
 
 impl WriterTask {
     pub async fn run(self, mut rx: mpsc::Receiver<Msg>) {
@@ -151,9 +156,7 @@ impl WriterTask {
         let deadline = tokio::time::Instant::now() + JOURNAL_AFTER;
         let mut pause = Duration::from_millis(20);
         let result = loop {
-            match tokio::time::timeout_at(deadline, write_batch(&self.pool, &entries, self.shared))
-                .await
-            {
+            match tokio::time::timeout_at(deadline, self.write(&entries)).await {
                 Ok(Ok(keys)) => break Ok(keys),
                 Ok(Err(e)) if tokio::time::Instant::now() + pause < deadline => {
                     tracing::warn!(error = %e, entries = entries.len(), "ledger commit failed; retrying");
@@ -186,6 +189,17 @@ impl WriterTask {
                 self.settled.send_modify(|c| *c += n);
             }
             Err(e) => self.to_journal(jobs, e).await,
+        }
+    }
+
+    /// Writes one batch: on the SQLite thread (the entries copied to it), else through sqlx.
+    async fn write(&self, entries: &[&UsageEntry]) -> Result<Vec<KeyRecord>, sqlx::Error> {
+        match &self.sqlite {
+            Some(w) => {
+                w.write_batch(entries.iter().map(|&e| e.clone()).collect())
+                    .await
+            }
+            None => write_batch(&self.pool, entries, self.shared).await,
         }
     }
 
@@ -248,7 +262,7 @@ impl WriterTask {
         let pending = journal.pending().await;
         for chunk in pending.chunks(MAX_BATCH) {
             let entries: Vec<&UsageEntry> = chunk.iter().collect();
-            let write = write_batch(&self.pool, &entries, self.shared);
+            let write = self.write(&entries);
             match tokio::time::timeout(JOURNAL_AFTER, write).await {
                 Ok(Ok(keys)) => {
                     for k in &keys {
@@ -338,21 +352,8 @@ pub(super) async fn write_batch(
         }
     }
     // What the entries inserted now count in their keys' quota windows (below, after the debits).
-    let fresh: Vec<&UsageEntry> = entries
-        .iter()
-        .filter(|e| inserted.contains(&e.request_id))
-        .copied()
-        .collect();
-    // One debit per key and budget period, oldest period first (see the CASE below).
-    let mut debits: BTreeMap<(String, i64, i64), i64> = BTreeMap::new();
-    for e in entries {
-        if e.cost.0 != 0 && inserted.remove(&e.request_id) {
-            let day = BudgetPeriod::Day.start_of(e.finished_at);
-            let month = BudgetPeriod::Month.start_of(e.finished_at);
-            let d = debits.entry((e.key_id.clone(), day, month)).or_default();
-            *d = d.saturating_add(e.cost.0);
-        }
-    }
+    let fresh = fresh_entries(entries, &inserted);
+    let mut debits = plan_debits(entries, &mut inserted);
     let mut released = if shared {
         let ids: Vec<&str> = entries.iter().map(|e| e.request_id.as_str()).collect();
         super::shared_holds::release_in(&mut tx, &ids).await?
@@ -414,13 +415,7 @@ async fn charge_quotas(
     keys: &mut Vec<KeyRecord>,
     numbered: bool,
 ) -> Result<(), sqlx::Error> {
-    let mut by_key: BTreeMap<&str, Vec<&UsageEntry>> = BTreeMap::new();
-    for e in fresh {
-        if e.cost.0 > 0 || e.prompt_tokens + e.completion_tokens > 0 {
-            by_key.entry(e.key_id.as_str()).or_default().push(e);
-        }
-    }
-    for (key_id, list) in by_key {
+    for (key_id, list) in quota_entries_by_key(fresh) {
         let current = match keys.iter().find(|k| k.id == key_id) {
             Some(k) => k.clone(),
             None => {
@@ -439,18 +434,9 @@ async fn charge_quotas(
                 }
             }
         };
-        if current.quotas.is_empty() {
+        let Some(quotas) = charged_quotas(&current, list) else {
             continue;
-        }
-        let mut quotas = current.quotas.clone();
-        let mut list = list;
-        list.sort_by_key(|e| e.started_at);
-        for e in list {
-            let tokens = clamp(e.prompt_tokens.saturating_add(e.completion_tokens));
-            for q in &mut quotas {
-                q.charge(e.started_at, e.cost.0, tokens);
-            }
-        }
+        };
         let sql = format!(
             "UPDATE api_keys SET quotas = {}, version = version + 1 WHERE id = {} RETURNING {}",
             if numbered { "$1" } else { "?" },
@@ -471,14 +457,14 @@ async fn charge_quotas(
 
 /// The most one debit takes, and the bounds the balance (below) and the spends (above) stop at:
 /// 2^62 nano-USD (4.6 billion USD), so that no sum in the debit statement can leave an i64.
-const DEBIT_BOUND: i64 = 1 << 62;
+pub(super) const DEBIT_BOUND: i64 = 1 << 62;
 
-fn clamp(n: u64) -> i64 {
+pub(super) fn clamp(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// `numbered`: `$1, $2, …` (PostgreSQL); else `?` (SQLite binds them in order, without a lookup).
-fn insert_sql(rows: usize, numbered: bool) -> String {
+pub(super) fn insert_sql(rows: usize, numbered: bool) -> String {
     let mut sql = format!("INSERT INTO usage_entries ({COLUMNS}) VALUES ");
     let mut n = 0;
     for r in 0..rows {
@@ -508,7 +494,71 @@ fn insert_sql(rows: usize, numbered: bool) -> String {
 /// shared holds released), built once per process. The period is the key's budget period (days
 /// without a budget); a settlement in a new period starts its spend afresh, one from an older
 /// period leaves it alone.
-fn debit_sql() -> &'static str {
+/// The entries of `entries` that this batch inserted (not already in the database).
+pub(super) fn fresh_entries<'a>(
+    entries: &[&'a UsageEntry],
+    inserted: &HashSet<String>,
+) -> Vec<&'a UsageEntry> {
+    entries
+        .iter()
+        .filter(|e| inserted.contains(&e.request_id))
+        .copied()
+        .collect()
+}
+
+/// One debit per key and budget period (the day and month the entry finished in), oldest period
+/// first (see `debit_sql`), for the entries inserted now; `inserted` is emptied of those that cost
+/// something.
+pub(super) fn plan_debits(
+    entries: &[&UsageEntry],
+    inserted: &mut HashSet<String>,
+) -> BTreeMap<(String, i64, i64), i64> {
+    let mut debits: BTreeMap<(String, i64, i64), i64> = BTreeMap::new();
+    for e in entries {
+        if e.cost.0 != 0 && inserted.remove(&e.request_id) {
+            let day = BudgetPeriod::Day.start_of(e.finished_at);
+            let month = BudgetPeriod::Month.start_of(e.finished_at);
+            let d = debits.entry((e.key_id.clone(), day, month)).or_default();
+            *d = d.saturating_add(e.cost.0);
+        }
+    }
+    debits
+}
+
+/// The fresh entries that count in quota windows (they cost money or used tokens), by key.
+pub(super) fn quota_entries_by_key<'a>(
+    fresh: &[&'a UsageEntry],
+) -> BTreeMap<&'a str, Vec<&'a UsageEntry>> {
+    let mut by_key: BTreeMap<&str, Vec<&UsageEntry>> = BTreeMap::new();
+    for e in fresh {
+        if e.cost.0 > 0 || e.prompt_tokens + e.completion_tokens > 0 {
+            by_key.entry(e.key_id.as_str()).or_default().push(e);
+        }
+    }
+    by_key
+}
+
+/// The key's quota windows with `list` counted in them, oldest request first; `None` when the key
+/// has no windows.
+pub(super) fn charged_quotas(
+    current: &KeyRecord,
+    mut list: Vec<&UsageEntry>,
+) -> Option<Vec<super::quotas::Quota>> {
+    if current.quotas.is_empty() {
+        return None;
+    }
+    let mut quotas = current.quotas.clone();
+    list.sort_by_key(|e| e.started_at);
+    for e in list {
+        let tokens = clamp(e.prompt_tokens.saturating_add(e.completion_tokens));
+        for q in &mut quotas {
+            q.charge(e.started_at, e.cost.0, tokens);
+        }
+    }
+    Some(quotas)
+}
+
+pub(super) fn debit_sql() -> &'static str {
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         let p1 = "(CASE WHEN budget_period = 'month' THEN $2 ELSE $3 END)";
         format!(

@@ -446,7 +446,8 @@ impl Settlement {
     }
 
     /// Writes the ledger entry now and waits until it is durable (committed, or journaled when
-    /// the database will not write). Settling twice is impossible: the first call consumes the
+    /// the database will not write); with `durability = "batched"` it only hands it to the
+    /// writer. Settling twice is impossible: the first call consumes the
     /// admission, and only once the writer has room for the entry, so a caller dropped while
     /// waiting leaves the guard to settle on drop.
     pub async fn settle(
@@ -463,6 +464,10 @@ impl Settlement {
         };
         let e = entry(&a, &self.meter, end, settled);
         let hold = close(&mut a, &self.meter, &e);
+        if a.ledger.durability() == crate::ledger::Durability::Batched {
+            slot.send_queued(e, hold);
+            return Ok(Durable::Queued);
+        }
         slot.send(e, hold).durable().await
     }
 }

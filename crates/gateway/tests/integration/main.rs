@@ -16,6 +16,7 @@ mod cli;
 mod completions;
 mod console;
 mod cors;
+mod durability;
 mod early_commit;
 mod embeddings;
 mod errors;
