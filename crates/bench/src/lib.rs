@@ -4,7 +4,9 @@
 //! `TargetArgs`. The run itself is here: one OS thread per core, each with its own single-threaded
 //! tokio runtime driving its share of the connections (`client.rs`) and its own `Stats`, merged
 //! when every thread is done; meanwhile this thread draws the progress line and reads the
-//! process's CPU time at the start and end of the measured window.
+//! process's CPU time at the start and end of the measured window. The crate's other binary,
+//! `bare-proxy` (`src/bin/bare-proxy.rs`), is the bare forwarding proxy `bench/run` measures the
+//! gateway against.
 
 mod client;
 mod cpu_time;
