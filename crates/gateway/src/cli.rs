@@ -1,13 +1,13 @@
-//! The `switchyard` command line: argument definitions and what each shell command does
-//! (`serve`, `keys`, `usage`, `check`; `bench` and `bench-target` are `loadgen`'s). `main.rs` only
-//! parses and calls `main`, which gives the gateway's commands the tokio runtime and lets the
-//! bench size its own.
+//! The gateway's own shell commands (`serve`, `keys`, `usage`, `check`): their arguments and what
+//! each does. The binary's `main.rs` flattens `Command` into the top-level parser next to `bench`
+//! and `bench-target` (the `switchyard-bench` crate, which this library does not know) and calls
+//! `main`, which gives these commands the tokio runtime.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 
 use crate::app::{Gateway, Live};
 use crate::auth;
@@ -17,17 +17,6 @@ use crate::ledger::{
     now_ms, parse_usd, AmountRule, Budget, BudgetPeriod, GroupBy, KeyRecord, Ledger, LedgerError,
     Nanos, NewKey, UsageQuery, MAX_USD,
 };
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "switchyard",
-    version,
-    about = "An OpenAI-compatible LLM gateway, streaming first."
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
 
 #[derive(Debug, clap::Args)]
 pub struct DbArgs {
@@ -86,12 +75,6 @@ pub enum Command {
         #[arg(long)]
         resolve_secrets: bool,
     },
-    /// Load-test an OpenAI-compatible endpoint (ours or anyone's): requests/s, latency, time to
-    /// first token and gaps between chunks, errors by status.
-    Bench(crate::loadgen::BenchArgs),
-    /// A trivial server answering every request with a fixed completion, to measure `bench` itself.
-    #[command(hide = true)]
-    BenchTarget(crate::loadgen::TargetArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -195,26 +178,18 @@ fn key_status(k: &KeyRecord) -> &'static str {
     }
 }
 
-/// Runs one command to completion: the load tool on runtimes of its own, every other command on a
-/// multi-threaded tokio runtime.
-pub fn main(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Bench(args) => crate::loadgen::bench(args),
-        Command::BenchTarget(args) => crate::loadgen::target(args),
-        command => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the runtime")?
-            .block_on(run(command)),
-    }
+/// Runs one of the gateway's commands to completion on a multi-threaded tokio runtime.
+pub fn main(command: Command) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?
+        .block_on(run(command))
 }
 
 /// Runs one of the gateway's commands to completion (inside a runtime).
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Bench(_) | Command::BenchTarget(_) => {
-            bail!("bench and bench-target start their own runtimes: run them through cli::main")
-        }
         Command::Serve { db, listen } => serve(db, listen).await,
         Command::Check {
             config,

@@ -13,7 +13,6 @@ pub mod event_log;
 pub mod http;
 pub mod ledger;
 pub mod limits;
-pub mod loadgen;
 pub mod nofile;
 pub mod otlp;
 pub mod private_files;

@@ -1,6 +1,6 @@
 //! Raises this process's open-file limit (RLIMIT_NOFILE) from its soft value to the hard one, so a
-//! server holding thousands of streams, or `switchyard bench` opening thousands of connections,
-//! is not cut off at the usual 1,024. Called once at startup by `serve` and `bench`.
+//! server holding thousands of streams is not cut off at the usual 1,024. Called once at startup by
+//! `serve` (the bench crate keeps its own copy, `crates/bench/src/nofile.rs`, for `bench`).
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit; logs at debug level what it did. Returns the
 /// soft limit in force afterwards (`None` if it could not be read).

@@ -1,7 +1,8 @@
 //! The house rules that reading the code can check, checked: every source file says what it is
 //! for, and each dependency with a boundary stays behind it (`sqlx` in `ledger`, `axum` in `http`
 //! and the server's entry, `redis::` in the Redis limit store, the environment in `config`, no
-//! tokio in `wire`), only the ledger writer writes usage entries, every test RELIABILITY.md
+//! tokio in `wire`), the product library knows nothing of the bench crate (only the binary's
+//! `main.rs` names it), only the ledger writer writes usage entries, every test RELIABILITY.md
 //! cites exists, every file of `console/` is embedded in the binary, and every test that skips
 //! says so through the one helper that `./scripts/test` counts.
 
@@ -22,7 +23,7 @@ fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
 fn crate_sources() -> Vec<(String, String)> {
     let crates = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let mut files = Vec::new();
-    for krate in ["wire", "gateway", "mock-upstream"] {
+    for krate in ["wire", "gateway", "mock-upstream", "bench"] {
         sources(&crates.join(krate).join("src"), &mut files);
     }
     files
@@ -70,7 +71,7 @@ fn dependencies_stay_behind_their_boundaries() {
         ("redis::", &["gateway/src/limits/redis_store.rs"]),
         ("opentelemetry", &["gateway/src/otlp.rs"]),
         ("std::env", &["gateway/src/config.rs", "mock-upstream/"]),
-        ("tokio::", &["gateway/", "mock-upstream/"]),
+        ("tokio::", &["gateway/", "mock-upstream/", "bench/"]),
     ];
     let mut broken = Vec::new();
     for (path, text) in crate_sources() {
@@ -82,6 +83,37 @@ fn dependencies_stay_behind_their_boundaries() {
         }
     }
     assert!(broken.is_empty(), "{broken:#?}");
+}
+
+/// The load generator and its histograms live in `crates/bench` (`switchyard-bench`): the `switchyard`
+/// package lists it only for its binary, so no file of the library may name it or `hdrhistogram`.
+#[test]
+fn only_the_binary_names_the_bench_crate() {
+    let sources = crate_sources();
+    let mut broken = Vec::new();
+    for (path, text) in &sources {
+        if !path.starts_with("gateway/src/") || path == "gateway/src/main.rs" {
+            continue;
+        }
+        for name in ["switchyard_bench", "hdrhistogram"] {
+            if text.contains(name) {
+                broken.push(format!("{path} names {name}"));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{broken:#?}");
+    // The rule reads the right files: the binary is where `bench` reaches the crate.
+    let main = sources
+        .iter()
+        .find(|(path, _)| path == "gateway/src/main.rs")
+        .expect("gateway/src/main.rs was read");
+    assert!(main.1.contains("switchyard_bench::bench("), "main.rs");
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
+    assert!(
+        !manifest.contains("hdrhistogram"),
+        "crates/gateway/Cargo.toml lists hdrhistogram"
+    );
 }
 
 #[test]
@@ -154,7 +186,7 @@ fn every_test_reliability_md_cites_exists() {
 fn every_skip_is_counted() {
     let crates = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let mut files = Vec::new();
-    for krate in ["wire", "gateway"] {
+    for krate in ["wire", "gateway", "bench"] {
         sources(&crates.join(krate).join("tests"), &mut files);
     }
     let printed = format!("{}!(\"SKIPPED", "eprintln");

@@ -1,19 +1,23 @@
-//! `switchyard bench`: a load generator for any OpenAI-compatible endpoint, and the hidden
-//! `switchyard bench-target` it is measured against. The command line is here, with the run
-//! itself: one OS thread per core, each with its own single-threaded tokio runtime driving its
-//! share of the connections (`client.rs`) and its own `Stats`, merged when every thread is done;
-//! meanwhile this thread draws the progress line and reads the process's CPU time at the start and
-//! end of the measured window.
+//! The load generator behind `switchyard bench` (any OpenAI-compatible endpoint) and the hidden
+//! `switchyard bench-target` it is measured against, kept out of the product library: only the
+//! `switchyard` binary's `main.rs` calls `bench` and `target` with the parsed `BenchArgs` and
+//! `TargetArgs`. The run itself is here: one OS thread per core, each with its own single-threaded
+//! tokio runtime driving its share of the connections (`client.rs`) and its own `Stats`, merged
+//! when every thread is done; meanwhile this thread draws the progress line and reads the
+//! process's CPU time at the start and end of the measured window. The crate's other binary,
+//! `bare-proxy` (`src/bin/bare-proxy.rs`), is the bare forwarding proxy `bench/run` measures the
+//! gateway against.
 
-pub mod client;
-pub mod cpu_time;
-pub mod progress;
-pub mod report;
-pub mod request;
-pub mod schedule;
-pub mod sse_scan;
-pub mod stats;
-pub mod target;
+mod client;
+mod cpu_time;
+pub mod nofile;
+mod progress;
+mod report;
+mod request;
+mod schedule;
+mod sse_scan;
+mod stats;
+mod target;
 
 use std::cell::RefCell;
 use std::io::IsTerminal;
