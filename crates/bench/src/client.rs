@@ -23,7 +23,7 @@ use super::sse_scan::SseScan;
 use super::stats::{record, ErrorKind, Stats};
 
 /// What every connection of one thread shares.
-pub struct Shared {
+pub(crate) struct Shared {
     pub plan: Arc<Plan>,
     pub schedule: Arc<Schedule>,
     pub stats: Rc<RefCell<Stats>>,
@@ -51,7 +51,7 @@ enum Finish {
 }
 
 /// Runs one connection until the schedule has no more requests. Must run on a `LocalSet`.
-pub async fn run(shared: Rc<Shared>) {
+pub(crate) async fn run(shared: Rc<Shared>) {
     let mut conn: Option<Conn> = None;
     let mut scan = SseScan::default();
     while let Some(slot) = shared.schedule.next() {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 /// User + system CPU time of the whole process (every thread) so far.
-pub fn process_cpu() -> Duration {
+pub(crate) fn process_cpu() -> Duration {
     // SAFETY: an all-zero rusage is a valid value of this plain C struct.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage only writes the struct we pass, which lives for the call.

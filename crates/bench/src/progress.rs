@@ -7,14 +7,14 @@ use std::time::Instant;
 
 /// One worker thread's running counts (the warmup's requests included).
 #[derive(Debug, Default)]
-pub struct Counters {
+pub(crate) struct Counters {
     pub done: AtomicU64,
     pub errors: AtomicU64,
     pub events: AtomicU64,
 }
 
 impl Counters {
-    pub fn add(counter: &AtomicU64, n: u64) {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
         // One writer per counter: a relaxed load + store is enough and cheaper than fetch_add.
         counter.store(counter.load(Ordering::Relaxed) + n, Ordering::Relaxed);
     }
@@ -22,14 +22,19 @@ impl Counters {
 
 /// Draws the progress line.
 #[derive(Default)]
-pub struct Line {
+pub(crate) struct Line {
     last: Option<(Instant, u64)>,
     drawn: bool,
 }
 
 impl Line {
     /// Redraws the line from every thread's counters; `warmup` while the warmup runs.
-    pub fn draw(&mut self, counters: &[std::sync::Arc<Counters>], elapsed_s: f64, warmup: bool) {
+    pub(crate) fn draw(
+        &mut self,
+        counters: &[std::sync::Arc<Counters>],
+        elapsed_s: f64,
+        warmup: bool,
+    ) {
         let sum = |f: fn(&Counters) -> &AtomicU64| -> u64 {
             counters.iter().map(|c| f(c).load(Ordering::Relaxed)).sum()
         };
@@ -51,7 +56,7 @@ impl Line {
     }
 
     /// Clears the line before the report.
-    pub fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         if self.drawn {
             let mut err = std::io::stderr().lock();
             let _ = write!(err, "\r\x1b[K");

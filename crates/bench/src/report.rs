@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::stats::Stats;
 
 /// What the report says besides the stats.
-pub struct Run<'a> {
+pub(crate) struct Run<'a> {
     pub url: &'a str,
     pub stream: bool,
     pub concurrency: usize,
@@ -63,7 +63,7 @@ fn per_s(n: u64, secs: f64) -> f64 {
 }
 
 /// The `--json` report.
-pub fn json(run: &Run, s: &Stats) -> Value {
+pub(crate) fn json(run: &Run, s: &Stats) -> Value {
     let errors: serde_json::Map<String, Value> = s
         .errors
         .iter()
@@ -114,7 +114,7 @@ pub fn json(run: &Run, s: &Stats) -> Value {
 }
 
 /// The table for people, from the JSON report (so both always say the same).
-pub fn table(report: &Value) -> String {
+pub(crate) fn table(report: &Value) -> String {
     let mut out = String::new();
     let f = |v: &Value| v.as_f64().unwrap_or(0.0);
     let n = |v: &Value| v.as_u64().unwrap_or(0);

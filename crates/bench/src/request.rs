@@ -12,7 +12,7 @@ use http::{HeaderMap, Uri};
 
 /// The request every connection sends, and where.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// The URL as given, with the path requests go to (for the report).
     pub url: String,
     pub addr: SocketAddr,
@@ -24,7 +24,7 @@ pub struct Plan {
 }
 
 /// What the command line says about the request.
-pub struct Spec<'a> {
+pub(crate) struct Spec<'a> {
     pub url: &'a str,
     pub key: Option<&'a str>,
     pub model: &'a str,
@@ -39,7 +39,7 @@ pub struct Spec<'a> {
 const WORDS: &[u8] = b"the quick brown fox jumps over the lazy dog ";
 
 impl Plan {
-    pub fn build(spec: &Spec) -> anyhow::Result<Plan> {
+    pub(crate) fn build(spec: &Spec) -> anyhow::Result<Plan> {
         let uri: Uri = spec.url.parse().with_context(|| {
             format!("{:?} is not a URL like http://127.0.0.1:8080/v1", spec.url)
         })?;

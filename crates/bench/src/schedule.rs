@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 /// One request to send.
 #[derive(Debug, Clone, Copy)]
-pub struct Slot {
+pub(crate) struct Slot {
     /// When it should start (`None`: now, closed loop). Latency and TTFT count from this time
     /// when the request had to wait for a busy connection (see `client::run`).
     pub at: Option<Instant>,
@@ -17,7 +17,7 @@ pub struct Slot {
 }
 
 #[derive(Debug)]
-pub struct Schedule {
+pub(crate) struct Schedule {
     start: Instant,
     measure_start: Instant,
     end: Option<Instant>,
@@ -30,7 +30,7 @@ pub struct Schedule {
 
 impl Schedule {
     /// `limit`: measured requests; `duration`: the measured window (one of the two is set).
-    pub fn new(
+    pub(crate) fn new(
         start: Instant,
         warmup: Duration,
         limit: Option<u64>,
@@ -49,12 +49,12 @@ impl Schedule {
         }
     }
 
-    pub fn measure_start(&self) -> Instant {
+    pub(crate) fn measure_start(&self) -> Instant {
         self.measure_start
     }
 
     /// The next request, or `None` when the run is over.
-    pub fn next(&self) -> Option<Slot> {
+    pub(crate) fn next(&self) -> Option<Slot> {
         let now = Instant::now();
         if self.end.is_some_and(|end| now >= end) {
             return None;

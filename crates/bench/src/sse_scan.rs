@@ -7,7 +7,7 @@
 
 /// What one complete event (a block ended by a blank line with at least one `data:` line) was.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Event {
+pub(crate) struct Event {
     pub content: bool,
     pub terminal: bool,
     pub error: bool,
@@ -23,7 +23,7 @@ impl Event {
 
 /// The incremental scanner of one stream; `reset` before reusing it for the next.
 #[derive(Debug, Default)]
-pub struct SseScan {
+pub(crate) struct SseScan {
     /// The start of a line whose end has not arrived yet.
     partial: Vec<u8>,
     /// What the `event:` line of the event being read said.
@@ -34,7 +34,7 @@ pub struct SseScan {
 }
 
 impl SseScan {
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.partial.clear();
         self.named = Event::default();
         self.seen = Event::default();
@@ -42,7 +42,7 @@ impl SseScan {
     }
 
     /// Reads one frame of the body, calling `on_event` for every event it completes.
-    pub fn feed(&mut self, mut bytes: &[u8], mut on_event: impl FnMut(Event)) {
+    pub(crate) fn feed(&mut self, mut bytes: &[u8], mut on_event: impl FnMut(Event)) {
         while let Some(nl) = bytes.iter().position(|&b| b == b'\n') {
             let (head, rest) = bytes.split_at(nl);
             bytes = &rest[1..];

@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 
 /// Why a request did not count as ok.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ErrorKind {
+pub(crate) enum ErrorKind {
     /// The answer's HTTP status (not 2xx).
     Status(u16),
     Connect,
@@ -22,7 +22,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub fn label(self) -> String {
+    pub(crate) fn label(self) -> String {
         match self {
             ErrorKind::Status(s) => s.to_string(),
             ErrorKind::Connect => "connect".into(),
@@ -43,7 +43,7 @@ fn histogram() -> Histogram<u64> {
 }
 
 #[derive(Debug, Clone)]
-pub struct Stats {
+pub(crate) struct Stats {
     pub latency: Histogram<u64>,
     pub ttft: Histogram<u64>,
     pub gap: Histogram<u64>,
@@ -82,31 +82,31 @@ impl Default for Stats {
     }
 }
 
-pub fn record(h: &mut Histogram<u64>, d: Duration) {
+pub(crate) fn record(h: &mut Histogram<u64>, d: Duration) {
     h.saturating_record(u64::try_from(d.as_nanos()).unwrap_or(MAX_NS).max(1));
 }
 
 impl Stats {
-    pub fn error(&mut self, kind: ErrorKind) {
+    pub(crate) fn error(&mut self, kind: ErrorKind) {
         *self.errors.entry(kind).or_default() += 1;
     }
 
-    pub fn stream_events(&mut self, n: u64) {
+    pub(crate) fn stream_events(&mut self, n: u64) {
         self.streams += 1;
         self.events += n;
         self.events_min = self.events_min.min(n);
         self.events_max = self.events_max.max(n);
     }
 
-    pub fn done_at(&mut self, t: Instant) {
+    pub(crate) fn done_at(&mut self, t: Instant) {
         self.last_done = Some(self.last_done.map_or(t, |l| l.max(t)));
     }
 
-    pub fn requests(&self) -> u64 {
+    pub(crate) fn requests(&self) -> u64 {
         self.ok + self.errors.values().sum::<u64>()
     }
 
-    pub fn merge(&mut self, other: &Stats) {
+    pub(crate) fn merge(&mut self, other: &Stats) {
         // Same bounds on both sides, so adding cannot fail.
         let _ = self.latency.add(&other.latency);
         let _ = self.ttft.add(&other.ttft);

@@ -25,13 +25,13 @@ const DONE: &str = "data: [DONE]\n\n";
 
 /// What the server streams, when asked to.
 #[derive(Debug, Clone, Copy)]
-pub struct StreamShape {
+pub(crate) struct StreamShape {
     pub chunks: u64,
     pub gap: Duration,
 }
 
 /// Serves until the process is stopped. Prints `listening on http://ADDR` once bound.
-pub async fn serve(listen: SocketAddr, shape: Option<StreamShape>) -> anyhow::Result<()> {
+pub(crate) async fn serve(listen: SocketAddr, shape: Option<StreamShape>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

@@ -3,8 +3,8 @@
 //! `Gateway` is one config generation; `reload` builds the next one and swaps it in (`Live`).
 //! Tests start it exactly as `switchyard serve` does, on port 0.
 
-pub mod listener;
-pub mod reload;
+pub(crate) mod listener;
+pub(crate) mod reload;
 
 pub use reload::{Live, ReloadError, Reloaded};
 

@@ -26,7 +26,7 @@ const QUEUE: usize = 1024;
 /// How often expired captures are deleted.
 const PURGE_EVERY: Duration = Duration::from_secs(600);
 /// What a redacted match becomes.
-pub const REDACTED: &str = "[redacted]";
+pub(crate) const REDACTED: &str = "[redacted]";
 
 /// Token shapes that are always redacted: `sk-…`/`pk-…`-style keys, bearer tokens, and a few
 /// well-known credential formats (cloud access keys, source-host tokens, chat-app tokens, JWTs).
@@ -46,13 +46,13 @@ const ALWAYS: &[&str] = &[
 
 /// Takes secrets and the configured patterns out of captured text.
 #[derive(Debug)]
-pub struct Redactor {
+pub(crate) struct Redactor {
     patterns: Vec<Regex>,
 }
 
 impl Redactor {
     /// The always-on token shapes plus `extra` (already validated by the config).
-    pub fn new(extra: &[String]) -> Redactor {
+    pub(crate) fn new(extra: &[String]) -> Redactor {
         let patterns = ALWAYS
             .iter()
             .copied()
@@ -63,7 +63,7 @@ impl Redactor {
     }
 
     /// `text` with every remembered secret, token-shaped string and pattern match replaced.
-    pub fn redact(&self, text: &str) -> String {
+    pub(crate) fn redact(&self, text: &str) -> String {
         let mut out = crate::redact::mask(text).into_owned();
         for p in &self.patterns {
             if let std::borrow::Cow::Owned(s) = p.replace_all(&out, REDACTED) {

@@ -23,6 +23,6 @@ pub fn now_ms() -> i64 {
 }
 
 /// Seconds since the Unix epoch (OpenAI's `created`).
-pub fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     (now_ms() / 1000).max(0) as u64
 }

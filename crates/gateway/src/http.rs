@@ -4,7 +4,7 @@
 //! for the Messages and Gemini routes by their own modules). It also writes the one log line per request.
 
 mod admin;
-pub mod admin_guard;
+pub(crate) mod admin_guard;
 mod catch_panic;
 mod console;
 mod cors;

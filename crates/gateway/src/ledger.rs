@@ -9,17 +9,17 @@
 //! balance change in one transaction and returns the key's new row, which the key's account
 //! adopts (see `accounts`).
 
-pub mod accounts;
-pub mod captures;
+pub(crate) mod accounts;
+pub(crate) mod captures;
 pub mod changes;
 mod entries;
 pub mod journal;
 mod keys;
 pub mod periods;
-pub mod prices;
+pub(crate) mod prices;
 pub mod quotas;
-pub mod responses;
-pub mod shared_holds;
+pub(crate) mod responses;
+pub(crate) mod shared_holds;
 mod sqlite_writer;
 pub mod writer;
 

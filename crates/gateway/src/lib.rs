@@ -5,19 +5,19 @@
 
 pub mod app;
 pub mod auth;
-pub mod capture;
+pub(crate) mod capture;
 pub mod cli;
-pub mod clock;
+pub(crate) mod clock;
 pub mod config;
-pub mod event_log;
+pub(crate) mod event_log;
 pub mod http;
 pub mod ledger;
-pub mod limits;
-pub mod nofile;
-pub mod otlp;
+pub(crate) mod limits;
+pub(crate) mod nofile;
+pub(crate) mod otlp;
 pub mod private_files;
 pub mod providers;
-pub mod redact;
+pub(crate) mod redact;
 pub mod relay;
-pub mod routing;
+pub(crate) mod routing;
 pub mod telemetry;

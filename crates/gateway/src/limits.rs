@@ -630,7 +630,7 @@ impl Memory {
 
 /// A duration the way Go prints it (`12ms`, `1s`, `1.5s`, `6m0s`), as OpenAI's reset headers do.
 /// Rounded up to the millisecond.
-pub fn go_duration(d: Duration) -> String {
+pub(crate) fn go_duration(d: Duration) -> String {
     let ms = d.as_micros().div_ceil(1000) as u64;
     if ms == 0 {
         return "0s".into();

@@ -4,7 +4,7 @@
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit; logs at debug level what it did. Returns the
 /// soft limit in force afterwards (`None` if it could not be read).
-pub fn raise_nofile_limit() -> Option<libc::rlim_t> {
+pub(crate) fn raise_nofile_limit() -> Option<libc::rlim_t> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

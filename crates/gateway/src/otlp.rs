@@ -43,7 +43,7 @@ impl std::fmt::Debug for Otlp {
 }
 
 /// Where spans go: `{endpoint}/v1/traces` unless the endpoint already names that path.
-pub fn traces_url(endpoint: &str) -> String {
+pub(crate) fn traces_url(endpoint: &str) -> String {
     if endpoint.ends_with("/v1/traces") {
         endpoint.to_owned()
     } else {
@@ -133,7 +133,7 @@ pub struct Pending {
 }
 
 /// The request attributes known at admission (GenAI conventions).
-pub fn request_attributes(
+pub(crate) fn request_attributes(
     model: &str,
     max_tokens: Option<u64>,
     temperature: Option<f64>,

@@ -8,7 +8,7 @@
 //! them: a refresh that failed answers the same failure at once for one more timeout.
 //! Every body read from an upstream is bounded (`config::UpstreamLimits`).
 
-pub mod cause;
+pub(crate) mod cause;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::sync::RwLock;
 
 /// What a masked secret becomes.
-pub const MASK: &str = "[redacted]";
+pub(crate) const MASK: &str = "[redacted]";
 
 /// Secrets shorter than this are masked only where they stand alone (not inside a longer word),
 /// so that a 3-letter test key is taken out of `key abc refused` but not out of `abcdef`.
@@ -20,7 +20,7 @@ const WORD_LEN: usize = 8;
 static KNOWN: RwLock<Vec<String>> = RwLock::new(Vec::new());
 
 /// Remembers a resolved secret value so that `mask` takes it out of upstream text.
-pub fn remember(secret: &str) {
+pub(crate) fn remember(secret: &str) {
     if secret.is_empty() {
         return;
     }
@@ -32,7 +32,7 @@ pub fn remember(secret: &str) {
 
 /// `text` with every remembered secret and every `sk-…`-shaped key masked. Borrows when there
 /// was nothing to mask (the usual case).
-pub fn mask(text: &str) -> Cow<'_, str> {
+pub(crate) fn mask(text: &str) -> Cow<'_, str> {
     let mut out = Cow::Borrowed(text);
     {
         let known = KNOWN.read().unwrap_or_else(|e| e.into_inner());

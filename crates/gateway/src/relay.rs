@@ -4,22 +4,22 @@
 //! and settle the ledger exactly once through the settlement guard.
 
 pub mod admission;
-pub mod affinity;
-pub mod attempts;
-pub mod chat_stream;
-pub mod client_encoder;
-pub mod completions;
-pub mod early_commit;
-pub mod embeddings;
-pub mod gemini;
-pub mod messages;
-pub mod meter;
-pub mod replay;
-pub mod responses;
-pub mod settlement;
-pub mod tags;
-pub mod tokens;
-pub mod upstream_pump;
+pub(crate) mod affinity;
+pub(crate) mod attempts;
+pub(crate) mod chat_stream;
+pub(crate) mod client_encoder;
+pub(crate) mod completions;
+pub(crate) mod early_commit;
+pub(crate) mod embeddings;
+pub(crate) mod gemini;
+pub(crate) mod messages;
+pub(crate) mod meter;
+pub(crate) mod replay;
+pub(crate) mod responses;
+pub(crate) mod settlement;
+pub(crate) mod tags;
+pub(crate) mod tokens;
+pub(crate) mod upstream_pump;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

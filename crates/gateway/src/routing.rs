@@ -37,11 +37,11 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::config::{AutoKind, BreakerConfig, Config, ModelConfig, Route, Strategy};
-pub use crate::providers::cause::Blame;
+pub(crate) use crate::providers::cause::Blame;
 
 /// How long a conversation stays bound to the route that served its last turn: as long as the
 /// providers keep a prompt cache unused (Anthropic's and OpenAI's 5 minutes).
-pub const AFFINITY_TTL: Duration = Duration::from_secs(300);
+pub(crate) const AFFINITY_TTL: Duration = Duration::from_secs(300);
 
 /// The most conversations bound at once in one process; past it, expired bindings are dropped,
 /// then the whole map if none had expired.
@@ -76,7 +76,7 @@ fn weighted_order(candidates: &mut [Candidate], rng: &mut impl rand::Rng) {
 }
 
 /// Puts the candidate for `route` (a conversation's bound route) first, when it is one.
-pub fn prefer(candidates: &mut [Candidate], route: &str) {
+pub(crate) fn prefer(candidates: &mut [Candidate], route: &str) {
     if let Some(i) = candidates.iter().position(|c| c.key == route) {
         candidates[..=i].rotate_right(1);
     }

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 /// The vector length when the request sets no `dimensions`.
 pub const DEFAULT_DIMENSIONS: usize = 16;
 /// The most `dimensions` the mock answers with.
-pub const MAX_DIMENSIONS: usize = 4096;
+pub(crate) const MAX_DIMENSIONS: usize = 4096;
 
 /// One input: a text or a token array.
 enum Input<'a> {
@@ -85,10 +85,10 @@ fn vector(seed: u64, dimensions: usize) -> Vec<f32> {
 }
 
 /// Why a request cannot be answered: (message, param).
-pub type Refusal = (String, &'static str);
+pub(crate) type Refusal = (String, &'static str);
 
 /// The answer to an embeddings request `request` for the model `model`.
-pub fn body(request: &Value, model: &str) -> Result<Value, Refusal> {
+pub(crate) fn body(request: &Value, model: &str) -> Result<Value, Refusal> {
     let input = request
         .get("input")
         .ok_or_else(|| ("Missing required parameter: 'input'.".to_owned(), "input"))?;

@@ -64,7 +64,7 @@ const REFUSAL_TIME: Duration = Duration::from_secs(1);
 /// `end_streams` is cancelled and, after a last flush, the connections still open are dropped.
 /// Returns when every connection task has ended (their requests are settled or handed to the
 /// settlement guard's drop).
-pub async fn serve<S, B>(
+pub(crate) async fn serve<S, B>(
     listener: TcpListener,
     service: S,
     limits: ServerLimits,
@@ -464,7 +464,7 @@ struct Tracked<S> {
 /// The address of the client a request came from, in the request's extensions: the TCP peer,
 /// or, when the peer is one of `server.trusted_proxies`, the `X-Forwarded-For` hop it reported.
 #[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub IpAddr);
+pub(crate) struct ClientAddr(pub IpAddr);
 
 /// The client behind `peer`: `peer` itself unless it is a trusted proxy; then the last
 /// `X-Forwarded-For` hop that is not a trusted proxy. Read from the right, because each proxy
@@ -531,7 +531,7 @@ where
 }
 
 /// A response body that holds its request's place in flight until it is dropped.
-pub struct TrackedBody<B> {
+pub(crate) struct TrackedBody<B> {
     inner: B,
     _in_flight: InFlight,
 }

@@ -34,7 +34,7 @@ use super::ApiError;
 
 /// Adds the admin key routes and `GET {prefix}/key` to `app`. Every admin route is behind
 /// `admin_gate`: the admin key is checked before a byte of the body is read.
-pub fn routes(mut app: Router<Live>, live: &Live) -> Router<Live> {
+pub(super) fn routes(mut app: Router<Live>, live: &Live) -> Router<Live> {
     let admin = Router::new()
         .route("/admin/keys", get(list_keys).post(create_key))
         .route(
@@ -152,7 +152,7 @@ async fn admin_gate(
 }
 
 /// Refuses the request unless it carries the configured admin key (compared in constant time).
-pub fn require_admin(gw: &Gateway, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn require_admin(gw: &Gateway, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = gw.admin_key.as_deref() else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -313,10 +313,10 @@ async fn show_key(
 }
 
 /// The most a key's metadata may hold, as compact JSON.
-pub const MAX_KEY_METADATA: usize = 16 * 1024;
+pub(super) const MAX_KEY_METADATA: usize = 16 * 1024;
 
 /// The longest key name, in characters.
-pub const MAX_KEY_NAME: usize = 200;
+pub(super) const MAX_KEY_NAME: usize = 200;
 
 /// A key's name, trimmed, at most `MAX_KEY_NAME` characters.
 fn key_name(raw: &str) -> Result<String, ApiError> {

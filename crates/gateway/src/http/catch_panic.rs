@@ -16,7 +16,7 @@ use super::ApiError;
 use crate::telemetry;
 
 /// `router` with the panic-catching layer around every route (and its fallbacks).
-pub fn catch_panics<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+pub(super) fn catch_panics<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
     telemetry::declare_panic_counter();
     router.layer(CatchPanicLayer::custom(answer_panic))
 }

@@ -14,7 +14,7 @@ use axum::Router;
 use super::ApiError;
 
 /// One embedded file of `console/`.
-pub struct Asset {
+pub(super) struct Asset {
     pub name: &'static str,
     pub content_type: &'static str,
     pub body: &'static [u8],
@@ -31,7 +31,7 @@ macro_rules! asset {
 }
 
 /// Every file of `console/` (`tests/integration/tidy.rs` checks that none is left out).
-pub const ASSETS: &[Asset] = &[
+pub(super) const ASSETS: &[Asset] = &[
     asset!("index.html", "text/html; charset=utf-8"),
     asset!("console.css", "text/css; charset=utf-8"),
     asset!("app.js", "text/javascript; charset=utf-8"),
@@ -52,7 +52,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
      frame-ancestors 'none'";
 
 /// Adds `GET /` and `GET /console/{file}` to `app`.
-pub fn routes<S: Clone + Send + Sync + 'static>(app: Router<S>) -> Router<S> {
+pub(super) fn routes<S: Clone + Send + Sync + 'static>(app: Router<S>) -> Router<S> {
     app.route("/", get(index))
         .route("/console/{file}", get(file))
 }

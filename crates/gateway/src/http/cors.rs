@@ -35,7 +35,7 @@ const OPS_PATHS: [&str; 3] = ["/metrics", "/readyz", "/openapi.json"];
 /// a fixed list would miss with the next SDK release, and CORS cannot match a name prefix. This
 /// grants nothing a key does not: credentials (cookies) are never allowed, and every route
 /// still authenticates by `authorization` or `x-api-key`.
-pub fn layer(config: &CorsConfig) -> CorsLayer {
+pub(super) fn layer(config: &CorsConfig) -> CorsLayer {
     let public = config.allowed_origins.clone();
     let admin = config.admin_origins.clone();
     let ops = config.ops_origins.clone();

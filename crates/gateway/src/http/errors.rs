@@ -240,7 +240,7 @@ pub(super) async fn reshaped_error(
 }
 
 /// The `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` headers, as OpenAI sends them.
-pub fn rate_headers(h: &mut HeaderMap, q: &Quota) {
+pub(super) fn rate_headers(h: &mut HeaderMap, q: &Quota) {
     let mut put = |level: Option<Level>, names: [&'static str; 3]| {
         let Some(l) = level else { return };
         h.insert(names[0], HeaderValue::from(l.limit));

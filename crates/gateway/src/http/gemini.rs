@@ -117,7 +117,7 @@ fn target(rest: Result<Path<String>, PathRejection>) -> Result<(String, String),
 }
 
 /// `POST /v1beta/models/{model}:{method}`.
-pub async fn action(
+pub(super) async fn action(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
@@ -190,7 +190,7 @@ fn entry(m: &ModelConfig) -> Value {
 }
 
 /// `GET /v1beta/models`: the chat models this key may use.
-pub async fn list(
+pub(super) async fn list(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
@@ -212,7 +212,7 @@ pub async fn list(
 }
 
 /// `GET /v1beta/models/{model}`.
-pub async fn retrieve(
+pub(super) async fn retrieve(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,

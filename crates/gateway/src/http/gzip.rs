@@ -11,7 +11,7 @@ use flate2::Compression;
 use futures_util::Stream;
 
 /// Compresses a whole body at once.
-pub fn compress(body: &[u8]) -> Vec<u8> {
+pub(super) fn compress(body: &[u8]) -> Vec<u8> {
     let mut enc = GzEncoder::new(Vec::with_capacity(body.len() / 2 + 64), Compression::fast());
     // Writing to a Vec cannot fail.
     let _ = enc.write_all(body);
@@ -19,13 +19,13 @@ pub fn compress(body: &[u8]) -> Vec<u8> {
 }
 
 /// A stream of frames, gzip-encoded, each frame flushed as it passes.
-pub struct GzipFrames<S> {
+pub(super) struct GzipFrames<S> {
     inner: S,
     encoder: Option<GzEncoder<Vec<u8>>>,
 }
 
 impl<S> GzipFrames<S> {
-    pub fn new(inner: S) -> Self {
+    pub(super) fn new(inner: S) -> Self {
         GzipFrames {
             inner,
             encoder: Some(GzEncoder::new(

@@ -17,7 +17,11 @@ use crate::app::Gateway;
 use crate::relay::messages;
 
 /// `POST /messages`.
-pub async fn create(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
+pub(super) async fn create(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let ids = super::request_ids_for(&headers);
     let request_id = ids.ledger.clone();
     let result = async {
@@ -45,7 +49,7 @@ pub async fn create(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bo
 }
 
 /// `POST /messages/count_tokens`.
-pub async fn count_tokens(
+pub(super) async fn count_tokens(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
     body: Body,

@@ -101,7 +101,7 @@ pub(super) fn allowed(caller: &Caller, name: &str) -> bool {
 }
 
 /// `GET /models`.
-pub async fn list(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+pub(super) async fn list(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
     let caller = match caller(&gw, &headers).await {
         Ok(c) => c,
         Err(e) => return e.into_response(),
@@ -123,7 +123,7 @@ pub async fn list(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Respons
 }
 
 /// `GET /models/{id}`.
-pub async fn retrieve(
+pub(super) async fn retrieve(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,

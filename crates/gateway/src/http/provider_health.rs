@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::app::Gateway;
 
 /// The handler. Nothing here changes the health it reports.
-pub async fn providers(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+pub(super) async fn providers(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
     if let Err(e) = super::admin::require_admin(&gw, &headers) {
         return e.into_response();
     }

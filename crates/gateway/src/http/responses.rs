@@ -49,7 +49,11 @@ impl From<ResponsesError> for ApiError {
 }
 
 /// `POST /responses`.
-pub async fn create(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
+pub(super) async fn create(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let ids = super::request_ids_for(&headers);
     let request_id = ids.ledger.clone();
     let result = async {
@@ -68,7 +72,7 @@ pub async fn create(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bo
 
 /// `GET /responses/{id}`; with `?stream=true`, a background response's events after
 /// `starting_after` (its `sequence_number`), then the live ones.
-pub async fn retrieve(
+pub(super) async fn retrieve(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
@@ -110,7 +114,7 @@ pub async fn retrieve(
 }
 
 /// `POST /responses/{id}/cancel`: stops a background response that is still running.
-pub async fn cancel(
+pub(super) async fn cancel(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
@@ -130,7 +134,7 @@ pub async fn cancel(
 }
 
 /// `DELETE /responses/{id}`.
-pub async fn delete(
+pub(super) async fn delete(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
@@ -150,7 +154,7 @@ pub async fn delete(
 }
 
 /// `GET /responses/{id}/input_items?limit=&order=&after=`.
-pub async fn input_items(
+pub(super) async fn input_items(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,

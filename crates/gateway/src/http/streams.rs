@@ -80,7 +80,7 @@ pub(super) fn name_resume(resp: &mut Response, headers: &HeaderMap, request_id: 
 
 /// `GET /streams/{request_id}`: the events of the key's resumable stream after `Last-Event-ID`
 /// (or `?after=N`; from the start without either), then the live ones to its end.
-pub async fn resume(
+pub(super) async fn resume(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
@@ -132,7 +132,7 @@ pub async fn resume(
 
 /// `DELETE /streams/{request_id}`: stops the key's resumable stream (its upstream is cancelled,
 /// it is settled for what was generated); only the instance that serves it can.
-pub async fn cancel(
+pub(super) async fn cancel(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,

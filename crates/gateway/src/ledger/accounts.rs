@@ -25,7 +25,7 @@ use super::shared_holds::Lease;
 use super::{KeyRecord, Nanos};
 
 /// How long an account is trusted before it is re-read in the background.
-pub const REFRESH_AFTER: Duration = Duration::from_secs(2);
+pub(crate) const REFRESH_AFTER: Duration = Duration::from_secs(2);
 
 /// Why a hold was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

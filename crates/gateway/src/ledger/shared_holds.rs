@@ -44,14 +44,14 @@ use super::accounts::Hold;
 use super::{now_ms, BudgetPeriod, Nanos};
 
 /// How long a hold outlives its instance's last renewal.
-pub const LEASE: Duration = Duration::from_secs(60);
+pub(crate) const LEASE: Duration = Duration::from_secs(60);
 /// How often an instance renews its holds and releases expired ones.
-pub const RENEW_EVERY: Duration = Duration::from_secs(15);
+pub(crate) const RENEW_EVERY: Duration = Duration::from_secs(15);
 /// How long admission waits for PostgreSQL before refusing with a 503.
-pub const HOLD_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const HOLD_TIMEOUT: Duration = Duration::from_secs(2);
 /// After a hold failed for want of PostgreSQL, new admissions are refused at once for this long
 /// (then the next one tries again), so that callers get their 503 without waiting.
-pub const REFUSE_FOR: Duration = Duration::from_millis(500);
+pub(crate) const REFUSE_FOR: Duration = Duration::from_millis(500);
 
 /// The database's clock in epoch milliseconds (SQL): every lease is written and expired by it.
 macro_rules! db_now_ms {
@@ -62,7 +62,7 @@ macro_rules! db_now_ms {
 
 /// The shared holds of this instance.
 #[derive(Clone, Debug)]
-pub struct SharedHolds {
+pub(crate) struct SharedHolds {
     pool: AnyPool,
     instance: Arc<str>,
     /// Epoch ms until which admissions are refused without asking PostgreSQL.
@@ -76,7 +76,7 @@ pub struct SharedHolds {
 }
 
 /// What a shared hold attempt found.
-pub enum Taken {
+pub(crate) enum Taken {
     Held(Hold),
     /// The balance or budget cannot cover it (or the key is gone): the caller reads the key to
     /// say which.
@@ -86,7 +86,7 @@ pub enum Taken {
 }
 
 impl SharedHolds {
-    pub fn new(pool: AnyPool) -> SharedHolds {
+    pub(crate) fn new(pool: AnyPool) -> SharedHolds {
         let instance = format!("{}-{:016x}", std::process::id(), rand::random::<u64>());
         SharedHolds {
             pool,
@@ -97,7 +97,7 @@ impl SharedHolds {
         }
     }
 
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         self.pool.close().await;
     }
 
@@ -105,14 +105,9 @@ impl SharedHolds {
         self.abandoned.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// This instance's id in the `holds` table.
-    pub fn instance(&self) -> &str {
-        &self.instance
-    }
-
     /// Holds `amount` on `key_id` for `request_id` if the key's balance, less every open hold of
     /// every instance, covers it and so does its budget for the period containing `now`.
-    pub async fn take(
+    pub(crate) async fn take(
         &self,
         key_id: &str,
         request_id: &str,
@@ -226,7 +221,7 @@ impl SharedHolds {
     }
 
     /// How many holds `key_id` has open, and the tokens they hold.
-    pub async fn open_holds(&self, key_id: &str) -> Option<(i64, i64)> {
+    pub(crate) async fn open_holds(&self, key_id: &str) -> Option<(i64, i64)> {
         sqlx::query_as::<_, (i64, i64)>(
             "SELECT COUNT(*), CAST(COALESCE(SUM(tokens), 0) AS BIGINT) FROM holds WHERE key_id = $1",
         )
@@ -252,7 +247,7 @@ impl SharedHolds {
 
     /// Renews this instance's holds, then releases every expired hold, both by the database's
     /// clock.
-    pub async fn renew_and_sweep(&self) -> Result<u64, sqlx::Error> {
+    pub(crate) async fn renew_and_sweep(&self) -> Result<u64, sqlx::Error> {
         let abandoned = std::mem::take(&mut *self.abandoned());
         for id in abandoned {
             if self.release(&id).await.is_err() {
@@ -283,7 +278,7 @@ impl SharedHolds {
 
     /// Keeps this instance's leases alive for as long as the process runs (the first sweep is
     /// the caller's, before serving).
-    pub fn keep_leases(&self) {
+    pub(crate) fn keep_leases(&self) {
         let holds = self.clone();
         tokio::spawn(async move {
             let start = tokio::time::Instant::now() + RENEW_EVERY;
@@ -306,7 +301,7 @@ impl SharedHolds {
 /// One request's row in `holds`, released when dropped unless the ledger writer released it
 /// with the settlement (`disarm`).
 #[derive(Debug)]
-pub struct Lease {
+pub(crate) struct Lease {
     holds: SharedHolds,
     request_id: String,
     armed: bool,
@@ -314,13 +309,13 @@ pub struct Lease {
 
 impl Lease {
     /// The settlement (committed, or waiting in the journal for its replay) releases the row.
-    pub fn disarm(&mut self) {
+    pub(crate) fn disarm(&mut self) {
         self.armed = false;
     }
 
     /// The settlement that was to release the row will not (the journal refused it): the row
     /// goes when the lease is dropped.
-    pub fn rearm(&mut self) {
+    pub(crate) fn rearm(&mut self) {
         self.armed = true;
     }
 

@@ -100,12 +100,12 @@ fn write_batch(conn: &mut Connection, entries: &[&UsageEntry]) -> rusqlite::Resu
     }
     let fresh = fresh_entries(entries, &inserted);
     let debits = plan_debits(entries, &mut inserted);
-    let debit = debit_sql().replace('$', "?");
+    let debit = sqlite_debit_sql();
     let mut keys: Vec<KeyRecord> = Vec::with_capacity(debits.len());
     for ((key_id, day, month), amount) in debits {
         let amount = amount.clamp(0, DEBIT_BOUND);
         let k = tx
-            .prepare_cached(&debit)?
+            .prepare_cached(debit)?
             .query_row(params![amount, month, day, key_id, 0i64], key_from_sqlite)
             .optional()?;
         if let Some(k) = k {
@@ -117,9 +117,8 @@ fn write_batch(conn: &mut Connection, entries: &[&UsageEntry]) -> rusqlite::Resu
         let current = match keys.iter().find(|k| k.id == key_id) {
             Some(k) => k.clone(),
             None => {
-                let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?");
                 match tx
-                    .prepare_cached(&sql)?
+                    .prepare_cached(KEY_BY_ID)?
                     .query_row([key_id], key_from_sqlite)
                     .optional()?
                 {
@@ -131,10 +130,7 @@ fn write_batch(conn: &mut Connection, entries: &[&UsageEntry]) -> rusqlite::Resu
         let Some(quotas) = charged_quotas(&current, list) else {
             continue;
         };
-        let sql = format!(
-            "UPDATE api_keys SET quotas = ?, version = version + 1 WHERE id = ? RETURNING {KEY_COLUMNS}"
-        );
-        let k = tx.prepare_cached(&sql)?.query_row(
+        let k = tx.prepare_cached(charge_quotas_sql())?.query_row(
             params![super::quotas::to_column(&quotas), key_id],
             key_from_sqlite,
         )?;
@@ -143,6 +139,30 @@ fn write_batch(conn: &mut Connection, entries: &[&UsageEntry]) -> rusqlite::Resu
     }
     tx.commit()?;
     Ok(keys)
+}
+
+/// A key's row by id.
+const KEY_BY_ID: &str =
+    "SELECT id, name, key_prefix, balance_nanos, spent_nanos, rpm, tpm, models, \
+     budget_nanos, budget_period, expires_at, metadata, period_start, period_spent_nanos, version, \
+     created_at, revoked_at, max_concurrent, reserved_nanos, key_last4, capture_hours, quotas \
+     FROM api_keys WHERE id = ?";
+
+/// `writer::debit_sql` with SQLite's numbered parameters (`?1` for `$1`), made once.
+fn sqlite_debit_sql() -> &'static str {
+    static SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| debit_sql().replace('$', "?"));
+    &SQL
+}
+
+/// The statement that rewrites a key's quota windows, made once.
+fn charge_quotas_sql() -> &'static str {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "UPDATE api_keys SET quotas = ?, version = version + 1 WHERE id = ? RETURNING {KEY_COLUMNS}"
+        )
+    });
+    &SQL
 }
 
 /// Binds one entry's values in `writer::COLUMNS` order, from parameter `*n + 1` on.
@@ -188,4 +208,12 @@ fn bind_entry(
 /// A key's row read by rusqlite.
 fn key_from_sqlite(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
     key_from_columns(|c| row.get(c), |c| row.get(c))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_key_lookup_reads_every_key_column() {
+        assert!(super::KEY_BY_ID.contains(super::KEY_COLUMNS));
+    }
 }

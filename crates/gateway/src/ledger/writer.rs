@@ -98,7 +98,7 @@ const COLUMNS: &str = "request_id, key_id, requested_model, served_model, provid
 pub(super) const COLUMN_COUNT: usize = 28;
 
 impl WriterTask {
-    pub async fn run(self, mut rx: mpsc::Receiver<Msg>) {
+    pub(super) async fn run(self, mut rx: mpsc::Receiver<Msg>) {
         let mut msgs: Vec<Msg> = Vec::with_capacity(MAX_BATCH);
         let mut replay = tokio::time::interval(REPLAY_EVERY);
         replay.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -29,10 +29,10 @@ use redis::{AsyncConnectionConfig, Client, Script};
 use super::{Costs, Decision, LimitsError, WINDOW_US};
 
 /// A Redis connection (for `limits::StreamReader`).
-pub type Connection = MultiplexedConnection;
+pub(super) type Connection = MultiplexedConnection;
 
 /// One entry of a Redis stream: its id and fields.
-pub type StreamEntry = (String, HashMap<String, Vec<u8>>);
+pub(super) type StreamEntry = (String, HashMap<String, Vec<u8>>);
 
 /// How long a connection attempt or a command may take before Redis counts as unreachable.
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
@@ -117,7 +117,7 @@ struct Health {
     warned_at: Option<Instant>,
 }
 
-pub struct RedisLimits {
+pub(super) struct RedisLimits {
     client: Client,
     /// Bounds each connection attempt and command.
     timeout: Duration,
@@ -162,7 +162,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl RedisLimits {
     /// `timeout` bounds every connection attempt and every command (`redis_timeout_ms`): a hung
     /// Redis costs a request at most that long before the `redis_failure` fallback.
-    pub fn new(url: &str, timeout: Duration) -> Result<RedisLimits, LimitsError> {
+    pub(super) fn new(url: &str, timeout: Duration) -> Result<RedisLimits, LimitsError> {
         // The error would quote the URL (and so a password); name only its kind.
         let client =
             Client::open(url).map_err(|e| LimitsError::RedisUrl(format!("{:?}", e.kind())))?;
@@ -220,7 +220,7 @@ impl RedisLimits {
     }
 
     /// A plain value shared by every instance (`GET`); `None` when absent or Redis cannot answer.
-    pub async fn get(&self, key: &str) -> Option<String> {
+    pub(super) async fn get(&self, key: &str) -> Option<String> {
         let mut conn = self.connection().await?;
         let reply: Result<Option<String>, redis::RedisError> =
             redis::cmd("GET").arg(key).query_async(&mut conn).await;
@@ -228,7 +228,7 @@ impl RedisLimits {
     }
 
     /// Sets a shared value that expires after `ttl` (`SET … PX`); best effort.
-    pub async fn set(&self, key: &str, value: &str, ttl: Duration) {
+    pub(super) async fn set(&self, key: &str, value: &str, ttl: Duration) {
         let Some(mut conn) = self.connection().await else {
             return;
         };
@@ -246,7 +246,7 @@ impl RedisLimits {
 
     /// Appends `entries` (each a list of field/value pairs) to the stream `key`, trimmed to about
     /// `max_len` entries, and sets `key` and `meta_key` (= `meta`) to expire after `ttl`; best effort.
-    pub async fn stream_append(
+    pub(super) async fn stream_append(
         &self,
         key: &str,
         entries: &[Vec<(&'static str, Vec<u8>)>],
@@ -290,7 +290,7 @@ impl RedisLimits {
     }
 
     /// A connection of its own, for a reader that blocks.
-    pub async fn dedicated(&self) -> Option<MultiplexedConnection> {
+    pub(super) async fn dedicated(&self) -> Option<MultiplexedConnection> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.timeout))
             // A blocking read waits up to its own block time, then a little.
@@ -303,7 +303,7 @@ impl RedisLimits {
 
     /// The entries of the stream `key` after the entry id `after` (`0-0`: from the start), waiting
     /// up to `block` for one; each is its id and fields. `None` when Redis cannot answer.
-    pub async fn stream_read(
+    pub(super) async fn stream_read(
         conn: &mut MultiplexedConnection,
         key: &str,
         after: &str,

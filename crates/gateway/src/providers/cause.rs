@@ -58,7 +58,7 @@ impl Refusal {
 
 /// The fields of an upstream error body, whatever its dialect.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ErrorText {
+pub(crate) struct ErrorText {
     /// The message, credentials masked.
     pub message: Option<String>,
     /// OpenAI's `type` or Anthropic's `error.type`.
@@ -69,7 +69,7 @@ pub struct ErrorText {
 
 impl ErrorText {
     /// Reads an error body; anything that is not a JSON object gives empty fields.
-    pub fn parse(body: &[u8]) -> ErrorText {
+    pub(crate) fn parse(body: &[u8]) -> ErrorText {
         let Ok(v) = serde_json::from_slice::<Value>(body) else {
             return ErrorText::default();
         };
@@ -191,7 +191,7 @@ impl ErrorText {
 
 /// What an error status and its body mean. 401 is the route's: by the time it is classified,
 /// the credential was already refreshed once.
-pub fn of_status(status: u16, body: &[u8]) -> Cause {
+pub(crate) fn of_status(status: u16, body: &[u8]) -> Cause {
     let text = ErrorText::parse(body);
     match status {
         400 | 422 if text.concerns_the_route() => Cause::Route(Blame::Route),

@@ -17,7 +17,7 @@ use crate::app::Gateway;
 use crate::routing::AFFINITY_TTL;
 
 /// The conversation `req` continues, as a key scoped to `caller` and `model`.
-pub fn conversation(req: &ChatRequest, caller: &str, model: &str) -> String {
+pub(crate) fn conversation(req: &ChatRequest, caller: &str, model: &str) -> String {
     let native = req.native.as_ref().map(|n| &n.body);
     let explicit = [
         req.body.get("prompt_cache_key"),
@@ -87,7 +87,7 @@ fn shared_key(conversation: &str) -> String {
 
 /// The route `conversation`'s last turn was served by, if its binding lives: this process's,
 /// else the one every instance shares through Redis.
-pub async fn bound(gw: &Gateway, conversation: &str) -> Option<String> {
+pub(crate) async fn bound(gw: &Gateway, conversation: &str) -> Option<String> {
     if let Some(route) = gw.routing.bound(conversation) {
         return Some(route);
     }
@@ -95,7 +95,7 @@ pub async fn bound(gw: &Gateway, conversation: &str) -> Option<String> {
 }
 
 /// `route` served this turn of `conversation`: the next turn goes there too, while it lives.
-pub fn bind(gw: &Gateway, conversation: &str, route: &str) {
+pub(crate) fn bind(gw: &Gateway, conversation: &str, route: &str) {
     gw.routing.bind(conversation, route);
     gw.limits
         .shared_set(shared_key(conversation), route.to_owned(), AFFINITY_TTL);

@@ -39,7 +39,7 @@ use crate::routing::{Candidate, HealthKey};
 use crate::telemetry::{self, AttemptOutcome};
 
 /// An upstream stream that has produced its first token (still in `decoder`, not yet consumed).
-pub struct UpstreamStream {
+pub(crate) struct UpstreamStream {
     pub bytes: ByteStream,
     pub decoder: sse::Decoder,
     /// The dialect of the events in `bytes`.
@@ -59,7 +59,7 @@ pub struct UpstreamStream {
 /// What a successful attempt produced. Built once per request and taken apart at once, so the
 /// size of the stream variant does not matter.
 #[allow(clippy::large_enum_variant)]
-pub enum Opened {
+pub(crate) enum Opened {
     /// A complete non-streamed answer, as an OpenAI chat completion body; `native` is the
     /// upstream's own answer when a route of the client's own dialect answered
     /// (`ChatRequest::native`), which its client gets as it came.
@@ -96,7 +96,7 @@ pub(crate) const ANTHROPIC_DEFAULT_MAX_TOKENS: u64 = 4096;
 /// What is asked of every route: a chat request (in the route's dialect), or an embeddings
 /// request (OpenAI-dialect routes only; the others are skipped).
 #[derive(Clone, Copy)]
-pub enum Job<'a> {
+pub(crate) enum Job<'a> {
     Chat(&'a ChatRequest),
     Embeddings(&'a EmbeddingsRequest),
 }
@@ -120,7 +120,7 @@ impl Job<'_> {
 /// Tries `model`'s routes for `req`; every upstream request carries `x-request-id: request_id`
 /// (the id the client sees on its response). On success the settlement knows the provider, the served
 /// model, its prices and the number of attempts; on failure it has been settled at no cost.
-pub async fn open(
+pub(crate) async fn open(
     gw: &Gateway,
     model: &ModelConfig,
     req: &ChatRequest,
@@ -133,7 +133,7 @@ pub async fn open(
 
 /// `open` for an embeddings request: the answer is always `Opened::Json`, the upstream's
 /// embeddings list.
-pub async fn open_embeddings(
+pub(crate) async fn open_embeddings(
     gw: &Gateway,
     model: &ModelConfig,
     req: &EmbeddingsRequest,
@@ -909,7 +909,7 @@ async fn embeddings_answer(
 }
 
 /// A request that failed before anything was delivered is recorded, at no cost.
-pub async fn fail_settled(settlement: &mut Settlement) {
+pub(crate) async fn fail_settled(settlement: &mut Settlement) {
     settle_unserved(settlement, EndReason::Error).await
 }
 

@@ -60,7 +60,7 @@ use crate::relay::upstream_pump::{self, Failure, Pump, PumpedRelay};
 use crate::routing::HealthKey;
 
 /// The upstream's body as a stream of network chunks.
-pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
+pub(crate) type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -69,7 +69,7 @@ enum Phase {
 }
 
 /// The state of one streamed response.
-pub struct ChatStream {
+pub(crate) struct ChatStream {
     pump: Pump,
     out: BytesMut,
     settlement: Settlement,
@@ -92,7 +92,7 @@ pub struct ChatStream {
 }
 
 /// Who reads the stream and how it is written for them.
-pub struct Client {
+pub(crate) struct Client {
     /// The client's API.
     pub encoder: Encoder,
     /// A chat client asked for the usage chunk (`stream_options.include_usage`).
@@ -122,7 +122,7 @@ impl ChatStream {
     /// `upstream.decoder` may already hold the first event(s), read while deciding whether to fail
     /// over. `gw`, when given, receives the route's mid-stream failures. A client that reads
     /// something before the first chunk (Responses' `response.created`) has it at once.
-    pub fn new(
+    pub(crate) fn new(
         mut upstream: UpstreamStream,
         settlement: Settlement,
         client: Client,
@@ -191,7 +191,7 @@ impl ChatStream {
     }
 
     /// The stream of frames for the HTTP body.
-    pub fn into_body(self) -> impl Stream<Item = Bytes> + Send {
+    pub(crate) fn into_body(self) -> impl Stream<Item = Bytes> + Send {
         upstream_pump::body(self)
     }
 
@@ -370,7 +370,7 @@ impl ChatStream {
 
     /// Ends the stream after the first byte went out: an error event, the ledger entry for what
     /// was delivered, `[DONE]` and the cost comment.
-    pub async fn fail(&mut self, failure: Failure, problem: Option<UpstreamProblem>) {
+    pub(crate) async fn fail(&mut self, failure: Failure, problem: Option<UpstreamProblem>) {
         self.flush_held(None);
         let (message, rate_limited) = failure.describe(problem);
         let (kind, code) = match failure {

@@ -7,7 +7,7 @@
 //! client's own dialect bypasses the translation (`ChatStream::passthrough`), but its events still
 //! leave through the encoder's framing (a Gemini client without `alt=sse` reads one JSON array).
 
-pub mod responses;
+pub(crate) mod responses;
 
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
@@ -21,7 +21,7 @@ use crate::relay::meter::Meter;
 
 /// How the chat engine's answer is written for its client.
 #[derive(Debug, Clone)]
-pub enum Encoder {
+pub(crate) enum Encoder {
     /// Chat Completions: the chunks as they are.
     Chat,
     /// Legacy `/completions`: each chunk as a `text_completion` chunk; `echo` is the prompt
@@ -38,7 +38,7 @@ pub enum Encoder {
 
 impl Encoder {
     /// Files the request in the request log by its client's API.
-    pub fn mark(&self, meter: &mut Meter) {
+    pub(crate) fn mark(&self, meter: &mut Meter) {
         match self {
             Encoder::Chat => {}
             Encoder::Text { .. } => meter.completions_api(),
@@ -49,13 +49,13 @@ impl Encoder {
     }
 
     /// Whether the client speaks the Responses API.
-    pub fn is_responses(&self) -> bool {
+    pub(crate) fn is_responses(&self) -> bool {
         matches!(self, Encoder::Responses(_))
     }
 
     /// What a client reads before the first chunk (Responses: `response.created`,
     /// `response.in_progress`).
-    pub fn begin(&mut self, out: &mut BytesMut) {
+    pub(crate) fn begin(&mut self, out: &mut BytesMut) {
         if let Encoder::Responses(r) = self {
             r.begin(out);
         }
@@ -63,7 +63,7 @@ impl Encoder {
 
     /// One upstream chunk as decoded: its own bytes when it was borrowed, a typed (translated)
     /// chunk serialised straight to bytes, read in place by a Responses client.
-    pub fn chunk(&mut self, chunk: &Chunk<'_>, out: &mut BytesMut) {
+    pub(crate) fn chunk(&mut self, chunk: &Chunk<'_>, out: &mut BytesMut) {
         match (self, chunk) {
             (Encoder::Responses(r), chunk) => r.chunk(chunk, out),
             (e, Chunk::Borrowed { data, .. }) => e.data(data, out),
@@ -76,7 +76,7 @@ impl Encoder {
     }
 
     /// A chunk or error event the engine built.
-    pub fn value(&mut self, v: &Value, out: &mut BytesMut) {
+    pub(crate) fn value(&mut self, v: &Value, out: &mut BytesMut) {
         match self {
             Encoder::Responses(r) => r.value(v, out),
             e => e.data(&serde_json::to_vec(v).unwrap_or_default(), out),
@@ -85,7 +85,7 @@ impl Encoder {
 
     /// A failure after the first byte: the chat error event `event` (`{"error": {…}}`), or for a
     /// Responses client `error` and `response.failed` with OpenAI's codes.
-    pub fn fail(&mut self, event: &Value, rate_limited: bool, out: &mut BytesMut) {
+    pub(crate) fn fail(&mut self, event: &Value, rate_limited: bool, out: &mut BytesMut) {
         match self {
             Encoder::Responses(r) => {
                 let message = event["error"]["message"].as_str().unwrap_or_default();
@@ -96,7 +96,7 @@ impl Encoder {
     }
 
     /// Keeps a Responses client's response (finished or failed) before its end can be read.
-    pub async fn keep(&self) {
+    pub(crate) async fn keep(&self) {
         if let Encoder::Responses(r) = self {
             r.keep().await;
         }
@@ -123,7 +123,7 @@ impl Encoder {
 
     /// One event of a route of the client's own dialect (passthrough), as it came: its raw SSE
     /// bytes, or for a Gemini client without `alt=sse` its data as the array's next element.
-    pub fn raw(&mut self, raw: &[u8], data: &[u8], out: &mut BytesMut) {
+    pub(crate) fn raw(&mut self, raw: &[u8], data: &[u8], out: &mut BytesMut) {
         match self {
             Encoder::Gemini(g) => g.raw_element(data, out),
             _ => out.extend_from_slice(raw),
@@ -131,14 +131,14 @@ impl Encoder {
     }
 
     /// The end of a passed-through stream (a Gemini JSON array's `]`).
-    pub fn raw_end(&mut self, out: &mut BytesMut) {
+    pub(crate) fn raw_end(&mut self, out: &mut BytesMut) {
         if let Encoder::Gemini(g) = self {
             g.end(out);
         }
     }
 
     /// An SSE comment (the cost line); Gemini clients get none.
-    pub fn comment(&self, text: &[u8], out: &mut BytesMut) {
+    pub(crate) fn comment(&self, text: &[u8], out: &mut BytesMut) {
         if !matches!(self, Encoder::Gemini(_)) {
             sse::write_comment(out, text);
         }
@@ -146,7 +146,7 @@ impl Encoder {
 
     /// The end of a stream that ended well or with an error event: `[DONE]`, or for Messages
     /// the closing events (nothing after an error).
-    pub fn done(&mut self, out: &mut BytesMut) {
+    pub(crate) fn done(&mut self, out: &mut BytesMut) {
         match self {
             Encoder::Chat | Encoder::Text { .. } => out.extend_from_slice(sse::DONE),
             Encoder::Messages(m) => m.finish(out),
@@ -157,7 +157,7 @@ impl Encoder {
 
     /// A keep-alive while nothing else goes out: a comment, Messages' `ping` event, or nothing
     /// for Gemini.
-    pub fn keep_alive(&self, out: &mut BytesMut) {
+    pub(crate) fn keep_alive(&self, out: &mut BytesMut) {
         match self {
             Encoder::Messages(_) => MessagesStream::ping(out),
             Encoder::Gemini(_) => {}
@@ -166,7 +166,7 @@ impl Encoder {
     }
 
     /// [`Encoder::keep_alive`] as one frame.
-    pub fn keep_alive_frame(&self) -> Bytes {
+    pub(crate) fn keep_alive_frame(&self) -> Bytes {
         let mut out = BytesMut::new();
         self.keep_alive(&mut out);
         out.freeze()
@@ -174,7 +174,7 @@ impl Encoder {
 
     /// A stream's whole ending made of one error event (a committed stream whose routes all
     /// failed): the event, then the end; a Responses client's failed response is kept first.
-    pub async fn error_ending(mut self, event: &Value) -> Bytes {
+    pub(crate) async fn error_ending(mut self, event: &Value) -> Bytes {
         let mut out = BytesMut::with_capacity(256);
         match &mut self {
             Encoder::Responses(r) => {
@@ -192,7 +192,7 @@ impl Encoder {
 
     /// A non-streamed answer (a chat completion with its cost) as its client's body; a
     /// Responses client's response is kept before it is returned.
-    pub async fn whole(&self, completion: &Value) -> Vec<u8> {
+    pub(crate) async fn whole(&self, completion: &Value) -> Vec<u8> {
         let v = match self {
             Encoder::Chat => return serde_json::to_vec(completion).unwrap_or_default(),
             Encoder::Text { echo } => completions::from_chat(completion, echo.as_deref()),

@@ -20,7 +20,7 @@ use crate::relay::client_encoder::Encoder;
 use crate::relay::{ChatReply, RelayError, RequestIds};
 
 /// Serves `POST /completions` for `caller`.
-pub async fn create(
+pub(crate) async fn create(
     gw: &Arc<Gateway>,
     caller: Caller,
     ids: RequestIds,

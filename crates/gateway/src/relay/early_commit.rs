@@ -36,18 +36,18 @@ use crate::relay::settlement::Settlement;
 use crate::relay::{ErrorWords, RelayError, Served};
 
 /// A relay's body, as the HTTP layer takes it.
-pub type BodyStream = Box<dyn Stream<Item = Bytes> + Send + Unpin>;
+pub(crate) type BodyStream = Box<dyn Stream<Item = Bytes> + Send + Unpin>;
 
 /// A streamed request's routes being tried: the settlement comes back with the outcome (on an
 /// error it has been settled already, by `attempts::open`).
-pub type Opening = Pin<
+pub(crate) type Opening = Pin<
     Box<dyn Future<Output = (Settlement, Result<(UpstreamStream, Served), RelayError>)> + Send>,
 >;
 
 /// How a streamed request started. Built once per request and taken apart at once, so the size
 /// of the first variant does not matter.
 #[allow(clippy::large_enum_variant)]
-pub enum Started {
+pub(crate) enum Started {
     /// The routes answered (or all failed) before the commit: as without an early commit.
     Now(Settlement, Result<(UpstreamStream, Served), RelayError>),
     /// The commit came first; the routes are still being tried.
@@ -55,7 +55,7 @@ pub enum Started {
 }
 
 /// Tries `model`'s routes for a streamed `req` (see `attempts::open`), as an owned future.
-pub fn opening(
+pub(crate) fn opening(
     gw: Arc<Gateway>,
     model: Arc<ModelConfig>,
     req: Arc<ChatRequest>,
@@ -82,7 +82,7 @@ pub fn opening(
 
 /// Runs `opening` until it finishes, or until `after` passes without it finishing: then the
 /// stream commits (`committed` is the meter's flag: from now on the client has a 200).
-pub async fn open_or_commit(
+pub(crate) async fn open_or_commit(
     mut opening: Opening,
     after: Option<Duration>,
     committed: Arc<std::sync::atomic::AtomicBool>,
@@ -104,7 +104,7 @@ pub async fn open_or_commit(
 
 /// How the wait of a committed stream ended. Made once per request and taken apart at once.
 #[allow(clippy::large_enum_variant)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The routes answered, or every one failed (then the settlement is settled already).
     Opened(Settlement, Result<(UpstreamStream, Served), RelayError>),
     /// The shutdown grace ended first (`Gateway.end_streams`): the routes were given up and the
@@ -114,11 +114,11 @@ pub enum Outcome {
 
 /// What a committed stream becomes once its wait ended: the relay's own body, or the in-stream
 /// ending for the error (every route failed, or the shutdown).
-pub type Then = Box<dyn FnOnce(Outcome) -> BodyStream + Send>;
+pub(crate) type Then = Box<dyn FnOnce(Outcome) -> BodyStream + Send>;
 
 /// The words of a committed stream's ending when the shutdown grace ends during the wait: those
 /// of a stream the shutdown ends after its first event.
-pub fn shutdown_words() -> ErrorWords {
+pub(crate) fn shutdown_words() -> ErrorWords {
     let failure = crate::relay::upstream_pump::Failure::Shutdown;
     ErrorWords {
         kind: "service_unavailable",
@@ -142,7 +142,7 @@ enum Phase {
 /// keep-alive event) at once and every `keep_alive` after while the routes are tried, then whatever `then` makes of their outcome. When `end_streams` is cancelled
 /// first, the opening is dropped (its upstream request with it; the settlement guard settles it
 /// as cancelled) and `then` makes the shutdown ending.
-pub fn body(
+pub(crate) fn body(
     opening: Opening,
     (keep_alive, ping): (Duration, Bytes),
     end_streams: &CancellationToken,
@@ -205,7 +205,7 @@ pub fn body(
 /// The ending when every route failed after the commit: the error object the HTTP error body
 /// would have carried, as an event in the client's API, then its end (chat: `[DONE]`; Responses:
 /// `response.failed`, once the failed response is kept).
-pub fn error_ending(
+pub(crate) fn error_ending(
     words: ErrorWords,
     encoder: crate::relay::client_encoder::Encoder,
 ) -> BodyStream {
@@ -225,15 +225,4 @@ fn error_object(w: &ErrorWords) -> serde_json::Value {
     };
     json!({"message": crate::redact::mask(&w.message), "type": w.kind, "param": w.param,
            "code": code})
-}
-
-/// `words`, masked as the HTTP error body is.
-pub fn masked(w: ErrorWords) -> ErrorWords {
-    let v = error_object(&w);
-    ErrorWords {
-        kind: w.kind,
-        code: v["code"].clone(),
-        param: w.param,
-        message: v["message"].as_str().unwrap_or_default().to_owned(),
-    }
 }

@@ -44,7 +44,7 @@ impl PromptSource for EmbeddingsPrompt {
 }
 
 /// Serves `POST /embeddings` for `caller`.
-pub async fn create(
+pub(crate) async fn create(
     gw: &Arc<Gateway>,
     caller: Caller,
     ids: crate::relay::RequestIds,

@@ -40,7 +40,7 @@ fn plan(raw: &Value, model: &str, stream: bool) -> Result<ChatPlan, RelayError> 
 /// Serves `generateContent` (`framing` `None`) or `streamGenerateContent` for `model`. What the
 /// translation to chat left out (Google's own tools, `cachedContent`) is reported by the relay
 /// when a route other than Gemini's serves the request (`Served::dropped`).
-pub async fn create(
+pub(crate) async fn create(
     gw: &Arc<Gateway>,
     caller: Caller,
     ids: RequestIds,
@@ -69,7 +69,7 @@ pub async fn create(
 /// Serves `countTokens`: `{"totalTokens": n}`, the tokenizer's estimate of the request's prompt
 /// as translated to chat. The body is a request's `contents` (and the rest of it), or
 /// `{"generateContentRequest": {…}}`. The model must exist and be allowed for the key.
-pub async fn count_tokens(
+pub(crate) async fn count_tokens(
     gw: &Arc<Gateway>,
     caller: &Caller,
     model: &str,

@@ -43,7 +43,7 @@ fn plan(body: &[u8], count_only: bool) -> Result<(ChatPlan, Value), RelayError> 
 }
 
 /// Serves `POST /messages` for `caller`: a Messages object, or a stream of Messages events.
-pub async fn create(
+pub(crate) async fn create(
     gw: &Arc<Gateway>,
     caller: Caller,
     ids: RequestIds,
@@ -67,7 +67,7 @@ pub async fn create(
 /// Serves `POST /messages/count_tokens`: the tokenizer's estimate of the request's prompt as
 /// translated to chat (system, turns, tool results; tool schemas are not counted by the chat
 /// estimate). The model must exist and be allowed for the key.
-pub async fn count_tokens(
+pub(crate) async fn count_tokens(
     gw: &Arc<Gateway>,
     caller: &Caller,
     body: Bytes,

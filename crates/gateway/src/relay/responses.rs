@@ -57,7 +57,7 @@ fn bad_request(param: &str, message: impl Into<String>) -> ResponsesError {
 /// translation left out (`tools[8]:web_search`) goes back as `x-switchyard-dropped`
 /// (`Served::dropped`); a native route is sent the request as it came and its answer passes
 /// through (it keeps its own responses, so the gateway stores none).
-pub async fn create(
+pub(crate) async fn create(
     gw: &Arc<Gateway>,
     caller: Caller,
     ids: RequestIds,
@@ -217,7 +217,7 @@ pub async fn create(
 }
 
 /// What `GET /responses/{id}` answers.
-pub enum Retrieved {
+pub(crate) enum Retrieved {
     /// The Response object.
     Object(Value),
     /// Its events after `starting_after`, live.
@@ -226,11 +226,11 @@ pub enum Retrieved {
 
 /// Why a background response's events cannot be replayed: they are no longer kept.
 #[derive(Debug)]
-pub struct EventsGone;
+pub(crate) struct EventsGone;
 
 /// Serves `GET /responses/{id}` with `stream=true`: the events of the key's background response
 /// after `sequence_number` `starting_after` (all without it), then the live ones.
-pub async fn events(
+pub(crate) async fn events(
     gw: &Gateway,
     caller: &Caller,
     id: &str,
@@ -257,7 +257,11 @@ pub async fn events(
 /// Serves `POST /responses/{id}/cancel`: stops a background response of the key that is still
 /// running (its upstream is cancelled and it is settled for what was generated) and stores it
 /// `cancelled`; a response that already ended is answered as it is.
-pub async fn cancel(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, ResponsesError> {
+pub(crate) async fn cancel(
+    gw: &Gateway,
+    caller: &Caller,
+    id: &str,
+) -> Result<Value, ResponsesError> {
     let Some(r) = gw.replays().get(id, &caller.id) else {
         // Not running here: a stored one is answered as it stands.
         return retrieve(gw, caller, id).await;
@@ -299,7 +303,11 @@ fn serves_natively(gw: &Gateway, raw: &Value) -> bool {
 
 /// Serves `GET /responses/{id}`: the stored Response, for the key that created it only; a
 /// background response still running, as it started (`in_progress`).
-pub async fn retrieve(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, ResponsesError> {
+pub(crate) async fn retrieve(
+    gw: &Gateway,
+    caller: &Caller,
+    id: &str,
+) -> Result<Value, ResponsesError> {
     if let Some(r) = gw.replays().get(id, &caller.id) {
         if let (Ending::Running, Some(b)) = (r.ending(), &r.background) {
             let mut snapshot = b.snapshot.clone();
@@ -326,7 +334,11 @@ pub async fn retrieve(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, 
 
 /// Serves `DELETE /responses/{id}`: deletes the stored response of the key that created it; for
 /// any other key, or an unknown id, `NotFound`. A later `previous_response_id` naming it is a 404.
-pub async fn delete(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, ResponsesError> {
+pub(crate) async fn delete(
+    gw: &Gateway,
+    caller: &Caller,
+    id: &str,
+) -> Result<Value, ResponsesError> {
     match gw.ledger.delete_response(id, &caller.id).await {
         Ok(true) => {
             Ok(serde_json::json!({"id": id, "object": "response.deleted", "deleted": true}))
@@ -338,7 +350,7 @@ pub async fn delete(gw: &Gateway, caller: &Caller, id: &str) -> Result<Value, Re
 
 /// One page of `GET /responses/{id}/input_items`.
 #[derive(Debug, Clone, Default)]
-pub struct ItemsPage {
+pub(crate) struct ItemsPage {
     /// 1 to 100; 20 when not given.
     pub limit: Option<String>,
     /// `asc` or `desc` (the default, as OpenAI's).
@@ -350,7 +362,7 @@ pub struct ItemsPage {
 /// Serves `GET /responses/{id}/input_items`: the stored input items of the key's response, as an
 /// OpenAI list (`data`, `first_id`, `last_id`, `has_more`), `limit` at a time, in `order`,
 /// starting after the item `after`.
-pub async fn input_items(
+pub(crate) async fn input_items(
     gw: &Gateway,
     caller: &Caller,
     id: &str,

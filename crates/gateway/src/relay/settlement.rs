@@ -30,7 +30,7 @@ use crate::relay::tokens;
 use crate::telemetry;
 
 /// What a client is told when its finished answer's ledger entry could not be made durable.
-pub const UNRECORDED: &str =
+pub(crate) const UNRECORDED: &str =
     "The usage of this request could not be recorded; it was not completed normally.";
 
 /// How often a running request's progress is journaled.

@@ -7,11 +7,14 @@
 use serde_json::Value;
 use switchyard_wire::openai::{ChatRequest, RequestError};
 
-pub const MAX_TAGS: usize = 10;
-pub const MAX_TAG_LEN: usize = 64;
+pub(crate) const MAX_TAGS: usize = 10;
+pub(crate) const MAX_TAG_LEN: usize = 64;
 
 /// The tags of a request: the header's, then the body's.
-pub fn request_tags(header: Option<&str>, req: &ChatRequest) -> Result<Vec<String>, RequestError> {
+pub(crate) fn request_tags(
+    header: Option<&str>,
+    req: &ChatRequest,
+) -> Result<Vec<String>, RequestError> {
     let mut tags: Vec<String> = Vec::new();
     let mut add = |raw: &str, param: &str| -> Result<(), RequestError> {
         for tag in raw.split(',').map(str::trim).filter(|t| !t.is_empty()) {

@@ -22,7 +22,7 @@ type Job = Box<dyn FnOnce() + Send>;
 
 /// Runs `job` (a checkpoint's count) on the one checkpoint-counting thread, started on first
 /// use. Never blocks: false (the job dropped) when that thread is `BACKGROUND_QUEUE` jobs behind.
-pub fn in_background(job: impl FnOnce() + Send + 'static) -> bool {
+pub(crate) fn in_background(job: impl FnOnce() + Send + 'static) -> bool {
     static QUEUE: OnceLock<Option<SyncSender<Job>>> = OnceLock::new();
     let queue = QUEUE.get_or_init(|| {
         let (tx, rx) = sync_channel::<Job>(BACKGROUND_QUEUE);
@@ -91,12 +91,12 @@ fn encoder(model: &str) -> &'static CoreBPE {
 
 /// Tokens in `text` for `model`'s tokenizer (cl100k_base for models without a known one). Blocks
 /// while the vocabulary loads on first use: call it from a blocking thread.
-pub fn count(model: &str, text: &str) -> u64 {
+pub(crate) fn count(model: &str, text: &str) -> u64 {
     encoder(model).encode_ordinary(text).len() as u64
 }
 
 /// Tokens of a chat prompt, framing included.
-pub fn prompt_tokens(model: &str, prompt: &Prompt) -> u64 {
+pub(crate) fn prompt_tokens(model: &str, prompt: &Prompt) -> u64 {
     count(model, &prompt.text) + TOKENS_PER_MESSAGE * prompt.messages as u64 + TOKENS_PER_REPLY
 }
 

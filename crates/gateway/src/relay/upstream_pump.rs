@@ -35,7 +35,7 @@ use crate::routing::{Blame, HealthKey};
 
 /// How a stream that cannot finish normally ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// The upstream connection broke or its body was cut off.
     Broken,
     /// The upstream sent something that is not an event of its dialect.
@@ -54,7 +54,7 @@ pub enum Failure {
 
 impl Failure {
     /// What the client is told (for `UpstreamError`, when the upstream's own message is missing).
-    pub fn message(self) -> &'static str {
+    pub(crate) fn message(self) -> &'static str {
         match self {
             Failure::Broken => "The upstream connection was lost before the answer was complete.",
             Failure::Garbage => "The upstream sent a malformed event; the answer is incomplete.",
@@ -71,7 +71,7 @@ impl Failure {
     }
 
     /// How the ledger records a request that ended this way.
-    pub fn end_reason(self) -> EndReason {
+    pub(crate) fn end_reason(self) -> EndReason {
         match self {
             Failure::Idle | Failure::Total => EndReason::UpstreamTimeout,
             Failure::Shutdown => EndReason::Cancelled,
@@ -80,19 +80,19 @@ impl Failure {
     }
 
     /// Whether it is a timeout (504) rather than a broken upstream (502).
-    pub fn is_timeout(self) -> bool {
+    pub(crate) fn is_timeout(self) -> bool {
         matches!(self, Failure::Idle | Failure::Total)
     }
 
     /// Whether the route caused it (and its health should hear of it): not when the gateway
     /// itself ended the stream.
-    pub fn is_route_fault(self) -> bool {
+    pub(crate) fn is_route_fault(self) -> bool {
         self != Failure::Shutdown
     }
 
     /// What the client is told, and whether the upstream said it was a rate limit: the
     /// upstream's own words for its error event, ours otherwise.
-    pub fn describe(self, problem: Option<UpstreamProblem>) -> (String, bool) {
+    pub(crate) fn describe(self, problem: Option<UpstreamProblem>) -> (String, bool) {
         match (self, problem) {
             (Failure::UpstreamError, Some(p)) => {
                 (crate::redact::mask(&p.message).into_owned(), p.rate_limited)
@@ -104,7 +104,7 @@ impl Failure {
 
 /// Tells the route's health that a stream failed after its first byte. A timeout may be the
 /// request's own doing (a huge answer); anything else is the route's.
-pub fn report_mid_stream(
+pub(crate) fn report_mid_stream(
     health: Option<&(Arc<Gateway>, HealthKey)>,
     failure: Failure,
     message: &str,
@@ -122,7 +122,7 @@ pub fn report_mid_stream(
 
 /// Feeds one chunk to the meter (its text, usage and finish reason); returns the finish reason
 /// as OpenAI names it, if the chunk carries one.
-pub fn meter_chunk(meter: &mut Meter, chunk: &Chunk<'_>) -> Option<&'static str> {
+pub(crate) fn meter_chunk(meter: &mut Meter, chunk: &Chunk<'_>) -> Option<&'static str> {
     match chunk {
         Chunk::Borrowed { view, .. } => meter.chunk(view),
         Chunk::Upstream(v) | Chunk::Translated(v) => meter.chat_value(v),
@@ -131,7 +131,7 @@ pub fn meter_chunk(meter: &mut Meter, chunk: &Chunk<'_>) -> Option<&'static str>
 }
 
 /// The decoder for an upstream of this kind; translated chunks carry `stamp`.
-pub fn decoder(kind: ProviderKind, stamp: Stamp) -> UpstreamDecoder {
+pub(crate) fn decoder(kind: ProviderKind, stamp: Stamp) -> UpstreamDecoder {
     let dialect = match kind {
         ProviderKind::Anthropic => Dialect::Anthropic,
         ProviderKind::Gemini => Dialect::Gemini,
@@ -142,7 +142,7 @@ pub fn decoder(kind: ProviderKind, stamp: Stamp) -> UpstreamDecoder {
 
 /// What happened while waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wake {
+pub(crate) enum Wake {
     /// Bytes arrived; there may be events to take.
     Received,
     /// Nothing was sent to the client for the keep-alive interval: send a comment.
@@ -156,7 +156,7 @@ pub enum Wake {
 }
 
 /// The reading side of one streamed relay.
-pub struct Pump {
+pub(crate) struct Pump {
     bytes: ByteStream,
     decoder: sse::Decoder,
     /// Taken while one event's typed events are handed to the relay.
@@ -175,7 +175,7 @@ pub struct Pump {
 impl Pump {
     /// `upstream.decoder` may already hold the first event(s); `decoder` turns them into typed
     /// events. When `end_streams` is cancelled the stream fails as `Shutdown`.
-    pub fn new(
+    pub(crate) fn new(
         upstream: &mut UpstreamStream,
         keep_alive: Duration,
         decoder: UpstreamDecoder,
@@ -199,17 +199,17 @@ impl Pump {
     }
 
     /// The next event already received, if any, or the limit the upstream broke.
-    pub fn next_event(&mut self) -> Result<Option<sse::Event>, sse::LimitExceeded> {
+    pub(crate) fn next_event(&mut self) -> Result<Option<sse::Event>, sse::LimitExceeded> {
         self.decoder.try_next_event()
     }
 
     /// Notes that bytes went to the client (the keep-alive clock restarts).
-    pub fn sent(&mut self) {
+    pub(crate) fn sent(&mut self) {
         self.last_sent = Instant::now();
     }
 
     /// Waits for upstream bytes or for one of the clocks.
-    pub async fn wait(&mut self) -> Wake {
+    pub(crate) async fn wait(&mut self) -> Wake {
         // Checked first: an upstream that never pauses must not keep a stream past the shutdown.
         if self.end.is_cancelled() {
             return Wake::Failed(Failure::Shutdown);
@@ -255,7 +255,7 @@ impl Pump {
 /// `Done`, and an upstream body that ends (some servers send no `[DONE]` after the finish chunk),
 /// call `finish`, which fails the stream as broken when no finish reason was seen; an error event,
 /// a malformed event, a broken connection or a timeout call `fail`.
-pub trait PumpedRelay: Send + Sized + 'static {
+pub(crate) trait PumpedRelay: Send + Sized + 'static {
     fn pump(&mut self) -> &mut Pump;
     /// Bytes ready for the client.
     fn out(&mut self) -> &mut BytesMut;
@@ -316,7 +316,7 @@ async fn on_event<R: PumpedRelay>(r: &mut R, event: sse::Event) {
 /// The HTTP body of a streamed relay. Every event that arrived in the same network read leaves in
 /// the same frame: they arrived together, and one write instead of many keeps the per-chunk cost
 /// down. Nothing is ever held back waiting for more.
-pub fn body<R: PumpedRelay>(relay: R) -> impl Stream<Item = Bytes> + Send {
+pub(crate) fn body<R: PumpedRelay>(relay: R) -> impl Stream<Item = Bytes> + Send {
     futures_util::stream::unfold(relay, |mut r| async move {
         let frame = next_frame(&mut r).await?;
         Some((frame, r))

@@ -18,7 +18,7 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// `e` (0.13 USD per 1M input tokens) on the OpenAI-dialect mock; `e-failover` whose first route
 /// answers 500; `e-mixed` with an Anthropic route first; `e-anthropic` with only one.
-pub fn extra(mock: &mock_upstream::MockUpstream) -> String {
+pub(crate) fn extra(mock: &mock_upstream::MockUpstream) -> String {
     format!(
         r#"
 [providers.anthropic]

@@ -11,7 +11,7 @@ use switchyard::app::{Gateway, Live};
 use switchyard::config::Config;
 
 /// A running gateway with its first key.
-pub struct TestGateway {
+pub(crate) struct TestGateway {
     pub addr: SocketAddr,
     pub key: String,
     pub key_id: String,
@@ -27,16 +27,16 @@ pub struct TestGateway {
 impl TestGateway {
     /// `http://127.0.0.1:PORT/v1`
     #[allow(dead_code)] // used by the SDK tests
-    pub fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 
     /// A POST to `/v1/chat/completions` with this gateway's key.
-    pub fn chat(&self, body: serde_json::Value) -> reqwest::RequestBuilder {
+    pub(crate) fn chat(&self, body: serde_json::Value) -> reqwest::RequestBuilder {
         client()
             .post(self.url("/v1/chat/completions"))
             .bearer_auth(&self.key)
@@ -54,7 +54,7 @@ impl Drop for TestGateway {
     }
 }
 
-pub fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_gzip()
         .build()
@@ -62,7 +62,7 @@ pub fn client() -> reqwest::Client {
 }
 
 /// A unique temporary SQLite file.
-pub fn temp_db() -> PathBuf {
+pub(crate) fn temp_db() -> PathBuf {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     std::env::temp_dir().join(format!(
@@ -81,7 +81,7 @@ fn rand_suffix() -> u64 {
 
 /// A config with one OpenAI-dialect provider `mock` pointing at `mock`, the models `m` (OpenAI
 /// dialect) and `deepseek-r` (DeepSeek dialect, reasoning), and `extra` appended.
-pub fn mock_config(mock: &MockUpstream, extra: &str) -> String {
+pub(crate) fn mock_config(mock: &MockUpstream, extra: &str) -> String {
     format!(
         r#"
 demo_credits = "100"
@@ -111,13 +111,13 @@ output_price = "2.19"
 }
 
 /// Starts a gateway for a config text (top-level keys may be prepended with `top`).
-pub async fn start(config_text: &str) -> TestGateway {
+pub(crate) async fn start(config_text: &str) -> TestGateway {
     let config = Config::parse(config_text, "test.toml").expect("test config is valid");
     start_config(Some(config)).await
 }
 
 /// Starts the embedded default (`switchyard serve` without a config: the in-process demo upstream).
-pub async fn start_embedded() -> TestGateway {
+pub(crate) async fn start_embedded() -> TestGateway {
     start_config(None).await
 }
 
@@ -130,7 +130,7 @@ async fn start_config(config: Option<Config>) -> TestGateway {
 /// Starts a gateway from a config file, as `switchyard serve --config FILE` does: `POST
 /// /admin/reload` reads that file again.
 #[allow(dead_code)] // used by the reload tests
-pub async fn start_from_file(path: &std::path::Path) -> TestGateway {
+pub(crate) async fn start_from_file(path: &std::path::Path) -> TestGateway {
     let config = Config::load(path).expect("test config is valid");
     let db_path = temp_db();
     let url = format!("sqlite://{}", db_path.display());
@@ -140,7 +140,7 @@ pub async fn start_from_file(path: &std::path::Path) -> TestGateway {
 /// Starts a gateway for a config text on the database at `database_url` (e.g. a PostgreSQL
 /// server of the test's own). The config should name a `journal` file; `scratch` is a temporary
 /// path whose `.journal` and other suffixed files are removed when the gateway is dropped.
-pub async fn start_on_database(
+pub(crate) async fn start_on_database(
     config_text: &str,
     database_url: &str,
     scratch: PathBuf,
@@ -181,12 +181,12 @@ async fn start_on(
 }
 
 /// A mock and a gateway in front of it.
-pub async fn start_with_mock(extra: &str) -> (TestGateway, MockUpstream) {
+pub(crate) async fn start_with_mock(extra: &str) -> (TestGateway, MockUpstream) {
     start_with_mock_top("", extra).await
 }
 
 /// Like `start_with_mock`, with top-level config keys in `top`.
-pub async fn start_with_mock_top(top: &str, extra: &str) -> (TestGateway, MockUpstream) {
+pub(crate) async fn start_with_mock_top(top: &str, extra: &str) -> (TestGateway, MockUpstream) {
     let mock = MockUpstream::start().await.unwrap();
     let text = format!("{top}\n{}", mock_config(&mock, extra));
     (start(&text).await, mock)
@@ -194,14 +194,14 @@ pub async fn start_with_mock_top(top: &str, extra: &str) -> (TestGateway, MockUp
 
 /// One SSE item as a client sees it.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Sse {
+pub(crate) enum Sse {
     Data(serde_json::Value),
     Done,
     Comment(String),
 }
 
 /// Splits a whole SSE body into items (events and comments, in order).
-pub fn parse_sse(body: &str) -> Vec<Sse> {
+pub(crate) fn parse_sse(body: &str) -> Vec<Sse> {
     let mut out = vec![];
     for block in body.split("\n\n") {
         for line in block.lines() {
@@ -225,7 +225,7 @@ pub fn parse_sse(body: &str) -> Vec<Sse> {
 }
 
 /// The data events only.
-pub fn data_events(items: &[Sse]) -> Vec<serde_json::Value> {
+pub(crate) fn data_events(items: &[Sse]) -> Vec<serde_json::Value> {
     items
         .iter()
         .filter_map(|i| match i {
@@ -236,7 +236,7 @@ pub fn data_events(items: &[Sse]) -> Vec<serde_json::Value> {
 }
 
 /// Concatenated `delta.<field>` over all chunks.
-pub fn joined(items: &[Sse], field: &str) -> String {
+pub(crate) fn joined(items: &[Sse], field: &str) -> String {
     data_events(items)
         .iter()
         .filter_map(|c| {
@@ -247,13 +247,17 @@ pub fn joined(items: &[Sse], field: &str) -> String {
         .collect()
 }
 
-pub fn user(text: &str) -> serde_json::Value {
+pub(crate) fn user(text: &str) -> serde_json::Value {
     serde_json::json!([{"role": "user", "content": text}])
 }
 
 /// Polls `check` until it holds, failing after `within`: waits on the condition itself, never on
 /// a guessed duration.
-pub async fn until<F: FnMut() -> bool>(what: &str, within: std::time::Duration, mut check: F) {
+pub(crate) async fn until<F: FnMut() -> bool>(
+    what: &str,
+    within: std::time::Duration,
+    mut check: F,
+) {
     let deadline = std::time::Instant::now() + within;
     while !check() {
         assert!(
@@ -266,7 +270,7 @@ pub async fn until<F: FnMut() -> bool>(what: &str, within: std::time::Duration, 
 
 /// Every ledger entry of `key_id` by request id (a request in the ledger twice fails the test),
 /// and the key's balance.
-pub async fn books(
+pub(crate) async fn books(
     ledger: &switchyard::ledger::Ledger,
     key_id: &str,
 ) -> (
@@ -300,7 +304,7 @@ pub async fn books(
 
 /// Runs the real `switchyard` binary in `dir` with `args` (e.g. `serve --listen 127.0.0.1:0`) and
 /// waits until it listens: (the child, the key it printed on a fresh database, its base URL).
-pub async fn serve_binary(
+pub(crate) async fn serve_binary(
     dir: &std::path::Path,
     args: &[&str],
 ) -> (tokio::process::Child, Option<String>, String) {
@@ -310,14 +314,14 @@ pub async fn serve_binary(
 
 /// Every line a spawned binary wrote, stdout and stderr, as it wrote them; each stream adds
 /// [`CLOSED`] once the binary closed it.
-pub type Output = Arc<std::sync::Mutex<Vec<String>>>;
+pub(crate) type Output = Arc<std::sync::Mutex<Vec<String>>>;
 
 /// The line [`Output`] gets when one of the binary's streams is closed.
-pub const CLOSED: &str = "(switchyard test harness: stream closed)";
+pub(crate) const CLOSED: &str = "(switchyard test harness: stream closed)";
 
 /// Waits until the binary closed stdout and stderr, so that `output` holds every line it wrote.
 #[allow(dead_code)] // used by the secrets test
-pub async fn all_output(output: &Output) {
+pub(crate) async fn all_output(output: &Output) {
     let output = output.clone();
     until(
         "the binary's output is closed",
@@ -337,7 +341,7 @@ pub async fn all_output(output: &Output) {
 
 /// `serve_binary` with extra environment variables, keeping every line the binary writes on stdout
 /// and stderr (its logs) for the test to read.
-pub async fn serve_binary_with(
+pub(crate) async fn serve_binary_with(
     dir: &std::path::Path,
     args: &[&str],
     env: &[(&str, &str)],
@@ -397,13 +401,13 @@ pub async fn serve_binary_with(
 }
 
 /// The gateway's id of a request, from its response.
-pub fn request_id(resp: &reqwest::Response) -> String {
+pub(crate) fn request_id(resp: &reqwest::Response) -> String {
     resp.headers()["x-request-id"].to_str().unwrap().to_owned()
 }
 
 /// Waits until none of `gw`'s first key's money is held: a dropped request's hold is released
 /// right after the commit that made its entry visible.
-pub async fn released(gw: &TestGateway) {
+pub(crate) async fn released(gw: &TestGateway) {
     let (ledger, key) = (gw.gw.ledger.clone(), gw.key_id.clone());
     until("holds released", std::time::Duration::from_secs(10), || {
         ledger.account_reserved(&key) == Some(switchyard::ledger::Nanos::ZERO)
@@ -412,7 +416,7 @@ pub async fn released(gw: &TestGateway) {
 }
 
 /// The body of a GET to `url` as text (e.g. `/metrics`), with the harness's client.
-pub async fn get_text(url: impl reqwest::IntoUrl) -> String {
+pub(crate) async fn get_text(url: impl reqwest::IntoUrl) -> String {
     client()
         .get(url)
         .send()
@@ -425,7 +429,7 @@ pub async fn get_text(url: impl reqwest::IntoUrl) -> String {
 
 /// A test that cannot run here says so loudly and, when `SWITCHYARD_SKIP_LOG` names a file (as
 /// `./scripts/test` does), adds a line to it, so the run ends by counting what it skipped.
-pub fn skipped(why: &str) {
+pub(crate) fn skipped(why: &str) {
     eprintln!("{why}");
     note_skip(why);
 }

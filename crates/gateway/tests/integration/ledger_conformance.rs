@@ -21,7 +21,7 @@ use switchyard::ledger::{
 const DAY: i64 = 86_400_000;
 
 /// A fresh database of one backend, with its ledger.
-pub struct TestDb {
+pub(crate) struct TestDb {
     pub ledger: Ledger,
     pub url: String,
     pg: Option<(String, String)>,
@@ -32,7 +32,7 @@ fn random_name() -> String {
 }
 
 /// The PostgreSQL server URL, or `None` (after saying so loudly) when it is not configured.
-pub fn postgres_url() -> Option<String> {
+pub(crate) fn postgres_url() -> Option<String> {
     match std::env::var("SWITCHYARD_TEST_POSTGRES") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
@@ -47,7 +47,7 @@ pub fn postgres_url() -> Option<String> {
 }
 
 impl TestDb {
-    pub async fn sqlite() -> TestDb {
+    pub(crate) async fn sqlite() -> TestDb {
         let url = format!("sqlite://{}", crate::harness::temp_db().display());
         TestDb {
             ledger: Ledger::connect(&url).await.expect("sqlite ledger"),
@@ -57,7 +57,7 @@ impl TestDb {
     }
 
     /// A fresh PostgreSQL database on the configured server.
-    pub async fn postgres(server: &str) -> TestDb {
+    pub(crate) async fn postgres(server: &str) -> TestDb {
         sqlx::any::install_default_drivers();
         let name = random_name();
         let mut admin = sqlx::AnyConnection::connect(server)
@@ -84,7 +84,7 @@ impl TestDb {
         }
     }
 
-    pub async fn drop_db(self) {
+    pub(crate) async fn drop_db(self) {
         self.ledger.close().await;
         match self.pg {
             Some((server, name)) => {
@@ -105,7 +105,7 @@ impl TestDb {
 }
 
 /// Runs `test` on a fresh database and drops the database afterwards, also when the test fails.
-pub async fn run_on<F, Fut>(db: TestDb, test: F)
+pub(crate) async fn run_on<F, Fut>(db: TestDb, test: F)
 where
     F: FnOnce(Ledger) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,

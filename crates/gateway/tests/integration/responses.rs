@@ -15,7 +15,7 @@ use crate::harness::{self, TestGateway};
 
 /// The dialect of the upstream behind the model a test talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Dialect {
+pub(crate) enum Dialect {
     OpenAi,
     Anthropic,
 }
@@ -25,7 +25,7 @@ impl Dialect {
     /// first), `"tools"` (one function call), `"fail"` (an upstream error after 2 words), `"reset"`
     /// (the connection drops after 3 words), `"long"` (2000 slow words), `"slow"` (4 words 150 ms
     /// apart), `"failover"` (the first route answers 5xx), `"stall"` (silent after 2 words).
-    pub fn model(self, behaviour: &str) -> String {
+    pub(crate) fn model(self, behaviour: &str) -> String {
         let base = match self {
             Dialect::OpenAi => "m",
             Dialect::Anthropic => "claude",
@@ -41,7 +41,7 @@ impl Dialect {
 /// The models of [`Dialect::model`]: `m-*` on the OpenAI-dialect provider `mock` (`m-think` on
 /// the DeepSeek-dialect `mockds`), `claude*` on the Anthropic-dialect provider `anthropic`; all
 /// point at the same mock, whose behaviour each route's `@options` suffix selects.
-pub fn config_extra(mock: &MockUpstream) -> String {
+pub(crate) fn config_extra(mock: &MockUpstream) -> String {
     let mut text = format!(
         r#"
 [providers.anthropic]
@@ -101,7 +101,7 @@ api_key = "upstream-secret-key"
 }
 
 /// A mock and a gateway serving the models of [`config_extra`], with top-level config `top`.
-pub async fn start(top: &str) -> (TestGateway, MockUpstream) {
+pub(crate) async fn start(top: &str) -> (TestGateway, MockUpstream) {
     let mock = MockUpstream::start().await.unwrap();
     let text = format!(
         "{top}\n{}",

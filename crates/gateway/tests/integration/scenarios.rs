@@ -19,20 +19,20 @@ use crate::harness::{self, data_events, joined, parse_sse, user, Sse, TestGatewa
 
 /// A provider kind and the upstream model name the mock serves in that dialect.
 #[derive(Clone, Copy)]
-pub struct Kind {
+pub(crate) struct Kind {
     pub kind: &'static str,
     pub model: &'static str,
 }
 
-pub const OPENAI: Kind = Kind {
+pub(crate) const OPENAI: Kind = Kind {
     kind: "openai",
     model: "gpt-4o-mini",
 };
-pub const DEEPSEEK: Kind = Kind {
+pub(crate) const DEEPSEEK: Kind = Kind {
     kind: "deepseek",
     model: "deepseek-chat",
 };
-pub const ANTHROPIC: Kind = Kind {
+pub(crate) const ANTHROPIC: Kind = Kind {
     kind: "anthropic",
     model: "claude-sonnet-4",
 };
@@ -103,7 +103,7 @@ free = true
 
 /// A mock and a gateway whose providers `p` and `backup` are of kind `k`. `p_key` is `p`'s
 /// credential reference (`backup` always uses the literal `good-key`).
-pub async fn start(k: Kind, p_key: &str, top: &str) -> (TestGateway, MockUpstream) {
+pub(crate) async fn start(k: Kind, p_key: &str, top: &str) -> (TestGateway, MockUpstream) {
     let mock = MockUpstream::start().await.unwrap();
     let text = format!(
         r#"
@@ -142,14 +142,17 @@ fn request_id(h: &HeaderMap) -> String {
 }
 
 /// A streamed request: status, headers and the SSE items.
-pub async fn stream(gw: &TestGateway, body: Value) -> (u16, HeaderMap, Vec<Sse>) {
+pub(crate) async fn stream(gw: &TestGateway, body: Value) -> (u16, HeaderMap, Vec<Sse>) {
     let (status, headers, items, _) = stream_timed(gw, body).await;
     (status, headers, items)
 }
 
 /// `stream`, plus the time until the response headers arrived (when the gateway had chosen the
 /// route that serves, before the answer's end and its settlement).
-pub async fn stream_timed(gw: &TestGateway, body: Value) -> (u16, HeaderMap, Vec<Sse>, Duration) {
+pub(crate) async fn stream_timed(
+    gw: &TestGateway,
+    body: Value,
+) -> (u16, HeaderMap, Vec<Sse>, Duration) {
     let mut body = body;
     body["stream"] = json!(true);
     let t = Instant::now();
@@ -167,7 +170,7 @@ pub async fn stream_timed(gw: &TestGateway, body: Value) -> (u16, HeaderMap, Vec
 }
 
 /// A non-streamed request: status, headers and the JSON body.
-pub async fn complete(gw: &TestGateway, body: Value) -> (u16, HeaderMap, Value) {
+pub(crate) async fn complete(gw: &TestGateway, body: Value) -> (u16, HeaderMap, Value) {
     let resp = gw.chat(body).send().await.unwrap();
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
@@ -226,7 +229,7 @@ fn requests_for(mock: &MockUpstream, model: &str) -> usize {
         .count()
 }
 
-pub async fn plain(k: Kind) {
+pub(crate) async fn plain(k: Kind) {
     let (gw, _mock) = start(k, "good-key", "").await;
     let (status, h, body) = complete(&gw, ask("plain")).await;
     assert_eq!(status, 200, "{body}");
@@ -241,7 +244,7 @@ pub async fn plain(k: Kind) {
     assert!(body["usage"]["cost"].is_string(), "{body}");
 }
 
-pub async fn streamed(k: Kind) {
+pub(crate) async fn streamed(k: Kind) {
     let (gw, _mock) = start(k, "good-key", "").await;
     let (status, h, items) = stream(
         &gw,
@@ -303,7 +306,7 @@ fn reassemble_tool_calls(items: &[Sse]) -> Vec<(String, String, String)> {
     calls
 }
 
-pub async fn tool_calls(k: Kind) {
+pub(crate) async fn tool_calls(k: Kind) {
     let (gw, _mock) = start(k, "good-key", "").await;
     let tools = json!([{"type": "function", "function": {"name": "get_weather",
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
@@ -336,7 +339,7 @@ pub async fn tool_calls(k: Kind) {
     assert_eq!(body["choices"][0]["finish_reason"], "tool_calls");
 }
 
-pub async fn reasoning(k: Kind) {
+pub(crate) async fn reasoning(k: Kind) {
     let (gw, _mock) = start(k, "good-key", "").await;
     let (status, _, items) = stream(&gw, ask("think")).await;
     assert_eq!(status, 200);
@@ -366,7 +369,7 @@ pub async fn reasoning(k: Kind) {
     assert!(!msg["reasoning_content"].as_str().unwrap().is_empty());
 }
 
-pub async fn client_error_is_not_retried(k: Kind) {
+pub(crate) async fn client_error_is_not_retried(k: Kind) {
     let (gw, mock) = start(k, "good-key", "").await;
     let (status, _, body) = complete(&gw, ask("bad")).await;
     assert_eq!(status, 400, "{body}");
@@ -376,7 +379,7 @@ pub async fn client_error_is_not_retried(k: Kind) {
     assert_eq!(requests_for(&mock, &format!("{}@tokens=3", k.model)), 0);
 }
 
-pub async fn server_error_fails_over(k: Kind) {
+pub(crate) async fn server_error_fails_over(k: Kind) {
     let (gw, _mock) = start(k, "good-key", "").await;
     let (status, h, items) = stream(&gw, ask("flaky")).await;
     assert_eq!(status, 200);
@@ -389,7 +392,7 @@ pub async fn server_error_fails_over(k: Kind) {
     assert_eq!(body["choices"][0]["message"]["content"], words(3));
 }
 
-pub async fn rate_limit_honours_retry_after(k: Kind) {
+pub(crate) async fn rate_limit_honours_retry_after(k: Kind) {
     let (gw, mock) = start(k, "good-key", "").await;
     // Requests the mock received whose upstream model carries `marker`.
     let tries = |marker: &str| {
@@ -423,7 +426,7 @@ pub async fn rate_limit_honours_retry_after(k: Kind) {
     assert_eq!(body["error"]["type"], "rate_limit_error");
 }
 
-pub async fn upstream_error_event_mid_stream(k: Kind) {
+pub(crate) async fn upstream_error_event_mid_stream(k: Kind) {
     let (gw, _mock) = start(k, "good-key", "").await;
     let (status, h, items) = stream(&gw, ask("erroring")).await;
     assert_eq!(status, 200);
@@ -434,7 +437,7 @@ pub async fn upstream_error_event_mid_stream(k: Kind) {
     assert_eq!(end_reason(&gw, &request_id(&h)).await, "error");
 }
 
-pub async fn reset_mid_stream(k: Kind) {
+pub(crate) async fn reset_mid_stream(k: Kind) {
     let (gw, _mock) = start(k, "good-key", "").await;
     let (status, h, items) = stream(&gw, ask("reset")).await;
     assert_eq!(status, 200);
@@ -445,7 +448,7 @@ pub async fn reset_mid_stream(k: Kind) {
     assert_eq!(end_reason(&gw, &request_id(&h)).await, "error");
 }
 
-pub async fn stall_past_idle_timeout(k: Kind) {
+pub(crate) async fn stall_past_idle_timeout(k: Kind) {
     let (gw, _mock) = start(k, "good-key", "").await;
     // Without the idle timeout the stalled stream would never end.
     let (status, h, items) =
@@ -460,7 +463,7 @@ pub async fn stall_past_idle_timeout(k: Kind) {
     assert_eq!(end_reason(&gw, &request_id(&h)).await, "upstream_timeout");
 }
 
-pub async fn first_token_timeout_fails_over(k: Kind) {
+pub(crate) async fn first_token_timeout_fails_over(k: Kind) {
     let (gw, mock) = start(k, "good-key", "").await;
     let (status, h, items, _) = stream_timed(&gw, ask("slowstart")).await;
     assert_eq!(status, 200);
@@ -474,7 +477,7 @@ pub async fn first_token_timeout_fails_over(k: Kind) {
     );
 }
 
-pub async fn unauthorized_refreshes_the_credential(k: Kind) {
+pub(crate) async fn unauthorized_refreshes_the_credential(k: Kind) {
     let path = std::env::temp_dir().join(format!(
         "switchyard-key-{}-{}",
         k.kind,

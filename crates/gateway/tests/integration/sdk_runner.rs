@@ -9,15 +9,15 @@ use std::time::Duration;
 use serde_json::Value;
 
 /// How long one script may run before the test fails (they normally take about a second).
-pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Clone, Copy, Debug)]
-pub enum Lang {
+pub(crate) enum Lang {
     Python,
     Node,
 }
 
-pub fn sdk_dir() -> PathBuf {
+pub(crate) fn sdk_dir() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     std::fs::canonicalize(&root)
         .unwrap_or(root)
@@ -25,7 +25,7 @@ pub fn sdk_dir() -> PathBuf {
 }
 
 /// A missing tool: a failure under `SWITCHYARD_REQUIRE_SDKS=1`, else a loud skip.
-pub fn missing(what: &str) {
+pub(crate) fn missing(what: &str) {
     if std::env::var("SWITCHYARD_REQUIRE_SDKS").is_ok_and(|v| v == "1") {
         panic!("{what} is missing although SWITCHYARD_REQUIRE_SDKS=1: run ./scripts/test");
     }
@@ -36,7 +36,7 @@ pub fn missing(what: &str) {
 
 /// The command running `scenario` of the script `python/<stem>.py` or `node/<stem>.mjs`, or `None`
 /// (after saying so) when that SDK is not installed. The caller adds the environment.
-pub fn command(lang: Lang, stem: &str, scenario: &str) -> Option<tokio::process::Command> {
+pub(crate) fn command(lang: Lang, stem: &str, scenario: &str) -> Option<tokio::process::Command> {
     let sdk = sdk_dir();
     let mut cmd = match lang {
         Lang::Python => {
@@ -74,7 +74,11 @@ pub fn command(lang: Lang, stem: &str, scenario: &str) -> Option<tokio::process:
 /// Runs a prepared script command; asserts it exited 0 and that its last stdout line is a JSON
 /// object with `"ok": true` (and the scenario's name, when it gives one), and returns that object.
 /// `None` means the interpreter is missing and the test is skipped.
-pub async fn run(mut cmd: tokio::process::Command, what: &str, scenario: &str) -> Option<Value> {
+pub(crate) async fn run(
+    mut cmd: tokio::process::Command,
+    what: &str,
+    scenario: &str,
+) -> Option<Value> {
     let out = match tokio::time::timeout(SCRIPT_TIMEOUT, cmd.output()).await {
         Ok(Ok(out)) => out,
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -108,7 +112,7 @@ pub async fn run(mut cmd: tokio::process::Command, what: &str, scenario: &str) -
 
 /// Runs a prepared `curl` command as a user would; asserts it succeeded and returns its output.
 /// `None` means curl is not installed and the test is skipped (or fails, as `missing` says).
-pub async fn run_curl(mut cmd: tokio::process::Command) -> Option<String> {
+pub(crate) async fn run_curl(mut cmd: tokio::process::Command) -> Option<String> {
     cmd.stdin(Stdio::null()).kill_on_drop(true);
     let out = match tokio::time::timeout(SCRIPT_TIMEOUT, cmd.output()).await {
         Ok(Ok(out)) => out,

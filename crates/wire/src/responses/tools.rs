@@ -23,7 +23,7 @@ use serde_json::{json, Map, Value};
 use super::request::RequestError;
 
 /// The longest function name chat upstreams accept.
-pub const MAX_NAME: usize = 64;
+pub(super) const MAX_NAME: usize = 64;
 
 /// The chat function name of `name` inside `namespace`: `<namespace>__<name>` when it fits in
 /// [`MAX_NAME`] characters, else `<namespace prefix>_<hash>__<name suffix>` cut to fit. A pure

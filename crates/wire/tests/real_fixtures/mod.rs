@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// Says SKIPPED loudly and, when `SWITCHYARD_SKIP_LOG` names a file (as `./scripts/test` does),
 /// adds a line to it, so the run ends by counting what it skipped.
-pub fn skipped(why: &str) {
+pub(crate) fn skipped(why: &str) {
     use std::io::Write;
     eprintln!("{why}");
     let Some(path) = std::env::var_os("SWITCHYARD_SKIP_LOG") else {
@@ -23,14 +23,14 @@ pub fn skipped(why: &str) {
 }
 
 /// True when running under CI (`CI` set to anything but empty, `0` or `false`).
-pub fn under_ci() -> bool {
+pub(crate) fn under_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
 }
 
 /// `shared/fixtures/real/<dialect>`: `SWITCHYARD_FIXTURES` (the `real` folder) when set, else the
 /// first ancestor of this crate that has `shared/fixtures/real`. `None` (after saying SKIPPED)
 /// when absent; under CI, absence is a failure.
-pub fn dir(dialect: &str) -> Option<PathBuf> {
+pub(crate) fn dir(dialect: &str) -> Option<PathBuf> {
     let real = std::env::var_os("SWITCHYARD_FIXTURES")
         .map(PathBuf::from)
         .or_else(|| {
@@ -56,7 +56,7 @@ pub fn dir(dialect: &str) -> Option<PathBuf> {
 /// Whether one named recording is present: a local run skips a missing one loudly, CI fails.
 /// (Not every test file that includes this module names single recordings.)
 #[allow(dead_code)]
-pub fn present(dir: &Path, file: &str) -> bool {
+pub(crate) fn present(dir: &Path, file: &str) -> bool {
     if dir.join(file).exists() {
         return true;
     }

@@ -55,7 +55,7 @@ impl Keeper {
 
 /// One Responses client: the event builder, its scratch space and the keeper.
 #[derive(Clone)]
-pub struct ResponsesOut {
+pub(crate) struct ResponsesOut {
     builder: StreamBuilder,
     ctx: ResponseContext,
     keeper: Arc<Keeper>,
@@ -73,7 +73,7 @@ impl std::fmt::Debug for ResponsesOut {
 }
 
 impl ResponsesOut {
-    pub fn new(ctx: ResponseContext, keeper: Arc<Keeper>) -> ResponsesOut {
+    pub(crate) fn new(ctx: ResponseContext, keeper: Arc<Keeper>) -> ResponsesOut {
         ResponsesOut {
             builder: StreamBuilder::new(ctx.clone()),
             ctx,
@@ -84,14 +84,14 @@ impl ResponsesOut {
     }
 
     /// `response.created` and `response.in_progress`.
-    pub fn begin(&mut self, out: &mut BytesMut) {
+    pub(crate) fn begin(&mut self, out: &mut BytesMut) {
         self.builder.start_sse(&mut self.encoded);
         self.flush(out);
     }
 
     /// A chunk read in place (borrowed or typed); any other (a value, or a choice with a whole
     /// `message`, which only the value reading takes) through a `Value`.
-    pub fn chunk(&mut self, chunk: &Chunk<'_>, out: &mut BytesMut) {
+    pub(crate) fn chunk(&mut self, chunk: &Chunk<'_>, out: &mut BytesMut) {
         match chunk {
             Chunk::Borrowed { view, .. } if !view.has_message() => {
                 self.builder.push_chunk_view(view, &mut self.encoded);
@@ -103,13 +103,13 @@ impl ResponsesOut {
     }
 
     /// A chunk the engine built (the finish chunk with the cost, an error event).
-    pub fn value(&mut self, chunk: &Value, out: &mut BytesMut) {
+    pub(crate) fn value(&mut self, chunk: &Value, out: &mut BytesMut) {
         self.builder.push_chunk(chunk, &mut self.events);
         self.flush(out);
     }
 
     /// A failure mid-stream: `error` and `response.failed`, with OpenAI's codes.
-    pub fn fail(&mut self, rate_limited: bool, message: &str, out: &mut BytesMut) {
+    pub(crate) fn fail(&mut self, rate_limited: bool, message: &str, out: &mut BytesMut) {
         let code = if rate_limited {
             "rate_limit_exceeded"
         } else {
@@ -122,7 +122,7 @@ impl ResponsesOut {
     /// A stream whose every route failed before its first event: `error` with every word the
     /// HTTP error would have had (`{"error": {type, code, param, message}}`) and
     /// `response.failed`; a numeric (HTTP status) code reads `server_error`, as OpenAI's do.
-    pub fn fail_before_start(&mut self, event: &Value, out: &mut BytesMut) {
+    pub(crate) fn fail_before_start(&mut self, event: &Value, out: &mut BytesMut) {
         let e = &event["error"];
         let code = match &e["code"] {
             Value::Number(_) => Value::String("server_error".into()),
@@ -140,19 +140,19 @@ impl ResponsesOut {
 
     /// The terminal event (`response.completed` / `response.incomplete`, its usage with the
     /// cost the finish chunk carried); nothing after a failure.
-    pub fn done(&mut self, out: &mut BytesMut) {
+    pub(crate) fn done(&mut self, out: &mut BytesMut) {
         self.builder.set_completed_at(crate::clock::unix_now());
         self.builder.finish(None, &mut self.events);
         self.flush(out);
     }
 
     /// Keeps the response as it stands (finished or failed).
-    pub async fn keep(&self) {
+    pub(crate) async fn keep(&self) {
         self.keeper.keep(&self.builder.response()).await;
     }
 
     /// A non-streamed answer (a chat completion with its cost) as a Response object, kept.
-    pub async fn whole(&self, completion: &Value) -> Value {
+    pub(crate) async fn whole(&self, completion: &Value) -> Value {
         let mut ctx = self.ctx.clone();
         ctx.completed_at = Some(crate::clock::unix_now());
         let response = chat_completion_to_response(completion, ctx);
