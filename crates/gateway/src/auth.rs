@@ -26,8 +26,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::ledger::{now_ms, KeyChange, KeyRecord, Ledger, LedgerError, NewKey};
 
-/// Keys start with this, so that they are recognisable in a leaked file or a secret scanner.
-pub const KEY_PREFIX: &str = "sk-sy-";
+pub use crate::ledger::KEY_PREFIX;
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 /// The hex SHA-256 of a key. Keys carry 190 bits of randomness, so a fast hash is enough.

@@ -154,15 +154,6 @@ pub fn journal_faults() -> Option<(crate::ledger::journal::Fault, u32)> {
     ))
 }
 
-/// `SWITCHYARD_CLOCK_SKEW_MS` (signed milliseconds, 0 when unset): moves the instance's wall
-/// clock (`crate::clock`), so that a test can run an instance whose clock is wrong.
-pub fn clock_skew_ms() -> i64 {
-    std::env::var("SWITCHYARD_CLOCK_SKEW_MS")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// How often a `cmd:` credential may be re-run after 401s when nothing else is configured.
 pub const DEFAULT_CREDENTIAL_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 

@@ -4,7 +4,6 @@
 //! for the Messages and Gemini routes by their own modules). It also writes the one log line per request.
 
 mod admin;
-pub(crate) mod admin_guard;
 mod catch_panic;
 mod console;
 mod cors;
@@ -13,7 +12,6 @@ mod gemini;
 mod gzip;
 mod messages;
 mod models;
-mod provider_health;
 mod responses;
 mod streams;
 
@@ -28,8 +26,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::app::{Gateway, Live};
 use crate::auth::{new_id, Caller};
+use crate::gateway::{Gateway, Live};
 use crate::relay::{self, ChatReply, RequestIds, Served};
 use crate::telemetry;
 
@@ -37,6 +35,11 @@ pub use errors::ApiError;
 
 /// Every public route is served under each of these prefixes (the seeds use all three).
 pub const PREFIXES: [&str; 3] = ["/v1", "/api/v1", "/v1/llm"];
+
+/// The address of the client a request came from, in the request's extensions: the TCP peer,
+/// or, when the peer is one of `server.trusted_proxies`, the `X-Forwarded-For` hop it reported.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientAddr(pub std::net::IpAddr);
 
 /// Every handler's `State<Arc<Gateway>>` is the generation current when it is extracted: the
 /// request (its stream included) keeps that one to its end, whatever reloads happen meanwhile.
@@ -223,7 +226,7 @@ async fn access_log(req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let client = req
         .extensions()
-        .get::<crate::app::listener::ClientAddr>()
+        .get::<crate::http::ClientAddr>()
         .map_or_else(|| "-".to_owned(), |c| c.0.to_string());
     let resp = next.run(req).await;
     let status = resp.status().as_u16();

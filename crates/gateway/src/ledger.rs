@@ -20,7 +20,6 @@ pub(crate) mod prices;
 pub mod quotas;
 pub(crate) mod responses;
 pub(crate) mod shared_holds;
-mod sqlite_writer;
 pub mod writer;
 
 use std::str::FromStr;
@@ -132,6 +131,9 @@ fn pool_options(sqlite: bool, max: u32, busy_ms: u32) -> AnyPoolOptions {
 }
 
 pub use crate::clock::now_ms;
+
+/// Keys start with this, so that they are recognisable in a leaked file or a secret scanner.
+pub const KEY_PREFIX: &str = "sk-sy-";
 
 /// How a request ended, as the ledger records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -528,7 +530,7 @@ impl Ledger {
                 .get_filename()
                 .to_owned();
             Some(
-                sqlite_writer::SqliteWriter::open(&file, std::time::Duration::from_millis(250))
+                writer::SqliteWriter::open(&file, std::time::Duration::from_millis(250))
                     .map_err(|e| LedgerError::Db(sqlx::Error::Io(std::io::Error::other(e))))?,
             )
         } else {
@@ -695,7 +697,7 @@ impl Ledger {
             });
         };
         match shared.take(key_id, request_id, amount, tokens, now).await {
-            shared_holds::Taken::Held(h) => Ok(h),
+            shared_holds::Taken::Held(lease) => Ok(accounts::Hold::shared(amount, lease)),
             shared_holds::Taken::Unavailable => Err(HoldError::Unavailable),
             shared_holds::Taken::Refused => {
                 // Say which limit refused it, from the row as it is now.

@@ -3,6 +3,7 @@
 //!
 //! `ARCHITECTURE.md` at the repository root maps these modules and states their invariants.
 
+pub(crate) mod admin_guard;
 pub mod app;
 pub mod auth;
 pub(crate) mod capture;
@@ -10,6 +11,7 @@ pub mod cli;
 pub(crate) mod clock;
 pub mod config;
 pub(crate) mod event_log;
+pub mod gateway;
 pub mod http;
 pub mod ledger;
 pub(crate) mod limits;
@@ -19,5 +21,6 @@ pub mod private_files;
 pub mod providers;
 pub(crate) mod redact;
 pub mod relay;
+pub(crate) mod replay;
 pub(crate) mod routing;
 pub mod telemetry;

@@ -14,7 +14,6 @@ pub(crate) mod embeddings;
 pub(crate) mod gemini;
 pub(crate) mod messages;
 pub(crate) mod meter;
-pub(crate) mod replay;
 pub(crate) mod responses;
 pub(crate) mod settlement;
 pub(crate) mod tags;
@@ -24,6 +23,10 @@ pub(crate) mod upstream_pump;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// An answer's body as it comes: byte chunks, or the reason the stream broke.
+pub(crate) type ByteStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, String>> + Send>>;
+
 use bytes::Bytes;
 use futures_util::Stream;
 use serde_json::Value;
@@ -32,8 +35,8 @@ use switchyard_wire::openai::{
     normalize_finish_reason, ChatRequest, NativeBody, NativeDialect, RequestError,
 };
 
-use crate::app::Gateway;
 use crate::auth::Caller;
+use crate::gateway::Gateway;
 use crate::ledger::EndReason;
 use crate::relay::attempts::Opened;
 use crate::relay::chat_stream::{ChatStream, Client};

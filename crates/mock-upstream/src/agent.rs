@@ -10,7 +10,7 @@
 
 use serde_json::{json, Value};
 
-use crate::completion::ToolCall;
+use crate::tool_call::ToolCall;
 
 /// What the agent scenario answers, when it applies.
 #[derive(Clone, Debug, PartialEq, Eq)]

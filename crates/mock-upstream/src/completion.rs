@@ -9,6 +9,7 @@
 //! them with one tool call reading a file, or with text quoting a tool result (one word per chunk,
 //! counted as one token each).
 
+pub(crate) use crate::tool_call::ToolCall;
 use std::borrow::Cow;
 
 use serde_json::Value;
@@ -39,40 +40,6 @@ pub(crate) enum Finish {
     ToolCalls,
     /// A safety stop (`finish = "content_filter"`).
     ContentFilter,
-}
-
-/// One tool call: its name and its JSON arguments split into the fragments a stream sends.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct ToolCall {
-    pub name: String,
-    pub fragments: Vec<String>,
-}
-
-impl ToolCall {
-    pub(crate) fn arguments(&self) -> String {
-        self.fragments.concat()
-    }
-
-    /// A call of `name` with these arguments, their JSON split into fragments of a few
-    /// characters, as a stream sends them.
-    pub(crate) fn with_arguments(name: &str, arguments: &Value) -> ToolCall {
-        let json = arguments.to_string();
-        let mut fragments = Vec::new();
-        let mut current = String::new();
-        for ch in json.chars() {
-            current.push(ch);
-            if current.len() >= 8 {
-                fragments.push(std::mem::take(&mut current));
-            }
-        }
-        if !current.is_empty() {
-            fragments.push(current);
-        }
-        ToolCall {
-            name: name.to_string(),
-            fragments,
-        }
-    }
 }
 
 /// The whole generated answer plus its usage numbers.

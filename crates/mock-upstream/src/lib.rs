@@ -48,6 +48,7 @@ mod recording;
 mod responses_format;
 mod routes;
 mod signatures;
+mod tool_call;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

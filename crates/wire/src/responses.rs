@@ -24,7 +24,7 @@ mod tools;
 mod tests;
 
 pub use input_items::input_items;
-pub use request::{conversation_after, request_to_chat, ChatPlan, RequestEcho, RequestError};
+pub use request::{conversation_after, request_to_chat, ChatPlan, RequestEcho};
 pub use stream::{chat_completion_to_response, usage_from_chat, ResponseContext, StreamBuilder};
 pub use tools::{flat_name, ToolNames, ToolOrigin};
 
@@ -50,4 +50,21 @@ pub fn encode_sse(event: &Event, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{}");
     }
     out.extend_from_slice(b"\n\n");
+}
+
+/// A request the gateway must answer with 400 `invalid_request_error`, naming the offending
+/// parameter the way OpenAI does (`input[2].content[0].type`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestError {
+    pub param: String,
+    pub message: String,
+}
+
+impl RequestError {
+    pub(crate) fn new(param: impl Into<String>, message: impl Into<String>) -> Self {
+        RequestError {
+            param: param.into(),
+            message: message.into(),
+        }
+    }
 }

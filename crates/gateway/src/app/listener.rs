@@ -23,6 +23,7 @@
 //! happened (a byte read, a write that could not proceed, a request begun or answered). A write
 //! costs two relaxed atomics; a read of request bytes an uncontended lock.
 
+use crate::http::ClientAddr;
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
@@ -460,11 +461,6 @@ struct Tracked<S> {
     peer: IpAddr,
     limits: Arc<ServerLimits>,
 }
-
-/// The address of the client a request came from, in the request's extensions: the TCP peer,
-/// or, when the peer is one of `server.trusted_proxies`, the `X-Forwarded-For` hop it reported.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ClientAddr(pub IpAddr);
 
 /// The client behind `peer`: `peer` itself unless it is a trusted proxy; then the last
 /// `X-Forwarded-For` hop that is not a trusted proxy. Read from the right, because each proxy

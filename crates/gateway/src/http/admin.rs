@@ -11,6 +11,8 @@
 // `ApiError` is the response on its way out; these are cold admin paths, so it is not boxed.
 #![allow(clippy::result_large_err)]
 
+mod provider_health;
+
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -22,8 +24,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Map, Value};
 
-use crate::app::{Gateway, Live, ReloadError};
 use crate::config::CaptureConfig;
+use crate::gateway::{Gateway, Live, ReloadError};
 use crate::ledger::periods::{parse_duration, parse_instant};
 use crate::ledger::{
     now_ms, parse_usd, AmountRule, Budget, BudgetPeriod, GroupBy, KeyRecord, KeyUpdate,
@@ -52,7 +54,7 @@ pub(super) fn routes(mut app: Router<Live>, live: &Live) -> Router<Live> {
             "/admin/requests/{id}/capture",
             axum::routing::delete(delete_capture),
         )
-        .route("/admin/providers", get(super::provider_health::providers))
+        .route("/admin/providers", get(provider_health::providers))
         .route("/admin/reload", post(reload))
         .route_layer(axum::middleware::from_fn_with_state(
             live.clone(),
@@ -111,7 +113,7 @@ async fn admin_gate(
     let (parts, body) = req.into_parts();
     let client = parts
         .extensions
-        .get::<crate::app::listener::ClientAddr>()
+        .get::<crate::http::ClientAddr>()
         .map(|c| c.0);
     if let Some(addr) = client {
         if let Err(wait) = gw.admin_guard().admit(addr) {

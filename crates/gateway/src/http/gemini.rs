@@ -20,9 +20,9 @@ use switchyard_wire::gemini::error_body;
 use switchyard_wire::gemini::inbound::Framing;
 
 use super::{read_body, ApiError};
-use crate::app::Gateway;
 use crate::auth::{AuthError, Caller};
 use crate::config::{ModelConfig, ModelKind};
+use crate::gateway::Gateway;
 use crate::relay::gemini;
 
 /// The methods a model offers here, as `supportedGenerationMethods` names them.

@@ -13,7 +13,7 @@ use serde_json::Value;
 use switchyard_wire::anthropic::inbound::{error_body, error_type_for_status};
 
 use super::{caller, read_body, ApiError};
-use crate::app::Gateway;
+use crate::gateway::Gateway;
 use crate::relay::messages;
 
 /// `POST /messages`.

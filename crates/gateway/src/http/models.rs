@@ -18,9 +18,9 @@ use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
 use super::{caller, ApiError};
-use crate::app::Gateway;
 use crate::auth::Caller;
 use crate::config::{ModelConfig, ModelKind};
+use crate::gateway::Gateway;
 
 /// A price per 1M tokens as a price per token, exact (`0.50` -> `"0.0000005"`).
 fn per_token(per_million: Decimal) -> String {

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::{caller, read_body, ApiError};
-use crate::app::Gateway;
+use crate::gateway::Gateway;
 use crate::relay::responses::{self, ResponsesError};
 
 impl From<ResponsesError> for ApiError {

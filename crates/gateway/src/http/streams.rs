@@ -13,9 +13,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{caller, ApiError};
-use crate::app::Gateway;
-use crate::relay::replay::{Numbering, ReadError};
+use crate::gateway::Gateway;
 use crate::relay::ChatReply;
+use crate::replay::{Numbering, ReadError};
 
 /// The request header that asks for a resumable stream.
 const RESUMABLE: &str = "x-switchyard-resumable";

@@ -72,7 +72,7 @@ pub fn latency_bucket(duration_ms: i64) -> &'static str {
 /// A key shown in the event log: the key prefix, `…` and its last four characters.
 pub fn masked_key(last4: Option<&str>) -> String {
     let last4 = last4.filter(|l| l.chars().count() == 4).unwrap_or("????");
-    format!("{}…{last4}", crate::auth::KEY_PREFIX)
+    format!("{}…{last4}", super::KEY_PREFIX)
 }
 
 /// One row of a usage report.

@@ -40,7 +40,6 @@ use std::time::Duration;
 
 use sqlx::{AnyPool, Row};
 
-use super::accounts::Hold;
 use super::{now_ms, BudgetPeriod, Nanos};
 
 /// How long a hold outlives its instance's last renewal.
@@ -77,7 +76,8 @@ pub(crate) struct SharedHolds {
 
 /// What a shared hold attempt found.
 pub(crate) enum Taken {
-    Held(Hold),
+    /// Held: the row's lease (the caller makes it a `Hold` of `amount`).
+    Held(Lease),
     /// The balance or budget cannot cover it (or the key is gone): the caller reads the key to
     /// say which.
     Refused,
@@ -194,14 +194,11 @@ impl SharedHolds {
             Ok::<_, sqlx::Error>(row)
         };
         match tokio::time::timeout(HOLD_TIMEOUT, query).await {
-            Ok(Ok(Some(_))) => Taken::Held(Hold::shared(
-                amount,
-                Lease {
-                    holds: self.clone(),
-                    request_id: request_id.to_owned(),
-                    armed: true,
-                },
-            )),
+            Ok(Ok(Some(_))) => Taken::Held(Lease {
+                holds: self.clone(),
+                request_id: request_id.to_owned(),
+                armed: true,
+            }),
             Ok(Ok(None)) => Taken::Refused,
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "shared hold failed; refusing the request");

@@ -19,6 +19,10 @@
 //! the same transaction deletes the batch's hold rows and lowers each key's `reserved_nanos` in
 //! the statement that debits it (keys in one order, so two instances' writers cannot deadlock).
 
+mod sqlite;
+
+pub(super) use sqlite::SqliteWriter;
+
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,7 +91,7 @@ pub(super) struct WriterTask {
     pub shared: bool,
     /// On SQLite, batches are written by this thread of its own (`sqlite_writer`), not through
     /// `pool`.
-    pub sqlite: Option<super::sqlite_writer::SqliteWriter>,
+    pub sqlite: Option<SqliteWriter>,
 }
 
 const COLUMNS: &str = "request_id, key_id, requested_model, served_model, provider, \

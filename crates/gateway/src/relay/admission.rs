@@ -34,16 +34,19 @@ use switchyard_wire::gemini::upstream_max_output_tokens;
 use switchyard_wire::media_tokens::{self, ImageRule, IMAGE_RULES};
 use switchyard_wire::openai::{ChatRequest, RequestError};
 
-use crate::app::Gateway;
 use crate::auth::Caller;
 use crate::config::{ModelConfig, ModelKind, ProviderConfig, ProviderKind};
+use crate::gateway::Gateway;
 use crate::ledger::journal::AdmitRecord;
 use crate::ledger::{now_ms, HoldError, Nanos};
 use crate::limits::{KeyLimits, NotAdmitted};
-use crate::relay::attempts::ANTHROPIC_DEFAULT_MAX_TOKENS;
 use crate::relay::settlement::{Admission, Settlement};
 use crate::relay::tokens::PromptSource;
 use crate::relay::RelayError;
+
+/// The default `max_tokens` sent to Anthropic when the caller gave none (Anthropic requires one);
+/// held as its worst case here, sent by `attempts`.
+pub(crate) const ANTHROPIC_DEFAULT_MAX_TOKENS: u64 = 4096;
 
 /// The configured chat model `name`, if it exists and `caller` may use it. An embedding model is
 /// the caller's 400: it answers `/v1/embeddings` only.

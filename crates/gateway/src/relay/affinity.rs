@@ -13,7 +13,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use switchyard_wire::openai::ChatRequest;
 
-use crate::app::Gateway;
+use crate::gateway::Gateway;
 use crate::routing::AFFINITY_TTL;
 
 /// The conversation `req` continues, as a key scoped to `caller` and `model`.

@@ -26,14 +26,15 @@ use switchyard_wire::openai::{ChatRequest, ChunkView, NativeDialect, RequestErro
 use switchyard_wire::sse;
 use switchyard_wire::{anthropic, gemini};
 
-use crate::app::Gateway;
 use crate::config::{AutoKind, ModelConfig, ProviderKind, Route};
+use crate::gateway::Gateway;
 use crate::ledger::EndReason;
 use crate::providers::cause::{Blame, Cause, ErrorText, Refusal};
 use crate::providers::{read_bounded, without_url, Endpoint, UpstreamError};
+use crate::relay::admission::ANTHROPIC_DEFAULT_MAX_TOKENS;
 use crate::relay::affinity;
-use crate::relay::chat_stream::ByteStream;
 use crate::relay::settlement::{Settled, Settlement};
+use crate::relay::ByteStream;
 use crate::relay::{Rejected, RelayError, Served};
 use crate::routing::{Candidate, HealthKey};
 use crate::telemetry::{self, AttemptOutcome};
@@ -89,9 +90,6 @@ struct Tried {
     sends: u32,
     ttft: Duration,
 }
-
-/// The default `max_tokens` sent to Anthropic when the caller gave none (Anthropic requires one).
-pub(crate) const ANTHROPIC_DEFAULT_MAX_TOKENS: u64 = 4096;
 
 /// What is asked of every route: a chat request (in the route's dialect), or an embeddings
 /// request (OpenAI-dialect routes only; the others are skipped).

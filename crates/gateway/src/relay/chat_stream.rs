@@ -34,7 +34,6 @@
 //! buffer and an append of the generated text to the tally; timers are only re-armed when they
 //! fire. A mid-stream failure is also reported to the route's health (`routing`).
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,8 +49,8 @@ use switchyard_wire::upstream::{
     self as wire_upstream, Chunk, Dialect, Stamp, UpstreamDecoder, UpstreamEvent, UpstreamProblem,
 };
 
-use crate::app::Gateway;
 use crate::clock::unix_now;
+use crate::gateway::Gateway;
 use crate::ledger::{Durable, EndReason, LedgerError};
 use crate::relay::attempts::UpstreamStream;
 use crate::relay::client_encoder::Encoder;
@@ -60,7 +59,6 @@ use crate::relay::upstream_pump::{self, Failure, Pump, PumpedRelay};
 use crate::routing::HealthKey;
 
 /// The upstream's body as a stream of network chunks.
-pub(crate) type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use switchyard_wire::completions::CompletionsRequest;
 use switchyard_wire::openai::ChatRequest;
 
-use crate::app::Gateway;
 use crate::auth::Caller;
+use crate::gateway::Gateway;
 use crate::relay::client_encoder::Encoder;
 use crate::relay::{ChatReply, RelayError, RequestIds};
 

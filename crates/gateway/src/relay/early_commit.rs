@@ -29,8 +29,8 @@ use serde_json::json;
 use switchyard_wire::openai::ChatRequest;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::Gateway;
 use crate::config::ModelConfig;
+use crate::gateway::Gateway;
 use crate::relay::attempts::{self, Opened, UpstreamStream};
 use crate::relay::settlement::Settlement;
 use crate::relay::{ErrorWords, RelayError, Served};

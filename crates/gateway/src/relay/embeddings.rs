@@ -16,9 +16,9 @@ use switchyard_wire::embeddings::EmbeddingsRequest;
 use switchyard_wire::openai::RequestError;
 use switchyard_wire::usage::Usage;
 
-use crate::app::Gateway;
 use crate::auth::Caller;
 use crate::config::{ModelKind, ProviderKind};
+use crate::gateway::Gateway;
 use crate::ledger::{EndReason, Nanos};
 use crate::relay::admission::{self, Bound};
 use crate::relay::attempts::{self, Opened};

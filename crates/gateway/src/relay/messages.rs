@@ -18,8 +18,8 @@ use serde_json::Value;
 use switchyard_wire::anthropic::inbound::{messages_to_chat, ChatPlan, MessagesStream};
 use switchyard_wire::openai::{NativeBody, NativeDialect, RequestError};
 
-use crate::app::Gateway;
 use crate::auth::{new_id, Caller};
+use crate::gateway::Gateway;
 use crate::relay::client_encoder::Encoder;
 use crate::relay::{chat_for, count_prompt_tokens, ChatReply, RelayError, RequestIds};
 

@@ -25,14 +25,14 @@ use serde_json::Value;
 use switchyard_wire::openai::{ChatRequest, NativeBody, NativeDialect, RequestError};
 use switchyard_wire::responses::{request_to_chat, ResponseContext};
 
-use crate::app::Gateway;
 use crate::auth::{new_id, Caller};
 use crate::clock::unix_now;
+use crate::gateway::Gateway;
 use crate::ledger::LedgerError;
 use crate::relay::client_encoder::responses::{Keeper, ResponsesOut};
 use crate::relay::client_encoder::Encoder;
-use crate::relay::replay::{Background, Ending, Numbering, ReadError};
 use crate::relay::{admission, ChatReply, RelayError, RequestIds};
+use crate::replay::{Background, Ending, Numbering, ReadError};
 
 /// Why a Responses request could not be served.
 #[derive(Debug, thiserror::Error)]

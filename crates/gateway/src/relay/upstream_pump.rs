@@ -25,12 +25,12 @@ use switchyard_wire::upstream::{
 };
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::app::Gateway;
 use crate::config::ProviderKind;
+use crate::gateway::Gateway;
 use crate::ledger::EndReason;
 use crate::relay::attempts::UpstreamStream;
-use crate::relay::chat_stream::ByteStream;
 use crate::relay::meter::Meter;
+use crate::relay::ByteStream;
 use crate::routing::{Blame, HealthKey};
 
 /// How a stream that cannot finish normally ends.

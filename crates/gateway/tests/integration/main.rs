@@ -38,6 +38,7 @@ mod listener;
 mod messages;
 mod metrics;
 mod models;
+mod module_graph;
 mod openapi;
 mod otlp;
 mod private_files;

@@ -31,23 +31,7 @@ use std::fmt;
 use serde_json::{json, Map, Value};
 
 use super::tools::{convert_tool_choice, convert_tools, flat_name, ToolNames};
-
-/// A request the gateway must answer with 400 `invalid_request_error`, naming the offending
-/// parameter the way OpenAI does (`input[2].content[0].type`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestError {
-    pub param: String,
-    pub message: String,
-}
-
-impl RequestError {
-    pub(crate) fn new(param: impl Into<String>, message: impl Into<String>) -> Self {
-        RequestError {
-            param: param.into(),
-            message: message.into(),
-        }
-    }
-}
+use super::RequestError;
 
 impl fmt::Display for RequestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
 
-use super::request::RequestError;
+use super::RequestError;
 
 /// The longest function name chat upstreams accept.
 pub(super) const MAX_NAME: usize = 64;

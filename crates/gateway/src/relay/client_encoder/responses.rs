@@ -17,7 +17,7 @@ use crate::ledger::responses::StoredResponse;
 use crate::ledger::Ledger;
 
 /// What is needed to keep a finished response for `GET` and `previous_response_id`.
-pub struct Keeper {
+pub(crate) struct Keeper {
     pub ledger: Ledger,
     pub key_id: String,
     pub model: String,
@@ -28,10 +28,16 @@ pub struct Keeper {
     pub store: bool,
 }
 
+impl crate::replay::Keep for Keeper {
+    fn keep<'a>(&'a self, response: &'a Value) -> futures_util::future::BoxFuture<'a, ()> {
+        Box::pin(Keeper::keep(self, response))
+    }
+}
+
 impl Keeper {
     /// Stores the final Response object (unless the request said `store: false`). A failure to
     /// store does not fail the answer the client already has; it is logged.
-    pub async fn keep(&self, response: &Value) {
+    pub(crate) async fn keep(&self, response: &Value) {
         if !self.store {
             return;
         }

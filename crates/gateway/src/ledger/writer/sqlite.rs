@@ -15,19 +15,19 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use tokio::sync::oneshot;
 
-use super::keys::{key_from_columns, KeyRecord, KEY_COLUMNS};
-use super::writer::{
+use super::{
     charged_quotas, clamp, debit_sql, fresh_entries, insert_sql, plan_debits, quota_entries_by_key,
     DEBIT_BOUND, ROWS_PER_INSERT,
 };
-use super::UsageEntry;
+use crate::ledger::keys::{key_from_columns, KeyRecord, KEY_COLUMNS};
+use crate::ledger::UsageEntry;
 
 /// Work for the writer thread.
 type Task = Box<dyn FnOnce(&mut Connection) + Send>;
 
 /// The handle of the writer thread; the thread ends when the last handle is dropped.
 #[derive(Clone)]
-pub(super) struct SqliteWriter {
+pub(crate) struct SqliteWriter {
     tx: mpsc::Sender<Task>,
 }
 
@@ -35,7 +35,7 @@ impl SqliteWriter {
     /// Opens the database file at `path` (created and migrated already, by sqlx) on a thread of
     /// its own. A locked file is waited for `busy` at most, so a batch that cannot be written goes
     /// to the journal instead of waiting.
-    pub(super) fn open(path: &Path, busy: Duration) -> rusqlite::Result<SqliteWriter> {
+    pub(crate) fn open(path: &Path, busy: Duration) -> rusqlite::Result<SqliteWriter> {
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(busy)?;
         // As the pool's connections (`pool_options`): a commit survives a crash of the process;
@@ -84,7 +84,7 @@ fn write_batch(conn: &mut Connection, entries: &[&UsageEntry]) -> rusqlite::Resu
         for e in chunk {
             bind_entry(&mut stmt, &mut n, e)?;
         }
-        debug_assert_eq!(n, chunk.len() * super::writer::COLUMN_COUNT);
+        debug_assert_eq!(n, chunk.len() * super::COLUMN_COUNT);
         let mut rows = stmt.raw_query();
         while let Some(row) = rows.next()? {
             inserted.insert(row.get(0)?);
@@ -131,7 +131,7 @@ fn write_batch(conn: &mut Connection, entries: &[&UsageEntry]) -> rusqlite::Resu
             continue;
         };
         let k = tx.prepare_cached(charge_quotas_sql())?.query_row(
-            params![super::quotas::to_column(&quotas), key_id],
+            params![crate::ledger::quotas::to_column(&quotas), key_id],
             key_from_sqlite,
         )?;
         keys.retain(|o| o.id != k.id);
@@ -196,7 +196,7 @@ fn bind_entry(
     bind(&e.finished_at)?;
     bind(&e.hold.0)?;
     bind(&i64::from(e.over_hold))?;
-    bind(&e.note.map(super::BillingNote::as_str))?;
+    bind(&e.note.map(crate::ledger::BillingNote::as_str))?;
     bind(&e.upstream_status.map(i64::from))?;
     bind(&e.status.map(i64::from))?;
     bind(&e.error_text)?;

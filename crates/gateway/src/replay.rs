@@ -108,7 +108,16 @@ pub struct Background {
     /// The Response object as it started (`GET` while it runs, stored `cancelled` on a cancel).
     pub snapshot: serde_json::Value,
     /// Stores it.
-    pub keeper: Arc<crate::relay::client_encoder::responses::Keeper>,
+    pub keeper: Arc<dyn Keep>,
+}
+
+/// Stores a background Response's object as it changes (the Responses encoder's keeper); the
+/// replay only carries it, so that a cancel can store the object as `cancelled`.
+pub trait Keep: Send + Sync {
+    fn keep<'a>(
+        &'a self,
+        response: &'a serde_json::Value,
+    ) -> futures_util::future::BoxFuture<'a, ()>;
 }
 
 impl Replay {
