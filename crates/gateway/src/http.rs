@@ -100,26 +100,37 @@ pub fn router(live: Live) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() });
     catch_panic::catch_panics(app)
         .layer(cors::layer(&gw.config.cors))
-        .layer(middleware::from_fn_with_state(live.clone(), header_limit))
-        .layer(middleware::from_fn(request_ids))
-        .layer(middleware::from_fn(access_log))
-        .layer(middleware::from_fn(nosniff))
+        .layer(middleware::from_fn_with_state(live.clone(), edge))
         .with_state(live)
 }
 
-/// Every response says its content type is what it is (`X-Content-Type-Options: nosniff`), so a
-/// browser never runs an error body or a JSON answer as a script or a page.
-async fn nosniff(req: Request, next: Next) -> Response {
-    let mut resp = next.run(req).await;
+/// Everything every request goes through, in one layer (one boxed future per request, not one
+/// per concern; issue 25): the access log line and the request count around it, the
+/// `x-request-id`s, the header size limit, and `nosniff`.
+async fn edge(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    // Borrowed by the log line only when it is written: no `String` per request.
+    let uri = req.uri().clone();
+    let client = Client(req.extensions().get::<ClientAddr>().copied());
+    let client_id = client_request_id(req.headers());
+    let mut resp = match header_limit(&gw, &req) {
+        Some(refused) => refused,
+        None => next.run(req).await,
+    };
+    request_ids(&mut resp, client_id);
+    access_log(&resp, &method, uri.path(), client, started);
+    // Every response says its content type is what it is, so a browser never runs an error
+    // body or a JSON answer as a script or a page.
     resp.headers_mut()
         .entry(header::X_CONTENT_TYPE_OPTIONS)
         .or_insert(axum::http::HeaderValue::from_static("nosniff"));
     resp
 }
 
-/// Refuses a request head over `max_header_bytes` with an OpenAI-shaped 431. The listener lets
-/// hyper read heads up to twice that, so only a head past the double gets hyper's bare 431.
-async fn header_limit(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
+/// An OpenAI-shaped 431 for a request head over `max_header_bytes`. The listener lets hyper read
+/// heads up to twice that, so only a head past the double gets hyper's bare 431.
+fn header_limit(gw: &Gateway, req: &Request) -> Option<Response> {
     let limit = gw.config.server.max_header_bytes;
     let target = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
     let line = req.method().as_str().len() + target + 12;
@@ -127,7 +138,7 @@ async fn header_limit(State(gw): State<Arc<Gateway>>, req: Request, next: Next) 
         n + name.as_str().len() + value.len() + 4
     });
     if size <= limit {
-        return next.run(req).await;
+        return None;
     }
     let mut resp = ApiError::new(
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -138,7 +149,7 @@ async fn header_limit(State(gw): State<Arc<Gateway>>, req: Request, next: Next) 
     .into_response();
     resp.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    resp
+    Some(resp)
 }
 
 /// The OpenAPI 3.1 description of every route above, kept next to the code that serves them
@@ -196,9 +207,7 @@ fn request_ids_for(headers: &HeaderMap) -> RequestIds {
 /// gave the request (the ledger's), else a new one. When the client's id is echoed and the
 /// request has its own ledger id, that one is sent as `x-switchyard-request-id` (the id under
 /// which `/admin/requests` knows it): a client's id need not be unique, the ledger's must be.
-async fn request_ids(req: Request, next: Next) -> Response {
-    let client = client_request_id(req.headers());
-    let mut resp = next.run(req).await;
+fn request_ids(resp: &mut Response, client: Option<HeaderValue>) {
     let h = resp.headers_mut();
     match client {
         Some(id) => {
@@ -216,19 +225,29 @@ async fn request_ids(req: Request, next: Next) -> Response {
             }
         }
     }
-    resp
+}
+
+/// The client's address in a log line (`-` when unknown), formatted only if the line is written.
+#[derive(Clone, Copy)]
+struct Client(Option<ClientAddr>);
+
+impl std::fmt::Display for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(c) => c.0.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
 }
 
 /// One log line per request, at the edge. Never logs bodies or keys.
-async fn access_log(req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let client = req
-        .extensions()
-        .get::<crate::http::ClientAddr>()
-        .map_or_else(|| "-".to_owned(), |c| c.0.to_string());
-    let resp = next.run(req).await;
+fn access_log(
+    resp: &Response,
+    method: &axum::http::Method,
+    path: &str,
+    client: Client,
+    started: Instant,
+) {
     let status = resp.status().as_u16();
     let request_id = resp
         .headers()
@@ -237,7 +256,7 @@ async fn access_log(req: Request, next: Next) -> Response {
         .unwrap_or("-");
     // A CORS preflight is answered by the edge, not the API: it is not an API request.
     if let Some(route) =
-        telemetry::api_route(&path).filter(|_| method != axum::http::Method::OPTIONS)
+        telemetry::api_route(path).filter(|_| method != axum::http::Method::OPTIONS)
     {
         let stream = resp
             .headers()
@@ -251,7 +270,6 @@ async fn access_log(req: Request, next: Next) -> Response {
     } else {
         tracing::info!(%method, %path, status, request_id, ms, %client, "request");
     }
-    resp
 }
 
 /// Prometheus text exposition. Unauthenticated like `/healthz`: bind the gateway (or this path)

@@ -90,14 +90,25 @@ pub fn api_route(path: &str) -> Option<&'static str> {
 
 /// One answered request at the HTTP edge.
 pub fn record_request(route: &'static str, status: u16, stream: bool) {
+    type Series = std::collections::HashMap<(&'static str, &'static str, bool), metrics::Counter>;
+    static SERIES: OnceLock<std::sync::Mutex<Series>> = OnceLock::new();
     let class = match status {
         200..=299 => "2xx",
         300..=399 => "3xx",
         400..=499 => "4xx",
         _ => "5xx",
     };
-    let stream = if stream { "true" } else { "false" };
-    counter!("switchyard_requests_total", "route" => route, "status" => class, "stream" => stream)
+    let mut series = SERIES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    series
+        .entry((route, class, stream))
+        .or_insert_with(|| {
+            metrics();
+            let stream = if stream { "true" } else { "false" };
+            counter!("switchyard_requests_total", "route" => route, "status" => class, "stream" => stream)
+        })
         .increment(1);
 }
 
@@ -151,39 +162,115 @@ pub struct SettledRequest<'a> {
     pub over_hold: bool,
 }
 
+/// The per-request series of one (model, provider) pair, resolved once: a settled request costs
+/// a read lock and a few atomic adds, not ten registry lookups with their label strings
+/// (measured, issue 25: label `String`s and `Key`s were allocated per request).
+struct RouteSeries {
+    /// `switchyard_settled_requests_total` by end reason, registered as each is first seen.
+    settled: std::sync::Mutex<Vec<(&'static str, metrics::Counter)>>,
+    prompt: metrics::Counter,
+    cached: metrics::Counter,
+    cache_write: metrics::Counter,
+    completion: metrics::Counter,
+    cost: metrics::Counter,
+    duration: metrics::Histogram,
+    /// Registered only once a request has one (an embedding never does).
+    ttft: OnceLock<metrics::Histogram>,
+    over_hold: OnceLock<metrics::Counter>,
+    model: String,
+    provider: String,
+}
+
+impl RouteSeries {
+    fn new(model: &str, provider: &str) -> RouteSeries {
+        metrics();
+        let (m, p) = (model.to_owned(), provider.to_owned());
+        RouteSeries {
+            settled: Default::default(),
+            prompt: counter!("switchyard_prompt_tokens_total", "model" => m.clone(), "provider" => p.clone()),
+            // Per route (model and provider, a pooled key's member included): the cache hit share
+            // is cached / prompt.
+            cached: counter!("switchyard_cached_prompt_tokens_total", "model" => m.clone(), "provider" => p.clone()),
+            cache_write: counter!("switchyard_cache_write_tokens_total", "model" => m.clone(), "provider" => p.clone()),
+            completion: counter!("switchyard_completion_tokens_total", "model" => m.clone(), "provider" => p.clone()),
+            cost: counter!("switchyard_cost_nanousd_total", "model" => m.clone(), "provider" => p.clone()),
+            duration: histogram!("switchyard_request_duration_seconds", "model" => m.clone()),
+            ttft: OnceLock::new(),
+            over_hold: OnceLock::new(),
+            model: m,
+            provider: p,
+        }
+    }
+
+    fn settled(&self, end_reason: &'static str) -> metrics::Counter {
+        let mut list = self.settled.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, c)) = list.iter().find(|(r, _)| *r == end_reason) {
+            return c.clone();
+        }
+        let c = counter!(
+            "switchyard_settled_requests_total",
+            "model" => self.model.clone(),
+            "provider" => self.provider.clone(),
+            "end_reason" => end_reason
+        );
+        list.push((end_reason, c.clone()));
+        c
+    }
+}
+
+/// Every (model, provider) pair's series, by model then provider.
+type RouteSeriesMap = std::collections::HashMap<
+    String,
+    std::collections::HashMap<String, std::sync::Arc<RouteSeries>>,
+>;
+
+fn route_series(model: &str, provider: &str) -> std::sync::Arc<RouteSeries> {
+    static SERIES: OnceLock<std::sync::RwLock<RouteSeriesMap>> = OnceLock::new();
+    let lock = SERIES.get_or_init(Default::default);
+    if let Some(s) = lock
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(model)
+        .and_then(|by_provider| by_provider.get(provider))
+    {
+        return s.clone();
+    }
+    let mut map = lock.write().unwrap_or_else(|p| p.into_inner());
+    map.entry(model.to_owned())
+        .or_default()
+        .entry(provider.to_owned())
+        .or_insert_with(|| std::sync::Arc::new(RouteSeries::new(model, provider)))
+        .clone()
+}
+
 /// Counts one settled request, its tokens and cost, and observes its latencies.
 pub fn record_settled(s: &SettledRequest<'_>) {
-    let model = s.model.to_owned();
-    let provider = s.provider.unwrap_or("none").to_owned();
-    counter!(
-        "switchyard_settled_requests_total",
-        "model" => model.clone(),
-        "provider" => provider.clone(),
-        "end_reason" => s.end_reason
-    )
-    .increment(1);
-    counter!("switchyard_prompt_tokens_total", "model" => model.clone(), "provider" => provider.clone())
-        .increment(s.prompt_tokens);
-    // Per route (model and provider, a pooled key's member included): the cache hit share is
-    // cached / prompt.
-    counter!("switchyard_cached_prompt_tokens_total", "model" => model.clone(), "provider" => provider.clone())
-        .increment(s.cached_tokens);
-    counter!("switchyard_cache_write_tokens_total", "model" => model.clone(), "provider" => provider.clone())
-        .increment(s.cache_write_tokens);
-    counter!("switchyard_completion_tokens_total", "model" => model.clone(), "provider" => provider.clone())
-        .increment(s.completion_tokens);
-    counter!("switchyard_cost_nanousd_total", "model" => model.clone(), "provider" => provider.clone())
+    let series = route_series(s.model, s.provider.unwrap_or("none"));
+    series.settled(s.end_reason).increment(1);
+    series.prompt.increment(s.prompt_tokens);
+    series.cached.increment(s.cached_tokens);
+    series.cache_write.increment(s.cache_write_tokens);
+    series.completion.increment(s.completion_tokens);
+    series
+        .cost
         .increment(u64::try_from(s.cost_nanos).unwrap_or(0));
     if let Some(ttft) = s.ttft {
-        histogram!("switchyard_time_to_first_token_seconds", "model" => model.clone())
+        series
+            .ttft
+            .get_or_init(|| {
+                histogram!("switchyard_time_to_first_token_seconds", "model" => series.model.clone())
+            })
             .record(ttft.as_secs_f64());
     }
     if s.over_hold {
-        counter!("switchyard_over_hold_total", "model" => model.clone(), "provider" => provider.clone())
+        series
+            .over_hold
+            .get_or_init(|| {
+                counter!("switchyard_over_hold_total", "model" => series.model.clone(), "provider" => series.provider.clone())
+            })
             .increment(1);
     }
-    histogram!("switchyard_request_duration_seconds", "model" => model)
-        .record(s.duration.as_secs_f64());
+    series.duration.record(s.duration.as_secs_f64());
 }
 
 /// Prompt and cached prompt tokens per route since the process started, for the Providers page.
