@@ -164,6 +164,22 @@ impl EndReason {
         }
     }
 
+    /// The reason `as_str` names, as the ledger stores it.
+    pub fn parse(text: &str) -> Option<EndReason> {
+        [
+            EndReason::Stop,
+            EndReason::Length,
+            EndReason::ToolCalls,
+            EndReason::ContentFilter,
+            EndReason::Error,
+            EndReason::Cancelled,
+            EndReason::UpstreamTimeout,
+            EndReason::Interrupted,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == text)
+    }
+
     /// From an OpenAI finish reason.
     pub fn from_finish(reason: &str) -> EndReason {
         match reason {
@@ -172,6 +188,18 @@ impl EndReason {
             "content_filter" => EndReason::ContentFilter,
             _ => EndReason::Stop,
         }
+    }
+}
+
+impl PartialEq<&str> for EndReason {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Display for EndReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use super::accounts::Hold;
 use super::periods::day_name;
-use super::{Durable, GroupBy, Ledger, LedgerError, Nanos, UsageEntry};
+use super::{Durable, EndReason, GroupBy, Ledger, LedgerError, Nanos, UsageEntry};
 
 /// A stored usage entry, read back.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -29,7 +29,7 @@ pub struct UsageEntryRow {
     pub token_source: String,
     #[serde(serialize_with = "as_usd")]
     pub cost: Nanos,
-    pub end_reason: String,
+    pub end_reason: EndReason,
     pub ttft_ms: Option<i64>,
     pub duration_ms: i64,
     pub stream: bool,
@@ -156,7 +156,12 @@ fn entry_from_row(r: &sqlx::any::AnyRow) -> Result<UsageEntryRow, sqlx::Error> {
         cache_saved: Nanos(r.try_get("cache_saved_nanos")?),
         token_source: r.try_get("token_source")?,
         cost: Nanos(r.try_get("cost_nanos")?),
-        end_reason: r.try_get("end_reason")?,
+        end_reason: {
+            let text: String = r.try_get("end_reason")?;
+            EndReason::parse(&text).ok_or_else(|| {
+                sqlx::Error::Decode(format!("unknown end_reason {text:?} in the ledger").into())
+            })?
+        },
         ttft_ms: r.try_get("ttft_ms")?,
         duration_ms: r.try_get("duration_ms")?,
         stream: r.try_get::<i64, _>("stream")? != 0,
