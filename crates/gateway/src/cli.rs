@@ -449,6 +449,9 @@ async fn serve(db: DbArgs, listen: Option<String>) -> anyhow::Result<()> {
     reloads.abort();
     // Every stream has ended and settled: make its entry durable and close the journal.
     live.current().ledger.shutdown().await;
+    if let Some(events) = &live.current().events {
+        events.flush().await;
+    }
     Ok(())
 }
 
