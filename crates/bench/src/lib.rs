@@ -94,6 +94,10 @@ pub struct BenchArgs {
     /// Worker threads (default: the number of CPUs, at most one per connection).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// The server's process id: the report adds the CPU it used in the measured window, per
+    /// request and per streamed event (Linux, from /proc/PID/stat).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -164,7 +168,12 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     ));
     let show_progress = !args.no_progress && (args.progress || std::io::stderr().is_terminal());
 
+    let server_cpu = |pid: Option<u32>| pid.and_then(cpu_time::pid_cpu);
     let mut cpu_at_start = warmup.is_zero().then(cpu_time::process_cpu);
+    let mut server_at_start = warmup
+        .is_zero()
+        .then(|| server_cpu(args.server_pid))
+        .flatten();
     let mut workers = Vec::with_capacity(threads);
     let mut counters = Vec::with_capacity(threads);
     for t in 0..threads {
@@ -185,6 +194,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         let now = Instant::now();
         if cpu_at_start.is_none() && now >= schedule.measure_start() {
             cpu_at_start = Some(cpu_time::process_cpu());
+            server_at_start = server_cpu(args.server_pid);
         }
         if show_progress {
             line.draw(
@@ -203,6 +213,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     let cpu_at_end = cpu_time::process_cpu();
+    let server_at_end = server_cpu(args.server_pid);
     line.finish();
     let mut total = Stats::default();
     for w in workers {
@@ -227,6 +238,9 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             rate: args.rate,
             duration_s,
             client_cpu_s: cpu.as_secs_f64(),
+            server_cpu_s: server_at_start
+                .zip(server_at_end)
+                .map(|(a, b)| b.saturating_sub(a).as_secs_f64()),
         },
         &total,
     );

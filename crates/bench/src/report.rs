@@ -16,6 +16,8 @@ pub(crate) struct Run<'a> {
     pub rate: Option<f64>,
     pub duration_s: f64,
     pub client_cpu_s: f64,
+    /// The CPU the server (`--server-pid`) used in the measured window.
+    pub server_cpu_s: Option<f64>,
 }
 
 /// Nanoseconds as milliseconds rounded to the microsecond.
@@ -110,6 +112,15 @@ pub(crate) fn json(run: &Run, s: &Stats) -> Value {
             "gap_ms": curve(&s.gap),
         },
         "client_cpu_s": (run.client_cpu_s * 1e6).round() / 1e6,
+        "server_cpu_s": run.server_cpu_s.map(|c| (c * 1e6).round() / 1e6),
+        "server_cpu_us_per_request": run
+            .server_cpu_s
+            .filter(|_| s.ok > 0)
+            .map(|c| (c * 1e7 / s.ok as f64).round() / 10.0),
+        "server_cpu_us_per_event": run
+            .server_cpu_s
+            .filter(|_| s.events > 0)
+            .map(|c| (c * 1e7 / s.events as f64).round() / 10.0),
     })
 }
 
@@ -178,6 +189,19 @@ pub(crate) fn table(report: &Value) -> String {
             String::new()
         }
     );
+    if let Some(server) = report["server_cpu_s"].as_f64() {
+        let per = |k: &str| {
+            report[k]
+                .as_f64()
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.1} µs"))
+        };
+        let _ = writeln!(
+            out,
+            "server CPU {server:.3} s: {} per request, {} per event",
+            per("server_cpu_us_per_request"),
+            per("server_cpu_us_per_event"),
+        );
+    }
     let _ = writeln!(
         out,
         "{:<10} {:>9} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",

@@ -102,6 +102,31 @@ async fn bench_target_answers_every_request_and_percentiles_are_ordered() {
     assert!(values.windows(2).all(|w| w[0] <= w[1]), "{values:?}");
 }
 
+#[tokio::test]
+async fn server_pid_adds_the_servers_cpu_per_request() {
+    let (target, url) = bench_target(&[]).await;
+    let pid = target.id().expect("bench-target runs").to_string();
+    let (ok, report, err) = bench(&[&url, "-d", "1", "-c", "8", "--server-pid", &pid]).await;
+    assert!(ok, "{err}");
+    let r = report.expect("stdout is one JSON report");
+    no_errors(&r);
+    // A second of answers costs the server more than one clock tick (10 ms).
+    let server = r["server_cpu_s"]
+        .as_f64()
+        .expect("server_cpu_s is reported");
+    assert!(server > 0.0, "{r}");
+    let per = r["server_cpu_us_per_request"].as_f64().unwrap();
+    let ok_requests = r["ok"].as_f64().unwrap();
+    assert!((per - server * 1e6 / ok_requests).abs() < 0.1, "{r}");
+    assert_eq!(
+        r["server_cpu_us_per_event"],
+        Value::Null,
+        "no stream, no events"
+    );
+    let (_, without, _) = bench(&[&url, "-n", "10", "-c", "1"]).await;
+    assert_eq!(without.unwrap()["server_cpu_s"], Value::Null);
+}
+
 /// The mock's stream, read once by an ordinary client: how many events it has.
 async fn events_of_one_stream(base: &str, model: &str) -> u64 {
     let body = harness::client()
