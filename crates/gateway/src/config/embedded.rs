@@ -1,6 +1,8 @@
 //! The embedded default: the configuration used when no file is given.
 
-use super::errors::ConfigError;
+use super::errors::{invalid, ConfigError};
+use super::kinds::{ModelKind, ProviderKind};
+use super::raw::{RawAuto, RawConfig, RawModel, RawProvider};
 use super::secrets::Secret;
 use super::{Config, DEMO_PROVIDER};
 
@@ -26,57 +28,73 @@ pub(super) const SEED_MODEL_NAMES: &[(&str, &str)] = &[
 const DEMO_PACE_VARIABLE: &str = "SWITCHYARD_DEMO_TOKENS_PER_SECOND";
 /// The variable the embedded default reads its admin key from.
 const ADMIN_KEY_VARIABLE: &str = "SWITCHYARD_ADMIN_KEY";
+/// The name the embedded default has in messages.
+pub(super) const EMBEDDED: &str = "(embedded default)";
 
-const OPENAI_DEFAULTS: &str = r#"
-[providers.openai]
-kind = "openai"
-base_url = "https://api.openai.com/v1"
-api_key = "env:OPENAI_API_KEY"
+/// A real provider the embedded default serves when its usual key variable is set.
+struct KnownProvider {
+    name: &'static str,
+    kind: ProviderKind,
+    base_url: &'static str,
+    /// The variable its key is read from (`api_key = "env:…"`), whose presence adds it.
+    key_variable: &'static str,
+    /// Its models: (name, upstream model, input, output, cached input price).
+    models: &'static [(
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+    )],
+    /// The model it puts in `[auto].chain`.
+    in_chain: &'static str,
+}
 
-[models."gpt-4o"]
-routes = ["openai/gpt-4o"]
-input_price = "2.50"
-output_price = "10.00"
-cached_input_price = "1.25"
-
-[models."gpt-4o-mini"]
-routes = ["openai/gpt-4o-mini"]
-input_price = "0.15"
-output_price = "0.60"
-cached_input_price = "0.075"
-"#;
-
-const DEEPSEEK_DEFAULTS: &str = r#"
-[providers.deepseek]
-kind = "deepseek"
-base_url = "https://api.deepseek.com/v1"
-api_key = "env:DEEPSEEK_API_KEY"
-
-[models."deepseek-chat"]
-routes = ["deepseek/deepseek-chat"]
-input_price = "0.27"
-output_price = "1.10"
-cached_input_price = "0.07"
-
-[models."deepseek-reasoner"]
-routes = ["deepseek/deepseek-reasoner"]
-input_price = "0.55"
-output_price = "2.19"
-cached_input_price = "0.14"
-"#;
-
-const ANTHROPIC_DEFAULTS: &str = r#"
-[providers.anthropic]
-kind = "anthropic"
-base_url = "https://api.anthropic.com/v1"
-api_key = "env:ANTHROPIC_API_KEY"
-
-[models."claude-sonnet-4"]
-routes = ["anthropic/claude-sonnet-4-20250514"]
-input_price = "3.00"
-output_price = "15.00"
-cached_input_price = "0.30"
-"#;
+/// The real providers, in the order their models join the `auto` chain (before `demo-chat`).
+const KNOWN_PROVIDERS: &[KnownProvider] = &[
+    KnownProvider {
+        name: "openai",
+        kind: ProviderKind::OpenAi,
+        base_url: "https://api.openai.com/v1",
+        key_variable: "OPENAI_API_KEY",
+        models: &[
+            ("gpt-4o", "gpt-4o", "2.50", "10.00", "1.25"),
+            ("gpt-4o-mini", "gpt-4o-mini", "0.15", "0.60", "0.075"),
+        ],
+        in_chain: "gpt-4o-mini",
+    },
+    KnownProvider {
+        name: "deepseek",
+        kind: ProviderKind::DeepSeek,
+        base_url: "https://api.deepseek.com/v1",
+        key_variable: "DEEPSEEK_API_KEY",
+        models: &[
+            ("deepseek-chat", "deepseek-chat", "0.27", "1.10", "0.07"),
+            (
+                "deepseek-reasoner",
+                "deepseek-reasoner",
+                "0.55",
+                "2.19",
+                "0.14",
+            ),
+        ],
+        in_chain: "deepseek-chat",
+    },
+    KnownProvider {
+        name: "anthropic",
+        kind: ProviderKind::Anthropic,
+        base_url: "https://api.anthropic.com/v1",
+        key_variable: "ANTHROPIC_API_KEY",
+        models: &[(
+            "claude-sonnet-4",
+            "claude-sonnet-4-20250514",
+            "3.00",
+            "15.00",
+            "0.30",
+        )],
+        in_chain: "claude-sonnet-4",
+    },
+];
 
 impl Config {
     /// The configuration used when no file is given: the in-process demo upstream serving
@@ -85,81 +103,101 @@ impl Config {
     /// (default 40, 0 = as fast as possible) and `SWITCHYARD_ADMIN_KEY` the admin key (none: the
     /// admin API answers `admin_disabled`).
     pub fn embedded(demo_base_url: &str) -> Result<Config, ConfigError> {
-        let mut text = format!(
-            r#"
-[providers.{DEMO_PROVIDER}]
-kind = "deepseek"
-base_url = "{demo_base_url}"
-
-[models."demo-chat"]
-routes = ["{DEMO_PROVIDER}/{DEMO_CHAT_ROUTE}"]
-input_price = "0.50"
-output_price = "1.50"
-
-[models."demo-reasoner"]
-routes = ["{DEMO_PROVIDER}/{DEMO_REASONER_ROUTE}"]
-input_price = "0.55"
-output_price = "2.19"
-reasoning = true
-
-[models."demo-embed"]
-kind = "embedding"
-routes = ["{DEMO_PROVIDER}/demo-embed"]
-input_price = "0.02"
-"#
-        );
-        let mut chain = Vec::new();
-        if std::env::var_os("OPENAI_API_KEY").is_some() {
-            text.push_str(OPENAI_DEFAULTS);
-            chain.push("gpt-4o-mini");
-        }
-        if std::env::var_os("DEEPSEEK_API_KEY").is_some() {
-            text.push_str(DEEPSEEK_DEFAULTS);
-            chain.push("deepseek-chat");
-        }
-        if std::env::var_os("ANTHROPIC_API_KEY").is_some() {
-            text.push_str(ANTHROPIC_DEFAULTS);
-            chain.push("claude-sonnet-4");
-        }
-        chain.push("demo-chat");
-        // The model names the seed documents' examples use are answered by the demo when no real
-        // provider serves them, so those examples run offline with only the base URL and key changed.
-        for (name, demo) in SEED_MODEL_NAMES {
-            if !text.contains(&format!("[models.\"{name}\"]")) {
-                let route = if *demo == "demo-reasoner" {
-                    DEMO_REASONER_ROUTE
-                } else {
-                    DEMO_CHAT_ROUTE
-                };
-                text.push_str(&format!(
-                    "\n[models.\"{name}\"]\nroutes = [\"{DEMO_PROVIDER}/{route}\"]\ninput_price = \"0.50\"\noutput_price = \"1.50\"\n"
-                ));
-            }
-        }
-        let chain: Vec<String> = chain.iter().map(|m| format!("\"{m}\"")).collect();
-        text.push_str(&format!(
-            "\n[auto]\nchain = [{}]\nhedge_after_ms = 2000\n",
-            chain.join(", ")
-        ));
+        let raw = embedded_raw(demo_base_url, |name| std::env::var_os(name).is_some());
         let mut config =
-            Config::parse(&text, "(embedded default)").expect("the embedded default is valid");
+            Config::from_raw(raw, "", EMBEDDED).expect("the embedded default is valid");
         config.embedded_demo = true;
         if let Some(value) = std::env::var_os(DEMO_PACE_VARIABLE) {
             let value = value.to_string_lossy();
-            config.demo_tokens_per_second =
-                value
-                    .trim()
-                    .parse::<u32>()
-                    .map_err(|_| ConfigError::Invalid {
-                        path: "(embedded default)".to_owned(),
-                        message: format!(
-                        "{DEMO_PACE_VARIABLE} = \"{value}\": expected a whole number of tokens per second (0 = as fast as possible)"
-                    ),
-                    })?;
+            config.demo_tokens_per_second = value.trim().parse::<u32>().map_err(|_| {
+                invalid(EMBEDDED)(format!(
+                    "{DEMO_PACE_VARIABLE} = \"{value}\": expected a whole number of tokens per second (0 = as fast as possible)"
+                ))
+            })?;
         }
         if std::env::var_os(ADMIN_KEY_VARIABLE).is_some() {
             config.admin_key = Some(Secret::Env(ADMIN_KEY_VARIABLE.to_owned()));
         }
         Ok(config)
     }
+}
+
+/// The embedded default as a file would give it: the demo, each known provider whose key
+/// variable `is_set`, the seed documents' model names the demo answers, and `[auto]`.
+pub(super) fn embedded_raw(demo_base_url: &str, is_set: impl Fn(&str) -> bool) -> RawConfig {
+    let mut raw = RawConfig::default();
+    raw.providers.insert(
+        DEMO_PROVIDER.to_owned(),
+        RawProvider::new(ProviderKind::DeepSeek, demo_base_url, None),
+    );
+    let demo = |route: &str| format!("{DEMO_PROVIDER}/{route}");
+    raw.models.insert(
+        "demo-chat".into(),
+        model(&demo(DEMO_CHAT_ROUTE), "0.50", Some("1.50"), None),
+    );
+    let reasoner = model(&demo(DEMO_REASONER_ROUTE), "0.55", Some("2.19"), None);
+    raw.models.insert(
+        "demo-reasoner".into(),
+        RawModel {
+            reasoning: Some(true),
+            ..reasoner
+        },
+    );
+    let embed = model(&demo("demo-embed"), "0.02", None, None);
+    raw.models.insert(
+        "demo-embed".into(),
+        RawModel {
+            kind: Some(ModelKind::Embedding),
+            ..embed
+        },
+    );
+    let mut chain = Vec::new();
+    for p in KNOWN_PROVIDERS.iter().filter(|p| is_set(p.key_variable)) {
+        let key = format!("env:{}", p.key_variable);
+        let provider = RawProvider::new(p.kind, p.base_url, Some(&key));
+        raw.providers.insert(p.name.to_owned(), provider);
+        for (name, upstream, input, output, cached) in p.models {
+            let route = format!("{}/{upstream}", p.name);
+            let m = model(&route, input, Some(output), Some(cached));
+            raw.models.insert((*name).to_owned(), m);
+        }
+        chain.push(p.in_chain);
+    }
+    chain.push("demo-chat");
+    // The model names the seed documents' examples use are answered by the demo when no real
+    // provider serves them, so those examples run offline with only the base URL and key changed.
+    for (name, demo_model) in SEED_MODEL_NAMES {
+        if !raw.models.contains_key(*name) {
+            let route = if *demo_model == "demo-reasoner" {
+                DEMO_REASONER_ROUTE
+            } else {
+                DEMO_CHAT_ROUTE
+            };
+            let m = model(&demo(route), "0.50", Some("1.50"), None);
+            raw.models.insert((*name).to_owned(), m);
+        }
+    }
+    raw.auto = Some(RawAuto {
+        chain: chain.into_iter().map(|m| unspanned(m.to_owned())).collect(),
+        fast: None,
+        hedge_after_ms: Some(2000),
+    });
+    raw
+}
+
+/// A model served by `route` at these prices (USD per 1M tokens), everything else its default.
+fn model(route: &str, input: &str, output: Option<&str>, cached_input: Option<&str>) -> RawModel {
+    let price = |p: &str| Some(unspanned(p.to_owned()));
+    RawModel {
+        routes: vec![unspanned(route.to_owned())],
+        input_price: price(input),
+        output_price: output.and_then(price),
+        cached_input_price: cached_input.and_then(price),
+        ..RawModel::default()
+    }
+}
+
+/// A value with no place in a file (the embedded default has no text: its line is never shown).
+fn unspanned<T>(value: T) -> toml::Spanned<T> {
+    toml::Spanned::new(0..0, value)
 }

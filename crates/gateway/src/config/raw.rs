@@ -208,3 +208,30 @@ pub(super) struct RawModalities {
     pub(super) input: Vec<String>,
     pub(super) output: Vec<String>,
 }
+
+impl RawProvider {
+    /// A provider of `kind` at `base_url` using `api_key`, every other setting left out.
+    pub(super) fn new(kind: ProviderKind, base_url: &str, api_key: Option<&str>) -> RawProvider {
+        RawProvider {
+            kind,
+            base_url: Some(base_url.to_owned()),
+            api_key: api_key.map(str::to_owned),
+            api_keys: None,
+            connect_timeout_ms: None,
+            first_token_timeout_ms: None,
+            idle_timeout_ms: None,
+            total_timeout_ms: None,
+            max_sse_line_bytes: None,
+            max_sse_event_bytes: None,
+            max_response_bytes: None,
+            max_error_body_bytes: None,
+            credential_timeout_ms: None,
+            credential_refresh_interval_ms: None,
+            rpm: None,
+            tpm: None,
+            request_id_header: None,
+            request_id_uuid: None,
+            native_responses: None,
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! The configuration's unit tests: parsing, validation, secrets and the embedded default.
 
-use super::embedded::SEED_MODEL_NAMES;
+use super::embedded::{embedded_raw, EMBEDDED, SEED_MODEL_NAMES};
 use super::prices::MAX_PRICE;
 use super::*;
 use crate::ledger::Prices;
@@ -541,5 +541,136 @@ fn pools_and_weights_are_checked() {
     ] {
         let e = Config::parse(&bad, "t.toml").unwrap_err().to_string();
         assert!(e.contains(says), "{says}: {e}");
+    }
+}
+
+/// The embedded default as it was written before it was built in Rust: TOML text, the real
+/// providers' tables appended when their key variable is set.
+fn embedded_as_text(demo_base_url: &str, is_set: impl Fn(&str) -> bool) -> String {
+    let mut text = format!(
+        r#"
+[providers.demo]
+kind = "deepseek"
+base_url = "{demo_base_url}"
+
+[models."demo-chat"]
+routes = ["demo/demo-chat"]
+input_price = "0.50"
+output_price = "1.50"
+
+[models."demo-reasoner"]
+routes = ["demo/demo-reasoner"]
+input_price = "0.55"
+output_price = "2.19"
+reasoning = true
+
+[models."demo-embed"]
+kind = "embedding"
+routes = ["demo/demo-embed"]
+input_price = "0.02"
+"#
+    );
+    let known = [
+        (
+            "OPENAI_API_KEY",
+            "gpt-4o-mini",
+            r#"
+[providers.openai]
+kind = "openai"
+base_url = "https://api.openai.com/v1"
+api_key = "env:OPENAI_API_KEY"
+
+[models."gpt-4o"]
+routes = ["openai/gpt-4o"]
+input_price = "2.50"
+output_price = "10.00"
+cached_input_price = "1.25"
+
+[models."gpt-4o-mini"]
+routes = ["openai/gpt-4o-mini"]
+input_price = "0.15"
+output_price = "0.60"
+cached_input_price = "0.075"
+"#,
+        ),
+        (
+            "DEEPSEEK_API_KEY",
+            "deepseek-chat",
+            r#"
+[providers.deepseek]
+kind = "deepseek"
+base_url = "https://api.deepseek.com/v1"
+api_key = "env:DEEPSEEK_API_KEY"
+
+[models."deepseek-chat"]
+routes = ["deepseek/deepseek-chat"]
+input_price = "0.27"
+output_price = "1.10"
+cached_input_price = "0.07"
+
+[models."deepseek-reasoner"]
+routes = ["deepseek/deepseek-reasoner"]
+input_price = "0.55"
+output_price = "2.19"
+cached_input_price = "0.14"
+"#,
+        ),
+        (
+            "ANTHROPIC_API_KEY",
+            "claude-sonnet-4",
+            r#"
+[providers.anthropic]
+kind = "anthropic"
+base_url = "https://api.anthropic.com/v1"
+api_key = "env:ANTHROPIC_API_KEY"
+
+[models."claude-sonnet-4"]
+routes = ["anthropic/claude-sonnet-4-20250514"]
+input_price = "3.00"
+output_price = "15.00"
+cached_input_price = "0.30"
+"#,
+        ),
+    ];
+    let mut chain = Vec::new();
+    for (variable, in_chain, tables) in known {
+        if is_set(variable) {
+            text.push_str(tables);
+            chain.push(in_chain);
+        }
+    }
+    chain.push("demo-chat");
+    for (name, demo) in SEED_MODEL_NAMES {
+        if !text.contains(&format!("[models.\"{name}\"]")) {
+            text.push_str(&format!(
+                "\n[models.\"{name}\"]\nroutes = [\"demo/{demo}\"]\ninput_price = \"0.50\"\noutput_price = \"1.50\"\n"
+            ));
+        }
+    }
+    let chain: Vec<String> = chain.iter().map(|m| format!("\"{m}\"")).collect();
+    text.push_str(&format!(
+        "\n[auto]\nchain = [{}]\nhedge_after_ms = 2000\n",
+        chain.join(", ")
+    ));
+    text
+}
+
+#[test]
+fn the_embedded_default_built_in_rust_is_the_one_the_text_gave() {
+    let variables = ["OPENAI_API_KEY", "DEEPSEEK_API_KEY", "ANTHROPIC_API_KEY"];
+    for set in 0..1 << variables.len() {
+        let is_set = |name: &str| {
+            let i = variables.iter().position(|v| *v == name).unwrap();
+            set & (1 << i) != 0
+        };
+        let url = "http://127.0.0.1:1/v1";
+        let built = Config::from_raw(embedded_raw(url, is_set), "", EMBEDDED).unwrap();
+        let text = embedded_as_text(url, is_set);
+        let parsed = Config::parse(&text, EMBEDDED).unwrap();
+        assert_eq!(
+            format!("{built:?}"),
+            format!("{parsed:?}"),
+            "variables set: {set:b}"
+        );
     }
 }
