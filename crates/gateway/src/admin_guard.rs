@@ -10,7 +10,8 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Failures within this long count together.
 const WINDOW: Duration = Duration::from_secs(600);

@@ -16,7 +16,7 @@ mod responses;
 mod streams;
 
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};

@@ -21,7 +21,8 @@ pub(crate) mod tokens;
 pub(crate) mod upstream_pump;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// An answer's body as it comes: byte chunks, or the reason the stream broke.
 pub(crate) type ByteStream =

@@ -32,7 +32,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use serde::Serialize;
 
@@ -647,8 +648,9 @@ chain = ["m"]
         c.iter().map(|c| c.key.as_str()).collect()
     }
 
-    #[test]
-    fn consecutive_failures_open_then_a_single_probe_closes() {
+    /// Paused time: the cooldown ends when the test says so, never because the machine was slow.
+    #[tokio::test(start_paused = true)]
+    async fn consecutive_failures_open_then_a_single_probe_closes() {
         let config = Config::parse(CONFIG, "t").unwrap();
         let r = Routing::new(&config);
         let m = &config.models["m"];
@@ -657,7 +659,10 @@ chain = ["m"]
         assert_eq!(keys(&r.candidates(m, "k1").unwrap()), ["a/x", "b/y"]);
         r.record_failure(&hk("a/x"), Blame::Route, "503");
         assert_eq!(keys(&r.candidates(m, "k1").unwrap()), ["b/y"]);
-        std::thread::sleep(Duration::from_millis(45));
+        // Open for the whole cooldown (40 ms), and not a moment longer.
+        tokio::time::advance(Duration::from_millis(39)).await;
+        assert_eq!(keys(&r.candidates(m, "k1").unwrap()), ["b/y"]);
+        tokio::time::advance(Duration::from_millis(1)).await;
         let c = r.candidates(m, "k1").unwrap();
         assert_eq!(keys(&c), ["a/x", "b/y"]);
         assert!(c[0].probe);
@@ -667,8 +672,8 @@ chain = ["m"]
         assert_eq!(keys(&r.candidates(m, "k1").unwrap()), ["a/x", "b/y"]);
     }
 
-    #[test]
-    fn a_failed_probe_opens_again_and_all_open_is_no_healthy_route() {
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_probe_opens_again_and_all_open_is_no_healthy_route() {
         let config = Config::parse(CONFIG, "t").unwrap();
         let r = Routing::new(&config);
         let m = &config.models["m"];
@@ -676,8 +681,8 @@ chain = ["m"]
             r.record_failure(&hk(k), Blame::Route, "timeout");
         }
         let e = r.candidates(m, "k1").unwrap_err();
-        assert!(e.retry_after.unwrap() <= Duration::from_millis(40));
-        std::thread::sleep(Duration::from_millis(45));
+        assert_eq!(e.retry_after, Some(Duration::from_millis(40)));
+        tokio::time::advance(Duration::from_millis(40)).await;
         let c = r.candidates(m, "k1").unwrap();
         assert!(c.iter().all(|c| c.probe));
         r.record_failure(&hk("a/x"), Blame::Route, "still down");
@@ -732,8 +737,8 @@ chain = ["m"]
         }
     }
 
-    #[test]
-    fn one_keys_own_failures_skip_the_route_for_that_key_alone() {
+    #[tokio::test(start_paused = true)]
+    async fn one_keys_own_failures_skip_the_route_for_that_key_alone() {
         let config = Config::parse(CONFIG, "t").unwrap();
         let r = Routing::new(&config);
         let m = &config.models["m"];
@@ -755,7 +760,9 @@ chain = ["m"]
         let a = &report.iter().find(|p| p.name == "a").unwrap().routes[0];
         assert_eq!((a.state, a.keys_skipping), ("closed", 1));
         // After the cooldown key A may try again; its next own failure skips the route again.
-        std::thread::sleep(Duration::from_millis(45));
+        tokio::time::advance(Duration::from_millis(39)).await;
+        assert_eq!(keys(&r.candidates(m, "A").unwrap()), ["b/y"]);
+        tokio::time::advance(Duration::from_millis(1)).await;
         assert_eq!(keys(&r.candidates(m, "A").unwrap()), ["a/x", "b/y"]);
         r.record_failure(&by("a/x", "A"), Blame::Unclear, "timeout");
         assert_eq!(keys(&r.candidates(m, "A").unwrap()), ["b/y"]);

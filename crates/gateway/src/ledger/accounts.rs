@@ -19,7 +19,8 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use super::shared_holds::Lease;
 use super::{KeyRecord, Nanos};

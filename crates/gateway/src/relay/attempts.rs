@@ -16,7 +16,8 @@
 //! the second starts too; the first to answer is kept and the other is dropped (cancelled).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -288,7 +289,7 @@ async fn open_inner(
                 retry_at[i] = None;
                 continue;
             }
-            tokio::time::sleep_until(tokio::time::Instant::from_std(wait_until)).await;
+            tokio::time::sleep_until(wait_until).await;
         } else if attempts > 0 && Instant::now() >= budget_end {
             break;
         }
@@ -729,7 +730,7 @@ async fn try_route(
     } else {
         total_by
     };
-    let deadline = tokio::time::Instant::from_std(answer_by);
+    let deadline = answer_by;
     // Sent again after a credential refresh: shared, not copied (a prompt can be megabytes).
     let body = Bytes::from(body);
     let mut refreshed = false;

@@ -8,7 +8,7 @@
 //! comment as chat writes them.
 
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use switchyard_wire::completions::CompletionsRequest;

@@ -8,7 +8,7 @@
 //! vectors untouched), with `usage.cost` added as chat answers carry it.
 
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use serde_json::Value;

@@ -18,7 +18,7 @@
 //! `cancelled`. It is billed once, as any stream, whoever reads it.
 
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use serde_json::Value;

@@ -15,7 +15,8 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
@@ -214,10 +215,8 @@ impl Pump {
         if self.end.is_cancelled() {
             return Wake::Failed(Failure::Shutdown);
         }
-        let keep_alive_at = tokio::time::Instant::from_std(self.last_sent + self.keep_alive);
-        let idle_at = tokio::time::Instant::from_std(
-            (self.last_received + self.idle_timeout).min(self.deadline),
-        );
+        let keep_alive_at = self.last_sent + self.keep_alive;
+        let idle_at = (self.last_received + self.idle_timeout).min(self.deadline);
         tokio::select! {
             biased;
             chunk = self.bytes.next() => match chunk {
@@ -345,5 +344,136 @@ async fn next_frame<R: PumpedRelay>(r: &mut R) -> Option<Bytes> {
             Wake::Ended => r.finish().await,
             Wake::Failed(failure) => r.fail(failure, None).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The pump's clocks under paused time: each wake-up is checked at the exact instant it is
+    //! due, so a slow machine can neither make a keep-alive late nor a timeout early.
+
+    use super::*;
+
+    const KEEP_ALIVE: Duration = Duration::from_millis(40);
+    const IDLE: Duration = Duration::from_millis(150);
+
+    /// A pump over `bytes`, with the route's total limit `total` from now.
+    fn pump(bytes: ByteStream, total: Duration, end: &CancellationToken) -> Pump {
+        let mut upstream = UpstreamStream {
+            bytes,
+            decoder: sse::Decoder::default(),
+            dialect: ProviderKind::OpenAi,
+            idle_timeout: IDLE,
+            deadline: Instant::now() + total,
+            model: "m".into(),
+            health: HealthKey {
+                route: "a/x".into(),
+                caller: "k".into(),
+            },
+            native: false,
+        };
+        let decoder = decoder(ProviderKind::OpenAi, Stamp::default());
+        Pump::new(&mut upstream, KEEP_ALIVE, decoder, end)
+    }
+
+    /// The next wake-up that is not a timer firing early, and when it came (from `start`).
+    async fn next(p: &mut Pump, start: Instant) -> (Wake, Duration) {
+        loop {
+            match p.wait().await {
+                Wake::Nothing => continue,
+                w => return (w, start.elapsed()),
+            }
+        }
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// An upstream that sends one chunk after `after`, then stays silent.
+    fn one_chunk_after(after: Duration) -> ByteStream {
+        let chunk = futures_util::stream::once(async move {
+            tokio::time::sleep(after).await;
+            Ok(Bytes::from_static(b": still here\n\n"))
+        });
+        Box::pin(chunk.chain(futures_util::stream::pending()))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_upstream_gets_keep_alives_then_the_idle_timeout() {
+        let end = CancellationToken::new();
+        let start = Instant::now();
+        let mut p = pump(Box::pin(futures_util::stream::pending()), ms(60_000), &end);
+        assert_eq!(next(&mut p, start).await, (Wake::KeepAlive, ms(40)));
+        p.sent();
+        assert_eq!(next(&mut p, start).await, (Wake::KeepAlive, ms(80)));
+        p.sent();
+        assert_eq!(next(&mut p, start).await, (Wake::KeepAlive, ms(120)));
+        p.sent();
+        // Keep-alives to the client are not bytes from the upstream: the idle clock runs on.
+        assert_eq!(
+            next(&mut p, start).await,
+            (Wake::Failed(Failure::Idle), ms(150))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_sent_to_the_client_put_the_keep_alive_off() {
+        let end = CancellationToken::new();
+        let start = Instant::now();
+        let mut p = pump(Box::pin(futures_util::stream::pending()), ms(60_000), &end);
+        tokio::time::advance(ms(30)).await;
+        p.sent();
+        assert_eq!(next(&mut p, start).await, (Wake::KeepAlive, ms(70)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn upstream_bytes_restart_the_idle_clock() {
+        let end = CancellationToken::new();
+        let start = Instant::now();
+        let mut p = pump(one_chunk_after(ms(100)), ms(60_000), &end);
+        assert_eq!(next(&mut p, start).await, (Wake::KeepAlive, ms(40)));
+        p.sent();
+        assert_eq!(next(&mut p, start).await, (Wake::KeepAlive, ms(80)));
+        p.sent();
+        assert_eq!(next(&mut p, start).await, (Wake::Received, ms(100)));
+        // Idle is counted from the last upstream bytes (100 ms), not from the start.
+        let mut wakes = vec![];
+        loop {
+            match next(&mut p, start).await {
+                (Wake::KeepAlive, _) => p.sent(),
+                w => {
+                    wakes.push(w);
+                    break;
+                }
+            }
+        }
+        assert_eq!(wakes, [(Wake::Failed(Failure::Idle), ms(250))]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_total_limit_ends_a_stream_that_never_goes_idle() {
+        let end = CancellationToken::new();
+        let start = Instant::now();
+        let mut p = pump(one_chunk_after(ms(100)), ms(200), &end);
+        let ended = loop {
+            match next(&mut p, start).await {
+                (Wake::KeepAlive | Wake::Received, _) => p.sent(),
+                w => break w,
+            }
+        };
+        assert_eq!(ended, (Wake::Failed(Failure::Total), ms(200)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_the_stream_before_any_timer() {
+        let end = CancellationToken::new();
+        let start = Instant::now();
+        let mut p = pump(Box::pin(futures_util::stream::pending()), ms(60_000), &end);
+        end.cancel();
+        assert_eq!(
+            next(&mut p, start).await,
+            (Wake::Failed(Failure::Shutdown), ms(0))
+        );
     }
 }

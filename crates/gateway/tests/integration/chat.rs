@@ -3,7 +3,6 @@
 //! absence of batching.
 
 use std::io::Write;
-use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::{json, Value};
@@ -412,39 +411,52 @@ async fn gzip_compresses_and_flushes_every_event() {
     assert!(items.contains(&Sse::Done));
 }
 
+/// Each chunk reaches the client as soon as the upstream sends it, before the next one exists:
+/// the upstream stalls after its k-th token, so the k tokens the client reads were relayed without
+/// waiting for more, and while the upstream was still connected (an ordering, not a clock: the
+/// gateway gives a stalled upstream up only after its idle timeout, 75 s by default). Keep-alives
+/// are pushed out of reach, so that nothing but the token itself can flush the stream.
 #[tokio::test]
 async fn every_chunk_arrives_as_its_own_event_before_the_next_is_sent() {
-    let (gw, mock) = start_with_mock("").await;
-    mock.set_options(json!({"tokens": 5, "gap_ms": 50}))
-        .unwrap();
-    let resp = gw
-        .chat(json!({"model": "m", "stream": true, "messages": user("hi")}))
-        .send()
-        .await
-        .unwrap();
-    let mut body = resp.bytes_stream();
-    let mut arrivals = vec![];
-    let mut buf = String::new();
-    while let Some(frame) = body.next().await {
-        let frame = String::from_utf8(frame.unwrap().to_vec()).unwrap();
-        buf.push_str(&frame);
-        for e in data_events(&parse_sse(&frame)) {
-            if e["choices"][0]["delta"]["content"]
-                .as_str()
-                .is_some_and(|c| !c.is_empty())
-            {
-                arrivals.push(Instant::now());
+    let (gw, mock) = start_with_mock_top("keep_alive_ms = 600000", "").await;
+    for k in 1..=3 {
+        mock.set_options(json!({"tokens": 5, "stall_after": k}))
+            .unwrap();
+        let resp = gw
+            .chat(json!({"model": "m", "stream": true, "messages": user("hi")}))
+            .send()
+            .await
+            .unwrap();
+        let mut body = resp.bytes_stream();
+        let mut buf = String::new();
+        let contents = loop {
+            let events = data_events(&parse_sse(&buf));
+            assert!(
+                events.iter().all(|e| e.get("error").is_none()),
+                "the stream failed before its {k} tokens: {buf}"
+            );
+            let contents: Vec<String> = events
+                .iter()
+                .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if contents.len() >= k {
+                break contents;
             }
-        }
-    }
-    assert_eq!(arrivals.len(), 5, "{buf}");
-    // The upstream sends a token every 50 ms; each must reach the client on its own, not in a batch.
-    for pair in arrivals.windows(2) {
-        let gap = pair[1] - pair[0];
+            let frame = body.next().await.expect("more frames").unwrap();
+            buf.push_str(std::str::from_utf8(&frame).unwrap());
+        };
+        assert_eq!(contents.len(), k, "{buf}");
+        let upstream = mock.streams().pop().unwrap();
         assert!(
-            gap >= Duration::from_millis(30),
-            "two tokens arrived together ({gap:?})"
+            upstream.tokens_written == k as u32
+                && !upstream.completed
+                && !upstream.client_disconnected,
+            "token {k} was held back until the upstream moved on: {upstream:?}"
         );
+        drop(body);
+        mock.wait_stream_end(mock.streams().len() - 1).await;
     }
 }
 

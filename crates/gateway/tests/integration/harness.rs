@@ -54,6 +54,17 @@ impl Drop for TestGateway {
     }
 }
 
+/// Moves the in-process gateway's clock on by `by` at once, then lets it run on in real time: a
+/// cooldown or a lease ends when the test says so, not when a loaded machine gets round to it.
+/// The gateway reads tokio's clock (`tokio::time::Instant`), and `harness::start` spawns it on the
+/// test's own runtime, which must be the current-thread one (`#[tokio::test]`). Timers due within
+/// `by` fire at once, so `by` stays under the server's idle timeout (60 s by default).
+pub(crate) async fn skip_ahead(by: std::time::Duration) {
+    tokio::time::pause();
+    tokio::time::advance(by).await;
+    tokio::time::resume();
+}
+
 pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_gzip()

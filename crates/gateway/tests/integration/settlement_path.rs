@@ -317,7 +317,7 @@ async fn a_request_cancelled_after_the_upstream_accepted_it_pays_for_its_prompt(
         "req_prompt_only".into(),
         Arc::new(req),
         true,
-        Instant::now(),
+        tokio::time::Instant::now(),
     )
     .await
     .unwrap();

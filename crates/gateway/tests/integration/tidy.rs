@@ -1,7 +1,7 @@
 //! The house rules that reading the code can check, checked: every source file says what it is
 //! for, and each dependency with a boundary stays behind it (`sqlx` in `ledger`, `axum` in `http`
 //! and the server's entry, `redis::` in the Redis limit store, the environment in `config`, no
-//! tokio in `wire`), the product library knows nothing of the bench crate (only the binary's
+//! tokio in `wire`), the gateway times everything by tokio's pausable clock, the product library knows nothing of the bench crate (only the binary's
 //! `main.rs` names it), only the ledger writer writes usage entries, every test RELIABILITY.md
 //! cites exists, every file of `console/` is embedded in the binary, and every test that skips
 //! says so through the one helper that `./scripts/test` counts.
@@ -91,6 +91,27 @@ fn dependencies_stay_behind_their_boundaries() {
         }
     }
     assert!(broken.is_empty(), "{broken:#?}");
+}
+
+/// The gateway times breakers, cooldowns, leases, keep-alives and timeouts by tokio's clock
+/// (`tokio::time::Instant`), which a test can pause and advance (`start_paused`,
+/// `tokio::time::advance`); `std::time::Instant` is left to the journal's own thread, which runs
+/// outside the runtime.
+#[test]
+fn the_gateway_reads_the_clock_tests_can_pause() {
+    let broken: Vec<String> = crate_sources()
+        .into_iter()
+        .filter(|(path, _)| {
+            path.starts_with("gateway/src/") && path != "gateway/src/ledger/journal.rs"
+        })
+        .filter(|(_, text)| {
+            code(text)
+                .lines()
+                .any(|l| l.contains("std::time::") && l.contains("Instant"))
+        })
+        .map(|(path, _)| path)
+        .collect();
+    assert!(broken.is_empty(), "std::time::Instant in {broken:?}");
 }
 
 /// The load generator and its histograms live in `crates/bench` (`switchyard-bench`): the `switchyard`
