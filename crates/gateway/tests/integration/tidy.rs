@@ -102,7 +102,10 @@ fn the_gateway_reads_the_clock_tests_can_pause() {
     let broken: Vec<String> = crate_sources()
         .into_iter()
         .filter(|(path, _)| {
-            path.starts_with("gateway/src/") && path != "gateway/src/ledger/journal.rs"
+            // A module's unit tests (`tests.rs`) may time themselves by the wall clock.
+            path.starts_with("gateway/src/")
+                && path != "gateway/src/ledger/journal.rs"
+                && !path.ends_with("/tests.rs")
         })
         .filter(|(_, text)| {
             code(text)
