@@ -76,6 +76,18 @@ pub enum AuthError {
 
 /// How often changes made by other processes are picked up without the change feed.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(3);
+
+/// `REFRESH_EVERY` unless `key_refresh_ms` says otherwise (process-wide, set before keys load).
+static REFRESH_EVERY_MS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(REFRESH_EVERY.as_millis() as u64);
+
+/// Sets how often the keys are re-read without a change feed (`key_refresh_ms`).
+pub(crate) fn set_refresh_every(every: Duration) {
+    REFRESH_EVERY_MS.store(
+        every.as_millis().max(1) as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
 /// Database lookups of unknown tokens allowed at once; the pool has 4 (SQLite) or 16 connections.
 pub const MAX_MISS_LOOKUPS: usize = 2;
 /// Unknown tokens remembered; when full, the set starts over (it holds no valid key).
@@ -386,7 +398,8 @@ impl Authenticator {
 async fn follow(weak: Weak<Shared>, changes: tokio::sync::broadcast::Receiver<KeyChange>) {
     use tokio::sync::broadcast::error::RecvError;
     let mut changes = Some(changes);
-    let mut tick = tokio::time::interval(REFRESH_EVERY);
+    let every = REFRESH_EVERY_MS.load(std::sync::atomic::Ordering::Relaxed);
+    let mut tick = tokio::time::interval(Duration::from_millis(every));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {

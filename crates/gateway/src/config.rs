@@ -91,6 +91,10 @@ pub struct Config {
     /// applies: a hung Redis (stopped, not gone) costs no request more (`redis_timeout_ms`,
     /// default 1 s).
     pub redis_timeout: Duration,
+    /// `key_refresh_ms`: how often keys and balances changed by another process are re-read when
+    /// no change feed says so (SQLite always; PostgreSQL while its feed is down). Default: keys
+    /// every 3 s, an account at admission once 2 s old.
+    pub key_refresh: Option<Duration>,
     pub admin_key: Option<Secret>,
     pub keep_alive: Duration,
     pub max_body_bytes: usize,

@@ -187,6 +187,10 @@ impl Gateway {
             problems.push(format!("redis: {e}; rate limits are kept in this process"));
             Limits::in_process()
         });
+        if let Some(every) = config.key_refresh {
+            auth::set_refresh_every(every);
+            crate::ledger::accounts::set_refresh_after(every);
+        }
         let auth = Authenticator::load(ledger.clone()).await?;
         let changes = ledger.follow_changes(&config.database)?;
         let events = match &config.event_log {

@@ -18,6 +18,7 @@ pub(super) struct RawConfig {
     pub(super) redis: Option<String>,
     pub(super) redis_failure: Option<String>,
     pub(super) redis_timeout_ms: Option<u64>,
+    pub(super) key_refresh_ms: Option<u64>,
     pub(super) admin_key: Option<String>,
     pub(super) keep_alive_ms: Option<u64>,
     pub(super) max_body_bytes: Option<usize>,

@@ -26,6 +26,7 @@ impl Config {
             redis,
             redis_failure,
             redis_timeout,
+            key_refresh,
             streams,
             server,
             cors,

@@ -674,3 +674,16 @@ fn the_embedded_default_built_in_rust_is_the_one_the_text_gave() {
         );
     }
 }
+
+#[test]
+fn key_refresh_is_unset_unless_given_and_never_zero() {
+    assert_eq!(Config::parse(GOOD, "t.toml").unwrap().key_refresh, None);
+    let hour = format!("key_refresh_ms = 3600000\n{GOOD}");
+    assert_eq!(
+        Config::parse(&hour, "t.toml").unwrap().key_refresh,
+        Some(Duration::from_secs(3600))
+    );
+    let zero = format!("key_refresh_ms = 0\n{GOOD}");
+    let e = Config::parse(&zero, "t.toml").unwrap_err().to_string();
+    assert!(e.contains("key_refresh_ms"), "{e}");
+}

@@ -93,6 +93,7 @@ impl Config {
             redis: raw.redis,
             redis_failure: redis_failure(raw.redis_failure.as_deref()).map_err(&invalid)?,
             redis_timeout: redis_timeout(raw.redis_timeout_ms).map_err(&invalid)?,
+            key_refresh: key_refresh(raw.key_refresh_ms).map_err(&invalid)?,
             admin_key: raw.admin_key.as_deref().map(Secret::parse),
             keep_alive: Duration::from_millis(raw.keep_alive_ms.unwrap_or(15_000)),
             max_body_bytes: raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
@@ -167,6 +168,14 @@ fn redis_failure(failure: Option<&str>) -> Result<RedisFailure, String> {
         Some(other) => Err(format!(
             "redis_failure = \"{other}\": expected \"open\" or \"closed\""
         )),
+    }
+}
+
+/// `key_refresh_ms`: how often keys and balances are re-read without a change feed (above 0).
+fn key_refresh(ms: Option<u64>) -> Result<Option<Duration>, String> {
+    match ms {
+        Some(0) => Err("key_refresh_ms must be above 0".into()),
+        ms => Ok(ms.map(Duration::from_millis)),
     }
 }
 

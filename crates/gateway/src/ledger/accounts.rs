@@ -28,6 +28,18 @@ use super::{KeyRecord, Nanos};
 /// How long an account is trusted before it is re-read in the background.
 pub(crate) const REFRESH_AFTER: Duration = Duration::from_secs(2);
 
+/// `REFRESH_AFTER` unless `key_refresh_ms` says otherwise (process-wide).
+static REFRESH_AFTER_MS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(REFRESH_AFTER.as_millis() as u64);
+
+/// Sets how old an account may be before admission re-reads it (`key_refresh_ms`).
+pub(crate) fn set_refresh_after(after: Duration) {
+    REFRESH_AFTER_MS.store(
+        after.as_millis().max(1) as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
 /// Why a hold was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HoldRefused {
@@ -148,7 +160,9 @@ impl Account {
     /// True once (until `refreshed`) when the account is older than `REFRESH_AFTER`.
     pub(crate) fn claim_refresh(&self) -> bool {
         let mut st = self.lock();
-        if st.refreshing || st.loaded_at.elapsed() < REFRESH_AFTER {
+        let after =
+            Duration::from_millis(REFRESH_AFTER_MS.load(std::sync::atomic::Ordering::Relaxed));
+        if st.refreshing || st.loaded_at.elapsed() < after {
             return false;
         }
         st.refreshing = true;
