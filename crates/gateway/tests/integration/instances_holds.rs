@@ -413,6 +413,23 @@ async fn a_refused_settlement_releases_its_shared_hold() {
 /// instance frees them (at its start, then every `RENEW_EVERY`). No other instance runs here, so
 /// what frees the hold can only be the start-up sweep of the instance that starts; the hold is
 /// checked in the database the moment that instance listens, before any periodic sweep.
+/// A key with 1 USD, made through the ledger alone: no gateway, so no lease task, runs yet.
+async fn key_of_1_usd(url: &str, name: &str) -> (switchyard::ledger::KeyRecord, String) {
+    let ledger = switchyard::ledger::Ledger::connect(url).await.unwrap();
+    let made = switchyard::auth::create_key(
+        &ledger,
+        &switchyard::ledger::NewKey {
+            name: name.into(),
+            credits: switchyard::ledger::Nanos(1_000_000_000),
+            ..switchyard::ledger::NewKey::default()
+        },
+    )
+    .await
+    .unwrap();
+    ledger.close().await;
+    made
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_expired_holds_of_a_vanished_instance_are_released() {
     let Some(server) = postgres_url() else {
@@ -421,19 +438,7 @@ async fn the_expired_holds_of_a_vanished_instance_are_released() {
     let db = TestDb::postgres(&server).await;
     let url = db.url.clone();
     let mock = MockUpstream::start().await.unwrap();
-    // The key, made through the ledger alone: no gateway, so no lease task, runs yet.
-    let ledger = switchyard::ledger::Ledger::connect(&url).await.unwrap();
-    let (record, key) = switchyard::auth::create_key(
-        &ledger,
-        &switchyard::ledger::NewKey {
-            name: "vanished".into(),
-            credits: switchyard::ledger::Nanos(1_000_000_000),
-            ..switchyard::ledger::NewKey::default()
-        },
-    )
-    .await
-    .unwrap();
-    ledger.close().await;
+    let (record, key) = key_of_1_usd(&url, "vanished").await;
     // A vanished instance held the whole balance; its lease ran out a minute ago.
     let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
     sqlx::query(
@@ -719,18 +724,7 @@ async fn an_instance_with_a_wrong_clock_frees_no_live_hold_and_keeps_no_dead_one
     let db = TestDb::postgres(&server).await;
     let url = db.url.clone();
     let mock = MockUpstream::start().await.unwrap();
-    let ledger = switchyard::ledger::Ledger::connect(&url).await.unwrap();
-    let (record, key) = switchyard::auth::create_key(
-        &ledger,
-        &switchyard::ledger::NewKey {
-            name: "skew".into(),
-            credits: switchyard::ledger::Nanos(1_000_000_000),
-            ..switchyard::ledger::NewKey::default()
-        },
-    )
-    .await
-    .unwrap();
-    ledger.close().await;
+    let (record, key) = key_of_1_usd(&url, "skew").await;
     let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
     // Another instance holds 0.1 USD for a request still running (its lease has 10 minutes to go)
     // and left 0.2 USD behind a lease that ran out a minute ago.
