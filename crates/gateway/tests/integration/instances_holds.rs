@@ -71,6 +71,18 @@ async fn serve(
     harness::serve_binary_with(dir, &args, &[]).await
 }
 
+/// One in-process instance with shared holds on the database at `database`, in front of `mock`
+/// (`extra` config appended), with a journal of its own.
+async fn shared_instance(mock: &MockUpstream, extra: &str, database: &str) -> TestGateway {
+    let scratch = temp_db();
+    let config = format!(
+        "instances = \"shared\"\njournal = {:?}\n{}",
+        journal_next_to(&scratch),
+        harness::mock_config(mock, extra)
+    );
+    harness::start_on_database(&config, database, scratch).await
+}
+
 /// Starts two instances on the database at `url`, sends `CONCURRENT` requests split between them
 /// at once, and returns how many got 200, how many 402, and the key's balance and open holds after.
 async fn burst(url: &str, instances: &str) -> (usize, usize, i64, i64) {
@@ -186,18 +198,12 @@ async fn shared_admission_refuses_with_503_while_postgres_is_down_and_resumes_by
     let slow = MockUpstream::start().await.unwrap();
     slow.set_options(json!({"tokens": 8, "gap_ms": 500}))
         .unwrap();
-    let scratch = temp_db();
     let slow_model = format!(
         "[providers.slow]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"k\"\n\
          [models.slow]\nroutes = [\"slow/m\"]\ninput_price = \"2.50\"\noutput_price = \"10.00\"\n",
         slow.base_url()
     );
-    let config = format!(
-        "instances = \"shared\"\njournal = {:?}\n{}",
-        journal_next_to(&scratch),
-        harness::mock_config(&mock, &slow_model)
-    );
-    let gw = harness::start_on_database(&config, &pg.url(), scratch).await;
+    let gw = shared_instance(&mock, &slow_model, &pg.url()).await;
     let ledger = gw.gw.ledger.clone();
     assert!(ledger.shares_holds());
     let credits = ledger.key(&gw.key_id).await.unwrap().unwrap().balance;
@@ -296,13 +302,7 @@ async fn a_hung_postgres_costs_each_request_at_most_the_hold_timeout() {
     };
     let mock = MockUpstream::start().await.unwrap();
     mock.set_options(json!({"tokens": 5})).unwrap();
-    let scratch = temp_db();
-    let config = format!(
-        "instances = \"shared\"\njournal = {:?}\n{}",
-        journal_next_to(&scratch),
-        harness::mock_config(&mock, "")
-    );
-    let gw = harness::start_on_database(&config, &pg.url(), scratch).await;
+    let gw = shared_instance(&mock, "", &pg.url()).await;
     let ledger = gw.gw.ledger.clone();
     let credits = ledger.key(&gw.key_id).await.unwrap().unwrap().balance;
     let (status, body, warm) = ask(&gw, "m").await;
@@ -359,13 +359,7 @@ async fn a_refused_settlement_releases_its_shared_hold() {
     // Slow enough that PostgreSQL can be stopped while it answers.
     mock.set_options(json!({"tokens": 5, "ttft_ms": 1500}))
         .unwrap();
-    let scratch = temp_db();
-    let config = format!(
-        "instances = \"shared\"\njournal = {:?}\n{}",
-        journal_next_to(&scratch),
-        harness::mock_config(&mock, "")
-    );
-    let gw = harness::start_on_database(&config, &pg.url(), scratch).await;
+    let gw = shared_instance(&mock, "", &pg.url()).await;
     let ledger = gw.gw.ledger.clone();
     let credits = ledger.key(&gw.key_id).await.unwrap().unwrap().balance;
     let journal = ledger.journal().expect("a journal").clone();
@@ -510,13 +504,7 @@ async fn a_request_refused_after_its_shared_hold_leaves_no_hold() {
     let db = TestDb::postgres(&server).await;
     let url = db.url.clone();
     let mock = MockUpstream::start().await.unwrap();
-    let scratch = temp_db();
-    let config = format!(
-        "instances = \"shared\"\njournal = {:?}\n{}",
-        journal_next_to(&scratch),
-        harness::mock_config(&mock, "")
-    );
-    let gw = harness::start_on_database(&config, &url, scratch).await;
+    let gw = shared_instance(&mock, "", &url).await;
     let ledger = gw.gw.ledger.clone();
     let (record, key) = switchyard::auth::create_key(
         &ledger,

@@ -80,6 +80,33 @@ fn content(events: &[(u64, String)]) -> String {
         .collect()
 }
 
+/// `POST /v1/responses` of a background Response on `model`, not streamed: the object answered.
+async fn create_background(gw: &TestGateway, model: &str) -> Value {
+    harness::client()
+        .post(gw.url("/v1/responses"))
+        .bearer_auth(&gw.key)
+        .json(&json!({"model": model, "input": "hi", "background": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// `GET /v1/responses/{id}`: the Response as it stands.
+async fn retrieve(gw: &TestGateway, id: &str) -> Value {
+    harness::client()
+        .get(gw.url(&format!("/v1/responses/{id}")))
+        .bearer_auth(&gw.key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resumable_stream_cut_and_resumed_loses_and_repeats_nothing_and_is_billed_once() {
     let (gw, _mock) = start_with_mock(MODELS).await;
@@ -261,15 +288,7 @@ async fn a_background_response_is_read_after_a_cut_polled_and_billed_once() {
         .collect();
     assert_eq!(text, WORDS);
     assert_eq!(rest.last().unwrap().1, "response.completed");
-    let polled: Value = harness::client()
-        .get(gw.url(&format!("/v1/responses/{id}")))
-        .bearer_auth(&gw.key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let polled = retrieve(&gw, &id).await;
     assert_eq!(polled["status"], "completed", "{polled}");
     let (entries, _) = harness::books(&gw.gw.ledger, &gw.key_id).await;
     assert_eq!(entries.len(), 1, "billed once");
@@ -278,30 +297,11 @@ async fn a_background_response_is_read_after_a_cut_polled_and_billed_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_background_response_is_polled_while_it_runs_and_cancelled() {
     let (gw, mock) = start_with_mock(MODELS).await;
-    let created: Value = harness::client()
-        .post(gw.url("/v1/responses"))
-        .bearer_auth(&gw.key)
-        .json(&json!({"model": "endless", "input": "hi", "background": true}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = create_background(&gw, "endless").await;
     assert_eq!(created["status"], "queued", "answered at once: {created}");
     assert_eq!(created["background"], true, "{created}");
     let id = created["id"].as_str().unwrap().to_owned();
-    let get = || async {
-        harness::client()
-            .get(gw.url(&format!("/v1/responses/{id}")))
-            .bearer_auth(&gw.key)
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    };
+    let get = || retrieve(&gw, &id);
     // Polled until it runs (answered at once, it may still be queued): then its upstream is open.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
@@ -471,29 +471,12 @@ async fn curl_cut_and_resumed_with_last_event_id_reads_every_event_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_background_response_that_cannot_start_is_failed_not_an_http_error() {
     let (gw, _mock) = start_with_mock(MODELS).await;
-    let created: Value = harness::client()
-        .post(gw.url("/v1/responses"))
-        .bearer_auth(&gw.key)
-        .json(&json!({"model": "down", "input": "hi", "background": true}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = create_background(&gw, "down").await;
     assert_eq!(created["status"], "queued", "{created}");
     let id = created["id"].as_str().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let failed = loop {
-        let polled: Value = harness::client()
-            .get(gw.url(&format!("/v1/responses/{id}")))
-            .bearer_auth(&gw.key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let polled = retrieve(&gw, id).await;
         if polled["status"] == "failed" || std::time::Instant::now() > deadline {
             break polled;
         }
