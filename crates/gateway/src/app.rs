@@ -36,7 +36,7 @@ impl Live {
         let limits = gw.config.server.clone();
         let end_streams = gw.end_streams.clone();
         drop(gw);
-        let service = hyper_util::service::TowerToHyperService::new(crate::http::router(self));
+        let service = hyper_util::service::TowerToHyperService::new(crate::http::service(self));
         listener::serve(listener, service, limits, shutdown, end_streams).await
     }
 }

@@ -6,6 +6,9 @@
 //! connection gets its own upstream keep-alive connection, opened on its first request and reopened
 //! when the upstream closes it: HTTP/1.1 carries one exchange at a time, so the pair needs no pool,
 //! no lock and no shared state. Prints `bare-proxy listening on http://ADDR` once bound.
+//!
+//! `--client reqwest` forwards through one pooled `reqwest::Client` instead (the gateway's upstream
+//! client), so the two clients' cost can be measured against each other in the same run.
 
 use std::convert::Infallible;
 use std::io::Write;
@@ -38,6 +41,16 @@ struct Args {
     /// Runtime worker threads (default: the number of CPUs).
     #[arg(long)]
     threads: Option<usize>,
+    /// The upstream client: hyper's connection per client connection, or one pooled reqwest client.
+    #[arg(long, value_enum, default_value_t = ClientKind::Hyper)]
+    client: ClientKind,
+}
+
+/// Which HTTP client forwards the requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ClientKind {
+    Hyper,
+    Reqwest,
 }
 
 /// The upstream, resolved once at startup.
@@ -46,7 +59,7 @@ struct Upstream {
     host: HeaderValue,
 }
 
-type Body = Either<Incoming, Full<Bytes>>;
+type Body = Either<Either<Incoming, reqwest::Body>, Full<Bytes>>;
 
 /// The hop-by-hop headers of RFC 9110 §7.6.1 (and the old `proxy-connection`, `keep-alive`):
 /// they describe one connection, not the message, so neither side's are forwarded.
@@ -167,13 +180,52 @@ async fn forward(
     match answer {
         Ok(mut res) => {
             strip_hop_by_hop(res.headers_mut());
-            res.map(Either::Left)
+            res.map(|b| Either::Left(Either::Left(b)))
         }
         Err(e) => bad_gateway(&format!("upstream: {}", e.error())),
     }
 }
 
-async fn serve(listener: tokio::net::TcpListener, upstream: Arc<Upstream>) -> anyhow::Result<()> {
+/// Forwards one request through the shared reqwest client (its own pool and connection tasks).
+async fn forward_reqwest(
+    upstream: &Upstream,
+    client: &reqwest::Client,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let (mut parts, body) = req.into_parts();
+    let body = match http_body_util::BodyExt::collect(body).await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return bad_gateway(&format!("request body: {e}")),
+    };
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.insert(HOST, upstream.host.clone());
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let url = format!("http://{}{path}", upstream.addr);
+    let sent = client
+        .request(parts.method, url)
+        .headers(parts.headers)
+        .body(body)
+        .send()
+        .await;
+    match sent {
+        Ok(res) => {
+            let mut res = http::Response::from(res);
+            strip_hop_by_hop(res.headers_mut());
+            res.map(|b| Either::Left(Either::Right(b)))
+        }
+        Err(e) => bad_gateway(&format!("upstream: {e}")),
+    }
+}
+
+async fn serve(
+    listener: tokio::net::TcpListener,
+    upstream: Arc<Upstream>,
+    kind: ClientKind,
+) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .build()
+        .context("cannot build the reqwest client")?;
     loop {
         let (tcp, _) = match listener.accept().await {
             Ok(c) => c,
@@ -181,12 +233,17 @@ async fn serve(listener: tokio::net::TcpListener, upstream: Arc<Upstream>) -> an
             Err(_) => continue,
         };
         let _ = tcp.set_nodelay(true);
-        let upstream = upstream.clone();
+        let (upstream, client) = (upstream.clone(), client.clone());
         tokio::spawn(async move {
             let slot = Arc::new(Mutex::new(None));
             let service = hyper::service::service_fn(move |req| {
-                let (upstream, slot) = (upstream.clone(), slot.clone());
-                async move { Ok::<_, Infallible>(forward(&upstream, &slot, req).await) }
+                let (upstream, slot, client) = (upstream.clone(), slot.clone(), client.clone());
+                async move {
+                    Ok::<_, Infallible>(match kind {
+                        ClientKind::Hyper => forward(&upstream, &slot, req).await,
+                        ClientKind::Reqwest => forward_reqwest(&upstream, &client, req).await,
+                    })
+                }
             });
             // A client that leaves mid-answer ends its connection here; nothing to report.
             let _ = hyper::server::conn::http1::Builder::new()
@@ -242,6 +299,6 @@ fn main() -> anyhow::Result<()> {
         )?;
         out.flush()?;
         drop(out);
-        serve(listener, upstream).await
+        serve(listener, upstream, args.client).await
     })
 }

@@ -9,16 +9,18 @@
 use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use super::ApiError;
 use crate::telemetry;
 
-/// `router` with the panic-catching layer around every route (and its fallbacks).
-pub(super) fn catch_panics<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+/// What a panic is answered with.
+type Answer = fn(Box<dyn std::any::Any + Send + 'static>) -> Response<Body>;
+
+/// The panic-catching layer, put around the whole router (its routes and fallbacks).
+pub(super) fn layer() -> CatchPanicLayer<Answer> {
     telemetry::declare_panic_counter();
-    router.layer(CatchPanicLayer::custom(answer_panic))
+    CatchPanicLayer::custom(answer_panic as Answer)
 }
 
 fn answer_panic(_payload: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
@@ -40,24 +42,24 @@ fn answer_panic(_payload: Box<dyn std::any::Any + Send + 'static>) -> Response<B
 mod tests {
     use super::*;
     use axum::routing::get;
+    use axum::Router;
 
     /// The layer as the gateway uses it, around a route that panics (no such route exists in the
     /// gateway's own router, so no request can reach one there).
     #[tokio::test]
     async fn a_panicking_handler_gets_an_openai_shaped_500_and_is_counted() {
-        let app: Router = catch_panics(
-            Router::new()
-                .route(
-                    "/boom",
-                    get(|| async {
-                        if std::hint::black_box(true) {
-                            panic!("secret-in-panic-text");
-                        }
-                        "unreachable"
-                    }),
-                )
-                .route("/fine", get(|| async { "fine" })),
-        );
+        let app: Router = Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    if std::hint::black_box(true) {
+                        panic!("secret-in-panic-text");
+                    }
+                    "unreachable"
+                }),
+            )
+            .route("/fine", get(|| async { "fine" }))
+            .layer(layer());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
