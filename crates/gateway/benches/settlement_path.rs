@@ -32,7 +32,7 @@ use mock_upstream::MockUpstream;
 use switchyard::app::Gateway;
 use switchyard::auth;
 use switchyard::config::Config;
-use switchyard::ledger::{
+use switchyard::store::ledger::{
     now_ms, EndReason, Instances, Ledger, Nanos, NewKey, TokenSource, UsageEntry,
 };
 use tokio::io::AsyncBufReadExt;

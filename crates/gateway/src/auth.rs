@@ -24,9 +24,9 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 use tokio::sync::{watch, Semaphore};
 
-use crate::ledger::{now_ms, KeyChange, KeyRecord, Ledger, LedgerError, NewKey};
+use crate::store::ledger::{now_ms, KeyChange, KeyRecord, Ledger, LedgerError, NewKey};
 
-pub use crate::ledger::KEY_PREFIX;
+pub use crate::store::ledger::KEY_PREFIX;
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 /// The hex SHA-256 of a key. Keys carry 190 bits of randomness, so a fast hash is enough.
@@ -548,7 +548,7 @@ mod tests {
         let db = temp_ledger().await;
         let auth = Authenticator::load(db.ledger.clone()).await.unwrap();
         let (record, key) = auth.create_key(&named("a")).await.unwrap();
-        let update = crate::ledger::KeyUpdate {
+        let update = crate::store::ledger::KeyUpdate {
             rpm: Some(Some(7)),
             ..Default::default()
         };
@@ -576,7 +576,7 @@ mod tests {
         let (b, key_b) = auth.create_key(&named("b")).await.unwrap();
         // Changed behind the authenticator's back, as the CLI or another instance would.
         db.ledger.revoke_key(&a.id).await.unwrap();
-        let past = crate::ledger::KeyUpdate {
+        let past = crate::store::ledger::KeyUpdate {
             expires_at: Some(Some(now_ms() - 1_000)),
             ..Default::default()
         };

@@ -5,7 +5,7 @@
 //! bounded channel to one task, which redacts (every known secret via `redact::mask`, anything
 //! shaped like an API key or bearer token, and the `[capture] redact` patterns: emails and
 //! card-number-like digit runs by default), truncates to `[capture] max_bytes` and stores the
-//! result in the ledger. The same task purges expired captures every `PURGE_EVERY`. When the
+//! result in the database (`store::Captures`). The same task purges expired captures every `PURGE_EVERY`. When the
 //! task falls behind by `QUEUE` captures, further ones are dropped and counted in a warning: the
 //! request path never waits for capture.
 
@@ -17,9 +17,9 @@ use regex::Regex;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::clock::now_ms;
 use crate::config::CaptureConfig;
-use crate::ledger::captures::Capture;
-use crate::ledger::{now_ms, Ledger};
+use crate::store::{self, Capture};
 
 /// Captures waiting for the writer task at most.
 const QUEUE: usize = 1024;
@@ -120,12 +120,12 @@ pub struct Ticket {
 
 impl Captures {
     /// Starts the writer and purge task; it ends once every sender is gone.
-    pub fn start(ledger: Ledger, config: &CaptureConfig) -> Captures {
+    pub fn start(stored: store::Captures, config: &CaptureConfig) -> Captures {
         let (tx, rx) = mpsc::channel(QUEUE);
         let redactor = Redactor::new(&config.redact);
         tokio::spawn(run(
             rx,
-            ledger,
+            stored,
             redactor,
             config.max_bytes,
             config.max_retention_hours,
@@ -194,7 +194,7 @@ fn prepare(p: Pending, redactor: &Redactor, max_bytes: usize) -> Capture {
 
 async fn run(
     mut rx: mpsc::Receiver<Pending>,
-    ledger: Ledger,
+    stored: store::Captures,
     redactor: Redactor,
     max_bytes: usize,
     max_retention_hours: i64,
@@ -211,13 +211,13 @@ async fn run(
                 let Ok(capture) = tokio::task::spawn_blocking(move || prepare(p, &r, max_bytes)).await else {
                     continue;
                 };
-                if let Err(e) = ledger.insert_capture(&capture).await {
+                if let Err(e) = stored.insert(&capture).await {
                     tracing::warn!(error = %e, "capture not stored");
                 }
             }
             _ = purge.tick() => {
                 let max_age = max_retention_hours.saturating_mul(3_600_000);
-                if let Err(e) = ledger.purge_captures(now_ms(), max_age).await {
+                if let Err(e) = stored.purge(now_ms(), max_age).await {
                     tracing::warn!(error = %e, "capture purge failed");
                 }
             }

@@ -12,8 +12,8 @@ use clap::Subcommand;
 use crate::app::{Gateway, Live};
 use crate::auth;
 use crate::config::{Config, DEFAULT_DATABASE};
-use crate::ledger::periods::{parse_duration, parse_instant};
-use crate::ledger::{
+use crate::store::ledger::periods::{parse_duration, parse_instant};
+use crate::store::ledger::{
     now_ms, parse_usd, AmountRule, Budget, BudgetPeriod, GroupBy, KeyRecord, Ledger, LedgerError,
     Nanos, NewKey, UsageQuery, MAX_USD,
 };
@@ -278,7 +278,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                         metadata,
                         quotas: quota
                             .as_deref()
-                            .map(crate::ledger::quotas::parse_spec)
+                            .map(crate::store::ledger::quotas::parse_spec)
                             .transpose()
                             .map_err(|e| anyhow::anyhow!("--quota: {e}"))?
                             .unwrap_or_default(),
@@ -335,7 +335,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                     if keep {
                         println!("Revoked {id}; its stored responses are kept.");
                     } else {
-                        let n = ledger.delete_key_responses(&id).await?;
+                        let n = ledger.store().responses().delete_of_key(&id).await?;
                         println!("Revoked {id}; {n} stored response(s) deleted.");
                     }
                 }

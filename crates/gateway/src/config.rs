@@ -47,11 +47,11 @@ pub use streams::{ResponsesConfig, StreamsConfig};
 
 /// `SWITCHYARD_JOURNAL_FAULTS=KIND:EVERY` (KIND `partial`, `nospace` or `fsync`): the journal's
 /// fault-injection seam, on for `scripts/chaos`; never set in production.
-pub fn journal_faults() -> Option<(crate::ledger::journal::Fault, u32)> {
+pub fn journal_faults() -> Option<(crate::store::ledger::journal::Fault, u32)> {
     let plan = std::env::var("SWITCHYARD_JOURNAL_FAULTS").ok()?;
     let (kind, every) = plan.split_once(':')?;
     Some((
-        crate::ledger::journal::Fault::parse(kind)?,
+        crate::store::ledger::journal::Fault::parse(kind)?,
         every.parse().ok().filter(|n| *n > 0)?,
     ))
 }
@@ -80,10 +80,10 @@ pub struct Config {
     pub journal: Option<PathBuf>,
     /// `instances = "shared"`: several instances on one PostgreSQL database take their holds
     /// there (`ledger::shared_holds`); `"single"` (the default) keeps them in memory.
-    pub instances: crate::ledger::Instances,
+    pub instances: crate::store::ledger::Instances,
     /// `durability = "durable"` (the default: a whole answer leaves once its entry is durable) or
     /// `"batched"` (it leaves at once; the entry is committed within the writer's next batch).
-    pub durability: crate::ledger::Durability,
+    pub durability: crate::store::ledger::Durability,
     pub redis: Option<String>,
     /// What the rate limits do while `redis` cannot be reached.
     pub redis_failure: RedisFailure,

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
-use crate::ledger::{latency_bucket, masked_key, UsageEntry};
+use crate::store::ledger::{latency_bucket, masked_key, UsageEntry};
 
 /// Lines waiting for the writer thread at most.
 const QUEUE: usize = 8192;

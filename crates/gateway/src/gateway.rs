@@ -16,10 +16,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, Authenticator};
 use crate::config::Config;
-use crate::ledger::{ChangeFeed, Ledger, LedgerError, Nanos, NewKey};
 use crate::limits::Limits;
 use crate::providers::Providers;
 use crate::routing::Routing;
+use crate::store::ledger::{ChangeFeed, Ledger, LedgerError, Nanos, NewKey};
+use crate::store::{Responses, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -64,6 +65,8 @@ pub struct Gateway {
     pub config: Config,
     /// 1 at startup, one more for every reload applied.
     pub generation: u64,
+    /// The database: stored Responses and captures; `ledger` is its money part.
+    pub store: Store,
     pub ledger: Ledger,
     pub auth: Arc<Authenticator>,
     pub providers: Providers,
@@ -127,8 +130,8 @@ impl Gateway {
         let journal = config
             .journal
             .clone()
-            .or_else(|| crate::ledger::journal::default_path(&config.database));
-        if config.durability == crate::ledger::Durability::Batched && journal.is_none() {
+            .or_else(|| crate::store::ledger::journal::default_path(&config.database));
+        if config.durability == crate::store::ledger::Durability::Batched && journal.is_none() {
             return Err(StartError::BatchedWithoutJournal);
         }
         let event_log = match &config.event_log {
@@ -189,7 +192,7 @@ impl Gateway {
         });
         if let Some(every) = config.key_refresh {
             auth::set_refresh_every(every);
-            crate::ledger::accounts::set_refresh_after(every);
+            crate::store::ledger::accounts::set_refresh_after(every);
         }
         let auth = Authenticator::load(ledger.clone()).await?;
         let changes = ledger.follow_changes(&config.database)?;
@@ -197,8 +200,9 @@ impl Gateway {
             Some(target) => Some(EventLog::open(target).map_err(StartError::EventLog)?),
             None => None,
         };
-        let captures = crate::capture::Captures::start(ledger.clone(), &config.capture);
-        purge_responses_from_now_on(ledger.clone(), config.responses.retention);
+        let store = ledger.store().clone();
+        let captures = crate::capture::Captures::start(store.captures(), &config.capture);
+        purge_responses_from_now_on(store.responses(), config.responses.retention);
         let otlp = match &config.otlp {
             Some(o) => {
                 let mut headers = std::collections::HashMap::new();
@@ -230,6 +234,7 @@ impl Gateway {
             captures,
             otlp,
             auth: Arc::new(auth),
+            store,
             ledger,
             routing: Routing::new(&config),
             limits,
@@ -277,6 +282,7 @@ impl Gateway {
         Gateway {
             config,
             generation: self.generation + 1,
+            store: self.store.clone(),
             ledger: self.ledger.clone(),
             auth: self.auth.clone(),
             providers,
@@ -297,13 +303,14 @@ const RESPONSES_PURGE_EVERY: std::time::Duration = std::time::Duration::from_sec
 
 /// Purges the stored responses older than `retention` now and every `RESPONSES_PURGE_EVERY`,
 /// for as long as the process runs.
-fn purge_responses_from_now_on(ledger: Ledger, retention: std::time::Duration) {
+fn purge_responses_from_now_on(responses: Responses, retention: std::time::Duration) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(RESPONSES_PURGE_EVERY);
         loop {
             tick.tick().await;
-            let before = crate::ledger::now_ms().saturating_sub(retention.as_millis() as i64);
-            match ledger.purge_responses(before).await {
+            let before =
+                crate::store::ledger::now_ms().saturating_sub(retention.as_millis() as i64);
+            match responses.purge(before).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(purged = n, "stored responses past their retention purged"),
                 Err(e) => tracing::warn!(error = %e, "stored responses could not be purged"),

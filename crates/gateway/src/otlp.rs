@@ -21,7 +21,7 @@ use opentelemetry_sdk::trace::{
 use opentelemetry_sdk::Resource;
 
 use crate::config::{Config, OtlpConfig};
-use crate::ledger::UsageEntry;
+use crate::store::ledger::UsageEntry;
 
 /// Spans waiting for export at most; past it the SDK drops them (and counts them).
 const QUEUE: usize = 4096;

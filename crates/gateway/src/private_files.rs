@@ -21,7 +21,7 @@ pub fn gateway_files(
     event_log: Option<&Path>,
 ) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    if let Some(file) = crate::ledger::journal::sqlite_file(database_url) {
+    if let Some(file) = crate::store::ledger::journal::sqlite_file(database_url) {
         for suffix in ["", "-wal", "-shm"] {
             out.push(PathBuf::from(format!("{file}{suffix}")));
         }

@@ -38,12 +38,12 @@ use switchyard_wire::openai::{
 
 use crate::auth::Caller;
 use crate::gateway::Gateway;
-use crate::ledger::EndReason;
 use crate::relay::attempts::Opened;
 use crate::relay::chat_stream::{ChatStream, Client};
 use crate::relay::client_encoder::Encoder;
 use crate::relay::early_commit::{Outcome, Started};
 use crate::relay::settlement::Settlement;
+use crate::store::ledger::EndReason;
 
 /// Why a request could not be served. The HTTP edge turns each into its status and body.
 #[derive(Debug, thiserror::Error)]

@@ -533,7 +533,7 @@ fn plain(route: &Route) -> Candidate {
 
 fn route_report(key: &str, model: &str, h: Option<&RouteHealth>, now: Instant) -> RouteReport {
     let (prompt_tokens, cached) = crate::telemetry::route_cache(key);
-    let cache_hit_ratio = crate::ledger::hit_ratio(cached as i64, prompt_tokens as i64);
+    let cache_hit_ratio = crate::store::ledger::hit_ratio(cached as i64, prompt_tokens as i64);
     let Some(h) = h else {
         return RouteReport {
             route: key.to_owned(),

@@ -33,8 +33,8 @@ impl ProviderKind {
 
     /// What a provider of this kind charges for its prompt cache, as shares of the input price:
     /// the defaults of a model that gives only its input price.
-    pub fn cache_ratios(self) -> crate::ledger::CacheRatios {
-        use crate::ledger::CacheRatios;
+    pub fn cache_ratios(self) -> crate::store::ledger::CacheRatios {
+        use crate::store::ledger::CacheRatios;
         match self {
             ProviderKind::OpenAi => CacheRatios::OPENAI,
             ProviderKind::Anthropic => CacheRatios::ANTHROPIC,

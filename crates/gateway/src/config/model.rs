@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::kinds::{ModelKind, Strategy};
 use super::provider::Timeouts;
 use super::routing::RoutingConfig;
-use crate::ledger::Prices;
+use crate::store::ledger::Prices;
 
 /// One configured weight in `Route::weight`: divisible by every pool size up to 16.
 pub const WEIGHT_UNIT: u64 = 720_720;

@@ -17,7 +17,7 @@ use super::provider::{ProviderConfig, Timeouts};
 use super::providers::Pools;
 use super::raw::{RawAuto, RawModalities, RawModel};
 use super::{AUTO_FAST_MODEL, AUTO_MODEL};
-use crate::ledger::Prices;
+use crate::store::ledger::Prices;
 
 /// `[models]` and `[auto]` validated: every configured model, and `auto` and `auto-fast` when
 /// `[auto]` is there.

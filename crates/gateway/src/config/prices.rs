@@ -8,7 +8,7 @@ use super::errors::{line_of, ConfigError};
 use super::kinds::ModelKind;
 use super::model::Route;
 use super::raw::RawModel;
-use crate::ledger::Prices;
+use crate::store::ledger::Prices;
 
 /// The largest price a model may have, in USD per 1M tokens (a dollar a token). Far above any
 /// provider's, and low enough that pricing any token count stays within `Decimal`'s range: a

@@ -3,7 +3,7 @@
 use super::embedded::{embedded_raw, EMBEDDED, SEED_MODEL_NAMES};
 use super::prices::MAX_PRICE;
 use super::*;
-use crate::ledger::Prices;
+use crate::store::ledger::Prices;
 #[test]
 fn native_responses_defaults_to_openai_itself_only() {
     use super::provider::native_responses;
@@ -111,7 +111,7 @@ fn parses_a_good_config() {
 
 #[test]
 fn durability_is_durable_unless_batched_is_asked_for() {
-    use crate::ledger::Durability;
+    use crate::store::ledger::Durability;
     assert_eq!(
         Config::parse(GOOD, "t.toml").unwrap().durability,
         Durability::Durable
@@ -128,7 +128,7 @@ fn durability_is_durable_unless_batched_is_asked_for() {
 
 #[test]
 fn instances_are_single_unless_shared_is_asked_for() {
-    use crate::ledger::Instances;
+    use crate::store::ledger::Instances;
     assert_eq!(
         Config::parse(GOOD, "t.toml").unwrap().instances,
         Instances::Single
@@ -235,7 +235,7 @@ fn a_price_too_large_to_compute_with_is_refused_with_its_line() {
     let cost = prices.worst_case(u64::MAX, u64::MAX);
     assert_eq!(
         cost,
-        crate::ledger::Nanos(i64::MAX),
+        crate::store::ledger::Nanos(i64::MAX),
         "saturates, never panics"
     );
 }

@@ -140,21 +140,21 @@ fn demo_credits(credits: Option<String>) -> Result<Decimal, String> {
     }
 }
 
-fn instances(instances: Option<&str>) -> Result<crate::ledger::Instances, String> {
+fn instances(instances: Option<&str>) -> Result<crate::store::ledger::Instances, String> {
     match instances {
-        None | Some("single") => Ok(crate::ledger::Instances::Single),
+        None | Some("single") => Ok(crate::store::ledger::Instances::Single),
         // A SQLite database (here, or given with --database) is refused when the ledger opens.
-        Some("shared") => Ok(crate::ledger::Instances::Shared),
+        Some("shared") => Ok(crate::store::ledger::Instances::Shared),
         Some(other) => Err(format!(
             "instances = \"{other}\": expected \"single\" or \"shared\""
         )),
     }
 }
 
-fn durability(durability: Option<&str>) -> Result<crate::ledger::Durability, String> {
+fn durability(durability: Option<&str>) -> Result<crate::store::ledger::Durability, String> {
     match durability {
-        None | Some("durable") => Ok(crate::ledger::Durability::Durable),
-        Some("batched") => Ok(crate::ledger::Durability::Batched),
+        None | Some("durable") => Ok(crate::store::ledger::Durability::Durable),
+        Some("batched") => Ok(crate::store::ledger::Durability::Batched),
         Some(other) => Err(format!(
             "durability = \"{other}\": expected \"durable\" or \"batched\""
         )),

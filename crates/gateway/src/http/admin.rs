@@ -26,8 +26,8 @@ use serde_json::{json, Map, Value};
 
 use crate::config::CaptureConfig;
 use crate::gateway::{Gateway, Live, ReloadError};
-use crate::ledger::periods::{parse_duration, parse_instant};
-use crate::ledger::{
+use crate::store::ledger::periods::{parse_duration, parse_instant};
+use crate::store::ledger::{
     now_ms, parse_usd, AmountRule, Budget, BudgetPeriod, GroupBy, KeyRecord, KeyUpdate,
     LedgerError, Nanos, NewKey, RequestQuery, UsageQuery, MAX_USD,
 };
@@ -203,8 +203,8 @@ fn no_such_key(id: &str) -> ApiError {
     )
 }
 
-fn ledger_error(e: LedgerError) -> ApiError {
-    match e {
+fn ledger_error(e: impl Into<LedgerError>) -> ApiError {
+    match e.into() {
         LedgerError::NoSuchKey(id) => no_such_key(&id),
         LedgerError::BalanceOutOfRange => bad(
             "credits",
@@ -249,7 +249,12 @@ async fn key_responses(
     let result = async {
         require_admin(&gw, &headers)?;
         let id = known_key(&gw, id).await?;
-        let rows = gw.ledger.key_responses(&id).await.map_err(ledger_error)?;
+        let rows = gw
+            .store
+            .responses()
+            .of_key(&id)
+            .await
+            .map_err(ledger_error)?;
         let data: Vec<Value> = rows
             .into_iter()
             .map(|(rid, model, status, created)| {
@@ -273,8 +278,9 @@ async fn delete_key_responses(
         require_admin(&gw, &headers)?;
         let id = known_key(&gw, id).await?;
         let deleted = gw
-            .ledger
-            .delete_key_responses(&id)
+            .store
+            .responses()
+            .delete_of_key(&id)
             .await
             .map_err(ledger_error)?;
         Ok::<_, ApiError>(json!({"object": "list.deleted", "key": id, "deleted": deleted}))
@@ -402,8 +408,9 @@ async fn update_key(
         if update.capture_hours == Some(None) {
             // Capture off: the key's captured text goes at once.
             let purged = gw
-                .ledger
-                .delete_key_captures(&key.id)
+                .store
+                .captures()
+                .delete_of_key(&key.id)
                 .await
                 .map_err(ledger_error)?;
             body["capture"]["purged"] = json!(purged);
@@ -426,8 +433,9 @@ async fn revoke_key(
         gw.auth.key_changed(&key);
         // A revoked key can no longer delete its own stored conversations: they go with it.
         if !gw.config.responses.keep_on_revoke {
-            gw.ledger
-                .delete_key_responses(&id)
+            gw.store
+                .responses()
+                .delete_of_key(&id)
                 .await
                 .map_err(ledger_error)?;
         }
@@ -509,7 +517,7 @@ async fn usage_report(
         "until": query.until_ms,
         "data": rows,
         "total_cost": total.to_string(),
-        "cache_hit_ratio": crate::ledger::hit_ratio(cached, prompt),
+        "cache_hit_ratio": crate::store::ledger::hit_ratio(cached, prompt),
         "cache_saved": saved.to_string(),
     }))
 }
@@ -627,7 +635,7 @@ async fn request_detail(
         require_admin(&gw, &headers)?;
         let id = super::path_id(id)?;
         let entry = gw.ledger.entry(&id).await.map_err(ledger_error)?;
-        let capture = gw.ledger.capture(&id).await.map_err(ledger_error)?;
+        let capture = gw.store.captures().get(&id).await.map_err(ledger_error)?;
         let Some(entry) = entry else {
             return Err(no_such_request(&id));
         };
@@ -657,7 +665,13 @@ async fn delete_capture(
     let result = async {
         require_admin(&gw, &headers)?;
         let id = super::path_id(id)?;
-        if !gw.ledger.delete_capture(&id).await.map_err(ledger_error)? {
+        if !gw
+            .store
+            .captures()
+            .delete(&id)
+            .await
+            .map_err(ledger_error)?
+        {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",
@@ -972,8 +986,10 @@ fn parse_update(
     if let Some(v) = fields.get("quotas") {
         // `[{"window": "5h", "usd": "2.00"}, {"window": "7d", "requests": 2000}]`, the same as
         // "5h:usd=2,7d:requests=2000", or null / [] for none.
-        u.quotas =
-            Some(crate::ledger::quotas::parse_json(v).map_err(|message| bad("quotas", message))?);
+        u.quotas = Some(
+            crate::store::ledger::quotas::parse_json(v)
+                .map_err(|message| bad("quotas", message))?,
+        );
     }
     if let Some(v) = fields.get("capture") {
         if creating {

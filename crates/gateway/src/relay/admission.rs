@@ -37,12 +37,12 @@ use switchyard_wire::openai::{ChatRequest, RequestError};
 use crate::auth::Caller;
 use crate::config::{ModelConfig, ModelKind, ProviderConfig, ProviderKind};
 use crate::gateway::Gateway;
-use crate::ledger::journal::AdmitRecord;
-use crate::ledger::{now_ms, HoldError, Nanos};
 use crate::limits::{KeyLimits, NotAdmitted};
 use crate::relay::settlement::{Admission, Settlement};
 use crate::relay::tokens::PromptSource;
 use crate::relay::RelayError;
+use crate::store::ledger::journal::AdmitRecord;
+use crate::store::ledger::{now_ms, HoldError, Nanos};
 
 /// The default `max_tokens` sent to Anthropic when the caller gave none (Anthropic requires one);
 /// held as its worst case here, sent by `attempts`.
@@ -113,7 +113,7 @@ pub fn worst_case(
         cost: Nanos::ZERO,
         tokens: 0,
     };
-    let mut widen = |kind, upstream_model: &str, prices: &crate::ledger::Prices| {
+    let mut widen = |kind, upstream_model: &str, prices: &crate::store::ledger::Prices| {
         let (prompt, output) = shape.route_tokens(kind, upstream_model, model, req);
         bound.cost = bound.cost.max(prices.worst_case(prompt, output));
         bound.tokens = bound.tokens.max(prompt.saturating_add(output));
@@ -412,8 +412,8 @@ fn json_bytes(v: &Value) -> u64 {
 mod tests {
     use super::*;
     use crate::config::{Route, Timeouts};
-    use crate::ledger::Prices;
     use crate::relay::tokens::{self, PromptSource};
+    use crate::store::ledger::Prices;
 
     fn req(body: serde_json::Value) -> ChatRequest {
         ChatRequest::parse(body.to_string().as_bytes()).unwrap()

@@ -29,7 +29,6 @@ use switchyard_wire::{anthropic, gemini};
 
 use crate::config::{AutoKind, ModelConfig, ProviderKind, Route};
 use crate::gateway::Gateway;
-use crate::ledger::EndReason;
 use crate::providers::cause::{Blame, Cause, ErrorText, Refusal};
 use crate::providers::{read_bounded, without_url, Endpoint, UpstreamError};
 use crate::relay::admission::ANTHROPIC_DEFAULT_MAX_TOKENS;
@@ -38,6 +37,7 @@ use crate::relay::settlement::{Settled, Settlement};
 use crate::relay::ByteStream;
 use crate::relay::{Rejected, RelayError, Served};
 use crate::routing::{Candidate, HealthKey};
+use crate::store::ledger::EndReason;
 use crate::telemetry::{self, AttemptOutcome};
 
 /// An upstream stream that has produced its first token (still in `decoder`, not yet consumed).

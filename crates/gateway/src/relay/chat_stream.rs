@@ -51,12 +51,12 @@ use switchyard_wire::upstream::{
 
 use crate::clock::unix_now;
 use crate::gateway::Gateway;
-use crate::ledger::{Durable, EndReason, LedgerError};
 use crate::relay::attempts::UpstreamStream;
 use crate::relay::client_encoder::Encoder;
 use crate::relay::settlement::{Settled, Settlement};
 use crate::relay::upstream_pump::{self, Failure, Pump, PumpedRelay};
 use crate::routing::HealthKey;
+use crate::store::ledger::{Durable, EndReason, LedgerError};
 
 /// The upstream's body as a stream of network chunks.
 

@@ -19,12 +19,12 @@ use switchyard_wire::usage::Usage;
 use crate::auth::Caller;
 use crate::config::{ModelKind, ProviderKind};
 use crate::gateway::Gateway;
-use crate::ledger::{EndReason, Nanos};
 use crate::relay::admission::{self, Bound};
 use crate::relay::attempts::{self, Opened};
 use crate::relay::settlement::Settlement;
 use crate::relay::tokens::{self, Prompt, PromptSource};
 use crate::relay::{ChatReply, RelayError};
+use crate::store::ledger::{EndReason, Nanos};
 
 /// The input's text, for an estimate when the upstream reports no usage and the client left.
 struct EmbeddingsPrompt(Arc<EmbeddingsRequest>);

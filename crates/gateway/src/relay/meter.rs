@@ -14,7 +14,7 @@ use switchyard_wire::chat_chunk::ChatChunk;
 use switchyard_wire::openai::{normalize_finish_reason, ChunkView};
 use switchyard_wire::usage::Usage;
 
-use crate::ledger::{EndReason, Prices};
+use crate::store::ledger::{EndReason, Prices};
 
 /// What the relay learned while serving the request, read when it is settled.
 #[derive(Debug, Default)]
@@ -249,7 +249,7 @@ impl Meter {
             status
         };
         if self.failure.is_none() {
-            self.failure = Some((status, crate::ledger::error_text(message)));
+            self.failure = Some((status, crate::store::ledger::error_text(message)));
         }
     }
 

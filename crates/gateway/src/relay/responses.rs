@@ -28,11 +28,11 @@ use switchyard_wire::responses::{request_to_chat, ResponseContext};
 use crate::auth::{new_id, Caller};
 use crate::clock::unix_now;
 use crate::gateway::Gateway;
-use crate::ledger::LedgerError;
 use crate::relay::client_encoder::responses::{Keeper, ResponsesOut};
 use crate::relay::client_encoder::Encoder;
 use crate::relay::{admission, ChatReply, RelayError, RequestIds};
 use crate::replay::{Background, Ending, Numbering, ReadError};
+use crate::store::StoreError;
 
 /// Why a Responses request could not be served.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +45,7 @@ pub enum ResponsesError {
     #[error("Response with id '{0}' not found.")]
     NotFound(String),
     #[error("The response store is not reachable; retry shortly.")]
-    Store(#[source] LedgerError),
+    Store(#[source] StoreError),
 }
 
 fn bad_request(param: &str, message: impl Into<String>) -> ResponsesError {
@@ -73,8 +73,9 @@ pub(crate) async fn create(
     let history = match raw.get("previous_response_id").and_then(Value::as_str) {
         Some(prev) if !prev.is_empty() => {
             match gw
-                .ledger
-                .stored_response(prev, &caller.id, kept_since(gw))
+                .store
+                .responses()
+                .get(prev, &caller.id, kept_since(gw))
                 .await
                 .map_err(ResponsesError::Store)?
             {
@@ -129,7 +130,7 @@ pub(crate) async fn create(
     );
     ctx.background = background;
     let keeper = Arc::new(Keeper {
-        ledger: gw.ledger.clone(),
+        responses: gw.store.responses(),
         key_id: caller.id.clone(),
         model: plan.model.clone(),
         messages: plan.messages().to_vec(),
@@ -282,7 +283,7 @@ pub(crate) async fn cancel(
 /// The oldest a stored response may be and still be served (epoch ms): the retention.
 fn kept_since(gw: &Gateway) -> i64 {
     let retention = gw.config.responses.retention.as_millis() as i64;
-    crate::ledger::now_ms().saturating_sub(retention)
+    crate::store::ledger::now_ms().saturating_sub(retention)
 }
 
 /// Whether a route of the request's model serves `/responses` itself.
@@ -318,8 +319,9 @@ pub(crate) async fn retrieve(
         }
     }
     match gw
-        .ledger
-        .stored_response(id, &caller.id, kept_since(gw))
+        .store
+        .responses()
+        .get(id, &caller.id, kept_since(gw))
         .await
     {
         Ok(Some(stored)) => Ok(stored.response),
@@ -339,7 +341,7 @@ pub(crate) async fn delete(
     caller: &Caller,
     id: &str,
 ) -> Result<Value, ResponsesError> {
-    match gw.ledger.delete_response(id, &caller.id).await {
+    match gw.store.responses().delete(id, &caller.id).await {
         Ok(true) => {
             Ok(serde_json::json!({"id": id, "object": "response.deleted", "deleted": true}))
         }
@@ -386,8 +388,9 @@ pub(crate) async fn input_items(
         Some(_) => return Err(bad_request("order", "'order' must be 'asc' or 'desc'.")),
     };
     let stored = match gw
-        .ledger
-        .stored_response(id, &caller.id, kept_since(gw))
+        .store
+        .responses()
+        .get(id, &caller.id, kept_since(gw))
         .await
     {
         Ok(Some(stored)) => stored,

@@ -20,14 +20,14 @@ use tokio::time::Instant;
 
 use switchyard_wire::usage::Usage;
 
-use crate::ledger::journal::ProgressRecord;
-use crate::ledger::{
-    now_ms, BillingNote, Cost, Durable, EndReason, Hold, Ledger, LedgerError, Nanos, Prices,
-    TokenSource, UsageEntry,
-};
 use crate::limits::{Quota, Reservation};
 use crate::relay::meter::Meter;
 use crate::relay::tokens;
+use crate::store::ledger::journal::ProgressRecord;
+use crate::store::ledger::{
+    now_ms, BillingNote, Cost, Durable, EndReason, Hold, Ledger, LedgerError, Nanos, Prices,
+    TokenSource, UsageEntry,
+};
 use crate::telemetry;
 
 /// What a client is told when its finished answer's ledger entry could not be made durable.
@@ -465,7 +465,7 @@ impl Settlement {
         };
         let e = entry(&a, &self.meter, end, settled);
         let hold = close(&mut a, &self.meter, &e);
-        if a.ledger.durability() == crate::ledger::Durability::Batched {
+        if a.ledger.durability() == crate::store::ledger::Durability::Batched {
             slot.send_queued(e, hold);
             return Ok(Durable::Queued);
         }

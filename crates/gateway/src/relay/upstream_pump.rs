@@ -28,11 +28,11 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::config::ProviderKind;
 use crate::gateway::Gateway;
-use crate::ledger::EndReason;
 use crate::relay::attempts::UpstreamStream;
 use crate::relay::meter::Meter;
 use crate::relay::ByteStream;
 use crate::routing::{Blame, HealthKey};
+use crate::store::ledger::EndReason;
 
 /// How a stream that cannot finish normally ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

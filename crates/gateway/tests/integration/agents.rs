@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use mock_upstream::MockUpstream;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use switchyard::ledger::Nanos;
+use switchyard::store::ledger::Nanos;
 
 use crate::harness::{self, TestGateway};
 

@@ -13,8 +13,8 @@ use futures_util::StreamExt;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use switchyard::auth;
-use switchyard::ledger::{Budget, BudgetPeriod, Nanos, NewKey, UsageEntryRow};
 use switchyard::relay::admission;
+use switchyard::store::ledger::{Budget, BudgetPeriod, Nanos, NewKey, UsageEntryRow};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::harness::{
@@ -560,7 +560,7 @@ async fn the_entry_survives_kill_9_once_done_was_received() {
     child.start_kill().unwrap();
     child.wait().await.unwrap();
     drop(frames);
-    let ledger = switchyard::ledger::Ledger::connect(&format!("sqlite://{}", db.display()))
+    let ledger = switchyard::store::ledger::Ledger::connect(&format!("sqlite://{}", db.display()))
         .await
         .unwrap();
     let e = ledger
@@ -681,7 +681,9 @@ async fn keys_create_takes_budget_expiry_and_metadata() {
         String::from_utf8_lossy(&out.stderr)
     );
     let created: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ledger = switchyard::ledger::Ledger::connect(&db).await.unwrap();
+    let ledger = switchyard::store::ledger::Ledger::connect(&db)
+        .await
+        .unwrap();
     let k = ledger
         .key(created["id"].as_str().unwrap())
         .await
@@ -695,7 +697,7 @@ async fn keys_create_takes_budget_expiry_and_metadata() {
         (budget.limit.to_usd(), budget.period),
         (usd("0.5"), BudgetPeriod::Day)
     );
-    let in_30d = switchyard::ledger::now_ms() + 30 * 86_400_000;
+    let in_30d = switchyard::store::ledger::now_ms() + 30 * 86_400_000;
     assert!((k.expires_at.unwrap() - in_30d).abs() < 60_000);
     assert_eq!(k.metadata, Some(json!({"team": "ops"})));
     ledger.close().await;

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use switchyard::ledger::Nanos;
+use switchyard::store::ledger::Nanos;
 
 use crate::harness::{self, TestGateway};
 use crate::messages::real_fixtures;
@@ -57,7 +57,7 @@ async fn billed(
     path: &str,
     body: Value,
     transcript: &str,
-) -> switchyard::ledger::UsageEntryRow {
+) -> switchyard::store::ledger::UsageEntryRow {
     mock.set_options(json!({"transcript": transcript})).unwrap();
     let resp = harness::client()
         .post(gw.url(path))

@@ -160,7 +160,7 @@ async fn capture_is_off_by_default_and_no_prompt_text_is_stored_anywhere() {
         ids.push(chat(&gw, &gw.key, stream).await.0);
         ids.push(responses(&gw, &gw.key, stream).await);
     }
-    assert_eq!(gw.gw.ledger.capture_count().await.unwrap(), 0);
+    assert_eq!(gw.gw.store.captures().count().await.unwrap(), 0);
     let (_, log) = admin(
         reqwest::Method::GET,
         &gw,
@@ -244,7 +244,7 @@ async fn capture_on_for_one_key_keeps_its_text_redacted_and_only_its_text() {
     .await;
     assert_eq!(b["key_id"], b_id.as_str());
     assert_eq!(b["capture"], Value::Null);
-    assert_eq!(gw.gw.ledger.capture_count().await.unwrap(), 4);
+    assert_eq!(gw.gw.store.captures().count().await.unwrap(), 4);
 
     // Only the admin reads captures.
     for key in [gw.key.as_str(), b_key.as_str()] {
@@ -278,7 +278,7 @@ async fn capture_on_for_one_key_keeps_its_text_redacted_and_only_its_text() {
     )
     .await;
     assert_eq!(detail["capture"], Value::Null);
-    assert_eq!(gw.gw.ledger.capture_count().await.unwrap(), 0);
+    assert_eq!(gw.gw.store.captures().count().await.unwrap(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -299,22 +299,16 @@ async fn captures_expire_and_can_be_deleted() {
         .as_i64()
         .unwrap();
 
-    let ledger = &gw.gw.ledger;
+    let captures = gw.gw.store.captures();
     let max_age = 30 * 24 * 3_600_000;
     // Half an hour later nothing has expired; an hour and a minute later both have.
     assert_eq!(
-        ledger
-            .purge_captures(created + 1_800_000, max_age)
-            .await
-            .unwrap(),
+        captures.purge(created + 1_800_000, max_age).await.unwrap(),
         0
     );
-    assert_eq!(ledger.capture_count().await.unwrap(), 2);
+    assert_eq!(captures.count().await.unwrap(), 2);
     assert_eq!(
-        ledger
-            .purge_captures(created + 3_660_000, max_age)
-            .await
-            .unwrap(),
+        captures.purge(created + 3_660_000, max_age).await.unwrap(),
         2
     );
     let (_, detail) = admin(
@@ -332,13 +326,7 @@ async fn captures_expire_and_can_be_deleted() {
     let created = captured(&gw, &third).await["capture"]["created_at"]
         .as_i64()
         .unwrap();
-    assert_eq!(
-        ledger
-            .purge_captures(created + 60_000, 30_000)
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(captures.purge(created + 60_000, 30_000).await.unwrap(), 1);
 
     // Deleted on request.
     let (fourth, _) = chat(&gw, &gw.key, false).await;
@@ -425,17 +413,17 @@ async fn capture_works_on_postgres() {
     assert_redacted(detail["capture"]["request"].as_str().unwrap());
     assert_eq!(detail["capture"]["completion"], completion.as_str());
     let created = detail["capture"]["created_at"].as_i64().unwrap();
-    let ledger = &gw.gw.ledger;
+    let captures = gw.gw.store.captures();
     assert_eq!(
-        ledger
-            .purge_captures(created + 3_600_000, i64::MAX / 2)
+        captures
+            .purge(created + 3_600_000, i64::MAX / 2)
             .await
             .unwrap(),
         0
     );
     assert_eq!(
-        ledger
-            .purge_captures(created + 7_200_000, i64::MAX / 2)
+        captures
+            .purge(created + 7_200_000, i64::MAX / 2)
             .await
             .unwrap(),
         1

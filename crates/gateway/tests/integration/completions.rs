@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use switchyard::auth;
-use switchyard::ledger::{Nanos, NewKey, UsageEntryRow};
+use switchyard::store::ledger::{Nanos, NewKey, UsageEntryRow};
 
 use crate::harness::{self, data_events, parse_sse, request_id, Sse, TestGateway};
 

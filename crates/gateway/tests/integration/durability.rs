@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 use sqlx::Connection;
-use switchyard::ledger::journal::Fault;
+use switchyard::store::ledger::journal::Fault;
 
 use crate::harness::{self, request_id, user};
 

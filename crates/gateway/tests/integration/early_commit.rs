@@ -176,7 +176,7 @@ async fn every_route_failing_after_the_commit_ends_with_the_http_errors_words_in
     let (entries, balance) = books(&gw.gw.ledger, &gw.key_id).await;
     let e = &entries[&id];
     assert_eq!((e.end_reason.as_str(), e.status), ("error", Some(200)));
-    assert_eq!(e.cost, switchyard::ledger::Nanos::ZERO);
+    assert_eq!(e.cost, switchyard::store::ledger::Nanos::ZERO);
     assert_eq!(entries.len(), 2);
     assert_eq!(balance, opening_balance);
 }
@@ -427,7 +427,7 @@ async fn the_id_the_client_sees_is_the_one_every_upstream_request_carries() {
         assert_eq!(upstream_id(r), Some(as_uuid("trace-failover").as_str()));
     }
     until("nothing held", Duration::from_secs(10), || {
-        gw.gw.ledger.account_reserved(&gw.key_id) == Some(switchyard::ledger::Nanos::ZERO)
+        gw.gw.ledger.account_reserved(&gw.key_id) == Some(switchyard::store::ledger::Nanos::ZERO)
     })
     .await;
 }

@@ -10,7 +10,7 @@ use base64::Engine;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use switchyard::auth;
-use switchyard::ledger::{Nanos, NewKey};
+use switchyard::store::ledger::{Nanos, NewKey};
 
 use crate::harness::{self, TestGateway};
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use mock_upstream::MockUpstream;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use switchyard::ledger::UsageEntryRow;
+use switchyard::store::ledger::UsageEntryRow;
 
 use crate::harness::{self, data_events, joined, parse_sse, request_id, user, TestGateway};
 use crate::sdk_runner::{command, run as run_script, Lang};

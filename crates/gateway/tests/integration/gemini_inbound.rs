@@ -191,7 +191,7 @@ fn usage_of(events: &[Value]) -> Value {
         .expect("usageMetadata")
 }
 
-async fn entry(gw: &TestGateway, id: &str) -> switchyard::ledger::UsageEntryRow {
+async fn entry(gw: &TestGateway, id: &str) -> switchyard::store::ledger::UsageEntryRow {
     gw.gw
         .ledger
         .wait_for_entry(id, WAIT)
@@ -200,9 +200,9 @@ async fn entry(gw: &TestGateway, id: &str) -> switchyard::ledger::UsageEntryRow 
         .unwrap_or_else(|| panic!("no ledger entry for {id}"))
 }
 
-fn cost_of(usage: &Value) -> switchyard::ledger::Nanos {
+fn cost_of(usage: &Value) -> switchyard::store::ledger::Nanos {
     let cost: rust_decimal::Decimal = usage["cost"].as_str().unwrap().parse().unwrap();
-    switchyard::ledger::Nanos::from_usd(cost).unwrap()
+    switchyard::store::ledger::Nanos::from_usd(cost).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

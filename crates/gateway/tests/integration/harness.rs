@@ -282,14 +282,14 @@ pub(crate) async fn until<F: FnMut() -> bool>(
 /// Every ledger entry of `key_id` by request id (a request in the ledger twice fails the test),
 /// and the key's balance.
 pub(crate) async fn books(
-    ledger: &switchyard::ledger::Ledger,
+    ledger: &switchyard::store::ledger::Ledger,
     key_id: &str,
 ) -> (
-    std::collections::HashMap<String, switchyard::ledger::UsageEntryRow>,
-    switchyard::ledger::Nanos,
+    std::collections::HashMap<String, switchyard::store::ledger::UsageEntryRow>,
+    switchyard::store::ledger::Nanos,
 ) {
     let rows = ledger
-        .requests(&switchyard::ledger::RequestQuery {
+        .requests(&switchyard::store::ledger::RequestQuery {
             since_ms: 0,
             until_ms: None,
             key_id: Some(key_id.to_owned()),
@@ -421,7 +421,7 @@ pub(crate) fn request_id(resp: &reqwest::Response) -> String {
 pub(crate) async fn released(gw: &TestGateway) {
     let (ledger, key) = (gw.gw.ledger.clone(), gw.key_id.clone());
     until("holds released", std::time::Duration::from_secs(10), || {
-        ledger.account_reserved(&key) == Some(switchyard::ledger::Nanos::ZERO)
+        ledger.account_reserved(&key) == Some(switchyard::store::ledger::Nanos::ZERO)
     })
     .await;
 }

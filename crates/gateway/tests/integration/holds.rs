@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use switchyard::auth;
 use switchyard::config::Config;
-use switchyard::ledger::{Nanos, NewKey};
+use switchyard::store::ledger::{Nanos, NewKey};
 
 use crate::harness::{self, mock_config, user, TestGateway};
 

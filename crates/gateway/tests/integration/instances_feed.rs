@@ -322,7 +322,7 @@ async fn cut_the_feeds(database: &str) -> i64 {
         "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE datname = current_database() AND application_name = $1) AS t",
     )
-    .bind(switchyard::ledger::changes::APPLICATION_NAME)
+    .bind(switchyard::store::ledger::changes::APPLICATION_NAME)
     .fetch_one(&mut conn)
     .await
     .unwrap();
@@ -378,7 +378,7 @@ async fn feed_connections(database: &str) -> i64 {
         "SELECT COUNT(*) FROM pg_stat_activity \
          WHERE datname = current_database() AND application_name = $1",
     )
-    .bind(switchyard::ledger::changes::APPLICATION_NAME)
+    .bind(switchyard::store::ledger::changes::APPLICATION_NAME)
     .fetch_one(&mut conn)
     .await
     .unwrap();

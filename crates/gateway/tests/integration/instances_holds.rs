@@ -224,7 +224,8 @@ async fn shared_admission_refuses_with_503_while_postgres_is_down_and_resumes_by
     let mut held = false;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !held && Instant::now() < deadline {
-        held = ledger.account_view(&key).await.unwrap().reserved > switchyard::ledger::Nanos::ZERO;
+        held = ledger.account_view(&key).await.unwrap().reserved
+            > switchyard::store::ledger::Nanos::ZERO;
     }
     assert!(held, "the stream's hold is visible to every instance");
 
@@ -285,8 +286,8 @@ async fn shared_admission_refuses_with_503_while_postgres_is_down_and_resumes_by
     let mut released = false;
     let deadline = Instant::now() + Duration::from_secs(10);
     while !released && Instant::now() < deadline {
-        released =
-            ledger.account_view(&key).await.unwrap().reserved == switchyard::ledger::Nanos::ZERO;
+        released = ledger.account_view(&key).await.unwrap().reserved
+            == switchyard::store::ledger::Nanos::ZERO;
     }
     assert!(released, "no hold is left in the database");
 }
@@ -370,12 +371,14 @@ async fn a_refused_settlement_releases_its_shared_hold() {
     // Its hold is in the database, then the database goes away and the journal cannot write.
     let key = gw.key_id.clone();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while ledger.account_view(&key).await.unwrap().reserved == switchyard::ledger::Nanos::ZERO {
+    while ledger.account_view(&key).await.unwrap().reserved
+        == switchyard::store::ledger::Nanos::ZERO
+    {
         assert!(Instant::now() < deadline, "the hold never appeared");
     }
     journal
         .faults()
-        .inject(switchyard::ledger::journal::Fault::NoSpace, u32::MAX);
+        .inject(switchyard::store::ledger::journal::Fault::NoSpace, u32::MAX);
     pg.stop().await;
     let resp = asked.await.unwrap().unwrap();
     assert_eq!(resp.status(), 503);
@@ -386,7 +389,7 @@ async fn a_refused_settlement_releases_its_shared_hold() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let view = ledger.account_view(&key).await;
-        if view.is_ok_and(|v| v.reserved == switchyard::ledger::Nanos::ZERO) {
+        if view.is_ok_and(|v| v.reserved == switchyard::store::ledger::Nanos::ZERO) {
             break;
         }
         assert!(
@@ -408,14 +411,16 @@ async fn a_refused_settlement_releases_its_shared_hold() {
 /// what frees the hold can only be the start-up sweep of the instance that starts; the hold is
 /// checked in the database the moment that instance listens, before any periodic sweep.
 /// A key with 1 USD, made through the ledger alone: no gateway, so no lease task, runs yet.
-async fn key_of_1_usd(url: &str, name: &str) -> (switchyard::ledger::KeyRecord, String) {
-    let ledger = switchyard::ledger::Ledger::connect(url).await.unwrap();
+async fn key_of_1_usd(url: &str, name: &str) -> (switchyard::store::ledger::KeyRecord, String) {
+    let ledger = switchyard::store::ledger::Ledger::connect(url)
+        .await
+        .unwrap();
     let made = switchyard::auth::create_key(
         &ledger,
-        &switchyard::ledger::NewKey {
+        &switchyard::store::ledger::NewKey {
             name: name.into(),
-            credits: switchyard::ledger::Nanos(1_000_000_000),
-            ..switchyard::ledger::NewKey::default()
+            credits: switchyard::store::ledger::Nanos(1_000_000_000),
+            ..switchyard::store::ledger::NewKey::default()
         },
     )
     .await
@@ -439,7 +444,7 @@ async fn the_expired_holds_of_a_vanished_instance_are_released() {
         "INSERT INTO holds (request_id, key_id, amount_nanos, instance_id, expires_at) \
          SELECT 'gone-1', id, balance_nanos, 'gone', $1 FROM api_keys WHERE id = $2",
     )
-    .bind(switchyard::ledger::now_ms() - 60_000)
+    .bind(switchyard::store::ledger::now_ms() - 60_000)
     .bind(&record.id)
     .execute(&mut conn)
     .await
@@ -485,11 +490,14 @@ async fn the_expired_holds_of_a_vanished_instance_are_released() {
 #[tokio::test]
 async fn shared_holds_on_sqlite_are_refused_at_startup() {
     let url = format!("sqlite://{}", temp_db().display());
-    let e =
-        switchyard::ledger::Ledger::connect_with(&url, None, switchyard::ledger::Instances::Shared)
-            .await
-            .err()
-            .expect("refused");
+    let e = switchyard::store::ledger::Ledger::connect_with(
+        &url,
+        None,
+        switchyard::store::ledger::Instances::Shared,
+    )
+    .await
+    .err()
+    .expect("refused");
     assert!(e.to_string().contains("PostgreSQL"), "{e}");
     let _ = std::fs::remove_file(url.trim_start_matches("sqlite://"));
 }
@@ -508,9 +516,9 @@ async fn a_request_refused_after_its_shared_hold_leaves_no_hold() {
     let ledger = gw.gw.ledger.clone();
     let (record, key) = switchyard::auth::create_key(
         &ledger,
-        &switchyard::ledger::NewKey {
+        &switchyard::store::ledger::NewKey {
             name: "limited".into(),
-            credits: switchyard::ledger::Nanos::from_usd("10".parse().unwrap()).unwrap(),
+            credits: switchyard::store::ledger::Nanos::from_usd("10".parse().unwrap()).unwrap(),
             rpm: Some(1),
             ..Default::default()
         },
@@ -528,14 +536,14 @@ async fn a_request_refused_after_its_shared_hold_leaves_no_hold() {
     assert_eq!(ask().await.unwrap().status(), 429);
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut reserved = ledger.account_view(&record.id).await.unwrap().reserved;
-    while reserved != switchyard::ledger::Nanos::ZERO && Instant::now() < deadline {
+    while reserved != switchyard::store::ledger::Nanos::ZERO && Instant::now() < deadline {
         reserved = ledger.account_view(&record.id).await.unwrap().reserved;
     }
     drop(gw);
     db.drop_db().await;
     assert_eq!(
         reserved,
-        switchyard::ledger::Nanos::ZERO,
+        switchyard::store::ledger::Nanos::ZERO,
         "the 429's hold was released"
     );
 }

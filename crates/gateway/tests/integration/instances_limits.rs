@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use switchyard::app::Gateway;
 use switchyard::auth::create_key;
 use switchyard::config::Config;
-use switchyard::ledger::{Nanos, NewKey};
+use switchyard::store::ledger::{Nanos, NewKey};
 
 use crate::harness::{self, client, TestGateway};
 

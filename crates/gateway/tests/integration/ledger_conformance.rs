@@ -12,8 +12,8 @@ use std::time::Duration;
 use serde_json::json;
 use sqlx::Connection;
 use switchyard::auth;
-use switchyard::ledger::periods::BudgetPeriod;
-use switchyard::ledger::{
+use switchyard::store::ledger::periods::BudgetPeriod;
+use switchyard::store::ledger::{
     now_ms, Budget, EndReason, GroupBy, KeyUpdate, Ledger, LedgerError, Nanos, NewKey, TokenSource,
     UsageEntry, UsageQuery, MAX_AMOUNT,
 };
@@ -219,7 +219,8 @@ async fn keys_keep_every_field_and_never_the_key(ledger: Ledger) {
             }),
             expires_at: Some(expires),
             metadata: Some(json!({"team": "search", "n": 1})),
-            quotas: switchyard::ledger::quotas::parse_spec("5h:usd=2,7d:requests=10").unwrap(),
+            quotas: switchyard::store::ledger::quotas::parse_spec("5h:usd=2,7d:requests=10")
+                .unwrap(),
         },
     )
     .await

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use mock_upstream::MockUpstream;
 use serde_json::{json, Value};
-use switchyard::ledger::Nanos;
+use switchyard::store::ledger::Nanos;
 
 use crate::harness::{self, books, temp_db, until, user, TestGateway};
 
@@ -356,7 +356,7 @@ output_price = "10.00"
     // later ones go straight to the journal, at most behind one replay attempt), plus its own
     // few tokens: never a wait for the database. Before settlements went ahead of replay
     // attempts, requests waited 3-4 s here.
-    let bound = switchyard::ledger::writer::JOURNAL_AFTER * 2 + Duration::from_millis(500);
+    let bound = switchyard::store::ledger::writer::JOURNAL_AFTER * 2 + Duration::from_millis(500);
     assert!(
         slowest <= bound,
         "a short request took {slowest:.1?} during the outage (bound {bound:.1?})"

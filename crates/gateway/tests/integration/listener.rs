@@ -484,11 +484,11 @@ output_price = "10.00"
         record.client_disconnected && !record.completed,
         "{record:?}"
     );
-    let ledger = switchyard::ledger::Ledger::connect(&format!("sqlite://{}", db.display()))
+    let ledger = switchyard::store::ledger::Ledger::connect(&format!("sqlite://{}", db.display()))
         .await
         .unwrap();
     let rows = ledger
-        .requests(&switchyard::ledger::RequestQuery {
+        .requests(&switchyard::store::ledger::RequestQuery {
             since_ms: 0,
             until_ms: None,
             key_id: None,

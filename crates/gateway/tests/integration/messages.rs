@@ -173,7 +173,10 @@ async fn a_stream_is_the_exact_event_sequence_and_is_billed_once_as_messages_str
         assert_eq!(row.request_type.as_deref(), Some("messages.stream"));
         assert!(row.cost.0 > 0);
         let cost: rust_decimal::Decimal = delta["usage"]["cost"].as_str().unwrap().parse().unwrap();
-        assert_eq!(switchyard::ledger::Nanos::from_usd(cost).unwrap(), row.cost);
+        assert_eq!(
+            switchyard::store::ledger::Nanos::from_usd(cost).unwrap(),
+            row.cost
+        );
     }
     harness::released(&gw).await;
 }
@@ -480,7 +483,10 @@ async fn a_stream_from_an_anthropic_route_is_the_upstreams_bytes_plus_the_cost()
     assert_eq!(row.prompt_tokens, 40, "cache reads and writes are prompt");
     assert_eq!(row.cached_tokens, 3);
     let cost: rust_decimal::Decimal = cost.parse().unwrap();
-    assert_eq!(switchyard::ledger::Nanos::from_usd(cost).unwrap(), row.cost);
+    assert_eq!(
+        switchyard::store::ledger::Nanos::from_usd(cost).unwrap(),
+        row.cost
+    );
     assert!(row.cost.0 > 0);
     harness::released(&gw).await;
 }
@@ -520,7 +526,10 @@ async fn a_whole_answer_from_an_anthropic_route_is_the_upstreams_body_plus_the_c
         .unwrap();
     assert_eq!(row.request_type.as_deref(), Some("messages"));
     let cost: rust_decimal::Decimal = v["usage"]["cost"].as_str().unwrap().parse().unwrap();
-    assert_eq!(switchyard::ledger::Nanos::from_usd(cost).unwrap(), row.cost);
+    assert_eq!(
+        switchyard::store::ledger::Nanos::from_usd(cost).unwrap(),
+        row.cost
+    );
     assert!(row.cost.0 > 0);
     harness::released(&gw).await;
 }
@@ -586,7 +595,7 @@ async fn recorded_anthropic_transcripts_pass_through_byte_for_byte() {
         };
         let cost: rust_decimal::Decimal = cost.parse().unwrap();
         assert_eq!(
-            switchyard::ledger::Nanos::from_usd(cost).unwrap(),
+            switchyard::store::ledger::Nanos::from_usd(cost).unwrap(),
             row.cost,
             "{name}"
         );

@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 use switchyard::auth;
-use switchyard::ledger::{Nanos, NewKey};
+use switchyard::store::ledger::{Nanos, NewKey};
 
 use crate::harness::{self, start_with_mock, TestGateway};
 

@@ -37,7 +37,7 @@ async fn a_full_window_is_a_429_naming_it_until_it_frees() {
             .json(&json!({"model": "m", "messages": user("hi")}))
             .send()
     };
-    let before = switchyard::ledger::now_ms();
+    let before = switchyard::store::ledger::now_ms();
     for _ in 0..3 {
         let resp = ask().await.unwrap();
         assert_eq!(resp.status(), 200);
@@ -78,7 +78,7 @@ async fn a_full_window_is_a_429_naming_it_until_it_frees() {
     // The window opened with the first request (its start, to the millisecond as the entry has it).
     assert!(
         resets >= before - 1_000 + 7 * 86_400_000
-            && resets <= switchyard::ledger::now_ms() + 7 * 86_400_000
+            && resets <= switchyard::store::ledger::now_ms() + 7 * 86_400_000
     );
     let five = &me["limits"]["quotas"][0];
     assert!(

@@ -641,9 +641,9 @@ async fn previous_response_id_continues_the_conversation(d: Dialect) {
     // Another key cannot continue (or read) this conversation.
     let (_, other) = switchyard::auth::create_key(
         &gw.gw.ledger,
-        &switchyard::ledger::NewKey {
+        &switchyard::store::ledger::NewKey {
             name: "other".into(),
-            credits: switchyard::ledger::Nanos::from_usd(Decimal::from(10)).unwrap(),
+            credits: switchyard::store::ledger::Nanos::from_usd(Decimal::from(10)).unwrap(),
             ..Default::default()
         },
     )
@@ -689,9 +689,9 @@ async fn stored_responses_are_served_to_their_key_only() {
     }
     let (_, other) = switchyard::auth::create_key(
         &gw.gw.ledger,
-        &switchyard::ledger::NewKey {
+        &switchyard::store::ledger::NewKey {
             name: "other".into(),
-            credits: switchyard::ledger::Nanos::from_usd(Decimal::from(10)).unwrap(),
+            credits: switchyard::store::ledger::Nanos::from_usd(Decimal::from(10)).unwrap(),
             ..Default::default()
         },
     )

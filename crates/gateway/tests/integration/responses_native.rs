@@ -245,7 +245,7 @@ async fn recorded_streams_pass_through_with_only_the_cost_added() {
         );
         let cost: rust_decimal::Decimal = cost.parse().unwrap();
         assert_eq!(
-            switchyard::ledger::Nanos::from_usd(cost).unwrap(),
+            switchyard::store::ledger::Nanos::from_usd(cost).unwrap(),
             row.cost,
             "{name}"
         );

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value};
 use switchyard::auth;
-use switchyard::ledger::{Nanos, NewKey};
+use switchyard::store::ledger::{Nanos, NewKey};
 
 use crate::harness::{self, start_with_mock, TestGateway};
 
@@ -207,8 +207,9 @@ async fn stored_responses_expire_are_listed_and_deleted_by_the_admin_and_go_with
     // A purge past the retention: gone, and no trace left in the file or its WAL.
     let purged = gw
         .gw
-        .ledger
-        .purge_responses(switchyard::ledger::now_ms() + 1)
+        .store
+        .responses()
+        .purge(switchyard::store::ledger::now_ms() + 1)
         .await
         .unwrap();
     assert_eq!(purged, 2);
@@ -248,8 +249,9 @@ async fn stored_responses_expire_are_listed_and_deleted_by_the_admin_and_go_with
     assert_eq!(resp.status(), 200);
     assert!(gw
         .gw
-        .ledger
-        .key_responses(&gw.key_id)
+        .store
+        .responses()
+        .of_key(&gw.key_id)
         .await
         .unwrap()
         .is_empty());
@@ -262,8 +264,9 @@ async fn stored_responses_expire_are_listed_and_deleted_by_the_admin_and_go_with
     assert_eq!(status, 404);
     assert!(gw
         .gw
-        .ledger
-        .key_responses(&gw.key_id)
+        .store
+        .responses()
+        .of_key(&gw.key_id)
         .await
         .unwrap()
         .is_empty());
@@ -287,8 +290,9 @@ async fn the_cli_revoke_deletes_a_keys_stored_responses_unless_asked_to_keep_the
     assert!(said.contains("1 stored response(s) deleted"), "{said}");
     assert!(gw
         .gw
-        .ledger
-        .key_responses(&gw.key_id)
+        .store
+        .responses()
+        .of_key(&gw.key_id)
         .await
         .unwrap()
         .is_empty());
@@ -311,7 +315,13 @@ async fn the_cli_revoke_deletes_a_keys_stored_responses_unless_asked_to_keep_the
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
-        gw.gw.ledger.key_responses(&gw.key_id).await.unwrap().len(),
+        gw.gw
+            .store
+            .responses()
+            .of_key(&gw.key_id)
+            .await
+            .unwrap()
+            .len(),
         1
     );
 }

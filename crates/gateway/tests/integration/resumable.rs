@@ -154,9 +154,9 @@ async fn a_resumable_stream_cut_and_resumed_loses_and_repeats_nothing_and_is_bil
     assert_eq!(events(&again), rest);
     let (_, other) = switchyard::auth::create_key(
         &gw.gw.ledger,
-        &switchyard::ledger::NewKey {
+        &switchyard::store::ledger::NewKey {
             name: "other".into(),
-            credits: switchyard::ledger::Nanos(1_000_000_000),
+            credits: switchyard::store::ledger::Nanos(1_000_000_000),
             ..Default::default()
         },
     )

@@ -211,7 +211,7 @@ fn assert_error_ending(items: &[Sse]) -> Value {
         .unwrap_or_else(|| panic!("no error event: {items:?}"))
 }
 
-async fn end_reason(gw: &TestGateway, request_id: &str) -> switchyard::ledger::EndReason {
+async fn end_reason(gw: &TestGateway, request_id: &str) -> switchyard::store::ledger::EndReason {
     gw.gw
         .ledger
         .wait_for_entry(request_id, Duration::from_secs(5))

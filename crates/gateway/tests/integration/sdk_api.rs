@@ -9,7 +9,7 @@
 use rust_decimal::Decimal;
 use serde_json::Value;
 use switchyard::auth;
-use switchyard::ledger::{Nanos, NewKey};
+use switchyard::store::ledger::{Nanos, NewKey};
 
 use crate::harness::{self, start_with_mock, TestGateway};
 use crate::sdk_runner::{command, run as run_script, Lang};

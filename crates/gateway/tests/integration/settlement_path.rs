@@ -15,11 +15,11 @@ use futures_util::StreamExt;
 use mock_upstream::MockUpstream;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use switchyard::ledger::journal::{AdmitRecord, Settling};
-use switchyard::ledger::{
+use switchyard::relay::admission;
+use switchyard::store::ledger::journal::{AdmitRecord, Settling};
+use switchyard::store::ledger::{
     EndReason, Ledger, Nanos, NewKey, Prices, TokenSource, UsageEntry, UsageEntryRow,
 };
-use switchyard::relay::admission;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::harness::{
@@ -130,7 +130,7 @@ async fn a_database_that_refuses_writes_keeps_serving_and_bills_each_request_onc
         );
     }
     // Served while the database would not write: the entries went to the journal.
-    assert!(started.elapsed() >= switchyard::ledger::writer::JOURNAL_AFTER);
+    assert!(started.elapsed() >= switchyard::store::ledger::writer::JOURNAL_AFTER);
     for id in &answers {
         assert!(gw.gw.ledger.entry(id).await.unwrap().is_none());
     }
@@ -172,7 +172,7 @@ async fn a_request_that_cannot_be_made_durable_is_refused_and_never_billed() {
     let lock = WriteLock::take(&gw.db_path).await;
     journal
         .faults()
-        .inject(switchyard::ledger::journal::Fault::NoSpace, u32::MAX);
+        .inject(switchyard::store::ledger::journal::Fault::NoSpace, u32::MAX);
     let resp = gw
         .chat(json!({"model": "m", "messages": user("hi")}))
         .send()
@@ -713,8 +713,8 @@ fn entry(i: usize, key: &str, cost: i64, end: EndReason) -> UsageEntry {
         ttft_ms: None,
         duration_ms: 1,
         stream: true,
-        started_at: switchyard::ledger::now_ms(),
-        finished_at: switchyard::ledger::now_ms(),
+        started_at: switchyard::store::ledger::now_ms(),
+        finished_at: switchyard::store::ledger::now_ms(),
         hold: Nanos(cost),
         over_hold: false,
         note: None,
@@ -825,7 +825,7 @@ async fn prop_child(spec: &str) -> ! {
                     key,
                     "m",
                     true,
-                    switchyard::ledger::now_ms(),
+                    switchyard::store::ledger::now_ms(),
                     &prices,
                     Nanos(5_000),
                 );

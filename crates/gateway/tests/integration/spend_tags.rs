@@ -83,7 +83,7 @@ async fn usage_groups_by_the_tags_requests_carry() {
             )
         })
         .collect();
-    let usd = |n: i64| switchyard::ledger::Nanos(n).to_string();
+    let usd = |n: i64| switchyard::store::ledger::Nanos(n).to_string();
     assert_eq!(
         groups,
         vec![

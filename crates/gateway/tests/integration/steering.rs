@@ -7,7 +7,7 @@ use mock_upstream::MockUpstream;
 use reqwest::header::HeaderMap;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use switchyard::ledger::UsageEntryRow;
+use switchyard::store::ledger::UsageEntryRow;
 use tokio::time::Duration;
 
 use crate::harness::{

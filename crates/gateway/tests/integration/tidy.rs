@@ -1,5 +1,5 @@
 //! The house rules that reading the code can check, checked: every source file says what it is
-//! for, and each dependency with a boundary stays behind it (`sqlx` in `ledger`, `axum` in `http`
+//! for, and each dependency with a boundary stays behind it (`sqlx` in `store`, `axum` in `http`
 //! and the server's entry, `redis::` in the Redis limit store, the environment in `config`, no
 //! tokio in `wire`), the gateway times everything by tokio's pausable clock, the product library knows nothing of the bench crate (only the binary's
 //! `main.rs` names it), only the ledger writer writes usage entries, every test RELIABILITY.md
@@ -58,7 +58,7 @@ fn every_source_file_starts_by_saying_what_it_is_for() {
 #[test]
 fn dependencies_stay_behind_their_boundaries() {
     let rules: [(&str, &[&str]); 6] = [
-        ("sqlx", &["gateway/src/ledger.rs", "gateway/src/ledger/"]),
+        ("sqlx", &["gateway/src/store.rs", "gateway/src/store/"]),
         (
             "axum",
             &[
@@ -104,7 +104,7 @@ fn the_gateway_reads_the_clock_tests_can_pause() {
         .filter(|(path, _)| {
             // A module's unit tests (`tests.rs`) may time themselves by the wall clock.
             path.starts_with("gateway/src/")
-                && path != "gateway/src/ledger/journal.rs"
+                && path != "gateway/src/store/ledger/journal.rs"
                 && !path.ends_with("/tests.rs")
         })
         .filter(|(_, text)| {
@@ -158,7 +158,10 @@ fn only_the_ledger_writer_writes_usage_entries_and_debits() {
         })
         .map(|(p, _)| p)
         .collect();
-    assert_eq!(writers, vec!["gateway/src/ledger/writer.rs".to_owned()]);
+    assert_eq!(
+        writers,
+        vec!["gateway/src/store/ledger/writer.rs".to_owned()]
+    );
 }
 
 /// Every test RELIABILITY.md cites as the proof of a guarantee exists: a renamed or deleted test

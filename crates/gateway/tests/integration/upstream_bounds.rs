@@ -13,7 +13,7 @@ use mock_upstream::MockUpstream;
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 use switchyard::auth::create_key;
-use switchyard::ledger::{Nanos, NewKey};
+use switchyard::store::ledger::{Nanos, NewKey};
 
 use crate::harness::{self, client, data_events, joined, parse_sse, user, Sse, TestGateway};
 

@@ -13,12 +13,11 @@ use switchyard_wire::responses::{
 };
 use switchyard_wire::upstream::Chunk;
 
-use crate::ledger::responses::StoredResponse;
-use crate::ledger::Ledger;
+use crate::store::{Responses, StoredResponse};
 
 /// What is needed to keep a finished response for `GET` and `previous_response_id`.
 pub(crate) struct Keeper {
-    pub ledger: Ledger,
+    pub responses: Responses,
     pub key_id: String,
     pub model: String,
     /// The chat messages sent upstream (history + new input), for `conversation_after`.
@@ -53,7 +52,7 @@ impl Keeper {
             response: response.clone(),
             input_items: self.input_items.clone(),
         };
-        if let Err(e) = self.ledger.store_response(&stored).await {
+        if let Err(e) = self.responses.put(&stored).await {
             tracing::warn!(response_id = %stored.id, error = %e, "response could not be stored");
         }
     }

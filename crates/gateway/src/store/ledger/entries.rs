@@ -203,7 +203,7 @@ impl Ledger {
         let sql = format!("SELECT {ENTRY_COLUMNS} FROM usage_entries WHERE request_id = $1");
         let row = sqlx::query(&sql)
             .bind(request_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .await?;
         Ok(row.as_ref().map(entry_from_row).transpose()?)
     }
@@ -239,7 +239,7 @@ impl Ledger {
             .bind(kind)
             .bind(kind)
             .bind(q.limit)
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool())
             .await?;
         Ok(rows.iter().map(entry_from_row).collect::<Result<_, _>>()?)
     }
@@ -274,7 +274,7 @@ impl Ledger {
             .bind(q.until_ms.unwrap_or(i64::MAX))
             .bind(key)
             .bind(key)
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool())
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
@@ -327,9 +327,9 @@ mod tests {
             "upstream said sk-abcdefghijklmnopqrstuvwxyz012345 {}",
             "é".repeat(900)
         );
-        let t = crate::ledger::error_text(&long);
+        let t = crate::store::ledger::error_text(&long);
         assert!(!t.contains("sk-abcdefghijklmnopqrstuvwxyz012345"), "{t}");
-        assert!(t.chars().count() <= crate::ledger::ERROR_TEXT_MAX + 1);
+        assert!(t.chars().count() <= crate::store::ledger::ERROR_TEXT_MAX + 1);
         assert!(t.ends_with('…'));
     }
 }

@@ -1,16 +1,12 @@
-//! Money and the database: API keys with their balances and budgets, the in-memory accounts that
-//! hold money for requests in flight, and the append-only usage ledger. This module alone talks
-//! SQL, through one `sqlx` Any pool that is SQLite or PostgreSQL; one conformance suite
-//! (`tests/integration/ledger_conformance.rs`) runs against both.
+//! Money: API keys with their balances and budgets, the in-memory accounts that hold money for
+//! requests in flight, the append-only usage ledger, and the writer and journal that settle it.
+//! One part of the database (`crate::store`), on its pool.
 //!
-//! Every statement is written once in portable SQL with `$n` placeholders, which both backends
-//! accept; money columns are integer nano-USD. Migrations are portable too, except those named
-//! `…_postgres_only` (the change feed's triggers, see `changes`), which SQLite skips. A settlement writes the usage entry and the
-//! balance change in one transaction and returns the key's new row, which the key's account
-//! adopts (see `accounts`).
+//! Money columns are integer nano-USD. A settlement writes the usage entry and the balance change
+//! in one transaction and returns the key's new row, which the key's account adopts (see
+//! `accounts`).
 
 pub(crate) mod accounts;
-pub(crate) mod captures;
 pub mod changes;
 mod entries;
 pub mod journal;
@@ -18,7 +14,6 @@ mod keys;
 pub mod periods;
 pub(crate) mod prices;
 pub mod quotas;
-pub(crate) mod responses;
 pub(crate) mod shared_holds;
 pub mod writer;
 
@@ -26,7 +21,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
@@ -41,6 +36,8 @@ pub use prices::{
     parse_usd, AmountError, AmountRule, CacheRatios, Cost, Nanos, Prices, MAX_AMOUNT, MAX_USD,
 };
 pub use writer::Durable;
+
+use super::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -68,66 +65,19 @@ pub enum LedgerError {
     Shared(Arc<LedgerError>),
     #[error("instances = \"shared\" needs a PostgreSQL database (postgres://…)")]
     SharedNeedsPostgres,
-    /// Every connection to `sqlite::memory:` is a database of its own: the writer would write
-    /// where no table exists and every request would fail.
+    /// See `StoreError::InMemorySqlite`.
     #[error("an in-memory SQLite database cannot be shared by the ledger's connections; use a file (sqlite://switchyard.db)")]
     InMemorySqlite,
 }
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-/// Migrations whose name ends like this are PostgreSQL's only (triggers for the change feed);
-/// SQLite skips them.
-const POSTGRES_ONLY: &str = "postgres only";
-
-/// The migrations of one backend, in order.
-#[derive(Debug)]
-struct Migrations(Vec<sqlx::migrate::Migration>);
-
-impl sqlx::migrate::MigrationSource<'static> for Migrations {
-    fn resolve(
-        self,
-    ) -> futures_util::future::BoxFuture<
-        'static,
-        Result<Vec<sqlx::migrate::Migration>, sqlx::error::BoxDynError>,
-    > {
-        Box::pin(std::future::ready(Ok(self.0)))
+impl From<StoreError> for LedgerError {
+    fn from(e: StoreError) -> LedgerError {
+        match e {
+            StoreError::Db(e) => LedgerError::Db(e),
+            StoreError::Migrate(e) => LedgerError::Migrate(e),
+            StoreError::InMemorySqlite => LedgerError::InMemorySqlite,
+        }
     }
-}
-
-/// The migrator for SQLite (`sqlite`) or PostgreSQL.
-async fn migrator(sqlite: bool) -> Result<sqlx::migrate::Migrator, LedgerError> {
-    let own = MIGRATOR
-        .iter()
-        .filter(|m| !(sqlite && m.description.ends_with(POSTGRES_ONLY)))
-        .cloned()
-        .collect();
-    Ok(sqlx::migrate::Migrator::new(Migrations(own)).await?)
-}
-
-/// Pool options for `max` connections; SQLite connections wait `busy_ms` for a lock and use WAL
-/// with `synchronous = NORMAL` (a commit survives a crash of the process, `kill -9`; only a power
-/// loss can take the last commits).
-fn pool_options(sqlite: bool, max: u32, busy_ms: u32) -> AnyPoolOptions {
-    AnyPoolOptions::new()
-        .max_connections(max)
-        .after_connect(move |conn, _| {
-            Box::pin(async move {
-                if sqlite {
-                    sqlx::query(&format!("PRAGMA busy_timeout = {busy_ms}"))
-                        .execute(&mut *conn)
-                        .await?;
-                    // Deleted rows (stored conversations, captures) are overwritten with zeros.
-                    sqlx::query("PRAGMA secure_delete = ON")
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query("PRAGMA synchronous = NORMAL")
-                        .execute(&mut *conn)
-                        .await?;
-                }
-                Ok(())
-            })
-        })
 }
 
 pub use crate::clock::now_ms;
@@ -340,7 +290,8 @@ impl GroupBy {
 /// The database behind keys and usage, with the accounts of the keys in use.
 #[derive(Clone)]
 pub struct Ledger {
-    pool: AnyPool,
+    /// The database, whose shared pool the ledger's reads and operator writes use.
+    store: Store,
     /// The writer's own connection (see `writer`).
     writer_pool: AnyPool,
     accounts: Arc<Accounts>,
@@ -438,13 +389,14 @@ impl PendingSettlement {
 }
 
 impl Ledger {
-    /// Whether the database is SQLite (some statements differ).
-    fn is_sqlite(&self) -> bool {
-        self.pool
-            .connect_options()
-            .database_url
-            .scheme()
-            .starts_with("sqlite")
+    /// The ledger's reads and operator writes go through the database's shared pool.
+    fn pool(&self) -> &AnyPool {
+        self.store.pool()
+    }
+
+    /// The database this ledger is a part of.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Connects to `sqlite://FILE` (created if missing) or `postgres://…` and runs the migrations.
@@ -477,27 +429,8 @@ impl Ledger {
         journal_path: Option<&std::path::Path>,
         instances: Instances,
     ) -> Result<Ledger, LedgerError> {
-        sqlx::any::install_default_drivers();
-        let sqlite = url.starts_with("sqlite:");
-        if sqlite && url.contains(":memory:") {
-            return Err(LedgerError::InMemorySqlite);
-        }
-        let url = if sqlite && !url.contains("mode=") && !url.contains(":memory:") {
-            let sep = if url.contains('?') { '&' } else { '?' };
-            format!("{url}{sep}mode=rwc")
-        } else {
-            url.to_owned()
-        };
-        let options = AnyConnectOptions::from_str(&url)?;
-        let pool = pool_options(sqlite, if sqlite { 4 } else { 16 }, 10_000)
-            .connect_with(options.clone())
-            .await?;
-        if sqlite {
-            sqlx::query("PRAGMA journal_mode = WAL")
-                .execute(&pool)
-                .await?;
-        }
-        migrator(sqlite).await?.run(&pool).await?;
+        let store = Store::open(url).await?;
+        let sqlite = store.is_sqlite();
         if instances == Instances::Shared && sqlite {
             return Err(LedgerError::SharedNeedsPostgres);
         }
@@ -518,7 +451,7 @@ impl Ledger {
                         Ok(())
                     })
                 })
-                .connect_with(options.clone())
+                .connect_with(store.options.clone())
                 .await?;
             Some(shared_holds::SharedHolds::new(holds_pool))
         } else {
@@ -526,11 +459,12 @@ impl Ledger {
         };
         // The writer's own connection gives up on a locked SQLite file quickly, so a batch that
         // cannot be written goes to the journal instead of waiting.
-        let writer_pool = pool_options(sqlite, 1, 250)
+        let writer_pool = store
+            .own_pool(1, 250)
             .acquire_timeout(writer::JOURNAL_AFTER)
             // A failed commit is retried anyway; a ping before every batch would cost a round trip.
             .test_before_acquire(false)
-            .connect_with(options)
+            .connect_with(store.options.clone())
             .await?;
         let accounts = Arc::new(Accounts::default());
         let settled = Arc::new(tokio::sync::watch::channel(0).0);
@@ -554,7 +488,7 @@ impl Ledger {
         };
         let (tx, rx) = mpsc::channel(writer::QUEUE);
         let sqlite_writer = if sqlite {
-            let file = sqlx::sqlite::SqliteConnectOptions::from_str(&url)?
+            let file = sqlx::sqlite::SqliteConnectOptions::from_str(&store.url)?
                 .get_filename()
                 .to_owned();
             Some(
@@ -590,7 +524,7 @@ impl Ledger {
         Ok(Ledger {
             shared,
             durability: Durability::Durable,
-            pool,
+            store,
             writer_pool,
             accounts,
             settled,
@@ -602,7 +536,7 @@ impl Ledger {
 
     /// Whether the database answers.
     pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+        self.store.ping().await
     }
 
     /// Closes the pools (tests drop their databases after this).
@@ -610,7 +544,7 @@ impl Ledger {
         if let Some(s) = &self.shared {
             s.close().await;
         }
-        self.pool.close().await;
+        self.pool().close().await;
         self.writer_pool.close().await;
     }
 

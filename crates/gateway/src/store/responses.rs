@@ -3,14 +3,15 @@
 //! conversation behind it (continued by a later request's `previous_response_id`). A stored
 //! response is only ever read back, or deleted (`DELETE /v1/responses/{id}`), for the key that
 //! created it; for any other key it does not exist. One older than the retention (`[responses]`)
-//! is not served and is purged (`purge_responses`); an operator lists and deletes a key's stored
+//! is not served and is purged (`Responses::purge`); an operator lists and deletes a key's stored
 //! responses (`/admin/keys/{id}/responses`). Deleted rows do not linger in the file: SQLite runs
 //! with `secure_delete` and the WAL is checkpointed after a purge.
 
 use serde_json::Value;
 use sqlx::Row;
 
-use super::{now_ms, Ledger, LedgerError};
+use super::{Store, StoreError};
+use crate::clock::now_ms;
 
 /// One stored response.
 #[derive(Debug, Clone)]
@@ -30,9 +31,19 @@ pub struct StoredResponse {
     pub input_items: Vec<Value>,
 }
 
-impl Ledger {
+/// The stored responses, on the database's shared pool. Cheap to clone.
+#[derive(Clone)]
+pub struct Responses {
+    store: Store,
+}
+
+impl Responses {
+    pub(super) fn new(store: Store) -> Responses {
+        Responses { store }
+    }
+
     /// Stores a finished response. Storing the same id twice keeps the first.
-    pub async fn store_response(&self, r: &StoredResponse) -> Result<(), LedgerError> {
+    pub async fn put(&self, r: &StoredResponse) -> Result<(), StoreError> {
         let response = serde_json::to_string(&r.response).unwrap_or_else(|_| "{}".into());
         let conversation = serde_json::to_string(&r.conversation).unwrap_or_else(|_| "[]".into());
         let input_items = serde_json::to_string(&r.input_items).unwrap_or_else(|_| "[]".into());
@@ -49,19 +60,19 @@ impl Ledger {
         .bind(conversation)
         .bind(now_ms())
         .bind(input_items)
-        .execute(&self.pool)
+        .execute(self.store.pool())
         .await?;
         Ok(())
     }
 
     /// The response `id` if `key_id` created it at `not_before` (epoch ms) or later; `None` for
     /// an unknown id, another key's response or one past the retention.
-    pub async fn stored_response(
+    pub async fn get(
         &self,
         id: &str,
         key_id: &str,
         not_before: i64,
-    ) -> Result<Option<StoredResponse>, LedgerError> {
+    ) -> Result<Option<StoredResponse>, StoreError> {
         let row = sqlx::query(
             "SELECT id, key_id, model, status, response, conversation, input_items \
              FROM responses WHERE id = $1 AND key_id = $2 AND created_at >= $3",
@@ -69,7 +80,7 @@ impl Ledger {
         .bind(id)
         .bind(key_id)
         .bind(not_before)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.store.pool())
         .await?;
         let Some(row) = row else { return Ok(None) };
         let response: String = row.try_get("response")?;
@@ -90,26 +101,26 @@ impl Ledger {
 
     /// Deletes the response `id` if `key_id` created it; `false` for an unknown id or another
     /// key's response (nothing is deleted then).
-    pub async fn delete_response(&self, id: &str, key_id: &str) -> Result<bool, LedgerError> {
+    pub async fn delete(&self, id: &str, key_id: &str) -> Result<bool, StoreError> {
         let done = sqlx::query("DELETE FROM responses WHERE id = $1 AND key_id = $2")
             .bind(id)
             .bind(key_id)
-            .execute(&self.pool)
+            .execute(self.store.pool())
             .await?;
         Ok(done.rows_affected() > 0)
     }
 
     /// The stored responses of `key_id`, newest first: (id, model, status, created_at).
-    pub async fn key_responses(
+    pub async fn of_key(
         &self,
         key_id: &str,
-    ) -> Result<Vec<(String, String, String, i64)>, LedgerError> {
+    ) -> Result<Vec<(String, String, String, i64)>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, model, status, created_at FROM responses WHERE key_id = $1 \
              ORDER BY created_at DESC, id",
         )
         .bind(key_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.store.pool())
         .await?;
         rows.iter()
             .map(|r| {
@@ -121,38 +132,28 @@ impl Ledger {
                 ))
             })
             .collect::<Result<_, sqlx::Error>>()
-            .map_err(LedgerError::from)
+            .map_err(StoreError::from)
     }
 
     /// Deletes every stored response of `key_id`; how many there were.
-    pub async fn delete_key_responses(&self, key_id: &str) -> Result<u64, LedgerError> {
+    pub async fn delete_of_key(&self, key_id: &str) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM responses WHERE key_id = $1")
             .bind(key_id)
-            .execute(&self.pool)
+            .execute(self.store.pool())
             .await?;
-        self.checkpoint_wal().await;
+        self.store.checkpoint_wal().await;
         Ok(done.rows_affected())
     }
 
     /// Deletes the responses stored before `before` (epoch ms); how many there were.
-    pub async fn purge_responses(&self, before: i64) -> Result<u64, LedgerError> {
+    pub async fn purge(&self, before: i64) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM responses WHERE created_at < $1")
             .bind(before)
-            .execute(&self.pool)
+            .execute(self.store.pool())
             .await?;
         if done.rows_affected() > 0 {
-            self.checkpoint_wal().await;
+            self.store.checkpoint_wal().await;
         }
         Ok(done.rows_affected())
-    }
-
-    /// SQLite: moves the WAL's pages into the database file and empties it, so deleted rows
-    /// (zeroed there by `secure_delete`) leave no copy behind in the WAL. Best effort.
-    async fn checkpoint_wal(&self) {
-        if self.is_sqlite() {
-            let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(&self.pool)
-                .await;
-        }
     }
 }

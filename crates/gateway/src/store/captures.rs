@@ -1,11 +1,11 @@
 //! Captured prompt and completion text (`request_captures`), for keys whose capture an operator
 //! turned on: written already redacted and truncated by `crate::capture`, read back only by the
 //! admin (`GET /admin/requests/{id}`), deleted on request, when the key's capture is turned off,
-//! and once expired (`purge_captures`, with the clock as a parameter).
+//! and once expired (`Captures::purge`, with the clock as a parameter).
 
 use sqlx::Row;
 
-use super::{Ledger, LedgerError};
+use super::{Store, StoreError};
 
 /// One request's capture, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -23,10 +23,20 @@ pub struct Capture {
     pub truncated: bool,
 }
 
-impl Ledger {
+/// The stored captures, on the database's shared pool. Cheap to clone.
+#[derive(Clone)]
+pub struct Captures {
+    store: Store,
+}
+
+impl Captures {
+    pub(super) fn new(store: Store) -> Captures {
+        Captures { store }
+    }
+
     /// Stores a capture unless the key's capture has been turned off meanwhile (a request
     /// admitted before is not captured after); a second one for the same request id is ignored.
-    pub async fn insert_capture(&self, c: &Capture) -> Result<(), LedgerError> {
+    pub async fn insert(&self, c: &Capture) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO request_captures (request_id, key_id, created_at, expires_at, \
              request_text, completion_text, truncated) \
@@ -41,19 +51,19 @@ impl Ledger {
         .bind(&c.request)
         .bind(&c.completion)
         .bind(i64::from(c.truncated))
-        .execute(&self.pool)
+        .execute(self.store.pool())
         .await?;
         Ok(())
     }
 
     /// The capture of one request, if there is one.
-    pub async fn capture(&self, request_id: &str) -> Result<Option<Capture>, LedgerError> {
+    pub async fn get(&self, request_id: &str) -> Result<Option<Capture>, StoreError> {
         let row = sqlx::query(
             "SELECT request_id, key_id, created_at, expires_at, request_text, completion_text, \
              truncated FROM request_captures WHERE request_id = $1",
         )
         .bind(request_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.store.pool())
         .await?;
         let Some(row) = row else {
             return Ok(None);
@@ -70,39 +80,39 @@ impl Ledger {
     }
 
     /// Deletes one request's capture; true when there was one.
-    pub async fn delete_capture(&self, request_id: &str) -> Result<bool, LedgerError> {
+    pub async fn delete(&self, request_id: &str) -> Result<bool, StoreError> {
         let done = sqlx::query("DELETE FROM request_captures WHERE request_id = $1")
             .bind(request_id)
-            .execute(&self.pool)
+            .execute(self.store.pool())
             .await?;
         Ok(done.rows_affected() > 0)
     }
 
     /// Deletes every capture of a key; how many there were.
-    pub async fn delete_key_captures(&self, key_id: &str) -> Result<u64, LedgerError> {
+    pub async fn delete_of_key(&self, key_id: &str) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM request_captures WHERE key_id = $1")
             .bind(key_id)
-            .execute(&self.pool)
+            .execute(self.store.pool())
             .await?;
         Ok(done.rows_affected())
     }
 
     /// Deletes the captures expired at `now_ms`, and any older than `max_age_ms` whatever their
     /// own retention said (the configured maximum may have been lowered); how many.
-    pub async fn purge_captures(&self, now_ms: i64, max_age_ms: i64) -> Result<u64, LedgerError> {
+    pub async fn purge(&self, now_ms: i64, max_age_ms: i64) -> Result<u64, StoreError> {
         let done =
             sqlx::query("DELETE FROM request_captures WHERE expires_at <= $1 OR created_at <= $2")
                 .bind(now_ms)
                 .bind(now_ms.saturating_sub(max_age_ms))
-                .execute(&self.pool)
+                .execute(self.store.pool())
                 .await?;
         Ok(done.rows_affected())
     }
 
     /// How many captures are stored (for tests and operators).
-    pub async fn capture_count(&self) -> Result<i64, LedgerError> {
+    pub async fn count(&self) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM request_captures")
-            .fetch_one(&self.pool)
+            .fetch_one(self.store.pool())
             .await?;
         Ok(row.try_get("n")?)
     }

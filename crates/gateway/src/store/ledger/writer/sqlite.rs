@@ -19,8 +19,8 @@ use super::{
     charged_quotas, clamp, debit_sql, fresh_entries, insert_sql, plan_debits, quota_entries_by_key,
     DEBIT_BOUND, ROWS_PER_INSERT,
 };
-use crate::ledger::keys::{key_from_columns, KeyRecord, KEY_COLUMNS};
-use crate::ledger::UsageEntry;
+use crate::store::ledger::keys::{key_from_columns, KeyRecord, KEY_COLUMNS};
+use crate::store::ledger::UsageEntry;
 
 /// Work for the writer thread.
 type Task = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -167,7 +167,7 @@ fn write_batch(conn: &mut Connection, entries: &[&UsageEntry]) -> rusqlite::Resu
             continue;
         };
         let k = tx.prepare_cached(charge_quotas_sql())?.query_row(
-            params![crate::ledger::quotas::to_column(&quotas), key_id],
+            params![crate::store::ledger::quotas::to_column(&quotas), key_id],
             key_from_sqlite,
         )?;
         keys.retain(|o| o.id != k.id);
@@ -232,7 +232,7 @@ fn bind_entry(
     bind(&e.finished_at)?;
     bind(&e.hold.0)?;
     bind(&i64::from(e.over_hold))?;
-    bind(&e.note.map(crate::ledger::BillingNote::as_str))?;
+    bind(&e.note.map(crate::store::ledger::BillingNote::as_str))?;
     bind(&e.upstream_status.map(i64::from))?;
     bind(&e.status.map(i64::from))?;
     bind(&e.error_text)?;

@@ -228,7 +228,7 @@ fn models_text(models: &Option<Vec<String>>) -> Option<String> {
 impl Ledger {
     pub async fn key_count(&self) -> Result<i64, LedgerError> {
         let row = sqlx::query("SELECT COUNT(*) FROM api_keys")
-            .fetch_one(&self.pool)
+            .fetch_one(self.pool())
             .await?;
         Ok(row.try_get(0)?)
     }
@@ -269,7 +269,7 @@ impl Ledger {
             .bind(new.max_concurrent)
             .bind(last4)
             .bind(super::quotas::to_column(&new.quotas))
-            .fetch_one(&self.pool)
+            .fetch_one(self.pool())
             .await?;
         Ok(key_from_row(&row)?)
     }
@@ -278,7 +278,7 @@ impl Ledger {
         let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1");
         let row = sqlx::query(&sql)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .await?;
         Ok(row.as_ref().map(key_from_row).transpose()?)
     }
@@ -290,7 +290,7 @@ impl Ledger {
         );
         let row = sqlx::query(&sql)
             .bind(hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .await?;
         Ok(row.as_ref().map(key_from_row).transpose()?)
     }
@@ -298,7 +298,7 @@ impl Ledger {
     /// Every key (revoked ones too) with its stored hash, for the authenticator's in-memory map.
     pub async fn keys_with_hashes(&self) -> Result<Vec<(String, KeyRecord)>, LedgerError> {
         let sql = format!("SELECT key_hash, {KEY_COLUMNS} FROM api_keys");
-        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql).fetch_all(self.pool()).await?;
         Ok(rows
             .iter()
             .map(hashed_key_from_row)
@@ -309,7 +309,7 @@ impl Ledger {
     /// holds, so that only the rows that changed are read in full.
     pub async fn key_versions(&self) -> Result<Vec<(String, i64)>, LedgerError> {
         let rows = sqlx::query("SELECT id, version FROM api_keys")
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool())
             .await?;
         Ok(rows
             .iter()
@@ -333,7 +333,7 @@ impl Ledger {
             for id in chunk {
                 query = query.bind(id);
             }
-            for row in query.fetch_all(&self.pool).await? {
+            for row in query.fetch_all(self.pool()).await? {
                 out.push(hashed_key_from_row(&row)?);
             }
         }
@@ -342,7 +342,7 @@ impl Ledger {
 
     pub async fn keys(&self) -> Result<Vec<KeyRecord>, LedgerError> {
         let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id");
-        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql).fetch_all(self.pool()).await?;
         Ok(rows.iter().map(key_from_row).collect::<Result<_, _>>()?)
     }
 
@@ -361,7 +361,7 @@ impl Ledger {
         let row = sqlx::query(&sql)
             .bind(now_ms())
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .await?;
         self.adopt(row.as_ref().map(key_from_row).transpose()?, id)
     }
@@ -463,7 +463,7 @@ impl Ledger {
             .bind(next.capture_hours)
             .bind(i64::from(update.quotas.is_some()))
             .bind(super::quotas::to_column(&next.quotas))
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .await?;
         match row {
             Some(row) => self.adopt(Some(key_from_row(&row)?), id),

@@ -205,7 +205,7 @@ impl Ledger {
             tick.tick().await;
             let sent = sqlx::query("SELECT pg_notify($1, '')")
                 .bind(CHANNEL)
-                .execute(&self.pool)
+                .execute(self.pool())
                 .await;
             match sent {
                 Ok(_) => last_ok = tokio::time::Instant::now(),
