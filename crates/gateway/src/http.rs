@@ -26,7 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::auth::{new_id, Caller};
+use crate::auth::{new_request_id, Caller};
 use crate::gateway::{Gateway, Live};
 use crate::relay::{self, ChatReply, RequestIds, Served};
 use crate::telemetry;
@@ -226,7 +226,7 @@ fn client_request_id(headers: &HeaderMap) -> Option<HeaderValue> {
 /// (`request_ids` below: the client's valid `x-request-id`, else the ledger id), which is also sent
 /// upstream.
 fn request_ids_for(headers: &HeaderMap) -> RequestIds {
-    let ledger = new_id("req_", 24);
+    let ledger = new_request_id();
     let visible = client_request_id(headers)
         .and_then(|v| v.to_str().ok().map(str::to_owned))
         .unwrap_or_else(|| ledger.clone());
@@ -261,7 +261,7 @@ fn request_ids(resp: &mut Response, client: Option<HeaderValue>) {
         }
         None => {
             if !h.contains_key("x-request-id") {
-                if let Ok(v) = HeaderValue::from_str(&new_id("req_", 24)) {
+                if let Ok(v) = HeaderValue::from_str(&new_request_id()) {
                     h.insert("x-request-id", v);
                 }
             }
