@@ -216,12 +216,9 @@ async fn open_inner(
     };
     let n = candidates.len();
     let max_attempts = policy.max_attempts.unwrap_or(n as u32 + 1);
-    let budget_end = started + policy.retry_budget;
+    let mut turns = Turns::new(n, started, policy);
     let mut attempts = 0u32;
-    // Per candidate: no retry before this instant; `None` once it must not be retried at all.
-    let mut retry_at: Vec<Option<Instant>> = vec![Some(started); n];
     let mut last_error: Option<(UpstreamError, ProviderKind)> = None;
-    let mut next = 0usize;
 
     if let Some(AutoKind::Fastest {
         hedge_after: Some(delay),
@@ -231,8 +228,16 @@ async fn open_inner(
             && can_carry(gw, &candidates[0].route, job)
             && can_carry(gw, &candidates[1].route, job);
         if both_carry && max_attempts >= 2 {
-            let (first, second) = (&candidates[0], &candidates[1]);
-            let hedged = hedge(gw, first, second, job, delay, accepted, caller, request_id).await?;
+            let candidates = &candidates;
+            let run = |i: usize| async move {
+                let route = &candidates[i].route;
+                let body = upstream_body(gw, route, job)?;
+                Ok(attempt(gw, route, body, job, accepted, caller, request_id).await)
+            };
+            let hedged = hedge(run, delay).await?;
+            if let Some((i, elapsed)) = hedged.slower {
+                gw.routing.record_slower_than(&candidates[i].key, elapsed);
+            }
             attempts += hedged.sends;
             for (i, outcome) in hedged.failures {
                 settlement
@@ -248,7 +253,7 @@ async fn open_inner(
                     &candidates[i],
                     caller,
                     &outcome,
-                    &mut retry_at[i],
+                    &mut turns.retry_at[i],
                 );
                 last_error = Some((outcome, kind_of(gw, &candidates[i].route)));
             }
@@ -264,41 +269,27 @@ async fn open_inner(
                     attempts,
                 ));
             }
-            next = 2;
+            turns.next = 2;
         }
     }
 
     while attempts < max_attempts {
-        // Position `p` in the endless cycle over the candidates: candidate `p % n`, round `p / n`.
-        let Some(p) = (next..next + n).find(|&p| retry_at[p % n].is_some()) else {
+        // An Anthropic or Gemini route has no embeddings API, and a request only the client's
+        // own dialect carries goes only to such routes: not a failure of the route.
+        let usable = |i: usize| {
+            let route = &candidates[i].route;
+            serves(gw, route, job.endpoint()) && can_carry(gw, route, job)
+        };
+        let Some(i) = turns.next(policy, attempts > 0, usable).await else {
             break;
         };
-        next = p + 1;
-        let (i, round) = (p % n, p / n);
         let cand = &candidates[i];
-        if !serves(gw, &cand.route, job.endpoint()) || !can_carry(gw, &cand.route, job) {
-            // An Anthropic or Gemini route has no embeddings API, and a request only the
-            // client's own dialect carries goes only to such routes: not a failure of the route.
-            retry_at[i] = None;
-            continue;
-        }
-        if round > 0 {
-            let wait_until =
-                backoff_until(policy, round as u32).max(retry_at[i].unwrap_or(started));
-            if wait_until > budget_end {
-                retry_at[i] = None;
-                continue;
-            }
-            tokio::time::sleep_until(wait_until).await;
-        } else if attempts > 0 && Instant::now() >= budget_end {
-            break;
-        }
         // The route's own quota (its provider's `rpm`/`tpm`): past it the route is skipped
         // until it refills, without counting against its health.
         let quota = match route_quota(gw, &cand.route, model, job).await {
             Ok(q) => q,
             Err(wait) => {
-                retry_at[i] = Some(Instant::now() + wait);
+                turns.retry_at[i] = Some(Instant::now() + wait);
                 if last_error.is_none() {
                     let e = UpstreamError::Status {
                         status: 429,
@@ -345,7 +336,7 @@ async fn open_inner(
             Err(e) => {
                 settlement.meter.upstream_answered(e.upstream_status());
                 tracing::debug!(route = %cand.key, error = %e, "route failed, trying the next");
-                note_failure(gw, policy, cand, caller, &e, &mut retry_at[i]);
+                note_failure(gw, policy, cand, caller, &e, &mut turns.retry_at[i]);
                 last_error = Some((e, kind_of(gw, &cand.route)));
             }
         }
@@ -412,7 +403,16 @@ fn note_failure(
         }
         (_, Cause::Request(_)) => {}
     }
-    *retry_at = match e {
+    *retry_at = retry_after_failure(policy, e);
+}
+
+/// When a route that failed with `e` may be tried again: at once (after its backoff), not before
+/// the `retry-after` it asked for, or never (`None`).
+fn retry_after_failure(
+    policy: &crate::config::RoutingConfig,
+    e: &UpstreamError,
+) -> Option<Instant> {
+    match e {
         // The credential was refreshed and still refused, the route has no such model, or the
         // answer is too large for the limits: retrying the same route cannot help.
         UpstreamError::Status {
@@ -426,23 +426,84 @@ fn note_failure(
             ..
         } => (*after <= policy.max_retry_after).then(|| Instant::now() + *after),
         _ => Some(Instant::now()),
-    };
+    }
 }
 
-/// When a route may be revisited in round `round` (1 = the second pass): the base backoff doubled
-/// per round, capped, with full jitter over its upper half.
-fn backoff_until(policy: &crate::config::RoutingConfig, round: u32) -> Instant {
-    let base = policy.backoff_base.as_millis() as u64;
-    let cap = policy.backoff_max.as_millis() as u64;
-    let full = base
-        .saturating_mul(1u64 << round.saturating_sub(1).min(20))
-        .min(cap);
-    let jittered = if full > 1 {
-        rand::Rng::gen_range(&mut rand::thread_rng(), full / 2..=full)
-    } else {
-        full
-    };
-    Instant::now() + Duration::from_millis(jittered)
+/// Whose turn it is: each candidate once, in order, then the retryable ones again in rounds,
+/// each after its backoff and never before the `retry-after` it asked for, while the per-request
+/// budget (`routing.retry_budget_ms`) lasts. The waiting happens here, on tokio's clock.
+struct Turns {
+    /// Per candidate: no retry before this instant; `None` once it must not be retried at all.
+    retry_at: Vec<Option<Instant>>,
+    /// Position in the endless cycle over the candidates: candidate `p % n`, round `p / n`.
+    next: usize,
+    started: Instant,
+    budget_end: Instant,
+    /// Picks a backoff in milliseconds from its jitter range (random; a test picks an end).
+    jitter: fn(std::ops::RangeInclusive<u64>) -> u64,
+}
+
+impl Turns {
+    /// `n` candidates, for a request that began at `started`.
+    fn new(n: usize, started: Instant, policy: &crate::config::RoutingConfig) -> Turns {
+        Turns {
+            retry_at: vec![Some(started); n],
+            next: 0,
+            started,
+            budget_end: started + policy.retry_budget,
+            jitter: |range| rand::Rng::gen_range(&mut rand::thread_rng(), range),
+        }
+    }
+
+    /// The next candidate to try, once its turn has come (its backoff is waited here), or `None`
+    /// when none is left or the budget is spent. A candidate `usable` refuses is passed over and
+    /// not come back to. `tried`: an attempt was made already (the first always starts).
+    async fn next(
+        &mut self,
+        policy: &crate::config::RoutingConfig,
+        tried: bool,
+        mut usable: impl FnMut(usize) -> bool,
+    ) -> Option<usize> {
+        let n = self.retry_at.len();
+        loop {
+            let p = (self.next..self.next + n).find(|&p| self.retry_at[p % n].is_some())?;
+            self.next = p + 1;
+            let (i, round) = (p % n, p / n);
+            if !usable(i) {
+                self.retry_at[i] = None;
+                continue;
+            }
+            if round > 0 {
+                let wait_until = self
+                    .backoff_until(policy, round as u32)
+                    .max(self.retry_at[i].unwrap_or(self.started));
+                if wait_until > self.budget_end {
+                    self.retry_at[i] = None;
+                    continue;
+                }
+                tokio::time::sleep_until(wait_until).await;
+            } else if tried && Instant::now() >= self.budget_end {
+                return None;
+            }
+            return Some(i);
+        }
+    }
+
+    /// When a route may be revisited in round `round` (1 = the second pass): the base backoff
+    /// doubled per round, capped, with full jitter over its upper half.
+    fn backoff_until(&self, policy: &crate::config::RoutingConfig, round: u32) -> Instant {
+        let base = policy.backoff_base.as_millis() as u64;
+        let cap = policy.backoff_max.as_millis() as u64;
+        let full = base
+            .saturating_mul(1u64 << round.saturating_sub(1).min(20))
+            .min(cap);
+        let jittered = if full > 1 {
+            (self.jitter)(full / 2..=full)
+        } else {
+            full
+        };
+        Instant::now() + Duration::from_millis(jittered)
+    }
 }
 
 /// Whether `route`'s provider can serve `endpoint`.
@@ -552,30 +613,29 @@ struct Hedged {
     winner: Option<(usize, Answer, Duration)>,
     failures: Vec<(usize, UpstreamError)>,
     sends: u32,
+    /// The candidate that lost the race while still waiting, and how long it had waited by then
+    /// (for its health: `routing::record_slower_than`).
+    slower: Option<(usize, Duration)>,
 }
 
-/// Runs `first`; if it has not answered after `delay`, runs `second` as well and keeps whichever
-/// answers first. The loser is dropped, which closes its upstream connection.
-async fn hedge(
-    gw: &Gateway,
-    first: &Candidate,
-    second: &Candidate,
-    job: Job<'_>,
-    delay: Duration,
-    accepted: &AtomicBool,
-    caller: &str,
-    request_id: &str,
-) -> Result<Hedged, RelayError> {
+/// Runs candidate 0 (`run(0)`); if it has not answered after `delay`, runs candidate 1 as well
+/// and keeps whichever answers first. The loser is dropped, which closes its upstream connection.
+/// A first candidate that fails retryably before `delay` is followed by the second at once.
+async fn hedge<F, Fut>(run: F, delay: Duration) -> Result<Hedged, RelayError>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<Tried, RelayError>>,
+{
     let mut out = Hedged {
         winner: None,
         failures: Vec::new(),
         sends: 0,
+        slower: None,
     };
-    let body = upstream_body(gw, &first.route, job)?;
-    let a = attempt(gw, &first.route, body, job, accepted, caller, request_id);
+    let a = run(0);
     tokio::pin!(a);
     let early = tokio::select! {
-        t = &mut a => Some(t),
+        t = &mut a => Some(t?),
         () = tokio::time::sleep(delay) => None,
     };
     let take = |i: usize, t: Tried, out: &mut Hedged| -> bool {
@@ -595,33 +655,27 @@ async fn hedge(
         if take(0, t, &mut out) || !out.failures.iter().all(|(_, e)| e.is_retryable()) {
             return Ok(out);
         }
-        let body = upstream_body(gw, &second.route, job)?;
-        take(
-            1,
-            attempt(gw, &second.route, body, job, accepted, caller, request_id).await,
-            &mut out,
-        );
+        take(1, run(1).await?, &mut out);
         return Ok(out);
     }
     let hedge_started = Instant::now();
-    let body = upstream_body(gw, &second.route, job)?;
-    let b = attempt(gw, &second.route, body, job, accepted, caller, request_id);
+    let b = run(1);
     tokio::pin!(b);
     tokio::select! {
         t = &mut a => {
-            if !take(0, t, &mut out) {
-                take(1, b.await, &mut out);
+            if !take(0, t?, &mut out) {
+                take(1, b.await?, &mut out);
             } else {
                 out.sends += 1;
-                gw.routing.record_slower_than(&second.key, hedge_started.elapsed());
+                out.slower = Some((1, hedge_started.elapsed()));
             }
         }
         t = &mut b => {
-            if !take(1, t, &mut out) {
-                take(0, a.await, &mut out);
+            if !take(1, t?, &mut out) {
+                take(0, a.await?, &mut out);
             } else {
                 out.sends += 1;
-                gw.routing.record_slower_than(&first.key, delay + hedge_started.elapsed());
+                out.slower = Some((0, delay + hedge_started.elapsed()));
             }
         }
     }
@@ -1161,3 +1215,6 @@ fn refused(status: u16, body: &[u8], refusal: Refusal, dialect: ProviderKind) ->
         code,
     }
 }
+
+#[cfg(test)]
+mod tests;

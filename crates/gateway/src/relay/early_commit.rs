@@ -84,7 +84,7 @@ pub(crate) fn opening(
 /// Runs `opening` until it finishes, or until `after` passes without it finishing: then the
 /// stream commits (`committed` is the meter's flag: from now on the client has a 200).
 pub(crate) async fn open_or_commit(
-    mut opening: Opening,
+    opening: Opening,
     after: Option<Duration>,
     committed: Arc<std::sync::atomic::AtomicBool>,
 ) -> Started {
@@ -92,14 +92,23 @@ pub(crate) async fn open_or_commit(
         let (settlement, result) = opening.await;
         return Started::Now(settlement, result);
     };
-    tokio::select! {
-        biased;
-        (settlement, result) = &mut opening => Started::Now(settlement, result),
-        () = tokio::time::sleep(after) => {
+    match within(opening, after).await {
+        Ok((settlement, result)) => Started::Now(settlement, result),
+        Err(opening) => {
             committed.store(true, Ordering::Relaxed);
             crate::telemetry::record_committed_early();
             Started::Committed(opening)
         }
+    }
+}
+
+/// What `opening` produced, if it finished within `after` (at `after` itself too: it is polled
+/// first), or else the opening itself, still under way.
+async fn within<F: Future + Unpin>(mut opening: F, after: Duration) -> Result<F::Output, F> {
+    tokio::select! {
+        biased;
+        out = &mut opening => Ok(out),
+        () = tokio::time::sleep(after) => Err(opening),
     }
 }
 
@@ -226,4 +235,77 @@ fn error_object(w: &ErrorWords) -> serde_json::Value {
     };
     json!({"message": crate::redact::mask(&w.message), "type": w.kind, "param": w.param,
            "code": code})
+}
+
+#[cfg(test)]
+mod tests {
+    //! The early commit's clocks under paused time: the commit comes at `commit_after` and not a
+    //! millisecond before, and the keep-alives that follow it keep their cadence.
+
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// An opening that finishes `after` from now.
+    fn done_after(after: Duration) -> Pin<Box<dyn Future<Output = Duration> + Send>> {
+        let start = Instant::now();
+        Box::pin(async move {
+            tokio::time::sleep(after).await;
+            start.elapsed()
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_commits_at_commit_after_and_not_before() {
+        // Routes that answer 1 ms before the commit, or at its very instant: no commit.
+        for at in [ms(999), ms(1_000)] {
+            let start = Instant::now();
+            assert_eq!(within(done_after(at), ms(1_000)).await.ok(), Some(at));
+            assert_eq!(start.elapsed(), at);
+        }
+        // 1 ms later: the commit comes at `commit_after`, and the routes are still being tried.
+        let start = Instant::now();
+        let Err(opening) = within(done_after(ms(1_001)), ms(1_000)).await else {
+            panic!("no commit");
+        };
+        assert_eq!(start.elapsed(), ms(1_000));
+        assert_eq!(opening.await, ms(1_001));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_committed_stream_sends_a_keep_alive_at_once_then_one_every_interval() {
+        let end = CancellationToken::new();
+        let opening: Opening = Box::pin(futures_util::future::pending());
+        let then: Then = Box::new(|outcome| {
+            assert!(matches!(outcome, Outcome::Shutdown));
+            Box::new(futures_util::stream::iter([Bytes::from_static(b"the end")]))
+        });
+        let ping = Bytes::from_static(b": keep-alive\n\n");
+        let mut body = body(opening, (ms(40), ping.clone()), &end, then);
+        let start = Instant::now();
+        let mut frames = Vec::new();
+        for _ in 0..3 {
+            let frame = body.next().await.expect("a frame");
+            frames.push((frame, start.elapsed()));
+        }
+        assert_eq!(
+            frames,
+            [
+                (ping.clone(), ms(0)),
+                (ping.clone(), ms(40)),
+                (ping, ms(80))
+            ]
+        );
+        // The wait ends (here by the shutdown) between two keep-alives: its ending goes out then.
+        let cancel = end.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(ms(25)).await;
+            cancel.cancel();
+        });
+        assert_eq!(body.next().await, Some(Bytes::from_static(b"the end")));
+        assert_eq!(start.elapsed(), ms(105));
+        assert_eq!(body.next().await, None);
+    }
 }

@@ -202,19 +202,13 @@ async fn a_client_leaving_during_the_wait_is_cancelled_and_the_upstream_request_
         record.client_disconnected && record.tokens_written == 0,
         "{record:?}"
     );
-    let ledger = gw.gw.ledger.clone();
-    let key = gw.key_id.clone();
-    let mut entry = None;
-    // Polls the ledger, with a deadline (10 s), until the entry is there.
-    for _ in 0..500 {
-        let (entries, _) = books(&ledger, &key).await;
-        if let Some(e) = entries.get(&id) {
-            entry = Some(e.clone());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let e = entry.expect("the cancelled request was settled");
+    let e = gw
+        .gw
+        .ledger
+        .wait_for_entry(&id, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .expect("the cancelled request was settled");
     assert_eq!(e.end_reason, "cancelled");
     assert_eq!(e.completion_tokens, 0);
     harness::released(&gw).await;
@@ -248,18 +242,12 @@ async fn the_shutdown_grace_ending_during_the_wait_ends_the_stream_with_a_503_ev
     assert_eq!(events[0]["error"]["type"], "service_unavailable");
     assert_eq!(items.last(), Some(&Sse::Done));
     assert!(mock.wait_stream_end(0).await.client_disconnected);
-    let ledger = gw.gw.ledger.clone();
-    let key = gw.key_id.clone();
-    let mut entry = None;
-    // Polls the ledger, with a deadline (10 s), until the entry is there.
-    for _ in 0..500 {
-        let (entries, _) = books(&ledger, &key).await;
-        if let Some(e) = entries.get(&id) {
-            entry = Some(e.clone());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let entry = gw
+        .gw
+        .ledger
+        .wait_for_entry(&id, Duration::from_secs(10))
+        .await
+        .unwrap();
     assert_eq!(entry.expect("settled").end_reason, "cancelled");
 }
 

@@ -277,12 +277,9 @@ impl SharedHolds {
     /// the caller's, before serving).
     pub(crate) fn keep_leases(&self) {
         let holds = self.clone();
-        tokio::spawn(async move {
-            let start = tokio::time::Instant::now() + RENEW_EVERY;
-            let mut tick = tokio::time::interval_at(start, RENEW_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
+        tokio::spawn(renew_every(RENEW_EVERY, move || {
+            let holds = holds.clone();
+            async move {
                 match holds.renew_and_sweep().await {
                     Ok(0) => {}
                     Ok(keys) => {
@@ -291,7 +288,23 @@ impl SharedHolds {
                     Err(e) => tracing::warn!(error = %e, "renewing the shared holds failed"),
                 }
             }
-        });
+        }));
+    }
+}
+
+/// Runs `renew` every `every`, the first time `every` from now, for as long as the task lives. A
+/// renewal that takes longer than `every` is followed by the next at once, then the cadence
+/// resumes from there (no burst of missed renewals).
+async fn renew_every<F, Fut>(every: Duration, mut renew: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        renew().await;
     }
 }
 
@@ -378,4 +391,60 @@ pub(super) async fn release_in(
         }
     }
     Ok(released)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The lease renewal's clock under paused time (the leases themselves are written and expired
+    //! by PostgreSQL's clock, which the integration tests cover).
+
+    use std::sync::{Arc, Mutex};
+
+    use tokio::time::Instant;
+
+    use super::*;
+
+    /// Renews every `RENEW_EVERY` for `run`, the first renewals taking `takes` (the others no
+    /// time); returns when each renewal started (from the start).
+    async fn renewals(takes: &[Duration], run: Duration) -> Vec<Duration> {
+        let start = Instant::now();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let seen = log.clone();
+        let takes = takes.to_vec();
+        let task = tokio::spawn(renew_every(RENEW_EVERY, move || {
+            let mut seen = seen.lock().unwrap();
+            let takes = takes.get(seen.len()).copied().unwrap_or_default();
+            seen.push(start.elapsed());
+            tokio::time::sleep(takes)
+        }));
+        tokio::time::sleep(run).await;
+        task.abort();
+        let log = log.lock().unwrap().clone();
+        log
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_holds_are_renewed_every_renew_every_many_times_within_a_lease() {
+        // A hold outlives three missed renewals: a stalled instance or a slow database costs no
+        // live request its hold.
+        assert!(RENEW_EVERY * 3 < LEASE);
+        let s = Duration::from_secs;
+        // The first renewal one interval after the start (the caller swept at the start), each
+        // at the exact instant it is due.
+        assert!(renewals(&[], s(15) - Duration::from_millis(1))
+            .await
+            .is_empty());
+        assert_eq!(renewals(&[], s(61)).await, [s(15), s(30), s(45), s(60)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_renewal_slower_than_its_interval_is_followed_at_once_without_a_burst() {
+        let s = Duration::from_secs;
+        // The first renewal takes 40 s (two intervals and more): the next starts as it ends, and
+        // the cadence goes on from there instead of catching up on the two it missed.
+        assert_eq!(
+            renewals(&[s(40)], s(86)).await,
+            [s(15), s(55), s(70), s(85)]
+        );
+    }
 }
