@@ -36,6 +36,7 @@ use switchyard_wire::finish::FinishReason;
 use switchyard_wire::openai::{ChatRequest, NativeBody, NativeDialect, RequestError};
 
 use crate::auth::Caller;
+use crate::config::RouteId;
 use crate::gateway::Gateway;
 use crate::ledger::EndReason;
 use crate::relay::attempts::Opened;
@@ -188,7 +189,8 @@ pub struct Rejected {
 /// Facts about how a request was served, sent back as response headers.
 #[derive(Debug, Clone)]
 pub struct Served {
-    pub provider: String,
+    /// The route that served it; `None` for a background response, answered before one is chosen.
+    pub route: Option<RouteId>,
     pub attempts: u32,
     /// The key's rate limits after this request, when it has any.
     pub rate: Option<crate::limits::Quota>,

@@ -15,6 +15,7 @@ use switchyard_wire::finish::FinishReason;
 use switchyard_wire::openai::ChunkView;
 use switchyard_wire::usage::Usage;
 
+use crate::config::RouteId;
 use crate::ledger::{EndReason, Prices};
 
 /// What the relay learned while serving the request, read when it is settled.
@@ -26,8 +27,8 @@ pub struct Meter {
     reported: Option<Usage>,
     first_token_at: Option<Instant>,
     finish: Option<FinishReason>,
+    /// The model name the upstream gave in its answer, when it is not the route's.
     served_model: Option<String>,
-    provider: Option<String>,
     attempts: u32,
     /// The served route's prices, when they differ from the requested model's (`auto` models).
     prices: Option<Prices>,
@@ -55,7 +56,7 @@ pub struct Meter {
     /// The upstream's id of its answer (`chatcmpl-…`), from the first chunk that has one.
     response_id: Option<String>,
     /// The route that served it, `provider/upstream-model`.
-    route: Option<String>,
+    route: Option<RouteId>,
 }
 
 impl Meter {
@@ -163,23 +164,23 @@ impl Meter {
         }
     }
 
-    /// The route that serves the request, once it answered.
-    pub fn served(&mut self, provider: &str, model: &str, prices: Prices, attempts: u32) {
-        self.route = Some(format!("{provider}/{model}"));
-        self.provider = Some(provider.to_owned());
-        self.served_model = Some(model.to_owned());
+    /// The route that serves the request, once it answered (its model name is the served
+    /// model until the upstream names another).
+    pub fn served(&mut self, route: &RouteId, prices: Prices, attempts: u32) {
+        self.route = Some(route.clone());
+        self.served_model = None;
         self.prices = Some(prices);
         self.attempts = attempts;
     }
 
     /// The route that served the request (`provider/upstream-model`), once one did.
-    pub fn route(&self) -> Option<&str> {
-        self.route.as_deref()
+    pub fn route(&self) -> Option<&RouteId> {
+        self.route.as_ref()
     }
 
     /// The model name the upstream gave in its answer.
     pub fn served_model(&mut self, model: &str) {
-        if self.served_model.as_deref() != Some(model) {
+        if self.served_model_name() != Some(model) {
             self.served_model = Some(model.to_owned());
         }
     }
@@ -225,12 +226,15 @@ impl Meter {
         self.finish.map(EndReason::from)
     }
 
+    /// The model name the upstream gave in its answer, else the serving route's.
     pub fn served_model_name(&self) -> Option<&str> {
-        self.served_model.as_deref()
+        self.served_model
+            .as_deref()
+            .or_else(|| self.route.as_ref().map(RouteId::upstream_model))
     }
 
     pub fn provider(&self) -> Option<&str> {
-        self.provider.as_deref()
+        self.route.as_ref().map(RouteId::provider)
     }
 
     /// Notes the status of the latest upstream answer (`None`: the attempt got no answer).

@@ -368,7 +368,7 @@ mod tests {
             deadline: Instant::now() + total,
             model: "m".into(),
             health: HealthKey {
-                route: "a/x".into(),
+                route: "a/x".parse().unwrap(),
                 caller: "k".into(),
             },
             native: false,
