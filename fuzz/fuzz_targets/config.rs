@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
                     "a model without routes was accepted"
                 );
                 for route in &model.routes {
-                    assert!(config.providers.contains_key(&route.provider));
+                    assert!(config.providers.contains_key(route.provider()));
                     let _ = route.prices.worst_case(u64::MAX, u64::MAX);
                 }
                 let most = Usage {

@@ -22,6 +22,7 @@ mod provider;
 mod providers;
 mod raw;
 mod reload;
+mod route_id;
 mod routing;
 mod secrets;
 mod server;
@@ -38,6 +39,7 @@ pub use model::{
 };
 pub use observe::{CaptureConfig, OtlpConfig, REDACT_CARD, REDACT_EMAIL};
 pub use provider::{ProviderConfig, RequestIdHeader, Timeouts, UpstreamLimits};
+pub use route_id::RouteId;
 pub use routing::{BreakerConfig, RoutingConfig};
 pub use secrets::{
     resolve_admin_key, Secret, DEFAULT_CREDENTIAL_REFRESH_INTERVAL, DEFAULT_CREDENTIAL_TIMEOUT,

@@ -627,10 +627,14 @@ fn served_headers(h: &mut HeaderMap, served: &Served, gw: &Gateway) {
         errors::rate_headers(h, q);
     }
     // A background response is answered before a route is chosen: there is none to name.
-    if !gw.config.routing.served_headers || served.provider.is_empty() {
+    let Some(route) = served
+        .route
+        .as_ref()
+        .filter(|_| gw.config.routing.served_headers)
+    else {
         return;
-    }
-    if let Ok(v) = HeaderValue::from_str(&served.provider) {
+    };
+    if let Ok(v) = HeaderValue::from_str(route.provider()) {
         h.insert("x-switchyard-provider", v);
     }
     h.insert("x-switchyard-attempts", HeaderValue::from(served.attempts));

@@ -32,11 +32,11 @@ use bytes::Bytes;
 use futures_util::Stream;
 use serde_json::Value;
 use switchyard_wire::anthropic;
-use switchyard_wire::openai::{
-    normalize_finish_reason, ChatRequest, NativeBody, NativeDialect, RequestError,
-};
+use switchyard_wire::finish::FinishReason;
+use switchyard_wire::openai::{ChatRequest, NativeBody, NativeDialect, RequestError};
 
 use crate::auth::Caller;
+use crate::config::RouteId;
 use crate::gateway::Gateway;
 use crate::relay::attempts::Opened;
 use crate::relay::chat_stream::{ChatStream, Client};
@@ -189,7 +189,8 @@ pub struct Rejected {
 /// Facts about how a request was served, sent back as response headers.
 #[derive(Debug, Clone)]
 pub struct Served {
-    pub provider: String,
+    /// The route that served it; `None` for a background response, answered before one is chosen.
+    pub route: Option<RouteId>,
     pub attempts: u32,
     /// The key's rate limits after this request, when it has any.
     pub rate: Option<crate::limits::Quota>,
@@ -430,13 +431,15 @@ async fn complete_json(
     }
     settlement.meter.answered();
     settlement.meter.chat_value(&v);
+    // An upstream's own spelling (DeepSeek's, an unknown one) is renamed for the client.
     for c in v["choices"].as_array_mut().into_iter().flatten() {
-        let fixed = c
+        let renamed = c
             .get("finish_reason")
             .and_then(Value::as_str)
-            .and_then(normalize_finish_reason);
-        if let Some(fixed) = fixed {
-            c["finish_reason"] = Value::String(fixed.to_owned());
+            .map(FinishReason::from_openai)
+            .filter(|r| c["finish_reason"] != r.as_openai());
+        if let Some(r) = renamed {
+            c["finish_reason"] = Value::from(r.as_openai());
         }
     }
     let end = settlement.meter.finish_reason().unwrap_or(EndReason::Stop);

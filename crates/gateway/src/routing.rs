@@ -37,7 +37,7 @@ use tokio::time::Instant;
 
 use serde::Serialize;
 
-use crate::config::{AutoKind, BreakerConfig, Config, ModelConfig, Route, Strategy};
+use crate::config::{AutoKind, BreakerConfig, Config, ModelConfig, Route, RouteId, Strategy};
 pub(crate) use crate::providers::cause::Blame;
 
 /// How long a conversation stays bound to the route that served its last turn: as long as the
@@ -77,8 +77,8 @@ fn weighted_order(candidates: &mut [Candidate], rng: &mut impl rand::Rng) {
 }
 
 /// Puts the candidate for `route` (a conversation's bound route) first, when it is one.
-pub(crate) fn prefer(candidates: &mut [Candidate], route: &str) {
-    if let Some(i) = candidates.iter().position(|c| c.key == route) {
+pub(crate) fn prefer(candidates: &mut [Candidate], route: &RouteId) {
+    if let Some(i) = candidates.iter().position(|c| c.key == *route) {
         candidates[..=i].rotate_right(1);
     }
 }
@@ -87,7 +87,7 @@ pub(crate) fn prefer(candidates: &mut [Candidate], route: &str) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthKey {
     /// `provider/upstream-model`.
-    pub route: String,
+    pub route: RouteId,
     /// The caller's key id.
     pub caller: String,
 }
@@ -243,8 +243,8 @@ impl RouteHealth {
 #[derive(Debug, Clone)]
 pub struct Candidate {
     pub route: Route,
-    /// `route.key()`, computed once.
-    pub key: String,
+    /// `route.id` (shared, not copied).
+    pub key: RouteId,
     /// This request is the half-open probe of the route's breaker.
     pub probe: bool,
 }
@@ -253,9 +253,9 @@ pub struct Candidate {
 /// generation (`Routing::carry_over`); the breaker settings are the generation's own.
 pub struct Routing {
     breaker: BreakerConfig,
-    routes: Arc<Mutex<HashMap<String, RouteHealth>>>,
+    routes: Arc<Mutex<HashMap<RouteId, RouteHealth>>>,
     /// Conversation -> the route that served its last turn, and until when it stays bound.
-    bindings: Arc<Mutex<HashMap<String, (String, Instant)>>>,
+    bindings: Arc<Mutex<HashMap<String, (RouteId, Instant)>>>,
 }
 
 impl Routing {
@@ -268,14 +268,14 @@ impl Routing {
     }
 
     /// The route `conversation` is bound to in this process, while the binding lives.
-    pub fn bound(&self, conversation: &str) -> Option<String> {
+    pub fn bound(&self, conversation: &str) -> Option<RouteId> {
         let bindings = self.bindings.lock().ok()?;
         let (route, until) = bindings.get(conversation)?;
         (Instant::now() < *until).then(|| route.clone())
     }
 
     /// Binds `conversation` to `route` (the one that served this turn) for `AFFINITY_TTL`.
-    pub fn bind(&self, conversation: &str, route: &str) {
+    pub fn bind(&self, conversation: &str, route: &RouteId) {
         let Ok(mut bindings) = self.bindings.lock() else {
             return;
         };
@@ -286,21 +286,18 @@ impl Routing {
                 bindings.clear();
             }
         }
-        bindings.insert(
-            conversation.to_owned(),
-            (route.to_owned(), now + AFFINITY_TTL),
-        );
+        bindings.insert(conversation.to_owned(), (route.clone(), now + AFFINITY_TTL));
     }
 
     /// The routing of a reloaded `config`: the same health for every route `config` still has,
     /// unless its provider is one of `moved` (now at another address: another upstream); the
     /// rest is forgotten. Requests of the previous generation still record into it.
     pub fn carry_over(&self, config: &Config, moved: &[String]) -> Routing {
-        let keep: std::collections::HashSet<String> = config
+        let keep: std::collections::HashSet<&RouteId> = config
             .models
             .values()
             .flat_map(|m| m.routes.iter())
-            .filter(|r| !moved.contains(&r.provider))
+            .filter(|r| !moved.iter().any(|p| p == r.provider()))
             .map(Route::key)
             .collect();
         if let Ok(mut routes) = self.routes.lock() {
@@ -331,7 +328,7 @@ impl Routing {
         };
         for route in &model.routes {
             let key = route.key();
-            if out.iter().any(|c: &Candidate| c.key == key) {
+            if out.iter().any(|c: &Candidate| c.key == *key) {
                 continue; // the same route reached through two models of an auto chain
             }
             let health = routes.entry(key.clone()).or_insert_with(RouteHealth::new);
@@ -363,7 +360,7 @@ impl Routing {
             };
             out.push(Candidate {
                 route: route.clone(),
-                key,
+                key: key.clone(),
                 probe,
             });
         }
@@ -407,13 +404,11 @@ impl Routing {
 
     /// A hedged attempt lost the race after `elapsed` without a first token: its time to first
     /// token is at least that, which counts against it without counting as a failure.
-    pub fn record_slower_than(&self, key: &str, elapsed: Duration) {
+    pub fn record_slower_than(&self, key: &RouteId, elapsed: Duration) {
         let Ok(mut routes) = self.routes.lock() else {
             return;
         };
-        let h = routes
-            .entry(key.to_owned())
-            .or_insert_with(RouteHealth::new);
+        let h = routes.entry(key.clone()).or_insert_with(RouteHealth::new);
         let us = elapsed.as_micros().min(u128::from(u64::MAX)) as u64;
         if h.ttft_ewma_us.is_none_or(|t| t < us) {
             h.sample_ttft(elapsed);
@@ -470,14 +465,12 @@ impl Routing {
 
     /// The route cannot work at all for now (its provider's credential cannot be resolved): its
     /// breaker opens at once, whatever its recent history.
-    pub fn record_down(&self, route: &str, why: &str) {
+    pub fn record_down(&self, route: &RouteId, why: &str) {
         let now = Instant::now();
         let Ok(mut routes) = self.routes.lock() else {
             return;
         };
-        let h = routes
-            .entry(route.to_owned())
-            .or_insert_with(RouteHealth::new);
+        let h = routes.entry(route.clone()).or_insert_with(RouteHealth::new);
         h.failures += 1;
         h.consecutive_failures = h.consecutive_failures.saturating_add(1);
         h.run.add(Outcome::RouteFailure);
@@ -509,14 +502,15 @@ impl Routing {
         for model in config.models.values().filter(|m| m.auto.is_none()) {
             for route in &model.routes {
                 let key = route.key();
-                if !seen.insert(key.clone()) {
+                if !seen.insert(key) {
                     continue;
                 }
-                let Some(p) = out.iter_mut().find(|p| p.name == route.provider) else {
+                let Some(p) = out.iter_mut().find(|p| p.name == route.provider()) else {
                     continue;
                 };
-                let h = routes.as_ref().and_then(|r| r.get(&key));
-                p.routes.push(route_report(&key, &route.model, h, now));
+                let h = routes.as_ref().and_then(|r| r.get(key));
+                p.routes
+                    .push(route_report(key.as_str(), &route.model, h, now));
             }
         }
         out
@@ -525,7 +519,7 @@ impl Routing {
 
 fn plain(route: &Route) -> Candidate {
     Candidate {
-        key: route.key(),
+        key: route.id.clone(),
         route: route.clone(),
         probe: false,
     }
@@ -639,7 +633,7 @@ chain = ["m"]
 
     fn hk(route: &str) -> HealthKey {
         HealthKey {
-            route: route.into(),
+            route: route.parse().unwrap(),
             caller: "k1".into(),
         }
     }
@@ -732,7 +726,7 @@ chain = ["m"]
 
     fn by(route: &str, caller: &str) -> HealthKey {
         HealthKey {
-            route: route.into(),
+            route: route.parse().unwrap(),
             caller: caller.into(),
         }
     }
@@ -791,7 +785,7 @@ chain = ["m"]
         let config = Config::parse(CONFIG, "t").unwrap();
         let r = Routing::new(&config);
         let m = &config.models["m"];
-        r.record_down("a/x", "cmd: timed out");
+        r.record_down(&"a/x".parse().unwrap(), "cmd: timed out");
         assert_eq!(keys(&r.candidates(m, "k1").unwrap()), ["b/y"]);
         let report = r.report(&config);
         let a = &report.iter().find(|p| p.name == "a").unwrap().routes[0];

@@ -74,9 +74,10 @@ pub(crate) fn transcript_steps(transcript: &str) -> Vec<Step> {
 fn stop_reason(f: Finish) -> &'static str {
     match f {
         Finish::Stop => "end_turn",
-        Finish::Length => "max_tokens",
+        Finish::Length | Finish::InsufficientSystemResource => "max_tokens",
         Finish::ToolCalls => "tool_use",
         Finish::ContentFilter => "refusal",
+        Finish::Unknown => "a_new_reason",
     }
 }
 

@@ -40,6 +40,18 @@ pub(crate) enum Finish {
     ToolCalls,
     /// A safety stop (`finish = "content_filter"`).
     ContentFilter,
+    /// Cut short, in DeepSeek's words (`finish = "insufficient_system_resource"`); `Length`
+    /// elsewhere.
+    InsufficientSystemResource,
+    /// A reason the dialect never defined (`finish = "unknown"`).
+    Unknown,
+}
+
+impl Finish {
+    /// Cut short by a limit (the Responses dialect's `incomplete`).
+    pub(crate) fn is_length(self) -> bool {
+        matches!(self, Finish::Length | Finish::InsufficientSystemResource)
+    }
 }
 
 /// The whole generated answer plus its usage numbers.
@@ -98,8 +110,11 @@ impl Completion {
         if behaviour.finish == FinishOption::Length {
             finish = Finish::Length;
         }
-        if behaviour.finish == FinishOption::ContentFilter {
-            finish = Finish::ContentFilter;
+        match behaviour.finish {
+            FinishOption::ContentFilter => finish = Finish::ContentFilter,
+            FinishOption::InsufficientSystemResource => finish = Finish::InsufficientSystemResource,
+            FinishOption::Unknown => finish = Finish::Unknown,
+            FinishOption::Stop | FinishOption::Length => {}
         }
         let content = match quote.take() {
             Some(mut words) => {

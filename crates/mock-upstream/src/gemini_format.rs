@@ -35,8 +35,9 @@ fn finish_reason(f: Finish) -> &'static str {
     match f {
         // Gemini says STOP after function calls too.
         Finish::Stop | Finish::ToolCalls => "STOP",
-        Finish::Length => "MAX_TOKENS",
+        Finish::Length | Finish::InsufficientSystemResource => "MAX_TOKENS",
         Finish::ContentFilter => "SAFETY",
+        Finish::Unknown => "A_NEW_REASON",
     }
 }
 

@@ -22,7 +22,7 @@
 //! | `invalid_utf8_after` | none | after N token chunks, an event whose text is not UTF-8 (then the stream goes on) |
 //! | `usage` | dialect default | force usage on or off |
 //! | `tool_calls` | 0 | N parallel tool calls instead of text |
-//! | `finish` | `stop` | `length` forces that finish reason; a smaller `max_tokens` also truncates with it |
+//! | `finish` | `stop` | `length` forces that finish reason; a smaller `max_tokens` also truncates with it; `content_filter`; `insufficient_system_resource` (DeepSeek's cut short, `length` in the other dialects); `unknown` (a reason the dialect never defined: `a_new_reason`, Gemini's `A_NEW_REASON`) |
 //! | `prompt_tokens`, `cached_tokens` | estimate, 0 | reported prompt tokens (estimate: per message 4 + its whitespace-separated words) and the cached part |
 //! | `prompt_cache` | false | chat: a prompt cache per model and API key; the longest message prefix shared with an earlier request is reported as `cached_tokens` |
 //! | `endless_line_after` | none | after N token chunks (0: before anything), `data: xxx…` without end, 64 KiB per frame, until the client leaves |

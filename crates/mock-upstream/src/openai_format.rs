@@ -86,6 +86,8 @@ fn finish_reason(f: Finish) -> &'static str {
         Finish::Length => "length",
         Finish::ToolCalls => "tool_calls",
         Finish::ContentFilter => "content_filter",
+        Finish::InsufficientSystemResource => "insufficient_system_resource",
+        Finish::Unknown => "a_new_reason",
     }
 }
 

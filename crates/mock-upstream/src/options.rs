@@ -22,6 +22,10 @@ pub(crate) enum FinishOption {
     Stop,
     Length,
     ContentFilter,
+    /// DeepSeek's `insufficient_system_resource` (cut short; `length` in the other dialects).
+    InsufficientSystemResource,
+    /// A reason the dialect never defined (`a_new_reason`, Gemini's `A_NEW_REASON`).
+    Unknown,
 }
 
 /// Everything that shapes one response. Built by [`resolve`].
@@ -259,7 +263,15 @@ impl Behaviour {
                     Some("stop") => FinishOption::Stop,
                     Some("length") => FinishOption::Length,
                     Some("content_filter") => FinishOption::ContentFilter,
-                    _ => return Err(invalid("`stop`, `length` or `content_filter`")),
+                    Some("insufficient_system_resource") => {
+                        FinishOption::InsufficientSystemResource
+                    }
+                    Some("unknown") => FinishOption::Unknown,
+                    _ => {
+                        return Err(invalid(
+                            "`stop`, `length`, `content_filter`, `insufficient_system_resource` or `unknown`",
+                        ))
+                    }
                 }
             }
             "prompt_tokens" => self.prompt_tokens = Some(u32v()?),

@@ -114,7 +114,7 @@ impl ResponseContext {
         m.insert("error".into(), Value::Null);
         m.insert(
             "incomplete_details".into(),
-            if finish == Some(Finish::Length) {
+            if finish.is_some_and(Finish::is_length) {
                 json!({"reason": "max_output_tokens"})
             } else {
                 Value::Null
@@ -192,7 +192,7 @@ pub(crate) fn usage(c: &Completion) -> Value {
 }
 
 fn status(c: &Completion) -> &'static str {
-    if c.finish == Finish::Length {
+    if c.finish.is_length() {
         "incomplete"
     } else {
         "completed"
@@ -386,7 +386,7 @@ pub(crate) fn stream_steps(ctx: &ResponseContext, c: &Completion) -> Vec<Step> {
         Value::Null
     };
     let done = ctx.response(status(c), items, usage, Some(c.finish));
-    let kind = if c.finish == Finish::Length {
+    let kind = if c.finish.is_length() {
         "response.incomplete"
     } else {
         "response.completed"

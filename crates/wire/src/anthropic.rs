@@ -32,6 +32,7 @@ pub use request::{
 pub use response::message_to_chat_completion;
 pub use stream::StreamTranslator;
 
+use crate::finish::FinishReason;
 use serde_json::{json, Value};
 use std::fmt;
 
@@ -161,17 +162,9 @@ impl Usage {
     }
 }
 
-/// Anthropic `stop_reason` → OpenAI `finish_reason`.
-///
-/// `end_turn`, `stop_sequence` and `pause_turn` → `stop`; `max_tokens` and `model_context_window_exceeded` →
-/// `length`; `tool_use` → `tool_calls`; `refusal` → `content_filter`; anything unknown → `stop`.
-pub fn finish_reason(stop_reason: &str) -> &'static str {
-    match stop_reason {
-        "max_tokens" | "model_context_window_exceeded" => "length",
-        "tool_use" => "tool_calls",
-        "refusal" => "content_filter",
-        _ => "stop",
-    }
+/// Anthropic `stop_reason` read as a [`FinishReason`] ([`FinishReason::from_anthropic`]).
+pub fn finish_reason(stop_reason: &str) -> FinishReason {
+    FinishReason::from_anthropic(stop_reason)
 }
 
 #[cfg(test)]

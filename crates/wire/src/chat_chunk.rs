@@ -13,6 +13,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::finish::FinishReason;
+
 /// What translated chunks are stamped with: the gateway's id, the model name the client asked
 /// for, and the creation time (unix seconds).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -52,7 +54,8 @@ pub struct ChatChunk {
     /// Whether `delta.role = "assistant"` is sent (the stream's first chunk).
     pub role: bool,
     pub delta: Delta,
-    pub finish_reason: Option<&'static str>,
+    /// Written as OpenAI's `finish_reason`.
+    pub finish_reason: Option<FinishReason>,
 }
 
 impl ChatChunk {
@@ -99,7 +102,7 @@ struct WireChoice<'a> {
     delta: WireDelta<'a>,
     /// Always `null`: serialised from `()`.
     logprobs: (),
-    finish_reason: Option<&'static str>,
+    finish_reason: Option<FinishReason>,
 }
 
 #[derive(Serialize)]
@@ -191,7 +194,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn chunk(role: bool, delta: Delta, finish: Option<&'static str>) -> ChatChunk {
+    fn chunk(role: bool, delta: Delta, finish: Option<FinishReason>) -> ChatChunk {
         ChatChunk {
             stamp: Arc::new(Stamp {
                 id: "chatcmpl-1".into(),
@@ -244,7 +247,10 @@ mod tests {
                 ),
                 json!({"tool_calls": [{"index": 1, "function": {"arguments": "{\"a\":"}}]}),
             ),
-            (chunk(false, Delta::Empty, Some("stop")), json!({})),
+            (
+                chunk(false, Delta::Empty, Some(FinishReason::Stop)),
+                json!({}),
+            ),
         ];
         for (c, delta) in cases {
             let expected = json!({

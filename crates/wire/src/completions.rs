@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::finish::FinishReason;
 use crate::openai::RequestError;
 
 /// OpenAI's default `max_tokens` for a legacy completion.
@@ -353,7 +354,7 @@ pub fn write_chunk(data: &[u8], echo: Option<&str>, out: &mut BytesMut) -> bool 
         number(out, c.index);
         out.extend_from_slice(b",\"logprobs\":null,\"finish_reason\":");
         match c.finish_reason.as_deref() {
-            Some(f) => json_str(out, f),
+            Some(f) => json_str(out, FinishReason::from_openai(f).as_openai()),
             None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(b"}");

@@ -29,18 +29,13 @@ pub use request::{chat_request_to_gemini, thinking_budget, upstream_max_output_t
 use serde_json::{json, Map, Value};
 
 use crate::anthropic::TranslateError;
+use crate::finish::FinishReason;
 use crate::usage::Usage;
 
-/// Gemini `finishReason` → OpenAI `finish_reason`. `STOP` after a function call is `tool_calls`.
-pub fn finish_reason(reason: &str, called_a_function: bool) -> &'static str {
-    match reason {
-        "MAX_TOKENS" => "length",
-        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY"
-        | "LANGUAGE" => "content_filter",
-        "MALFORMED_FUNCTION_CALL" | "UNEXPECTED_TOOL_CALL" => "stop",
-        _ if called_a_function => "tool_calls",
-        _ => "stop",
-    }
+/// Gemini `finishReason` read as a [`FinishReason`] ([`FinishReason::from_gemini`]): `STOP`
+/// after a function call is `tool_calls`.
+pub fn finish_reason(reason: &str, called_a_function: bool) -> FinishReason {
+    FinishReason::from_gemini(reason, called_a_function)
 }
 
 /// Reads `usageMetadata` as billed. `None` when it carries no token count.
@@ -165,7 +160,7 @@ pub struct StreamTranslator {
     candidates: Vec<Candidate>,
     calls: usize,
     usage: Option<Usage>,
-    finish: Option<&'static str>,
+    finish: Option<FinishReason>,
     error: Option<GeminiError>,
     done: bool,
     out: Vec<Value>,
@@ -194,7 +189,7 @@ impl StreamTranslator {
         }
     }
 
-    fn chunk(&mut self, index: usize, delta: Value, finish: Option<&str>) {
+    fn chunk(&mut self, index: usize, delta: Value, finish: Option<FinishReason>) {
         self.out.push(json!({
             "id": self.id, "object": "chat.completion.chunk", "created": self.created,
             "model": self.model,
@@ -234,8 +229,8 @@ impl StreamTranslator {
             if v.pointer("/promptFeedback/blockReason").is_some() {
                 // The prompt was blocked: no candidate at all.
                 self.start(0);
-                self.finish = Some("content_filter");
-                self.chunk(0, json!({}), Some("content_filter"));
+                self.finish = Some(FinishReason::ContentFilter);
+                self.chunk(0, json!({}), Some(FinishReason::ContentFilter));
                 self.done = true;
             }
             return Ok(());
@@ -301,8 +296,8 @@ impl StreamTranslator {
         self.done
     }
 
-    /// The first finish reason (OpenAI's name).
-    pub fn finish_reason(&self) -> Option<&'static str> {
+    /// The first finish reason.
+    pub fn finish_reason(&self) -> Option<FinishReason> {
         self.finish
     }
 

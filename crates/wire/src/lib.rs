@@ -10,6 +10,7 @@ pub mod chat_chunk;
 pub mod compact_json;
 pub mod completions;
 pub mod embeddings;
+pub mod finish;
 pub mod gemini;
 pub mod media_tokens;
 pub mod openai;

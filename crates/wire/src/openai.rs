@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 
 use crate::compact_json;
+use crate::finish::FinishReason;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -508,9 +509,14 @@ impl<'a> ChunkView<'a> {
         self.choices.iter().any(|c| c.message.is_some())
     }
 
-    /// The first finish reason in the chunk, if any.
+    /// The first finish reason in the chunk, if any, as the upstream spelled it.
     pub fn finish_reason(&self) -> Option<&str> {
         self.choices.iter().find_map(|c| c.finish_reason.as_deref())
+    }
+
+    /// [`Self::finish_reason`], read ([`FinishReason::from_openai`]).
+    pub fn finish(&self) -> Option<FinishReason> {
+        self.finish_reason().map(FinishReason::from_openai)
     }
 
     /// Calls `f` with every piece of generated text in the chunk: content, reasoning, and tool
@@ -533,16 +539,6 @@ impl<'a> ChunkView<'a> {
                 }
             }
         }
-    }
-}
-
-/// Maps a finish reason to one of OpenAI's values. DeepSeek's `insufficient_system_resource`
-/// means the answer was cut short, which clients know as `length`.
-pub fn normalize_finish_reason(reason: &str) -> Option<&'static str> {
-    match reason {
-        "stop" | "length" | "tool_calls" | "content_filter" | "function_call" => None,
-        "insufficient_system_resource" => Some("length"),
-        _ => Some("stop"),
     }
 }
 
@@ -691,14 +687,5 @@ mod tests {
         assert_eq!(v.finish_reason(), Some("stop"));
         assert!(v.usage.is_some());
         assert!(ChunkView::parse(b"{\"choices\": [").is_none());
-    }
-
-    #[test]
-    fn finish_reasons_are_normalized() {
-        assert_eq!(normalize_finish_reason("stop"), None);
-        assert_eq!(
-            normalize_finish_reason("insufficient_system_resource"),
-            Some("length")
-        );
     }
 }

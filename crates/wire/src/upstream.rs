@@ -37,6 +37,7 @@ use serde_json::Value;
 
 use crate::anthropic::{self, StreamTranslator};
 use crate::chat_chunk::ChatChunk;
+use crate::finish::FinishReason;
 use crate::gemini;
 use crate::openai::ChunkView;
 use crate::sse;
@@ -68,9 +69,9 @@ pub enum UpstreamEvent<'e> {
         usage: Option<Usage>,
         chunk: Chunk<'e>,
     },
-    /// Why the answer ended (OpenAI's name), said before the last chunk (Anthropic's
-    /// `message_delta`). In the OpenAI dialect the reason is in the chunk itself.
-    Finish(&'static str),
+    /// Why the answer ended, said before the last chunk (Anthropic's `message_delta`). In the
+    /// OpenAI dialect the reason is in the chunk itself.
+    Finish(FinishReason),
     /// The upstream's own error event.
     Error(UpstreamProblem),
     /// The stream ended normally.
@@ -146,7 +147,7 @@ impl Chunk<'_> {
                 .and_then(Value::as_array)?
                 .iter()
                 .find_map(|c| c.get("finish_reason").and_then(Value::as_str)),
-            Chunk::Typed(c) => c.finish_reason,
+            Chunk::Typed(c) => c.finish_reason.map(FinishReason::as_openai),
         }
     }
 }

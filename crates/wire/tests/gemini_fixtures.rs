@@ -76,7 +76,7 @@ fn decode_sse(body: &[u8]) -> Decoded {
                     chunks += 1;
                 }
                 UpstreamEvent::Chunk(_) => panic!("a Gemini chunk is always translated"),
-                UpstreamEvent::Finish(r) => out.finish_event = Some(r),
+                UpstreamEvent::Finish(r) => out.finish_event = Some(r.as_openai()),
                 UpstreamEvent::Usage { usage, chunk } => {
                     assert_eq!(chunk.value()["choices"], serde_json::json!([]));
                     out.usage = usage;

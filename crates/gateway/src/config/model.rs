@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::kinds::{ModelKind, Strategy};
 use super::provider::Timeouts;
+use super::route_id::RouteId;
 use super::routing::RoutingConfig;
 use crate::store::ledger::Prices;
 
@@ -41,8 +42,8 @@ pub const DEFAULT_EMBEDDING_CONTEXT_LENGTH: u64 = 8_192;
 /// limits (the provider's, overridden by the model's) and the prices of the model it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    pub provider: String,
-    pub upstream_model: String,
+    /// `provider/upstream-model`, made once when the config is loaded.
+    pub id: RouteId,
     /// The configured model this route serves (differs from the requested one for `auto` models).
     pub model: String,
     pub prices: Prices,
@@ -53,9 +54,19 @@ pub struct Route {
 }
 
 impl Route {
-    /// `provider/upstream-model`, the route's name in health reports.
-    pub fn key(&self) -> String {
-        format!("{}/{}", self.provider, self.upstream_model)
+    /// `provider/upstream-model`, the route's name in health reports (shared, not copied).
+    pub fn key(&self) -> &RouteId {
+        &self.id
+    }
+
+    /// The provider's name.
+    pub fn provider(&self) -> &str {
+        self.id.provider()
+    }
+
+    /// The model's name at the provider.
+    pub fn upstream_model(&self) -> &str {
+        self.id.upstream_model()
     }
 }
 

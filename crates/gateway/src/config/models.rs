@@ -16,6 +16,7 @@ use super::prices::{model_cache_prices, raw_prices};
 use super::provider::{ProviderConfig, Timeouts};
 use super::providers::Pools;
 use super::raw::{RawAuto, RawModalities, RawModel};
+use super::route_id::RouteId;
 use super::{AUTO_FAST_MODEL, AUTO_MODEL};
 use crate::store::ledger::Prices;
 
@@ -78,8 +79,9 @@ fn model(
     }
     let routes = routes
         .into_iter()
-        .map(|(provider, upstream_model, weight)| {
-            let (t, kind) = (&providers[&provider].timeouts, providers[&provider].kind);
+        .map(|(id, weight)| {
+            let provider = &providers[id.provider()];
+            let (t, kind) = (&provider.timeouts, provider.kind);
             let ms = |v: Option<u64>, d: Duration| v.map(Duration::from_millis).unwrap_or(d);
             Route {
                 timeouts: Timeouts {
@@ -88,8 +90,7 @@ fn model(
                     idle: ms(m.idle_timeout_ms, t.idle),
                     total: ms(m.total_timeout_ms, t.total),
                 },
-                provider,
-                upstream_model,
+                id,
                 model: name.clone(),
                 prices: prices.clone().with_cache_defaults(kind.cache_ratios()),
                 weight,
@@ -115,27 +116,24 @@ fn model(
     })
 }
 
-/// A model's routes as (provider, upstream model, weight): each `provider/model` checked against
-/// the providers, and a pooled route one route per member sharing its weight.
+/// A model's routes as (route, weight): each `provider/model` checked against the providers, and
+/// a pooled route one route per member sharing its weight. Each route's `RouteId` is made here,
+/// once.
 fn weighted_routes(
     text: &str,
     name: &str,
     m: &RawModel,
     providers: &BTreeMap<String, Arc<ProviderConfig>>,
     pools: &Pools,
-) -> Result<Vec<(String, String, u64)>, String> {
+) -> Result<Vec<(RouteId, u64)>, String> {
     if m.routes.is_empty() {
         return Err(format!("models.\"{name}\".routes is empty"));
     }
     let mut routes = Vec::new();
     for r in &m.routes {
         let line = line_of(text, r.span().start);
-        let Some((provider, upstream_model)) = r.get_ref().split_once('/') else {
-            return Err(format!(
-                "line {line}: route \"{}\" must be provider/model",
-                r.get_ref()
-            ));
-        };
+        let (provider, upstream_model) =
+            RouteId::split(r.get_ref()).map_err(|e| format!("line {line}: {e}"))?;
         let members = match pools.get(provider) {
             Some(members) => members.clone(),
             None if providers.contains_key(provider) => vec![provider.to_owned()],
@@ -166,7 +164,7 @@ fn weighted_routes(
             let share = u64::from(w) * WEIGHT_UNIT / members.len().max(1) as u64;
             members
                 .into_iter()
-                .map(move |p| (p, upstream.clone(), share))
+                .map(move |p| (RouteId::new(&p, &upstream), share))
         })
         .collect())
 }

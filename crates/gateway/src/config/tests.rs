@@ -105,7 +105,7 @@ fn parses_a_good_config() {
     assert_eq!(p.base_url, "https://api.openai.com/v1");
     assert_eq!(p.api_key, Some(Secret::Env("SOME_KEY".into())));
     let m = &c.models["gpt-4o"];
-    assert_eq!(m.routes[0].upstream_model, "gpt-4o");
+    assert_eq!(m.routes[0].upstream_model(), "gpt-4o");
     assert_eq!(m.prices.output, Decimal::new(1000, 2));
 }
 
@@ -217,6 +217,17 @@ fn bad_routes_and_prices_are_reported_with_their_line() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("line 4"), "{e}");
+}
+
+#[test]
+fn a_route_without_a_slash_is_refused_with_its_line() {
+    let e = Config::parse(&GOOD.replace("openai/gpt-4o\"", "gpt-4o\""), "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("line 9: route \"gpt-4o\" must be provider/model"),
+        "{e}"
+    );
 }
 
 /// Found by the `config` fuzz target: this price was accepted, and pricing a request at it
@@ -498,7 +509,11 @@ output_price = "15"
 fn a_key_pool_is_a_member_per_key_splitting_its_routes_weight() {
     let c = Config::parse(POOL, "t.toml").unwrap();
     let m = &c.models["claude"];
-    let routes: Vec<(String, u64)> = m.routes.iter().map(|r| (r.key(), r.weight)).collect();
+    let routes: Vec<(String, u64)> = m
+        .routes
+        .iter()
+        .map(|r| (r.key().to_string(), r.weight))
+        .collect();
     assert_eq!(
         routes,
         [

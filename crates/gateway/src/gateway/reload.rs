@@ -116,7 +116,7 @@ fn routes_of(config: &Config) -> BTreeMap<String, Route> {
         .values()
         .filter(|m| m.auto.is_none())
         .flat_map(|m| m.routes.iter())
-        .map(|r| (format!("{}: {}", r.model, r.key()), r.clone()))
+        .map(|r| (format!("{}: {}", r.model, r.id), r.clone()))
         .collect()
 }
 
@@ -231,8 +231,9 @@ impl Live {
         let provider_changes = Changes::between(&old.providers, &config.providers);
         let mut route_changes = Changes::between(&routes_of(old), &routes_of(&config));
         for (name, route) in routes_of(&config) {
-            if rebuilt.contains(&route.provider)
-                && !provider_changes.added.contains(&route.provider)
+            let provider = route.provider();
+            if rebuilt.iter().any(|p| p == provider)
+                && !provider_changes.added.iter().any(|p| p == provider)
                 && !route_changes.added.contains(&name)
                 && !route_changes.changed.contains(&name)
             {

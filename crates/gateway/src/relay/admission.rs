@@ -123,9 +123,9 @@ pub fn worst_case(
     }
     for route in &model.routes {
         let kind = providers
-            .get(&route.provider)
+            .get(route.provider())
             .map_or(ProviderKind::OpenAi, |p| p.kind);
-        widen(kind, &route.upstream_model, &route.prices);
+        widen(kind, route.upstream_model(), &route.prices);
     }
     bound
 }
@@ -477,8 +477,7 @@ mod tests {
                 }),
             );
             model_routes.push(Route {
-                provider: name.to_string(),
-                upstream_model: "up".into(),
+                id: crate::config::RouteId::new(name, "up"),
                 model: "m".into(),
                 prices: p.clone(),
                 timeouts: Timeouts::default(),

@@ -13,6 +13,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use switchyard_wire::openai::ChatRequest;
 
+use crate::config::RouteId;
 use crate::gateway::Gateway;
 use crate::routing::AFFINITY_TTL;
 
@@ -87,16 +88,17 @@ fn shared_key(conversation: &str) -> String {
 
 /// The route `conversation`'s last turn was served by, if its binding lives: this process's,
 /// else the one every instance shares through Redis.
-pub(crate) async fn bound(gw: &Gateway, conversation: &str) -> Option<String> {
+pub(crate) async fn bound(gw: &Gateway, conversation: &str) -> Option<RouteId> {
     if let Some(route) = gw.routing.bound(conversation) {
         return Some(route);
     }
-    gw.limits.shared_get(&shared_key(conversation)).await
+    let shared = gw.limits.shared_get(&shared_key(conversation)).await?;
+    shared.parse().ok()
 }
 
 /// `route` served this turn of `conversation`: the next turn goes there too, while it lives.
-pub(crate) fn bind(gw: &Gateway, conversation: &str, route: &str) {
+pub(crate) fn bind(gw: &Gateway, conversation: &str, route: &RouteId) {
     gw.routing.bind(conversation, route);
     gw.limits
-        .shared_set(shared_key(conversation), route.to_owned(), AFFINITY_TTL);
+        .shared_set(shared_key(conversation), route.to_string(), AFFINITY_TTL);
 }

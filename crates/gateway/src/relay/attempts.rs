@@ -360,7 +360,7 @@ async fn route_quota(
     model: &ModelConfig,
     job: Job<'_>,
 ) -> Result<Option<crate::limits::Reservation>, Duration> {
-    let Some(p) = gw.config.providers.get(&route.provider) else {
+    let Some(p) = gw.config.providers.get(route.provider()) else {
         return Ok(None);
     };
     if p.rpm.is_none() && p.tpm.is_none() {
@@ -377,7 +377,7 @@ async fn route_quota(
         0
     };
     gw.limits
-        .reserve_route(&route.provider, p.rpm, p.tpm, tokens)
+        .reserve_route(route.provider(), p.rpm, p.tpm, tokens)
         .await
 }
 
@@ -509,7 +509,7 @@ impl Turns {
 /// Whether `route`'s provider can serve `endpoint`.
 fn serves(gw: &Gateway, route: &Route, endpoint: Endpoint) -> bool {
     gw.providers
-        .get(&route.provider)
+        .get(route.provider())
         .is_some_and(|p| p.serves(endpoint))
 }
 
@@ -526,7 +526,7 @@ fn can_carry(gw: &Gateway, route: &Route, job: Job<'_>) -> bool {
 
 fn kind_of(gw: &Gateway, route: &Route) -> ProviderKind {
     gw.providers
-        .get(&route.provider)
+        .get(route.provider())
         .map_or(ProviderKind::OpenAi, |p| p.kind())
 }
 
@@ -537,7 +537,7 @@ fn is_native(gw: &Gateway, route: &Route, req: &ChatRequest) -> bool {
     };
     let native_responses = gw
         .providers
-        .get(&route.provider)
+        .get(route.provider())
         .is_some_and(|p| p.config.native_responses);
     crate::relay::speaks_natively(kind_of(gw, route), native_responses, native.dialect)
 }
@@ -583,17 +583,14 @@ fn opened(
         );
     }
     let served = Served {
-        provider: cand.route.provider.clone(),
+        route: Some(cand.key.clone()),
         attempts,
         rate: settlement.rate,
         dropped,
     };
-    settlement.meter.served(
-        &served.provider,
-        &cand.route.upstream_model,
-        cand.route.prices.clone(),
-        attempts,
-    );
+    settlement
+        .meter
+        .served(&cand.key, cand.route.prices.clone(), attempts);
     match answer {
         Answer::Json(body, native) => Opened::Json {
             body,
@@ -687,13 +684,13 @@ where
 fn upstream_body(gw: &Gateway, route: &Route, job: Job<'_>) -> Result<Vec<u8>, RelayError> {
     let req = match job {
         Job::Chat(req) => req,
-        Job::Embeddings(req) => return Ok(req.upstream_body(&route.upstream_model)),
+        Job::Embeddings(req) => return Ok(req.upstream_body(route.upstream_model())),
     };
     if let Some(original) = req.native.as_ref().filter(|_| is_native(gw, route, req)) {
         return Ok(match original.dialect {
             // Google names the model in the URL; its body has no model to replace.
             NativeDialect::Gemini => gemini::inbound_passthrough_body(&original.body),
-            _ => anthropic::inbound::passthrough_body(&original.body, &route.upstream_model),
+            _ => anthropic::inbound::passthrough_body(&original.body, route.upstream_model()),
         });
     }
     match kind_of(gw, route) {
@@ -703,15 +700,15 @@ fn upstream_body(gw: &Gateway, route: &Route, job: Job<'_>) -> Result<Vec<u8>, R
                 .models
                 .get(&route.model)
                 .is_some_and(|m| m.reasoning);
-            Ok(req.translated_upstream_body(&route.upstream_model, reasoning))
+            Ok(req.translated_upstream_body(route.upstream_model(), reasoning))
         }
         ProviderKind::OpenAi | ProviderKind::DeepSeek => {
-            Ok(req.upstream_body(&route.upstream_model))
+            Ok(req.upstream_body(route.upstream_model()))
         }
         ProviderKind::Anthropic => {
             let body = Value::Object(req.body.clone());
             let max = u32::try_from(ANTHROPIC_DEFAULT_MAX_TOKENS).unwrap_or(u32::MAX);
-            let out = anthropic::chat_request_to_messages(&body, &route.upstream_model, max)
+            let out = anthropic::chat_request_to_messages(&body, route.upstream_model(), max)
                 .map_err(|e| RelayError::BadRequest(RequestError::new(e.param, e.message)))?;
             Ok(switchyard_wire::compact_json::to_vec(&out))
         }
@@ -741,7 +738,7 @@ async fn attempt(
         Err(e) if e.is_retryable() => AttemptOutcome::Retryable,
         Err(_) => AttemptOutcome::Rejected,
     };
-    telemetry::record_attempt(&route.provider, outcome);
+    telemetry::record_attempt(route.provider(), outcome);
     tried
 }
 
@@ -766,7 +763,7 @@ async fn try_route(
     } else {
         job.endpoint()
     };
-    let Some(provider) = gw.providers.get(&route.provider) else {
+    let Some(provider) = gw.providers.get(route.provider()) else {
         return Tried {
             result: Err(UpstreamError::Connect(
                 "the provider is not configured".into(),
@@ -795,7 +792,7 @@ async fn try_route(
             .send_to(
                 client,
                 endpoint,
-                &route.upstream_model,
+                route.upstream_model(),
                 body.clone(),
                 stream,
                 deadline,
@@ -858,9 +855,9 @@ async fn try_route(
                     dialect,
                     idle_timeout: t.idle,
                     deadline: total_by,
-                    model: upstream_model.unwrap_or_else(|| route.upstream_model.clone()),
+                    model: upstream_model.unwrap_or_else(|| route.upstream_model().to_owned()),
                     health: HealthKey {
-                        route: route.key(),
+                        route: route.id.clone(),
                         caller: caller.to_owned(),
                     },
                     native: matches!(job, Job::Chat(req) if is_native(gw, route, req)),

@@ -43,7 +43,8 @@ use serde_json::{json, Value};
 use switchyard_wire::anthropic::inbound::{
     anthropic_error_type, error_body, with_usage_cost, MessagesStream,
 };
-use switchyard_wire::openai::{normalize_finish_reason, NativeDialect};
+use switchyard_wire::finish::FinishReason;
+use switchyard_wire::openai::NativeDialect;
 use switchyard_wire::sse;
 use switchyard_wire::upstream::{
     self as wire_upstream, Chunk, Dialect, Stamp, UpstreamDecoder, UpstreamEvent, UpstreamProblem,
@@ -205,7 +206,7 @@ impl ChatStream {
                     upstream_pump::meter_chunk(meter, &chunk);
                 }
                 UpstreamEvent::Usage { usage: Some(u), .. } => meter.usage(u),
-                UpstreamEvent::Finish(reason) => meter.finish(EndReason::from_finish(reason)),
+                UpstreamEvent::Finish(reason) => meter.finish(reason),
                 _ => {}
             }
             self.settlement.checkpoint();
@@ -222,9 +223,10 @@ impl ChatStream {
                     }
                 }
                 let finish = upstream_pump::meter_chunk(meter, &chunk);
+                // An upstream's own spelling (DeepSeek's, an unknown one) is renamed for the client.
                 let renamed = chunk
                     .finish_reason()
-                    .is_some_and(|r| normalize_finish_reason(r).is_some());
+                    .is_some_and(|r| FinishReason::from_openai(r).as_openai() != r);
                 self.flush_held(None);
                 match (finish, chunk) {
                     (Some(reason), chunk) => {
@@ -243,7 +245,7 @@ impl ChatStream {
                 }
                 self.usage_chunk = Some(chunk.into_value());
             }
-            UpstreamEvent::Finish(reason) => meter.finish(EndReason::from_finish(reason)),
+            UpstreamEvent::Finish(reason) => meter.finish(reason),
             UpstreamEvent::Error(_) | UpstreamEvent::Done => {}
         }
         self.settlement.checkpoint();
@@ -317,9 +319,10 @@ impl ChatStream {
 
     /// The normal ending.
     async fn finish(&mut self) {
-        let Some(end) = self.settlement.meter.finish_reason() else {
+        let Some(finished) = self.settlement.meter.finished() else {
             return self.fail(Failure::Broken, None).await;
         };
+        let end = EndReason::from(finished);
         if self
             .native
             .as_deref()
@@ -360,6 +363,8 @@ impl ChatStream {
         self.encoder.keep().await;
     }
 
+    /// The last chunk when the finish chunk already went out (or never came as one): its reason
+    /// as the ledger names it (a legacy `function_call` is `tool_calls` here, as it always was).
     fn empty_chunk(&self, end: EndReason) -> Value {
         json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
                "model": self.model,
@@ -514,11 +519,11 @@ pub(crate) fn billing_unavailable() -> Value {
     )
 }
 
-fn set_finish_reason(chunk: &mut Value, reason: &str) {
+fn set_finish_reason(chunk: &mut Value, reason: FinishReason) {
     if let Some(choices) = chunk.get_mut("choices").and_then(Value::as_array_mut) {
         for c in choices {
             if c.get("finish_reason").is_some_and(|f| !f.is_null()) {
-                c["finish_reason"] = Value::String(reason.to_owned());
+                c["finish_reason"] = Value::from(reason.as_openai());
             }
         }
     }

@@ -65,7 +65,7 @@ pub(crate) async fn create(
     let dialects: Vec<ProviderKind> = model
         .routes
         .iter()
-        .filter_map(|r| gw.config.providers.get(&r.provider).map(|p| p.kind))
+        .filter_map(|r| gw.config.providers.get(r.provider()).map(|p| p.kind))
         .collect();
     if !dialects.iter().any(|k| k.speaks_openai()) {
         return Err(RelayError::BadRequest(RequestError::new(
@@ -83,7 +83,7 @@ pub(crate) async fn create(
         .filter(|r| {
             gw.config
                 .providers
-                .get(&r.provider)
+                .get(r.provider())
                 .is_some_and(|p| p.kind.speaks_openai())
         })
         .map(|r| r.prices.worst_case(req.token_bound, 0))

@@ -11,9 +11,11 @@ use tokio::time::Instant;
 
 use serde_json::Value;
 use switchyard_wire::chat_chunk::ChatChunk;
-use switchyard_wire::openai::{normalize_finish_reason, ChunkView};
+use switchyard_wire::finish::FinishReason;
+use switchyard_wire::openai::ChunkView;
 use switchyard_wire::usage::Usage;
 
+use crate::config::RouteId;
 use crate::store::ledger::{EndReason, Prices};
 
 /// What the relay learned while serving the request, read when it is settled.
@@ -24,9 +26,9 @@ pub struct Meter {
     /// The usage the upstream reported, if it did.
     reported: Option<Usage>,
     first_token_at: Option<Instant>,
-    finish: Option<EndReason>,
+    finish: Option<FinishReason>,
+    /// The model name the upstream gave in its answer, when it is not the route's.
     served_model: Option<String>,
-    provider: Option<String>,
     attempts: u32,
     /// The served route's prices, when they differ from the requested model's (`auto` models).
     prices: Option<Prices>,
@@ -54,13 +56,13 @@ pub struct Meter {
     /// The upstream's id of its answer (`chatcmpl-…`), from the first chunk that has one.
     response_id: Option<String>,
     /// The route that served it, `provider/upstream-model`.
-    route: Option<String>,
+    route: Option<RouteId>,
 }
 
 impl Meter {
-    /// A streamed chunk in the OpenAI dialect, borrowed. Returns its finish reason as OpenAI
-    /// names it, if it carries one.
-    pub fn chunk(&mut self, view: &ChunkView<'_>) -> Option<&'static str> {
+    /// A streamed chunk in the OpenAI dialect, borrowed. Returns its finish reason, if it
+    /// carries one.
+    pub fn chunk(&mut self, view: &ChunkView<'_>) -> Option<FinishReason> {
         if self.response_id.is_none() {
             self.response_id = view.id.as_deref().map(str::to_owned);
         }
@@ -72,25 +74,25 @@ impl Meter {
                 self.usage_value(&v);
             }
         }
-        view.finish_reason().map(|r| self.finish_str(r))
+        view.finish().inspect(|&r| self.finish(r))
     }
 
     /// A chat chunk the gateway translated, typed (the same reading as [`Self::chat_value`]
     /// of its JSON, without building it).
-    pub fn chat_chunk(&mut self, c: &ChatChunk) -> Option<&'static str> {
+    pub fn chat_chunk(&mut self, c: &ChatChunk) -> Option<FinishReason> {
         if self.response_id.is_none() {
             self.response_id = Some(c.stamp.id.clone());
         }
         let before = self.delivered.len();
         c.for_each_text(|t| self.delivered.push_str(t));
         self.note_text(before);
-        c.finish_reason.map(|r| self.finish_str(r))
+        c.finish_reason.inspect(|&r| self.finish(r))
     }
 
     /// A chat chunk or a whole chat completion as a JSON value (a translated chunk, a
     /// non-streamed answer): the text of every choice's `delta` or `message`, its usage, and its
-    /// finish reason (as OpenAI names it), which is returned.
-    pub fn chat_value(&mut self, v: &Value) -> Option<&'static str> {
+    /// finish reason, which is returned.
+    pub fn chat_value(&mut self, v: &Value) -> Option<FinishReason> {
         if self.response_id.is_none() {
             self.response_id = v.get("id").and_then(Value::as_str).map(str::to_owned);
         }
@@ -122,7 +124,9 @@ impl Meter {
                 }
             }
             if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
-                finish = Some(self.finish_str(reason));
+                let reason = FinishReason::from_openai(reason);
+                self.finish(reason);
+                finish = Some(reason);
             }
         }
         self.note_text(before);
@@ -145,19 +149,8 @@ impl Meter {
     }
 
     /// How the upstream ended the answer.
-    pub fn finish(&mut self, end: EndReason) {
-        self.finish = Some(end);
-    }
-
-    fn finish_str(&mut self, reason: &str) -> &'static str {
-        let fixed = normalize_finish_reason(reason).unwrap_or(match reason {
-            "length" => "length",
-            "tool_calls" | "function_call" => "tool_calls",
-            "content_filter" => "content_filter",
-            _ => "stop",
-        });
-        self.finish = Some(EndReason::from_finish(fixed));
-        fixed
+    pub fn finish(&mut self, reason: FinishReason) {
+        self.finish = Some(reason);
     }
 
     /// A whole answer arrived at once: its first token is now.
@@ -171,23 +164,23 @@ impl Meter {
         }
     }
 
-    /// The route that serves the request, once it answered.
-    pub fn served(&mut self, provider: &str, model: &str, prices: Prices, attempts: u32) {
-        self.route = Some(format!("{provider}/{model}"));
-        self.provider = Some(provider.to_owned());
-        self.served_model = Some(model.to_owned());
+    /// The route that serves the request, once it answered (its model name is the served
+    /// model until the upstream names another).
+    pub fn served(&mut self, route: &RouteId, prices: Prices, attempts: u32) {
+        self.route = Some(route.clone());
+        self.served_model = None;
         self.prices = Some(prices);
         self.attempts = attempts;
     }
 
     /// The route that served the request (`provider/upstream-model`), once one did.
-    pub fn route(&self) -> Option<&str> {
-        self.route.as_deref()
+    pub fn route(&self) -> Option<&RouteId> {
+        self.route.as_ref()
     }
 
     /// The model name the upstream gave in its answer.
     pub fn served_model(&mut self, model: &str) {
-        if self.served_model.as_deref() != Some(model) {
+        if self.served_model_name() != Some(model) {
             self.served_model = Some(model.to_owned());
         }
     }
@@ -223,16 +216,25 @@ impl Meter {
         self.first_token_at
     }
 
-    pub fn finish_reason(&self) -> Option<EndReason> {
+    /// How the upstream ended the answer, once it did.
+    pub fn finished(&self) -> Option<FinishReason> {
         self.finish
     }
 
+    /// [`Self::finished`] as the ledger records it.
+    pub fn finish_reason(&self) -> Option<EndReason> {
+        self.finish.map(EndReason::from)
+    }
+
+    /// The model name the upstream gave in its answer, else the serving route's.
     pub fn served_model_name(&self) -> Option<&str> {
-        self.served_model.as_deref()
+        self.served_model
+            .as_deref()
+            .or_else(|| self.route.as_ref().map(RouteId::upstream_model))
     }
 
     pub fn provider(&self) -> Option<&str> {
-        self.provider.as_deref()
+        self.route.as_ref().map(RouteId::provider)
     }
 
     /// Notes the status of the latest upstream answer (`None`: the attempt got no answer).
@@ -361,7 +363,7 @@ mod tests {
             "message": {"role": "assistant", "reasoning_content": "think ", "content": "ok",
                         "tool_calls": [{"id": "c1", "type": "function",
                                         "function": {"name": "get", "arguments": "{\"a\":1}"}}]}}]}));
-        assert_eq!(finish, Some("tool_calls"));
+        assert_eq!(finish, Some(FinishReason::ToolCalls));
         for m in [&streamed, &translated, &whole] {
             let mut text: Vec<char> = m.delivered().chars().collect();
             text.sort_unstable();
@@ -379,7 +381,7 @@ mod tests {
         let got = m.chat_value(
             &json!({"choices": [{"delta": {}, "finish_reason": "insufficient_system_resource"}]}),
         );
-        assert_eq!(got, Some("length"));
+        assert_eq!(got, Some(FinishReason::Length));
         assert_eq!(m.finish_reason(), Some(EndReason::Length));
     }
 }

@@ -197,7 +197,7 @@ pub(crate) async fn create(
         body,
     );
     let served = crate::relay::Served {
-        provider: String::new(),
+        route: None,
         attempts: 0,
         rate: None,
         dropped: Vec::new(),
@@ -297,7 +297,7 @@ fn serves_natively(gw: &Gateway, raw: &Value) -> bool {
     };
     model.routes.iter().any(|r| {
         gw.providers
-            .get(&r.provider)
+            .get(r.provider())
             .is_some_and(|p| p.config.native_responses)
     })
 }

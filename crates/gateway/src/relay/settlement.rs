@@ -273,7 +273,7 @@ fn close(a: &mut Admission, meter: &Meter, e: &UsageEntry) -> Option<Hold> {
         );
     }
     if let Some(route) = meter.route() {
-        telemetry::record_route_cache(route, e.prompt_tokens, e.cached_tokens);
+        telemetry::record_route_cache(route.as_str(), e.prompt_tokens, e.cached_tokens);
     }
     telemetry::record_settled(&telemetry::SettledRequest {
         model: &a.requested_model,

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
+use switchyard_wire::finish::FinishReason;
 use switchyard_wire::sse;
 use switchyard_wire::upstream::{
     Chunk, Dialect, Stamp, UpstreamDecoder, UpstreamEvent, UpstreamProblem,
@@ -123,7 +124,7 @@ pub(crate) fn report_mid_stream(
 
 /// Feeds one chunk to the meter (its text, usage and finish reason); returns the finish reason
 /// as OpenAI names it, if the chunk carries one.
-pub(crate) fn meter_chunk(meter: &mut Meter, chunk: &Chunk<'_>) -> Option<&'static str> {
+pub(crate) fn meter_chunk(meter: &mut Meter, chunk: &Chunk<'_>) -> Option<FinishReason> {
     match chunk {
         Chunk::Borrowed { view, .. } => meter.chunk(view),
         Chunk::Upstream(v) | Chunk::Translated(v) => meter.chat_value(v),
@@ -367,7 +368,7 @@ mod tests {
             deadline: Instant::now() + total,
             model: "m".into(),
             health: HealthKey {
-                route: "a/x".into(),
+                route: "a/x".parse().unwrap(),
                 caller: "k".into(),
             },
             native: false,

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
+use switchyard_wire::finish::FinishReason;
 use tokio::sync::{mpsc, oneshot};
 
 pub use accounts::{Account, AccountView, Accounts, Hold, HoldRefused};
@@ -129,14 +130,16 @@ impl EndReason {
         .into_iter()
         .find(|r| r.as_str() == text)
     }
+}
 
-    /// From an OpenAI finish reason.
-    pub fn from_finish(reason: &str) -> EndReason {
+/// How the upstream ended an answer it finished; a legacy `function_call` is a tool call.
+impl From<FinishReason> for EndReason {
+    fn from(reason: FinishReason) -> EndReason {
         match reason {
-            "length" => EndReason::Length,
-            "tool_calls" | "function_call" => EndReason::ToolCalls,
-            "content_filter" => EndReason::ContentFilter,
-            _ => EndReason::Stop,
+            FinishReason::Stop => EndReason::Stop,
+            FinishReason::Length => EndReason::Length,
+            FinishReason::ToolCalls | FinishReason::FunctionCall => EndReason::ToolCalls,
+            FinishReason::ContentFilter => EndReason::ContentFilter,
         }
     }
 }

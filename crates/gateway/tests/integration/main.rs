@@ -22,6 +22,7 @@ mod embeddings;
 mod errors;
 mod events;
 mod failover;
+mod finish_reasons;
 mod gemini;
 mod gemini_inbound;
 mod harness;

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::TranslateError;
+use crate::finish::FinishReason;
 use crate::openai::ChunkView;
 use crate::sse;
 
@@ -450,15 +451,12 @@ pub fn with_usage_cost(json: &[u8], cost: &str) -> Option<Vec<u8>> {
     crate::usage::with_cost_in(json, "usage", cost)
 }
 
-/// Chat `finish_reason` → Messages `stop_reason`.
-pub fn stop_reason(finish: Option<&str>, stopped_by_sequence: bool) -> &'static str {
-    match finish {
-        Some("length") => "max_tokens",
-        Some("tool_calls") | Some("function_call") => "tool_use",
-        Some("content_filter") => "refusal",
-        _ if stopped_by_sequence => "stop_sequence",
-        _ => "end_turn",
-    }
+/// A chat answer's finish reason (none read as `stop`) → Messages `stop_reason`
+/// ([`FinishReason::anthropic_stop_reason`]).
+pub fn stop_reason(finish: Option<FinishReason>, stopped_by_sequence: bool) -> &'static str {
+    finish
+        .unwrap_or(FinishReason::Stop)
+        .anthropic_stop_reason(stopped_by_sequence)
 }
 
 /// Chat usage (`prompt_tokens` includes cached ones) → Messages usage (`input_tokens` excludes
@@ -515,7 +513,7 @@ pub fn completion_to_message(completion: &Value, id: &str, model: &str) -> Value
         "role": "assistant",
         "model": model,
         "content": content,
-        "stop_reason": stop_reason(choice["finish_reason"].as_str(), false),
+        "stop_reason": stop_reason(choice["finish_reason"].as_str().map(FinishReason::from_openai), false),
         "stop_sequence": Value::Null,
         "usage": usage_to_messages(&completion["usage"]),
     })
@@ -544,7 +542,7 @@ pub struct MessagesStream {
     /// The index the next content block gets.
     next_index: u64,
     signature: Option<String>,
-    finish: Option<String>,
+    finish: Option<FinishReason>,
     usage: Option<Value>,
 }
 
@@ -789,7 +787,7 @@ impl MessagesStream {
             }
         }
         if let Some(f) = choice.finish_reason.as_deref() {
-            self.finish = Some(f.to_owned());
+            self.finish = Some(FinishReason::from_openai(f));
         }
     }
 
@@ -811,7 +809,7 @@ impl MessagesStream {
             out,
             "message_delta",
             &json!({"type": "message_delta",
-                    "delta": {"stop_reason": stop_reason(self.finish.as_deref(), false), "stop_sequence": Value::Null},
+                    "delta": {"stop_reason": stop_reason(self.finish, false), "stop_sequence": Value::Null},
                     "usage": usage}),
         );
         Self::event(out, "message_stop", &json!({"type": "message_stop"}));

@@ -1,6 +1,7 @@
 //! Non-streaming Anthropic `Message` → OpenAI `chat.completion`.
 
 use super::{finish_reason, TranslateError, Usage};
+use crate::finish::FinishReason;
 use serde_json::{json, Map, Value};
 
 /// Translates a complete Anthropic Message into an OpenAI chat completion stamped with `id`, `model` and
@@ -92,7 +93,7 @@ pub fn message_to_chat_completion(
     let finish = msg
         .get("stop_reason")
         .and_then(Value::as_str)
-        .map_or("stop", finish_reason);
+        .map_or(FinishReason::Stop, finish_reason);
     let usage = msg
         .get("usage")
         .map(Usage::from_anthropic)

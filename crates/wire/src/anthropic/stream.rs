@@ -9,6 +9,7 @@
 use super::{finish_reason, TranslateError, UpstreamError, Usage};
 use crate::borrowed::nullable_str;
 use crate::chat_chunk::{ChatChunk, Delta, Stamp};
+use crate::finish::FinishReason;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::borrow::Cow;
@@ -151,8 +152,8 @@ impl StreamTranslator {
         self.done
     }
 
-    /// The OpenAI `finish_reason`, known from `message_delta` on.
-    pub fn finish_reason(&self) -> Option<&str> {
+    /// Why the answer ended, known from `message_delta` on.
+    pub fn finish_reason(&self) -> Option<FinishReason> {
         self.stop_reason.as_deref().map(finish_reason)
     }
 
@@ -215,7 +216,7 @@ impl StreamTranslator {
     }
 
     /// Queues a chunk; the first one also carries the role.
-    fn emit(&mut self, delta: Delta, finish: Option<&'static str>) {
+    fn emit(&mut self, delta: Delta, finish: Option<FinishReason>) {
         let role = !self.role_sent;
         self.role_sent = true;
         self.out.push(ChatChunk {
@@ -385,7 +386,10 @@ impl StreamTranslator {
     }
 
     fn message_stop(&mut self) {
-        let finish = self.stop_reason.as_deref().map_or("stop", finish_reason);
+        let finish = self
+            .stop_reason
+            .as_deref()
+            .map_or(FinishReason::Stop, finish_reason);
         self.emit(Delta::Empty, Some(finish));
         self.done = true;
     }
@@ -577,7 +581,7 @@ mod tests {
             }
         }
         assert!(t.is_done());
-        assert_eq!(t.finish_reason(), Some("stop"));
+        assert_eq!(t.finish_reason(), Some(FinishReason::Stop));
         assert_eq!(t.message_id(), Some("msg_1"));
         let usage = t.usage().unwrap();
         assert_eq!((usage.prompt_tokens(), usage.completion_tokens()), (18, 6));
@@ -658,7 +662,7 @@ mod tests {
             chunks.last().unwrap()["choices"][0]["finish_reason"],
             "tool_calls"
         );
-        assert_eq!(t.finish_reason(), Some("tool_calls"));
+        assert_eq!(t.finish_reason(), Some(FinishReason::ToolCalls));
     }
 
     #[test]
@@ -735,7 +739,7 @@ mod tests {
             ]
         );
         assert_eq!(t.redacted_thinking(), vec!["OPAQUE"]);
-        assert_eq!(t.finish_reason(), Some("length"));
+        assert_eq!(t.finish_reason(), Some(FinishReason::Length));
         assert_eq!(
             t.usage_json().unwrap()["completion_tokens_details"]["reasoning_tokens"],
             20

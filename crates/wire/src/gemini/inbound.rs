@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::anthropic::TranslateError;
+use crate::finish::FinishReason;
 use crate::openai::ChunkView;
 
 /// A Gemini request as the chat request the relay serves.
@@ -640,13 +641,10 @@ fn translate_tools(
     Ok(())
 }
 
-/// Chat `finish_reason` → Gemini `finishReason` (a function call ends with `STOP`, as Gemini's do).
-pub fn finish_reason(finish: Option<&str>) -> &'static str {
-    match finish {
-        Some("length") => "MAX_TOKENS",
-        Some("content_filter") => "SAFETY",
-        _ => "STOP",
-    }
+/// A chat answer's finish reason (none read as `stop`) → Gemini `finishReason`
+/// ([`FinishReason::gemini_finish_reason`]; a function call ends with `STOP`, as Gemini's do).
+pub fn finish_reason(finish: Option<FinishReason>) -> &'static str {
+    finish.unwrap_or(FinishReason::Stop).gemini_finish_reason()
 }
 
 /// Chat usage (`prompt_tokens` with cached ones inside, `completion_tokens` with reasoning inside)
@@ -733,7 +731,7 @@ pub fn completion_to_gemini(
         }
         candidates.push(json!({
             "content": {"parts": parts, "role": "model"},
-            "finishReason": finish_reason(choice["finish_reason"].as_str()),
+            "finishReason": finish_reason(choice["finish_reason"].as_str().map(FinishReason::from_openai)),
             "index": choice["index"].as_u64().unwrap_or(k as u64),
         }));
     }
@@ -833,7 +831,7 @@ pub struct GeminiStream {
     ended: bool,
     calls: Vec<OpenCall>,
     /// Per choice index that finished, its chat finish reason.
-    finish: Vec<(u64, String)>,
+    finish: Vec<(u64, FinishReason)>,
     usage: Option<Value>,
     /// Per choice, the reasoning so far and its signature (an Anthropic route's signed thinking),
     /// which the choice's first call carries back as its `thoughtSignature` (`reasoning_carrier`).
@@ -1095,7 +1093,7 @@ impl GeminiStream {
             if let Some(f) = choice.finish_reason.as_deref() {
                 self.flush_calls(out, Some(k));
                 if !self.finish.iter().any(|(i, _)| *i == k) {
-                    self.finish.push((k, f.to_owned()));
+                    self.finish.push((k, FinishReason::from_openai(f)));
                 }
             }
         }
@@ -1110,14 +1108,14 @@ impl GeminiStream {
         self.flush_calls(out, None);
         self.ended = true;
         if self.finish.is_empty() {
-            self.finish.push((0, "stop".into()));
+            self.finish.push((0, FinishReason::Stop));
         }
         let candidates: Vec<Value> = self
             .finish
             .iter()
             .map(|(k, f)| {
                 json!({"content": {"parts": [{"text": ""}], "role": "model"},
-                       "finishReason": finish_reason(Some(f)), "index": k})
+                       "finishReason": f.gemini_finish_reason(), "index": k})
             })
             .collect();
         let mut last = json!({"candidates": candidates});

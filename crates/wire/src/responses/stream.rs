@@ -17,8 +17,9 @@
 //! tool's call → a `custom_tool_call` item whose `input` is the call's one string argument (its
 //! events are `response.custom_tool_call_input.delta`/`.done`, written when the call closes,
 //! since the input is only known once the JSON arguments are whole). A new kind of output closes
-//! the open item. `finish_reason`
-//! `length` (and DeepSeek's `insufficient_system_resource`) → `response.incomplete` with reason
+//! the open item. The chunk's `finish_reason`, read as a [`FinishReason`] (`max_tokens` too is
+//! read as `length`), gives the ending ([`FinishReason::responses_incomplete_reason`]): `length`
+//! (and DeepSeek's `insufficient_system_resource`) → `response.incomplete` with reason
 //! `max_output_tokens`; `content_filter` → reason `content_filter`; anything else → completed.
 //!
 //! Input and output come in two forms. The general one: a chunk as a `Value`
@@ -36,6 +37,7 @@ use super::request::RequestEcho;
 use super::tools::{ToolNames, ToolOrigin};
 use super::Event;
 use crate::chat_chunk::{ChatChunk, Delta};
+use crate::finish::FinishReason;
 use crate::openai::ChunkView;
 
 /// Where the builder's events go: [`Event`] values, or SSE frames appended to a buffer (the
@@ -176,7 +178,16 @@ struct ChoiceParts<'a> {
     content: Option<&'a str>,
     refusal: Option<&'a str>,
     tool_calls: Vec<CallParts<'a>>,
-    finish_reason: Option<&'a str>,
+    finish_reason: Option<FinishReason>,
+}
+
+/// A chat chunk's `finish_reason`: OpenAI's ([`FinishReason::from_openai`]), and Anthropic's
+/// `max_tokens` as `length`.
+fn read_finish(reason: &str) -> FinishReason {
+    match reason {
+        "max_tokens" => FinishReason::Length,
+        other => FinishReason::from_openai(other),
+    }
 }
 
 /// One `delta.tool_calls[]` entry.
@@ -513,7 +524,7 @@ pub struct StreamBuilder {
     /// what a tool-call delta continues, found without scanning the items.
     calls_by_index: HashMap<u64, usize>,
     calls_by_id: HashMap<(u64, String), usize>,
-    finish_reason: Option<String>,
+    finish_reason: Option<FinishReason>,
     chat_usage: Option<Value>,
     status: &'static str,
     error: Value,
@@ -594,7 +605,10 @@ impl StreamBuilder {
             return;
         };
         let mut parts = ChoiceParts {
-            finish_reason: choice.get("finish_reason").and_then(Value::as_str),
+            finish_reason: choice
+                .get("finish_reason")
+                .and_then(Value::as_str)
+                .map(read_finish),
             ..ChoiceParts::default()
         };
         if let Some(delta) = choice.get("delta").or_else(|| choice.get("message")) {
@@ -655,7 +669,7 @@ impl StreamBuilder {
                     arguments: call.function.arguments.as_deref().unwrap_or(""),
                 })
                 .collect(),
-            finish_reason: choice.finish_reason.as_deref(),
+            finish_reason: choice.finish_reason.as_deref().map(read_finish),
         };
         self.push_choice(parts, out);
     }
@@ -752,7 +766,7 @@ impl StreamBuilder {
             self.tool_call_delta(pos as u64, call, out);
         }
         if let Some(reason) = parts.finish_reason {
-            self.finish_reason = Some(reason.to_string());
+            self.finish_reason = Some(reason);
             // Close the last item now, so its done events do not wait for the usage chunk.
             let status = match self.terminal() {
                 Terminal::Completed => "completed",
@@ -897,12 +911,12 @@ impl StreamBuilder {
     }
 
     fn terminal(&self) -> Terminal {
-        match self.finish_reason.as_deref() {
-            Some("length") | Some("max_tokens") | Some("insufficient_system_resource") => {
-                Terminal::Incomplete("max_output_tokens")
-            }
-            Some("content_filter") => Terminal::Incomplete("content_filter"),
-            _ => Terminal::Completed,
+        match self
+            .finish_reason
+            .and_then(FinishReason::responses_incomplete_reason)
+        {
+            Some(reason) => Terminal::Incomplete(reason),
+            None => Terminal::Completed,
         }
     }
 

@@ -939,7 +939,7 @@ fn borrowed_and_typed_chunks_write_the_bytes_of_the_value_path() {
         stamp: stamp.clone(),
         role: false,
         delta,
-        finish_reason: finish,
+        finish_reason: finish.map(crate::finish::FinishReason::from_openai),
     };
     let typed_chunks = [
         typed(Delta::Content(String::new()), None),

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 use super::{Chunk, Malformed, UpstreamEvent, UpstreamProblem};
 use crate::chat_chunk::{ChatChunk, Delta, Stamp};
+use crate::finish::FinishReason;
 use crate::usage::Usage;
 
 /// The fields a Responses event is read for; everything else is skipped unparsed.
@@ -123,15 +124,15 @@ impl ResponsesReader {
             "response.completed" | "response.incomplete" => {
                 let whole: Value = serde_json::from_slice(data).map_err(|_| Malformed)?;
                 let response = &whole["response"];
-                let reason = match (
-                    head.kind.as_ref(),
-                    response["incomplete_details"]["reason"].as_str(),
-                ) {
-                    ("response.incomplete", Some("content_filter")) => "content_filter",
-                    ("response.incomplete", _) => "length",
-                    _ if self.called => "tool_calls",
-                    _ => "stop",
+                let status = match head.kind.as_ref() {
+                    "response.incomplete" => "incomplete",
+                    _ => "completed",
                 };
+                let reason = FinishReason::from_responses(
+                    status,
+                    response["incomplete_details"]["reason"].as_str(),
+                    self.called,
+                );
                 out.push(UpstreamEvent::Finish(reason));
                 if let Some(usage) = Usage::from_responses(&response["usage"]) {
                     let chunk = json!({
@@ -206,17 +207,13 @@ pub fn response_to_chat_completion(response: &Value) -> Option<Value> {
             _ => {}
         }
     }
-    let finish = match (
+    let finish = FinishReason::from_responses(
         status,
         response
             .pointer("/incomplete_details/reason")
             .and_then(Value::as_str),
-    ) {
-        ("incomplete", Some("content_filter")) => "content_filter",
-        ("incomplete", _) => "length",
-        _ if !calls.is_empty() => "tool_calls",
-        _ => "stop",
-    };
+        !calls.is_empty(),
+    );
     let mut message = json!({"role": "assistant", "content": content});
     if !reasoning.is_empty() {
         message["reasoning_content"] = Value::String(reasoning);

@@ -374,7 +374,8 @@ fn recorded_anthropic_streams() {
             .filter_map(|e| serde_json::from_slice(&e.data).ok())
             .collect();
         let delta = datas.iter().find(|v| v["type"] == "message_delta").unwrap();
-        let reason = anthropic::finish_reason(delta["delta"]["stop_reason"].as_str().unwrap());
+        let reason =
+            anthropic::finish_reason(delta["delta"]["stop_reason"].as_str().unwrap()).as_openai();
         let finish_at = seen
             .kinds
             .iter()
