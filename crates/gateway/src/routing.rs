@@ -78,7 +78,7 @@ fn weighted_order(candidates: &mut [Candidate], rng: &mut impl rand::Rng) {
 
 /// Puts the candidate for `route` (a conversation's bound route) first, when it is one.
 pub(crate) fn prefer(candidates: &mut [Candidate], route: &RouteId) {
-    if let Some(i) = candidates.iter().position(|c| c.key == *route) {
+    if let Some(i) = candidates.iter().position(|c| c.route.key() == route) {
         candidates[..=i].rotate_right(1);
     }
 }
@@ -243,8 +243,6 @@ impl RouteHealth {
 #[derive(Debug, Clone)]
 pub struct Candidate {
     pub route: Route,
-    /// `route.id` (shared, not copied).
-    pub key: RouteId,
     /// This request is the half-open probe of the route's breaker.
     pub probe: bool,
 }
@@ -328,7 +326,7 @@ impl Routing {
         };
         for route in &model.routes {
             let key = route.key();
-            if out.iter().any(|c: &Candidate| c.key == *key) {
+            if out.iter().any(|c: &Candidate| c.route.key() == key) {
                 continue; // the same route reached through two models of an auto chain
             }
             let health = routes.entry(key.clone()).or_insert_with(RouteHealth::new);
@@ -360,13 +358,17 @@ impl Routing {
             };
             out.push(Candidate {
                 route: route.clone(),
-                key: key.clone(),
                 probe,
             });
         }
         if matches!(model.auto, Some(AutoKind::Fastest { .. })) {
             // Unmeasured routes first (so they get measured), then the fastest; stable.
-            out.sort_by_key(|c| routes.get(&c.key).and_then(|h| h.ttft_ewma_us).unwrap_or(0));
+            out.sort_by_key(|c| {
+                routes
+                    .get(c.route.key())
+                    .and_then(|h| h.ttft_ewma_us)
+                    .unwrap_or(0)
+            });
         }
         if model.strategy == Strategy::Balance {
             weighted_order(&mut out, &mut rand::thread_rng());
@@ -519,7 +521,6 @@ impl Routing {
 
 fn plain(route: &Route) -> Candidate {
     Candidate {
-        key: route.id.clone(),
         route: route.clone(),
         probe: false,
     }
@@ -639,7 +640,7 @@ chain = ["m"]
     }
 
     fn keys(c: &[Candidate]) -> Vec<&str> {
-        c.iter().map(|c| c.key.as_str()).collect()
+        c.iter().map(|c| c.route.key().as_str()).collect()
     }
 
     /// Paused time: the cooldown ends when the test says so, never because the machine was slow.

@@ -211,7 +211,7 @@ async fn open_inner(
     }
     let won = |cand: &Candidate| {
         if let Some(c) = &conversation {
-            affinity::bind(gw, c, &cand.key);
+            affinity::bind(gw, c, cand.route.key());
         }
     };
     let n = candidates.len();
@@ -236,7 +236,8 @@ async fn open_inner(
             };
             let hedged = hedge(run, delay).await?;
             if let Some((i, elapsed)) = hedged.slower {
-                gw.routing.record_slower_than(&candidates[i].key, elapsed);
+                gw.routing
+                    .record_slower_than(candidates[i].route.key(), elapsed);
             }
             attempts += hedged.sends;
             for (i, outcome) in hedged.failures {
@@ -335,7 +336,7 @@ async fn open_inner(
             }
             Err(e) => {
                 settlement.meter.upstream_answered(e.upstream_status());
-                tracing::debug!(route = %cand.key, error = %e, "route failed, trying the next");
+                tracing::debug!(route = %cand.route.key(), error = %e, "route failed, trying the next");
                 note_failure(gw, policy, cand, caller, &e, &mut turns.retry_at[i]);
                 last_error = Some((e, kind_of(gw, &cand.route)));
             }
@@ -393,10 +394,10 @@ fn note_failure(
 ) {
     let why = e.to_string();
     match (e, e.cause()) {
-        (UpstreamError::Credential(_), _) => gw.routing.record_down(&cand.key, &why),
+        (UpstreamError::Credential(_), _) => gw.routing.record_down(cand.route.key(), &why),
         (_, Cause::Route(blame)) => {
             let key = HealthKey {
-                route: cand.key.clone(),
+                route: cand.route.key().clone(),
                 caller: caller.to_owned(),
             };
             gw.routing.record_failure(&key, blame, &why);
@@ -561,7 +562,7 @@ fn opened(
     attempts: u32,
 ) -> Opened {
     let key = HealthKey {
-        route: cand.key.clone(),
+        route: cand.route.key().clone(),
         caller: caller.to_owned(),
     };
     gw.routing.record_success(&key, Some(ttft));
@@ -577,20 +578,20 @@ fn opened(
     settlement.meter.dropped_parts(&dropped);
     if !dropped.is_empty() {
         tracing::info!(
-            route = %cand.key,
+            route = %cand.route.key(),
             dropped = %dropped.join(","),
             "the route's dialect cannot carry parts of the request; served without them"
         );
     }
     let served = Served {
-        route: Some(cand.key.clone()),
+        route: Some(cand.route.key().clone()),
         attempts,
         rate: settlement.rate,
         dropped,
     };
     settlement
         .meter
-        .served(&cand.key, cand.route.prices.clone(), attempts);
+        .served(cand.route.key(), cand.route.prices.clone(), attempts);
     match answer {
         Answer::Json(body, native) => Opened::Json {
             body,

@@ -4,8 +4,6 @@
 //! never defined (OpenAI's, Anthropic's or Gemini's) is `stop`. Streamed or not, and the ledger
 //! records the same ending.
 
-use std::time::Duration;
-
 use mock_upstream::MockUpstream;
 use serde_json::{json, Value};
 use switchyard::store::ledger::EndReason;
@@ -62,16 +60,6 @@ output_price = "2.50"
     (harness::start(&text).await, mock)
 }
 
-async fn end_reason(gw: &TestGateway, id: &str) -> EndReason {
-    gw.gw
-        .ledger
-        .wait_for_entry(id, Duration::from_secs(20))
-        .await
-        .unwrap()
-        .unwrap_or_else(|| panic!("no ledger entry for {id}"))
-        .end_reason
-}
-
 /// A chat answer's `finish_reason` (whole, then streamed: the last chunk that has one) and the
 /// ledger's ending of each.
 async fn chat_finish(gw: &TestGateway, model: &str) -> Vec<(String, EndReason)> {
@@ -102,7 +90,7 @@ async fn chat_finish(gw: &TestGateway, model: &str) -> Vec<(String, EndReason)> 
             .as_str()
             .unwrap_or_else(|| panic!("{body}"))
             .to_owned();
-        out.push((finish, end_reason(gw, &id).await));
+        out.push((finish, gw.entry(&id).await.end_reason));
     }
     out
 }

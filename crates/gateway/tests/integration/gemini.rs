@@ -4,12 +4,9 @@
 //! stop as `content_filter`, a refusal of the request passed to the caller, and the official OpenAI
 //! Python SDK reading a Gemini-backed stream.
 
-use std::time::Duration;
-
 use mock_upstream::MockUpstream;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use switchyard::store::ledger::UsageEntryRow;
 
 use crate::harness::{self, data_events, joined, parse_sse, request_id, user, TestGateway};
 use crate::sdk_runner::{command, run as run_script, Lang};
@@ -44,15 +41,6 @@ output_price = "10.00"
         base = mock.base_url()
     );
     (harness::start(&text).await, mock)
-}
-
-async fn entry(gw: &TestGateway, id: &str) -> UsageEntryRow {
-    gw.gw
-        .ledger
-        .wait_for_entry(id, Duration::from_secs(20))
-        .await
-        .unwrap()
-        .unwrap_or_else(|| panic!("no ledger entry for {id}"))
 }
 
 fn at(tokens: i64, price: &str) -> Decimal {
@@ -129,7 +117,7 @@ async fn a_streamed_answer_is_translated_and_billed_at_the_reported_usage() {
         ),
         (Some(40), Some(12))
     );
-    let e = entry(&gw, &id).await;
+    let e = gw.entry(&id).await;
     assert_eq!((e.prompt_tokens, e.completion_tokens), (40, 12));
     assert_eq!(e.token_source, "provider_reported");
     assert_eq!(e.cost.to_usd(), at(40, "0.30") + at(12, "2.50"));
@@ -173,7 +161,7 @@ async fn a_whole_answer_carries_reasoning_and_bills_thoughts_as_output() {
         json!({"includeThoughts": true, "thinkingBudget": 2048})
     );
     assert_eq!(sent.body["generationConfig"]["maxOutputTokens"], 50 + 2048);
-    let e = entry(&gw, &id).await;
+    let e = gw.entry(&id).await;
     assert_eq!(e.completion_tokens, 11);
     assert_eq!(
         e.cost.to_usd(),
@@ -307,7 +295,7 @@ output_price = "1.00"
     assert!(!joined(&items, "content").is_empty());
     assert!(gmock.requests()[0].path.contains(":streamGenerateContent"));
     assert_eq!(mock.requests()[0].path, "/v1/chat/completions");
-    let e = entry(&gw, &id).await;
+    let e = gw.entry(&id).await;
     assert_eq!(e.provider.as_deref(), Some("backup"));
     assert!(e.attempts >= 2, "{}", e.attempts);
 }

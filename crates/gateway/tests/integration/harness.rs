@@ -42,6 +42,16 @@ impl TestGateway {
             .bearer_auth(&self.key)
             .json(&body)
     }
+
+    /// The ledger entry of request `id`, once written (waiting up to 20 s; none is a failure).
+    pub(crate) async fn entry(&self, id: &str) -> switchyard::store::ledger::UsageEntryRow {
+        self.gw
+            .ledger
+            .wait_for_entry(id, std::time::Duration::from_secs(20))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no ledger entry for {id}"))
+    }
 }
 
 impl Drop for TestGateway {
